@@ -1,0 +1,137 @@
+# Outpost: build, run and test.
+#
+#   make run     install what is missing (apt-get), build, start Outpost
+#   make test    install what is missing, build, run every test that runs here
+#   make bench   benchmarks (docs/BENCHMARKS.md)
+#
+# Everything is built into build/ (release) and build/asan/ (ASan+UBSan).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+CC  ?= gcc
+CXX ?= g++
+# Debian's python3 has the modules the tests need (pytest, pydicom); a
+# pyenv python3 earlier on PATH does not.
+PYTHON := /usr/bin/python3
+
+BUILD ?= build
+VERSION := $(shell cat VERSION)
+
+WARN      := -Wall -Wextra -Werror
+CFLAGS    ?= -O2 -g
+CXXFLAGS  ?= -O2 -g
+CPPFLAGS  += -D_GNU_SOURCE -DOP_VERSION='"$(VERSION)"' -Iservices
+ALL_CFLAGS   = -std=c11 $(WARN) -pthread -fno-strict-aliasing $(CFLAGS)
+# Debian's DCMTK headers need C++17.
+ALL_CXXFLAGS = -std=c++17 $(WARN) -pthread $(CXXFLAGS)
+
+# pkg-config dcmtk fails on Debian 12 (its .pc requires sndfile).
+DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
+COMMON_LIBS := -lsqlite3 -linih -lsodium -pthread
+
+# --- sources ---------------------------------------------------------------
+
+COMMON_SRC   := $(wildcard services/common/*.c)
+RECEIVER_SRC := $(wildcard services/receiver/*.c)
+RECEIVER_CXX := $(wildcard services/receiver/*.cc)
+
+obj = $(patsubst %.c,$(1)/obj/%.o,$(filter %.c,$(2))) \
+      $(patsubst %.cc,$(1)/obj/%.o,$(filter %.cc,$(2)))
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(ALL_CXXFLAGS) -MMD -MP -c $< -o $@
+
+COMMON_OBJ   := $(call obj,$(BUILD),$(COMMON_SRC))
+RECEIVER_OBJ := $(call obj,$(BUILD),$(RECEIVER_SRC) $(RECEIVER_CXX))
+
+$(BUILD)/outpost-receiver: $(RECEIVER_OBJ) $(COMMON_OBJ)
+	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ $(DCMTK_LIBS) $(COMMON_LIBS)
+
+# --- unit tests (cmocka), one binary per module ----------------------------
+#
+# tests/unit/test_<module>.c tests services/*/<module>.c; it links the common
+# library and, for receiver modules, the receiver's objects except main.
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+RECEIVER_LIB_OBJ := $(filter-out %/main.o,$(RECEIVER_OBJ))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJ) $(RECEIVER_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ -lcmocka $(DCMTK_LIBS) $(COMMON_LIBS)
+
+all: $(BUILD)/outpost-receiver $(UNIT_BINS)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# --- dependencies -----------------------------------------------------------
+#
+# Debian 12 packages. Build: compilers and libraries. Test: the real peers.
+DEPS_BUILD := gcc g++ make libdcmtk-dev libsqlite3-dev libinih-dev \
+              libsodium-dev libcmocka-dev
+DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
+              python3-numpy clang-format procps
+DEPS := $(DEPS_BUILD) $(DEPS_TEST)
+
+# Quick when everything is there: one dpkg-query, no apt-get.
+deps:
+	@missing=$$(dpkg-query -W -f='$${Package} $${db:Status-Status}\n' $(DEPS) 2>/dev/null \
+	  | awk '$$2 != "installed" {print $$1}'; \
+	  for p in $(DEPS); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing// }" ]; then \
+	  echo "deps: installing $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends $$missing \
+	    || { apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; }; \
+	fi
+
+# --- run ---------------------------------------------------------------------
+
+run: deps all
+	@scripts/run-dev $(BUILD)
+
+# --- tests -------------------------------------------------------------------
+
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+
+unit: all
+	@scripts/run-unit $(BUILD)/tests
+
+unit-asan:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
+	  CFLAGS="$(ASAN_FLAGS)" CXXFLAGS="$(ASAN_FLAGS)" all
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  scripts/run-unit $(BUILD)/asan/tests
+
+integration: all
+	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test: deps check-style unit unit-asan integration
+
+bench: deps all
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
+
+# --- style -------------------------------------------------------------------
+
+STYLE_FILES = $(shell git ls-files 'services/*.c' 'services/*.h' 'services/*.cc' \
+                'tests/*.c' 'tests/*.h' 2>/dev/null)
+
+check-style:
+	@scripts/check-style $(STYLE_FILES)
+
+format:
+	clang-format -i $(STYLE_FILES)
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all deps run unit unit-asan integration test bench check-style format clean

@@ -1,0 +1,3 @@
+build/obj/services/common/log.o: services/common/log.c \
+ services/common/log.h
+services/common/log.h:

@@ -1,0 +1,421 @@
+/*
+ * config: the INI file, key by key (see config.h and README.md).
+ *
+ * Keys are described by one table; the parser, the validation and
+ * --check-config's printout all walk it, so a key cannot be parsed but not
+ * printed, or documented in one place and spelled differently in another.
+ */
+#include "common/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { K_STRING, K_AE, K_IPV4, K_INT, K_SIZE, K_AE_LIST, K_CIDR_LIST, K_LOG_LEVEL };
+
+struct key {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	size_t size;        /* K_STRING: buffer size */
+	long long min, max; /* K_INT */
+};
+
+#define F(member) offsetof(op_config, member), sizeof(((op_config *)0)->member)
+
+static const struct key keys[] = {
+	{ "receiver", "ae_title", K_AE, F(receiver.ae_title), 0, 0 },
+	{ "receiver", "bind", K_IPV4, F(receiver.bind), 0, 0 },
+	{ "receiver", "port", K_INT, F(receiver.port), 1, 65535 },
+	{ "receiver", "allowed_calling_aets", K_AE_LIST, F(receiver.allowed_calling_aets), 0, 0 },
+	{ "receiver", "allowed_hosts", K_CIDR_LIST, F(receiver.allowed_hosts), 0, 0 },
+	{ "receiver", "max_associations", K_INT, F(receiver.max_associations), 1, 256 },
+	{ "receiver", "max_pdu", K_INT, F(receiver.max_pdu), OP_PDU_MIN, OP_PDU_MAX },
+	{ "receiver", "acse_timeout", K_INT, F(receiver.acse_timeout), 1, 3600 },
+	{ "receiver", "dimse_timeout", K_INT, F(receiver.dimse_timeout), 1, 86400 },
+	{ "spool", "dir", K_STRING, F(spool.dir), 0, 0 },
+	{ "spool", "max_bytes", K_SIZE, F(spool.max_bytes), 0, 0 },
+	{ "spool", "min_free_bytes", K_SIZE, F(spool.min_free_bytes), 0, 0 },
+	{ "spool", "keep_sent_bytes", K_SIZE, F(spool.keep_sent_bytes), 0, 0 },
+	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+void op_config_defaults(op_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->receiver.ae_title, sizeof(cfg->receiver.ae_title), "OUTPOST");
+	snprintf(cfg->receiver.bind, sizeof(cfg->receiver.bind), "0.0.0.0");
+	cfg->receiver.port = 11112;
+	cfg->receiver.max_associations = 16;
+	cfg->receiver.max_pdu = OP_PDU_MAX;
+	cfg->receiver.acse_timeout = 30;
+	cfg->receiver.dimse_timeout = 60;
+	snprintf(cfg->spool.dir, sizeof(cfg->spool.dir), "var/spool");
+	cfg->spool.max_bytes = 0;
+	cfg->spool.min_free_bytes = 512ULL << 20;
+	cfg->spool.keep_sent_bytes = 1ULL << 30;
+	cfg->log_level = OP_LOG_INFO;
+}
+
+int op_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -ERANGE;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 'T':
+		shift = 40;
+		end++;
+		break;
+	default: break;
+	}
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end)
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+int op_cidr_parse(const char *s, op_cidr *out)
+{
+	char buf[32];
+	struct in_addr a;
+	char *slash, *end;
+	long bits = 32;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	snprintf(buf, sizeof(buf), "%s", s);
+	slash = strchr(buf, '/');
+	if (slash) {
+		*slash = '\0';
+		if (!isdigit((unsigned char)slash[1]))
+			return -EINVAL;
+		bits = strtol(slash + 1, &end, 10);
+		if (*end || bits < 0 || bits > 32)
+			return -EINVAL;
+	}
+	if (inet_pton(AF_INET, buf, &a) != 1)
+		return -EINVAL;
+	out->mask = bits == 0 ? 0 : 0xffffffffu << (32 - bits);
+	out->addr = ntohl(a.s_addr) & out->mask;
+	return 0;
+}
+
+int op_cidr_match(const op_cidr *nets, int n, uint32_t addr)
+{
+	for (int i = 0; i < n; i++)
+		if ((addr & nets[i].mask) == nets[i].addr)
+			return 1;
+	return 0;
+}
+
+int op_ae_title_valid(const char *s)
+{
+	size_t n = strlen(s);
+	int only_spaces = 1;
+
+	if (n == 0 || n > OP_AE_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || c == '\\')
+			return 0;
+		if (c != ' ')
+			only_spaces = 0;
+	}
+	return !only_spaces;
+}
+
+/* --- parsing ------------------------------------------------------------- */
+
+struct parse {
+	op_config *cfg;
+	const char *path;
+	FILE *file;
+	int line;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct parse *p, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->line, msg);
+	p->failed = 1;
+	return 0; /* tells inih to stop */
+}
+
+/* Splits a list on commas and whitespace; calls fn for each item. */
+static int each_item(const char *value, int (*fn)(void *, const char *), void *arg)
+{
+	char buf[4096];
+	char *save = NULL, *item;
+	int rc;
+
+	if (strlen(value) >= sizeof(buf))
+		return -E2BIG;
+	snprintf(buf, sizeof(buf), "%s", value);
+	for (item = strtok_r(buf, ", \t", &save); item; item = strtok_r(NULL, ", \t", &save)) {
+		rc = fn(arg, item);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+struct list_ctx {
+	struct parse *p;
+	const char *key;
+	op_config *cfg;
+};
+
+static int add_ae(void *arg, const char *item)
+{
+	struct list_ctx *l = arg;
+	op_receiver_config *r = &l->cfg->receiver;
+
+	if (!op_ae_title_valid(item)) {
+		fail(l->p, "%s: '%s' is not an AE title (1-16 characters, no backslash)", l->key,
+		     item);
+		return -EINVAL;
+	}
+	if (r->n_allowed_calling_aets == OP_LIST_MAX) {
+		fail(l->p, "%s: more than %d entries", l->key, OP_LIST_MAX);
+		return -E2BIG;
+	}
+	snprintf(r->allowed_calling_aets[r->n_allowed_calling_aets++], OP_AE_MAX + 1, "%s", item);
+	return 0;
+}
+
+static int add_cidr(void *arg, const char *item)
+{
+	struct list_ctx *l = arg;
+	op_receiver_config *r = &l->cfg->receiver;
+
+	if (r->n_allowed_hosts == OP_LIST_MAX) {
+		fail(l->p, "%s: more than %d entries", l->key, OP_LIST_MAX);
+		return -E2BIG;
+	}
+	if (op_cidr_parse(item, &r->allowed_hosts[r->n_allowed_hosts]) < 0) {
+		fail(l->p, "%s: '%s' is not an IPv4 address or network (e.g. 10.1.2.0/24)", l->key,
+		     item);
+		return -EINVAL;
+	}
+	r->n_allowed_hosts++;
+	return 0;
+}
+
+static int set_key(struct parse *p, const struct key *k, const char *value)
+{
+	char *field = (char *)p->cfg + k->offset;
+	struct list_ctx l = { p, k->name, p->cfg };
+	struct in_addr a;
+	uint64_t size;
+	long long v;
+	char *end;
+
+	switch (k->type) {
+	case K_STRING:
+		if (!*value)
+			return fail(p, "%s must not be empty", k->name);
+		if (strlen(value) >= k->size)
+			return fail(p, "%s is too long (at most %zu characters)", k->name,
+				    k->size - 1);
+		snprintf(field, k->size, "%s", value);
+		return 1;
+	case K_AE:
+		if (!op_ae_title_valid(value))
+			return fail(p,
+				    "%s: '%s' is not an AE title (1-16 characters, no backslash)",
+				    k->name, value);
+		snprintf(field, k->size, "%s", value);
+		return 1;
+	case K_IPV4:
+		if (inet_pton(AF_INET, value, &a) != 1)
+			return fail(p, "%s: '%s' is not an IPv4 address", k->name, value);
+		snprintf(field, k->size, "%s", value);
+		return 1;
+	case K_INT:
+		errno = 0;
+		v = strtoll(value, &end, 10);
+		if (!*value || *end || errno || v < k->min || v > k->max)
+			return fail(p, "%s: '%s' is not a whole number from %lld to %lld", k->name,
+				    value, k->min, k->max);
+		if (k->size == sizeof(uint16_t))
+			*(uint16_t *)field = (uint16_t)v;
+		else if (k->size == sizeof(uint32_t))
+			*(uint32_t *)field = (uint32_t)v;
+		else
+			return fail(p, "%s: internal error: bad field size", k->name);
+		return 1;
+	case K_SIZE:
+		if (op_parse_size(value, &size) < 0)
+			return fail(p,
+				    "%s: '%s' is not a size (a number with an optional k, M, G "
+				    "or T suffix)",
+				    k->name, value);
+		*(uint64_t *)field = size;
+		return 1;
+	case K_AE_LIST:
+		p->cfg->receiver.n_allowed_calling_aets = 0;
+		return each_item(value, add_ae, &l) == 0;
+	case K_CIDR_LIST:
+		p->cfg->receiver.n_allowed_hosts = 0;
+		return each_item(value, add_cidr, &l) == 0;
+	case K_LOG_LEVEL:
+		if (op_log_level_parse(value, (enum op_log_level *)field) < 0)
+			return fail(p, "%s: '%s' is not one of debug, info, warn, error", k->name,
+				    value);
+		return 1;
+	}
+	return fail(p, "%s: internal error: unknown key type", k->name);
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *p = user;
+	int known_section = 0;
+
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (strcmp(keys[i].section, section) != 0)
+			continue;
+		known_section = 1;
+		if (strcmp(keys[i].name, name) == 0)
+			return set_key(p, &keys[i], value);
+	}
+	if (!*section)
+		return fail(p, "'%s' is outside any [section]", name);
+	if (!known_section)
+		return fail(p, "unknown section [%s]", section);
+	return fail(p, "unknown key '%s' in [%s]", name, section);
+}
+
+/* An ini_reader that counts lines, so errors found by on_key name the line. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+	char *s = fgets(str, num, p->file);
+
+	if (s)
+		p->line++;
+	return s;
+}
+
+int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct parse p = { cfg, path, NULL, 0, err, errlen, 0 };
+	int rc;
+
+	op_config_defaults(cfg);
+	p.file = fopen(path, "re");
+	if (!p.file) {
+		rc = -errno;
+		snprintf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
+		return rc;
+	}
+	rc = ini_parse_stream(read_line, &p, on_key, &p);
+	fclose(p.file);
+	if (p.failed)
+		return -EINVAL;
+	if (rc != 0) {
+		p.line = rc > 0 ? rc : p.line;
+		fail(&p, "syntax error (expected [section] or key = value)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --- printing ------------------------------------------------------------ */
+
+static void print_key(const op_config *cfg, const struct key *k, FILE *out)
+{
+	const char *field = (const char *)cfg + k->offset;
+	const op_receiver_config *r = &cfg->receiver;
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	struct in_addr a;
+	char ip[INET_ADDRSTRLEN];
+
+	fprintf(out, "%s = ", k->name);
+	switch (k->type) {
+	case K_STRING:
+	case K_AE:
+	case K_IPV4: fputs(field, out); break;
+	case K_INT:
+		if (k->size == sizeof(uint16_t))
+			fprintf(out, "%u", *(const uint16_t *)field);
+		else
+			fprintf(out, "%" PRIu32, *(const uint32_t *)field);
+		break;
+	case K_SIZE: fprintf(out, "%" PRIu64, *(const uint64_t *)field); break;
+	case K_AE_LIST:
+		for (int i = 0; i < r->n_allowed_calling_aets; i++)
+			fprintf(out, "%s%s", i ? ", " : "", r->allowed_calling_aets[i]);
+		break;
+	case K_CIDR_LIST:
+		for (int i = 0; i < r->n_allowed_hosts; i++) {
+			int bits = __builtin_popcount(r->allowed_hosts[i].mask);
+			a.s_addr = htonl(r->allowed_hosts[i].addr);
+			inet_ntop(AF_INET, &a, ip, sizeof(ip));
+			fprintf(out, "%s%s/%d", i ? ", " : "", ip, bits);
+		}
+		break;
+	case K_LOG_LEVEL: fputs(levels[*(const enum op_log_level *)field], out); break;
+	}
+	fputc('\n', out);
+}
+
+void op_config_print(const op_config *cfg, FILE *out)
+{
+	const char *section = "";
+
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (strcmp(section, keys[i].section) != 0) {
+			section = keys[i].section;
+			fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+		}
+		print_key(cfg, &keys[i], out);
+	}
+}

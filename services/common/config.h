@@ -1,0 +1,83 @@
+/*
+ * config: Outpost's one INI file (parsed with libinih), shared by every
+ * service. Each service reads the whole file, so a key in the wrong section
+ * or a typo is an error everywhere, not silently ignored by one program.
+ *
+ * Sizes take the suffixes k, M, G, T (powers of 1024). The reference of
+ * every key is in README.md; op_config_defaults() is the embedded default
+ * configuration that `make run` uses.
+ */
+#ifndef OP_CONFIG_H
+#define OP_CONFIG_H
+
+#include <limits.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/log.h"
+
+#define OP_AE_MAX 16      /* DICOM AE title: at most 16 characters */
+#define OP_LIST_MAX 64    /* entries in allowed_calling_aets, allowed_hosts */
+#define OP_PDU_MIN 4096   /* DCMTK's ASC_MINIMUMPDUSIZE */
+#define OP_PDU_MAX 131072 /* DCMTK's ASC_MAXIMUMPDUSIZE */
+
+/* An IPv4 network: addr and mask in host byte order. */
+typedef struct op_cidr {
+	uint32_t addr;
+	uint32_t mask;
+} op_cidr;
+
+typedef struct op_receiver_config {
+	char ae_title[OP_AE_MAX + 1];
+	char bind[16]; /* dotted IPv4 address */
+	uint16_t port;
+	char allowed_calling_aets[OP_LIST_MAX][OP_AE_MAX + 1];
+	int n_allowed_calling_aets; /* 0 = any calling AE title */
+	op_cidr allowed_hosts[OP_LIST_MAX];
+	int n_allowed_hosts; /* 0 = any host */
+	int max_associations;
+	uint32_t max_pdu;
+	int acse_timeout;  /* seconds */
+	int dimse_timeout; /* seconds */
+} op_receiver_config;
+
+typedef struct op_spool_config {
+	char dir[3072];           /* OP_DIR_MAX */
+	uint64_t max_bytes;       /* 0 = no limit but the disk */
+	uint64_t min_free_bytes;  /* refuse when the disk would have less */
+	uint64_t keep_sent_bytes; /* sent objects kept as a local cache */
+} op_spool_config;
+
+typedef struct op_config {
+	op_receiver_config receiver;
+	op_spool_config spool;
+	enum op_log_level log_level;
+} op_config;
+
+/* Fills cfg with the embedded defaults. */
+void op_config_defaults(op_config *cfg);
+
+/*
+ * Loads path over the defaults. On error returns -EINVAL (or -errno when the
+ * file cannot be read) and writes "FILE:LINE: what is wrong" into err.
+ */
+int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Writes the effective configuration as INI (for --check-config). */
+void op_config_print(const op_config *cfg, FILE *out);
+
+/* "512", "64k", "10M", "2G", "1T" -> bytes. Returns 0 or -EINVAL/-ERANGE. */
+int op_parse_size(const char *s, uint64_t *out);
+
+/* "10.0.0.0/8" or "192.168.1.7" -> network. Returns 0 or -EINVAL. */
+int op_cidr_parse(const char *s, op_cidr *out);
+
+/* Is addr (host byte order) inside one of the n networks? */
+int op_cidr_match(const op_cidr *nets, int n, uint32_t addr);
+
+/* Is s a valid AE title (1-16 characters, no backslash or control, not
+ * only spaces)? */
+int op_ae_title_valid(const char *s);
+
+#endif

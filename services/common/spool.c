@@ -1,0 +1,997 @@
+/*
+ * spool: files in a content-addressed tree, rows in sqlite (see spool.h).
+ *
+ * The order of a commit is what keeps the one promise:
+ *
+ *   write tmp/X, fdatasync(X), rename(X, objects/ab/<hash>.dcm),
+ *   fsync(objects/ab), then COMMIT the row (WAL, synchronous=FULL)
+ *
+ * A crash before the rename leaves a partial file in tmp/ (removed at
+ * recovery; the instance was never acknowledged). A crash after the rename
+ * but before the COMMIT leaves a complete orphan that recovery indexes.
+ *
+ * Group commit: a thread that wants a row committed queues it; if no other
+ * thread is committing, it becomes the leader and commits everything queued
+ * in one transaction, and repeats until the queue is empty. Followers wait on
+ * a condition variable. One fsync of the WAL then serves many instances.
+ */
+#include "common/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+struct pending {
+	const op_instance *inst;
+	const char *hash;
+	uint64_t size;
+	int rc;
+	enum op_spool_outcome outcome;
+	int may_unlink;                 /* no row held this content before the batch */
+	char old_hash[OP_HASH_HEX + 1]; /* replaced version, if unreferenced now */
+	uint64_t old_size;
+	int done;
+	struct pending *next;
+};
+
+struct op_spool {
+	char dir[OP_DIR_MAX];
+	char db_path[PATH_MAX];
+	sqlite3 *db;
+
+	pthread_mutex_t mu; /* usage, limits */
+	op_spool_limits limits;
+	op_spool_usage usage;
+
+	pthread_mutex_t gc_mu; /* group commit queue */
+	pthread_cond_t gc_cv;
+	struct pending *gc_head, *gc_tail;
+	int gc_leader;
+};
+
+struct op_spool_object {
+	op_spool *sp;
+	int fd;
+	int failed;
+	uint64_t size;
+	crypto_generichash_state hash;
+	int finished; /* flushed and fdatasync'd */
+	size_t buffered;
+	unsigned char buf[16384];
+	char path[PATH_MAX];
+};
+
+static const char schema_v1[] =
+	"CREATE TABLE instances ("
+	" id INTEGER PRIMARY KEY,"
+	" sop_instance_uid TEXT NOT NULL UNIQUE,"
+	" sop_class_uid TEXT NOT NULL,"
+	" study_uid TEXT NOT NULL,"
+	" series_uid TEXT NOT NULL,"
+	" transfer_syntax TEXT NOT NULL,"
+	" patient_id TEXT NOT NULL DEFAULT '',"
+	" modality TEXT NOT NULL DEFAULT '',"
+	" calling_aet TEXT NOT NULL DEFAULT '',"
+	" size INTEGER NOT NULL,"
+	" hash TEXT NOT NULL,"
+	" received_at INTEGER NOT NULL,"
+	" priority INTEGER NOT NULL DEFAULT 1,"
+	" state TEXT NOT NULL DEFAULT 'queued'"
+	"  CHECK (state IN ('queued', 'sending', 'sent', 'quarantined')),"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT,"
+	" state_changed_at INTEGER NOT NULL);"
+	"CREATE INDEX instances_by_state ON instances (state, next_attempt_at);"
+	"CREATE INDEX instances_by_study ON instances (study_uid);"
+	"CREATE INDEX instances_by_hash ON instances (hash);";
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* sqlite result -> negative errno. */
+static int sql_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW: return 0;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH: return -EACCES;
+	default: return -EIO;
+	}
+}
+
+static int exec(op_spool *sp, const char *sql)
+{
+	char *msg = NULL;
+	int rc = sqlite3_exec(sp->db, sql, NULL, NULL, &msg);
+
+	if (rc != SQLITE_OK) {
+		op_error("spool.sql", "db=%s error=\"%s\" sql=\"%.60s\"", sp->db_path,
+			 msg ? msg : sqlite3_errstr(rc), sql);
+		sqlite3_free(msg);
+	}
+	return sql_err(rc);
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* mkdir that tolerates an existing directory; fsyncs the parent when it
+ * created something, so the tree survives a power cut. */
+static int make_dir(const char *path, const char *parent)
+{
+	if (mkdir(path, 0750) == 0)
+		return fsync_path(parent);
+	return errno == EEXIST ? 0 : -errno;
+}
+
+static int make_tree(op_spool *sp)
+{
+	char path[PATH_MAX], objects[OP_DIR_MAX + 16];
+	int rc;
+
+	snprintf(objects, sizeof(objects), "%s/objects", sp->dir);
+	if ((rc = make_dir(sp->dir, ".")) < 0)
+		return rc;
+	for (const char *sub = "tmp\0objects\0damaged\0"; *sub; sub += strlen(sub) + 1) {
+		snprintf(path, sizeof(path), "%s/%s", sp->dir, sub);
+		if ((rc = make_dir(path, sp->dir)) < 0)
+			return rc;
+	}
+	/* All 256 fan-out directories exist from the start, so a commit never
+	 * has to create (and fsync) a directory. */
+	for (int i = 0; i < 256; i++) {
+		snprintf(path, sizeof(path), "%s/%02x", objects, i);
+		if ((rc = make_dir(path, objects)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static void object_path(const op_spool *sp, const char *hash, char *out, size_t size)
+{
+	snprintf(out, size, "%s/objects/%.2s/%s.dcm", sp->dir, hash, hash);
+}
+
+static int open_db(op_spool *sp)
+{
+	sqlite3_stmt *st = NULL;
+	int version, rc;
+
+	rc = sqlite3_open_v2(sp->db_path, &sp->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		op_error("spool.open", "db=%s error=\"%s\"", sp->db_path,
+			 sp->db ? sqlite3_errmsg(sp->db) : sqlite3_errstr(rc));
+		return sql_err(rc);
+	}
+	sqlite3_busy_timeout(sp->db, 10000);
+	/* synchronous=FULL: a COMMIT is on disk when it returns, even in WAL. */
+	rc = exec(sp, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+	if (rc < 0)
+		return rc;
+	rc = sqlite3_prepare_v2(sp->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return exec(sp, "PRAGMA user_version"); /* logs the error */
+	}
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > OP_SPOOL_SCHEMA_VERSION) {
+		op_error("spool.open",
+			 "db=%s schema=%d supported=%d reason=\"written by a newer release\"",
+			 sp->db_path, version, OP_SPOOL_SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	if (version == 0) {
+		rc = exec(sp, "BEGIN IMMEDIATE");
+		if (rc == 0)
+			rc = exec(sp, schema_v1);
+		if (rc == 0)
+			rc = exec(sp, "PRAGMA user_version=1; COMMIT;");
+		if (rc < 0) {
+			exec(sp, "ROLLBACK");
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int load_usage(op_spool *sp)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(
+		sp->db, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM instances", -1, &st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		sp->usage.objects = (uint64_t)sqlite3_column_int64(st, 0);
+		sp->usage.bytes = (uint64_t)sqlite3_column_int64(st, 1);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return sql_err(rc);
+}
+
+int op_spool_open(const char *dir, const op_spool_limits *limits, op_spool **out)
+{
+	op_spool *sp = calloc(1, sizeof(*sp));
+	int rc;
+
+	*out = NULL;
+	if (!sp)
+		return -ENOMEM;
+	if (strlen(dir) >= sizeof(sp->dir)) {
+		free(sp);
+		return -ENAMETOOLONG;
+	}
+	snprintf(sp->dir, sizeof(sp->dir), "%s", dir);
+	snprintf(sp->db_path, sizeof(sp->db_path), "%s/spool.db", dir);
+	sp->limits = *limits;
+	if (sodium_init() < 0) { /* picks the fastest BLAKE2b for this CPU */
+		free(sp);
+		return -ENOSYS;
+	}
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_mutex_init(&sp->gc_mu, NULL);
+	pthread_cond_init(&sp->gc_cv, NULL);
+	rc = make_tree(sp);
+	if (rc < 0) {
+		op_error("spool.open", "dir=%s error=\"%s\"", dir, strerror(-rc));
+		goto out;
+	}
+	rc = open_db(sp);
+	if (rc == 0)
+		rc = load_usage(sp);
+out:
+	if (rc < 0)
+		op_spool_close(sp);
+	else
+		*out = sp;
+	return rc;
+}
+
+void op_spool_close(op_spool *sp)
+{
+	if (!sp)
+		return;
+	sqlite3_close(sp->db);
+	pthread_mutex_destroy(&sp->mu);
+	pthread_mutex_destroy(&sp->gc_mu);
+	pthread_cond_destroy(&sp->gc_cv);
+	free(sp);
+}
+
+const char *op_spool_db_path(const op_spool *sp)
+{
+	return sp->db_path;
+}
+
+void op_spool_get_usage(op_spool *sp, op_spool_usage *out)
+{
+	pthread_mutex_lock(&sp->mu);
+	*out = sp->usage;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void op_spool_set_limits(op_spool *sp, const op_spool_limits *limits)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->limits = *limits;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* --- limits -------------------------------------------------------------- */
+
+/* Would `more` bytes keep the disk above min_free_bytes? */
+static int disk_has_room(op_spool *sp, uint64_t more, uint64_t min_free)
+{
+	struct statvfs vfs;
+	uint64_t avail;
+
+	if (statvfs(sp->dir, &vfs) < 0)
+		return 1; /* cannot tell: let write(2) report a full disk */
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	return avail >= more && avail - more >= min_free;
+}
+
+/* Holds len more bytes against max_bytes and the disk. With len 0 it asks
+ * whether there is room for anything at all. */
+static int reserve(op_spool *sp, uint64_t len)
+{
+	uint64_t min_free, after;
+	int rc = 0;
+
+	pthread_mutex_lock(&sp->mu);
+	min_free = sp->limits.min_free_bytes;
+	after = sp->usage.bytes + sp->usage.reserved + len;
+	if (sp->limits.max_bytes &&
+	    (after > sp->limits.max_bytes || (len == 0 && after >= sp->limits.max_bytes)))
+		rc = -ENOSPC;
+	else
+		sp->usage.reserved += len;
+	pthread_mutex_unlock(&sp->mu);
+	if (rc == 0 && !disk_has_room(sp, len, min_free)) {
+		pthread_mutex_lock(&sp->mu);
+		sp->usage.reserved -= len;
+		pthread_mutex_unlock(&sp->mu);
+		rc = -ENOSPC;
+	}
+	return rc;
+}
+
+static void release(op_spool *sp, uint64_t len)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->usage.reserved -= len;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+/* --- writing an object --------------------------------------------------- */
+
+int op_spool_object_begin(op_spool *sp, op_spool_object **out)
+{
+	op_spool_object *obj;
+	int rc;
+
+	*out = NULL;
+	/* Refuse up front when full, so a modality is told at once. */
+	rc = reserve(sp, 0);
+	if (rc < 0)
+		return rc;
+	obj = calloc(1, sizeof(*obj));
+	if (!obj)
+		return -ENOMEM;
+	obj->sp = sp;
+	snprintf(obj->path, sizeof(obj->path), "%s/tmp/XXXXXX.part", sp->dir);
+	obj->fd = mkostemps(obj->path, 5, O_CLOEXEC);
+	if (obj->fd < 0) {
+		rc = -errno;
+		op_error("spool.create", "path=%s error=\"%s\"", obj->path, strerror(errno));
+		free(obj);
+		return rc == -ENOSPC || rc == -EDQUOT ? -ENOSPC : rc;
+	}
+	crypto_generichash_init(&obj->hash, NULL, 0, OP_HASH_BYTES);
+	*out = obj;
+	return 0;
+}
+
+const char *op_spool_object_path(const op_spool_object *obj)
+{
+	return obj->path;
+}
+
+uint64_t op_spool_object_size(const op_spool_object *obj)
+{
+	return obj->size;
+}
+
+static int write_all(op_spool_object *obj, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(obj->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno == ENOSPC || errno == EDQUOT)
+				return -ENOSPC;
+			op_error("spool.write", "path=%s error=\"%s\"", obj->path, strerror(errno));
+			return -EIO;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int flush_buffer(op_spool_object *obj)
+{
+	int rc = write_all(obj, obj->buf, obj->buffered);
+
+	obj->buffered = 0;
+	return rc;
+}
+
+int op_spool_object_write(op_spool_object *obj, const void *buf, uint64_t len)
+{
+	int rc;
+
+	if (obj->failed || obj->finished)
+		return -EIO;
+	rc = reserve(obj->sp, len);
+	if (rc < 0)
+		goto out;
+	obj->size += len; /* reserved: released by commit or abort */
+	crypto_generichash_update(&obj->hash, buf, len);
+	/* DCMTK writes the meta header element by element: small writes are
+	 * gathered, PDV-sized ones go straight through. */
+	if (obj->buffered + len <= sizeof(obj->buf)) {
+		memcpy(obj->buf + obj->buffered, buf, len);
+		obj->buffered += len;
+		goto out;
+	}
+	rc = flush_buffer(obj);
+	if (rc == 0)
+		rc = write_all(obj, buf, len);
+out:
+	if (rc < 0)
+		obj->failed = 1;
+	return rc;
+}
+
+static void object_free(op_spool_object *obj)
+{
+	if (obj->fd >= 0)
+		close(obj->fd);
+	release(obj->sp, obj->size);
+	free(obj);
+}
+
+void op_spool_object_abort(op_spool_object *obj)
+{
+	if (!obj)
+		return;
+	unlink(obj->path);
+	object_free(obj);
+}
+
+/* --- group commit -------------------------------------------------------- */
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+}
+
+/* Inserts or updates one row inside the leader's transaction. */
+static int apply_row(op_spool *sp, struct pending *p)
+{
+	const op_instance *in = p->inst;
+	sqlite3_stmt *st = NULL;
+	char old_hash[OP_HASH_HEX + 1] = "";
+	uint64_t old_size = 0;
+	int64_t now = now_ms();
+	int found = 0, rc;
+
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT hash, size FROM instances WHERE sop_instance_uid = ?", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, in->sop_instance_uid);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			found = 1;
+			snprintf(old_hash, sizeof(old_hash), "%s", sqlite3_column_text(st, 0));
+			old_size = (uint64_t)sqlite3_column_int64(st, 1);
+			rc = SQLITE_DONE;
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE)
+		goto out;
+	if (found && strcmp(old_hash, p->hash) == 0) {
+		p->outcome = OP_SPOOL_DUPLICATE;
+		return 0;
+	}
+	p->may_unlink = 1;
+	if (found) {
+		rc = sqlite3_prepare_v2(
+			sp->db,
+			"UPDATE instances SET sop_class_uid = ?2, study_uid = ?3, series_uid = ?4,"
+			" transfer_syntax = ?5, patient_id = ?6, modality = ?7, calling_aet = ?8,"
+			" size = ?9, hash = ?10, received_at = ?11, priority = ?12,"
+			" state = 'queued', attempts = 0, next_attempt_at = 0, last_error = NULL,"
+			" state_changed_at = ?11 WHERE sop_instance_uid = ?1",
+			-1, &st, NULL);
+	} else {
+		rc = sqlite3_prepare_v2(
+			sp->db,
+			"INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid,"
+			" series_uid, transfer_syntax, patient_id, modality, calling_aet, size,"
+			" hash, received_at, priority, state_changed_at)"
+			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11)",
+			-1, &st, NULL);
+	}
+	if (rc != SQLITE_OK)
+		goto out;
+	bind_text(st, 1, in->sop_instance_uid);
+	bind_text(st, 2, in->sop_class_uid);
+	bind_text(st, 3, in->study_uid);
+	bind_text(st, 4, in->series_uid);
+	bind_text(st, 5, in->transfer_syntax);
+	bind_text(st, 6, in->patient_id);
+	bind_text(st, 7, in->modality);
+	bind_text(st, 8, in->calling_aet);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)p->size);
+	bind_text(st, 10, p->hash);
+	sqlite3_bind_int64(st, 11, now);
+	sqlite3_bind_int(st, 12, in->priority);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE)
+		goto out;
+	p->outcome = found ? OP_SPOOL_REPLACED : OP_SPOOL_STORED;
+	if (found) {
+		/* The old file goes once no row names it. */
+		p->old_size = old_size;
+		rc = sqlite3_prepare_v2(sp->db, "SELECT COUNT(*) FROM instances WHERE hash = ?", -1,
+					&st, NULL);
+		if (rc == SQLITE_OK) {
+			bind_text(st, 1, old_hash);
+			rc = sqlite3_step(st);
+			if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0)
+				snprintf(p->old_hash, sizeof(p->old_hash), "%s", old_hash);
+			rc = rc == SQLITE_ROW ? SQLITE_DONE : rc;
+		}
+		sqlite3_finalize(st);
+	}
+out:
+	if (rc != SQLITE_DONE) {
+		op_error("spool.index", "db=%s sop=%s error=\"%s\"", sp->db_path,
+			 in->sop_instance_uid, sqlite3_errmsg(sp->db));
+		return sql_err(rc) ? sql_err(rc) : -EIO;
+	}
+	return 0;
+}
+
+static void run_batch(op_spool *sp, struct pending *batch)
+{
+	char path[PATH_MAX];
+	int rc = exec(sp, "BEGIN IMMEDIATE");
+
+	for (struct pending *p = batch; p; p = p->next)
+		p->rc = rc < 0 ? rc : apply_row(sp, p);
+	if (rc == 0 && (rc = exec(sp, "COMMIT")) < 0) {
+		exec(sp, "ROLLBACK");
+		for (struct pending *p = batch; p; p = p->next)
+			if (p->rc == 0)
+				p->rc = rc;
+	}
+	for (struct pending *p = batch; p; p = p->next) {
+		if (p->rc == 0) {
+			pthread_mutex_lock(&sp->mu);
+			if (p->outcome == OP_SPOOL_STORED) {
+				sp->usage.objects++;
+				sp->usage.bytes += p->size;
+			} else if (p->outcome == OP_SPOOL_REPLACED) {
+				sp->usage.bytes += p->size - p->old_size;
+			}
+			pthread_mutex_unlock(&sp->mu);
+			if (p->old_hash[0]) {
+				object_path(sp, p->old_hash, path, sizeof(path));
+				unlink(path);
+			}
+			continue;
+		}
+		/* A file no committed row names is removed, unless another
+		 * instance of this batch committed the same content. */
+		int shared = 0;
+		for (struct pending *q = batch; q; q = q->next)
+			shared |= q->rc == 0 && strcmp(q->hash, p->hash) == 0;
+		if (p->may_unlink && !shared) {
+			object_path(sp, p->hash, path, sizeof(path));
+			unlink(path);
+		}
+	}
+}
+
+static int commit_row(op_spool *sp, struct pending *p)
+{
+	pthread_mutex_lock(&sp->gc_mu);
+	if (sp->gc_tail)
+		sp->gc_tail->next = p;
+	else
+		sp->gc_head = p;
+	sp->gc_tail = p;
+	while (!p->done) {
+		if (sp->gc_leader) {
+			pthread_cond_wait(&sp->gc_cv, &sp->gc_mu);
+			continue;
+		}
+		struct pending *batch = sp->gc_head;
+		sp->gc_head = sp->gc_tail = NULL;
+		sp->gc_leader = 1;
+		pthread_mutex_unlock(&sp->gc_mu);
+		run_batch(sp, batch);
+		pthread_mutex_lock(&sp->gc_mu);
+		for (struct pending *q = batch; q; q = q->next)
+			q->done = 1;
+		sp->gc_leader = 0;
+		pthread_cond_broadcast(&sp->gc_cv);
+	}
+	pthread_mutex_unlock(&sp->gc_mu);
+	return p->rc;
+}
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int op_spool_object_finish(op_spool_object *obj)
+{
+	int rc;
+
+	if (obj->finished)
+		return 0;
+	if (obj->failed)
+		return -EIO;
+	rc = flush_buffer(obj);
+	/* fdatasync writes the data and the size needed to read it back. */
+	if (rc == 0 && fdatasync(obj->fd) < 0) {
+		rc = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+		op_error("spool.fsync", "path=%s error=\"%s\"", obj->path, strerror(errno));
+	}
+	if (rc < 0)
+		obj->failed = 1;
+	else
+		obj->finished = 1;
+	return rc;
+}
+
+int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
+			   enum op_spool_outcome *outcome, char *hash_out)
+{
+	op_spool *sp = obj->sp;
+	struct pending p = { 0 };
+	unsigned char digest[OP_HASH_BYTES];
+	char hash[OP_HASH_HEX + 1], path[PATH_MAX], dir[OP_DIR_MAX + 16];
+	int rc;
+
+	rc = op_spool_object_finish(obj);
+	if (rc < 0)
+		goto fail;
+	crypto_generichash_final(&obj->hash, digest, sizeof(digest));
+	hex(digest, sizeof(digest), hash);
+	object_path(sp, hash, path, sizeof(path));
+	if (rename(obj->path, path) < 0) {
+		rc = -errno;
+		op_error("spool.rename", "from=%s to=%s error=\"%s\"", obj->path, path,
+			 strerror(errno));
+		goto fail;
+	}
+	snprintf(dir, sizeof(dir), "%s/objects/%.2s", sp->dir, hash);
+	rc = fsync_path(dir);
+	if (rc < 0) {
+		op_error("spool.fsync", "path=%s error=\"%s\"", dir, strerror(-rc));
+		goto out; /* renamed: recovery will find it */
+	}
+	p.inst = inst;
+	p.hash = hash;
+	p.size = obj->size;
+	rc = commit_row(sp, &p);
+	if (rc == 0) {
+		*outcome = p.outcome;
+		if (hash_out)
+			memcpy(hash_out, hash, sizeof(hash));
+	}
+	goto out;
+fail:
+	unlink(obj->path);
+out:
+	object_free(obj);
+	return rc;
+}
+
+/* --- recovery ------------------------------------------------------------ */
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* All hash values of rows, sorted, for lookups while walking the tree. */
+static int load_hashes(op_spool *sp, char ***out, size_t *n_out)
+{
+	sqlite3_stmt *st = NULL;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = sqlite3_prepare_v2(sp->db, "SELECT hash FROM instances", -1, &st, NULL);
+
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 1024;
+			char **nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n] = strdup((const char *)sqlite3_column_text(st, 0));
+		if (!v[n]) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		n++;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		while (n)
+			free(v[--n]);
+		free(v);
+		return sql_err(rc) ? sql_err(rc) : -EIO;
+	}
+	qsort(v, n, sizeof(*v), cmp_hash);
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+static int hash_file(const char *path, char *hash, uint64_t *size)
+{
+	crypto_generichash_state ctx;
+	unsigned char buf[65536], digest[OP_HASH_BYTES];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	*size = 0;
+	crypto_generichash_init(&ctx, NULL, 0, sizeof(digest));
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		crypto_generichash_update(&ctx, buf, (size_t)n);
+		*size += (uint64_t)n;
+	}
+	crypto_generichash_final(&ctx, digest, sizeof(digest));
+	close(fd);
+	hex(digest, sizeof(digest), hash);
+	return rc;
+}
+
+static void move_to_damaged(op_spool *sp, const char *path, const char *name, const char *why)
+{
+	char to[PATH_MAX], dir[OP_DIR_MAX + 16];
+
+	snprintf(dir, sizeof(dir), "%s/damaged", sp->dir);
+	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	if (rename(path, to) == 0)
+		fsync_path(dir);
+	op_error("spool.recover.damaged", "path=%s moved_to=%s reason=\"%s\"", path, to, why);
+}
+
+/* A complete file without a row: index it, unless its instance already has
+ * a row (then it is a superseded or never-acknowledged version). */
+static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spool_reader read,
+			void *ctx, op_spool_recovery *rep)
+{
+	op_instance inst;
+	struct pending p = { 0 };
+	char hash[OP_HASH_HEX + 1], err[256] = "", why[320];
+	uint64_t size = 0;
+	sqlite3_stmt *st = NULL;
+	int exists = 0, rc;
+
+	rc = hash_file(path, hash, &size);
+	if (rc < 0 || strncmp(hash, name, OP_HASH_HEX) != 0) {
+		move_to_damaged(sp, path, name, "content does not match its name");
+		rep->damaged++;
+		return 0;
+	}
+	memset(&inst, 0, sizeof(inst));
+	rc = read(ctx, path, &inst, err, sizeof(err));
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "unreadable: %s", err);
+		move_to_damaged(sp, path, name, why);
+		rep->damaged++;
+		return 0;
+	}
+	rc = sqlite3_prepare_v2(sp->db, "SELECT 1 FROM instances WHERE sop_instance_uid = ?", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, inst.sop_instance_uid);
+		rc = sqlite3_step(st);
+		exists = rc == SQLITE_ROW;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return sql_err(rc) ? sql_err(rc) : -EIO;
+	if (exists) {
+		unlink(path);
+		rep->orphans_removed++;
+		op_info("spool.recover.superseded", "sop=%s hash=%s", inst.sop_instance_uid, hash);
+		return 0;
+	}
+	p.inst = &inst;
+	p.hash = hash;
+	p.size = size;
+	rc = commit_row(sp, &p);
+	if (rc == 0) {
+		rep->orphans_indexed++;
+		op_info("spool.recover.indexed", "sop=%s hash=%s bytes=%" PRIu64,
+			inst.sop_instance_uid, hash, size);
+	}
+	return rc;
+}
+
+static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_reader read,
+			void *ctx, op_spool_recovery *rep)
+{
+	char dir[OP_DIR_MAX + 16], path[PATH_MAX];
+	int rc = 0;
+
+	for (int i = 0; i < 256 && rc == 0; i++) {
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "%s/objects/%02x", sp->dir, i);
+		d = opendir(dir);
+		if (!d)
+			continue;
+		while (rc == 0 && (de = readdir(d)) != NULL) {
+			char name[OP_HASH_HEX + 1], *key = name;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			memcpy(name, de->d_name, sizeof(name) - 1); /* d_name is 256 bytes */
+			name[OP_HASH_HEX] = '\0';
+			if (strlen(de->d_name) == OP_HASH_HEX + 4 &&
+			    bsearch(&key, hashes, n_hashes, sizeof(*hashes), cmp_hash))
+				continue;
+			rc = adopt_orphan(sp, path, de->d_name, read, ctx, rep);
+		}
+		closedir(d);
+	}
+	return rc;
+}
+
+static int clear_tmp(op_spool *sp, op_spool_recovery *rep)
+{
+	char dir[OP_DIR_MAX + 16], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/tmp", sp->dir);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			rep->tmp_removed++;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Rows whose file is gone cannot be sent: quarantine them with a reason an
+ * operator can read, rather than retrying them forever. */
+static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 *ids = NULL;
+	size_t n = 0, cap = 0;
+	char path[PATH_MAX];
+	int rc;
+
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT id, hash, sop_instance_uid FROM instances"
+				" WHERE state != 'quarantined'",
+				-1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct stat sb;
+
+		rc = SQLITE_OK;
+		object_path(sp, (const char *)sqlite3_column_text(st, 1), path, sizeof(path));
+		if (stat(path, &sb) == 0)
+			continue;
+		op_error("spool.recover.missing", "sop=%s path=%s", sqlite3_column_text(st, 2),
+			 path);
+		if (n == cap) {
+			sqlite3_int64 *nv = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*ids));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			ids = nv;
+		}
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE)
+		goto out;
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"UPDATE instances SET state = 'quarantined',"
+		" last_error = 'spool file missing at start-up', state_changed_at = ?"
+		" WHERE id = ?",
+		-1, &st, NULL);
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(st, 1, now_ms());
+		sqlite3_bind_int64(st, 2, ids[i]);
+		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+		rep->missing++;
+	}
+	if (rc == SQLITE_OK)
+		rc = SQLITE_DONE;
+out:
+	sqlite3_finalize(st);
+	free(ids);
+	return rc == SQLITE_DONE ? 0 : (sql_err(rc) ? sql_err(rc) : -EIO);
+}
+
+int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_recovery *rep)
+{
+	char **hashes = NULL;
+	size_t n = 0;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = clear_tmp(sp, rep);
+	if (rc == 0)
+		rc = load_hashes(sp, &hashes, &n);
+	if (rc == 0)
+		rc = walk_objects(sp, hashes, n, read, ctx, rep);
+	if (rc == 0)
+		rc = quarantine_missing(sp, rep);
+	while (n)
+		free(hashes[--n]);
+	free(hashes);
+	if (rc == 0)
+		rc = load_usage(sp);
+	if (rc < 0)
+		op_error("spool.recover", "dir=%s error=\"%s\"", sp->dir, strerror(-rc));
+	else
+		op_info("spool.recover",
+			"dir=%s tmp_removed=%u orphans_indexed=%u "
+			"orphans_removed=%u damaged=%u missing=%u",
+			sp->dir, rep->tmp_removed, rep->orphans_indexed, rep->orphans_removed,
+			rep->damaged, rep->missing);
+	return rc;
+}

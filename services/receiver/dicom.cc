@@ -1,0 +1,526 @@
+/*
+ * dicom: DCMTK 3.6.7 behind the C API of dicom.h.
+ *
+ * Why not DcmSCPPool: its listener binds every interface (DCMTK 3.6.7 has no
+ * bind address) and reads each A-ASSOCIATE-RQ on the listening thread, so
+ * one silent client stalls every other modality for the ACSE timeout. The
+ * receiver therefore listens and accepts itself, waits on the connection's
+ * own thread until the request is buffered, and hands the socket to DCMTK
+ * through dcmExternalSocketHandle (DCMTK's inetd mode). That handle is a
+ * process-wide global, so reading the request is serialised by a lock; as
+ * the bytes are already buffered, the lock is held for microseconds.
+ *
+ * Each association runs in a DcmThreadSCP subclass. C-STORE datasets are
+ * streamed, unparsed, into the spool object the C handler provides (after
+ * a File Meta Information header built as DCMTK's storescp builds it), so
+ * the stored dataset is the received bytes and memory does not grow with
+ * object size.
+ */
+#include "receiver/dicom.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcostrma.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcvrlo.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmnet/assoc.h>
+#include <dcmtk/dcmnet/dimse.h>
+#include <dcmtk/dcmnet/dul.h>
+#include <dcmtk/dcmnet/scpthrd.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <unistd.h>
+
+/* DCMTK's globals for inetd mode and reverse lookups (dul.h). */
+extern DCMTK_DCMNET_EXPORT OFGlobal<DcmNativeSocketType> dcmExternalSocketHandle;
+extern DCMTK_DCMNET_EXPORT OFGlobal<OFBool> dcmDisableGethostbyaddr;
+
+#define PDU_ASSOCIATE_RQ 0x01
+#define PEEK_MAX 65536
+
+struct op_dicom_net {
+	T_ASC_Network *net;
+	DcmSharedSCPConfig cfg;
+	op_dicom_handler h;
+	op_dicom_options opt;
+	std::mutex receive_mu; /* guards dcmExternalSocketHandle */
+	std::atomic<unsigned long> next_id;
+};
+
+static void copy(char *dst, size_t size, const char *src)
+{
+	size_t n = src ? strnlen(src, size - 1) : 0;
+
+	memcpy(dst, src ? src : "", n);
+	dst[n] = '\0';
+	while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == '\0'))
+		dst[--n] = '\0';
+}
+
+/* --- accepted syntaxes ----------------------------------------------------- */
+
+int op_dicom_sop_class_accepted(const char *uid)
+{
+	if (strcmp(uid, UID_VerificationSOPClass) == 0)
+		return 1;
+	for (int i = 0; i < numberOfDcmAllStorageSOPClassUIDs; i++)
+		if (strcmp(uid, dcmAllStorageSOPClassUIDs[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Every transfer syntax DCMTK knows, but its internal implicit big endian
+ * (not a DICOM transfer syntax). */
+static int xfer_accepted(E_TransferSyntax x)
+{
+	return x != EXS_Unknown && x != EXS_BigEndianImplicit;
+}
+
+int op_dicom_transfer_syntax_accepted(const char *uid)
+{
+	return xfer_accepted(DcmXfer(uid).getXfer());
+}
+
+void op_dicom_print_conformance(FILE *out)
+{
+	fprintf(out, "| SOP class | UID |\n| --- | --- |\n");
+	fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(UID_VerificationSOPClass, "?"),
+		UID_VerificationSOPClass);
+	for (int i = 0; i < numberOfDcmAllStorageSOPClassUIDs; i++) {
+		const char *uid = dcmAllStorageSOPClassUIDs[i];
+		fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(uid, "?"), uid);
+	}
+	fprintf(out, "\n| Transfer syntax | UID |\n| --- | --- |\n");
+	for (int x = EXS_LittleEndianImplicit; x <= EXS_PrivateGE_LEI_WithBigEndianPixelData; x++) {
+		if (!xfer_accepted(E_TransferSyntax(x)))
+			continue;
+		DcmXfer xfer{ E_TransferSyntax(x) };
+		fprintf(out, "| %s | %s |\n", xfer.getXferName(), xfer.getXferID());
+	}
+}
+
+/* --- reading a stored instance --------------------------------------------- */
+
+static int uid_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > OP_UID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
+			return 0;
+	return 1;
+}
+
+int op_dicom_read_instance(const char *path, op_instance *out, char *err, size_t errlen)
+{
+	DcmFileFormat ff;
+	const char *v = NULL;
+	struct {
+		DcmTagKey tag;
+		char *dst;
+		size_t size;
+		const char *name;
+	} const uids[] = {
+		{ DCM_SOPInstanceUID, out->sop_instance_uid, sizeof(out->sop_instance_uid),
+		  "SOPInstanceUID" },
+		{ DCM_SOPClassUID, out->sop_class_uid, sizeof(out->sop_class_uid), "SOPClassUID" },
+		{ DCM_StudyInstanceUID, out->study_uid, sizeof(out->study_uid),
+		  "StudyInstanceUID" },
+		{ DCM_SeriesInstanceUID, out->series_uid, sizeof(out->series_uid),
+		  "SeriesInstanceUID" },
+	};
+
+	/* Values longer than 1 KiB (pixel data) are skipped, not read. */
+	OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 1024, ERM_autoDetect);
+	if (c.bad()) {
+		snprintf(err, errlen, "not a readable DICOM dataset: %s", c.text());
+		return -EINVAL;
+	}
+	DcmDataset *ds = ff.getDataset();
+	for (const auto &u : uids) {
+		v = NULL;
+		ds->findAndGetString(u.tag, v);
+		copy(u.dst, u.size, v);
+		if (!v || !uid_valid(u.dst) || strlen(v) > OP_UID_MAX) {
+			snprintf(err, errlen, "%s %s", u.name,
+				 v && *v ? "is not a valid UID" : "is missing");
+			return -EINVAL;
+		}
+	}
+	v = NULL;
+	ff.getMetaInfo()->findAndGetString(DCM_TransferSyntaxUID, v);
+	if (!v)
+		v = DcmXfer(ds->getOriginalXfer()).getXferID();
+	copy(out->transfer_syntax, sizeof(out->transfer_syntax), v);
+	v = NULL;
+	ds->findAndGetString(DCM_PatientID, v);
+	copy(out->patient_id, sizeof(out->patient_id), v);
+	v = NULL;
+	ds->findAndGetString(DCM_Modality, v);
+	copy(out->modality, sizeof(out->modality), v);
+	return 0;
+}
+
+/* --- streaming a dataset into the spool ------------------------------------ */
+
+/* A DcmConsumer that appends to a spool object. */
+class SpoolConsumer : public DcmConsumer
+{
+public:
+	explicit SpoolConsumer(op_spool_object *obj) : obj_(obj), rc_(0) {}
+	OFBool good() const override { return rc_ == 0; }
+	OFCondition status() const override { return rc_ == 0 ? EC_Normal : EC_InvalidStream; }
+	OFBool isFlushed() const override { return OFTrue; }
+	offile_off_t avail() const override { return 1 << 30; }
+	offile_off_t write(const void *buf, offile_off_t len) override
+	{
+		if (rc_ == 0)
+			rc_ = op_spool_object_write(obj_, buf, (uint64_t)len);
+		return rc_ == 0 ? len : 0;
+	}
+	void flush() override {}
+	int error() const { return rc_; }
+
+private:
+	op_spool_object *obj_;
+	int rc_;
+};
+
+class SpoolStream : public DcmOutputStream
+{
+public:
+	explicit SpoolStream(op_spool_object *obj) : DcmOutputStream(&consumer_), consumer_(obj) {}
+	int error() const { return consumer_.error(); }
+
+private:
+	SpoolConsumer consumer_;
+};
+
+/* The File Meta Information storescp writes (DIMSE_createFilestream). */
+static OFCondition write_meta(DcmOutputStream &out, const T_DIMSE_C_StoreRQ &rq, const char *xfer,
+			      const char *calling_aet)
+{
+	DcmMetaInfo meta;
+	const Uint8 version[2] = { 0, 1 };
+	OFCondition c = meta.putAndInsertUint32(DCM_FileMetaInformationGroupLength, 0);
+
+	if (c.good())
+		c = meta.putAndInsertUint8Array(DCM_FileMetaInformationVersion, version, 2);
+	if (c.good())
+		c = meta.putAndInsertString(DCM_MediaStorageSOPClassUID, rq.AffectedSOPClassUID);
+	if (c.good())
+		c = meta.putAndInsertString(DCM_MediaStorageSOPInstanceUID,
+					    rq.AffectedSOPInstanceUID);
+	if (c.good())
+		c = meta.putAndInsertString(DCM_TransferSyntaxUID, xfer);
+	if (c.good())
+		c = meta.putAndInsertString(DCM_ImplementationClassUID,
+					    OFFIS_IMPLEMENTATION_CLASS_UID);
+	if (c.good())
+		c = meta.putAndInsertString(DCM_ImplementationVersionName,
+					    OFFIS_DTK_IMPLEMENTATION_VERSION_NAME2);
+	if (c.good() && *calling_aet)
+		c = meta.putAndInsertString(DCM_SourceApplicationEntityTitle, calling_aet);
+	if (c.good())
+		c = meta.computeGroupLengthAndPadding(EGL_withGL, EPD_noChange,
+						      META_HEADER_DEFAULT_TRANSFERSYNTAX,
+						      EET_UndefinedLength);
+	if (c.good()) {
+		meta.transferInit();
+		c = meta.write(out, META_HEADER_DEFAULT_TRANSFERSYNTAX, EET_ExplicitLength, NULL);
+		meta.transferEnd();
+	}
+	return c;
+}
+
+/* --- one association ------------------------------------------------------- */
+
+class Association : public DcmThreadSCP
+{
+public:
+	Association(op_dicom_net *net, T_ASC_Association *assoc)
+	    : net_(net), assoc_(assoc), admitted_(false), how_("release")
+	{
+		memset(&info_, 0, sizeof(info_));
+		info_.id = ++net->next_id;
+		setSharedConfig(net->cfg);
+	}
+
+	void serve()
+	{
+		OFCondition c = run(assoc_); /* DcmThreadSCP: negotiate, then handle */
+		if (c.bad())
+			how_ = c.text();
+		if (net_->h.assoc_end)
+			net_->h.assoc_end(net_->h.ctx, &info_, how_.c_str());
+	}
+
+protected:
+	void notifyAssociationRequest(const T_ASC_Parameters &params, DcmSCPActionType &) override
+	{
+		copy(info_.calling_aet, sizeof(info_.calling_aet), params.DULparams.callingAPTitle);
+		copy(info_.called_aet, sizeof(info_.called_aet), params.DULparams.calledAPTitle);
+		copy(info_.peer_ip, sizeof(info_.peer_ip),
+		     params.DULparams.callingPresentationAddress);
+		admitted_ = net_->h.admit(net_->h.ctx, &info_) == 0;
+	}
+
+	/* The handler judges AE title and host together; DICOM has no reject
+	 * reason for hosts, so both are "calling AE title not recognised". */
+	OFBool checkCallingHostAccepted(const OFString &) override { return OFTrue; }
+	OFBool checkCalledAETitleAccepted(const OFString &) override { return OFTrue; }
+	OFBool checkCallingAETitleAccepted(const OFString &) override { return admitted_; }
+
+	void refuseAssociation(const DcmRefuseReasonType reason) override
+	{
+		how_ = reason == DCMSCP_NO_PRESENTATION_CONTEXTS ? "rejected: no acceptable "
+								   "presentation context"
+								 : "rejected";
+		DcmThreadSCP::refuseAssociation(reason);
+	}
+
+	/*
+	 * Accepts each proposed context whose abstract syntax is a storage (or
+	 * verification) SOP class, with the first transfer syntax the SCU
+	 * proposed that DCMTK knows: the SCU's own preference, so that it never
+	 * has to convert its data for us.
+	 */
+	OFCondition negotiateAssociation() override
+	{
+		T_ASC_Parameters *params = assoc_->params;
+		int n = ASC_countPresentationContexts(params);
+
+		for (int i = 0; i < n; i++) {
+			T_ASC_PresentationContext pc;
+			OFCondition c = ASC_getPresentationContext(params, i, &pc);
+			if (c.bad())
+				return c;
+			if (!op_dicom_sop_class_accepted(pc.abstractSyntax)) {
+				c = ASC_refusePresentationContext(params, pc.presentationContextID,
+								  ASC_P_ABSTRACTSYNTAXNOTSUPPORTED);
+			} else {
+				const char *ts = NULL;
+				for (int j = 0; j < pc.transferSyntaxCount && !ts; j++)
+					if (op_dicom_transfer_syntax_accepted(
+						    pc.proposedTransferSyntaxes[j]))
+						ts = pc.proposedTransferSyntaxes[j];
+				if (ts)
+					c = ASC_acceptPresentationContext(params,
+									  pc.presentationContextID,
+									  ts, ASC_SC_ROLE_DEFAULT);
+				else
+					c = ASC_refusePresentationContext(
+						params, pc.presentationContextID,
+						ASC_P_TRANSFERSYNTAXESNOTSUPPORTED);
+			}
+			if (c.bad())
+				return c;
+		}
+		return EC_Normal;
+	}
+
+	OFCondition handleIncomingCommand(T_DIMSE_Message *msg,
+					  const DcmPresentationContextInfo &pc) override
+	{
+		if (msg->CommandField == DIMSE_C_STORE_RQ)
+			return handle_store(msg->msg.CStoreRQ, pc);
+		return DcmThreadSCP::handleIncomingCommand(msg, pc);
+	}
+
+	void notifyAbortRequest() override { how_ = "abort"; }
+	void notifyDIMSEError(const OFCondition &c) override { how_ = c.text(); }
+
+private:
+	OFCondition respond(T_ASC_PresentationContextID pid, const T_DIMSE_C_StoreRQ &rq,
+			    uint16_t status, const char *comment)
+	{
+		DcmDataset *detail = NULL;
+
+		if (*comment) {
+			DcmLongString el(DCM_ErrorComment);
+			el.putString(OFString(comment, strnlen(comment, 64)).c_str());
+			addStatusDetail(&detail, &el);
+		}
+		OFCondition c = sendSTOREResponse(pid, rq.MessageID, rq.AffectedSOPClassUID,
+						  rq.AffectedSOPInstanceUID, status, detail);
+		delete detail;
+		return c;
+	}
+
+	OFCondition handle_store(T_DIMSE_C_StoreRQ &rq, const DcmPresentationContextInfo &pc)
+	{
+		const op_dicom_handler &h = net_->h;
+		T_ASC_PresentationContextID pid = pc.presentationContextID;
+		T_DIMSE_BlockingMode mode = DIMSE_NONBLOCKING;
+		int timeout = net_->opt.dimse_timeout;
+		op_store_req r;
+		uint16_t status = OP_STATUS_PROCESSING_FAILURE;
+		char comment[128] = "";
+		int recv_rc = 0;
+
+		memset(&r, 0, sizeof(r));
+		copy(r.sop_class_uid, sizeof(r.sop_class_uid), rq.AffectedSOPClassUID);
+		copy(r.sop_instance_uid, sizeof(r.sop_instance_uid), rq.AffectedSOPInstanceUID);
+		copy(r.transfer_syntax, sizeof(r.transfer_syntax),
+		     pc.acceptedTransferSyntax.c_str());
+		r.priority = rq.Priority == DIMSE_PRIORITY_HIGH  ? 2
+			     : rq.Priority == DIMSE_PRIORITY_LOW ? 0
+								 : 1;
+		r.message_id = rq.MessageID;
+
+		op_spool_object *obj = h.store_begin(h.ctx, &info_, &r, &status);
+		if (!obj) {
+			DIC_UL bytes = 0, pdvs = 0;
+			OFCondition c = DIMSE_ignoreDataSet(assoc_, mode, timeout, &bytes, &pdvs);
+			if (c.bad())
+				return c;
+			return respond(pid, rq, status, "");
+		}
+
+		SpoolStream out(obj);
+		OFCondition c = write_meta(out, rq, r.transfer_syntax, info_.calling_aet);
+		if (c.good()) {
+			c = DIMSE_receiveDataSetInFile(assoc_, mode, timeout, &pid, &out, NULL,
+						       NULL);
+			/* After a failed write DIMSE reads and drops the rest of the
+			 * dataset; any other failure means the association broke. */
+			if (c.bad())
+				recv_rc = out.error() && c.module() == OFM_dcmnet &&
+							  c.code() == DIMSEC_OUTOFRESOURCES
+						  ? out.error()
+						  : -ECONNABORTED;
+		} else {
+			DIC_UL bytes = 0, pdvs = 0;
+			recv_rc = out.error() ? out.error() : -EIO;
+			c = DIMSE_ignoreDataSet(assoc_, mode, timeout, &bytes, &pdvs);
+			if (c.bad())
+				recv_rc = -ECONNABORTED;
+		}
+		status = h.store_end(h.ctx, &info_, &r, obj, recv_rc, comment, sizeof(comment));
+		if (recv_rc == -ECONNABORTED)
+			return c;
+		return respond(pc.presentationContextID, rq, status, comment);
+	}
+
+	op_dicom_net *net_;
+	T_ASC_Association *assoc_;
+	op_assoc info_;
+	bool admitted_;
+	OFString how_;
+};
+
+/* --- network --------------------------------------------------------------- */
+
+int op_dicom_pdu_ready(const unsigned char *buf, size_t len, size_t *need)
+{
+	size_t total;
+
+	*need = 6;
+	if (len >= 1 && buf[0] != PDU_ASSOCIATE_RQ)
+		return -EPROTO;
+	if (len < 6)
+		return 0;
+	total = 6 + ((size_t)buf[2] << 24 | (size_t)buf[3] << 16 | (size_t)buf[4] << 8 | buf[5]);
+	*need = total < PEEK_MAX ? total : PEEK_MAX;
+	return len >= *need;
+}
+
+int op_dicom_net_open(const op_dicom_options *opt, const op_dicom_handler *h, op_dicom_net **out)
+{
+	op_dicom_net *n = new (std::nothrow) op_dicom_net();
+	OFCondition c;
+
+	*out = NULL;
+	if (!n)
+		return -ENOMEM;
+	n->h = *h;
+	n->opt = *opt;
+	n->next_id = 0;
+	OFLog::configure(opt->verbose ? OFLogger::INFO_LOG_LEVEL : OFLogger::OFF_LOG_LEVEL);
+	dcmDisableGethostbyaddr.set(OFTrue);
+
+	DcmSCPConfig &cfg = *n->cfg;
+	cfg.setAETitle(opt->ae_title);
+	cfg.setRespondWithCalledAETitle(OFTrue);
+	cfg.setMaxReceivePDULength(opt->max_pdu);
+	cfg.setACSETimeout(opt->acse_timeout);
+	cfg.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+	cfg.setDIMSETimeout(opt->dimse_timeout);
+	cfg.setHostLookupEnabled(OFFalse);
+
+	/* An acceptor network that opens no socket of its own: with an
+	 * external handle set, DCMTK skips creating its listening socket. */
+	{
+		std::lock_guard<std::mutex> lock(n->receive_mu);
+		dcmExternalSocketHandle.set(STDERR_FILENO);
+		c = ASC_initializeNetwork(NET_ACCEPTOR, 0, opt->acse_timeout, &n->net);
+		dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+	}
+	if (c.bad()) {
+		delete n;
+		return -EIO;
+	}
+	*out = n;
+	return 0;
+}
+
+void op_dicom_net_close(op_dicom_net *n)
+{
+	if (!n)
+		return;
+	ASC_dropNetwork(&n->net);
+	delete n;
+}
+
+void op_dicom_serve(op_dicom_net *n, int fd, int busy)
+{
+	T_ASC_Association *assoc = NULL;
+	OFCondition c;
+
+	{
+		std::lock_guard<std::mutex> lock(n->receive_mu);
+		dcmExternalSocketHandle.set(fd);
+		c = ASC_receiveAssociation(n->net, &assoc, (long)n->opt.max_pdu);
+		dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+	}
+	if (c.bad() || busy) {
+		op_assoc info;
+		memset(&info, 0, sizeof(info));
+		if (assoc && assoc->params) {
+			copy(info.calling_aet, sizeof(info.calling_aet),
+			     assoc->params->DULparams.callingAPTitle);
+			copy(info.called_aet, sizeof(info.called_aet),
+			     assoc->params->DULparams.calledAPTitle);
+			copy(info.peer_ip, sizeof(info.peer_ip),
+			     assoc->params->DULparams.callingPresentationAddress);
+		}
+		if (c.good()) {
+			T_ASC_RejectParameters rej = {
+				ASC_RESULT_REJECTEDTRANSIENT,
+				ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+				ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED
+			};
+			ASC_rejectAssociation(assoc, &rej);
+		}
+		if (n->h.assoc_end)
+			n->h.assoc_end(n->h.ctx, &info, c.good() ? "busy" : c.text());
+		if (assoc) {
+			ASC_dropAssociation(assoc);
+			ASC_destroyAssociation(&assoc);
+		} else {
+			close(fd);
+		}
+		return;
+	}
+	Association a(n, assoc);
+	a.serve(); /* the destructor drops and frees the association */
+}

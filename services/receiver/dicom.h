@@ -1,0 +1,122 @@
+/*
+ * dicom: DCMTK behind a C API. This header and dicom.cc are the only C++
+ * contact in Outpost; everything DICOM-network- or parser-specific lives
+ * there, every decision (who may connect, where bytes go, which status to
+ * answer) is made by the C handler passed in.
+ *
+ * Threads: op_dicom_serve() runs one association to its end on the calling
+ * thread; several threads may serve connections on one op_dicom_net at
+ * once. Handler callbacks run on the serving thread.
+ */
+#ifndef OP_DICOM_H
+#define OP_DICOM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/spool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* DIMSE status codes Outpost answers (PS3.4 Annex B.2.3, PS3.7 Annex C). */
+#define OP_STATUS_SUCCESS 0x0000
+#define OP_STATUS_OUT_OF_RESOURCES 0xA700
+#define OP_STATUS_CANNOT_UNDERSTAND 0xC000
+#define OP_STATUS_PROCESSING_FAILURE 0x0110
+
+typedef struct op_dicom_net op_dicom_net;
+
+/* The peer of an association. */
+typedef struct op_assoc {
+	unsigned long id; /* counts associations in this process, for logs */
+	char calling_aet[17];
+	char called_aet[17];
+	char peer_ip[16];
+} op_assoc;
+
+/* One C-STORE request, as the command set states it. */
+typedef struct op_store_req {
+	char sop_class_uid[OP_UID_MAX + 1];
+	char sop_instance_uid[OP_UID_MAX + 1];
+	char transfer_syntax[OP_UID_MAX + 1]; /* of the presentation context */
+	int priority;                         /* 0 low, 1 medium, 2 high */
+	unsigned message_id;
+} op_store_req;
+
+typedef struct op_dicom_handler {
+	void *ctx;
+	/* An association request: 0 accepts it, anything else rejects it
+	 * (permanent, "calling AE title not recognised"). */
+	int (*admit)(void *ctx, const op_assoc *a);
+	/* A C-STORE request: the object to receive the dataset into, or NULL
+	 * with *status set (the dataset is then read and dropped). */
+	op_spool_object *(*store_begin)(void *ctx, const op_assoc *a, const op_store_req *r,
+					uint16_t *status);
+	/*
+	 * The dataset has been received into obj (recv_rc 0), or receiving it
+	 * failed: -ENOSPC/-EIO when writing obj failed (the rest of the
+	 * dataset was read and dropped), -ECONNABORTED when the association
+	 * broke (no response can be sent). Takes obj. Returns the status to
+	 * answer; may write an error comment (at most 64 characters are sent).
+	 */
+	uint16_t (*store_end)(void *ctx, const op_assoc *a, const op_store_req *r,
+			      op_spool_object *obj, int recv_rc, char *comment, size_t size);
+	/* The association has ended; how is "release", "abort", "rejected",
+	 * "busy" or an error text. */
+	void (*assoc_end)(void *ctx, const op_assoc *a, const char *how);
+} op_dicom_handler;
+
+typedef struct op_dicom_options {
+	const char *ae_title;
+	uint32_t max_pdu;
+	int acse_timeout;  /* seconds */
+	int dimse_timeout; /* seconds */
+	int verbose;       /* let DCMTK log at its INFO level */
+} op_dicom_options;
+
+/* Sets up DCMTK's network layer (no socket is opened: the caller listens). */
+int op_dicom_net_open(const op_dicom_options *opt, const op_dicom_handler *h, op_dicom_net **out);
+
+/* Accepts NULL. Every op_dicom_serve() must have returned. */
+void op_dicom_net_close(op_dicom_net *net);
+
+/*
+ * Runs one association on an accepted TCP connection: reads the
+ * A-ASSOCIATE-RQ, negotiates, serves C-ECHO and C-STORE until release or
+ * abort. With busy set, the request is rejected (transient, local limit
+ * exceeded). Takes fd in every case. The caller should have waited until
+ * the A-ASSOCIATE-RQ is buffered (see op_dicom_pdu_ready()), because the
+ * request is read under a lock that all connections share.
+ */
+void op_dicom_serve(op_dicom_net *net, int fd, int busy);
+
+/*
+ * Looks at (without consuming) the bytes buffered on fd: 1 when a whole
+ * A-ASSOCIATE-RQ (or its first 64 KiB) is there, 0 when more is needed
+ * (*need is the byte count to wait for), -EPROTO when the bytes are not an
+ * A-ASSOCIATE-RQ.
+ */
+int op_dicom_pdu_ready(const unsigned char *buf, size_t len, size_t *need);
+
+/* Reads the attributes Outpost indexes from a DICOM file (with or without
+ * a meta header). Returns 0, or -EINVAL with the reason in err. */
+int op_dicom_read_instance(const char *path, op_instance *out, char *err, size_t errlen);
+
+/* The storage SOP classes and transfer syntaxes accepted, for the
+ * conformance statement: writes Markdown tables. */
+void op_dicom_print_conformance(FILE *out);
+
+/* Is this SOP class one the receiver accepts (storage or verification)? */
+int op_dicom_sop_class_accepted(const char *uid);
+
+/* Is this transfer syntax one the receiver accepts? */
+int op_dicom_transfer_syntax_accepted(const char *uid);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

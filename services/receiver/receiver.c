@@ -1,0 +1,495 @@
+/*
+ * receiver: listening, admission and the store path (see receiver.h).
+ *
+ * Threads: the main thread accepts and reads signals; each connection gets
+ * a detached thread that waits (up to acse_timeout) for the association
+ * request to be buffered and then runs the association in the DCMTK shim.
+ * A silent or slow client therefore only ever holds its own thread.
+ */
+#include "receiver/receiver.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/spool.h"
+#include "receiver/dicom.h"
+
+/* Threads waiting for an association request, beyond max_associations,
+ * before new connections are closed outright. */
+#define EXTRA_CONNECTIONS 16
+#define STOP_GRACE_SECONDS 10
+
+struct op_receiver {
+	op_spool *spool;
+	op_dicom_net *net;
+	int listen_fd;
+	int port;
+
+	pthread_mutex_t mu; /* everything below */
+	pthread_cond_t idle;
+	op_receiver_config policy; /* reloadable: admission and timeouts */
+	int connections;           /* connection threads alive */
+	int associations;          /* of them, serving an association */
+};
+
+struct conn {
+	op_receiver *rx;
+	int fd;
+};
+
+static const char *status_name(uint16_t s)
+{
+	switch (s) {
+	case OP_STATUS_SUCCESS: return "success";
+	case OP_STATUS_OUT_OF_RESOURCES: return "out-of-resources";
+	case OP_STATUS_CANNOT_UNDERSTAND: return "cannot-understand";
+	default: return "processing-failure";
+	}
+}
+
+/* --- handler called by the DCMTK shim -------------------------------------- */
+
+static int admit(void *ctx, const op_assoc *a)
+{
+	op_receiver *rx = ctx;
+	struct in_addr ip;
+	const char *why = NULL;
+	char calling[64], called[64];
+	int ok_aet, ok_host;
+
+	pthread_mutex_lock(&rx->mu);
+	ok_aet = rx->policy.n_allowed_calling_aets == 0;
+	for (int i = 0; i < rx->policy.n_allowed_calling_aets && !ok_aet; i++)
+		ok_aet = strcmp(rx->policy.allowed_calling_aets[i], a->calling_aet) == 0;
+	ok_host = rx->policy.n_allowed_hosts == 0 ||
+		  (inet_pton(AF_INET, a->peer_ip, &ip) == 1 &&
+		   op_cidr_match(rx->policy.allowed_hosts, rx->policy.n_allowed_hosts,
+				 ntohl(ip.s_addr)));
+	pthread_mutex_unlock(&rx->mu);
+	if (!ok_aet)
+		why = "calling AE title not in allowed_calling_aets";
+	else if (!ok_host)
+		why = "host not in allowed_hosts";
+	op_log(why ? OP_LOG_WARN : OP_LOG_INFO, why ? "assoc.rejected" : "assoc.request",
+	       "assoc=%lu peer=%s calling=%s called=%s%s%s%s", a->id, a->peer_ip,
+	       op_log_quote(calling, sizeof(calling), a->calling_aet),
+	       op_log_quote(called, sizeof(called), a->called_aet), why ? " reason=\"" : "",
+	       why ? why : "", why ? "\"" : "");
+	return why ? -EACCES : 0;
+}
+
+static op_spool_object *store_begin(void *ctx, const op_assoc *a, const op_store_req *r,
+				    uint16_t *status)
+{
+	op_receiver *rx = ctx;
+	op_spool_object *obj = NULL;
+	int rc = op_spool_object_begin(rx->spool, &obj);
+
+	if (rc < 0) {
+		*status = rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES : OP_STATUS_PROCESSING_FAILURE;
+		op_warn("store.refused", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
+			r->sop_instance_uid, status_name(*status),
+			rc == -ENOSPC ? "spool full (max_bytes or min_free_bytes)" : strerror(-rc));
+	}
+	return obj;
+}
+
+static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
+			  const op_store_req *r, op_spool_object *obj, int recv_rc, char *comment,
+			  size_t size)
+{
+	op_instance inst;
+	enum op_spool_outcome outcome;
+	static const char *const outcomes[] = { "stored", "duplicate", "replaced" };
+	char err[256] = "", sha[OP_HASH_HEX + 1];
+	uint64_t bytes = op_spool_object_size(obj);
+	uint16_t status;
+	int rc;
+
+	if (recv_rc == -ECONNABORTED) {
+		op_spool_object_abort(obj);
+		op_warn("store.aborted",
+			"assoc=%lu sop=%s reason=\"association ended mid-dataset\"", a->id,
+			r->sop_instance_uid);
+		return OP_STATUS_PROCESSING_FAILURE;
+	}
+	if (recv_rc < 0) {
+		op_spool_object_abort(obj);
+		status = recv_rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES
+					    : OP_STATUS_PROCESSING_FAILURE;
+		snprintf(comment, size, "%s",
+			 recv_rc == -ENOSPC ? "Outpost spool full" : "Outpost storage error");
+		op_warn("store.refused", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
+			r->sop_instance_uid, status_name(status),
+			recv_rc == -ENOSPC ? "spool full (max_bytes or min_free_bytes)"
+					   : strerror(-recv_rc));
+		return status;
+	}
+	rc = op_spool_object_finish(obj);
+	if (rc < 0) {
+		op_spool_object_abort(obj);
+		status = rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES : OP_STATUS_PROCESSING_FAILURE;
+		snprintf(comment, size, "%s",
+			 rc == -ENOSPC ? "Outpost spool full" : "Outpost storage error");
+		op_error("store.failed", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
+			 r->sop_instance_uid, status_name(status), strerror(-rc));
+		return status;
+	}
+	memset(&inst, 0, sizeof(inst));
+	rc = op_dicom_read_instance(op_spool_object_path(obj), &inst, err, sizeof(err));
+	if (rc < 0) {
+		op_spool_object_abort(obj);
+		snprintf(comment, size, "%s", err);
+		op_warn("store.rejected", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
+			r->sop_instance_uid, status_name(OP_STATUS_CANNOT_UNDERSTAND), err);
+		return OP_STATUS_CANNOT_UNDERSTAND;
+	}
+	if (strcmp(inst.sop_instance_uid, r->sop_instance_uid) != 0)
+		op_warn("store.mismatch",
+			"assoc=%lu command_sop=%s dataset_sop=%s reason=\"indexed by the dataset's "
+			"SOP Instance UID\"",
+			a->id, r->sop_instance_uid, inst.sop_instance_uid);
+	snprintf(inst.calling_aet, sizeof(inst.calling_aet), "%s", a->calling_aet);
+	inst.priority = r->priority;
+	rc = op_spool_object_commit(obj, &inst, &outcome, sha);
+	if (rc < 0) {
+		status = rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES : OP_STATUS_PROCESSING_FAILURE;
+		snprintf(comment, size, "%s",
+			 rc == -ENOSPC ? "Outpost spool full" : "Outpost storage error");
+		op_error("store.failed", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
+			 inst.sop_instance_uid, status_name(status), strerror(-rc));
+		return status;
+	}
+	op_info("store.ok", "assoc=%lu sop=%s study=%s bytes=%" PRIu64 " hash=%s result=%s", a->id,
+		inst.sop_instance_uid, inst.study_uid, bytes, sha, outcomes[outcome]);
+	return OP_STATUS_SUCCESS;
+}
+
+static void assoc_end(void *ctx, const op_assoc *a, const char *how)
+{
+	char q[256];
+
+	(void)ctx;
+	op_info("assoc.end", "assoc=%lu peer=%s how=%s", a->id, a->peer_ip,
+		op_log_quote(q, sizeof(q), how));
+}
+
+/* --- connections ----------------------------------------------------------- */
+
+/*
+ * Waits until the association request is buffered on fd, so the shim reads
+ * it without blocking. SO_RCVLOWAT makes poll(2) wake only once `need`
+ * bytes are there, instead of at every segment.
+ */
+static int wait_for_request(int fd, int timeout_s)
+{
+	unsigned char buf[65536 + 6]; /* peeked: the shim reads them for real */
+	struct timespec start, now;
+	size_t need = 6;
+	int rc, lowat;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		long left_ms;
+
+		lowat = (int)need;
+		setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_ms = timeout_s * 1000L - ((now.tv_sec - start.tv_sec) * 1000L +
+					       (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left_ms <= 0)
+			return -ETIMEDOUT;
+		rc = poll(&p, 1, (int)left_ms);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return -errno;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		rc = op_dicom_pdu_ready(buf, (size_t)n, &need);
+		if (rc != 0)
+			break;
+	}
+	lowat = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+	return rc < 0 ? rc : 0;
+}
+
+static void *connection_main(void *arg)
+{
+	struct conn *c = arg;
+	op_receiver *rx = c->rx;
+	int acse_timeout, busy, rc;
+
+	pthread_mutex_lock(&rx->mu);
+	acse_timeout = rx->policy.acse_timeout;
+	pthread_mutex_unlock(&rx->mu);
+	rc = wait_for_request(c->fd, acse_timeout);
+	if (rc < 0) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer);
+		char ip[INET_ADDRSTRLEN] = "?";
+
+		if (getpeername(c->fd, (struct sockaddr *)&peer, &len) == 0)
+			inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+		op_warn("assoc.dropped", "peer=%s reason=\"%s\"", ip,
+			rc == -EPROTO      ? "not an A-ASSOCIATE-RQ"
+			: rc == -ETIMEDOUT ? "no association request within acse_timeout"
+					   : strerror(-rc));
+		close(c->fd);
+	} else {
+		pthread_mutex_lock(&rx->mu);
+		busy = rx->associations >= rx->policy.max_associations;
+		if (!busy)
+			rx->associations++;
+		pthread_mutex_unlock(&rx->mu);
+		op_dicom_serve(rx->net, c->fd, busy);
+		pthread_mutex_lock(&rx->mu);
+		if (!busy)
+			rx->associations--;
+		pthread_mutex_unlock(&rx->mu);
+	}
+	pthread_mutex_lock(&rx->mu);
+	rx->connections--;
+	pthread_cond_broadcast(&rx->idle);
+	pthread_mutex_unlock(&rx->mu);
+	free(c);
+	return NULL;
+}
+
+static void accept_one(op_receiver *rx)
+{
+	struct sockaddr_in peer;
+	socklen_t len = sizeof(peer);
+	pthread_attr_t attr;
+	pthread_t t;
+	struct conn *c;
+	int fd, one = 1, full;
+	char ip[INET_ADDRSTRLEN];
+
+	fd = accept4(rx->listen_fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			op_error("listen.accept", "error=\"%s\"", strerror(errno));
+		return;
+	}
+	/* DCMTK leaves Nagle on: each response would wait ~40 ms for an ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+	pthread_mutex_lock(&rx->mu);
+	full = rx->connections >= rx->policy.max_associations + EXTRA_CONNECTIONS;
+	if (!full)
+		rx->connections++;
+	pthread_mutex_unlock(&rx->mu);
+	if (full) {
+		op_warn("assoc.dropped", "peer=%s reason=\"too many connections\"", ip);
+		close(fd);
+		return;
+	}
+	c = malloc(sizeof(*c));
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (!c || (c->rx = rx, c->fd = fd, pthread_create(&t, &attr, connection_main, c) != 0)) {
+		op_error("listen.thread", "peer=%s error=\"cannot start a thread\"", ip);
+		close(fd);
+		free(c);
+		pthread_mutex_lock(&rx->mu);
+		rx->connections--;
+		pthread_mutex_unlock(&rx->mu);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* --- life cycle ------------------------------------------------------------ */
+
+static int read_instance(void *ctx, const char *path, op_instance *inst, char *err, size_t len)
+{
+	(void)ctx;
+	return op_dicom_read_instance(path, inst, err, len);
+}
+
+static int listen_on(const op_receiver_config *rc, int *port_out)
+{
+	struct sockaddr_in sa = { 0 };
+	socklen_t len = sizeof(sa);
+	int fd, one = 1, err;
+
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(rc->port);
+	inet_pton(AF_INET, rc->bind, &sa.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	*port_out = ntohs(sa.sin_port);
+	return fd;
+}
+
+int op_receiver_open(const op_config *cfg, op_receiver **out)
+{
+	op_receiver *rx = calloc(1, sizeof(*rx));
+	op_spool_limits limits = { cfg->spool.max_bytes, cfg->spool.min_free_bytes,
+				   cfg->spool.keep_sent_bytes };
+	op_spool_recovery rep;
+	op_dicom_options opt = { cfg->receiver.ae_title, cfg->receiver.max_pdu,
+				 cfg->receiver.acse_timeout, cfg->receiver.dimse_timeout,
+				 cfg->log_level == OP_LOG_DEBUG };
+	op_dicom_handler h = { NULL, admit, store_begin, store_end, assoc_end };
+	int rc;
+
+	*out = NULL;
+	if (!rx)
+		return -ENOMEM;
+	rx->listen_fd = -1;
+	rx->policy = cfg->receiver;
+	pthread_mutex_init(&rx->mu, NULL);
+	pthread_cond_init(&rx->idle, NULL);
+	h.ctx = rx;
+	rc = op_spool_open(cfg->spool.dir, &limits, &rx->spool);
+	if (rc == 0)
+		rc = op_spool_recover(rx->spool, read_instance, NULL, &rep);
+	if (rc == 0 && (rc = op_dicom_net_open(&opt, &h, &rx->net)) < 0)
+		op_error("receiver.open", "error=\"cannot set up DCMTK's network layer\"");
+	if (rc == 0 && (rc = listen_on(&cfg->receiver, &rx->port)) < 0)
+		op_error("receiver.listen", "bind=%s port=%u error=\"%s\"", cfg->receiver.bind,
+			 cfg->receiver.port, strerror(-rc));
+	if (rc < 0) {
+		op_receiver_close(rx);
+		return rc;
+	}
+	rx->listen_fd = rc;
+	*out = rx;
+	return 0;
+}
+
+int op_receiver_port(const op_receiver *rx)
+{
+	return rx->port;
+}
+
+static void reload(op_receiver *rx, const char *path)
+{
+	op_config cfg;
+	op_spool_limits limits;
+	char err[640];
+
+	if (!path) {
+		op_warn("config.reload", "reason=\"started without --config: nothing to reload\"");
+		return;
+	}
+	if (op_config_load(&cfg, path, err, sizeof(err)) < 0) {
+		op_error("config.reload", "result=refused error=\"%s\"", err);
+		return;
+	}
+	limits = (op_spool_limits){ cfg.spool.max_bytes, cfg.spool.min_free_bytes,
+				    cfg.spool.keep_sent_bytes };
+	op_spool_set_limits(rx->spool, &limits);
+	pthread_mutex_lock(&rx->mu);
+	if (strcmp(cfg.receiver.bind, rx->policy.bind) != 0 ||
+	    cfg.receiver.port != rx->policy.port ||
+	    strcmp(cfg.receiver.ae_title, rx->policy.ae_title) != 0 ||
+	    cfg.receiver.max_pdu != rx->policy.max_pdu)
+		op_warn("config.reload", "reason=\"bind, port, ae_title, max_pdu and [spool] dir "
+					 "take effect at the next start\"");
+	/* Admission and limits apply at once; the listening address stays. */
+	memcpy(cfg.receiver.bind, rx->policy.bind, sizeof(cfg.receiver.bind));
+	cfg.receiver.port = rx->policy.port;
+	rx->policy = cfg.receiver;
+	pthread_mutex_unlock(&rx->mu);
+	op_log_set_level(cfg.log_level);
+	op_info("config.reload", "result=ok path=%s", path);
+}
+
+int op_receiver_run(op_receiver *rx, const char *config_path)
+{
+	sigset_t set;
+	struct timespec deadline;
+	int sfd, stop = 0, rc = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0)
+		return -errno;
+	op_info("receiver.ready", "ae_title=%s bind=%s port=%d", rx->policy.ae_title,
+		rx->policy.bind, rx->port);
+	while (!stop) {
+		struct pollfd p[2] = { { rx->listen_fd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		struct signalfd_siginfo si;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		if (p[0].revents & POLLIN)
+			accept_one(rx);
+		if ((p[1].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP)
+				reload(rx, config_path);
+			else
+				stop = 1;
+		}
+	}
+	close(sfd);
+	close(rx->listen_fd);
+	rx->listen_fd = -1;
+	/* Associations in progress may finish; an instance is only ever
+	 * acknowledged after its commit, so cutting one short loses nothing. */
+	op_info("receiver.stopping", "grace_seconds=%d", STOP_GRACE_SECONDS);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += STOP_GRACE_SECONDS;
+	pthread_mutex_lock(&rx->mu);
+	while (rx->connections > 0 &&
+	       pthread_cond_timedwait(&rx->idle, &rx->mu, &deadline) != ETIMEDOUT)
+		;
+	if (rx->connections > 0)
+		rc = -EBUSY;
+	pthread_mutex_unlock(&rx->mu);
+	return rc;
+}
+
+void op_receiver_close(op_receiver *rx)
+{
+	if (!rx)
+		return;
+	if (rx->listen_fd >= 0)
+		close(rx->listen_fd);
+	op_dicom_net_close(rx->net);
+	op_spool_close(rx->spool);
+	pthread_mutex_destroy(&rx->mu);
+	pthread_cond_destroy(&rx->idle);
+	free(rx);
+}

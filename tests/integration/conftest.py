@@ -1,0 +1,37 @@
+"""pytest fixtures: every test gets its own directory, ports and processes."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+
+from outpost import Receiver  # noqa: E402
+import dicomgen  # noqa: E402
+
+
+@pytest.fixture
+def receivers(tmp_path):
+    """Makes receivers (started later by the test); stops them all by PID."""
+    made = []
+
+    def make(name="rx", **overrides):
+        rx = Receiver(str(tmp_path / name), **overrides)
+        made.append(rx)
+        return rx
+
+    yield make
+    for rx in made:
+        rx.kill9()
+
+
+@pytest.fixture
+def receiver(receivers):
+    return receivers().start()
+
+
+@pytest.fixture(scope="session")
+def ct_study(tmp_path_factory):
+    """The synthesised 500-instance CT study (512x512x16 bit, ~530 KB each)."""
+    d = tmp_path_factory.mktemp("ct_study")
+    return dicomgen.make_ct_study(str(d), 500)

@@ -1,0 +1,170 @@
+"""Helpers shared by the integration tests and the benchmarks.
+
+Everything here starts real programs on loopback: outpost-receiver, DCMTK's
+storescu/echoscu/storescp. Processes are tracked by PID and ended by PID.
+"""
+import hashlib
+import os
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("OUTPOST_BUILD", os.path.join(ROOT, "build"))
+PYDICOM_FILES = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
+
+# DCMTK reads TCP_NODELAY from the environment: without it every storescu
+# request waits ~40 ms for a delayed ACK.
+DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def dataset_bytes(path_or_bytes):
+    """The bytes after the File Meta Information (the dataset as sent)."""
+    b = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()
+    if b[128:132] != b"DICM":
+        return b
+    group_len = struct.unpack("<I", b[132 + 8:132 + 12])[0]
+    return b[132 + 12 + group_len:]
+
+
+def blake2b(path):
+    """The spool's content hash of a file (BLAKE2b-256, hex)."""
+    h = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_ini(path, sections):
+    with open(path, "w") as f:
+        for section, keys in sections.items():
+            f.write(f"[{section}]\n")
+            for k, v in keys.items():
+                f.write(f"{k} = {v}\n")
+            f.write("\n")
+
+
+class Receiver:
+    """One outpost-receiver process with its own config, spool and log."""
+
+    def __init__(self, workdir, **overrides):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.port = free_port()
+        self.spool = os.path.join(workdir, "spool")
+        self.config = {
+            "receiver": {"ae_title": "OUTPOST", "bind": "127.0.0.1", "port": self.port},
+            "spool": {"dir": self.spool, "min_free_bytes": "1M"},
+        }
+        for section, keys in overrides.items():
+            self.config.setdefault(section, {}).update(keys)
+        self.port = int(self.config["receiver"]["port"])
+        self.ini = os.path.join(workdir, "outpost.ini")
+        self.log_path = os.path.join(workdir, "receiver.log")
+        self.proc = None
+        write_ini(self.ini, self.config)
+
+    def reconfigure(self, **overrides):
+        for section, keys in overrides.items():
+            self.config.setdefault(section, {}).update(keys)
+        write_ini(self.ini, self.config)
+
+    def start(self, timeout=15):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "outpost-receiver"), "--config", self.ini],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        wait_for(lambda: self.proc.poll() is not None or "event=receiver.ready" in self.log(),
+                 timeout, what="receiver.ready")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"receiver exited {self.proc.returncode}:\n{self.log()}")
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def rss_peak_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return None
+
+    def db(self):
+        con = sqlite3.connect(os.path.join(self.spool, "spool.db"), timeout=30)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def rows(self, where="1=1", args=()):
+        with self.db() as con:
+            return [dict(r) for r in con.execute(f"SELECT * FROM instances WHERE {where}", args)]
+
+    def object_path(self, content_hash):
+        return os.path.join(self.spool, "objects", content_hash[:2], content_hash + ".dcm")
+
+    def stored_files(self):
+        out = []
+        for root, _, files in os.walk(os.path.join(self.spool, "objects")):
+            out += [os.path.join(root, f) for f in files]
+        return sorted(out)
+
+    def tmp_files(self):
+        return os.listdir(os.path.join(self.spool, "tmp"))
+
+
+def storescu(port, files, flags=(), aet="OUTPOST", calling="STORESCU", timeout=300,
+             verbose=False):
+    """Runs DCMTK's storescu against localhost:port; returns CompletedProcess."""
+    cmd = ["storescu", "-aet", calling, "-aec", aet]
+    if verbose:
+        cmd.append("-v")
+    cmd += list(flags) + ["localhost", str(port)] + list(files)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV)
+
+
+def echoscu(port, aet="OUTPOST", calling="ECHOSCU", timeout=30):
+    return subprocess.run(["echoscu", "-aet", calling, "-aec", aet, "localhost", str(port)],
+                          capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV)
