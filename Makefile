@@ -115,7 +115,17 @@ integration: all
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test: deps check-style unit unit-asan integration
+# The integration tests that feed the receiver hostile or unusual input,
+# run again against the ASan+UBSan build (any sanitizer report fails).
+ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
+                    test_limits.py test_admission.py
+
+integration-asan: unit-asan
+	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION) $(PYTEST_ARGS)
+
+test: deps check-style unit unit-asan integration integration-asan
 
 bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
@@ -131,7 +141,11 @@ check-style:
 format:
 	clang-format -i $(STYLE_FILES)
 
+# Regenerates the tables of docs/CONFORMANCE.md from the receiver.
+conformance: all
+	scripts/gen-conformance $(BUILD)/outpost-receiver docs/CONFORMANCE.md
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps run unit unit-asan integration test bench check-style format clean
+.PHONY: all deps run unit unit-asan integration integration-asan test bench check-style format conformance clean

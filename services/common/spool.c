@@ -758,7 +758,8 @@ static int load_hashes(op_spool *sp, char ***out, size_t *n_out)
 		free(v);
 		return sql_err(rc) ? sql_err(rc) : -EIO;
 	}
-	qsort(v, n, sizeof(*v), cmp_hash);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_hash);
 	*out = v;
 	*n_out = n;
 	return 0;
@@ -878,7 +879,7 @@ static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_r
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			memcpy(name, de->d_name, sizeof(name) - 1); /* d_name is 256 bytes */
 			name[OP_HASH_HEX] = '\0';
-			if (strlen(de->d_name) == OP_HASH_HEX + 4 &&
+			if (strlen(de->d_name) == OP_HASH_HEX + 4 && n_hashes &&
 			    bsearch(&key, hashes, n_hashes, sizeof(*hashes), cmp_hash))
 				continue;
 			rc = adopt_orphan(sp, path, de->d_name, read, ctx, rep);

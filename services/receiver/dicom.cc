@@ -90,6 +90,14 @@ int op_dicom_transfer_syntax_accepted(const char *uid)
 
 void op_dicom_print_conformance(FILE *out)
 {
+	fprintf(out, "| Implementation | Value |\n| --- | --- |\n");
+	fprintf(out, "| Implementation Class UID | %s |\n", OFFIS_IMPLEMENTATION_CLASS_UID);
+	fprintf(out, "| Implementation Version Name (association) | %s |\n",
+		OFFIS_DTK_IMPLEMENTATION_VERSION_NAME);
+	fprintf(out, "| Implementation Version Name (stored File Meta Information) | %s |\n",
+		OFFIS_DTK_IMPLEMENTATION_VERSION_NAME2);
+	fprintf(out, "| Maximum PDU length received | %d to %d bytes ([receiver] max_pdu) |\n\n",
+		ASC_MINIMUMPDUSIZE, ASC_MAXIMUMPDUSIZE);
 	fprintf(out, "| SOP class | UID |\n| --- | --- |\n");
 	fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(UID_VerificationSOPClass, "?"),
 		UID_VerificationSOPClass);
