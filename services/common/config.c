@@ -168,6 +168,8 @@ struct parse {
 	const char *path;
 	FILE *file;
 	int line;
+	int mid_line;   /* the last chunk read did not end the line */
+	int read_errno; /* reading the file failed (e.g. EISDIR) */
 	char *err;
 	size_t errlen;
 	int failed;
@@ -188,17 +190,26 @@ static int fail(struct parse *p, const char *fmt, ...)
 	return 0; /* tells inih to stop */
 }
 
-/* Splits a list on commas and whitespace; calls fn for each item. */
-static int each_item(const char *value, int (*fn)(void *, const char *), void *arg)
+/* Splits a list on any of seps, trims blanks around each item and calls fn
+ * for each non-empty one. */
+static int each_item(const char *value, const char *seps, int (*fn)(void *, const char *),
+		     void *arg)
 {
 	char buf[4096];
-	char *save = NULL, *item;
+	char *save = NULL, *item, *end;
 	int rc;
 
 	if (strlen(value) >= sizeof(buf))
 		return -E2BIG;
 	snprintf(buf, sizeof(buf), "%s", value);
-	for (item = strtok_r(buf, ", \t", &save); item; item = strtok_r(NULL, ", \t", &save)) {
+	for (item = strtok_r(buf, seps, &save); item; item = strtok_r(NULL, seps, &save)) {
+		while (isspace((unsigned char)*item))
+			item++;
+		end = item + strlen(item);
+		while (end > item && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (!*item)
+			continue;
 		rc = fn(arg, item);
 		if (rc)
 			return rc;
@@ -301,10 +312,11 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 		return 1;
 	case K_AE_LIST:
 		p->cfg->receiver.n_allowed_calling_aets = 0;
-		return each_item(value, add_ae, &l) == 0;
+		/* AE titles may contain spaces: commas alone separate them. */
+		return each_item(value, ",", add_ae, &l) == 0;
 	case K_CIDR_LIST:
 		p->cfg->receiver.n_allowed_hosts = 0;
-		return each_item(value, add_cidr, &l) == 0;
+		return each_item(value, ", \t", add_cidr, &l) == 0;
 	case K_LOG_LEVEL:
 		if (op_log_level_parse(value, (enum op_log_level *)field) < 0)
 			return fail(p, "%s: '%s' is not one of debug, info, warn, error", k->name,
@@ -333,20 +345,55 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	return fail(p, "unknown key '%s' in [%s]", name, section);
 }
 
+/*
+ * Section headers are checked here, not in on_key: inih reports a section
+ * only through its keys, so an empty unknown section would pass and a
+ * non-empty one would be reported at its first key's line.
+ */
+static void check_section_line(struct parse *p, const char *s)
+{
+	const char *end;
+	int known = 0;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s != '[')
+		return;
+	s++;
+	end = strchr(s, ']');
+	if (!end) {
+		fail(p, "syntax error (section header without ']')");
+		return;
+	}
+	for (size_t i = 0; i < N_KEYS && !known; i++)
+		known = strlen(keys[i].section) == (size_t)(end - s) &&
+			strncmp(keys[i].section, s, (size_t)(end - s)) == 0;
+	if (!known)
+		fail(p, "unknown section [%.*s]", (int)(end - s), s);
+}
+
 /* An ini_reader that counts lines, so errors found by on_key name the line. */
 static char *read_line(char *str, int num, void *stream)
 {
 	struct parse *p = stream;
 	char *s = fgets(str, num, p->file);
 
-	if (s)
+	if (!s) {
+		if (ferror(p->file))
+			p->read_errno = errno ? errno : EIO;
+		return NULL;
+	}
+	if (!p->mid_line) {
 		p->line++;
-	return s;
+		check_section_line(p, s);
+	}
+	p->mid_line = s[strlen(s) - 1] != '\n';
+	return p->failed ? NULL : s;
 }
 
 int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 {
-	struct parse p = { cfg, path, NULL, 0, err, errlen, 0 };
+	struct parse p = { cfg, path, NULL, 0, 0, 0, err, errlen, 0 };
 	int rc;
 
 	op_config_defaults(cfg);
@@ -356,10 +403,24 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s:0: cannot open: %s", path, strerror(errno));
 		return rc;
 	}
+	/* Debian's libinih is configured at run time: lines of any length on
+	 * the heap (its default is a 200-byte stack buffer that splits longer
+	 * lines), no continuation lines (an indented "port = 104" must be a
+	 * key, not part of the previous value), stop at the first error. The
+	 * settings are process-wide; every caller wants the same. */
+	ini_use_stack = false;
+	ini_allow_realloc = true;
+	ini_max_line = 1 << 20;
+	ini_allow_multiline = false;
+	ini_stop_on_first_error = true;
 	rc = ini_parse_stream(read_line, &p, on_key, &p);
 	fclose(p.file);
 	if (p.failed)
 		return -EINVAL;
+	if (p.read_errno) {
+		snprintf(err, errlen, "%s:0: cannot read: %s", path, strerror(p.read_errno));
+		return -p.read_errno;
+	}
 	if (rc != 0) {
 		p.line = rc > 0 ? rc : p.line;
 		fail(&p, "syntax error (expected [section] or key = value)");

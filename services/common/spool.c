@@ -61,7 +61,62 @@ struct op_spool {
 	pthread_cond_t gc_cv;
 	struct pending *gc_head, *gc_tail;
 	int gc_leader;
+	/* Hashes of objects renamed into objects/ whose rows are not yet
+	 * committed (guarded by gc_mu): their files must not be unlinked as
+	 * "old versions" meanwhile. */
+	struct pin *pins;
 };
+
+struct pin {
+	char hash[OP_HASH_HEX + 1];
+	int n;
+	struct pin *next;
+};
+
+/* Caller holds gc_mu. */
+static struct pin *find_pin(op_spool *sp, const char *hash)
+{
+	for (struct pin *q = sp->pins; q; q = q->next)
+		if (strcmp(q->hash, hash) == 0)
+			return q;
+	return NULL;
+}
+
+static int pin_hash(op_spool *sp, const char *hash)
+{
+	struct pin *q;
+	int rc = 0;
+
+	pthread_mutex_lock(&sp->gc_mu);
+	q = find_pin(sp, hash);
+	if (!q && (q = calloc(1, sizeof(*q))) != NULL) {
+		snprintf(q->hash, sizeof(q->hash), "%s", hash);
+		q->next = sp->pins;
+		sp->pins = q;
+	}
+	if (q)
+		q->n++;
+	else
+		rc = -ENOMEM;
+	pthread_mutex_unlock(&sp->gc_mu);
+	return rc;
+}
+
+static void unpin_hash(op_spool *sp, const char *hash)
+{
+	pthread_mutex_lock(&sp->gc_mu);
+	for (struct pin **pp = &sp->pins; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->hash, hash) == 0) {
+			if (--(*pp)->n == 0) {
+				struct pin *dead = *pp;
+				*pp = dead->next;
+				free(dead);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sp->gc_mu);
+}
 
 struct op_spool_object {
 	op_spool *sp;
@@ -99,6 +154,8 @@ static const char schema_v1[] =
 	"CREATE INDEX instances_by_state ON instances (state, next_attempt_at);"
 	"CREATE INDEX instances_by_study ON instances (study_uid);"
 	"CREATE INDEX instances_by_hash ON instances (hash);";
+
+#define MISSING_REASON "spool file missing at start-up"
 
 static int64_t now_ms(void)
 {
@@ -343,7 +400,7 @@ static int reserve(op_spool *sp, uint64_t len)
 	after = sp->usage.bytes + sp->usage.reserved + len;
 	if (sp->limits.max_bytes &&
 	    (after > sp->limits.max_bytes || (len == 0 && after >= sp->limits.max_bytes)))
-		rc = -ENOSPC;
+		rc = -EDQUOT;
 	else
 		sp->usage.reserved += len;
 	pthread_mutex_unlock(&sp->mu);
@@ -351,7 +408,7 @@ static int reserve(op_spool *sp, uint64_t len)
 		pthread_mutex_lock(&sp->mu);
 		sp->usage.reserved -= len;
 		pthread_mutex_unlock(&sp->mu);
-		rc = -ENOSPC;
+		rc = -EDQUOT;
 	}
 	return rc;
 }
@@ -385,7 +442,7 @@ int op_spool_object_begin(op_spool *sp, op_spool_object **out)
 		rc = -errno;
 		op_error("spool.create", "path=%s error=\"%s\"", obj->path, strerror(errno));
 		free(obj);
-		return rc == -ENOSPC || rc == -EDQUOT ? -ENOSPC : rc;
+		return rc == -EDQUOT ? -ENOSPC : rc; /* the filesystem's quota: full */
 	}
 	crypto_generichash_init(&obj->hash, NULL, 0, OP_HASH_BYTES);
 	*out = obj;
@@ -508,6 +565,24 @@ static int apply_row(op_spool *sp, struct pending *p)
 	if (rc != SQLITE_DONE)
 		goto out;
 	if (found && strcmp(old_hash, p->hash) == 0) {
+		/* The file is back (it was just renamed into place): a row
+		 * quarantined because its file was missing is queued again. */
+		rc = sqlite3_prepare_v2(
+			sp->db,
+			"UPDATE instances SET state = 'queued', attempts = 0,"
+			" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
+			" WHERE sop_instance_uid = ?1 AND state = 'quarantined'"
+			" AND last_error = '" MISSING_REASON "'",
+			-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			bind_text(st, 1, in->sop_instance_uid);
+			sqlite3_bind_int64(st, 2, now);
+			rc = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc != SQLITE_DONE)
+			goto out;
 		p->outcome = OP_SPOOL_DUPLICATE;
 		return 0;
 	}
@@ -573,6 +648,35 @@ out:
 	return 0;
 }
 
+/* Does any row name hash? (-1 when the query fails: keep the file.) */
+static int hash_in_use(op_spool *sp, const char *hash)
+{
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+
+	if (sqlite3_prepare_v2(sp->db, "SELECT COUNT(*) FROM instances WHERE hash = ?", -1, &st,
+			       NULL) == SQLITE_OK) {
+		bind_text(st, 1, hash);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int(st, 0) > 0;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Is hash pinned by a commit outside batch (renamed, row not yet queued or
+ * in a later batch)? Caller holds gc_mu. Members of the batch are still
+ * pinned while it runs; they are discounted. */
+static int pinned_outside(op_spool *sp, struct pending *batch, const char *hash)
+{
+	struct pin *q = find_pin(sp, hash);
+	int n = q ? q->n : 0;
+
+	for (struct pending *m = batch; m; m = m->next)
+		n -= strcmp(m->hash, hash) == 0;
+	return n > 0;
+}
+
 static void run_batch(op_spool *sp, struct pending *batch)
 {
 	char path[PATH_MAX];
@@ -580,12 +684,18 @@ static void run_batch(op_spool *sp, struct pending *batch)
 
 	for (struct pending *p = batch; p; p = p->next)
 		p->rc = rc < 0 ? rc : apply_row(sp, p);
+	/* A version replaced by one member may be put back by a later member
+	 * of the same batch: only hashes no row names at the end go. */
+	for (struct pending *p = batch; rc == 0 && p; p = p->next)
+		if (p->rc == 0 && p->old_hash[0] && hash_in_use(sp, p->old_hash) != 0)
+			p->old_hash[0] = '\0';
 	if (rc == 0 && (rc = exec(sp, "COMMIT")) < 0) {
 		exec(sp, "ROLLBACK");
 		for (struct pending *p = batch; p; p = p->next)
 			if (p->rc == 0)
 				p->rc = rc;
 	}
+	pthread_mutex_lock(&sp->gc_mu); /* no pin is taken while we unlink */
 	for (struct pending *p = batch; p; p = p->next) {
 		if (p->rc == 0) {
 			pthread_mutex_lock(&sp->mu);
@@ -596,22 +706,21 @@ static void run_batch(op_spool *sp, struct pending *batch)
 				sp->usage.bytes += p->size - p->old_size;
 			}
 			pthread_mutex_unlock(&sp->mu);
-			if (p->old_hash[0]) {
+			if (p->old_hash[0] && !pinned_outside(sp, batch, p->old_hash)) {
 				object_path(sp, p->old_hash, path, sizeof(path));
 				unlink(path);
 			}
 			continue;
 		}
-		/* A file no committed row names is removed, unless another
-		 * instance of this batch committed the same content. */
-		int shared = 0;
-		for (struct pending *q = batch; q; q = q->next)
-			shared |= q->rc == 0 && strcmp(q->hash, p->hash) == 0;
-		if (p->may_unlink && !shared) {
+		/* A file no committed row names is removed, unless a commit in
+		 * flight renamed the same content into place. */
+		if (p->may_unlink && hash_in_use(sp, p->hash) == 0 &&
+		    !pinned_outside(sp, batch, p->hash)) {
 			object_path(sp, p->hash, path, sizeof(path));
 			unlink(path);
 		}
 	}
+	pthread_mutex_unlock(&sp->gc_mu);
 }
 
 static int commit_row(op_spool *sp, struct pending *p)
@@ -689,8 +798,12 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 	crypto_generichash_final(&obj->hash, digest, sizeof(digest));
 	hex(digest, sizeof(digest), hash);
 	object_path(sp, hash, path, sizeof(path));
+	rc = pin_hash(sp, hash);
+	if (rc < 0)
+		goto fail;
 	if (rename(obj->path, path) < 0) {
 		rc = -errno;
+		unpin_hash(sp, hash);
 		op_error("spool.rename", "from=%s to=%s error=\"%s\"", obj->path, path,
 			 strerror(errno));
 		goto fail;
@@ -699,12 +812,14 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 	rc = fsync_path(dir);
 	if (rc < 0) {
 		op_error("spool.fsync", "path=%s error=\"%s\"", dir, strerror(-rc));
+		unpin_hash(sp, hash);
 		goto out; /* renamed: recovery will find it */
 	}
 	p.inst = inst;
 	p.hash = hash;
 	p.size = obj->size;
 	rc = commit_row(sp, &p);
+	unpin_hash(sp, hash);
 	if (rc == 0) {
 		*outcome = p.outcome;
 		if (hash_out)
@@ -810,9 +925,11 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 {
 	op_instance inst;
 	struct pending p = { 0 };
-	char hash[OP_HASH_HEX + 1], err[256] = "", why[320];
+	char hash[OP_HASH_HEX + 1], err[256] = "", why[320], right[PATH_MAX];
+	char row_hash[OP_HASH_HEX + 1] = "";
 	uint64_t size = 0;
 	sqlite3_stmt *st = NULL;
+	struct stat sb;
 	int exists = 0, rc;
 
 	rc = hash_file(path, hash, &size);
@@ -820,6 +937,25 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 		move_to_damaged(sp, path, name, "content does not match its name");
 		rep->damaged++;
 		return 0;
+	}
+	/* Rows name files by hash alone: a file elsewhere (another fan-out
+	 * directory, another suffix) is moved to where its row will look. */
+	object_path(sp, hash, right, sizeof(right));
+	if (strcmp(path, right) != 0) {
+		if (stat(right, &sb) == 0) { /* the same bytes are in place */
+			unlink(path);
+			rep->orphans_removed++;
+			return 0;
+		}
+		if (rename(path, right) < 0) {
+			move_to_damaged(sp, path, name, "cannot be moved to its place");
+			rep->damaged++;
+			return 0;
+		}
+		snprintf(right, sizeof(right), "%s/objects/%.2s", sp->dir, hash);
+		fsync_path(right);
+		object_path(sp, hash, right, sizeof(right));
+		path = right;
 	}
 	memset(&inst, 0, sizeof(inst));
 	rc = read(ctx, path, &inst, err, sizeof(err));
@@ -829,16 +965,20 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 		rep->damaged++;
 		return 0;
 	}
-	rc = sqlite3_prepare_v2(sp->db, "SELECT 1 FROM instances WHERE sop_instance_uid = ?", -1,
+	rc = sqlite3_prepare_v2(sp->db, "SELECT hash FROM instances WHERE sop_instance_uid = ?", -1,
 				&st, NULL);
 	if (rc == SQLITE_OK) {
 		bind_text(st, 1, inst.sop_instance_uid);
 		rc = sqlite3_step(st);
 		exists = rc == SQLITE_ROW;
+		if (exists)
+			snprintf(row_hash, sizeof(row_hash), "%s", sqlite3_column_text(st, 0));
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return sql_err(rc) ? sql_err(rc) : -EIO;
+	if (exists && strcmp(row_hash, hash) == 0)
+		return 0; /* its own row (indexed earlier in this walk) */
 	if (exists) {
 		unlink(path);
 		rep->orphans_removed++;
@@ -947,12 +1087,11 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 	st = NULL;
 	if (rc != SQLITE_DONE)
 		goto out;
-	rc = sqlite3_prepare_v2(
-		sp->db,
-		"UPDATE instances SET state = 'quarantined',"
-		" last_error = 'spool file missing at start-up', state_changed_at = ?"
-		" WHERE id = ?",
-		-1, &st, NULL);
+	rc = sqlite3_prepare_v2(sp->db,
+				"UPDATE instances SET state = 'quarantined',"
+				" last_error = '" MISSING_REASON "', state_changed_at = ?"
+				" WHERE id = ?",
+				-1, &st, NULL);
 	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
 		sqlite3_bind_int64(st, 1, now_ms());
 		sqlite3_bind_int64(st, 2, ids[i]);

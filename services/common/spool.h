@@ -108,16 +108,18 @@ void op_spool_close(op_spool *sp);
  * start-up, before it accepts anything. */
 int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_recovery *rep);
 
-/* Starts an object. -ENOSPC when the spool is at max_bytes or the disk
- * below min_free_bytes already. */
+/* Starts an object. -EDQUOT when the spool is at max_bytes or the disk
+ * below min_free_bytes already (the spool's own limits); -ENOSPC when the
+ * filesystem is full. */
 int op_spool_object_begin(op_spool *sp, op_spool_object **out);
 
 /* The object's temporary file, for readers (e.g. the DICOM parser): its
  * content is complete once op_spool_object_finish() returned 0. */
 const char *op_spool_object_path(const op_spool_object *obj);
 
-/* Appends. -ENOSPC when the object would take the spool over max_bytes or
- * the disk below min_free_bytes, or the disk is full; -EIO on I/O errors.
+/* Appends. -EDQUOT when the object would take the spool over max_bytes or
+ * the disk below min_free_bytes; -ENOSPC when the filesystem is full (no
+ * space or no inodes); -EIO on I/O errors.
  * After an error the object can only be aborted. */
 int op_spool_object_write(op_spool_object *obj, const void *buf, uint64_t len);
 

@@ -85,7 +85,11 @@ static int xfer_accepted(E_TransferSyntax x)
 
 int op_dicom_transfer_syntax_accepted(const char *uid)
 {
-	return xfer_accepted(DcmXfer(uid).getXfer());
+	/* DcmXfer(const char *) also matches DCMTK's names ("Little Endian
+	 * Explicit"): only the syntax's own UID is accepted. */
+	DcmXfer x(uid);
+
+	return xfer_accepted(x.getXfer()) && strcmp(x.getXferID(), uid) == 0;
 }
 
 void op_dicom_print_conformance(FILE *out)
@@ -147,6 +151,12 @@ int op_dicom_read_instance(const char *path, op_instance *out, char *err, size_t
 		  "SeriesInstanceUID" },
 	};
 
+	/* Standard attributes encoded with VR UN (allowed in explicit VR, PS3.5
+	 * 6.2.2; GDCM writes them) are read with their dictionary VR, so their
+	 * UIDs are found. Only this parse is affected: the stored bytes are the
+	 * received ones. Set here because recovery reads files before the
+	 * network layer exists. */
+	dcmEnableUnknownVRConversion.set(OFTrue);
 	/* Values longer than 1 KiB (pixel data) are skipped, not read. */
 	OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 1024, ERM_autoDetect);
 	if (c.bad()) {
@@ -503,6 +513,7 @@ void op_dicom_serve(op_dicom_net *n, int fd, int busy)
 	if (c.bad() || busy) {
 		op_assoc info;
 		memset(&info, 0, sizeof(info));
+		info.id = ++n->next_id;
 		if (assoc && assoc->params) {
 			copy(info.calling_aet, sizeof(info.calling_aet),
 			     assoc->params->DULparams.callingAPTitle);

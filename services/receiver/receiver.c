@@ -92,6 +92,33 @@ static int admit(void *ctx, const op_assoc *a)
 	return why ? -EACCES : 0;
 }
 
+/*
+ * A spool error -> the status answered, the comment sent with it and one
+ * log line. The spool's own limits and a full filesystem are both "out of
+ * resources" to the modality, but not to the engineer reading the log.
+ */
+static uint16_t refuse(const op_assoc *a, const op_store_req *r, int rc, char *comment, size_t size)
+{
+	uint16_t status = OP_STATUS_PROCESSING_FAILURE;
+	const char *event = "store.failed", *text = "Outpost storage error";
+	const char *why = strerror(-rc);
+	enum op_log_level level = OP_LOG_ERROR;
+
+	if (rc == -EDQUOT || rc == -ENOSPC) {
+		status = OP_STATUS_OUT_OF_RESOURCES;
+		event = "store.refused";
+		level = OP_LOG_WARN;
+		text = rc == -EDQUOT ? "Outpost spool full" : "Outpost disk full";
+		why = rc == -EDQUOT ? "spool limit reached (max_bytes or min_free_bytes)"
+				    : "disk full (no space or no inodes left)";
+	}
+	if (comment)
+		snprintf(comment, size, "%s", text);
+	op_log(level, event, "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id, r->sop_instance_uid,
+	       status_name(status), why);
+	return status;
+}
+
 static op_spool_object *store_begin(void *ctx, const op_assoc *a, const op_store_req *r,
 				    uint16_t *status)
 {
@@ -99,12 +126,8 @@ static op_spool_object *store_begin(void *ctx, const op_assoc *a, const op_store
 	op_spool_object *obj = NULL;
 	int rc = op_spool_object_begin(rx->spool, &obj);
 
-	if (rc < 0) {
-		*status = rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES : OP_STATUS_PROCESSING_FAILURE;
-		op_warn("store.refused", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
-			r->sop_instance_uid, status_name(*status),
-			rc == -ENOSPC ? "spool full (max_bytes or min_free_bytes)" : strerror(-rc));
-	}
+	if (rc < 0)
+		*status = refuse(a, r, rc, NULL, 0);
 	return obj;
 }
 
@@ -115,9 +138,8 @@ static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
 	op_instance inst;
 	enum op_spool_outcome outcome;
 	static const char *const outcomes[] = { "stored", "duplicate", "replaced" };
-	char err[256] = "", sha[OP_HASH_HEX + 1];
+	char err[256] = "", hash[OP_HASH_HEX + 1];
 	uint64_t bytes = op_spool_object_size(obj);
-	uint16_t status;
 	int rc;
 
 	if (recv_rc == -ECONNABORTED) {
@@ -127,27 +149,10 @@ static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
 			r->sop_instance_uid);
 		return OP_STATUS_PROCESSING_FAILURE;
 	}
-	if (recv_rc < 0) {
-		op_spool_object_abort(obj);
-		status = recv_rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES
-					    : OP_STATUS_PROCESSING_FAILURE;
-		snprintf(comment, size, "%s",
-			 recv_rc == -ENOSPC ? "Outpost spool full" : "Outpost storage error");
-		op_warn("store.refused", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
-			r->sop_instance_uid, status_name(status),
-			recv_rc == -ENOSPC ? "spool full (max_bytes or min_free_bytes)"
-					   : strerror(-recv_rc));
-		return status;
-	}
-	rc = op_spool_object_finish(obj);
+	rc = recv_rc < 0 ? recv_rc : op_spool_object_finish(obj);
 	if (rc < 0) {
 		op_spool_object_abort(obj);
-		status = rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES : OP_STATUS_PROCESSING_FAILURE;
-		snprintf(comment, size, "%s",
-			 rc == -ENOSPC ? "Outpost spool full" : "Outpost storage error");
-		op_error("store.failed", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
-			 r->sop_instance_uid, status_name(status), strerror(-rc));
-		return status;
+		return refuse(a, r, rc, comment, size);
 	}
 	memset(&inst, 0, sizeof(inst));
 	rc = op_dicom_read_instance(op_spool_object_path(obj), &inst, err, sizeof(err));
@@ -165,25 +170,32 @@ static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
 			a->id, r->sop_instance_uid, inst.sop_instance_uid);
 	snprintf(inst.calling_aet, sizeof(inst.calling_aet), "%s", a->calling_aet);
 	inst.priority = r->priority;
-	rc = op_spool_object_commit(obj, &inst, &outcome, sha);
-	if (rc < 0) {
-		status = rc == -ENOSPC ? OP_STATUS_OUT_OF_RESOURCES : OP_STATUS_PROCESSING_FAILURE;
-		snprintf(comment, size, "%s",
-			 rc == -ENOSPC ? "Outpost spool full" : "Outpost storage error");
-		op_error("store.failed", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
-			 inst.sop_instance_uid, status_name(status), strerror(-rc));
-		return status;
-	}
+	rc = op_spool_object_commit(obj, &inst, &outcome, hash);
+	if (rc < 0)
+		return refuse(a, r, rc, comment, size);
 	op_info("store.ok", "assoc=%lu sop=%s study=%s bytes=%" PRIu64 " hash=%s result=%s", a->id,
-		inst.sop_instance_uid, inst.study_uid, bytes, sha, outcomes[outcome]);
+		inst.sop_instance_uid, inst.study_uid, bytes, hash, outcomes[outcome]);
 	return OP_STATUS_SUCCESS;
 }
 
 static void assoc_end(void *ctx, const op_assoc *a, const char *how)
 {
-	char q[256];
+	op_receiver *rx = ctx;
+	char q[256], calling[64], called[64];
+	int limit;
 
-	(void)ctx;
+	if (strcmp(how, "busy") == 0) {
+		pthread_mutex_lock(&rx->mu);
+		limit = rx->policy.max_associations;
+		pthread_mutex_unlock(&rx->mu);
+		/* Same event as the admission rejections, so that one search
+		 * finds every modality that was turned away. */
+		op_warn("assoc.rejected",
+			"assoc=%lu peer=%s calling=%s called=%s reason=\"max_associations (%d) "
+			"reached\" result=transient",
+			a->id, a->peer_ip, op_log_quote(calling, sizeof(calling), a->calling_aet),
+			op_log_quote(called, sizeof(called), a->called_aet), limit);
+	}
 	op_info("assoc.end", "assoc=%lu peer=%s how=%s", a->id, a->peer_ip,
 		op_log_quote(q, sizeof(q), how));
 }
@@ -204,7 +216,7 @@ static int wait_for_request(int fd, int timeout_s)
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		struct pollfd p = { fd, POLLIN, 0 };
+		struct pollfd p = { fd, POLLIN | POLLRDHUP, 0 };
 		long left_ms;
 
 		lowat = (int)need;
@@ -232,6 +244,11 @@ static int wait_for_request(int fd, int timeout_s)
 		rc = op_dicom_pdu_ready(buf, (size_t)n, &need);
 		if (rc != 0)
 			break;
+		/* Incomplete, and the peer has shut down its side: the rest can
+		 * never arrive (and poll would report the socket readable at
+		 * once, forever). */
+		if (p.revents & (POLLRDHUP | POLLHUP | POLLERR))
+			return -ECONNRESET;
 	}
 	lowat = 1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
@@ -417,9 +434,11 @@ static void reload(op_receiver *rx, const char *path)
 	if (strcmp(cfg.receiver.bind, rx->policy.bind) != 0 ||
 	    cfg.receiver.port != rx->policy.port ||
 	    strcmp(cfg.receiver.ae_title, rx->policy.ae_title) != 0 ||
-	    cfg.receiver.max_pdu != rx->policy.max_pdu)
-		op_warn("config.reload", "reason=\"bind, port, ae_title, max_pdu and [spool] dir "
-					 "take effect at the next start\"");
+	    cfg.receiver.max_pdu != rx->policy.max_pdu ||
+	    cfg.receiver.dimse_timeout != rx->policy.dimse_timeout)
+		op_warn("config.reload",
+			"reason=\"bind, port, ae_title, max_pdu, dimse_timeout and "
+			"[spool] dir take effect at the next start\"");
 	/* Admission and limits apply at once; the listening address stays. */
 	memcpy(cfg.receiver.bind, rx->policy.bind, sizeof(cfg.receiver.bind));
 	cfg.receiver.port = rx->policy.port;
