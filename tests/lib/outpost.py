@@ -12,6 +12,8 @@ import struct
 import subprocess
 import time
 
+from pydicom.filereader import read_file_meta_info
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("OUTPOST_BUILD", os.path.join(ROOT, "build"))
 PYDICOM_FILES = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
@@ -79,6 +81,7 @@ class Receiver:
         for section, keys in overrides.items():
             self.config.setdefault(section, {}).update(keys)
         self.port = int(self.config["receiver"]["port"])
+        self.spool = self.config["spool"]["dir"]
         self.ini = os.path.join(workdir, "outpost.ini")
         self.log_path = os.path.join(workdir, "receiver.log")
         self.proc = None
@@ -90,12 +93,15 @@ class Receiver:
         write_ini(self.ini, self.config)
 
     def start(self, timeout=15):
+        # The log is appended across restarts: wait for one more ready line.
+        ready = self.log().count("event=receiver.ready") + 1
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "outpost-receiver"), "--config", self.ini],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        wait_for(lambda: self.proc.poll() is not None or "event=receiver.ready" in self.log(),
+        wait_for(lambda: self.proc.poll() is not None or
+                 self.log().count("event=receiver.ready") >= ready,
                  timeout, what="receiver.ready")
         if self.proc.poll() is not None:
             raise RuntimeError(f"receiver exited {self.proc.returncode}:\n{self.log()}")
@@ -168,3 +174,38 @@ def storescu(port, files, flags=(), aet="OUTPOST", calling="STORESCU", timeout=3
 def echoscu(port, aet="OUTPOST", calling="ECHOSCU", timeout=30):
     return subprocess.run(["echoscu", "-aet", calling, "-aec", aet, "localhost", str(port)],
                           capture_output=True, text=True, timeout=timeout, env=DCMTK_ENV)
+
+
+class Storescp:
+    """DCMTK's storescp +B +xa on a free port: the bit-preserving reference."""
+
+    def __init__(self, directory):
+        self.out = os.path.join(directory, "received")
+        os.makedirs(self.out, exist_ok=True)
+        self.port = free_port()
+        self.log_path = os.path.join(directory, "storescp.log")
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                ["storescp", "+B", "+xa", "-od", self.out, str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=DCMTK_ENV)
+        wait_for(lambda: self.proc.poll() is not None or echoscu(self.port).returncode == 0,
+                 10, what="storescp to answer C-ECHO")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"storescp exited {self.proc.returncode}")
+
+    def take(self):
+        """Files received since the last call, {SOP Instance UID: bytes}; removes them."""
+        got = {}
+        for name in sorted(os.listdir(self.out)):
+            path = os.path.join(self.out, name)
+            uid = str(read_file_meta_info(path).MediaStorageSOPInstanceUID)
+            assert uid not in got, f"storescp received {uid} twice in one batch"
+            with open(path, "rb") as f:
+                got[uid] = f.read()
+            os.unlink(path)
+        return got
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
