@@ -167,6 +167,21 @@ def test_unreadable_file_a_directory(tmp_path):
     assert r.stderr.startswith(f"{tmp_path}:"), r.stderr
     assert len(r.stderr.splitlines()) == 1
 
+def refused_start(rx):
+    """Starts rx expecting it to exit 1 before listening; returns its one error line."""
+    try:
+        with pytest.raises(RuntimeError):
+            rx.start()
+        assert rx.proc.returncode == 1
+    finally:
+        rx.kill9()
+    log = rx.log()
+    assert "event=receiver.ready" not in log
+    errors = [line for line in log.splitlines() if "level=error" in line]
+    assert len(errors) == 1, log
+    return errors[0]
+
+
 
 def test_bad_file_stops_a_real_start_too(tmp_path):
     """Without --check-config the same error, and nothing is started."""
@@ -186,20 +201,10 @@ def test_refuses_to_start_when_the_port_is_taken(tmp_path, other_bind):
         other.bind((other_bind, 0))
         other.listen(1)
         port = other.getsockname()[1]
-        rx = Receiver(str(tmp_path / "rx"), receiver={"port": port})
-        try:
-            with pytest.raises(RuntimeError):
-                rx.start()
-            assert rx.proc.returncode == 1
-        finally:
-            rx.kill9()
-        log = rx.log()
-        assert "event=receiver.ready" not in log
-        errors = [line for line in log.splitlines() if "level=error" in line]
-        assert len(errors) == 1, log
-        assert "event=receiver.listen" in errors[0]
-        assert f"port={port}" in errors[0]
-        assert "Address already in use" in errors[0]
+        error = refused_start(Receiver(str(tmp_path / "rx"), receiver={"port": port}))
+        assert "event=receiver.listen" in error
+        assert f"port={port}" in error
+        assert "Address already in use" in error
         # The other listener is untouched.
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
@@ -209,18 +214,8 @@ def test_refuses_to_start_when_the_spool_cannot_be_created(tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a regular file\n")
     spool = blocker / "spool"
-    rx = Receiver(str(tmp_path / "rx"), spool={"dir": str(spool)})
-    try:
-        with pytest.raises(RuntimeError):
-            rx.start()
-        assert rx.proc.returncode == 1
-    finally:
-        rx.kill9()
-    log = rx.log()
-    assert "event=receiver.ready" not in log
-    errors = [line for line in log.splitlines() if "level=error" in line]
-    assert len(errors) == 1, log
-    assert "event=spool.open" in errors[0]
-    assert str(spool) in errors[0]
-    assert "Not a directory" in errors[0]
+    error = refused_start(Receiver(str(tmp_path / "rx"), spool={"dir": str(spool)}))
+    assert "event=spool.open" in error
+    assert str(spool) in error
+    assert "Not a directory" in error
     assert blocker.read_text() == "a regular file\n"
