@@ -57,6 +57,10 @@ struct op_spool {
 	op_spool_limits limits;
 	op_spool_usage usage;
 
+	/* Held for every transaction on db: the group-commit leader's batches,
+	 * the uplink's claims and settlements, evictions. Taken before mu. */
+	pthread_mutex_t tx_mu;
+
 	pthread_mutex_t gc_mu; /* group commit queue */
 	pthread_cond_t gc_cv;
 	struct pending *gc_head, *gc_tail;
@@ -151,8 +155,11 @@ static const char schema_v1[] =
 	" next_attempt_at INTEGER NOT NULL DEFAULT 0,"
 	" last_error TEXT,"
 	" state_changed_at INTEGER NOT NULL);"
-	"CREATE INDEX instances_by_state ON instances (state, next_attempt_at);"
-	"CREATE INDEX instances_by_study ON instances (study_uid);"
+	/* The uplink's queue order: urgent first, then oldest. */
+	"CREATE INDEX instances_queue ON instances (state, priority DESC, received_at);"
+	"CREATE INDEX instances_by_study ON instances (study_uid, state);"
+	/* Eviction order of the sent cache. */
+	"CREATE INDEX instances_by_change ON instances (state, state_changed_at);"
 	"CREATE INDEX instances_by_hash ON instances (hash);";
 
 #define MISSING_REASON "spool file missing at start-up"
@@ -298,8 +305,10 @@ static int load_usage(op_spool *sp)
 		sp->db, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM instances", -1, &st, NULL);
 
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		pthread_mutex_lock(&sp->mu);
 		sp->usage.objects = (uint64_t)sqlite3_column_int64(st, 0);
 		sp->usage.bytes = (uint64_t)sqlite3_column_int64(st, 1);
+		pthread_mutex_unlock(&sp->mu);
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(st);
@@ -326,6 +335,7 @@ int op_spool_open(const char *dir, const op_spool_limits *limits, op_spool **out
 		return -ENOSYS;
 	}
 	pthread_mutex_init(&sp->mu, NULL);
+	pthread_mutex_init(&sp->tx_mu, NULL);
 	pthread_mutex_init(&sp->gc_mu, NULL);
 	pthread_cond_init(&sp->gc_cv, NULL);
 	rc = make_tree(sp);
@@ -350,6 +360,7 @@ void op_spool_close(op_spool *sp)
 		return;
 	sqlite3_close(sp->db);
 	pthread_mutex_destroy(&sp->mu);
+	pthread_mutex_destroy(&sp->tx_mu);
 	pthread_mutex_destroy(&sp->gc_mu);
 	pthread_cond_destroy(&sp->gc_cv);
 	free(sp);
@@ -376,40 +387,76 @@ void op_spool_set_limits(op_spool *sp, const op_spool_limits *limits)
 
 /* --- limits -------------------------------------------------------------- */
 
-/* Would `more` bytes keep the disk above min_free_bytes? */
-static int disk_has_room(op_spool *sp, uint64_t more, uint64_t min_free)
+/* Would `more` bytes keep the disk above min_free_bytes? If not, *short
+ * says by how much. */
+static int disk_has_room(op_spool *sp, uint64_t more, uint64_t min_free, uint64_t *short_by)
 {
 	struct statvfs vfs;
 	uint64_t avail;
 
+	*short_by = 0;
 	if (statvfs(sp->dir, &vfs) < 0)
 		return 1; /* cannot tell: let write(2) report a full disk */
 	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-	return avail >= more && avail - more >= min_free;
+	if (avail >= more && avail - more >= min_free)
+		return 1;
+	*short_by = more + min_free - avail;
+	return 0;
 }
 
 /* Holds len more bytes against max_bytes and the disk. With len 0 it asks
  * whether there is room for anything at all. */
-static int reserve(op_spool *sp, uint64_t len)
+static int try_reserve(op_spool *sp, uint64_t len, uint64_t *over_limit, uint64_t *over_disk)
 {
 	uint64_t min_free, after;
 	int rc = 0;
 
+	*over_limit = *over_disk = 0;
 	pthread_mutex_lock(&sp->mu);
 	min_free = sp->limits.min_free_bytes;
 	after = sp->usage.bytes + sp->usage.reserved + len;
 	if (sp->limits.max_bytes &&
-	    (after > sp->limits.max_bytes || (len == 0 && after >= sp->limits.max_bytes)))
+	    (after > sp->limits.max_bytes || (len == 0 && after >= sp->limits.max_bytes))) {
+		*over_limit = after - sp->limits.max_bytes + 1;
 		rc = -EDQUOT;
-	else
+	} else {
 		sp->usage.reserved += len;
+	}
 	pthread_mutex_unlock(&sp->mu);
-	if (rc == 0 && !disk_has_room(sp, len, min_free)) {
+	if (rc == 0 && !disk_has_room(sp, len, min_free, over_disk)) {
 		pthread_mutex_lock(&sp->mu);
 		sp->usage.reserved -= len;
 		pthread_mutex_unlock(&sp->mu);
 		rc = -EDQUOT;
 	}
+	return rc;
+}
+
+static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n, uint64_t *freed);
+
+/*
+ * The slow path, when an object does not fit: the usage is read again
+ * (the uplink, another process, may have evicted), then sent objects - a
+ * cache - are evicted, oldest first, to make room. Unsent objects never
+ * are.
+ */
+static int reserve(op_spool *sp, uint64_t len)
+{
+	uint64_t over_limit, over_disk, freed = 0;
+	unsigned n = 0;
+	int rc = try_reserve(sp, len, &over_limit, &over_disk);
+
+	if (rc != -EDQUOT)
+		return rc;
+	pthread_mutex_lock(&sp->tx_mu);
+	if (load_usage(sp) == 0)
+		rc = try_reserve(sp, len, &over_limit, &over_disk);
+	if (rc == -EDQUOT &&
+	    evict(sp, UINT64_MAX, over_limit > over_disk ? over_limit : over_disk, &n, &freed) ==
+		    0 &&
+	    n > 0)
+		rc = try_reserve(sp, len, &over_limit, &over_disk);
+	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
 }
 
@@ -740,7 +787,9 @@ static int commit_row(op_spool *sp, struct pending *p)
 		sp->gc_head = sp->gc_tail = NULL;
 		sp->gc_leader = 1;
 		pthread_mutex_unlock(&sp->gc_mu);
+		pthread_mutex_lock(&sp->tx_mu);
 		run_batch(sp, batch);
+		pthread_mutex_unlock(&sp->tx_mu);
 		pthread_mutex_lock(&sp->gc_mu);
 		for (struct pending *q = batch; q; q = q->next)
 			q->done = 1;
@@ -831,6 +880,304 @@ fail:
 out:
 	object_free(obj);
 	return rc;
+}
+
+/* --- the uplink's side ---------------------------------------------------- */
+
+static int sql_fail(op_spool *sp, const char *what, int rc)
+{
+	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
+		 sqlite3_errmsg(sp->db));
+	return sql_err(rc) ? sql_err(rc) : -EIO;
+}
+
+struct victim {
+	sqlite3_int64 id;
+	char hash[OP_HASH_HEX + 1];
+	uint64_t size;
+};
+
+/* Plans which sent objects go: oldest sent first, while the sent cache is
+ * above keep_sent or until want bytes are planned. */
+static int plan_eviction(op_spool *sp, uint64_t keep_sent, uint64_t want, struct victim **out,
+			 size_t *n_out)
+{
+	sqlite3_stmt *st = NULL;
+	struct victim *v = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t sent = 0, planned = 0;
+	int rc = sqlite3_prepare_v2(
+		sp->db, "SELECT COALESCE(SUM(size), 0) FROM instances WHERE state = 'sent'", -1,
+		&st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		sent = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_ROW)
+		return sql_fail(sp, "evict", rc);
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT id, hash, size FROM instances WHERE state = 'sent'"
+				" ORDER BY state_changed_at, id",
+				-1, &st, NULL);
+	while (rc == SQLITE_OK && (sent > keep_sent || planned < want) &&
+	       (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		if (n == cap) {
+			struct victim *nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n].id = sqlite3_column_int64(st, 0);
+		snprintf(v[n].hash, sizeof(v[n].hash), "%s", sqlite3_column_text(st, 1));
+		v[n].size = (uint64_t)sqlite3_column_int64(st, 2);
+		sent -= v[n].size;
+		planned += v[n].size;
+		n++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+		free(v);
+		return sql_fail(sp, "evict", rc);
+	}
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+/* Evicts (rows first, then files: a crash in between leaves an orphan that
+ * recovery re-indexes, never a row without its file). Caller holds tx_mu. */
+static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_out, uint64_t *freed)
+{
+	struct victim *v = NULL;
+	sqlite3_stmt *st = NULL;
+	char path[PATH_MAX];
+	size_t n = 0;
+	int rc;
+
+	*n_out = 0;
+	*freed = 0;
+	rc = plan_eviction(sp, keep_sent, want, &v, &n);
+	if (rc < 0 || n == 0)
+		goto out;
+	rc = exec(sp, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		goto out;
+	rc = sqlite3_prepare_v2(sp->db, "DELETE FROM instances WHERE id = ? AND state = 'sent'", -1,
+				&st, NULL);
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(st, 1, v[i].id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_OK || (rc = exec(sp, "COMMIT")) < 0) {
+		rc = rc < 0 ? rc : sql_fail(sp, "evict", rc);
+		exec(sp, "ROLLBACK");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (hash_in_use(sp, v[i].hash) == 0) {
+			object_path(sp, v[i].hash, path, sizeof(path));
+			unlink(path);
+		}
+		*freed += v[i].size;
+	}
+	*n_out = (unsigned)n;
+	pthread_mutex_lock(&sp->mu);
+	sp->usage.bytes -= *freed;
+	sp->usage.objects -= n;
+	pthread_mutex_unlock(&sp->mu);
+	op_info("spool.evict", "objects=%zu bytes=%" PRIu64, n, *freed);
+out:
+	free(v);
+	return rc;
+}
+
+int op_spool_evict_sent(op_spool *sp, uint64_t keep_sent_bytes, unsigned *evicted, uint64_t *freed)
+{
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = evict(sp, keep_sent_bytes, 0, evicted, freed);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc;
+}
+
+int op_spool_requeue_sending(op_spool *sp, unsigned *count)
+{
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = exec(sp, "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
+	*count = rc == 0 ? (unsigned)sqlite3_changes(sp->db) : 0;
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc;
+}
+
+static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
+		      op_spool_item *items, unsigned *n)
+{
+	sqlite3_stmt *st = NULL;
+	char study[OP_UID_MAX + 1] = "";
+	uint64_t bytes = 0;
+	int rc;
+
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"SELECT study_uid FROM instances WHERE state = 'queued'"
+		" AND next_attempt_at <= ? ORDER BY priority DESC, received_at, id LIMIT 1",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, now);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			snprintf(study, sizeof(study), "%s", sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return sql_fail(sp, "claim", rc);
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT id, sop_instance_uid, hash, size, attempts, priority"
+				" FROM instances WHERE study_uid = ? AND state = 'queued'"
+				" AND next_attempt_at <= ? ORDER BY received_at, id LIMIT ?",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, study);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_int(st, 3, (int)max_items);
+	}
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		op_spool_item *it = &items[*n];
+		uint64_t size = (uint64_t)sqlite3_column_int64(st, 3);
+
+		rc = SQLITE_OK;
+		if (*n > 0 && bytes + size > max_bytes)
+			break; /* the first item goes alone, however large */
+		memset(it, 0, sizeof(*it));
+		it->id = sqlite3_column_int64(st, 0);
+		snprintf(it->sop_instance_uid, sizeof(it->sop_instance_uid), "%s",
+			 sqlite3_column_text(st, 1));
+		snprintf(it->study_uid, sizeof(it->study_uid), "%s", study);
+		snprintf(it->hash, sizeof(it->hash), "%s", sqlite3_column_text(st, 2));
+		it->size = size;
+		it->attempts = sqlite3_column_int(st, 4);
+		it->priority = sqlite3_column_int(st, 5);
+		bytes += size;
+		(*n)++;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_OK && rc != SQLITE_DONE)
+		return sql_fail(sp, "claim", rc);
+	rc = sqlite3_prepare_v2(sp->db,
+				"UPDATE instances SET state = 'sending', state_changed_at = ?"
+				" WHERE id = ?",
+				-1, &st, NULL);
+	for (unsigned i = 0; i < *n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int64(st, 2, items[i].id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? 0 : sql_fail(sp, "claim", rc);
+}
+
+int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
+		   op_spool_item *items, unsigned *n)
+{
+	int rc;
+
+	*n = 0;
+	if (max_items == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = exec(sp, "BEGIN IMMEDIATE");
+	if (rc == 0)
+		rc = claim_rows(sp, now, max_items, max_bytes, items, n);
+	if (rc == 0)
+		rc = exec(sp, "COMMIT");
+	if (rc < 0) {
+		exec(sp, "ROLLBACK");
+		*n = 0;
+	}
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc;
+}
+
+int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int64_t now)
+{
+	static const char *const sql[] = {
+		[OP_VERDICT_SENT] = "UPDATE instances SET state = 'sent', attempts = attempts + 1,"
+				    " last_error = NULL, state_changed_at = ?3"
+				    " WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
+		[OP_VERDICT_RETRY] =
+			"UPDATE instances SET state = 'queued', attempts = attempts + 1,"
+			" next_attempt_at = ?4, last_error = ?5, state_changed_at = ?3"
+			" WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
+		[OP_VERDICT_QUARANTINE] = "UPDATE instances SET state = 'quarantined',"
+					  " attempts = attempts + 1, last_error = ?5,"
+					  " state_changed_at = ?3"
+					  " WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
+		[OP_VERDICT_REQUEUE] =
+			"UPDATE instances SET state = 'queued', next_attempt_at = ?4,"
+			" last_error = ?5, state_changed_at = ?3"
+			" WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
+	};
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = exec(sp, "BEGIN IMMEDIATE");
+	for (unsigned i = 0; i < n && rc == 0; i++) {
+		sqlite3_stmt *st = NULL;
+		int r;
+
+		if ((unsigned)s[i].verdict >= sizeof(sql) / sizeof(sql[0])) {
+			rc = -EINVAL;
+			break;
+		}
+		r = sqlite3_prepare_v2(sp->db, sql[s[i].verdict], -1, &st, NULL);
+		if (r == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, s[i].id);
+			bind_text(st, 2, s[i].hash);
+			sqlite3_bind_int64(st, 3, now);
+			sqlite3_bind_int64(st, 4, s[i].next_attempt_at);
+			bind_text(st, 5, s[i].error);
+			r = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		if (r != SQLITE_DONE)
+			rc = sql_fail(sp, "settle", r);
+	}
+	if (rc == 0)
+		rc = exec(sp, "COMMIT");
+	if (rc < 0)
+		exec(sp, "ROLLBACK");
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc;
+}
+
+int op_spool_next_due(op_spool *sp, int64_t *when)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*when = INT64_MAX;
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT MIN(next_attempt_at) FROM instances WHERE state = 'queued'",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		*when = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_ROW ? 0 : sql_fail(sp, "next_due", rc);
 }
 
 /* --- recovery ------------------------------------------------------------ */

@@ -150,6 +150,61 @@ void op_spool_set_limits(op_spool *sp, const op_spool_limits *limits);
 /* Path of the sqlite database, for readers in other processes. */
 const char *op_spool_db_path(const op_spool *sp);
 
+/* --- The uplink's side ---------------------------------------------------
+ *
+ * Rows move queued -> sending -> sent | quarantined (or back to queued for
+ * a retry). Every change names the row's hash: a row a newer version
+ * replaced meanwhile (the receiver set it back to queued with another
+ * hash) is left alone, and the newer version is sent in its turn.
+ */
+
+typedef struct op_spool_item {
+	int64_t id;
+	char sop_instance_uid[OP_UID_MAX + 1];
+	char study_uid[OP_UID_MAX + 1];
+	char hash[OP_HASH_HEX + 1];
+	uint64_t size;
+	int attempts; /* before this one */
+	int priority;
+} op_spool_item;
+
+enum op_spool_verdict {
+	OP_VERDICT_SENT,       /* the cloud holds it */
+	OP_VERDICT_RETRY,      /* counts an attempt; due again at next_attempt_at */
+	OP_VERDICT_QUARANTINE, /* refused for good; error says why */
+	OP_VERDICT_REQUEUE,    /* not tried (e.g. paused): no attempt counted */
+};
+
+typedef struct op_spool_settlement {
+	int64_t id;
+	const char *hash;
+	enum op_spool_verdict verdict;
+	int64_t next_attempt_at; /* RETRY, REQUEUE: ms since the epoch */
+	const char *error;       /* RETRY, QUARANTINE, REQUEUE; may be NULL */
+} op_spool_settlement;
+
+/* At the uplink's start: rows a crash left 'sending' go back to 'queued'. */
+int op_spool_requeue_sending(op_spool *sp, unsigned *count);
+
+/*
+ * Claims the next batch and marks it 'sending': queued rows due at now
+ * (ms since the epoch), all of one study - the study of the most urgent,
+ * then oldest, due row - oldest first, at most max_items and max_bytes (a
+ * first row larger than max_bytes goes alone). *n = 0 when nothing is due.
+ */
+int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
+		   op_spool_item *items, unsigned *n);
+
+/* Records a batch's outcome in one transaction. */
+int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int64_t now);
+
+/* When the next queued row is due (ms since the epoch); INT64_MAX if none. */
+int op_spool_next_due(op_spool *sp, int64_t *when);
+
+/* Evicts sent objects, oldest sent first, until they take at most
+ * keep_sent_bytes. The receiver also evicts them when it needs room. */
+int op_spool_evict_sent(op_spool *sp, uint64_t keep_sent_bytes, unsigned *evicted, uint64_t *freed);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1505,6 +1505,286 @@ static void test_spool_concurrent_versions(void **state)
 	assert_int_equal(files_in(f, "tmp"), 0);
 }
 
+/* --- the uplink's side ------------------------------------------------------- */
+
+/* Stores len bytes as instance sop of study at priority; returns its hash. */
+static void store_study(struct fx *f, const char *sop, const char *study, int priority, size_t len,
+			char *hash)
+{
+	op_spool_object *obj = NULL;
+	enum op_spool_outcome outcome;
+	op_instance in;
+	unsigned char *data = content(f, sop, len, (unsigned)len ^ (unsigned)strlen(sop));
+
+	fill_inst(&in, sop);
+	snprintf(in.study_uid, sizeof(in.study_uid), "%s", study);
+	in.priority = priority;
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, data, len), 0);
+	assert_int_equal(op_spool_object_commit(obj, &in, &outcome, hash), 0);
+	/* Rows received in the same millisecond would tie on received_at. */
+	usleep(2000);
+}
+
+static void claim(struct fx *f, unsigned max_items, uint64_t max_bytes, op_spool_item *items,
+		  unsigned *n)
+{
+	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, max_items, max_bytes, items, n), 0);
+}
+
+static void settle_one(struct fx *f, const op_spool_item *it, enum op_spool_verdict v, int64_t next,
+		       const char *error, int64_t now)
+{
+	op_spool_settlement s = { it->id, it->hash, v, next, error };
+
+	assert_int_equal(op_spool_settle(f->sp, &s, 1, now), 0);
+}
+
+static void state_of(struct fx *f, const char *sop, char *out, size_t size)
+{
+	sqlite3 *db = db_open(f);
+
+	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", sop, out, size);
+	sqlite3_close(db);
+}
+
+/* One study per batch: the study of the oldest due row, its rows oldest
+ * first, marked 'sending'. */
+static void test_spool_claim_one_study_oldest_first(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[8];
+	unsigned n;
+	char st[32];
+
+	store_study(f, "1.1", "9.1", 1, 300, NULL);
+	store_study(f, "2.1", "9.2", 1, 300, NULL);
+	store_study(f, "1.2", "9.1", 1, 300, NULL);
+	claim(f, 8, 1 << 20, it, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(it[0].sop_instance_uid, "1.1");
+	assert_string_equal(it[1].sop_instance_uid, "1.2");
+	assert_string_equal(it[0].study_uid, "9.1");
+	assert_int_equal(it[0].size, 300);
+	state_of(f, "1.1", st, sizeof(st));
+	assert_string_equal(st, "sending");
+	claim(f, 8, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.1");
+	claim(f, 8, 1 << 20, it, &n);
+	assert_int_equal(n, 0);
+}
+
+/* An urgent study goes before an older routine one. */
+static void test_spool_claim_urgent_first(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[4];
+	unsigned n;
+
+	store_study(f, "1.1", "9.1", 1, 300, NULL);
+	store_study(f, "2.1", "9.2", 2, 300, NULL);
+	claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.1");
+	assert_int_equal(it[0].priority, 2);
+}
+
+/* At most max_items and max_bytes; a first row over max_bytes goes alone. */
+static void test_spool_claim_limits(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[8];
+	unsigned n;
+	char sop[16];
+
+	for (int i = 0; i < 6; i++) {
+		snprintf(sop, sizeof(sop), "1.%d", i);
+		store_study(f, sop, "9.1", 1, 1000, NULL);
+	}
+	claim(f, 3, 1 << 20, it, &n);
+	assert_int_equal(n, 3);
+	claim(f, 8, 2500, it, &n);
+	assert_int_equal(n, 2);
+	assert_string_equal(it[0].sop_instance_uid, "1.3");
+	claim(f, 8, 10, it, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "1.5");
+	assert_int_equal(op_spool_claim(f->sp, 0, 0, 10, it, &n), -EINVAL);
+}
+
+/* Every verdict, and when retries are due again. */
+static void test_spool_settle_verdicts(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[4];
+	unsigned n;
+	int64_t due;
+	char st[32], err[64];
+	sqlite3 *db;
+
+	store_study(f, "1.1", "9.1", 1, 300, NULL);
+	store_study(f, "1.2", "9.1", 1, 300, NULL);
+	store_study(f, "1.3", "9.1", 1, 300, NULL);
+	store_study(f, "1.4", "9.1", 1, 300, NULL);
+	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
+	assert_int_equal(due, 0);
+	claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 4);
+	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
+	assert_true(due == INT64_MAX);
+
+	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
+	settle_one(f, &it[1], OP_VERDICT_RETRY, 5000, "HTTP 503", 1000);
+	settle_one(f, &it[2], OP_VERDICT_QUARANTINE, 0, "FailureReason C000", 1000);
+	settle_one(f, &it[3], OP_VERDICT_REQUEUE, 2000, "paused: HTTP 401", 1000);
+
+	db = db_open(f);
+	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", "1.1", st,
+		sizeof(st));
+	assert_string_equal(st, "sent");
+	assert_int_equal(
+		db_int(db, "SELECT attempts FROM instances WHERE sop_instance_uid = ?", "1.1"), 1);
+	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", "1.2", st,
+		sizeof(st));
+	assert_string_equal(st, "queued");
+	assert_int_equal(
+		db_int(db, "SELECT attempts FROM instances WHERE sop_instance_uid = ?", "1.2"), 1);
+	db_text(db, "SELECT last_error FROM instances WHERE sop_instance_uid = ?", "1.2", err,
+		sizeof(err));
+	assert_string_equal(err, "HTTP 503");
+	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", "1.3", st,
+		sizeof(st));
+	assert_string_equal(st, "quarantined");
+	db_text(db, "SELECT last_error FROM instances WHERE sop_instance_uid = ?", "1.3", err,
+		sizeof(err));
+	assert_string_equal(err, "FailureReason C000");
+	/* A requeue is not an attempt. */
+	assert_int_equal(
+		db_int(db, "SELECT attempts FROM instances WHERE sop_instance_uid = ?", "1.4"), 0);
+	sqlite3_close(db);
+
+	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
+	assert_int_equal(due, 2000);
+	assert_int_equal(op_spool_claim(f->sp, 1999, 4, 1 << 20, it, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, it, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(it[0].sop_instance_uid, "1.2");
+	assert_int_equal(it[0].attempts, 1);
+	assert_string_equal(it[1].sop_instance_uid, "1.4");
+	assert_int_equal(it[1].attempts, 0);
+}
+
+/* A newer version arriving while the old one is sent is not marked sent:
+ * it is queued, and goes in its turn. */
+static void test_spool_settle_after_replace(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[2];
+	unsigned n;
+	char st[32], old_hash[OP_HASH_HEX + 1], new_hash[OP_HASH_HEX + 1];
+
+	store_study(f, "1.1", "9.1", 1, 300, old_hash);
+	claim(f, 2, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	store_study(f, "1.1", "9.1", 1, 400, new_hash);
+	assert_string_not_equal(old_hash, new_hash);
+	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
+	state_of(f, "1.1", st, sizeof(st));
+	assert_string_equal(st, "queued");
+	claim(f, 2, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].hash, new_hash);
+}
+
+/* After a crash, rows left 'sending' are queued again. */
+static void test_spool_requeue_sending(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[4];
+	unsigned n, count;
+	char st[32];
+
+	store_study(f, "1.1", "9.1", 1, 300, NULL);
+	store_study(f, "1.2", "9.1", 1, 300, NULL);
+	claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 2);
+	op_spool_close(f->sp);
+	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_requeue_sending(f->sp, &count), 0);
+	assert_int_equal(count, 2);
+	state_of(f, "1.2", st, sizeof(st));
+	assert_string_equal(st, "queued");
+	assert_int_equal(op_spool_requeue_sending(f->sp, &count), 0);
+	assert_int_equal(count, 0);
+}
+
+/* Sent objects above keep_sent_bytes go, oldest sent first, rows and files;
+ * unsent objects never do. */
+static void test_spool_evict_sent(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[8];
+	op_spool_usage u;
+	unsigned n, evicted;
+	uint64_t freed;
+	char hash[5][OP_HASH_HEX + 1], path[PATH_MAX], sop[16];
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(sop, sizeof(sop), "1.%d", i);
+		store_study(f, sop, "9.1", 1, 1000, hash[i]);
+	}
+	claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 4);
+	/* Sent in the order 3, 2, 1, 0: 3 is the oldest sent. */
+	for (int i = 3; i >= 0; i--)
+		settle_one(f, &it[i], OP_VERDICT_SENT, 0, NULL, 1000 + (3 - i));
+	assert_int_equal(op_spool_evict_sent(f->sp, 2500, &evicted, &freed), 0);
+	assert_int_equal(evicted, 2);
+	assert_int_equal(freed, 2000);
+	for (int i = 0; i < 5; i++) {
+		object_path(f, hash[i], path, sizeof(path));
+		assert_int_equal(exists(path), i == 0 || i == 1 || i == 4);
+	}
+	op_spool_get_usage(f->sp, &u);
+	assert_int_equal(u.objects, 3);
+	assert_int_equal(u.bytes, 3000);
+	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
+	assert_int_equal(evicted, 2);
+	object_path(f, hash[4], path, sizeof(path));
+	assert_true(exists(path)); /* queued: never evicted */
+	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
+	assert_int_equal(evicted, 0);
+}
+
+/* At max_bytes the receiver makes room by evicting sent objects, and
+ * refuses only when everything left is unsent. */
+static void test_spool_makes_room_from_sent(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[4];
+	op_spool_object *obj = NULL;
+	unsigned n;
+	char first[OP_HASH_HEX + 1], path[PATH_MAX];
+
+	f->limits.max_bytes = 3000;
+	op_spool_set_limits(f->sp, &f->limits);
+	store_study(f, "1.1", "9.1", 1, 1000, first);
+	store_study(f, "1.2", "9.1", 1, 1000, NULL);
+	store_study(f, "1.3", "9.2", 1, 1000, NULL);
+	claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 2);
+	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
+	settle_one(f, &it[1], OP_VERDICT_SENT, 0, NULL, 1001);
+	store_study(f, "1.4", "9.3", 1, 1000, NULL);
+	object_path(f, first, path, sizeof(path));
+	assert_false(exists(path));
+	store_study(f, "1.5", "9.3", 1, 1000, NULL);
+	/* Three unsent objects fill the spool: nothing more fits. */
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
+}
+
 int main(void)
 {
 	/* The spool logs each recovery step at info; failures stay visible. */
@@ -1540,6 +1820,14 @@ int main(void)
 		T(test_spool_group_commit),
 		T(test_spool_concurrent_duplicates),
 		T(test_spool_concurrent_versions),
+		T(test_spool_claim_one_study_oldest_first),
+		T(test_spool_claim_urgent_first),
+		T(test_spool_claim_limits),
+		T(test_spool_settle_verdicts),
+		T(test_spool_settle_after_replace),
+		T(test_spool_requeue_sending),
+		T(test_spool_evict_sent),
+		T(test_spool_makes_room_from_sent),
 	};
 #undef T
 
