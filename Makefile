@@ -29,12 +29,14 @@ ALL_CXXFLAGS = -std=c++17 $(WARN) -pthread $(CXXFLAGS)
 # pkg-config dcmtk fails on Debian 12 (its .pc requires sndfile).
 DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
 COMMON_LIBS := -lsqlite3 -linih -lsodium -pthread
+UPLINK_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 
 # --- sources ---------------------------------------------------------------
 
 COMMON_SRC   := $(wildcard services/common/*.c)
 RECEIVER_SRC := $(wildcard services/receiver/*.c)
 RECEIVER_CXX := $(wildcard services/receiver/*.cc)
+UPLINK_SRC   := $(wildcard services/uplink/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(filter %.c,$(2))) \
       $(patsubst %.cc,$(1)/obj/%.o,$(filter %.cc,$(2)))
@@ -49,24 +51,28 @@ $(BUILD)/obj/%.o: %.cc
 
 COMMON_OBJ   := $(call obj,$(BUILD),$(COMMON_SRC))
 RECEIVER_OBJ := $(call obj,$(BUILD),$(RECEIVER_SRC) $(RECEIVER_CXX))
+UPLINK_OBJ   := $(call obj,$(BUILD),$(UPLINK_SRC))
 
 $(BUILD)/outpost-receiver: $(RECEIVER_OBJ) $(COMMON_OBJ)
 	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ $(DCMTK_LIBS) $(COMMON_LIBS)
 
+$(BUILD)/outpost-uplink: $(UPLINK_OBJ) $(COMMON_OBJ)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(UPLINK_LIBS) $(COMMON_LIBS)
+
 # --- unit tests (cmocka), one binary per module ----------------------------
 #
-# tests/unit/test_<module>.c tests services/*/<module>.c; it links the common
-# library and, for receiver modules, the receiver's objects except main.
+# tests/unit/test_<module>.c tests services/*/<module>.c; it links every
+# service's objects but the mains.
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-RECEIVER_LIB_OBJ := $(filter-out %/main.o,$(RECEIVER_OBJ))
+LIB_OBJ := $(COMMON_OBJ) $(filter-out %/main.o,$(RECEIVER_OBJ) $(UPLINK_OBJ))
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(COMMON_OBJ) $(RECEIVER_LIB_OBJ)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ -lcmocka $(DCMTK_LIBS) $(COMMON_LIBS)
+	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ -lcmocka $(DCMTK_LIBS) $(UPLINK_LIBS) $(COMMON_LIBS)
 
-all: $(BUILD)/outpost-receiver $(UNIT_BINS)
+all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(UNIT_BINS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -74,9 +80,11 @@ all: $(BUILD)/outpost-receiver $(UNIT_BINS)
 #
 # Debian 12 packages. Build: compilers and libraries. Test: the real peers.
 DEPS_BUILD := gcc g++ make libdcmtk-dev libsqlite3-dev libinih-dev \
-              libsodium-dev libcmocka-dev
+              libsodium-dev libcmocka-dev libuv1-dev libmbedtls-dev \
+              libhttp-parser-dev libcjson-dev
 DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
-              python3-numpy clang-format procps
+              python3-numpy clang-format procps clang-14 libclang-rt-14-dev \
+              orthanc orthanc-dicomweb nginx curl openssl python3-cryptography
 DEPS := $(DEPS_BUILD) $(DEPS_TEST)
 
 # Quick when everything is there: one dpkg-query, no apt-get.
@@ -125,7 +133,27 @@ integration-asan: unit-asan
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION) $(PYTEST_ARGS)
 
-test: deps check-style unit unit-asan integration integration-asan
+# --- fuzzing (libFuzzer, clang-14) ------------------------------------------
+#
+# What the uplink parses from the network. `make test` fuzzes for a bounded
+# time from the seed corpus; `make fuzz` longer (FUZZ_SECONDS).
+
+FUZZ_CC      := clang-14
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 600
+
+$(BUILD)/fuzz/fuzz_response: tests/fuzz/fuzz_response.c services/uplink/http.c \
+                             services/uplink/stow.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser -lcjson -lsodium
+
+fuzz-smoke: $(BUILD)/fuzz/fuzz_response
+	scripts/run-fuzz $< tests/fuzz/corpus/response 30
+
+fuzz: $(BUILD)/fuzz/fuzz_response
+	scripts/run-fuzz $< tests/fuzz/corpus/response $(FUZZ_SECONDS)
+
+test: deps check-style unit unit-asan fuzz-smoke integration integration-asan
 
 bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
@@ -148,4 +176,4 @@ conformance: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps run unit unit-asan integration integration-asan test bench check-style format conformance clean
+.PHONY: all deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean

@@ -17,7 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum key_type { K_STRING, K_AE, K_IPV4, K_INT, K_SIZE, K_AE_LIST, K_CIDR_LIST, K_LOG_LEVEL };
+enum key_type {
+	K_STRING,
+	K_OPT_STRING, /* may be empty */
+	K_AE,
+	K_IPV4,
+	K_INT,
+	K_SIZE,
+	K_AE_LIST,
+	K_CIDR_LIST,
+	K_LOG_LEVEL,
+	K_URL,
+	K_AUTH,
+	K_PIN,
+};
 
 struct key {
 	const char *section;
@@ -44,6 +57,20 @@ static const struct key keys[] = {
 	{ "spool", "max_bytes", K_SIZE, F(spool.max_bytes), 0, 0 },
 	{ "spool", "min_free_bytes", K_SIZE, F(spool.min_free_bytes), 0, 0 },
 	{ "spool", "keep_sent_bytes", K_SIZE, F(spool.keep_sent_bytes), 0, 0 },
+	{ "cloud", "url", K_URL, F(cloud.url), 0, 0 },
+	{ "cloud", "ca_file", K_OPT_STRING, F(cloud.ca_file), 0, 0 },
+	{ "cloud", "pin_sha256", K_PIN, F(cloud.pin_sha256), 0, 0 },
+	{ "cloud", "client_cert", K_OPT_STRING, F(cloud.client_cert), 0, 0 },
+	{ "cloud", "client_key", K_OPT_STRING, F(cloud.client_key), 0, 0 },
+	{ "cloud", "auth", K_AUTH, F(cloud.auth), 0, 0 },
+	{ "cloud", "username", K_OPT_STRING, F(cloud.username), 0, 0 },
+	{ "cloud", "password_file", K_OPT_STRING, F(cloud.password_file), 0, 0 },
+	{ "cloud", "token_file", K_OPT_STRING, F(cloud.token_file), 0, 0 },
+	{ "cloud", "connections", K_INT, F(cloud.connections), 1, 16 },
+	{ "cloud", "batch_max_instances", K_INT, F(cloud.batch_max_instances), 1, 1000 },
+	{ "cloud", "batch_max_bytes", K_SIZE, F(cloud.batch_max_bytes), 0, 0 },
+	{ "cloud", "timeout", K_INT, F(cloud.timeout), 1, 3600 },
+	{ "cloud", "retry_max_delay", K_INT, F(cloud.retry_max_delay), 1, 86400 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
 };
 
@@ -63,7 +90,62 @@ void op_config_defaults(op_config *cfg)
 	cfg->spool.max_bytes = 0;
 	cfg->spool.min_free_bytes = 512ULL << 20;
 	cfg->spool.keep_sent_bytes = 1ULL << 30;
+	cfg->cloud.auth = OP_AUTH_NONE;
+	cfg->cloud.connections = 2;
+	cfg->cloud.batch_max_instances = 50;
+	cfg->cloud.batch_max_bytes = 64ULL << 20;
+	cfg->cloud.timeout = 60;
+	cfg->cloud.retry_max_delay = 300;
 	cfg->log_level = OP_LOG_INFO;
+}
+
+static const char *const auth_names[] = { "none", "basic", "bearer" };
+
+int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
+		 size_t path_size, const char **why)
+{
+	const char *h, *end, *colon;
+	size_t n;
+	long v;
+	char *e;
+
+	if (strncmp(url, "https://", 8) != 0) {
+		*why = "must start with https://";
+		return -EINVAL;
+	}
+	h = url + 8;
+	end = h + strcspn(h, "/?#");
+	if (strpbrk(url, "?#")) {
+		*why = "must not have a query or fragment";
+		return -EINVAL;
+	}
+	colon = memchr(h, ':', (size_t)(end - h));
+	n = (size_t)((colon ? colon : end) - h);
+	if (n == 0 || n >= host_size || memchr(h, '@', (size_t)(end - h)) || *h == '[') {
+		*why = "needs a host name (no user@, no IPv6 literal)";
+		return -EINVAL;
+	}
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = 443;
+	if (colon) {
+		v = strtol(colon + 1, &e, 10);
+		if (e != end || colon + 1 == end || v < 1 || v > 65535) {
+			*why = "has a bad port";
+			return -EINVAL;
+		}
+		*port = (uint16_t)v;
+	}
+	n = strlen(end);
+	while (n > 0 && end[n - 1] == '/')
+		n--;
+	if (n >= path_size || strpbrk(end, " \t\r\n")) {
+		*why = "has a path that is too long or contains spaces";
+		return -EINVAL;
+	}
+	memcpy(path, end, n);
+	path[n] = '\0';
+	return 0;
 }
 
 int op_parse_size(const char *s, uint64_t *out)
@@ -173,6 +255,7 @@ struct parse {
 	char *err;
 	size_t errlen;
 	int failed;
+	int lines[64]; /* the line each key was set on (0: default) */
 };
 
 static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -270,7 +353,8 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 
 	switch (k->type) {
 	case K_STRING:
-		if (!*value)
+	case K_OPT_STRING:
+		if (!*value && k->type == K_STRING)
 			return fail(p, "%s must not be empty", k->name);
 		if (strlen(value) >= k->size)
 			return fail(p, "%s is too long (at most %zu characters)", k->name,
@@ -317,6 +401,43 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 	case K_CIDR_LIST:
 		p->cfg->receiver.n_allowed_hosts = 0;
 		return each_item(value, ", \t", add_cidr, &l) == 0;
+	case K_URL: {
+		op_cloud_config *c = &p->cfg->cloud;
+		const char *why = "";
+
+		if (*value && op_url_parse(value, c->host, sizeof(c->host), &c->port, c->path,
+					   sizeof(c->path), &why) < 0)
+			return fail(p, "%s: '%s' %s", k->name, value, why);
+		if (strlen(value) >= k->size)
+			return fail(p, "%s is too long", k->name);
+		snprintf(field, k->size, "%s", value);
+		return 1;
+	}
+	case K_AUTH:
+		for (size_t i = 0; i < sizeof(auth_names) / sizeof(auth_names[0]); i++) {
+			if (strcmp(value, auth_names[i]) == 0) {
+				*(enum op_auth *)field = (enum op_auth)i;
+				return 1;
+			}
+		}
+		return fail(p, "%s: '%s' is not one of none, basic, bearer", k->name, value);
+	case K_PIN: {
+		const char *b64 = strncmp(value, "sha256//", 8) == 0 ? value + 8 : value;
+		size_t n = strlen(b64);
+
+		/* 32 bytes in base64: 43 characters and one '='. */
+		if (*value && (n != 44 || b64[43] != '=' ||
+			       strspn(b64, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "abcdefghijklmnopqrstuvwxyz"
+					   "0123456789+/") != 43))
+			return fail(
+				p,
+				"%s: '%s' is not a base64 SHA-256 (44 characters, as printed by "
+				"openssl dgst -sha256 -binary | base64)",
+				k->name, value);
+		snprintf(field, k->size, "%s", b64);
+		return 1;
+	}
 	case K_LOG_LEVEL:
 		if (op_log_level_parse(value, (enum op_log_level *)field) < 0)
 			return fail(p, "%s: '%s' is not one of debug, info, warn, error", k->name,
@@ -335,8 +456,10 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		if (strcmp(keys[i].section, section) != 0)
 			continue;
 		known_section = 1;
-		if (strcmp(keys[i].name, name) == 0)
+		if (strcmp(keys[i].name, name) == 0) {
+			p->lines[i] = p->line;
 			return set_key(p, &keys[i], value);
+		}
 	}
 	if (!*section)
 		return fail(p, "'%s' is outside any [section]", name);
@@ -372,6 +495,31 @@ static void check_section_line(struct parse *p, const char *s)
 		fail(p, "unknown section [%.*s]", (int)(end - s), s);
 }
 
+/* Fails naming the line key was set on (0 when it kept its default). */
+static int fail_at(struct parse *p, const char *key, const char *msg)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].name, key) == 0)
+			p->line = p->lines[i];
+	fail(p, "%s", msg);
+	return -EINVAL;
+}
+
+/* Keys that only make sense together. */
+static int check_together(struct parse *p)
+{
+	const op_cloud_config *c = &p->cfg->cloud;
+
+	if (c->auth == OP_AUTH_BASIC && (!*c->username || !*c->password_file))
+		return fail_at(p, "auth", "auth = basic needs username and password_file");
+	if (c->auth == OP_AUTH_BEARER && !*c->token_file)
+		return fail_at(p, "auth", "auth = bearer needs token_file");
+	if (!*c->client_cert != !*c->client_key)
+		return fail_at(p, *c->client_cert ? "client_cert" : "client_key",
+			       "client_cert and client_key go together");
+	return 0;
+}
+
 /* An ini_reader that counts lines, so errors found by on_key name the line. */
 static char *read_line(char *str, int num, void *stream)
 {
@@ -393,9 +541,10 @@ static char *read_line(char *str, int num, void *stream)
 
 int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 {
-	struct parse p = { cfg, path, NULL, 0, 0, 0, err, errlen, 0 };
+	struct parse p = { .cfg = cfg, .path = path, .err = err, .errlen = errlen };
 	int rc;
 
+	_Static_assert(N_KEYS <= sizeof(p.lines) / sizeof(p.lines[0]), "struct parse: lines");
 	op_config_defaults(cfg);
 	p.file = fopen(path, "re");
 	if (!p.file) {
@@ -426,7 +575,7 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 		fail(&p, "syntax error (expected [section] or key = value)");
 		return -EINVAL;
 	}
-	return 0;
+	return check_together(&p);
 }
 
 /* --- printing ------------------------------------------------------------ */
@@ -442,8 +591,12 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 	fprintf(out, "%s = ", k->name);
 	switch (k->type) {
 	case K_STRING:
+	case K_OPT_STRING:
 	case K_AE:
-	case K_IPV4: fputs(field, out); break;
+	case K_IPV4:
+	case K_URL:
+	case K_PIN: fputs(field, out); break;
+	case K_AUTH: fputs(auth_names[*(const enum op_auth *)field], out); break;
 	case K_INT:
 		if (k->size == sizeof(uint16_t))
 			fprintf(out, "%u", *(const uint16_t *)field);

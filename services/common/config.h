@@ -49,9 +49,32 @@ typedef struct op_spool_config {
 	uint64_t keep_sent_bytes; /* sent objects kept as a local cache */
 } op_spool_config;
 
+enum op_auth { OP_AUTH_NONE, OP_AUTH_BASIC, OP_AUTH_BEARER };
+
+typedef struct op_cloud_config {
+	char url[1024];         /* https://host[:port]/path; empty: unprovisioned */
+	char host[256];         /* parsed from url */
+	uint16_t port;          /* parsed from url (443 when absent) */
+	char path[768];         /* parsed from url, without a trailing slash */
+	char ca_file[1024];     /* empty: the system store /etc/ssl/certs */
+	char pin_sha256[64];    /* base64 SHA-256 of the server's public key */
+	char client_cert[1024]; /* mutual TLS, with client_key */
+	char client_key[1024];
+	enum op_auth auth;
+	char username[256];
+	char password_file[1024];
+	char token_file[1024];
+	int connections;
+	int batch_max_instances;
+	uint64_t batch_max_bytes;
+	int timeout;         /* seconds without progress before a request fails */
+	int retry_max_delay; /* seconds, the cap of the exponential back-off */
+} op_cloud_config;
+
 typedef struct op_config {
 	op_receiver_config receiver;
 	op_spool_config spool;
+	op_cloud_config cloud;
 	enum op_log_level log_level;
 } op_config;
 
@@ -72,6 +95,11 @@ int op_parse_size(const char *s, uint64_t *out);
 
 /* "10.0.0.0/8" or "192.168.1.7" -> network. Returns 0 or -EINVAL. */
 int op_cidr_parse(const char *s, op_cidr *out);
+
+/* Splits an https:// URL into host, port and path (no trailing slash).
+ * Returns 0 or -EINVAL with the reason in why. */
+int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
+		 size_t path_size, const char **why);
 
 /* Is addr (host byte order) inside one of the n networks? */
 int op_cidr_match(const op_cidr *nets, int n, uint32_t addr);

@@ -1059,6 +1059,11 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 		rc = SQLITE_OK;
 		if (*n > 0 && bytes + size > max_bytes)
 			break; /* the first item goes alone, however large */
+		/* An instance that failed before goes alone: a cloud that drops
+		 * one instance may drop the rest of its request with it (Orthanc
+		 * does), and one bad instance must not hold its study back. */
+		if (*n > 0 && (items[0].attempts > 0 || sqlite3_column_int(st, 4) > 0))
+			break;
 		memset(it, 0, sizeof(*it));
 		it->id = sqlite3_column_int64(st, 0);
 		snprintf(it->sop_instance_uid, sizeof(it->sop_instance_uid), "%s",

@@ -190,7 +190,9 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count);
  * Claims the next batch and marks it 'sending': queued rows due at now
  * (ms since the epoch), all of one study - the study of the most urgent,
  * then oldest, due row - oldest first, at most max_items and max_bytes (a
- * first row larger than max_bytes goes alone). *n = 0 when nothing is due.
+ * first row larger than max_bytes goes alone, and so does a row that was
+ * attempted before, so that a bad instance does not hold others back).
+ * *n = 0 when nothing is due.
  */
 int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
 		   op_spool_item *items, unsigned *n);

@@ -18,17 +18,25 @@ def receivers(tmp_path):
     def make(name="rx", **overrides):
         rx = Receiver(str(tmp_path / name), **overrides)
         made.append(rx)
+        # Its uplink, when a test makes one, is stopped and checked too.
+        make_uplink = rx.uplink
+
+        def uplink():
+            up = make_uplink()
+            made.append(up)
+            return up
+        rx.uplink = uplink
         return rx
 
     yield make
     # A clean stop lets the sanitizers of an ASan build (make
     # integration-asan) report leaks; any report fails the test.
     reports = []
-    for rx in made:
-        rx.stop()
-        log = rx.log()
+    for service in made:
+        service.stop()
+        log = service.log()
         if "Sanitizer" in log or "runtime error:" in log:
-            reports.append(f"{rx.workdir}/receiver.log:\n{log[-4000:]}")
+            reports.append(f"{service.log_path}:\n{log[-4000:]}")
     assert not reports, "\n".join(reports)
 
 

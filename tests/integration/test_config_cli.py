@@ -60,6 +60,12 @@ max_bytes = 2G
 min_free_bytes = 512k
 keep_sent_bytes = 1T
 
+[cloud]
+url = https://pacs.example.org:8443/dicom-web/
+auth = bearer
+token_file = /etc/outpost/token
+connections = 4
+
 [log]
 level = debug
 """)
@@ -77,6 +83,13 @@ level = debug
         },
         "spool": {"dir": str(spool), "max_bytes": str(2 << 30),
                   "min_free_bytes": str(512 << 10), "keep_sent_bytes": str(1 << 40)},
+        "cloud": {
+            "url": "https://pacs.example.org:8443/dicom-web/", "ca_file": "",
+            "pin_sha256": "", "client_cert": "", "client_key": "", "auth": "bearer",
+            "username": "", "password_file": "", "token_file": "/etc/outpost/token",
+            "connections": "4", "batch_max_instances": "50",
+            "batch_max_bytes": str(64 << 20), "timeout": "60", "retry_max_delay": "300",
+        },
         "log": {"level": "debug"},
     }
     # Checking touches nothing.
@@ -123,6 +136,18 @@ ERRORS = [
     ("bind-hostname", "bind = localhost\n", 1, ["bind", "localhost"]),
     ("max-pdu-too-small", "max_pdu = 1024\n", 1, ["max_pdu", "1024"]),
     ("log-level", "[log]\nlevel = verbose\n", 2, ["level", "verbose"]),
+    ("cloud-url-http", "[cloud]\nurl = http://pacs.example.org/dicom-web\n", 2,
+     ["url", "https://"]),
+    ("cloud-url-port", "[cloud]\nurl = https://pacs:99999/x\n", 2, ["url", "port"]),
+    ("cloud-url-query", "[cloud]\nurl = https://pacs/x?y=1\n", 2, ["url", "query"]),
+    ("cloud-auth", "[cloud]\nauth = digest\n", 2, ["auth", "digest"]),
+    ("cloud-basic-alone", "[cloud]\nurl = https://pacs/x\nauth = basic\nusername = u\n", 3,
+     ["basic", "password_file"]),
+    ("cloud-bearer-alone", "[cloud]\nauth = bearer\n", 2, ["bearer", "token_file"]),
+    ("cloud-cert-alone", "[cloud]\nclient_cert = /etc/c.pem\n", 2,
+     ["client_cert", "client_key"]),
+    ("cloud-pin", "[cloud]\npin_sha256 = abc\n", 2, ["pin_sha256", "base64"]),
+    ("cloud-connections", "[cloud]\nconnections = 0\n", 2, ["connections"]),
 ]
 
 

@@ -66,45 +66,31 @@ def write_ini(path, sections):
             f.write("\n")
 
 
-class Receiver:
-    """One outpost-receiver process with its own config, spool and log."""
+class Service:
+    """One Outpost service process (outpost-receiver, outpost-uplink) on a
+    config file, logging to its own file; started and ended by PID."""
 
-    def __init__(self, workdir, **overrides):
-        self.workdir = workdir
-        os.makedirs(workdir, exist_ok=True)
-        self.port = free_port()
-        self.spool = os.path.join(workdir, "spool")
-        self.config = {
-            "receiver": {"ae_title": "OUTPOST", "bind": "127.0.0.1", "port": self.port},
-            "spool": {"dir": self.spool, "min_free_bytes": "1M"},
-        }
-        for section, keys in overrides.items():
-            self.config.setdefault(section, {}).update(keys)
-        self.port = int(self.config["receiver"]["port"])
-        self.spool = self.config["spool"]["dir"]
-        self.ini = os.path.join(workdir, "outpost.ini")
-        self.log_path = os.path.join(workdir, "receiver.log")
+    program = None
+    ready_event = None
+
+    def __init__(self, ini, log_path):
+        self.ini = ini
+        self.log_path = log_path
         self.proc = None
-        write_ini(self.ini, self.config)
-
-    def reconfigure(self, **overrides):
-        for section, keys in overrides.items():
-            self.config.setdefault(section, {}).update(keys)
-        write_ini(self.ini, self.config)
 
     def start(self, timeout=15):
         # The log is appended across restarts: wait for one more ready line.
-        ready = self.log().count("event=receiver.ready") + 1
+        ready = self.log().count(f"event={self.ready_event}") + 1
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "outpost-receiver"), "--config", self.ini],
+            [os.path.join(BUILD, self.program), "--config", self.ini],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         wait_for(lambda: self.proc.poll() is not None or
-                 self.log().count("event=receiver.ready") >= ready,
-                 timeout, what="receiver.ready")
+                 self.log().count(f"event={self.ready_event}") >= ready,
+                 timeout, what=self.ready_event)
         if self.proc.poll() is not None:
-            raise RuntimeError(f"receiver exited {self.proc.returncode}:\n{self.log()}")
+            raise RuntimeError(f"{self.program} exited {self.proc.returncode}:\n{self.log()}")
         return self
 
     def log(self):
@@ -116,6 +102,9 @@ class Receiver:
 
     def signal(self, sig):
         os.kill(self.proc.pid, sig)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout=20):
         if self.proc and self.proc.poll() is None:
@@ -139,6 +128,38 @@ class Receiver:
                     return int(line.split()[1])
         return None
 
+
+class Receiver(Service):
+    """outpost-receiver with its own config, spool and log. The same config
+    file serves the uplink of this spool (Receiver.uplink())."""
+
+    program = "outpost-receiver"
+    ready_event = "receiver.ready"
+
+    def __init__(self, workdir, **overrides):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.config = {
+            "receiver": {"ae_title": "OUTPOST", "bind": "127.0.0.1", "port": free_port()},
+            "spool": {"dir": os.path.join(workdir, "spool"), "min_free_bytes": "1M"},
+        }
+        for section, keys in overrides.items():
+            self.config.setdefault(section, {}).update(keys)
+        self.port = int(self.config["receiver"]["port"])
+        self.spool = self.config["spool"]["dir"]
+        super().__init__(os.path.join(workdir, "outpost.ini"),
+                         os.path.join(workdir, "receiver.log"))
+        write_ini(self.ini, self.config)
+
+    def reconfigure(self, **overrides):
+        for section, keys in overrides.items():
+            self.config.setdefault(section, {}).update(keys)
+        write_ini(self.ini, self.config)
+
+    def uplink(self):
+        """An outpost-uplink on this config and spool (not started)."""
+        return Uplink(self)
+
     def db(self):
         con = sqlite3.connect(os.path.join(self.spool, "spool.db"), timeout=30)
         con.row_factory = sqlite3.Row
@@ -147,6 +168,11 @@ class Receiver:
     def rows(self, where="1=1", args=()):
         with self.db() as con:
             return [dict(r) for r in con.execute(f"SELECT * FROM instances WHERE {where}", args)]
+
+    def states(self):
+        """{state: count} of the spool's rows."""
+        with self.db() as con:
+            return dict(con.execute("SELECT state, COUNT(*) FROM instances GROUP BY state"))
 
     def object_path(self, content_hash):
         return os.path.join(self.spool, "objects", content_hash[:2], content_hash + ".dcm")
@@ -159,6 +185,17 @@ class Receiver:
 
     def tmp_files(self):
         return os.listdir(os.path.join(self.spool, "tmp"))
+
+
+class Uplink(Service):
+    """outpost-uplink on a Receiver's config file and spool."""
+
+    program = "outpost-uplink"
+    ready_event = "uplink.ready"
+
+    def __init__(self, receiver):
+        self.receiver = receiver
+        super().__init__(receiver.ini, os.path.join(receiver.workdir, "uplink.log"))
 
 
 def storescu(port, files, flags=(), aet="OUTPOST", calling="STORESCU", timeout=300,

@@ -1,0 +1,43 @@
+/*
+ * tls: the uplink's TLS client configuration (mbedTLS 2.28: TLS 1.2).
+ * Certificate verification and the hostname check are always on; the CA
+ * is [cloud] ca_file or the system store /etc/ssl/certs; an optional pin
+ * of the server's public key; an optional client certificate (mutual
+ * TLS); the last session is kept for resumption.
+ *
+ * Loop thread only.
+ */
+#ifndef OP_TLS_H
+#define OP_TLS_H
+
+#include <mbedtls/ssl.h>
+#include <stddef.h>
+
+#include "common/config.h"
+
+typedef struct op_tls op_tls;
+
+/* Loads CA, client certificate and key. -EINVAL with the reason in err. */
+int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errlen);
+
+/* Accepts NULL. */
+void op_tls_close(op_tls *t);
+
+/* Sets up a connection's context for host (with the saved session). */
+int op_tls_setup(op_tls *t, mbedtls_ssl_context *ssl, const char *host);
+
+/*
+ * After a successful handshake: checks the pin (if configured) and saves
+ * the session for the next connection. -EPERM with the reason in err when
+ * the pin does not match.
+ */
+int op_tls_established(op_tls *t, mbedtls_ssl_context *ssl, char *err, size_t errlen);
+
+/* Why a handshake failed, in words a field engineer can act on. */
+void op_tls_explain(const mbedtls_ssl_context *ssl, int mbedtls_err, char *buf, size_t size);
+
+/* The SHA-256 pin (base64) of a PEM certificate file's public key, as
+ * [cloud] pin_sha256 wants it. */
+int op_tls_pin_of_file(const char *pem_path, char *out, size_t size);
+
+#endif

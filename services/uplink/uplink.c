@@ -1,0 +1,890 @@
+/*
+ * uplink: batches from the spool to the cloud by STOW-RS (see uplink.h).
+ *
+ * Each connection is a slot going round: claim a batch (thread pool) ->
+ * send it (the body read from the spool files chunk by chunk, each file's
+ * hash checked as it streams, so a damaged file is never completed on the
+ * wire) -> settle every instance (thread pool) -> claim again.
+ *
+ * Outcomes, per instance:
+ *   in ReferencedSOPSequence                      sent
+ *   FailureReason A7xx, 0110, 0213; HTTP 5xx;
+ *     a request cut, reset or timed out           retry later (attempt counted)
+ *   any other FailureReason; HTTP 409             quarantined, with the reason
+ *   the connection or TLS failed before sending;
+ *     HTTP 401/403; HTTP 413                      back to the queue, no attempt
+ * 401/403 pause the uplink (an alarm) until the credentials change or
+ * retry_max_delay passes; 413 halves the batch (one instance too large is
+ * quarantined); connection, TLS and 5xx failures take the link down:
+ * until a probe succeeds, only one connection tries, with exponential
+ * back-off and jitter.
+ */
+#include "uplink/uplink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <mbedtls/base64.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/spool.h"
+#include "uplink/https.h"
+#include "uplink/stow.h"
+#include "uplink/tls.h"
+
+#define TICK_MS 500
+#define CHUNK (256 * 1024)
+#define MAX_SLOTS 16
+#define FIRST_BACKOFF_MS 1000
+/* Answers accepted (2xx) that never confirmed an instance before it is
+ * quarantined as refused by the cloud. */
+#define UNCONFIRMED_LIMIT 5
+
+enum link_state { LINK_UP, LINK_DOWN, LINK_PAUSED, LINK_UNPROVISIONED };
+static const char *const link_names[] = { "up", "down", "paused", "unprovisioned" };
+
+enum slot_state { SLOT_IDLE, SLOT_CLAIMING, SLOT_SENDING, SLOT_SETTLING };
+enum body_phase { BODY_HEAD, BODY_OPEN, BODY_READ, BODY_TAIL, BODY_CLOSE, BODY_END };
+
+struct slot {
+	op_uplink *up;
+	int index;
+	enum slot_state state;
+	op_https *conn;
+
+	/* the batch */
+	op_spool_item *items;
+	op_spool_settlement *settle;
+	op_stow_result *results;
+	unsigned n, cap;
+	int stale_retried;
+	int probe; /* sent while the link was down */
+
+	/* the body being streamed */
+	enum body_phase phase;
+	unsigned part;
+	uv_fs_t fs;
+	int fs_busy;
+	uv_file fd;
+	uint64_t off;
+	crypto_generichash_state hash;
+	unsigned char *chunk;
+	char boundary[OP_STOW_BOUNDARY_LEN + 1];
+	char small[256];
+	int request_over; /* answered or failed: the body source stops */
+
+	uv_work_t work;
+	int work_rc;
+	uint64_t evicted_bytes;
+};
+
+struct op_uplink {
+	uv_loop_t *loop;
+	op_config cfg;
+	const char *config_path;
+	op_spool *spool;
+	op_tls *tls;
+	struct slot slots[MAX_SLOTS];
+	int n_slots;
+	uv_timer_t tick;
+	uv_signal_t sig[3];
+	int stopping;
+
+	enum link_state link;
+	int64_t link_since, next_probe_at;
+	int link_failures;
+	char link_reason[256];
+
+	unsigned batch_items; /* halved by 413, restored by successes */
+
+	char auth[1024]; /* "Authorization: ...\r\n" or "" */
+	struct timespec token_mtime;
+	off_t token_size;
+};
+
+static void claim(struct slot *s);
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* min(cap, base * 2^(n-1)), scaled by a random factor in [0.5, 1]. */
+static int64_t backoff_ms(int n, int cap_s)
+{
+	int64_t cap = (int64_t)cap_s * 1000, d = FIRST_BACKOFF_MS;
+
+	for (int i = 1; i < n && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
+}
+
+static void set_link(op_uplink *up, enum link_state state, const char *reason)
+{
+	if (up->link == state && strcmp(up->link_reason, reason) == 0)
+		return;
+	if (up->link != state)
+		up->link_since = now_ms();
+	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
+	up->link = state;
+	if (state == LINK_UP)
+		op_info("uplink.link", "state=up");
+	else if (state == LINK_PAUSED)
+		op_error("uplink.alarm",
+			 "state=paused reason=\"%s\" action=\"check [cloud] "
+			 "credentials; sending resumes when they change\"",
+			 reason);
+	else
+		op_warn("uplink.link", "state=%s reason=\"%s\"", link_names[state], reason);
+}
+
+static void link_failed(op_uplink *up, const char *reason)
+{
+	int64_t delay;
+
+	up->link_failures++;
+	delay = backoff_ms(up->link_failures, up->cfg.cloud.retry_max_delay);
+	up->next_probe_at = now_ms() + delay;
+	set_link(up, LINK_DOWN, reason);
+	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64, up->link_failures, delay);
+}
+
+static void link_ok(op_uplink *up)
+{
+	up->link_failures = 0;
+	set_link(up, LINK_UP, "");
+}
+
+/* --- credentials ----------------------------------------------------------------- */
+
+static int read_secret(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(out, 1, size - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+		out[--n] = '\0';
+	return 0;
+}
+
+/* Builds the Authorization header; the token file is re-read when it
+ * changed. Returns 1 when the credentials changed. */
+static int load_auth(op_uplink *up, int force)
+{
+	const op_cloud_config *c = &up->cfg.cloud;
+	char secret[512], plain[800], old[sizeof(up->auth)];
+	unsigned char b64[1100];
+	size_t len = 0;
+	struct stat sb;
+	int rc;
+
+	snprintf(old, sizeof(old), "%s", up->auth);
+	if (c->auth == OP_AUTH_NONE) {
+		up->auth[0] = '\0';
+	} else if (c->auth == OP_AUTH_BEARER) {
+		if (stat(c->token_file, &sb) < 0) {
+			op_error("uplink.auth", "token_file=%s error=\"%s\"", c->token_file,
+				 strerror(errno));
+			return 0;
+		}
+		if (!force && sb.st_mtim.tv_sec == up->token_mtime.tv_sec &&
+		    sb.st_mtim.tv_nsec == up->token_mtime.tv_nsec && sb.st_size == up->token_size)
+			return 0;
+		up->token_mtime = sb.st_mtim;
+		up->token_size = sb.st_size;
+		if ((rc = read_secret(c->token_file, secret, sizeof(secret))) < 0) {
+			op_error("uplink.auth", "token_file=%s error=\"%s\"", c->token_file,
+				 strerror(-rc));
+			return 0;
+		}
+		snprintf(up->auth, sizeof(up->auth), "Authorization: Bearer %s\r\n", secret);
+	} else {
+		if ((rc = read_secret(c->password_file, secret, sizeof(secret))) < 0) {
+			op_error("uplink.auth", "password_file=%s error=\"%s\"", c->password_file,
+				 strerror(-rc));
+			return 0;
+		}
+		snprintf(plain, sizeof(plain), "%s:%s", c->username, secret);
+		mbedtls_base64_encode(b64, sizeof(b64), &len, (const unsigned char *)plain,
+				      strlen(plain));
+		snprintf(up->auth, sizeof(up->auth), "Authorization: Basic %.*s\r\n", (int)len,
+			 b64);
+		sodium_memzero(plain, sizeof(plain));
+	}
+	sodium_memzero(secret, sizeof(secret));
+	return strcmp(old, up->auth) != 0;
+}
+
+/* --- settling ------------------------------------------------------------------- */
+
+static void settle_done(uv_work_t *w, int status)
+{
+	struct slot *s = w->data;
+
+	(void)status;
+	if (s->work_rc < 0)
+		op_error("uplink.settle",
+			 "slot=%d error=\"%s\" reason=\"the rows stay 'sending' "
+			 "and are queued again at the next start\"",
+			 s->index, strerror(-s->work_rc));
+	s->state = SLOT_IDLE;
+	claim(s);
+}
+
+static void settle_work(uv_work_t *w)
+{
+	struct slot *s = w->data;
+	op_uplink *up = s->up;
+	unsigned evicted = 0;
+
+	s->work_rc = op_spool_settle(up->spool, s->settle, s->n, now_ms());
+	s->evicted_bytes = 0;
+	if (s->work_rc == 0)
+		op_spool_evict_sent(up->spool, up->cfg.spool.keep_sent_bytes, &evicted,
+				    &s->evicted_bytes);
+}
+
+/* Records every instance's verdict (s->results) and logs the batch. */
+static void settle(struct slot *s, int http_status)
+{
+	op_uplink *up = s->up;
+	unsigned counts[4] = { 0 };
+	uint64_t bytes = 0;
+	int64_t now = now_ms();
+
+	for (unsigned i = 0; i < s->n; i++) {
+		op_spool_settlement *t = &s->settle[i];
+		op_stow_result *r = &s->results[i];
+
+		t->id = s->items[i].id;
+		t->hash = s->items[i].hash;
+		t->verdict = r->verdict;
+		t->error = r->reason[0] ? r->reason : NULL;
+		t->next_attempt_at = 0;
+		if (r->unconfirmed && s->items[i].attempts + 1 >= UNCONFIRMED_LIMIT) {
+			r->verdict = OP_VERDICT_QUARANTINE;
+			snprintf(r->reason, sizeof(r->reason),
+				 "the cloud accepted the request %d times but never confirmed "
+				 "storing the instance",
+				 UNCONFIRMED_LIMIT);
+		}
+		t->verdict = r->verdict;
+		t->error = r->reason[0] ? r->reason : NULL;
+		if (r->verdict == OP_VERDICT_RETRY)
+			t->next_attempt_at = now + backoff_ms(s->items[i].attempts + 1,
+							      up->cfg.cloud.retry_max_delay);
+		else if (r->verdict == OP_VERDICT_REQUEUE && up->link == LINK_DOWN)
+			t->next_attempt_at = up->next_probe_at;
+		counts[r->verdict]++;
+		if (r->verdict == OP_VERDICT_SENT)
+			bytes += s->items[i].size;
+		if (r->verdict == OP_VERDICT_QUARANTINE)
+			op_error("uplink.quarantine", "sop=%s study=%s reason=\"%s\"",
+				 s->items[i].sop_instance_uid, s->items[i].study_uid, r->reason);
+		else if (r->verdict == OP_VERDICT_RETRY)
+			op_warn("uplink.retry", "sop=%s attempts=%d reason=\"%s\"",
+				s->items[i].sop_instance_uid, s->items[i].attempts + 1, r->reason);
+	}
+	op_info("uplink.batch",
+		"slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u requeued=%u "
+		"bytes=%" PRIu64,
+		s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
+		counts[OP_VERDICT_SENT], counts[OP_VERDICT_RETRY], counts[OP_VERDICT_QUARANTINE],
+		counts[OP_VERDICT_REQUEUE], bytes);
+	s->state = SLOT_SETTLING;
+	s->work.data = s;
+	if (uv_queue_work(up->loop, &s->work, settle_work, settle_done) < 0) {
+		s->work_rc = -EIO;
+		settle_done(&s->work, 0);
+	}
+}
+
+/* Every instance of the batch gets the same verdict. */
+static void settle_all(struct slot *s, enum op_spool_verdict v, const char *reason, int http_status)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		s->results[i].verdict = v;
+		snprintf(s->results[i].reason, sizeof(s->results[i].reason), "%.*s",
+			 (int)sizeof(s->results[i].reason) - 1, reason);
+	}
+	settle(s, http_status);
+}
+
+/* --- the body ------------------------------------------------------------------- */
+
+static void object_path(const op_uplink *up, const char *hash, char *out, size_t size)
+{
+	snprintf(out, size, "%s/objects/%.2s/%s.dcm", up->cfg.spool.dir, hash, hash);
+}
+
+static void close_file(struct slot *s)
+{
+	if (s->fd >= 0) {
+		close(s->fd); /* a regular file: close(2) does not block */
+		s->fd = -1;
+	}
+}
+
+/* The current file cannot be sent: it is quarantined, the request is
+ * abandoned (the server never sees a complete body) and the rest of the
+ * batch goes back to the queue. */
+static void damaged_file(struct slot *s, const char *why)
+{
+	op_stow_result *r = &s->results[s->part];
+
+	for (unsigned i = 0; i < s->n; i++) {
+		s->results[i].verdict = OP_VERDICT_REQUEUE;
+		s->results[i].reason[0] = '\0';
+	}
+	r->verdict = OP_VERDICT_QUARANTINE;
+	snprintf(r->reason, sizeof(r->reason), "%s", why);
+	close_file(s);
+	op_https_body_fail(s->conn, why);
+}
+
+static void next_chunk(void *ctx, op_https *c);
+
+/* A file operation finished after the request ended: tidy up, and if the
+ * slot was only waiting for it, move on. */
+static int fs_after_request(struct slot *s)
+{
+	if (!s->request_over)
+		return 0;
+	close_file(s);
+	if (s->state == SLOT_IDLE)
+		claim(s);
+	return 1;
+}
+
+static void on_file_read(uv_fs_t *req)
+{
+	struct slot *s = req->data;
+	const op_spool_item *it = &s->items[s->part];
+	ssize_t n = req->result;
+	unsigned char digest[OP_HASH_BYTES];
+	char hex[OP_HASH_HEX + 1], why[160];
+
+	uv_fs_req_cleanup(req);
+	s->fs_busy = 0;
+	if (fs_after_request(s))
+		return;
+	if (n < 0) {
+		snprintf(why, sizeof(why), "spool file unreadable: %s", uv_strerror((int)n));
+		damaged_file(s, why);
+		return;
+	}
+	if (n > 0 && s->off + (uint64_t)n <= it->size) {
+		crypto_generichash_update(&s->hash, s->chunk, (size_t)n);
+		s->off += (uint64_t)n;
+		op_https_body_write(s->conn, s->chunk, (size_t)n);
+		return;
+	}
+	/* The end of the file, or more than the row says: check it all. */
+	crypto_generichash_final(&s->hash, digest, sizeof(digest));
+	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+	if (n > 0 || s->off != it->size || strcmp(hex, it->hash) != 0) {
+		damaged_file(s, "spool file damaged: its content does not match its hash");
+		return;
+	}
+	close_file(s);
+	s->phase = BODY_TAIL;
+	next_chunk(s, s->conn);
+}
+
+static void read_file(struct slot *s)
+{
+	uv_buf_t buf = uv_buf_init((char *)s->chunk, CHUNK);
+	int rc;
+
+	s->fs.data = s;
+	rc = uv_fs_read(s->up->loop, &s->fs, s->fd, &buf, 1, (int64_t)s->off, on_file_read);
+	if (rc < 0)
+		damaged_file(s, "spool file unreadable");
+	else
+		s->fs_busy = 1;
+}
+
+static void on_file_open(uv_fs_t *req)
+{
+	struct slot *s = req->data;
+	ssize_t fd = req->result;
+	char why[160];
+
+	uv_fs_req_cleanup(req);
+	s->fs_busy = 0;
+	if (fd >= 0)
+		s->fd = (uv_file)fd;
+	if (fs_after_request(s))
+		return;
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "spool file missing: %s", uv_strerror((int)fd));
+		damaged_file(s, why);
+		return;
+	}
+	s->off = 0;
+	crypto_generichash_init(&s->hash, NULL, 0, OP_HASH_BYTES);
+	s->phase = BODY_READ;
+	read_file(s);
+}
+
+/* The body source: part head, file chunks, CRLF, ..., closing delimiter. */
+static void next_chunk(void *ctx, op_https *c)
+{
+	struct slot *s = ctx;
+	char path[PATH_MAX];
+	size_t len;
+	int rc;
+
+	(void)c;
+	switch (s->phase) {
+	case BODY_HEAD:
+		len = op_stow_part_head(s->small, sizeof(s->small), s->boundary,
+					s->items[s->part].size);
+		s->phase = BODY_OPEN;
+		op_https_body_write(s->conn, s->small, len);
+		return;
+	case BODY_OPEN:
+		object_path(s->up, s->items[s->part].hash, path, sizeof(path));
+		s->fs.data = s;
+		rc = uv_fs_open(s->up->loop, &s->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open);
+		if (rc < 0)
+			damaged_file(s, "spool file cannot be opened");
+		else
+			s->fs_busy = 1;
+		return;
+	case BODY_READ: read_file(s); return;
+	case BODY_TAIL:
+		s->part++;
+		s->phase = s->part < s->n ? BODY_HEAD : BODY_CLOSE;
+		op_https_body_write(s->conn, "\r\n", 2);
+		return;
+	case BODY_CLOSE:
+		len = op_stow_close(s->small, sizeof(s->small), s->boundary);
+		s->phase = BODY_END;
+		op_https_body_write(s->conn, s->small, len);
+		return;
+	case BODY_END: op_https_body_write(s->conn, NULL, 0); return;
+	}
+}
+
+/* --- responses ------------------------------------------------------------------ */
+
+static void send_batch(struct slot *s);
+
+static void on_response(void *ctx, op_https *c, const op_http_response *r)
+{
+	struct slot *s = ctx;
+	op_uplink *up = s->up;
+	const char *uids[1000];
+	const char *body;
+	size_t len;
+	int status = op_http_response_status(r);
+	enum op_stow_action action;
+
+	(void)c;
+	s->request_over = 1;
+	close_file(s);
+	for (unsigned i = 0; i < s->n; i++)
+		uids[i] = s->items[i].sop_instance_uid;
+	body = op_http_response_body(r, &len);
+	action = op_stow_interpret(status, op_http_response_content_type(r), body, len, uids, s->n,
+				   s->results);
+	switch (action) {
+	case OP_STOW_OK:
+		link_ok(up);
+		if (up->batch_items < (unsigned)up->cfg.cloud.batch_max_instances)
+			up->batch_items *= 2; /* recover from a 413, gently */
+		if (up->batch_items > (unsigned)up->cfg.cloud.batch_max_instances)
+			up->batch_items = (unsigned)up->cfg.cloud.batch_max_instances;
+		break;
+	case OP_STOW_LINK_DOWN:
+		snprintf(s->small, sizeof(s->small), "the cloud answered HTTP %d", status);
+		link_failed(up, s->small);
+		break;
+	case OP_STOW_PAUSE:
+		snprintf(s->small, sizeof(s->small), "the cloud refused the credentials (HTTP %d)",
+			 status);
+		up->next_probe_at = now_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
+		set_link(up, LINK_PAUSED, s->small);
+		break;
+	case OP_STOW_SPLIT:
+		if (s->n == 1) {
+			s->results[0].verdict = OP_VERDICT_QUARANTINE;
+			snprintf(s->results[0].reason, sizeof(s->results[0].reason),
+				 "HTTP 413: the instance alone is too large for the cloud");
+		}
+		up->batch_items = s->n > 1 ? s->n / 2 : 1;
+		op_warn("uplink.split", "batch_instances=%u reason=\"HTTP 413\"", up->batch_items);
+		break;
+	}
+	settle(s, status);
+}
+
+static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const char *why)
+{
+	struct slot *s = ctx;
+	op_uplink *up = s->up;
+	char reason[320];
+
+	(void)c;
+	s->request_over = 1;
+	close_file(s);
+	op_https_close(s->conn);
+	s->conn = NULL;
+	switch (stage) {
+	case OP_HTTPS_STALE:
+		if (!s->stale_retried && !s->fs_busy) {
+			/* The server closed the idle connection as we reused it:
+			 * nothing was done; send again on a new one. */
+			s->stale_retried = 1;
+			send_batch(s);
+			return;
+		}
+		/* fall through */
+	case OP_HTTPS_SEND:
+	case OP_HTTPS_RECEIVE:
+	case OP_HTTPS_TIMEOUT:
+		snprintf(reason, sizeof(reason), "request failed (%s): %s",
+			 stage == OP_HTTPS_TIMEOUT ? "timeout" : "connection", why);
+		link_failed(up, reason);
+		settle_all(s, OP_VERDICT_RETRY, reason, 0);
+		return;
+	case OP_HTTPS_CONNECT:
+	case OP_HTTPS_TLS:
+		snprintf(reason, sizeof(reason), "%s: %s",
+			 stage == OP_HTTPS_TLS ? "TLS" : "cannot connect", why);
+		link_failed(up, reason);
+		settle_all(s, OP_VERDICT_REQUEUE, reason, 0);
+		return;
+	case OP_HTTPS_BODY:
+		/* damaged_file() has set every verdict. */
+		settle(s, 0);
+		return;
+	}
+}
+
+/* --- sending -------------------------------------------------------------------- */
+
+static void send_batch(struct slot *s)
+{
+	op_uplink *up = s->up;
+	const op_cloud_config *c = &up->cfg.cloud;
+	op_https_handler h = { s, next_chunk, on_response, on_failure };
+	uint64_t sizes[1000], length;
+	char head[2048], host[300];
+	int n, rc;
+
+	if (c->auth == OP_AUTH_BEARER)
+		load_auth(up, 0); /* a token changed on disk is used at once */
+	for (unsigned i = 0; i < s->n; i++)
+		sizes[i] = s->items[i].size;
+	op_stow_boundary(s->boundary);
+	length = op_stow_body_length(s->boundary, sizes, s->n);
+	if (c->port == 443)
+		snprintf(host, sizeof(host), "%s", c->host);
+	else
+		snprintf(host, sizeof(host), "%s:%u", c->host, c->port);
+	/* No "Expect: 100-continue": Orthanc never answers it. */
+	n = snprintf(head, sizeof(head),
+		     "POST %s/studies HTTP/1.1\r\n"
+		     "Host: %s\r\n"
+		     "User-Agent: outpost-uplink/" OP_VERSION "\r\n"
+		     "Accept: application/dicom+json\r\n"
+		     "Content-Type: multipart/related; type=\"application/dicom\"; boundary=%s\r\n"
+		     "Content-Length: %" PRIu64 "\r\n"
+		     "%s"
+		     "Connection: keep-alive\r\n\r\n",
+		     c->path, host, s->boundary, length, up->auth);
+	s->phase = BODY_HEAD;
+	s->part = 0;
+	s->request_over = 0;
+	s->state = SLOT_SENDING;
+	if (s->conn && !op_https_reusable(s->conn)) {
+		op_https_close(s->conn);
+		s->conn = NULL;
+	}
+	if (!s->conn) {
+		rc = op_https_open(up->loop, up->tls, c->host, c->port, c->timeout, &s->conn);
+		if (rc < 0) {
+			settle_all(s, OP_VERDICT_REQUEUE, "cannot open a connection", 0);
+			return;
+		}
+	}
+	rc = op_https_request(s->conn, head, (size_t)n, &h);
+	if (rc < 0) {
+		op_https_close(s->conn);
+		s->conn = NULL;
+		settle_all(s, OP_VERDICT_REQUEUE, "cannot start the request", 0);
+	}
+}
+
+/* --- claiming ------------------------------------------------------------------- */
+
+static void claim_work(uv_work_t *w)
+{
+	struct slot *s = w->data;
+	op_uplink *up = s->up;
+	unsigned max = up->batch_items < s->cap ? up->batch_items : s->cap;
+
+	s->work_rc = op_spool_claim(up->spool, now_ms(), max, up->cfg.cloud.batch_max_bytes,
+				    s->items, &s->n);
+}
+
+static void claim_done(uv_work_t *w, int status)
+{
+	struct slot *s = w->data;
+
+	(void)status;
+	if (s->work_rc < 0 || s->n == 0 || s->up->stopping) {
+		if (s->work_rc < 0)
+			op_error("uplink.claim", "slot=%d error=\"%s\"", s->index,
+				 strerror(-s->work_rc));
+		if (s->n > 0) /* stopping: back they go at the next start */
+			s->n = 0;
+		s->state = SLOT_IDLE;
+		return;
+	}
+	s->stale_retried = 0;
+	for (unsigned i = 0; i < s->n; i++)
+		memset(&s->results[i], 0, sizeof(s->results[i]));
+	send_batch(s);
+}
+
+/* Claims a batch if this slot may send now. */
+static void claim(struct slot *s)
+{
+	op_uplink *up = s->up;
+	int64_t now = now_ms();
+
+	/* A file read of the last request still in flight holds s->fs. */
+	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED)
+		return;
+	if (up->link == LINK_PAUSED || up->link == LINK_DOWN) {
+		/* One probe at a time, when its back-off has passed. */
+		if (now < up->next_probe_at)
+			return;
+		for (int i = 0; i < up->n_slots; i++)
+			if (&up->slots[i] != s && up->slots[i].state != SLOT_IDLE)
+				return;
+	}
+	s->state = SLOT_CLAIMING;
+	s->work.data = s;
+	if (uv_queue_work(up->loop, &s->work, claim_work, claim_done) < 0)
+		s->state = SLOT_IDLE;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	op_uplink *up = t->data;
+
+	/* A token rewritten on disk may end a pause at once. */
+	if (up->link == LINK_PAUSED && up->cfg.cloud.auth == OP_AUTH_BEARER && load_auth(up, 0)) {
+		op_info("uplink.auth", "result=reloaded reason=\"token_file changed\"");
+		up->next_probe_at = 0;
+	}
+	for (int i = 0; i < up->n_slots; i++)
+		claim(&up->slots[i]);
+}
+
+/* --- life cycle ----------------------------------------------------------------- */
+
+static int make_slots(op_uplink *up)
+{
+	unsigned cap = (unsigned)up->cfg.cloud.batch_max_instances;
+
+	up->n_slots = up->cfg.cloud.connections;
+	for (int i = 0; i < up->n_slots; i++) {
+		struct slot *s = &up->slots[i];
+
+		memset(s, 0, sizeof(*s));
+		s->up = up;
+		s->index = i;
+		s->fd = -1;
+		s->cap = cap;
+		s->items = calloc(cap, sizeof(*s->items));
+		s->settle = calloc(cap, sizeof(*s->settle));
+		s->results = calloc(cap, sizeof(*s->results));
+		s->chunk = malloc(CHUNK);
+		if (!s->items || !s->settle || !s->results || !s->chunk)
+			return -ENOMEM;
+	}
+	up->batch_items = cap;
+	return 0;
+}
+
+static void free_slots(op_uplink *up)
+{
+	for (int i = 0; i < up->n_slots; i++) {
+		struct slot *s = &up->slots[i];
+
+		op_https_close(s->conn);
+		close_file(s);
+		free(s->items);
+		free(s->settle);
+		free(s->results);
+		free(s->chunk);
+	}
+	up->n_slots = 0;
+}
+
+static int apply_cloud(op_uplink *up, const char *why)
+{
+	char err[512];
+	op_tls *tls = NULL;
+
+	if (!*up->cfg.cloud.url) {
+		set_link(up, LINK_UNPROVISIONED, "no [cloud] url configured");
+		return 0;
+	}
+	if (op_tls_open(&up->cfg.cloud, &tls, err, sizeof(err)) < 0) {
+		op_error("uplink.tls", "error=\"%s\"", err);
+		return -EINVAL;
+	}
+	op_tls_close(up->tls);
+	up->tls = tls;
+	load_auth(up, 1);
+	op_info("uplink.cloud", "url=%s connections=%d auth=%s reason=%s", up->cfg.cloud.url,
+		up->cfg.cloud.connections,
+		up->cfg.cloud.auth == OP_AUTH_NONE    ? "none"
+		: up->cfg.cloud.auth == OP_AUTH_BASIC ? "basic"
+						      : "bearer",
+		why);
+	if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
+		up->next_probe_at = 0;
+		set_link(up, LINK_DOWN, "not yet connected");
+	}
+	return 0;
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	op_uplink *up = sig->data;
+	op_config cfg;
+	char err[640];
+
+	if (signum != SIGHUP) {
+		op_info("uplink.stopping", "signal=%d", signum);
+		up->stopping = 1;
+		uv_timer_stop(&up->tick);
+		for (int i = 0; i < 3; i++)
+			uv_signal_stop(&up->sig[i]);
+		/* Requests in flight are abandoned: their rows stay 'sending'
+		 * and are queued again at the next start. */
+		for (int i = 0; i < up->n_slots; i++) {
+			op_https_close(up->slots[i].conn);
+			up->slots[i].conn = NULL;
+		}
+		uv_close((uv_handle_t *)&up->tick, NULL);
+		for (int i = 0; i < 3; i++)
+			uv_close((uv_handle_t *)&up->sig[i], NULL);
+		return;
+	}
+	if (!up->config_path) {
+		op_warn("config.reload", "reason=\"started without --config: nothing to reload\"");
+		return;
+	}
+	if (op_config_load(&cfg, up->config_path, err, sizeof(err)) < 0) {
+		op_error("config.reload", "result=refused error=\"%s\"", err);
+		return;
+	}
+	if (cfg.cloud.connections != up->cfg.cloud.connections ||
+	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances ||
+	    strcmp(cfg.spool.dir, up->cfg.spool.dir) != 0)
+		op_warn("config.reload",
+			"reason=\"connections, batch_max_instances and [spool] dir "
+			"take effect at the next start\"");
+	cfg.cloud.connections = up->cfg.cloud.connections;
+	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
+	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", up->cfg.spool.dir);
+	up->cfg = cfg;
+	op_log_set_level(cfg.log_level);
+	/* Idle connections were made with the old settings. */
+	for (int i = 0; i < up->n_slots; i++) {
+		if (up->slots[i].state == SLOT_IDLE) {
+			op_https_close(up->slots[i].conn);
+			up->slots[i].conn = NULL;
+		}
+	}
+	if (apply_cloud(up, "reload") == 0)
+		op_info("config.reload", "result=ok path=%s", up->config_path);
+	else
+		op_error("config.reload", "result=partial reason=\"TLS settings refused; the "
+					  "previous ones stay\"");
+}
+
+int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_path, op_uplink **out)
+{
+	op_uplink *up = calloc(1, sizeof(*up));
+	op_spool_limits limits = { cfg->spool.max_bytes, cfg->spool.min_free_bytes,
+				   cfg->spool.keep_sent_bytes };
+	unsigned requeued = 0;
+	int rc;
+
+	*out = NULL;
+	if (!up)
+		return -ENOMEM;
+	up->loop = loop;
+	up->cfg = *cfg;
+	up->config_path = config_path;
+	up->link = LINK_UNPROVISIONED;
+	rc = op_spool_open(cfg->spool.dir, &limits, &up->spool);
+	if (rc == 0)
+		rc = op_spool_requeue_sending(up->spool, &requeued);
+	if (rc == 0 && requeued)
+		op_info("uplink.recover",
+			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
+	if (rc == 0)
+		rc = make_slots(up);
+	if (rc == 0)
+		rc = apply_cloud(up, "start");
+	if (rc < 0) {
+		op_uplink_close(up);
+		return rc;
+	}
+	*out = up;
+	return 0;
+}
+
+int op_uplink_start(op_uplink *up)
+{
+	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+
+	uv_timer_init(up->loop, &up->tick);
+	up->tick.data = up;
+	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(up->loop, &up->sig[i]);
+		up->sig[i].data = up;
+		uv_signal_start(&up->sig[i], on_signal, signums[i]);
+	}
+	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
+	return 0;
+}
+
+void op_uplink_close(op_uplink *up)
+{
+	if (!up)
+		return;
+	free_slots(up);
+	op_tls_close(up->tls);
+	op_spool_close(up->spool);
+	free(up);
+}

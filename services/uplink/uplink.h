@@ -1,0 +1,35 @@
+/*
+ * uplink: outpost-uplink's core. Takes batches of one study from the spool,
+ * sends each as one STOW-RS request on one of [cloud] connections
+ * keep-alive HTTPS connections, and records each instance's outcome in the
+ * spool: sent, retried later (exponential back-off with jitter), or
+ * quarantined with the cloud's reason.
+ *
+ * The link is up, down (probed with back-off by one connection, never
+ * hammered) or paused (credentials refused: an alarm, no retries burnt).
+ * Sent objects beyond keep_sent_bytes are evicted.
+ *
+ * One libuv loop; spool work (sqlite, fsync) and file reads run on libuv's
+ * thread pool.
+ */
+#ifndef OP_UPLINK_H
+#define OP_UPLINK_H
+
+#include <uv.h>
+
+#include "common/config.h"
+
+typedef struct op_uplink op_uplink;
+
+/* Opens the spool (requeueing what a crash left 'sending') and loads TLS
+ * and credentials. Returns 0 or a negative errno after logging why. */
+int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_path, op_uplink **out);
+
+/* Starts sending; returns at once (the loop runs it). SIGTERM and SIGINT
+ * stop it, SIGHUP reloads config_path. */
+int op_uplink_start(op_uplink *up);
+
+/* Accepts NULL. The loop must have ended. */
+void op_uplink_close(op_uplink *up);
+
+#endif
