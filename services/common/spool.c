@@ -190,6 +190,8 @@ static int sql_err(int rc)
 	}
 }
 
+static int sql_fail(op_spool *sp, const char *what, int rc);
+
 static int exec(op_spool *sp, const char *sql)
 {
 	char *msg = NULL;
@@ -271,31 +273,36 @@ static int open_db(op_spool *sp)
 	rc = exec(sp, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
 	if (rc < 0)
 		return rc;
+	/* The version is read inside a write transaction: the receiver and the
+	 * uplink may open a new spool at the same moment, and only one of them
+	 * may create the schema. */
+	rc = exec(sp, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		return rc;
 	rc = sqlite3_prepare_v2(sp->db, "PRAGMA user_version", -1, &st, NULL);
-	if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return exec(sp, "PRAGMA user_version"); /* logs the error */
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		version = sqlite3_column_int(st, 0);
+		rc = 0;
+	} else {
+		rc = sql_fail(sp, "user_version", rc);
 	}
-	version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (version > OP_SPOOL_SCHEMA_VERSION) {
+	if (rc == 0 && version > OP_SPOOL_SCHEMA_VERSION) {
 		op_error("spool.open",
 			 "db=%s schema=%d supported=%d reason=\"written by a newer release\"",
 			 sp->db_path, version, OP_SPOOL_SCHEMA_VERSION);
-		return -EPROTO;
+		rc = -EPROTO;
 	}
-	if (version == 0) {
-		rc = exec(sp, "BEGIN IMMEDIATE");
+	if (rc == 0 && version == 0) {
+		rc = exec(sp, schema_v1);
 		if (rc == 0)
-			rc = exec(sp, schema_v1);
-		if (rc == 0)
-			rc = exec(sp, "PRAGMA user_version=1; COMMIT;");
-		if (rc < 0) {
-			exec(sp, "ROLLBACK");
-			return rc;
-		}
+			rc = exec(sp, "PRAGMA user_version=1");
 	}
-	return 0;
+	if (rc == 0)
+		rc = exec(sp, "COMMIT");
+	if (rc < 0)
+		exec(sp, "ROLLBACK");
+	return rc;
 }
 
 static int load_usage(op_spool *sp)

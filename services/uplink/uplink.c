@@ -148,7 +148,8 @@ static void set_link(op_uplink *up, enum link_state state, const char *reason)
 			 "credentials; sending resumes when they change\"",
 			 reason);
 	else
-		op_warn("uplink.link", "state=%s reason=\"%s\"", link_names[state], reason);
+		op_log(up->link_failures ? OP_LOG_WARN : OP_LOG_INFO, "uplink.link",
+		       "state=%s reason=\"%s\"", link_names[state], reason);
 }
 
 static void link_failed(op_uplink *up, const char *reason)

@@ -1788,6 +1788,43 @@ static void test_spool_makes_room_from_sent(void **state)
 	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
 }
 
+struct open_arg {
+	const char *dir;
+	int rc;
+};
+
+static void *open_thread(void *p)
+{
+	struct open_arg *a = p;
+	op_spool_limits limits = { 0, 0, 0 };
+	op_spool *sp = NULL;
+
+	a->rc = op_spool_open(a->dir, &limits, &sp);
+	op_spool_close(sp);
+	return NULL;
+}
+
+/* The receiver and the uplink may open a new spool at the same moment:
+ * one creates the schema, both succeed. */
+static void test_spool_concurrent_first_open(void **state)
+{
+	struct fx *f = *state;
+	struct open_arg args[6];
+	pthread_t t[6];
+	char dir[128];
+
+	snprintf(dir, sizeof(dir), "%s/fresh", f->dir);
+	for (int i = 0; i < 6; i++) {
+		args[i].dir = dir;
+		args[i].rc = -1;
+		assert_int_equal(pthread_create(&t[i], NULL, open_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(args[i].rc, 0);
+	}
+}
+
 int main(void)
 {
 	/* The spool logs each recovery step at info; failures stay visible. */
@@ -1831,6 +1868,7 @@ int main(void)
 		T(test_spool_requeue_sending),
 		T(test_spool_evict_sent),
 		T(test_spool_makes_room_from_sent),
+		T(test_spool_concurrent_first_open),
 	};
 #undef T
 
