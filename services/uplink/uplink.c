@@ -81,8 +81,11 @@ struct slot {
 	char small[256];
 	int request_over; /* answered or failed: the body source stops */
 
+	/* Work on the thread pool reads only these copies, made on the loop. */
 	uv_work_t work;
 	int work_rc;
+	unsigned claim_items;
+	uint64_t claim_bytes, keep_sent;
 	uint64_t evicted_bytes;
 };
 
@@ -259,8 +262,7 @@ static void settle_work(uv_work_t *w)
 	s->work_rc = op_spool_settle(up->spool, s->settle, s->n, now_ms());
 	s->evicted_bytes = 0;
 	if (s->work_rc == 0)
-		op_spool_evict_sent(up->spool, up->cfg.spool.keep_sent_bytes, &evicted,
-				    &s->evicted_bytes);
+		op_spool_evict_sent(up->spool, s->keep_sent, &evicted, &s->evicted_bytes);
 }
 
 /* Records every instance's verdict (s->results) and logs the batch. */
@@ -312,6 +314,7 @@ static void settle(struct slot *s, int http_status)
 		counts[OP_VERDICT_REQUEUE], bytes);
 	s->state = SLOT_SETTLING;
 	s->work.data = s;
+	s->keep_sent = up->cfg.spool.keep_sent_bytes;
 	if (uv_queue_work(up->loop, &s->work, settle_work, settle_done) < 0) {
 		s->work_rc = -EIO;
 		settle_done(&s->work, 0);
@@ -642,10 +645,8 @@ static void send_batch(struct slot *s)
 static void claim_work(uv_work_t *w)
 {
 	struct slot *s = w->data;
-	op_uplink *up = s->up;
-	unsigned max = up->batch_items < s->cap ? up->batch_items : s->cap;
 
-	s->work_rc = op_spool_claim(up->spool, now_ms(), max, up->cfg.cloud.batch_max_bytes,
+	s->work_rc = op_spool_claim(s->up->spool, now_ms(), s->claim_items, s->claim_bytes,
 				    s->items, &s->n);
 }
 
@@ -688,6 +689,8 @@ static void claim(struct slot *s)
 	}
 	s->state = SLOT_CLAIMING;
 	s->work.data = s;
+	s->claim_items = up->batch_items < s->cap ? up->batch_items : s->cap;
+	s->claim_bytes = up->cfg.cloud.batch_max_bytes;
 	if (uv_queue_work(up->loop, &s->work, claim_work, claim_done) < 0)
 		s->state = SLOT_IDLE;
 }
@@ -788,8 +791,10 @@ static void on_signal(uv_signal_t *sig, int signum)
 		for (int i = 0; i < 3; i++)
 			uv_signal_stop(&up->sig[i]);
 		/* Requests in flight are abandoned: their rows stay 'sending'
-		 * and are queued again at the next start. */
+		 * and are queued again at the next start. A file read still in
+		 * flight finds its request over. */
 		for (int i = 0; i < up->n_slots; i++) {
+			up->slots[i].request_over = 1;
 			op_https_close(up->slots[i].conn);
 			up->slots[i].conn = NULL;
 		}
