@@ -258,7 +258,7 @@ static void object_path(const op_spool *sp, const char *hash, char *out, size_t 
 static int open_db(op_spool *sp)
 {
 	sqlite3_stmt *st = NULL;
-	int version, rc;
+	int version = 0, rc;
 
 	rc = sqlite3_open_v2(sp->db_path, &sp->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,

@@ -13,6 +13,9 @@ struct op_http_response {
 	http_parser parser;
 	http_parser_settings settings;
 	int started, complete, in_content_type, truncated;
+	int in_field;   /* the last callback was a piece of a header's name */
+	char field[12]; /* the first bytes of that name */
+	size_t field_len;
 	char content_type[128];
 	size_t ct_len;
 	char *body;
@@ -33,9 +36,20 @@ static int on_message_begin(http_parser *p)
 
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-	/* http-parser may split a field across calls; Content-Type is short
-	 * enough that a split one is simply matched by its first piece. */
-	of(p)->in_content_type = len == 12 && strncasecmp(at, "Content-Type", 12) == 0;
+	op_http_response *r = of(p);
+
+	/* http-parser hands a name over in as many pieces as it arrived in
+	 * (one per read): gather it. */
+	if (!r->in_field) {
+		r->in_field = 1;
+		r->field_len = 0;
+	}
+	if (r->field_len < sizeof(r->field))
+		memcpy(r->field + r->field_len, at,
+		       len < sizeof(r->field) - r->field_len ? len
+							     : sizeof(r->field) - r->field_len);
+	r->field_len += len;
+	r->in_content_type = r->field_len == 12 && strncasecmp(r->field, "Content-Type", 12) == 0;
 	return 0;
 }
 
@@ -43,6 +57,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	op_http_response *r = of(p);
 
+	r->in_field = 0;
 	if (!r->in_content_type)
 		return 0;
 	if (len > sizeof(r->content_type) - 1 - r->ct_len)
@@ -70,7 +85,16 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
 static int on_message_complete(http_parser *p)
 {
-	of(p)->complete = 1;
+	op_http_response *r = of(p);
+
+	/* An interim response (1xx but 101) comes before the real one: a
+	 * client must read it and carry on, even unasked (RFC 9110 15.2). */
+	if (p->status_code / 100 == 1 && p->status_code != 101) {
+		r->content_type[0] = '\0';
+		r->ct_len = 0;
+		return 0;
+	}
+	r->complete = 1;
 	http_parser_pause(p, 1); /* nothing may follow unasked */
 	return 0;
 }
@@ -107,7 +131,7 @@ void op_http_response_reset(op_http_response *r)
 {
 	http_parser_init(&r->parser, HTTP_RESPONSE);
 	r->parser.data = r;
-	r->started = r->complete = r->in_content_type = r->truncated = 0;
+	r->started = r->complete = r->in_content_type = r->truncated = r->in_field = 0;
 	r->content_type[0] = '\0';
 	r->ct_len = 0;
 	r->body_len = 0;

@@ -69,6 +69,17 @@ static const cJSON *sequence(const cJSON *root, const char *tag)
 	return cJSON_IsArray(value) ? value : NULL;
 }
 
+/* A FailureReason is a US: an integer from 0 to 0xFFFF; anything else is
+ * no reason at all. */
+static int failure_reason(const cJSON *why, unsigned *reason)
+{
+	if (!cJSON_IsNumber(why) || !(why->valuedouble >= 0 && why->valuedouble <= 0xffff) ||
+	    why->valuedouble != (double)(unsigned)why->valuedouble)
+		return -1;
+	*reason = (unsigned)why->valuedouble;
+	return 0;
+}
+
 static int failure_is_transient(unsigned reason)
 {
 	return (reason & 0xff00) == 0xa700 || reason == 0x0110 || reason == 0x0213;
@@ -116,6 +127,14 @@ enum op_stow_action op_stow_interpret(int http_status, const char *content_type,
 	 * trusted to be per instance, and the batch goes back whole. */
 	if (http_status == 401 || http_status == 403 || http_status == 413 || http_status >= 500)
 		body = NULL;
+	/* These say what to do next on their own, however many instances
+	 * the request held (by_status() agrees for each instance). */
+	if (http_status == 401 || http_status == 403)
+		action = OP_STOW_PAUSE;
+	else if (http_status == 413)
+		action = OP_STOW_SPLIT;
+	else if (http_status >= 500)
+		action = OP_STOW_LINK_DOWN;
 	(void)content_type; /* not trusted: Orthanc's 400 and 409 carry none */
 	if (body && body_len)
 		root = cJSON_ParseWithLength(body, body_len);
@@ -152,14 +171,17 @@ enum op_stow_action op_stow_interpret(int http_status, const char *content_type,
 
 			if (!cJSON_IsString(uid) || strcmp(uid->valuestring, sop_uids[i]) != 0)
 				continue;
-			reason = cJSON_IsNumber(why) && why->valuedouble >= 0 &&
-						 why->valuedouble <= 0xffff
-					 ? (unsigned)why->valuedouble
-					 : 0xffff;
-			r->verdict = failure_is_transient(reason) ? OP_VERDICT_RETRY
-								  : OP_VERDICT_QUARANTINE;
-			snprintf(r->reason, sizeof(r->reason), "HTTP %d, FailureReason %04X",
-				 http_status, reason);
+			if (failure_reason(why, &reason) < 0) {
+				r->verdict = OP_VERDICT_QUARANTINE;
+				snprintf(r->reason, sizeof(r->reason),
+					 "HTTP %d, failed without a valid FailureReason",
+					 http_status);
+			} else {
+				r->verdict = failure_is_transient(reason) ? OP_VERDICT_RETRY
+									  : OP_VERDICT_QUARANTINE;
+				snprintf(r->reason, sizeof(r->reason),
+					 "HTTP %d, FailureReason %04X", http_status, reason);
+			}
 			found = 1;
 			break;
 		}

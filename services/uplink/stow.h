@@ -4,7 +4,8 @@
  * each instance of the batch.
  *
  * The response is read per instance whatever the HTTP status (Orthanc
- * answers 400 to a batch with one bad part, yet stores the good ones): an
+ * answers 400 to a batch with one bad part, yet stores the good ones) -
+ * except 401, 403, 413 and 5xx, whose body says nothing per instance: an
  * instance in ReferencedSOPSequence (0008,1199) is sent; one in
  * FailedSOPSequence (0008,1198) is retried or quarantined by its
  * FailureReason (0008,1197); one in neither takes the HTTP status's

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define SYSTEM_CA_DIR "/etc/ssl/certs"
 
@@ -34,6 +35,19 @@ static void mbed_error(int rc, const char *what, const char *path, char *err, si
 
 	mbedtls_strerror(rc, why, sizeof(why));
 	snprintf(err, errlen, "%s %s: %s", what, path, why);
+}
+
+/* mbedTLS reads a directory as a file of LONG_MAX bytes, and then reports
+ * that it could not allocate them: say what is wrong instead. */
+static int not_a_file(const char *what, const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s %s: not a file", what, path);
+		return 1;
+	}
+	return 0;
 }
 
 int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errlen)
@@ -61,6 +75,8 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 		goto fail;
 	}
 	if (*cfg->ca_file) {
+		if (not_a_file("ca_file", cfg->ca_file, err, errlen))
+			goto fail;
 		rc = mbedtls_x509_crt_parse_file(&t->ca, cfg->ca_file);
 		if (rc) {
 			mbed_error(rc, "ca_file", cfg->ca_file, err, errlen);
@@ -78,6 +94,9 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 		}
 	}
 	if (*cfg->client_cert) {
+		if (not_a_file("client_cert", cfg->client_cert, err, errlen) ||
+		    not_a_file("client_key", cfg->client_key, err, errlen))
+			goto fail;
 		rc = mbedtls_x509_crt_parse_file(&t->own_cert, cfg->client_cert);
 		if (rc) {
 			mbed_error(rc, "client_cert", cfg->client_cert, err, errlen);
@@ -86,6 +105,12 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 		rc = mbedtls_pk_parse_keyfile(&t->own_key, cfg->client_key, NULL);
 		if (rc) {
 			mbed_error(rc, "client_key", cfg->client_key, err, errlen);
+			goto fail;
+		}
+		/* Else every handshake fails, with an alert that does not say why. */
+		if (mbedtls_pk_check_pair(&t->own_cert.pk, &t->own_key) != 0) {
+			snprintf(err, errlen, "client_key %s is not the key of client_cert %s",
+				 cfg->client_key, cfg->client_cert);
 			goto fail;
 		}
 	}
@@ -203,7 +228,11 @@ int op_tls_pin_of_file(const char *pem_path, char *out, size_t size)
 	int rc;
 
 	mbedtls_x509_crt_init(&crt);
-	rc = mbedtls_x509_crt_parse_file(&crt, pem_path) == 0 ? pin_of(&crt, out, size) : -EINVAL;
+	if (not_a_file("certificate", pem_path, NULL, 0))
+		rc = -EINVAL;
+	else
+		rc = mbedtls_x509_crt_parse_file(&crt, pem_path) == 0 ? pin_of(&crt, out, size)
+								      : -EINVAL;
 	mbedtls_x509_crt_free(&crt);
 	return rc;
 }
