@@ -647,7 +647,11 @@ static int apply_row(op_spool *sp, struct pending *p)
 			"UPDATE instances SET sop_class_uid = ?2, study_uid = ?3, series_uid = ?4,"
 			" transfer_syntax = ?5, patient_id = ?6, modality = ?7, calling_aet = ?8,"
 			" size = ?9, hash = ?10, received_at = ?11, priority = ?12,"
-			" state = 'queued', attempts = 0, next_attempt_at = 0, last_error = NULL,"
+			/* A version being sent stays 'sending' (with the new hash)
+			 * until the uplink settles the old one and queues the new:
+			 * two versions of one instance are never in flight at once. */
+			" state = CASE state WHEN 'sending' THEN 'sending' ELSE 'queued' END,"
+			" attempts = 0, next_attempt_at = 0, last_error = NULL,"
 			" state_changed_at = ?11 WHERE sop_instance_uid = ?1",
 			-1, &st, NULL);
 	} else {
@@ -1163,6 +1167,23 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 			r = sqlite3_step(st);
 		}
 		sqlite3_finalize(st);
+		st = NULL;
+		/* The row was replaced by a newer version while this one was
+		 * sent: queue the newer one. */
+		if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 0) {
+			r = sqlite3_prepare_v2(
+				sp->db,
+				"UPDATE instances SET state = 'queued', state_changed_at = ?3"
+				" WHERE id = ?1 AND hash != ?2 AND state = 'sending'",
+				-1, &st, NULL);
+			if (r == SQLITE_OK) {
+				sqlite3_bind_int64(st, 1, s[i].id);
+				bind_text(st, 2, s[i].hash);
+				sqlite3_bind_int64(st, 3, now);
+				r = sqlite3_step(st);
+			}
+			sqlite3_finalize(st);
+		}
 		if (r != SQLITE_DONE)
 			rc = sql_fail(sp, "settle", r);
 	}

@@ -153,9 +153,10 @@ const char *op_spool_db_path(const op_spool *sp);
 /* --- The uplink's side ---------------------------------------------------
  *
  * Rows move queued -> sending -> sent | quarantined (or back to queued for
- * a retry). Every change names the row's hash: a row a newer version
- * replaced meanwhile (the receiver set it back to queued with another
- * hash) is left alone, and the newer version is sent in its turn.
+ * a retry). Every change names the row's hash: when a newer version
+ * replaced the row while the old one was being sent (the row stays
+ * 'sending', with the new hash, so the two are never in flight at once),
+ * settling the old one queues the new one instead.
  */
 
 typedef struct op_spool_item {

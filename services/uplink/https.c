@@ -146,7 +146,12 @@ static void on_written(uv_write_t *req, int status)
 		/* Nothing of the response yet on a reused connection: the
 		 * server had closed it while it was idle. */
 		int stale = c->requests_done > 0 && !op_http_response_started(c->resp);
-		fail(c, stale ? OP_HTTPS_STALE : OP_HTTPS_SEND, uv_strerror(status));
+		/* During the handshake no byte of the request has left. */
+		fail(c,
+		     c->state == HANDSHAKE ? OP_HTTPS_TLS
+		     : stale               ? OP_HTTPS_STALE
+					   : OP_HTTPS_SEND,
+		     uv_strerror(status));
 		return;
 	}
 	progress(c);
@@ -411,7 +416,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread < 0) {
 		int stale = c->state == BUSY && c->requests_done > 0 &&
 			    !op_http_response_started(c->resp);
-		fail(c, stale ? OP_HTTPS_STALE : OP_HTTPS_RECEIVE, uv_strerror((int)nread));
+		fail(c,
+		     c->state == HANDSHAKE ? OP_HTTPS_TLS
+		     : stale               ? OP_HTTPS_STALE
+					   : OP_HTTPS_RECEIVE,
+		     uv_strerror((int)nread));
 		return;
 	}
 	if (nread == 0)

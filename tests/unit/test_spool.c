@@ -1679,8 +1679,8 @@ static void test_spool_settle_verdicts(void **state)
 	assert_int_equal(it[0].attempts, 0);
 }
 
-/* A newer version arriving while the old one is sent is not marked sent:
- * it is queued, and goes in its turn. */
+/* A newer version arriving while the old one is sent is not marked sent,
+ * nor sent alongside: settling the old one queues it. */
 static void test_spool_settle_after_replace(void **state)
 {
 	struct fx *f = *state;
@@ -1693,6 +1693,11 @@ static void test_spool_settle_after_replace(void **state)
 	assert_int_equal(n, 1);
 	store_study(f, "1.1", "9.1", 1, 400, new_hash);
 	assert_string_not_equal(old_hash, new_hash);
+	/* Not claimable while the old version is in flight. */
+	state_of(f, "1.1", st, sizeof(st));
+	assert_string_equal(st, "sending");
+	claim(f, 2, 1 << 20, it + 1, &n);
+	assert_int_equal(n, 0);
 	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
 	state_of(f, "1.1", st, sizeof(st));
 	assert_string_equal(st, "queued");
