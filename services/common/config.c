@@ -633,3 +633,20 @@ void op_config_print(const op_config *cfg, FILE *out)
 		print_key(cfg, &keys[i], out);
 	}
 }
+
+int op_config_from_command_line(op_config *cfg, const char *path, int check)
+{
+	char err[640];
+
+	op_config_defaults(cfg);
+	if (path && op_config_load(cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	if (check) {
+		op_config_print(cfg, stdout);
+		return 0;
+	}
+	op_log_set_level(cfg->log_level);
+	return -1;
+}

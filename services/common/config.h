@@ -90,6 +90,15 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen);
 /* Writes the effective configuration as INI (for --check-config). */
 void op_config_print(const op_config *cfg, FILE *out);
 
+/*
+ * What every service's main does with --config FILE and --check-config:
+ * loads path over the defaults (NULL: the defaults alone) and sets the log
+ * level; on an error prints "FILE:LINE: ..." to stderr and returns 2; with
+ * check set prints the configuration and returns 0. Returns -1 when the
+ * service should go on and run.
+ */
+int op_config_from_command_line(op_config *cfg, const char *path, int check);
+
 /* "512", "64k", "10M", "2G", "1T" -> bytes. Returns 0 or -EINVAL/-ERANGE. */
 int op_parse_size(const char *s, uint64_t *out);
 

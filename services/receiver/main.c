@@ -41,7 +41,6 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = NULL;
 	int check = 0, opt, rc;
-	char err[640];
 	op_config cfg;
 	op_receiver *rx = NULL;
 	sigset_t set;
@@ -60,16 +59,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	op_config_defaults(&cfg);
-	if (config_path && op_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s\n", err);
-		return 2;
-	}
-	if (check) {
-		op_config_print(&cfg, stdout);
-		return 0;
-	}
-	op_log_set_level(cfg.log_level);
+	rc = op_config_from_command_line(&cfg, config_path, check);
+	if (rc >= 0)
+		return rc;
 
 	/* Signals are read from a signalfd by the main loop; every thread
 	 * inherits this mask. A peer that closes mid-write must not kill us. */

@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL;
-	char err[640], pin[64];
+	char pin[64];
 	op_config cfg;
 	op_uplink *up = NULL;
 	uv_loop_t loop;
@@ -63,16 +63,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	op_config_defaults(&cfg);
-	if (config_path && op_config_load(&cfg, config_path, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s\n", err);
-		return 2;
-	}
-	if (check) {
-		op_config_print(&cfg, stdout);
-		return 0;
-	}
-	op_log_set_level(cfg.log_level);
+	rc = op_config_from_command_line(&cfg, config_path, check);
+	if (rc >= 0)
+		return rc;
 	signal(SIGPIPE, SIG_IGN); /* a peer closing mid-write is an error, not a death */
 	op_info("uplink.start", "version=%s config=%s spool=%s", OP_VERSION,
 		config_path ? config_path : "(embedded defaults)", cfg.spool.dir);
