@@ -147,6 +147,25 @@ enum op_stow_action op_stow_interpret(int http_status, const char *content_type,
 		refs = sequence(item, TAG_REFERENCED_SOP_SEQUENCE);
 		fails = sequence(item, TAG_FAILED_SOP_SEQUENCE);
 	}
+	/* A 4xx that carries no STOW-RS answer (nginx's "400 No required SSL
+	 * certificate was sent", a 404 for a wrong url path, a proxy's page)
+	 * is about the request, not its instances: the batch goes back whole
+	 * and the uplink pauses with an alarm, as for refused credentials;
+	 * 408 and 429 ask to come back later: the link backs off. */
+	if (http_status >= 400 && http_status < 500 && http_status != 401 && http_status != 403 &&
+	    http_status != 409 && http_status != 413 && !cJSON_IsObject(item)) {
+		int later = http_status == 408 || http_status == 429;
+
+		for (unsigned i = 0; i < n; i++) {
+			memset(&out[i], 0, sizeof(out[i]));
+			out[i].verdict = OP_VERDICT_REQUEUE;
+			snprintf(out[i].reason, sizeof(out[i].reason), "%s",
+				 later ? "the cloud asked to come back later"
+				       : "the cloud refused the request itself");
+		}
+		cJSON_Delete(root);
+		return later ? OP_STOW_LINK_DOWN : OP_STOW_PAUSE;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		op_stow_result *r = &out[i];
 		int found = 0;

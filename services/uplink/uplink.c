@@ -66,7 +66,8 @@ struct slot {
 	op_stow_result *results;
 	unsigned n, cap;
 	int stale_retried;
-	int probe; /* sent while the link was down */
+	int resend_after_fs; /* a stale request waits for s->fs to be free */
+	int probe;           /* sent while the link was down */
 
 	/* the body being streamed */
 	enum body_phase phase;
@@ -250,7 +251,11 @@ static void settle_done(uv_work_t *w, int status)
 			 "and are queued again at the next start\"",
 			 s->index, strerror(-s->work_rc));
 	s->state = SLOT_IDLE;
+	/* This slot, and any other idle one: the answer may have brought the
+	 * link up, and the others would otherwise wait for the next tick. */
 	claim(s);
+	for (int i = 0; i < s->up->n_slots; i++)
+		claim(&s->up->slots[i]);
 }
 
 static void settle_work(uv_work_t *w)
@@ -365,6 +370,7 @@ static void damaged_file(struct slot *s, const char *why)
 }
 
 static void next_chunk(void *ctx, op_https *c);
+static void send_batch(struct slot *s);
 
 /* A file operation finished after the request ended: tidy up, and if the
  * slot was only waiting for it, move on. */
@@ -373,6 +379,11 @@ static int fs_after_request(struct slot *s)
 	if (!s->request_over)
 		return 0;
 	close_file(s);
+	if (s->resend_after_fs && !s->up->stopping) {
+		s->resend_after_fs = 0;
+		send_batch(s);
+		return 1;
+	}
 	if (s->state == SLOT_IDLE)
 		claim(s);
 	return 1;
@@ -505,7 +516,8 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 
 	(void)c;
 	s->request_over = 1;
-	close_file(s);
+	if (!s->fs_busy) /* else the read in flight closes it when done */
+		close_file(s);
 	for (unsigned i = 0; i < s->n; i++)
 		uids[i] = s->items[i].sop_instance_uid;
 	body = op_http_response_body(r, &len);
@@ -524,7 +536,12 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 		link_failed(up, s->small);
 		break;
 	case OP_STOW_PAUSE:
-		snprintf(s->small, sizeof(s->small), "the cloud refused the credentials (HTTP %d)",
+		snprintf(s->small, sizeof(s->small),
+			 status == 401 || status == 403
+				 ? "the cloud refused the credentials (HTTP %d)"
+				 : "the cloud refused the request itself (HTTP %d): check [cloud] "
+				   "url and "
+				   "client_cert",
 			 status);
 		up->next_probe_at = now_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
 		set_link(up, LINK_PAUSED, s->small);
@@ -550,16 +567,21 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 
 	(void)c;
 	s->request_over = 1;
-	close_file(s);
+	if (!s->fs_busy) /* else the read in flight closes it when done */
+		close_file(s);
 	op_https_close(s->conn);
 	s->conn = NULL;
 	switch (stage) {
 	case OP_HTTPS_STALE:
-		if (!s->stale_retried && !s->fs_busy) {
+		if (!s->stale_retried) {
 			/* The server closed the idle connection as we reused it:
-			 * nothing was done; send again on a new one. */
+			 * nothing was done; send again on a new one, once the
+			 * file operation in flight (if any) has finished. */
 			s->stale_retried = 1;
-			send_batch(s);
+			if (s->fs_busy)
+				s->resend_after_fs = 1;
+			else
+				send_batch(s);
 			return;
 		}
 		/* fall through */

@@ -1,0 +1,206 @@
+"""outpost-uplink and the cloud's certificates: real nginx serving the bad
+certificates of the test PKI (tests/lib/cloud.py), a public-key pin, and
+mutual TLS.
+
+A certificate problem is the link's fault, never the instances': for every
+refusal nothing reaches the cloud (Orthanc holds nothing, nginx logs no
+request), the rows stay queued with no attempt counted, the uplink says
+why in words a field engineer can act on, it probes with back-off (a few
+handshakes, not a hot loop), and once the certificate (or the pin) is put
+right it delivers everything by itself.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import dicomgen
+from cloud import Cloud, TestPKI
+from faultproxy import drain
+from outpost import BUILD, storescu, wait_for
+
+WINDOW = 4  # seconds the uplink is watched failing
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return TestPKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def shared_cloud(tmp_path_factory, pki):
+    c = Cloud(tmp_path_factory.mktemp("cloud"), pki=pki).start()
+    yield c
+    c.stop()
+    assert not c.pids()
+
+
+@pytest.fixture
+def cloud(shared_cloud, pki):
+    """The module's cloud, put back to the good certificate and no client
+    certificate check after each test."""
+    yield shared_cloud
+    if shared_cloud.server_cert != pki.server or shared_cloud.client_ca is not None:
+        shared_cloud.restart_with(server_cert=pki.server, client_ca=None)
+
+
+def spooled(receivers, tmp_path, cloud_keys, n=3):
+    """A started receiver holding a fresh study of n small instances."""
+    files = dicomgen.make_ct_study(str(tmp_path / "study"), n, rows=64, cols=64)
+    keys = {"timeout": 5, "retry_max_delay": 2}
+    keys.update(cloud_keys)
+    rx = receivers(cloud=keys).start()
+    r = storescu(rx.port, files)
+    assert r.returncode == 0, r.stderr
+    rows = rx.rows()
+    assert len(rows) == n
+    return rx, {row["sop_instance_uid"] for row in rows}
+
+
+def settled_rows(rx):
+    """The rows once no request is in flight (a probe may be at the moment
+    of looking: its rows are 'sending' for a few milliseconds)."""
+    return wait_for(lambda: (lambda rows: rows if all(r["state"] != "sending" for r in rows)
+                             else None)(rx.rows()), 10, what="no request in flight")
+
+
+def delivered(rx, cloud, up, uids):
+    drain(rx, cloud, up)
+    rows = rx.rows()
+    assert {r["state"] for r in rows} == {"sent"}
+    held = set(cloud.instances())
+    assert uids <= held, uids - held
+
+
+def pin_of(cert_path):
+    r = subprocess.run([os.path.join(BUILD, "outpost-uplink"), "--pin", cert_path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+# --- refusals ---------------------------------------------------------------------
+
+REFUSALS = {
+    # case: (the words the uplink must say, in its log and the rows' last_error)
+    "untrusted": ["not correctly signed by the trusted CA"],
+    "otherhost": ["CN", "does not match"],
+    "expired": ["expired"],
+    "not_yet_valid": ["future"],
+    "pin": ["pin"],
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_server_certificate_sends_nothing_and_keeps_the_rows(
+        receivers, tmp_path, cloud, pki, case):
+    keys = {"url": cloud.url, "ca_file": pki.ca_file}
+    if case == "pin":
+        # The right certificate, but the pin is another key's.
+        keys["pin_sha256"] = pki.pin_b64(pki.server_cert_for("otherhost").cert)
+    else:
+        cloud.restart_with(server_cert={"untrusted": pki.untrusted_server,
+                                        "otherhost": lambda: pki.server_cert_for("otherhost"),
+                                        "expired": pki.expired_server,
+                                        "not_yet_valid": pki.not_yet_valid_server}[case]())
+    rx, uids = spooled(receivers, tmp_path, keys)
+    posts_before = len(cloud.requests())
+    up = rx.uplink().start()
+    time.sleep(WINDOW)
+
+    # Nothing sent.
+    assert not uids & set(cloud.instances())
+    assert len(cloud.requests()) == posts_before, "a request went out over a refused link"
+    # The rows wait, untouched: queued, no attempt counted, the reason kept.
+    rows = settled_rows(rx)
+    assert [(r["state"], r["attempts"]) for r in rows] == [("queued", 0)] * len(rows)
+    words = REFUSALS[case]
+    for r in rows:
+        assert r["last_error"] and all(w in r["last_error"] for w in words), r["last_error"]
+    # The log says why, on the link's state line.
+    down = [line for line in up.log().splitlines()
+            if "event=uplink.link state=down" in line and all(w in line for w in words)]
+    assert down, up.log()
+    assert "event=uplink.quarantine" not in up.log()
+    # Probed with back-off: a few handshakes in the window, not a hot loop.
+    probes = up.log().count("event=uplink.backoff")
+    assert 2 <= probes <= 2 + WINDOW, up.log()
+    assert up.running()
+
+    # Put right, it delivers by itself (a new pin needs a reload).
+    if case == "pin":
+        rx.reconfigure(cloud={"pin_sha256": pki.pin_b64(pki.server.cert)})
+        up.signal(signal.SIGHUP)
+    else:
+        cloud.restart_with(server_cert=pki.server)
+    delivered(rx, cloud, up, uids)
+    assert all(r["attempts"] == 1 for r in rx.rows())
+
+
+@pytest.mark.parametrize("form", ["bare", "sha256//"])
+def test_right_pin_is_accepted(receivers, tmp_path, cloud, pki, form):
+    pin = pin_of(pki.server.cert)
+    assert pin == pki.pin_b64(pki.server.cert)  # outpost-uplink --pin agrees with Python
+    value = pin if form == "bare" else "sha256//" + pin
+    rx, uids = spooled(receivers, tmp_path,
+                       {"url": cloud.url, "ca_file": pki.ca_file, "pin_sha256": value})
+    up = rx.uplink().start()
+    delivered(rx, cloud, up, uids)
+    assert not [line for line in up.log().splitlines() if "event=uplink.link state=down" in line
+                and "not yet connected" not in line], up.log()
+
+
+# --- mutual TLS -------------------------------------------------------------------
+
+def test_mutual_tls_with_the_client_certificate(receivers, tmp_path, cloud, pki):
+    cloud.restart_with(client_ca=pki.client_ca_file)
+    client = pki.client()
+    rx, uids = spooled(receivers, tmp_path, {
+        "url": cloud.url, "ca_file": pki.ca_file,
+        "client_cert": client.cert, "client_key": client.key})
+    posts_before = len(cloud.requests())
+    up = rx.uplink().start()
+    delivered(rx, cloud, up, uids)
+    posts = cloud.requests()[posts_before:]
+    assert posts and all(p["ssl_client_verify"] == "SUCCESS" for p in posts)
+    assert all("CN=outpost-test-device" in p["ssl_client_s_dn"] for p in posts)
+
+
+@pytest.mark.parametrize("which", ["none", "untrusted"])
+def test_mutual_tls_refused_client_certificate_quarantines_nothing(
+        receivers, tmp_path, cloud, pki, which):
+    # nginx completes the handshake and answers HTTP 400 (text/html): "No
+    # required SSL certificate was sent" / "The SSL certificate error".
+    cloud.restart_with(client_ca=pki.client_ca_file)
+    keys = {"url": cloud.url, "ca_file": pki.ca_file, "retry_max_delay": 1}
+    if which == "untrusted":
+        rogue = pki.untrusted_client()
+        keys.update(client_cert=rogue.cert, client_key=rogue.key)
+    rx, uids = spooled(receivers, tmp_path, keys)
+    posts_before = len(cloud.requests())
+    up = rx.uplink().start()
+    # Each instance refused more often than it takes to quarantine one the
+    # cloud keeps not confirming (5): six attempts counted if the uplink
+    # retries them, or six probes (each carrying the whole batch) if it
+    # pauses with an alarm.
+    wait_for(lambda: max(r["attempts"] for r in rx.rows()) >= 6 or (
+        "event=uplink.alarm" in up.log() and len(cloud.requests()[posts_before:]) >= 6),
+        40, what="six refusals")
+    time.sleep(0.5)  # the last answer settled
+    rows = rx.rows()
+    assert not [r for r in rows if r["state"] == "quarantined"], rows
+    assert "event=uplink.quarantine" not in up.log()
+    assert not uids & set(cloud.instances())
+    posts = cloud.requests()[posts_before:]
+    assert posts and {p["status"] for p in posts} == {400}
+    verify = {p["ssl_client_verify"].split(":")[0] for p in posts}
+    assert verify == ({"NONE"} if which == "none" else {"FAILED"})
+    assert "HTTP 400" in up.log()
+
+    # Given the right certificate (and a reload), it delivers by itself.
+    client = pki.client()
+    rx.reconfigure(cloud={"client_cert": client.cert, "client_key": client.key})
+    up.signal(signal.SIGHUP)
+    delivered(rx, cloud, up, uids)
