@@ -123,10 +123,11 @@ integration: all
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-# The integration tests that feed the receiver hostile or unusual input,
+# The integration tests that feed the services hostile or unusual input,
 # run again against the ASan+UBSan build (any sanitizer report fails).
 ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
-                    test_limits.py test_admission.py
+                    test_limits.py test_admission.py test_uplink_faults.py \
+                    test_uplink_tls.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
