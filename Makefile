@@ -178,4 +178,6 @@ conformance: all
 clean:
 	rm -rf $(BUILD)
 
+.SECONDARY:
+
 .PHONY: all deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean

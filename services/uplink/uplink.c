@@ -14,8 +14,8 @@
  *   the connection or TLS failed before sending;
  *     HTTP 401/403; HTTP 413                      back to the queue, no attempt
  * 401/403 pause the uplink (an alarm) until the credentials change or
- * retry_max_delay passes; 413 halves the batch (one instance too large is
- * quarantined); connection, TLS and 5xx failures take the link down:
+ * retry_max_delay passes; 413 halves the request size from then on (one
+ * instance too large on its own is quarantined); connection, TLS and 5xx failures take the link down:
  * until a probe succeeds, only one connection tries, with exponential
  * back-off and jitter.
  */
@@ -107,7 +107,9 @@ struct op_uplink {
 	int link_failures;
 	char link_reason[256];
 
-	unsigned batch_items; /* halved by 413, restored by successes */
+	/* A cloud that answered 413 takes smaller bodies than [cloud]
+	 * batch_max_bytes: half the refused size, until SIGHUP or restart. */
+	uint64_t batch_bytes;
 
 	char auth[1024]; /* "Authorization: ...\r\n" or "" */
 	struct timespec token_mtime;
@@ -502,6 +504,15 @@ static void next_chunk(void *ctx, op_https *c)
 
 /* --- responses ------------------------------------------------------------------ */
 
+static uint64_t batch_bytes(const struct slot *s)
+{
+	uint64_t total = 0;
+
+	for (unsigned i = 0; i < s->n; i++)
+		total += s->items[i].size;
+	return total;
+}
+
 static void send_batch(struct slot *s);
 
 static void on_response(void *ctx, op_https *c, const op_http_response *r)
@@ -524,13 +535,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 	action = op_stow_interpret(status, op_http_response_content_type(r), body, len, uids, s->n,
 				   s->results);
 	switch (action) {
-	case OP_STOW_OK:
-		link_ok(up);
-		if (up->batch_items < (unsigned)up->cfg.cloud.batch_max_instances)
-			up->batch_items *= 2; /* recover from a 413, gently */
-		if (up->batch_items > (unsigned)up->cfg.cloud.batch_max_instances)
-			up->batch_items = (unsigned)up->cfg.cloud.batch_max_instances;
-		break;
+	case OP_STOW_OK: link_ok(up); break;
 	case OP_STOW_LINK_DOWN:
 		snprintf(s->small, sizeof(s->small), "the cloud answered HTTP %d", status);
 		link_failed(up, s->small);
@@ -552,8 +557,9 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 			snprintf(s->results[0].reason, sizeof(s->results[0].reason),
 				 "HTTP 413: the instance alone is too large for the cloud");
 		}
-		up->batch_items = s->n > 1 ? s->n / 2 : 1;
-		op_warn("uplink.split", "batch_instances=%u reason=\"HTTP 413\"", up->batch_items);
+		up->batch_bytes = batch_bytes(s) / 2;
+		op_warn("uplink.split", "batch_max_bytes=%" PRIu64 " reason=\"HTTP 413\"",
+			up->batch_bytes);
 		break;
 	}
 	settle(s, status);
@@ -711,8 +717,10 @@ static void claim(struct slot *s)
 	}
 	s->state = SLOT_CLAIMING;
 	s->work.data = s;
-	s->claim_items = up->batch_items < s->cap ? up->batch_items : s->cap;
+	s->claim_items = s->cap;
 	s->claim_bytes = up->cfg.cloud.batch_max_bytes;
+	if (up->batch_bytes && up->batch_bytes < s->claim_bytes)
+		s->claim_bytes = up->batch_bytes; /* the first instance still goes, alone */
 	if (uv_queue_work(up->loop, &s->work, claim_work, claim_done) < 0)
 		s->state = SLOT_IDLE;
 }
@@ -752,7 +760,6 @@ static int make_slots(op_uplink *up)
 		if (!s->items || !s->settle || !s->results || !s->chunk)
 			return -ENOMEM;
 	}
-	up->batch_items = cap;
 	return 0;
 }
 
@@ -843,6 +850,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
 	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", up->cfg.spool.dir);
 	up->cfg = cfg;
+	up->batch_bytes = 0;
 	op_log_set_level(cfg.log_level);
 	/* Idle connections were made with the old settings. */
 	for (int i = 0; i < up->n_slots; i++) {

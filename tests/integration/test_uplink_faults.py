@@ -215,6 +215,47 @@ def test_503_answered_before_the_body(make_run, proxy):
     assert 'reason="the cloud answered HTTP 503"' in run.uplink.log()
 
 
+def test_413_halves_the_batches(make_run, proxy):
+    # The cloud's body limit is smaller than a batch: the batch goes back
+    # whole, not counted as an attempt, and the next ones are half as big.
+    run = make_run()
+    proxy.schedule(status(413))
+    rows = run.run()
+    [faulted] = the_faulted(proxy, "status")
+    assert faulted.answered == 413 and len(faulted.uids) == BATCH
+    run.check_delivered()
+    assert all(r["attempts"] == 1 for r in rows.values()), rows
+    [split] = run.log_lines("uplink.split")
+    cap = int(split.split("batch_max_bytes=")[1].split()[0])
+    refused = sum(rows[u]["size"] for u in faulted.uids)
+    assert cap == refused // 2
+    # From then on no request is larger than the cap (here: 2 of the 4).
+    later = [r for r in proxy.requests if r.n > faulted.n]
+    assert later and all(sum(rows[u]["size"] for u in r.uids) <= cap for r in later), \
+        run.requests_text()
+    assert max(len(r.uids) for r in later) == BATCH // 2
+
+
+def test_413_for_one_instance_alone_quarantines_it(make_run, proxy):
+    # A cloud that refuses even a single instance as too large: after the
+    # batches have shrunk to one instance, that one is quarantined with
+    # the reason, and the rest still arrive.
+    run = make_run(n=2, batch=2, connections=1)
+    proxy.schedule(status(413), status(413))
+    run.uplink.start()
+    drain(run.rx, run.cloud, run.uplink)
+    rows = run.rows()
+    quarantined = {u: r for u, r in rows.items() if r["state"] == "quarantined"}
+    assert len(quarantined) == 1, rows
+    [(uid, row)] = quarantined.items()
+    assert "413" in row["last_error"] and "too large" in row["last_error"]
+    assert uid not in run.cloud.instances()
+    others = run.uids - {uid}
+    assert all(rows[u]["state"] == "sent" for u in others)
+    assert others <= set(run.cloud.instances())
+    assert [len(r.uids) for r in proxy.faulted()] == [2, 1], run.requests_text()
+
+
 # --- the request arrived whole (Orthanc stored it) but the answer did not -----------
 
 @pytest.mark.parametrize("fault, words", [
