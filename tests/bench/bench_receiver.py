@@ -137,10 +137,12 @@ class ChildPeakSampler(threading.Thread):
         self.join()
 
 
-def end_process(proc, timeout=20):
-    """SIGTERM, then SIGKILL, by PID; returns the exit status."""
+def end_process(proc, sig=signal.SIGTERM, timeout=20):
+    """sig (SIGTERM), then SIGKILL, by PID; returns the exit status."""
+    if proc is None:
+        return None
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -374,36 +374,12 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 from outpost import BUILD, DCMTK_ENV, Receiver, write_ini  # noqa: E402
 from cloud import Cloud, TestPKI  # noqa: E402
 import dicomgen  # noqa: E402
-from bench_receiver import (background_load, machine_busy_s, machine_line,  # noqa: E402
-                            med_range, proc_cpu_s, proc_status_kb)
+from bench_receiver import (background_load, end_process, log,  # noqa: E402
+                            machine_busy_s, machine_line, med_range, proc_children,
+                            proc_cpu_s, proc_status_kb)
 
 MB = 1e6
 GB = 1e9
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def end_process(proc, sig=signal.SIGTERM, timeout=20):
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def children_of(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return out
 
 
 def self_cpu_s():
@@ -457,7 +433,7 @@ class OrthancTarget:
 
     def server_pids(self):
         pids = self.cloud.pids()
-        return [pids["orthanc"]] + children_of(pids["nginx"])  # Orthanc, nginx's worker
+        return [pids["orthanc"]] + proc_children(pids["nginx"])  # Orthanc, nginx's worker
 
     def check(self, expected):
         """(problems, details) of what the cloud holds against {uid: size}."""
