@@ -28,7 +28,7 @@ ALL_CXXFLAGS = -std=c++17 $(WARN) -pthread $(CXXFLAGS)
 
 # pkg-config dcmtk fails on Debian 12 (its .pc requires sndfile).
 DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
-COMMON_LIBS := -lsqlite3 -linih -lsodium -pthread
+COMMON_LIBS := -lsqlite3 -linih -lsodium -lm -pthread
 UPLINK_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 
 # --- sources ---------------------------------------------------------------

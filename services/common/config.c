@@ -30,6 +30,10 @@ enum key_type {
 	K_URL,
 	K_AUTH,
 	K_PIN,
+	K_RATE,
+	K_SCHEDULE,
+	K_BOOL,
+	K_MATCH_LIST,
 };
 
 struct key {
@@ -71,6 +75,12 @@ static const struct key keys[] = {
 	{ "cloud", "batch_max_bytes", K_SIZE, F(cloud.batch_max_bytes), 0, 0 },
 	{ "cloud", "timeout", K_INT, F(cloud.timeout), 1, 3600 },
 	{ "cloud", "retry_max_delay", K_INT, F(cloud.retry_max_delay), 1, 86400 },
+	{ "shaping", "rate", K_RATE, F(shaping.rate), 0, 0 },
+	{ "shaping", "burst", K_SIZE, F(shaping.burst), 0, 0 },
+	{ "shaping", "schedule", K_SCHEDULE, F(shaping.schedule), 0, 0 },
+	{ "shaping", "scavenger", K_BOOL, F(shaping.scavenger), 0, 0 },
+	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0 },
+	{ "priority", "urgent_match", K_MATCH_LIST, F(priority.urgent_match), 0, 0 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
 };
 
@@ -96,6 +106,7 @@ void op_config_defaults(op_config *cfg)
 	cfg->cloud.batch_max_bytes = 64ULL << 20;
 	cfg->cloud.timeout = 60;
 	cfg->cloud.retry_max_delay = 300;
+	cfg->shaping.rate = OP_RATE_UNLIMITED;
 	cfg->log_level = OP_LOG_INFO;
 }
 
@@ -304,23 +315,24 @@ struct list_ctx {
 	struct parse *p;
 	const char *key;
 	op_config *cfg;
+	void *field;
 };
 
 static int add_ae(void *arg, const char *item)
 {
 	struct list_ctx *l = arg;
-	op_receiver_config *r = &l->cfg->receiver;
+	op_ae_list *list = l->field;
 
 	if (!op_ae_title_valid(item)) {
 		fail(l->p, "%s: '%s' is not an AE title (1-16 characters, no backslash)", l->key,
 		     item);
 		return -EINVAL;
 	}
-	if (r->n_allowed_calling_aets == OP_LIST_MAX) {
+	if (list->n == OP_LIST_MAX) {
 		fail(l->p, "%s: more than %d entries", l->key, OP_LIST_MAX);
 		return -E2BIG;
 	}
-	snprintf(r->allowed_calling_aets[r->n_allowed_calling_aets++], OP_AE_MAX + 1, "%s", item);
+	snprintf(list->aet[list->n++], OP_AE_MAX + 1, "%s", item);
 	return 0;
 }
 
@@ -342,10 +354,32 @@ static int add_cidr(void *arg, const char *item)
 	return 0;
 }
 
+/* "Keyword=Value": the keyword is checked against DICOM's dictionary by the
+ * receiver, which has it; here only the shape. */
+static int check_match(void *arg, const char *item)
+{
+	struct list_ctx *l = arg;
+	const char *eq = strchr(item, '=');
+
+	if (!eq || eq == item || !eq[1]) {
+		fail(l->p, "%s: '%s' is not Keyword=Value (e.g. RequestedProcedurePriority=STAT)",
+		     l->key, item);
+		return -EINVAL;
+	}
+	for (const char *c = item; c < eq; c++) {
+		if (!isalnum((unsigned char)*c)) {
+			fail(l->p, "%s: '%.*s' is not an attribute keyword", l->key,
+			     (int)(eq - item), item);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int set_key(struct parse *p, const struct key *k, const char *value)
 {
 	char *field = (char *)p->cfg + k->offset;
-	struct list_ctx l = { p, k->name, p->cfg };
+	struct list_ctx l = { p, k->name, p->cfg, field };
 	struct in_addr a;
 	uint64_t size;
 	long long v;
@@ -395,7 +429,7 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 		*(uint64_t *)field = size;
 		return 1;
 	case K_AE_LIST:
-		p->cfg->receiver.n_allowed_calling_aets = 0;
+		((op_ae_list *)field)->n = 0;
 		/* AE titles may contain spaces: commas alone separate them. */
 		return each_item(value, ",", add_ae, &l) == 0;
 	case K_CIDR_LIST:
@@ -438,6 +472,40 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 		snprintf(field, k->size, "%s", b64);
 		return 1;
 	}
+	case K_RATE:
+		if (op_rate_parse(value, (uint64_t *)field) < 0)
+			return fail(p,
+				    "%s: '%s' is not a rate (bits per second with k, M or G, e.g. "
+				    "8Mbit; unlimited; 0 pauses)",
+				    k->name, value);
+		return 1;
+	case K_SCHEDULE: {
+		char why[256];
+
+		if (strlen(value) >= k->size)
+			return fail(p, "%s is too long", k->name);
+		if (op_schedule_parse(value, &p->cfg->shaping.parsed, why, sizeof(why)) < 0)
+			return fail(p, "%s: %s", k->name, why);
+		snprintf(field, k->size, "%s", value);
+		return 1;
+	}
+	case K_BOOL:
+		if (strcmp(value, "on") == 0 || strcmp(value, "yes") == 0 ||
+		    strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+			*(int *)field = 1;
+		else if (strcmp(value, "off") == 0 || strcmp(value, "no") == 0 ||
+			 strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+			*(int *)field = 0;
+		else
+			return fail(p, "%s: '%s' is not on or off", k->name, value);
+		return 1;
+	case K_MATCH_LIST:
+		if (strlen(value) >= k->size)
+			return fail(p, "%s is too long", k->name);
+		if (each_item(value, ",", check_match, &l) != 0)
+			return 0;
+		snprintf(field, k->size, "%s", value);
+		return 1;
 	case K_LOG_LEVEL:
 		if (op_log_level_parse(value, (enum op_log_level *)field) < 0)
 			return fail(p, "%s: '%s' is not one of debug, info, warn, error", k->name,
@@ -562,6 +630,9 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 	ini_max_line = 1 << 20;
 	ini_allow_multiline = false;
 	ini_stop_on_first_error = true;
+	/* A schedule separates its windows with ';': only " #" starts an
+	 * inline comment. */
+	ini_inline_comment_prefixes = (char *)"#";
 	rc = ini_parse_stream(read_line, &p, on_key, &p);
 	fclose(p.file);
 	if (p.failed)
@@ -597,6 +668,16 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 	case K_URL:
 	case K_PIN: fputs(field, out); break;
 	case K_AUTH: fputs(auth_names[*(const enum op_auth *)field], out); break;
+	case K_SCHEDULE:
+	case K_MATCH_LIST: fputs(field, out); break;
+	case K_BOOL: fputs(*(const int *)field ? "on" : "off", out); break;
+	case K_RATE: {
+		char rate[32];
+
+		op_rate_format(*(const uint64_t *)field, rate, sizeof(rate));
+		fputs(rate, out);
+		break;
+	}
 	case K_INT:
 		if (k->size == sizeof(uint16_t))
 			fprintf(out, "%u", *(const uint16_t *)field);
@@ -604,10 +685,13 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 			fprintf(out, "%" PRIu32, *(const uint32_t *)field);
 		break;
 	case K_SIZE: fprintf(out, "%" PRIu64, *(const uint64_t *)field); break;
-	case K_AE_LIST:
-		for (int i = 0; i < r->n_allowed_calling_aets; i++)
-			fprintf(out, "%s%s", i ? ", " : "", r->allowed_calling_aets[i]);
+	case K_AE_LIST: {
+		const op_ae_list *list = (const op_ae_list *)field;
+
+		for (int i = 0; i < list->n; i++)
+			fprintf(out, "%s%s", i ? ", " : "", list->aet[i]);
 		break;
+	}
 	case K_CIDR_LIST:
 		for (int i = 0; i < r->n_allowed_hosts; i++) {
 			int bits = __builtin_popcount(r->allowed_hosts[i].mask);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "common/schedule.h"
 
 #define OP_AE_MAX 16      /* DICOM AE title: at most 16 characters */
 #define OP_LIST_MAX 64    /* entries in allowed_calling_aets, allowed_hosts */
@@ -28,12 +29,17 @@ typedef struct op_cidr {
 	uint32_t mask;
 } op_cidr;
 
+/* AE titles (allowed_calling_aets, urgent_calling_aets). */
+typedef struct op_ae_list {
+	char aet[OP_LIST_MAX][OP_AE_MAX + 1];
+	int n;
+} op_ae_list;
+
 typedef struct op_receiver_config {
 	char ae_title[OP_AE_MAX + 1];
 	char bind[16]; /* dotted IPv4 address */
 	uint16_t port;
-	char allowed_calling_aets[OP_LIST_MAX][OP_AE_MAX + 1];
-	int n_allowed_calling_aets; /* 0 = any calling AE title */
+	op_ae_list allowed_calling_aets; /* none: any calling AE title */
 	op_cidr allowed_hosts[OP_LIST_MAX];
 	int n_allowed_hosts; /* 0 = any host */
 	int max_associations;
@@ -71,10 +77,25 @@ typedef struct op_cloud_config {
 	int retry_max_delay; /* seconds, the cap of the exponential back-off */
 } op_cloud_config;
 
+typedef struct op_shaping_config {
+	uint64_t rate;       /* bits per second; OP_RATE_UNLIMITED; 0 pauses */
+	uint64_t burst;      /* bytes; 0: a tenth of a second at the rate */
+	char schedule[1024]; /* weekly windows (schedule.h); empty: none */
+	op_schedule parsed;  /* the schedule, parsed */
+	int scavenger;       /* TCP-LP congestion control on upload sockets */
+} op_shaping_config;
+
+typedef struct op_priority_config {
+	op_ae_list urgent_calling_aets;
+	char urgent_match[1024]; /* "Keyword=Value, ..." */
+} op_priority_config;
+
 typedef struct op_config {
 	op_receiver_config receiver;
 	op_spool_config spool;
 	op_cloud_config cloud;
+	op_shaping_config shaping;
+	op_priority_config priority;
 	enum op_log_level log_level;
 } op_config;
 

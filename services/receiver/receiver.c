@@ -72,9 +72,9 @@ static int admit(void *ctx, const op_assoc *a)
 	int ok_aet, ok_host;
 
 	pthread_mutex_lock(&rx->mu);
-	ok_aet = rx->policy.n_allowed_calling_aets == 0;
-	for (int i = 0; i < rx->policy.n_allowed_calling_aets && !ok_aet; i++)
-		ok_aet = strcmp(rx->policy.allowed_calling_aets[i], a->calling_aet) == 0;
+	ok_aet = rx->policy.allowed_calling_aets.n == 0;
+	for (int i = 0; i < rx->policy.allowed_calling_aets.n && !ok_aet; i++)
+		ok_aet = strcmp(rx->policy.allowed_calling_aets.aet[i], a->calling_aet) == 0;
 	ok_host = rx->policy.n_allowed_hosts == 0 ||
 		  (inet_pton(AF_INET, a->peer_ip, &ip) == 1 &&
 		   op_cidr_match(rx->policy.allowed_hosts, rx->policy.n_allowed_hosts,

@@ -118,7 +118,7 @@ static void test_config_defaults(void **state)
 	assert_string_equal(c.receiver.ae_title, "OUTPOST");
 	assert_string_equal(c.receiver.bind, "0.0.0.0");
 	assert_int_equal(c.receiver.port, 11112);
-	assert_int_equal(c.receiver.n_allowed_calling_aets, 0);
+	assert_int_equal(c.receiver.allowed_calling_aets.n, 0);
 	assert_int_equal(c.receiver.n_allowed_hosts, 0);
 	assert_int_equal(c.receiver.max_associations, 16);
 	assert_int_equal(c.receiver.max_pdu, OP_PDU_MAX);
@@ -179,9 +179,9 @@ static void assert_every_key(const op_config *c)
 	assert_string_equal(r->ae_title, "EDGE_01");
 	assert_string_equal(r->bind, "10.1.2.3");
 	assert_int_equal(r->port, 104);
-	assert_int_equal(r->n_allowed_calling_aets, 2);
-	assert_string_equal(r->allowed_calling_aets[0], "CT1");
-	assert_string_equal(r->allowed_calling_aets[1], "MR_2");
+	assert_int_equal(r->allowed_calling_aets.n, 2);
+	assert_string_equal(r->allowed_calling_aets.aet[0], "CT1");
+	assert_string_equal(r->allowed_calling_aets.aet[1], "MR_2");
 	assert_int_equal(r->n_allowed_hosts, 2);
 	assert_int_equal(r->allowed_hosts[0].addr, 0x0a000000);
 	assert_int_equal(r->allowed_hosts[0].mask, 0xff000000);
@@ -216,7 +216,7 @@ static void test_config_load_starts_from_defaults(void **state)
 	assert_int_equal(load_text(f, "[receiver]\nport = 2000\n"), 0);
 	assert_int_equal(f->cfg.receiver.port, 2000);
 	assert_string_equal(f->cfg.receiver.ae_title, "OUTPOST");
-	assert_int_equal(f->cfg.receiver.n_allowed_calling_aets, 0);
+	assert_int_equal(f->cfg.receiver.allowed_calling_aets.n, 0);
 	assert_int_equal(f->cfg.receiver.n_allowed_hosts, 0);
 	assert_int_equal(f->cfg.spool.max_bytes, 0);
 	assert_int_equal(f->cfg.log_level, OP_LOG_INFO);
@@ -226,11 +226,12 @@ static void test_config_syntax_variants(void **state)
 {
 	struct fx *f = *state;
 
-	/* Spaces around '=' and ':' as separator are inih's; comments inline. */
+	/* Spaces around '=' and ':' as separator are inih's; inline comments
+	 * start with " #" (';' separates schedule windows). */
 	assert_int_equal(load_text(f, "[receiver]\n"
 				      "port=105\n"
 				      "ae_title   =   SPACED AE   \n"
-				      "max_associations = 8 ; comment after a value\n"
+				      "max_associations = 8 # comment after a value\n"
 				      "\n"
 				      "# comment\n"
 				      "; comment\n"
@@ -561,12 +562,12 @@ static void test_config_lists(void **state)
 			     "allowed_calling_aets = A,B  ,  C,\tD , ,E,\n"
 			     "allowed_hosts = 10.0.0.0/8 192.168.0.0/16,172.16.0.1\t10.9.9.9\n"),
 		0);
-	assert_int_equal(r->n_allowed_calling_aets, 5);
-	assert_string_equal(r->allowed_calling_aets[0], "A");
-	assert_string_equal(r->allowed_calling_aets[1], "B");
-	assert_string_equal(r->allowed_calling_aets[2], "C");
-	assert_string_equal(r->allowed_calling_aets[3], "D");
-	assert_string_equal(r->allowed_calling_aets[4], "E");
+	assert_int_equal(r->allowed_calling_aets.n, 5);
+	assert_string_equal(r->allowed_calling_aets.aet[0], "A");
+	assert_string_equal(r->allowed_calling_aets.aet[1], "B");
+	assert_string_equal(r->allowed_calling_aets.aet[2], "C");
+	assert_string_equal(r->allowed_calling_aets.aet[3], "D");
+	assert_string_equal(r->allowed_calling_aets.aet[4], "E");
 	assert_int_equal(r->n_allowed_hosts, 4);
 	assert_int_equal(r->allowed_hosts[1].addr, 0xc0a80000);
 	assert_int_equal(r->allowed_hosts[1].mask, 0xffff0000);
@@ -576,21 +577,21 @@ static void test_config_lists(void **state)
 	/* An AE title may contain spaces (op_ae_title_valid("MY AE")), so a
 	 * modality called "MY AE" can be allowed. */
 	assert_int_equal(load_text(f, "[receiver]\nallowed_calling_aets = MY AE, CT1\n"), 0);
-	assert_int_equal(r->n_allowed_calling_aets, 2);
-	assert_string_equal(r->allowed_calling_aets[0], "MY AE");
-	assert_string_equal(r->allowed_calling_aets[1], "CT1");
+	assert_int_equal(r->allowed_calling_aets.n, 2);
+	assert_string_equal(r->allowed_calling_aets.aet[0], "MY AE");
+	assert_string_equal(r->allowed_calling_aets.aet[1], "CT1");
 
 	/* A list given twice: the second replaces the first. */
 	assert_int_equal(load_text(f, "[receiver]\n"
 				      "allowed_calling_aets = A, B, C\n"
 				      "allowed_calling_aets = D\n"),
 			 0);
-	assert_int_equal(r->n_allowed_calling_aets, 1);
-	assert_string_equal(r->allowed_calling_aets[0], "D");
+	assert_int_equal(r->allowed_calling_aets.n, 1);
+	assert_string_equal(r->allowed_calling_aets.aet[0], "D");
 
 	/* An empty list means "any". */
 	assert_int_equal(load_text(f, "[receiver]\nallowed_calling_aets =\nallowed_hosts =\n"), 0);
-	assert_int_equal(r->n_allowed_calling_aets, 0);
+	assert_int_equal(r->allowed_calling_aets.n, 0);
 	assert_int_equal(r->n_allowed_hosts, 0);
 }
 
@@ -631,9 +632,9 @@ static void test_config_list_limits(void **state)
 
 	make_list(text, sizeof(text), "allowed_calling_aets", OP_LIST_MAX, 1, 0);
 	assert_int_equal(load_text(f, text), 0);
-	assert_int_equal(f->cfg.receiver.n_allowed_calling_aets, OP_LIST_MAX);
-	assert_string_equal(f->cfg.receiver.allowed_calling_aets[0], "A");
-	assert_string_equal(f->cfg.receiver.allowed_calling_aets[63], "L");
+	assert_int_equal(f->cfg.receiver.allowed_calling_aets.n, OP_LIST_MAX);
+	assert_string_equal(f->cfg.receiver.allowed_calling_aets.aet[0], "A");
+	assert_string_equal(f->cfg.receiver.allowed_calling_aets.aet[63], "L");
 
 	make_list(text, sizeof(text), "allowed_calling_aets", OP_LIST_MAX + 1, 1, 0);
 	assert_int_equal(load_text(f, text), -EINVAL);
@@ -658,8 +659,8 @@ static void test_config_long_list_continued(void **state)
 	make_list(text, sizeof(text), "allowed_calling_aets", OP_LIST_MAX, OP_AE_MAX, 0);
 	assert_true(strlen(text) > 1000);
 	assert_int_equal(load_text(f, text), 0);
-	assert_int_equal(f->cfg.receiver.n_allowed_calling_aets, OP_LIST_MAX);
-	assert_string_equal(f->cfg.receiver.allowed_calling_aets[63], "0000000000000063");
+	assert_int_equal(f->cfg.receiver.allowed_calling_aets.n, OP_LIST_MAX);
+	assert_string_equal(f->cfg.receiver.allowed_calling_aets.aet[63], "0000000000000063");
 
 	make_list(text, sizeof(text), "allowed_hosts", OP_LIST_MAX, 0, 0);
 	assert_int_equal(load_text(f, text), 0);
@@ -829,9 +830,10 @@ static void assert_config_equal(const op_config *a, const op_config *b)
 	assert_string_equal(ra->ae_title, rb->ae_title);
 	assert_string_equal(ra->bind, rb->bind);
 	assert_int_equal(ra->port, rb->port);
-	assert_int_equal(ra->n_allowed_calling_aets, rb->n_allowed_calling_aets);
-	for (int i = 0; i < ra->n_allowed_calling_aets; i++)
-		assert_string_equal(ra->allowed_calling_aets[i], rb->allowed_calling_aets[i]);
+	assert_int_equal(ra->allowed_calling_aets.n, rb->allowed_calling_aets.n);
+	for (int i = 0; i < ra->allowed_calling_aets.n; i++)
+		assert_string_equal(ra->allowed_calling_aets.aet[i],
+				    rb->allowed_calling_aets.aet[i]);
 	assert_int_equal(ra->n_allowed_hosts, rb->n_allowed_hosts);
 	for (int i = 0; i < ra->n_allowed_hosts; i++) {
 		assert_int_equal(ra->allowed_hosts[i].addr, rb->allowed_hosts[i].addr);
@@ -888,8 +890,8 @@ static void test_config_print_round_trip(void **state)
 	orig.receiver.port = 65535;
 	orig.receiver.max_pdu = OP_PDU_MIN;
 	for (int i = 0; i < 10; i++)
-		snprintf(orig.receiver.allowed_calling_aets[i], OP_AE_MAX + 1, "AE%d", i);
-	orig.receiver.n_allowed_calling_aets = 10;
+		snprintf(orig.receiver.allowed_calling_aets.aet[i], OP_AE_MAX + 1, "AE%d", i);
+	orig.receiver.allowed_calling_aets.n = 10;
 	assert_int_equal(op_cidr_parse("0.0.0.0/0", &orig.receiver.allowed_hosts[0]), 0);
 	assert_int_equal(op_cidr_parse("10.20.30.40", &orig.receiver.allowed_hosts[1]), 0);
 	assert_int_equal(op_cidr_parse("172.16.0.0/12", &orig.receiver.allowed_hosts[2]), 0);
@@ -932,6 +934,47 @@ static void test_config_print_sections(void **state)
 	test_free(text);
 }
 
+/* [shaping] and [priority]: rates, the schedule, switches, match lists. */
+static void test_config_shaping_priority(void **state)
+{
+	struct fx *f = *state;
+
+	op_config_defaults(&f->cfg);
+	assert_true(f->cfg.shaping.rate == OP_RATE_UNLIMITED); /* the default */
+	assert_int_equal(load_text(f,
+				   "[shaping]\n"
+				   "rate = 8Mbit\n"
+				   "burst = 64k\n"
+				   "schedule = Mon-Fri 07:00-19:00 2Mbit; Sat 00:00-24:00 0\n"
+				   "scavenger = on\n"
+				   "[priority]\n"
+				   "urgent_calling_aets = ER CT, CT2\n"
+				   "urgent_match = RequestedProcedurePriority=STAT, Modality=XA\n"),
+			 0);
+	assert_true(f->cfg.shaping.rate == 8000000);
+	assert_int_equal(f->cfg.shaping.burst, 64 << 10);
+	assert_int_equal(f->cfg.shaping.parsed.n, 2);
+	assert_true(f->cfg.shaping.parsed.windows[1].rate_bps == 0);
+	assert_int_equal(f->cfg.shaping.scavenger, 1);
+	assert_int_equal(f->cfg.priority.urgent_calling_aets.n, 2);
+	assert_string_equal(f->cfg.priority.urgent_calling_aets.aet[0], "ER CT");
+	assert_string_equal(f->cfg.priority.urgent_match,
+			    "RequestedProcedurePriority=STAT, Modality=XA");
+	/* A ';' does not start a comment (schedules use it); " #" does. */
+	assert_int_equal(load_text(f, "[shaping]\nrate = 1M # the night rate\n"), 0);
+	assert_true(f->cfg.shaping.rate == 1000000);
+
+	assert_value_refused(f, "shaping", "rate", "fast");
+	assert_value_refused(f, "shaping", "rate", "8MB");
+	assert_value_refused(f, "shaping", "schedule", "Mon 07:00-25:00 1M");
+	assert_value_refused(f, "shaping", "schedule", "Someday 07:00-08:00 1M");
+	assert_value_refused(f, "shaping", "scavenger", "maybe");
+	assert_value_refused(f, "priority", "urgent_match", "STAT");
+	assert_value_refused(f, "priority", "urgent_match", "Requested Priority=STAT");
+	assert_value_refused(f, "priority", "urgent_match", "Modality=");
+	assert_value_refused(f, "priority", "urgent_calling_aets", "BAD\\AE");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -952,6 +995,7 @@ int main(void)
 		T(test_config_lists),
 		T(test_config_list_limits),
 		T(test_config_long_list_continued),
+		T(test_config_shaping_priority),
 		T(test_config_indented_key),
 		T(test_config_error_names_line),
 		T(test_config_unknown_key),
