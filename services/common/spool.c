@@ -1029,20 +1029,21 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count)
 }
 
 static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
-		      op_spool_item *items, unsigned *n)
+		      int min_priority, op_spool_item *items, unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
 	char study[OP_UID_MAX + 1] = "";
 	uint64_t bytes = 0;
 	int rc;
 
-	rc = sqlite3_prepare_v2(
-		sp->db,
-		"SELECT study_uid FROM instances WHERE state = 'queued'"
-		" AND next_attempt_at <= ? ORDER BY priority DESC, received_at, id LIMIT 1",
-		-1, &st, NULL);
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT study_uid FROM instances WHERE state = 'queued'"
+				" AND next_attempt_at <= ? AND priority >= ?"
+				" ORDER BY priority DESC, received_at, id LIMIT 1",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int(st, 2, min_priority);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			snprintf(study, sizeof(study), "%s", sqlite3_column_text(st, 0));
@@ -1105,7 +1106,7 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 }
 
 int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
-		   op_spool_item *items, unsigned *n)
+		   int min_priority, op_spool_item *items, unsigned *n)
 {
 	int rc;
 
@@ -1115,7 +1116,7 @@ int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_b
 	pthread_mutex_lock(&sp->tx_mu);
 	rc = exec(sp, "BEGIN IMMEDIATE");
 	if (rc == 0)
-		rc = claim_rows(sp, now, max_items, max_bytes, items, n);
+		rc = claim_rows(sp, now, max_items, max_bytes, min_priority, items, n);
 	if (rc == 0)
 		rc = exec(sp, "COMMIT");
 	if (rc < 0) {

@@ -48,6 +48,12 @@ extern "C" {
 /* Schema version written to PRAGMA user_version. */
 #define OP_SPOOL_SCHEMA_VERSION 1
 
+/* An instance's priority: its C-STORE's, raised to HIGH (urgent) by the
+ * receiver's [priority] rules. */
+#define OP_PRIORITY_LOW 0
+#define OP_PRIORITY_MEDIUM 1
+#define OP_PRIORITY_HIGH 2
+
 typedef struct op_spool op_spool;
 typedef struct op_spool_object op_spool_object;
 
@@ -61,7 +67,7 @@ typedef struct op_instance {
 	char patient_id[OP_UID_MAX + 1]; /* PHI: stored, never logged */
 	char modality[17];
 	char calling_aet[17];
-	int priority; /* DIMSE priority: 0 low, 1 medium, 2 high */
+	int priority; /* OP_PRIORITY_*: the uplink sends the highest first */
 } op_instance;
 
 typedef struct op_spool_limits {
@@ -193,10 +199,12 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count);
  * then oldest, due row - oldest first, at most max_items and max_bytes (a
  * first row larger than max_bytes goes alone, and so does a row that was
  * attempted before, so that a bad instance does not hold others back).
- * *n = 0 when nothing is due.
+ * Only studies with a due row of at least min_priority are chosen (2:
+ * urgent ones, for the connection kept for them). *n = 0 when nothing is
+ * due.
  */
 int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
-		   op_spool_item *items, unsigned *n);
+		   int min_priority, op_spool_item *items, unsigned *n);
 
 /* Records a batch's outcome in one transaction. */
 int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int64_t now);

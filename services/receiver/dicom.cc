@@ -35,7 +35,12 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <string>
+#include <strings.h>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
 /* DCMTK's globals for inetd mode and reverse lookups (dul.h). */
@@ -132,7 +137,68 @@ static int uid_valid(const char *s)
 	return 1;
 }
 
-int op_dicom_read_instance(const char *path, op_instance *out, char *err, size_t errlen)
+struct op_dicom_match {
+	std::vector<std::pair<DcmTagKey, std::string>> conditions;
+};
+
+int op_dicom_match_compile(const char *text, op_dicom_match **out, char *err, size_t errlen)
+{
+	std::unique_ptr<op_dicom_match> m(new (std::nothrow) op_dicom_match());
+	std::string all(text ? text : "");
+	size_t pos = 0;
+
+	*out = NULL;
+	if (!m)
+		return -ENOMEM;
+	while (pos <= all.size()) {
+		size_t comma = all.find(',', pos);
+		std::string item = all.substr(pos, comma == std::string::npos ? std::string::npos
+									      : comma - pos);
+		size_t first = item.find_first_not_of(" \t"), last = item.find_last_not_of(" \t");
+		pos = comma == std::string::npos ? all.size() + 1 : comma + 1;
+		if (first == std::string::npos)
+			continue;
+		item = item.substr(first, last - first + 1);
+		size_t eq = item.find('=');
+		std::string keyword = item.substr(0, eq), value = item.substr(eq + 1);
+		DcmTag tag;
+		if (eq == std::string::npos ||
+		    DcmTag::findTagFromName(keyword.c_str(), tag).bad()) {
+			snprintf(err, errlen, "urgent_match: '%s' is not a DICOM attribute keyword",
+				 keyword.c_str());
+			return -EINVAL;
+		}
+		m->conditions.emplace_back(tag.getXTag(), value);
+	}
+	if (!m->conditions.empty())
+		*out = m.release();
+	return 0;
+}
+
+void op_dicom_match_free(op_dicom_match *m)
+{
+	delete m;
+}
+
+/* Does any value of the attribute (first found, sequences searched) equal
+ * value, ignoring case and padding? */
+static bool has_value(DcmDataset *ds, const DcmTagKey &tag, const std::string &value)
+{
+	DcmElement *el = NULL;
+	OFString v;
+
+	if (ds->findAndGetElement(tag, el, OFTrue /* into sequences */).bad() || !el)
+		return false;
+	for (unsigned long i = 0; i < el->getVM(); i++) {
+		if (el->getOFString(v, i, OFTrue /* normalized */).good() &&
+		    strcasecmp(v.c_str(), value.c_str()) == 0)
+			return true;
+	}
+	return false;
+}
+
+int op_dicom_read_instance(const char *path, const op_dicom_match *match, int *matched,
+			   op_instance *out, char *err, size_t errlen)
 {
 	DcmFileFormat ff;
 	const char *v = NULL;
@@ -185,6 +251,12 @@ int op_dicom_read_instance(const char *path, op_instance *out, char *err, size_t
 	v = NULL;
 	ds->findAndGetString(DCM_Modality, v);
 	copy(out->modality, sizeof(out->modality), v);
+	if (matched) {
+		*matched = 0;
+		for (size_t i = 0; match && i < match->conditions.size() && !*matched; i++)
+			*matched = has_value(ds, match->conditions[i].first,
+					     match->conditions[i].second);
+	}
 	return 0;
 }
 
@@ -390,9 +462,9 @@ private:
 		copy(r.sop_instance_uid, sizeof(r.sop_instance_uid), rq.AffectedSOPInstanceUID);
 		copy(r.transfer_syntax, sizeof(r.transfer_syntax),
 		     pc.acceptedTransferSyntax.c_str());
-		r.priority = rq.Priority == DIMSE_PRIORITY_HIGH  ? 2
-			     : rq.Priority == DIMSE_PRIORITY_LOW ? 0
-								 : 1;
+		r.priority = rq.Priority == DIMSE_PRIORITY_HIGH  ? OP_PRIORITY_HIGH
+			     : rq.Priority == DIMSE_PRIORITY_LOW ? OP_PRIORITY_LOW
+								 : OP_PRIORITY_MEDIUM;
 		r.message_id = rq.MessageID;
 
 		op_spool_object *obj = h.store_begin(h.ctx, &info_, &r, &status);

@@ -101,9 +101,27 @@ void op_dicom_serve(op_dicom_net *net, int fd, int busy);
  */
 int op_dicom_pdu_ready(const unsigned char *buf, size_t len, size_t *need);
 
-/* Reads the attributes Outpost indexes from a DICOM file (with or without
- * a meta header). Returns 0, or -EINVAL with the reason in err. */
-int op_dicom_read_instance(const char *path, op_instance *out, char *err, size_t errlen);
+/* Attribute conditions ([priority] urgent_match): "Keyword=Value, ...";
+ * any one that holds makes an instance urgent. */
+typedef struct op_dicom_match op_dicom_match;
+
+/* Compiles a match list against DICOM's dictionary. An empty text gives
+ * NULL (nothing matches). -EINVAL with the reason in err (an unknown
+ * keyword). */
+int op_dicom_match_compile(const char *text, op_dicom_match **out, char *err, size_t errlen);
+
+/* Accepts NULL. */
+void op_dicom_match_free(op_dicom_match *m);
+
+/*
+ * Reads the attributes Outpost indexes from a DICOM file (with or without
+ * a meta header). With a match list, *matched tells whether an attribute
+ * anywhere in the dataset (sequences included) has one of its values
+ * (case-insensitive; any value of a multi-valued attribute). Returns 0, or
+ * -EINVAL with the reason in err.
+ */
+int op_dicom_read_instance(const char *path, const op_dicom_match *match, int *matched,
+			   op_instance *out, char *err, size_t errlen);
 
 /* The storage SOP classes and transfer syntaxes accepted, for the
  * conformance statement: writes Markdown tables. */

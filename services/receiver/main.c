@@ -40,6 +40,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL;
+	op_dicom_match *match = NULL;
+	char err[256];
 	int check = 0, opt, rc;
 	op_config cfg;
 	op_receiver *rx = NULL;
@@ -59,7 +61,19 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	rc = op_config_from_command_line(&cfg, config_path, check);
+	/* urgent_match names DICOM attributes: only DCMTK's dictionary can
+	 * check them, so here rather than in the config module. */
+	rc = op_config_from_command_line(&cfg, config_path, 0);
+	if (rc < 0 &&
+	    op_dicom_match_compile(cfg.priority.urgent_match, &match, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", config_path ? config_path : "(embedded defaults)", err);
+		return 2;
+	}
+	op_dicom_match_free(match);
+	if (rc < 0 && check) {
+		op_config_print(&cfg, stdout);
+		return 0;
+	}
 	if (rc >= 0)
 		return rc;
 

@@ -44,6 +44,11 @@ struct op_receiver {
 	op_receiver_config policy; /* reloadable: admission and timeouts */
 	int connections;           /* connection threads alive */
 	int associations;          /* of them, serving an association */
+
+	/* What makes an instance urgent (reloadable; held while it is used). */
+	pthread_rwlock_t urgent_lock;
+	op_ae_list urgent_aets;
+	op_dicom_match *urgent_match;
 };
 
 struct conn {
@@ -131,11 +136,12 @@ static op_spool_object *store_begin(void *ctx, const op_assoc *a, const op_store
 	return obj;
 }
 
-static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
-			  const op_store_req *r, op_spool_object *obj, int recv_rc, char *comment,
-			  size_t size)
+static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, op_spool_object *obj,
+			  int recv_rc, char *comment, size_t size)
 {
+	op_receiver *rx = ctx;
 	op_instance inst;
+	int urgent = 0;
 	enum op_spool_outcome outcome;
 	static const char *const outcomes[] = { "stored", "duplicate", "replaced" };
 	char err[256] = "", hash[OP_HASH_HEX + 1];
@@ -155,7 +161,12 @@ static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
 		return refuse(a, r, rc, comment, size);
 	}
 	memset(&inst, 0, sizeof(inst));
-	rc = op_dicom_read_instance(op_spool_object_path(obj), &inst, err, sizeof(err));
+	pthread_rwlock_rdlock(&rx->urgent_lock);
+	rc = op_dicom_read_instance(op_spool_object_path(obj), rx->urgent_match, &urgent, &inst,
+				    err, sizeof(err));
+	for (int i = 0; i < rx->urgent_aets.n && !urgent; i++)
+		urgent = strcmp(rx->urgent_aets.aet[i], a->calling_aet) == 0;
+	pthread_rwlock_unlock(&rx->urgent_lock);
 	if (rc < 0) {
 		op_spool_object_abort(obj);
 		snprintf(comment, size, "%s", err);
@@ -169,12 +180,16 @@ static uint16_t store_end(void *ctx __attribute__((unused)), const op_assoc *a,
 			"SOP Instance UID\"",
 			a->id, r->sop_instance_uid, inst.sop_instance_uid);
 	snprintf(inst.calling_aet, sizeof(inst.calling_aet), "%s", a->calling_aet);
-	inst.priority = r->priority;
+	/* Urgent: the C-STORE's priority HIGH, an urgent calling AE, or an
+	 * attribute of [priority] urgent_match. */
+	inst.priority = urgent ? OP_PRIORITY_HIGH : r->priority;
 	rc = op_spool_object_commit(obj, &inst, &outcome, hash);
 	if (rc < 0)
 		return refuse(a, r, rc, comment, size);
-	op_info("store.ok", "assoc=%lu sop=%s study=%s bytes=%" PRIu64 " hash=%s result=%s", a->id,
-		inst.sop_instance_uid, inst.study_uid, bytes, hash, outcomes[outcome]);
+	op_info("store.ok",
+		"assoc=%lu sop=%s study=%s bytes=%" PRIu64 " hash=%s result=%s urgent=%s", a->id,
+		inst.sop_instance_uid, inst.study_uid, bytes, hash, outcomes[outcome],
+		inst.priority == OP_PRIORITY_HIGH ? "yes" : "no");
 	return OP_STATUS_SUCCESS;
 }
 
@@ -345,7 +360,7 @@ static void accept_one(op_receiver *rx)
 static int read_instance(void *ctx, const char *path, op_instance *inst, char *err, size_t len)
 {
 	(void)ctx;
-	return op_dicom_read_instance(path, inst, err, len);
+	return op_dicom_read_instance(path, NULL, NULL, inst, err, len);
 }
 
 static int listen_on(const op_receiver_config *rc, int *port_out)
@@ -381,6 +396,7 @@ int op_receiver_open(const op_config *cfg, op_receiver **out)
 				 cfg->receiver.acse_timeout, cfg->receiver.dimse_timeout,
 				 cfg->log_level == OP_LOG_DEBUG };
 	op_dicom_handler h = { NULL, admit, store_begin, store_end, assoc_end };
+	char err[256];
 	int rc;
 
 	*out = NULL;
@@ -388,10 +404,17 @@ int op_receiver_open(const op_config *cfg, op_receiver **out)
 		return -ENOMEM;
 	rx->listen_fd = -1;
 	rx->policy = cfg->receiver;
+	rx->urgent_aets = cfg->priority.urgent_calling_aets;
 	pthread_mutex_init(&rx->mu, NULL);
 	pthread_cond_init(&rx->idle, NULL);
+	pthread_rwlock_init(&rx->urgent_lock, NULL);
 	h.ctx = rx;
-	rc = op_spool_open(cfg->spool.dir, &limits, &rx->spool);
+	rc = op_dicom_match_compile(cfg->priority.urgent_match, &rx->urgent_match, err,
+				    sizeof(err));
+	if (rc < 0)
+		op_error("receiver.open", "error=\"%s\"", err);
+	else
+		rc = op_spool_open(cfg->spool.dir, &limits, &rx->spool);
 	if (rc == 0)
 		rc = op_spool_recover(rx->spool, read_instance, NULL, &rep);
 	if (rc == 0 && (rc = op_dicom_net_open(&opt, &h, &rx->net)) < 0)
@@ -417,16 +440,24 @@ static void reload(op_receiver *rx, const char *path)
 {
 	op_config cfg;
 	op_spool_limits limits;
+	op_dicom_match *match = NULL, *old_match;
 	char err[640];
 
 	if (!path) {
 		op_warn("config.reload", "reason=\"started without --config: nothing to reload\"");
 		return;
 	}
-	if (op_config_load(&cfg, path, err, sizeof(err)) < 0) {
+	if (op_config_load(&cfg, path, err, sizeof(err)) < 0 ||
+	    op_dicom_match_compile(cfg.priority.urgent_match, &match, err, sizeof(err)) < 0) {
 		op_error("config.reload", "result=refused error=\"%s\"", err);
 		return;
 	}
+	pthread_rwlock_wrlock(&rx->urgent_lock);
+	old_match = rx->urgent_match;
+	rx->urgent_match = match;
+	rx->urgent_aets = cfg.priority.urgent_calling_aets;
+	pthread_rwlock_unlock(&rx->urgent_lock);
+	op_dicom_match_free(old_match);
 	limits = (op_spool_limits){ cfg.spool.max_bytes, cfg.spool.min_free_bytes,
 				    cfg.spool.keep_sent_bytes };
 	op_spool_set_limits(rx->spool, &limits);
@@ -508,6 +539,8 @@ void op_receiver_close(op_receiver *rx)
 		close(rx->listen_fd);
 	op_dicom_net_close(rx->net);
 	op_spool_close(rx->spool);
+	op_dicom_match_free(rx->urgent_match);
+	pthread_rwlock_destroy(&rx->urgent_lock);
 	pthread_mutex_destroy(&rx->mu);
 	pthread_cond_destroy(&rx->idle);
 	free(rx);

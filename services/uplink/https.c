@@ -13,9 +13,12 @@
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define IN_CAP (64 * 1024)          /* ciphertext received, not yet decrypted */
 #define RESPONSE_BODY_MAX (1 << 20) /* STOW-RS results are small */
@@ -39,6 +42,7 @@ struct op_https {
 
 	uv_tcp_t tcp;
 	uv_timer_t timer;
+	uv_timer_t shape_timer; /* releases a write the shaper held back */
 	uv_getaddrinfo_t gai;
 	uv_connect_t connect;
 	struct addrinfo *addrs, *addr; /* resolved; addr: the one connected to */
@@ -50,8 +54,11 @@ struct op_https {
 	size_t in_len, in_off;
 	struct out_req *out; /* records being gathered for one uv_write */
 	size_t out_cap;
+	struct out_req *held; /* gathered, waiting for the shaper's tokens */
 	int writes_pending;
 	uint64_t bytes_out;
+	op_shaper *shaper; /* shared by all connections; NULL: unshaped */
+	int urgent, scavenger;
 
 	/* the request */
 	op_https_handler h;
@@ -75,6 +82,7 @@ static void maybe_free(op_https *c)
 	mbedtls_ssl_free(&c->ssl);
 	op_http_response_close(c->resp);
 	free(c->out);
+	free(c->held);
 	free(c->head);
 	free(c);
 }
@@ -98,6 +106,8 @@ static void shut(op_https *c)
 		uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 	if (!uv_is_closing((uv_handle_t *)&c->timer))
 		uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	if (!uv_is_closing((uv_handle_t *)&c->shape_timer))
+		uv_close((uv_handle_t *)&c->shape_timer, on_handle_closed);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -105,7 +115,8 @@ static void on_timeout(uv_timer_t *t)
 	fail(t->data, OP_HTTPS_TIMEOUT, "no progress within the timeout");
 }
 
-/* Bytes moved: the request is alive. */
+/* Bytes moved: the request is alive. (Bytes our own shaper holds back are
+ * not the peer's fault: the timeout waits while they wait.) */
 static void progress(op_https *c)
 {
 	if (c->state != CLOSED && c->h.on_response)
@@ -155,21 +166,53 @@ static void on_written(uv_write_t *req, int status)
 		return;
 	}
 	progress(c);
-	if (c->state == BUSY && c->writes_pending == 0)
+	if (c->state == BUSY && c->writes_pending == 0 && !c->held)
 		pump_body(c);
 }
 
-/* Hands the gathered records to libuv. */
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int flush(op_https *c);
+
+static void on_shape_timer(uv_timer_t *t)
+{
+	op_https *c = t->data;
+
+	if (c->state != CLOSED && flush(c) < 0)
+		fail(c, OP_HTTPS_SEND, "cannot write to the socket");
+}
+
+/* Hands the gathered records to libuv, when the shaper has tokens for
+ * them; else holds them and asks again when it should have. */
 static int flush(op_https *c)
 {
-	struct out_req *o = c->out;
+	struct out_req *o;
 	uv_buf_t buf;
+	uint64_t wait;
 	int rc;
 
-	if (!o || o->len == 0)
-		return 0;
-	c->out = NULL;
-	c->out_cap = 0;
+	if (!c->held) {
+		if (!c->out || c->out->len == 0)
+			return 0;
+		c->held = c->out;
+		c->out = NULL;
+		c->out_cap = 0;
+	}
+	o = c->held;
+	wait = c->shaper ? op_shaper_take(c->shaper, o->len, c->urgent, now_ns()) : 0;
+	if (wait) {
+		uv_timer_stop(&c->timer);
+		if (wait != OP_SHAPER_WAIT_FOREVER)
+			uv_timer_start(&c->shape_timer, on_shape_timer, wait / 1000000 + 1, 0);
+		return 0; /* paused: op_https_reshape() releases it */
+	}
+	c->held = NULL;
 	o->c = c;
 	buf = uv_buf_init((char *)o->data, (unsigned)o->len);
 	rc = uv_write(&o->req, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
@@ -179,7 +222,9 @@ static int flush(op_https *c)
 	}
 	c->writes_pending++;
 	c->bytes_out += o->len;
-	return 0;
+	progress(c);
+	/* Records gathered while these waited go next. */
+	return c->out && c->out->len ? flush(c) : 0;
 }
 
 static int tls_send(void *ctx, const unsigned char *data, size_t len)
@@ -239,7 +284,7 @@ static int tls_write_all(op_https *c, const unsigned char *data, size_t len)
 
 static void pump_body(op_https *c)
 {
-	if (c->body_done || c->waiting_chunk || c->writes_pending > 0)
+	if (c->body_done || c->waiting_chunk || c->writes_pending > 0 || c->held)
 		return;
 	c->waiting_chunk = 1;
 	c->h.next_chunk(c->h.ctx, c);
@@ -446,6 +491,13 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	if (c->scavenger) {
+		uv_os_fd_t fd;
+		/* TCP-LP yields to other traffic; the uplink checked at start
+		 * that the kernel offers it. */
+		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+			setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "lp", 2);
+	}
 	c->state = HANDSHAKE;
 	mbedtls_ssl_set_bio(&c->ssl, c, tls_send, tls_recv, NULL);
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) {
@@ -512,8 +564,7 @@ static void resolve(op_https *c)
 
 /* --- API ----------------------------------------------------------------------- */
 
-int op_https_open(uv_loop_t *loop, op_tls *tls, const char *host, uint16_t port, int timeout_s,
-		  op_https **out)
+int op_https_open(uv_loop_t *loop, op_tls *tls, const op_https_options *opt, op_https **out)
 {
 	op_https *c = calloc(1, sizeof(*c));
 	int rc;
@@ -528,14 +579,17 @@ int op_https_open(uv_loop_t *loop, op_tls *tls, const char *host, uint16_t port,
 	}
 	c->loop = loop;
 	c->tls = tls;
-	snprintf(c->host, sizeof(c->host), "%s", host);
-	snprintf(c->port, sizeof(c->port), "%u", port);
-	c->timeout_ms = timeout_s * 1000;
+	snprintf(c->host, sizeof(c->host), "%s", opt->host);
+	snprintf(c->port, sizeof(c->port), "%u", opt->port);
+	c->timeout_ms = opt->timeout_s * 1000;
+	c->shaper = opt->shaper;
+	c->scavenger = opt->scavenger;
 	mbedtls_ssl_init(&c->ssl);
 	uv_tcp_init(loop, &c->tcp);
 	uv_timer_init(loop, &c->timer);
-	c->tcp.data = c->timer.data = c;
-	c->handles = 2;
+	uv_timer_init(loop, &c->shape_timer);
+	c->tcp.data = c->timer.data = c->shape_timer.data = c;
+	c->handles = 3;
 	c->state = NEW;
 	*out = c;
 	return 0;
@@ -584,4 +638,18 @@ int op_https_reusable(const op_https *c)
 uint64_t op_https_bytes_out(const op_https *c)
 {
 	return c->bytes_out;
+}
+
+void op_https_set_urgent(op_https *c, int urgent)
+{
+	c->urgent = urgent;
+}
+
+void op_https_reshape(op_https *c)
+{
+	if (c->state != CLOSED && c->held) {
+		uv_timer_stop(&c->shape_timer);
+		if (flush(c) < 0)
+			fail(c, OP_HTTPS_SEND, "cannot write to the socket");
+	}
 }

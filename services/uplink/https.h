@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "uplink/http.h"
+#include "uplink/shaper.h"
 #include "uplink/tls.h"
 
 typedef struct op_https op_https;
@@ -47,10 +48,16 @@ typedef struct op_https_handler {
 	void (*on_failure)(void *ctx, op_https *c, enum op_https_stage stage, const char *why);
 } op_https_handler;
 
-/* A connection to host:port, not yet connected. timeout_s: the longest
- * time without progress (bytes moving) before the request fails. */
-int op_https_open(uv_loop_t *loop, op_tls *tls, const char *host, uint16_t port, int timeout_s,
-		  op_https **out);
+typedef struct op_https_options {
+	const char *host;
+	uint16_t port;
+	int timeout_s;     /* the longest time without progress before a request fails */
+	op_shaper *shaper; /* meters every write, shared by connections; NULL: none */
+	int scavenger;     /* TCP-LP congestion control on the socket */
+} op_https_options;
+
+/* A connection, not yet connected. */
+int op_https_open(uv_loop_t *loop, op_tls *tls, const op_https_options *opt, op_https **out);
 
 /* Closes (at once, abandoning any request: no callback follows) and frees
  * when libuv is done with it. Accepts NULL. */
@@ -73,5 +80,11 @@ int op_https_reusable(const op_https *c);
 
 /* Bytes written to the network (TLS records included) since open. */
 uint64_t op_https_bytes_out(const op_https *c);
+
+/* This connection's writes go first at the shaper (an urgent study). */
+void op_https_set_urgent(op_https *c, int urgent);
+
+/* The shaper's rate changed: a write held back asks again now. */
+void op_https_reshape(op_https *c);
 
 #endif

@@ -25,6 +25,9 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <mbedtls/base64.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -37,12 +40,13 @@
 #include "common/log.h"
 #include "common/spool.h"
 #include "uplink/https.h"
+#include "uplink/shaper.h"
 #include "uplink/stow.h"
 #include "uplink/tls.h"
 
 #define TICK_MS 500
 #define CHUNK (256 * 1024)
-#define MAX_SLOTS 16
+#define MAX_SLOTS 17 /* [cloud] connections (16 at most) and the urgent lane */
 #define FIRST_BACKOFF_MS 1000
 /* Answers accepted (2xx) that never confirmed an instance before it is
  * quarantined as refused by the cloud. */
@@ -66,6 +70,7 @@ struct slot {
 	op_stow_result *results;
 	unsigned n, cap;
 	int stale_retried;
+	int urgent_lane;     /* kept for urgent studies: claims nothing else */
 	int resend_after_fs; /* a stale request waits for s->fs to be free */
 	int probe;           /* sent while the link was down */
 
@@ -114,9 +119,15 @@ struct op_uplink {
 	char auth[1024]; /* "Authorization: ...\r\n" or "" */
 	struct timespec token_mtime;
 	off_t token_size;
+
+	op_shaper shaper;      /* every byte written, all connections */
+	uint64_t shaped_burst; /* the [shaping] burst the shaper has */
+	time_t clock_offset;   /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
+	int scavenger;         /* TCP-LP, when the kernel has it */
 };
 
 static void claim(struct slot *s);
+static void apply_rate(op_uplink *up, const char *why);
 
 static int64_t now_ms(void)
 {
@@ -428,7 +439,9 @@ static void on_file_read(uv_fs_t *req)
 
 static void read_file(struct slot *s)
 {
-	uv_buf_t buf = uv_buf_init((char *)s->chunk, CHUNK);
+	/* At a shaped rate, chunks of the burst meter smoothly. */
+	uv_buf_t buf =
+		uv_buf_init((char *)s->chunk, (unsigned)op_shaper_chunk(&s->up->shaper, CHUNK));
 	int rc;
 
 	s->fs.data = s;
@@ -654,12 +667,15 @@ static void send_batch(struct slot *s)
 		s->conn = NULL;
 	}
 	if (!s->conn) {
-		rc = op_https_open(up->loop, up->tls, c->host, c->port, c->timeout, &s->conn);
+		op_https_options opt = { c->host, c->port, c->timeout, &up->shaper, up->scavenger };
+
+		rc = op_https_open(up->loop, up->tls, &opt, &s->conn);
 		if (rc < 0) {
 			settle_all(s, OP_VERDICT_REQUEUE, "cannot open a connection", 0);
 			return;
 		}
 	}
+	op_https_set_urgent(s->conn, s->items[0].priority >= 2);
 	rc = op_https_request(s->conn, head, (size_t)n, &h);
 	if (rc < 0) {
 		op_https_close(s->conn);
@@ -675,7 +691,7 @@ static void claim_work(uv_work_t *w)
 	struct slot *s = w->data;
 
 	s->work_rc = op_spool_claim(s->up->spool, now_ms(), s->claim_items, s->claim_bytes,
-				    s->items, &s->n);
+				    s->urgent_lane ? 2 : 0, s->items, &s->n);
 }
 
 static void claim_done(uv_work_t *w, int status)
@@ -704,8 +720,10 @@ static void claim(struct slot *s)
 	op_uplink *up = s->up;
 	int64_t now = now_ms();
 
-	/* A file read of the last request still in flight holds s->fs. */
-	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED)
+	/* A file read of the last request still in flight holds s->fs. A rate
+	 * of 0 (the schedule's pause) sends nothing. */
+	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED ||
+	    up->shaper.rate == 0)
 		return;
 	if (up->link == LINK_PAUSED || up->link == LINK_DOWN) {
 		/* One probe at a time, when its back-off has passed. */
@@ -734,8 +752,97 @@ static void on_tick(uv_timer_t *t)
 		op_info("uplink.auth", "result=reloaded reason=\"token_file changed\"");
 		up->next_probe_at = 0;
 	}
+	apply_rate(up, "schedule");
 	for (int i = 0; i < up->n_slots; i++)
 		claim(&up->slots[i]);
+}
+
+/* --- shaping -------------------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* A rate of 0 (a schedule's pause) ends the requests in flight: a server
+ * would time out a body stalled for hours. Their instances go back to the
+ * queue, no attempt counted. */
+static void pause_requests(op_uplink *up)
+{
+	for (int i = 0; i < up->n_slots; i++) {
+		struct slot *s = &up->slots[i];
+
+		if (s->state != SLOT_SENDING)
+			continue;
+		s->request_over = 1;
+		if (!s->fs_busy)
+			close_file(s);
+		op_https_close(s->conn);
+		s->conn = NULL;
+		settle_all(s, OP_VERDICT_REQUEUE, "paused: the shaping rate is 0", 0);
+	}
+}
+
+/* Gives the shaper the rate [shaping] and its schedule say for now. */
+static void apply_rate(op_uplink *up, const char *why)
+{
+	time_t t = time(NULL) + up->clock_offset;
+	uint64_t rate, burst = up->cfg.shaping.burst;
+	char text[32];
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	rate = op_schedule_rate(&up->cfg.shaping.parsed, up->cfg.shaping.rate, &tm);
+	if (rate == up->shaper.rate && burst == up->shaped_burst)
+		return;
+	op_shaper_set(&up->shaper, rate, burst, mono_ns());
+	up->shaped_burst = burst;
+	op_rate_format(rate, text, sizeof(text));
+	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
+	if (rate == 0)
+		pause_requests(up);
+	/* Writes held back at the old rate ask again at the new one; the
+	 * connections stay up. */
+	for (int i = 0; i < up->n_slots; i++)
+		if (up->slots[i].conn)
+			op_https_reshape(up->slots[i].conn);
+}
+
+/* TCP-LP (scavenger): checked once, so a kernel without it is reported
+ * once, clearly, instead of failing quietly on every connection. */
+static int scavenger_available(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	if (fd < 0)
+		return 0;
+	ok = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "lp", 2) == 0;
+	close(fd);
+	return ok;
+}
+
+/* OUTPOST_TEST_CLOCK=YYYY-MM-DDTHH:MM:SS (local time) starts the schedule's
+ * clock there: tests see a window boundary without waiting for it. */
+static void test_clock(op_uplink *up)
+{
+	const char *v = getenv("OUTPOST_TEST_CLOCK");
+	struct tm tm = { 0 };
+	char *end;
+
+	if (!v)
+		return;
+	end = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end || *end) {
+		op_error("uplink.clock", "OUTPOST_TEST_CLOCK=%s error=\"not YYYY-MM-DDTHH:MM:SS\"",
+			 v);
+		return;
+	}
+	tm.tm_isdst = -1;
+	up->clock_offset = mktime(&tm) - time(NULL);
+	op_warn("uplink.clock", "start=%s reason=\"test clock (OUTPOST_TEST_CLOCK)\"", v);
 }
 
 /* --- life cycle ----------------------------------------------------------------- */
@@ -744,13 +851,17 @@ static int make_slots(op_uplink *up)
 {
 	unsigned cap = (unsigned)up->cfg.cloud.batch_max_instances;
 
-	up->n_slots = up->cfg.cloud.connections;
+	/* One more connection than [cloud] connections, kept for urgent
+	 * studies: one arriving behind a long backlog starts at once instead
+	 * of after the requests in flight. */
+	up->n_slots = up->cfg.cloud.connections + 1;
 	for (int i = 0; i < up->n_slots; i++) {
 		struct slot *s = &up->slots[i];
 
 		memset(s, 0, sizeof(*s));
 		s->up = up;
 		s->index = i;
+		s->urgent_lane = i == up->n_slots - 1;
 		s->fd = -1;
 		s->cap = cap;
 		s->items = calloc(cap, sizeof(*s->items));
@@ -859,6 +970,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 			up->slots[i].conn = NULL;
 		}
 	}
+	apply_rate(up, "reload");
 	if (apply_cloud(up, "reload") == 0)
 		op_info("config.reload", "result=ok path=%s", up->config_path);
 	else
@@ -889,6 +1001,17 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_pat
 			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
 	if (rc == 0)
 		rc = make_slots(up);
+	op_shaper_init(&up->shaper, mono_ns());
+	test_clock(up);
+	if (cfg->shaping.scavenger) {
+		up->scavenger = scavenger_available();
+		if (up->scavenger)
+			op_info("uplink.scavenger", "result=on");
+		else
+			op_error("uplink.scavenger",
+				 "result=unavailable reason=\"this kernel offers no TCP-LP "
+				 "(tcp_lp module): uploads use the default congestion control\"");
+	}
 	if (rc == 0)
 		rc = apply_cloud(up, "start");
 	if (rc < 0) {
@@ -911,6 +1034,7 @@ int op_uplink_start(op_uplink *up)
 		up->sig[i].data = up;
 		uv_signal_start(&up->sig[i], on_signal, signums[i]);
 	}
+	apply_rate(up, "start");
 	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
 	return 0;
 }

@@ -90,6 +90,8 @@ level = debug
             "connections": "4", "batch_max_instances": "50",
             "batch_max_bytes": str(64 << 20), "timeout": "60", "retry_max_delay": "300",
         },
+        "shaping": {"rate": "unlimited", "burst": "0", "schedule": "", "scavenger": "off"},
+        "priority": {"urgent_calling_aets": "", "urgent_match": ""},
         "log": {"level": "debug"},
     }
     # Checking touches nothing.
@@ -148,6 +150,9 @@ ERRORS = [
      ["client_cert", "client_key"]),
     ("cloud-pin", "[cloud]\npin_sha256 = abc\n", 2, ["pin_sha256", "base64"]),
     ("cloud-connections", "[cloud]\nconnections = 0\n", 2, ["connections"]),
+    ("shaping-rate", "[shaping]\nrate = 8MB\n", 2, ["rate", "8MB"]),
+    ("shaping-schedule", "[shaping]\nschedule = Mon-Fri 07:00-19:00 2Mbit; Sun 25:00-01:00 1M\n",
+     2, ["schedule", "window 2"]),
 ]
 
 
@@ -244,3 +249,15 @@ def test_refuses_to_start_when_the_spool_cannot_be_created(tmp_path):
     assert str(spool) in error
     assert "Not a directory" in error
     assert blocker.read_text() == "a regular file\n"
+
+
+def test_urgent_match_keywords_are_checked_against_the_dictionary(tmp_path):
+    # Only DCMTK's dictionary knows the keywords: the receiver checks them
+    # (the file's syntax is fine, so there is no line to name).
+    ini = tmp_path / "outpost.ini"
+    ini.write_text("[priority]\nurgent_match = RequestedProcedurePriority=STAT, Modalty=XA\n")
+    r = run("--config", str(ini), "--check-config")
+    assert r.returncode == 2
+    assert f"{ini}: urgent_match: 'Modalty' is not a DICOM attribute keyword" in r.stderr
+    ini.write_text("[priority]\nurgent_match = RequestedProcedurePriority=STAT, Modality=XA\n")
+    assert run("--config", str(ini), "--check-config").returncode == 0

@@ -124,7 +124,7 @@ static int read_inst(const char *path, op_instance *in, char *err, size_t errlen
 		if (null_fd >= 0)
 			close(null_fd);
 	}
-	rc = op_dicom_read_instance(path, in, err, errlen);
+	rc = op_dicom_read_instance(path, NULL, NULL, in, err, errlen);
 	if (saved >= 0) {
 		dup2(saved, STDERR_FILENO);
 		close(saved);

@@ -1529,7 +1529,8 @@ static void store_study(struct fx *f, const char *sop, const char *study, int pr
 static void claim(struct fx *f, unsigned max_items, uint64_t max_bytes, op_spool_item *items,
 		  unsigned *n)
 {
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, max_items, max_bytes, items, n), 0);
+	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, max_items, max_bytes, 0, items, n),
+			 0);
 }
 
 static void settle_one(struct fx *f, const op_spool_item *it, enum op_spool_verdict v, int64_t next,
@@ -1590,6 +1591,22 @@ static void test_spool_claim_urgent_first(void **state)
 	assert_int_equal(it[0].priority, 2);
 }
 
+/* The connection kept for urgent studies claims only those. */
+static void test_spool_claim_min_priority(void **state)
+{
+	struct fx *f = *state;
+	op_spool_item it[4];
+	unsigned n;
+
+	store_study(f, "1.1", "9.1", 1, 300, NULL);
+	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
+	assert_int_equal(n, 0);
+	store_study(f, "2.1", "9.2", 2, 300, NULL);
+	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.1");
+}
+
 /* At most max_items and max_bytes; a first row over max_bytes goes alone. */
 static void test_spool_claim_limits(void **state)
 {
@@ -1610,7 +1627,7 @@ static void test_spool_claim_limits(void **state)
 	claim(f, 8, 10, it, &n);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "1.5");
-	assert_int_equal(op_spool_claim(f->sp, 0, 0, 10, it, &n), -EINVAL);
+	assert_int_equal(op_spool_claim(f->sp, 0, 0, 10, 0, it, &n), -EINVAL);
 }
 
 /* Every verdict, and when retries are due again. */
@@ -1666,14 +1683,14 @@ static void test_spool_settle_verdicts(void **state)
 
 	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
 	assert_int_equal(due, 2000);
-	assert_int_equal(op_spool_claim(f->sp, 1999, 4, 1 << 20, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, 1999, 4, 1 << 20, 0, it, &n), 0);
 	assert_int_equal(n, 0);
 	/* An instance attempted before goes alone; the others together. */
-	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, 0, it, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "1.2");
 	assert_int_equal(it[0].attempts, 1);
-	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, 0, it, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "1.4");
 	assert_int_equal(it[0].attempts, 0);
@@ -1867,6 +1884,7 @@ int main(void)
 		T(test_spool_concurrent_versions),
 		T(test_spool_claim_one_study_oldest_first),
 		T(test_spool_claim_urgent_first),
+		T(test_spool_claim_min_priority),
 		T(test_spool_claim_limits),
 		T(test_spool_settle_verdicts),
 		T(test_spool_settle_after_replace),
