@@ -73,6 +73,8 @@ void op_rate_format(uint64_t bps, char *buf, size_t size)
 {
 	if (bps == OP_RATE_UNLIMITED)
 		snprintf(buf, size, "unlimited");
+	else if (bps == 0)
+		snprintf(buf, size, "0");
 	else if (bps && bps % 1000000000 == 0)
 		snprintf(buf, size, "%" PRIu64 "Gbit", bps / 1000000000);
 	else if (bps && bps % 1000000 == 0)

@@ -4,6 +4,8 @@
 #include "uplink/shaper.h"
 
 #define MIN_BURST (16 * 1024)
+/* How often held routine writes look again while urgent ones go. */
+#define ROUTINE_RECHECK_NS (20 * 1000000ULL)
 
 static double bytes_per_ns(const op_shaper *s)
 {
@@ -28,6 +30,7 @@ void op_shaper_init(op_shaper *s, uint64_t now_ns)
 	s->tokens = 0;
 	s->last_ns = now_ns;
 	s->urgent_until_ns = 0;
+	s->urgent_active = 0;
 	s->bytes = 0;
 }
 
@@ -53,6 +56,8 @@ uint64_t op_shaper_take(op_shaper *s, uint64_t len, int urgent, uint64_t now_ns)
 	if (s->rate == 0)
 		return OP_SHAPER_WAIT_FOREVER;
 	refill(s, now_ns);
+	if (!urgent && s->urgent_active > 0)
+		return ROUTINE_RECHECK_NS;
 	if (!urgent && now_ns < s->urgent_until_ns)
 		return s->urgent_until_ns - now_ns;
 	if (s->tokens >= 0) {

@@ -5,8 +5,9 @@
  * Tokens (bytes) fill at the rate up to the burst. A write goes when the
  * bucket is not in debt, and takes its length, going into debt if it must:
  * the long-run rate holds exactly, and no second is more than one burst
- * plus one write over it. Urgent writes come first: while one waits,
- * routine writes wait too.
+ * plus one write over it. Urgent writes come first: while an urgent
+ * request is in flight (urgent_active, kept by the uplink), routine writes
+ * wait, so an urgent study has the whole rate.
  *
  * Time is passed in (nanoseconds, any monotonic origin), so tests need no
  * clock. Loop thread only.
@@ -26,6 +27,7 @@ typedef struct op_shaper {
 	double tokens;  /* bytes; negative: debt */
 	uint64_t last_ns;
 	uint64_t urgent_until_ns; /* an urgent write waits until then */
+	int urgent_active;        /* urgent requests in flight: routine writes wait */
 	uint64_t bytes;           /* written in all, for the logs */
 } op_shaper;
 

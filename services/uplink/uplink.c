@@ -44,7 +44,7 @@
 #include "uplink/stow.h"
 #include "uplink/tls.h"
 
-#define TICK_MS 500
+#define TICK_MS 250
 #define CHUNK (256 * 1024)
 #define MAX_SLOTS 17 /* [cloud] connections (16 at most) and the urgent lane */
 #define FIRST_BACKOFF_MS 1000
@@ -52,8 +52,10 @@
  * quarantined as refused by the cloud. */
 #define UNCONFIRMED_LIMIT 5
 
-enum link_state { LINK_UP, LINK_DOWN, LINK_PAUSED, LINK_UNPROVISIONED };
-static const char *const link_names[] = { "up", "down", "paused", "unprovisioned" };
+/* STARTING: nothing known yet; every connection may try (a failure takes
+ * the link down, and from then on one probe at a time). */
+enum link_state { LINK_UP, LINK_DOWN, LINK_PAUSED, LINK_UNPROVISIONED, LINK_STARTING };
+static const char *const link_names[] = { "up", "down", "paused", "unprovisioned", "starting" };
 
 enum slot_state { SLOT_IDLE, SLOT_CLAIMING, SLOT_SENDING, SLOT_SETTLING };
 enum body_phase { BODY_HEAD, BODY_OPEN, BODY_READ, BODY_TAIL, BODY_CLOSE, BODY_END };
@@ -71,6 +73,7 @@ struct slot {
 	unsigned n, cap;
 	int stale_retried;
 	int urgent_lane;     /* kept for urgent studies: claims nothing else */
+	int urgent_sending;  /* counted in the shaper's urgent_active */
 	int resend_after_fs; /* a stale request waits for s->fs to be free */
 	int probe;           /* sent while the link was down */
 
@@ -330,6 +333,10 @@ static void settle(struct slot *s, int http_status)
 		s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
 		counts[OP_VERDICT_SENT], counts[OP_VERDICT_RETRY], counts[OP_VERDICT_QUARANTINE],
 		counts[OP_VERDICT_REQUEUE], bytes);
+	if (s->urgent_sending) {
+		s->urgent_sending = 0;
+		up->shaper.urgent_active--;
+	}
 	s->state = SLOT_SETTLING;
 	s->work.data = s;
 	s->keep_sent = up->cfg.spool.keep_sent_bytes;
@@ -675,7 +682,11 @@ static void send_batch(struct slot *s)
 			return;
 		}
 	}
-	op_https_set_urgent(s->conn, s->items[0].priority >= 2);
+	op_https_set_urgent(s->conn, s->items[0].priority >= OP_PRIORITY_HIGH);
+	if (s->items[0].priority >= OP_PRIORITY_HIGH && !s->urgent_sending) {
+		s->urgent_sending = 1;
+		up->shaper.urgent_active++;
+	}
 	rc = op_https_request(s->conn, head, (size_t)n, &h);
 	if (rc < 0) {
 		op_https_close(s->conn);
@@ -913,7 +924,7 @@ static int apply_cloud(op_uplink *up, const char *why)
 		why);
 	if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
 		up->next_probe_at = 0;
-		set_link(up, LINK_DOWN, "not yet connected");
+		set_link(up, LINK_STARTING, "not yet connected");
 	}
 	return 0;
 }

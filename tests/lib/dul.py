@@ -343,17 +343,18 @@ class Client:
                 pos += 4 + length
 
     def c_store(self, sop_class, sop_instance, dataset, pc_id=None, fragment=None,
-                transfer_syntax=None):
+                transfer_syntax=None, priority=0):
         """Sends a C-STORE-RQ with dataset (bytes, sent unchanged) and returns
         (status, error comment) of the C-STORE-RSP; the comment is "" when
         the response has none. pc_id defaults to an accepted context for
-        sop_class (and transfer_syntax, if given)."""
+        sop_class (and transfer_syntax, if given). priority: the command's
+        Priority (0 medium, 1 high, 2 low)."""
         if pc_id is None:
             pc_id = self.negotiation.context_for(sop_class, transfer_syntax)
             if pc_id is None:
                 raise ValueError(f"no accepted presentation context for {sop_class}")
         self.message_id += 1
-        self.send_command(pc_id, c_store_rq(self.message_id, sop_class, sop_instance))
+        self.send_command(pc_id, c_store_rq(self.message_id, sop_class, sop_instance, priority))
         self.send_dataset(pc_id, dataset, fragment)
         rsp = self.recv_command()
         if _us(rsp[0x0100]) != C_STORE_RSP or _us(rsp[0x0120]) != self.message_id:

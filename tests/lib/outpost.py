@@ -77,6 +77,7 @@ class Service:
         self.ini = ini
         self.log_path = log_path
         self.proc = None
+        self.env = None  # extra environment (e.g. TZ, OUTPOST_TEST_CLOCK)
 
     def start(self, timeout=15):
         # The log is appended across restarts: wait for one more ready line.
@@ -84,7 +85,8 @@ class Service:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, self.program), "--config", self.ini],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **self.env) if self.env else None)
         log.close()
         wait_for(lambda: self.proc.poll() is not None or
                  self.log().count(f"event={self.ready_event}") >= ready,

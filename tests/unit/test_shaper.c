@@ -128,6 +128,22 @@ static void test_shaper_urgent_first(void **state)
 	assert_true(op_shaper_take(&s, 1000, 0, now + wait + NS) == 0);
 }
 
+/* While an urgent request is in flight, routine writes wait, whatever the
+ * tokens: the urgent study has the whole rate. */
+static void test_shaper_urgent_request_holds_routine(void **state)
+{
+	op_shaper s;
+
+	(void)state;
+	op_shaper_init(&s, 0);
+	op_shaper_set(&s, 8000000, 0, 0);
+	s.urgent_active = 1;
+	assert_true(op_shaper_take(&s, 1000, 0, 10 * NS) > 0);
+	assert_int_equal(op_shaper_take(&s, 1000, 1, 10 * NS), 0);
+	s.urgent_active = 0;
+	assert_int_equal(op_shaper_take(&s, 1000, 0, 11 * NS), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -135,6 +151,7 @@ int main(void)
 		cmocka_unit_test(test_shaper_unlimited_and_paused),
 		cmocka_unit_test(test_shaper_chunk),
 		cmocka_unit_test(test_shaper_urgent_first),
+		cmocka_unit_test(test_shaper_urgent_request_holds_routine),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
