@@ -159,6 +159,7 @@ test: deps check-style unit unit-asan fuzz-smoke integration integration-asan
 bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_uplink.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_shaping.py
 
 # --- style -------------------------------------------------------------------
 

@@ -186,3 +186,30 @@ def test_urgent_study_jumps_a_long_backlog(metered, tmp_path, record_property):
     assert len(sent) < len(backlog) // 4, f"{len(sent)} of the backlog already sent"
     rows = {r["sop_instance_uid"]: r for r in p.receiver.rows()}
     assert all(rows[u]["priority"] == 2 and rows[u]["state"] == "sent" for u in uids)
+
+
+def _kernel_has_tcp_lp():
+    import socket
+    with socket.socket() as s:
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"lp")
+            return True
+        except OSError:
+            return False
+
+
+def test_scavenger_reports_what_the_kernel_offers(metered, tmp_path):
+    # scavenger = on asks for TCP-LP on upload sockets. This kernel may not
+    # have it (tcp_lp is a module): the uplink must say which, once, and
+    # upload either way.
+    p, relay = metered(shaping={"scavenger": "on"})
+    files = dicomgen.make_ct_study(str(tmp_path / "study"), 3)
+    p.send(files)
+    p.uplink.start()
+    p.wait_drained(timeout=60)
+    p.assert_cloud_holds(uids_of(files), compare=[])
+    [line] = log_lines(p.uplink, "uplink.scavenger")
+    if _kernel_has_tcp_lp():
+        assert "result=on" in line
+    else:
+        assert "result=unavailable" in line and "TCP-LP" in line and "level=error" in line
