@@ -5,6 +5,7 @@ storescu/echoscu/storescp. Processes are tracked by PID and ended by PID.
 """
 import hashlib
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -24,6 +25,19 @@ DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 
 
 def free_port():
+    """A port nothing listens on, below the kernel's ephemeral range
+    (32768-60999 here): a port the kernel hands out (bind to 0) can be
+    taken by any outgoing connection before the server that was meant to
+    listen on it starts, and a test then fails on "Address already in use"."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
