@@ -269,8 +269,20 @@ static int open_db(op_spool *sp)
 		return sql_err(rc);
 	}
 	sqlite3_busy_timeout(sp->db, 10000);
+	/* Switching a new database to WAL needs an exclusive lock, and sqlite
+	 * answers BUSY at once, without its busy handler, when another process
+	 * switches it at the same moment (the receiver and the uplink starting
+	 * together): try again a few times. */
+	for (int i = 0; i < 100; i++) {
+		rc = sqlite3_exec(sp->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY)
+			break;
+		usleep(10000);
+	}
+	if (rc != SQLITE_OK)
+		return exec(sp, "PRAGMA journal_mode=WAL"); /* logs the error */
 	/* synchronous=FULL: a COMMIT is on disk when it returns, even in WAL. */
-	rc = exec(sp, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+	rc = exec(sp, "PRAGMA synchronous=FULL");
 	if (rc < 0)
 		return rc;
 	/* The version is read inside a write transaction: the receiver and the
