@@ -21,7 +21,10 @@ VERSION := $(shell cat VERSION)
 WARN      := -Wall -Wextra -Werror
 CFLAGS    ?= -O2 -g
 CXXFLAGS  ?= -O2 -g
-CPPFLAGS  += -D_GNU_SOURCE -DOP_VERSION='"$(VERSION)"' -Iservices
+# Where the uplink finds the web console's files unless [console] web_root
+# says otherwise: the source tree here; a package sets its own.
+WEB_ROOT ?= $(abspath services/console)
+CPPFLAGS  += -D_GNU_SOURCE -DOP_VERSION='"$(VERSION)"' -DOP_WEB_ROOT='"$(WEB_ROOT)"' -Iservices
 ALL_CFLAGS   = -std=c11 $(WARN) -pthread -fno-strict-aliasing $(CFLAGS)
 # Debian's DCMTK headers need C++17.
 ALL_CXXFLAGS = -std=c++17 $(WARN) -pthread $(CXXFLAGS)

@@ -34,6 +34,8 @@ enum key_type {
 	K_SCHEDULE,
 	K_BOOL,
 	K_MATCH_LIST,
+	K_LISTEN,
+	K_PWHASH,
 };
 
 struct key {
@@ -81,6 +83,13 @@ static const struct key keys[] = {
 	{ "shaping", "scavenger", K_BOOL, F(shaping.scavenger), 0, 0 },
 	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0 },
 	{ "priority", "urgent_match", K_MATCH_LIST, F(priority.urgent_match), 0, 0 },
+	{ "console", "listen", K_LISTEN, F(console.listen), 0, 0 },
+	{ "console", "socket", K_OPT_STRING, F(console.socket), 0, 0 },
+	{ "console", "tls_cert", K_OPT_STRING, F(console.tls_cert), 0, 0 },
+	{ "console", "tls_key", K_OPT_STRING, F(console.tls_key), 0, 0 },
+	{ "console", "password_hash", K_PWHASH, F(console.password_hash), 0, 0 },
+	{ "console", "web_root", K_STRING, F(console.web_root), 0, 0 },
+	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
 };
 
@@ -107,10 +116,41 @@ void op_config_defaults(op_config *cfg)
 	cfg->cloud.timeout = 60;
 	cfg->cloud.retry_max_delay = 300;
 	cfg->shaping.rate = OP_RATE_UNLIMITED;
+	snprintf(cfg->console.listen, sizeof(cfg->console.listen), "127.0.0.1:8080");
+	snprintf(cfg->console.listen_addr, sizeof(cfg->console.listen_addr), "127.0.0.1");
+	cfg->console.listen_port = 8080;
+	snprintf(cfg->console.socket, sizeof(cfg->console.socket), "var/outpost.sock");
+	snprintf(cfg->console.web_root, sizeof(cfg->console.web_root), "%s", OP_WEB_ROOT);
+	cfg->console.session_ttl = 8 * 3600;
 	cfg->log_level = OP_LOG_INFO;
 }
 
 static const char *const auth_names[] = { "none", "basic", "bearer" };
+
+int op_listen_parse(const char *s, char addr[16], uint16_t *port)
+{
+	const char *colon = strrchr(s, ':');
+	struct in_addr a;
+	char host[16];
+	long v;
+	char *end;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &a) != 1)
+		return -EINVAL;
+	errno = 0;
+	v = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || v < 1 || v > 65535)
+		return -EINVAL;
+	snprintf(addr, 16, "%s", host);
+	*port = (uint16_t)v;
+	return 0;
+}
 
 int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
 		 size_t path_size, const char **why)
@@ -506,6 +546,28 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 			return 0;
 		snprintf(field, k->size, "%s", value);
 		return 1;
+	case K_LISTEN:
+		if (!*value) {
+			*field = '\0';
+			return 1;
+		}
+		if (op_listen_parse(value, p->cfg->console.listen_addr,
+				    &p->cfg->console.listen_port) < 0 ||
+		    strlen(value) >= k->size)
+			return fail(p, "%s: '%s' is not address:port (e.g. 0.0.0.0:8080)", k->name,
+				    value);
+		snprintf(field, k->size, "%s", value);
+		return 1;
+	case K_PWHASH:
+		if (*value && strncmp(value, "$argon2", 7) != 0)
+			return fail(p,
+				    "%s is not a password hash: set the password with outpostctl "
+				    "passwd",
+				    k->name);
+		if (strlen(value) >= k->size)
+			return fail(p, "%s is too long", k->name);
+		snprintf(field, k->size, "%s", value);
+		return 1;
 	case K_LOG_LEVEL:
 		if (op_log_level_parse(value, (enum op_log_level *)field) < 0)
 			return fail(p, "%s: '%s' is not one of debug, info, warn, error", k->name,
@@ -585,6 +647,9 @@ static int check_together(struct parse *p)
 	if (!*c->client_cert != !*c->client_key)
 		return fail_at(p, *c->client_cert ? "client_cert" : "client_key",
 			       "client_cert and client_key go together");
+	if (!*p->cfg->console.tls_cert != !*p->cfg->console.tls_key)
+		return fail_at(p, *p->cfg->console.tls_cert ? "tls_cert" : "tls_key",
+			       "tls_cert and tls_key go together");
 	return 0;
 }
 
@@ -666,6 +731,8 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 	case K_AE:
 	case K_IPV4:
 	case K_URL:
+	case K_LISTEN:
+	case K_PWHASH:
 	case K_PIN: fputs(field, out); break;
 	case K_AUTH: fputs(auth_names[*(const enum op_auth *)field], out); break;
 	case K_SCHEDULE:

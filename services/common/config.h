@@ -90,12 +90,25 @@ typedef struct op_priority_config {
 	char urgent_match[1024]; /* "Keyword=Value, ..." */
 } op_priority_config;
 
+typedef struct op_console_config {
+	char listen[64];      /* "address:port" of the HTTP(S) console; empty: none */
+	char listen_addr[16]; /* parsed from listen (dotted IPv4) */
+	uint16_t listen_port; /* parsed from listen */
+	char socket[108];     /* Unix socket for outpostctl; empty: none */
+	char tls_cert[1024];  /* PEM; with tls_key, the console speaks HTTPS */
+	char tls_key[1024];
+	char password_hash[256]; /* crypto_pwhash_str (Argon2id); empty: no login */
+	char web_root[1024];     /* the console's static files */
+	uint32_t session_ttl;    /* seconds of inactivity before a session ends */
+} op_console_config;
+
 typedef struct op_config {
 	op_receiver_config receiver;
 	op_spool_config spool;
 	op_cloud_config cloud;
 	op_shaping_config shaping;
 	op_priority_config priority;
+	op_console_config console;
 	enum op_log_level log_level;
 } op_config;
 
@@ -130,6 +143,10 @@ int op_cidr_parse(const char *s, op_cidr *out);
  * Returns 0 or -EINVAL with the reason in why. */
 int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
 		 size_t path_size, const char **why);
+
+/* "127.0.0.1:8080" (an IPv4 address or localhost, and a port) -> its
+ * parts. Returns 0 or -EINVAL. */
+int op_listen_parse(const char *s, char addr[16], uint16_t *port);
 
 /* Is addr (host byte order) inside one of the n networks? */
 int op_cidr_match(const op_cidr *nets, int n, uint32_t addr);

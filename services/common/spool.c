@@ -52,6 +52,10 @@ struct op_spool {
 	char dir[OP_DIR_MAX];
 	char db_path[PATH_MAX];
 	sqlite3 *db;
+	/* The operator's reads (status, queue, audit): a connection of their
+	 * own, so that in WAL mode they never wait for the uplink's
+	 * transactions nor make them wait, and see only committed rows. */
+	sqlite3 *ro;
 
 	pthread_mutex_t mu; /* usage, limits */
 	op_spool_limits limits;
@@ -161,6 +165,25 @@ static const char schema_v1[] =
 	/* Eviction order of the sent cache. */
 	"CREATE INDEX instances_by_change ON instances (state, state_changed_at);"
 	"CREATE INDEX instances_by_hash ON instances (hash);";
+
+/*
+ * Tables for the operator's side, added without a schema version: an older
+ * release that opens this database ignores them (an update rolled back
+ * keeps its spool; issue 7). IF NOT EXISTS: run at every open.
+ */
+static const char schema_operator[] =
+	/* Monotonic counters (Prometheus' *_total), kept across restarts. */
+	"CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY,"
+	" value INTEGER NOT NULL) WITHOUT ROWID;"
+	/* What the operator set through the console (pause, shaping). */
+	"CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY,"
+	" value TEXT NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
+	" who TEXT NOT NULL, origin TEXT NOT NULL, action TEXT NOT NULL,"
+	" detail TEXT NOT NULL);";
+
+/* Audit entries kept: the oldest go beyond this. */
+#define AUDIT_KEEP "10000"
 
 #define MISSING_REASON "spool file missing at start-up"
 
@@ -311,6 +334,8 @@ static int open_db(op_spool *sp)
 			rc = exec(sp, "PRAGMA user_version=1");
 	}
 	if (rc == 0)
+		rc = exec(sp, schema_operator);
+	if (rc == 0)
 		rc = exec(sp, "COMMIT");
 	if (rc < 0)
 		exec(sp, "ROLLBACK");
@@ -365,6 +390,15 @@ int op_spool_open(const char *dir, const op_spool_limits *limits, op_spool **out
 	rc = open_db(sp);
 	if (rc == 0)
 		rc = load_usage(sp);
+	if (rc == 0 &&
+	    sqlite3_open_v2(sp->db_path, &sp->ro, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		op_error("spool.open", "db=%s error=\"%s\" reason=\"read connection\"", sp->db_path,
+			 sp->ro ? sqlite3_errmsg(sp->ro) : "out of memory");
+		rc = -EIO;
+	}
+	if (rc == 0)
+		sqlite3_busy_timeout(sp->ro, 10000);
 out:
 	if (rc < 0)
 		op_spool_close(sp);
@@ -377,6 +411,7 @@ void op_spool_close(op_spool *sp)
 {
 	if (!sp)
 		return;
+	sqlite3_close(sp->ro);
 	sqlite3_close(sp->db);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_mutex_destroy(&sp->tx_mu);
@@ -718,6 +753,24 @@ out:
 	return 0;
 }
 
+/* Adds to a counter inside the caller's transaction. */
+static int counter_add(op_spool *sp, const char *name, uint64_t delta)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db,
+				    "INSERT INTO counters (name, value) VALUES (?1, ?2)"
+				    " ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, name);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)delta);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "counter", rc);
+}
+
 /* Does any row name hash? (-1 when the query fails: keep the file.) */
 static int hash_in_use(op_spool *sp, const char *hash)
 {
@@ -750,16 +803,29 @@ static int pinned_outside(op_spool *sp, struct pending *batch, const char *hash)
 static void run_batch(op_spool *sp, struct pending *batch)
 {
 	char path[PATH_MAX];
-	int rc = exec(sp, "BEGIN IMMEDIATE");
+	uint64_t n = 0, bytes = 0;
+	int rc = exec(sp, "BEGIN IMMEDIATE"), began = rc == 0;
 
-	for (struct pending *p = batch; p; p = p->next)
+	for (struct pending *p = batch; p; p = p->next) {
 		p->rc = rc < 0 ? rc : apply_row(sp, p);
+		if (p->rc == 0) {
+			n++;
+			bytes += p->size;
+		}
+	}
 	/* A version replaced by one member may be put back by a later member
 	 * of the same batch: only hashes no row names at the end go. */
 	for (struct pending *p = batch; rc == 0 && p; p = p->next)
 		if (p->rc == 0 && p->old_hash[0] && hash_in_use(sp, p->old_hash) != 0)
 			p->old_hash[0] = '\0';
-	if (rc == 0 && (rc = exec(sp, "COMMIT")) < 0) {
+	/* Every acknowledged C-STORE counts as received, duplicates too; in
+	 * the same transaction, so the count never drifts from what was
+	 * acknowledged. */
+	if (rc == 0 && n && (rc = counter_add(sp, "received_instances", n)) == 0)
+		rc = counter_add(sp, "received_bytes", bytes);
+	if (rc == 0)
+		rc = exec(sp, "COMMIT");
+	if (rc < 0 && began) {
 		exec(sp, "ROLLBACK");
 		for (struct pending *p = batch; p; p = p->next)
 			if (p->rc == 0)
@@ -1139,6 +1205,38 @@ int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_b
 	return rc;
 }
 
+/* The counters of one settled instance, in the settlement's transaction.
+ * Returns SQLITE_DONE or the error. */
+static int count_verdict(op_spool *sp, const op_spool_settlement *s)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t size = 0;
+	int rc;
+
+	switch (s->verdict) {
+	case OP_VERDICT_SENT:
+		rc = sqlite3_prepare_v2(sp->db, "SELECT size FROM instances WHERE id = ?", -1, &st,
+					NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, s->id);
+			if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+				size = sqlite3_column_int64(st, 0);
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW)
+			return rc;
+		if (counter_add(sp, "uploaded_instances", 1) < 0 ||
+		    counter_add(sp, "uploaded_bytes", (uint64_t)size) < 0)
+			return SQLITE_ERROR;
+		return SQLITE_DONE;
+	case OP_VERDICT_RETRY:
+		return counter_add(sp, "retries", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
+	case OP_VERDICT_QUARANTINE:
+		return counter_add(sp, "quarantined", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
+	default: return SQLITE_DONE;
+	}
+}
+
 int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int64_t now)
 {
 	static const char *const sql[] = {
@@ -1181,9 +1279,11 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 		}
 		sqlite3_finalize(st);
 		st = NULL;
+		if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 1)
+			r = count_verdict(sp, &s[i]);
 		/* The row was replaced by a newer version while this one was
 		 * sent: queue the newer one. */
-		if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 0) {
+		else if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 0) {
 			r = sqlite3_prepare_v2(
 				sp->db,
 				"UPDATE instances SET state = 'queued', state_changed_at = ?3"
@@ -1526,5 +1626,308 @@ int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_rec
 			"orphans_removed=%u damaged=%u missing=%u",
 			sp->dir, rep->tmp_removed, rep->orphans_indexed, rep->orphans_removed,
 			rep->damaged, rep->missing);
+	return rc;
+}
+
+/* --- the operator's side ------------------------------------------------- */
+
+static const char *const state_names[OP_SPOOL_STATES] = { "queued", "sending", "sent",
+							  "quarantined" };
+
+static int ro_fail(op_spool *sp, const char *what, int rc)
+{
+	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
+		 sqlite3_errmsg(sp->ro));
+	return sql_err(rc) ? sql_err(rc) : -EIO;
+}
+
+const char *op_spool_state_name(int state)
+{
+	return state >= 0 && state < OP_SPOOL_STATES ? state_names[state] : NULL;
+}
+
+int op_spool_state_parse(const char *name)
+{
+	for (int i = 0; i < OP_SPOOL_STATES; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+int op_spool_get_stats(op_spool *sp, op_spool_stats *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
+				" GROUP BY state",
+				-1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int i = op_spool_state_parse((const char *)sqlite3_column_text(st, 0));
+
+		if (i >= 0) {
+			out->state[i].instances = (uint64_t)sqlite3_column_int64(st, 1);
+			out->state[i].bytes = (uint64_t)sqlite3_column_int64(st, 2);
+		}
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro,
+					"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
+					" FROM instances WHERE state IN ('queued', 'sending')",
+					-1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out->oldest_queued_at = sqlite3_column_int64(st, 0); /* NULL: 0 */
+		out->studies_queued = (uint64_t)sqlite3_column_int64(st, 1);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro, "SELECT name, value FROM counters", -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		static const struct {
+			const char *name;
+			size_t offset;
+		} names[] = {
+#define C(f) { #f, offsetof(op_spool_counters, f) }
+			C(received_instances),    C(received_bytes), C(uploaded_instances),
+			C(uploaded_bytes),        C(retries),        C(quarantined),
+			C(associations_rejected),
+#undef C
+		};
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(name, names[i].name) == 0)
+				*(uint64_t *)((char *)&out->counters + names[i].offset) =
+					(uint64_t)sqlite3_column_int64(st, 1);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "stats", rc);
+}
+
+int op_spool_count(op_spool *sp, const char *name, uint64_t delta)
+{
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = counter_add(sp, name, delta);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc;
+}
+
+int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, op_spool_study *out,
+		     unsigned *n, uint64_t *total)
+{
+	/* ?1: the state filter, NULL for all. The last error is the one of
+	 * the study's most recently changed row that has one. */
+	static const char list[] =
+		"SELECT study_uid, MAX(patient_id), MAX(modality), COUNT(*), SUM(size),"
+		" SUM(state = 'queued'), SUM(state = 'sending'), SUM(state = 'sent'),"
+		" SUM(state = 'quarantined'), MAX(attempts), MAX(priority), MIN(received_at),"
+		" MAX(state_changed_at),"
+		" (SELECT last_error FROM instances e WHERE e.study_uid = i.study_uid"
+		"  AND e.last_error IS NOT NULL ORDER BY e.state_changed_at DESC LIMIT 1)"
+		" FROM instances i"
+		" WHERE ?1 IS NULL OR study_uid IN (SELECT study_uid FROM instances WHERE state = "
+		"?1)"
+		" GROUP BY study_uid ORDER BY MAX(state_changed_at) DESC, study_uid LIMIT ?2 "
+		"OFFSET ?3";
+	const char *filter = op_spool_state_name(state);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	*total = 0;
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT COUNT(DISTINCT study_uid) FROM instances"
+				" WHERE ?1 IS NULL OR state = ?1",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, filter);
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			*total = (uint64_t)sqlite3_column_int64(st, 0);
+			rc = SQLITE_DONE;
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro, list, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, filter);
+		sqlite3_bind_int64(st, 2, limit);
+		sqlite3_bind_int64(st, 3, offset);
+	}
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		op_spool_study *s = &out[(*n)++];
+		const unsigned char *err = sqlite3_column_text(st, 13);
+
+		memset(s, 0, sizeof(*s));
+		snprintf(s->study_uid, sizeof(s->study_uid), "%s", sqlite3_column_text(st, 0));
+		snprintf(s->patient_id, sizeof(s->patient_id), "%s", sqlite3_column_text(st, 1));
+		snprintf(s->modality, sizeof(s->modality), "%s", sqlite3_column_text(st, 2));
+		s->instances = (uint64_t)sqlite3_column_int64(st, 3);
+		s->bytes = (uint64_t)sqlite3_column_int64(st, 4);
+		for (int i = 0; i < OP_SPOOL_STATES; i++)
+			s->by_state[i] = (uint64_t)sqlite3_column_int64(st, 5 + i);
+		s->attempts = sqlite3_column_int(st, 9);
+		s->urgent = sqlite3_column_int(st, 10) >= OP_PRIORITY_HIGH;
+		s->received_at = sqlite3_column_int64(st, 11);
+		s->changed_at = sqlite3_column_int64(st, 12);
+		if (err)
+			snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+		rc = *n < limit ? SQLITE_OK : SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "studies", rc);
+}
+
+int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	pthread_mutex_lock(&sp->tx_mu);
+	/* A row whose file is missing stays quarantined: sending it would
+	 * fail again at once. The receiver requeues it when the file comes
+	 * back. */
+	rc = sqlite3_prepare_v2(sp->db,
+				"UPDATE instances SET state = 'queued', attempts = 0,"
+				" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
+				" WHERE state = 'quarantined' AND (?1 IS NULL OR study_uid = ?1)"
+				" AND last_error IS NOT '" MISSING_REASON "'",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, study_uid);
+		sqlite3_bind_int64(st, 2, now);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_DONE)
+		*n = (unsigned)sqlite3_changes(sp->db);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "retry", rc);
+}
+
+int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(sp->ro, "SELECT value FROM settings WHERE key = ?", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, key);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			snprintf(value, size, "%s", sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : ro_fail(sp, "setting", rc);
+}
+
+int op_spool_setting_set(op_spool *sp, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		value ? "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)"
+		      : "DELETE FROM settings WHERE key = ?1",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, key);
+		if (value)
+			bind_text(st, 2, value);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "setting", rc);
+}
+
+int op_spool_audit(op_spool *sp, int64_t now, const char *who, const char *origin,
+		   const char *action, const char *detail)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = sqlite3_prepare_v2(sp->db,
+				"INSERT INTO audit (time, who, origin, action, detail)"
+				" VALUES (?, ?, ?, ?, ?)",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, now);
+		bind_text(st, 2, who);
+		bind_text(st, 3, origin);
+		bind_text(st, 4, action);
+		bind_text(st, 5, detail ? detail : "");
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE &&
+	    sqlite3_last_insert_rowid(sp->db) % 100 == 0) /* now and then, not per row */
+		rc = exec(sp, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) "
+			      "- " AUDIT_KEEP) == 0
+			     ? SQLITE_DONE
+			     : SQLITE_ERROR;
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "audit", rc);
+}
+
+int op_spool_audit_list(op_spool *sp, unsigned limit, op_spool_audit_entry *out, unsigned *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT time, who, origin, action, detail FROM audit"
+				" ORDER BY id DESC LIMIT ?",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK)
+		sqlite3_bind_int64(st, 1, limit);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		op_spool_audit_entry *e = &out[(*n)++];
+
+		e->time = sqlite3_column_int64(st, 0);
+		snprintf(e->who, sizeof(e->who), "%s", sqlite3_column_text(st, 1));
+		snprintf(e->origin, sizeof(e->origin), "%s", sqlite3_column_text(st, 2));
+		snprintf(e->action, sizeof(e->action), "%s", sqlite3_column_text(st, 3));
+		snprintf(e->detail, sizeof(e->detail), "%s", sqlite3_column_text(st, 4));
+		rc = *n < limit ? SQLITE_OK : SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "audit", rc);
+}
+
+int op_spool_quick_check(op_spool *sp, char *detail, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(sp->ro, "PRAGMA quick_check(1)", -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+
+		snprintf(detail, size, "quick_check: %s", r ? r : "(null)");
+		rc = r && strcmp(r, "ok") == 0 ? 0 : -EIO;
+	} else {
+		snprintf(detail, size, "quick_check failed: %s", sqlite3_errmsg(sp->ro));
+		rc = sql_err(rc) ? sql_err(rc) : -EIO;
+	}
+	sqlite3_finalize(st);
 	return rc;
 }

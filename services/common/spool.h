@@ -216,6 +216,92 @@ int op_spool_next_due(op_spool *sp, int64_t *when);
  * keep_sent_bytes. The receiver also evicts them when it needs room. */
 int op_spool_evict_sent(op_spool *sp, uint64_t keep_sent_bytes, unsigned *evicted, uint64_t *freed);
 
+/* --- The operator's side (status API, metrics) ---------------------------
+ *
+ * Counters, settings and the audit log live in tables of their own, which
+ * an older release ignores. All of these may block on the uplink's
+ * transactions: call them off the libuv loop.
+ */
+
+enum { OP_STATE_QUEUED, OP_STATE_SENDING, OP_STATE_SENT, OP_STATE_QUARANTINED, OP_SPOOL_STATES };
+
+/* "queued", ... for OP_STATE_*; NULL when out of range. */
+const char *op_spool_state_name(int state);
+/* The OP_STATE_* of a name, or -EINVAL. */
+int op_spool_state_parse(const char *name);
+
+/* Monotonic, kept across restarts. The receiver counts every acknowledged
+ * C-STORE (duplicates too) in the transaction that indexes it; the uplink
+ * counts outcomes in the transaction that settles them. */
+typedef struct op_spool_counters {
+	uint64_t received_instances, received_bytes;
+	uint64_t uploaded_instances, uploaded_bytes;
+	uint64_t retries;     /* attempts that failed and will be retried */
+	uint64_t quarantined; /* instances refused for good */
+	uint64_t associations_rejected;
+} op_spool_counters;
+
+typedef struct op_spool_stats {
+	struct {
+		uint64_t instances, bytes;
+	} state[OP_SPOOL_STATES];
+	int64_t oldest_queued_at; /* ms since the epoch, of queued or sending; 0: none */
+	uint64_t studies_queued;  /* studies with queued or sending rows */
+	op_spool_counters counters;
+} op_spool_stats;
+
+int op_spool_get_stats(op_spool *sp, op_spool_stats *out);
+
+/* Adds delta to a counter (named as the op_spool_counters member). */
+int op_spool_count(op_spool *sp, const char *name, uint64_t delta);
+
+typedef struct op_spool_study {
+	char study_uid[OP_UID_MAX + 1];
+	char patient_id[OP_UID_MAX + 1]; /* PHI */
+	char modality[17];
+	uint64_t instances, bytes;
+	uint64_t by_state[OP_SPOOL_STATES];
+	int attempts; /* the most of any of its instances */
+	int urgent;
+	int64_t received_at, changed_at; /* ms since the epoch */
+	char last_error[512];
+} op_spool_study;
+
+/*
+ * Studies, most recently changed first: those with an instance in state
+ * (OP_STATE_*), or all when state is -1. At most limit (out has room for
+ * limit) from offset; *total counts all that match.
+ */
+int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, op_spool_study *out,
+		     unsigned *n, uint64_t *total);
+
+/* Quarantined instances of study_uid (NULL: all) back to the queue,
+ * attempts reset. Rows whose file is missing stay. */
+int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n);
+
+/* The operator's settings. get: -ENOENT when unset; set: NULL deletes. */
+int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size);
+int op_spool_setting_set(op_spool *sp, const char *key, const char *value);
+
+typedef struct op_spool_audit_entry {
+	int64_t time; /* ms since the epoch */
+	char who[64];
+	char origin[64];
+	char action[32];
+	char detail[512];
+} op_spool_audit_entry;
+
+/* Records an operator action (the newest 10000 are kept). */
+int op_spool_audit(op_spool *sp, int64_t now, const char *who, const char *origin,
+		   const char *action, const char *detail);
+
+/* The newest first, at most limit. */
+int op_spool_audit_list(op_spool *sp, unsigned limit, op_spool_audit_entry *out, unsigned *n);
+
+/* PRAGMA quick_check: 0 when the database is sound; detail says what
+ * sqlite answered. */
+int op_spool_quick_check(op_spool *sp, char *detail, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

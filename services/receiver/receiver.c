@@ -94,6 +94,8 @@ static int admit(void *ctx, const op_assoc *a)
 	       op_log_quote(calling, sizeof(calling), a->calling_aet),
 	       op_log_quote(called, sizeof(called), a->called_aet), why ? " reason=\"" : "",
 	       why ? why : "", why ? "\"" : "");
+	if (why)
+		op_spool_count(rx->spool, "associations_rejected", 1);
 	return why ? -EACCES : 0;
 }
 
@@ -210,6 +212,7 @@ static void assoc_end(void *ctx, const op_assoc *a, const char *how)
 			"reached\" result=transient",
 			a->id, a->peer_ip, op_log_quote(calling, sizeof(calling), a->calling_aet),
 			op_log_quote(called, sizeof(called), a->called_aet), limit);
+		op_spool_count(rx->spool, "associations_rejected", 1);
 	}
 	op_info("assoc.end", "assoc=%lu peer=%s how=%s", a->id, a->peer_ip,
 		op_log_quote(q, sizeof(q), how));

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from outpost import BUILD, Receiver
+from outpost import BUILD, ROOT, Receiver
 
 RECEIVER = os.path.join(BUILD, "outpost-receiver")
 
@@ -92,6 +92,10 @@ level = debug
         },
         "shaping": {"rate": "unlimited", "burst": "0", "schedule": "", "scavenger": "off"},
         "priority": {"urgent_calling_aets": "", "urgent_match": ""},
+        "console": {"listen": "127.0.0.1:8080", "socket": "var/outpost.sock", "tls_cert": "",
+                    "tls_key": "", "password_hash": "",
+                    "web_root": os.path.join(ROOT, "services", "console"),
+                    "session_ttl": "28800"},
         "log": {"level": "debug"},
     }
     # Checking touches nothing.

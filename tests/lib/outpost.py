@@ -43,6 +43,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def short_socket_path(workdir):
+    """A Unix socket path for the console in workdir, or in a short
+    directory of its own when workdir is too deep for sun_path (108 bytes)."""
+    path = os.path.join(workdir, "outpost.sock")
+    if len(path) < 100:
+        return path
+    import tempfile
+    return os.path.join(tempfile.mkdtemp(prefix="op-"), "outpost.sock")
+
+
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,6 +168,9 @@ class Receiver(Service):
         self.config = {
             "receiver": {"ae_title": "OUTPOST", "bind": "127.0.0.1", "port": free_port()},
             "spool": {"dir": os.path.join(workdir, "spool"), "min_free_bytes": "1M"},
+            # Every uplink's console on its own port and socket.
+            "console": {"listen": f"127.0.0.1:{free_port()}",
+                        "socket": short_socket_path(workdir)},
         }
         for section, keys in overrides.items():
             self.config.setdefault(section, {}).update(keys)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -36,8 +38,7 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_config.XXXXXX");
-	if (!mkdtemp(f->dir)) {
+	if (unit_mkdtemp(f->dir, sizeof(f->dir), "test_config") < 0) {
 		free(f);
 		return -1;
 	}
@@ -45,19 +46,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	unit_rm_tree(f->dir);
 	free(f);
 	return 0;
 }
@@ -65,14 +58,7 @@ static int teardown(void **state)
 /* Writes text to DIR/name; returns the path (in f->path). */
 static const char *write_file(struct fx *f, const char *name, const char *text)
 {
-	FILE *out;
-
-	snprintf(f->path, sizeof(f->path), "%s/%s", f->dir, name);
-	out = fopen(f->path, "w");
-	assert_non_null(out);
-	assert_int_equal(fwrite(text, 1, strlen(text), out), strlen(text));
-	assert_int_equal(fclose(out), 0);
-	return f->path;
+	return unit_write_file(f->path, sizeof(f->path), f->dir, name, text);
 }
 
 /* Loads text as a config file; returns op_config_load's result. */
@@ -975,6 +961,47 @@ static void test_config_shaping_priority(void **state)
 	assert_value_refused(f, "priority", "urgent_calling_aets", "BAD\\AE");
 }
 
+static void test_config_console(void **state)
+{
+	struct fx *f = *state;
+
+	op_config_defaults(&f->cfg);
+	assert_string_equal(f->cfg.console.listen, "127.0.0.1:8080");
+	assert_string_equal(f->cfg.console.password_hash, ""); /* no default password */
+	assert_int_equal(f->cfg.console.session_ttl, 28800);
+	assert_int_equal(load_text(f,
+				   "[console]\n"
+				   "listen = 0.0.0.0:443\n"
+				   "socket = /run/outpost/outpost.sock\n"
+				   "tls_cert = /etc/outpost/console.pem\n"
+				   "tls_key = /etc/outpost/console.key\n"
+				   "password_hash = $argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\n"
+				   "web_root = /usr/share/outpost/console\n"
+				   "session_ttl = 600\n"),
+			 0);
+	assert_string_equal(f->cfg.console.listen_addr, "0.0.0.0");
+	assert_int_equal(f->cfg.console.listen_port, 443);
+	assert_string_equal(f->cfg.console.socket, "/run/outpost/outpost.sock");
+	assert_string_equal(f->cfg.console.password_hash,
+			    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA");
+	assert_int_equal(f->cfg.console.session_ttl, 600);
+	/* Empty: no listener; localhost is 127.0.0.1. */
+	assert_int_equal(load_text(f, "[console]\nlisten =\nsocket =\n"), 0);
+	assert_string_equal(f->cfg.console.listen, "");
+	assert_string_equal(f->cfg.console.socket, "");
+	assert_int_equal(load_text(f, "[console]\nlisten = localhost:9000\n"), 0);
+	assert_string_equal(f->cfg.console.listen_addr, "127.0.0.1");
+
+	assert_value_refused(f, "console", "listen", "8080");
+	assert_value_refused(f, "console", "listen", "127.0.0.1:0");
+	assert_value_refused(f, "console", "listen", "127.0.0.1:70000");
+	assert_value_refused(f, "console", "listen", "example.com:80");
+	assert_value_refused(f, "console", "password_hash", "secret");
+	assert_value_refused(f, "console", "session_ttl", "10");
+	assert_int_equal(load_text(f, "[console]\ntls_cert = /a.pem\n"), -EINVAL);
+	assert_error_at(f, 2, "tls_cert and tls_key go together");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -996,6 +1023,7 @@ int main(void)
 		T(test_config_list_limits),
 		T(test_config_long_list_continued),
 		T(test_config_shaping_priority),
+		T(test_config_console),
 		T(test_config_indented_key),
 		T(test_config_error_names_line),
 		T(test_config_unknown_key),

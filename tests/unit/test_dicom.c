@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -359,14 +361,6 @@ static void test_dicom_read_fixtures(void **state)
 	assert_refused(fixture("long_study_uid.dcm"), "StudyInstanceUID");
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void write_bytes(const char *path, const void *data, size_t len)
 {
 	FILE *f = fopen(path, "wb");
@@ -402,7 +396,7 @@ static void test_dicom_read_not_dicom(void **state)
 	assert_refused(path, NULL);
 	assert_refused(dir, NULL);
 
-	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	unit_rm_tree(dir);
 }
 
 /* The reason is cut to fit a short buffer, and terminated. */

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <errno.h>
 #include <ftw.h>
 #include <libgen.h>
@@ -650,14 +652,6 @@ static void conn_free(struct conn *c)
 	mbedtls_ssl_free(&c->server);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct fx *f = *state;
@@ -668,7 +662,7 @@ static int teardown(void **state)
 		server_free(held.server);
 	for (size_t i = 0; i < sizeof(held.tls) / sizeof(held.tls[0]); i++)
 		close_tls(held.tls[i]);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	unit_rm_tree(f->dir);
 	free(f);
 	return 0;
 }
