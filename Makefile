@@ -87,7 +87,8 @@ DEPS_BUILD := gcc g++ make libdcmtk-dev libsqlite3-dev libinih-dev \
               libhttp-parser-dev libcjson-dev
 DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
               python3-numpy clang-format procps clang-14 libclang-rt-14-dev \
-              orthanc orthanc-dicomweb nginx curl openssl python3-cryptography
+              orthanc orthanc-dicomweb nginx curl openssl python3-cryptography \
+              python3-nacl python3-prometheus-client chromium chromium-driver nodejs
 DEPS := $(DEPS_BUILD) $(DEPS_TEST)
 
 # Quick when everything is there: one dpkg-query, no apt-get.
@@ -102,6 +103,14 @@ deps:
 	  apt-get install -y -q --no-install-recommends $$missing \
 	    || { apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; }; \
 	fi
+	@# Debian's nodejs comes without npm (a build of Node that bundles it
+	@# may be installed instead: then its npm is used).
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends npm
+	@# playwright-core drives the browser tests: from the npm registry,
+	@# the version pinned in tests/browser/package-lock.json.
+	@[ -d tests/browser/node_modules/playwright-core ] || \
+	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 # --- run ---------------------------------------------------------------------
 
@@ -130,7 +139,7 @@ integration: all
 # run again against the ASan+UBSan build (any sanitizer report fails).
 ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
                     test_limits.py test_admission.py test_uplink_faults.py \
-                    test_uplink_tls.py
+                    test_uplink_tls.py test_api.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
@@ -139,8 +148,9 @@ integration-asan: unit-asan
 
 # --- fuzzing (libFuzzer, clang-14) ------------------------------------------
 #
-# What the uplink parses from the network. `make test` fuzzes for a bounded
-# time from the seed corpus; `make fuzz` longer (FUZZ_SECONDS).
+# What the uplink parses from the network: the cloud's responses and the
+# console's requests. `make test` fuzzes each for a bounded time from its
+# seed corpus; `make fuzz` longer (FUZZ_SECONDS).
 
 FUZZ_CC      := clang-14
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -151,11 +161,17 @@ $(BUILD)/fuzz/fuzz_response: tests/fuzz/fuzz_response.c services/uplink/http.c \
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser -lcjson -lsodium
 
-fuzz-smoke: $(BUILD)/fuzz/fuzz_response
-	scripts/run-fuzz $< tests/fuzz/corpus/response 30
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c services/uplink/request.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser
 
-fuzz: $(BUILD)/fuzz/fuzz_response
-	scripts/run-fuzz $< tests/fuzz/corpus/response $(FUZZ_SECONDS)
+fuzz-smoke: $(BUILD)/fuzz/fuzz_response $(BUILD)/fuzz/fuzz_request
+	scripts/run-fuzz $(BUILD)/fuzz/fuzz_response tests/fuzz/corpus/response 30
+	scripts/run-fuzz $(BUILD)/fuzz/fuzz_request tests/fuzz/corpus/request 30
+
+fuzz: $(BUILD)/fuzz/fuzz_response $(BUILD)/fuzz/fuzz_request
+	scripts/run-fuzz $(BUILD)/fuzz/fuzz_response tests/fuzz/corpus/response $(FUZZ_SECONDS)
+	scripts/run-fuzz $(BUILD)/fuzz/fuzz_request tests/fuzz/corpus/request $(FUZZ_SECONDS)
 
 test: deps check-style unit unit-asan fuzz-smoke integration integration-asan
 
@@ -163,6 +179,7 @@ bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_uplink.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_shaping.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console.py
 
 # --- style -------------------------------------------------------------------
 

@@ -39,6 +39,7 @@
 
 #include "common/log.h"
 #include "common/spool.h"
+#include "uplink/api.h"
 #include "uplink/https.h"
 #include "uplink/shaper.h"
 #include "uplink/stow.h"
@@ -127,6 +128,24 @@ struct op_uplink {
 	uint64_t shaped_burst; /* the [shaping] burst the shaper has */
 	time_t clock_offset;   /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
 	int scavenger;         /* TCP-LP, when the kernel has it */
+
+	/* Set through the console, kept in the spool's settings: they
+	 * override the configuration file until cleared. */
+	int operator_paused;
+	int rate_overridden;
+	uint64_t rate_override;
+	char schedule_override[sizeof(((op_shaping_config *)0)->schedule)]; /* "" none */
+	op_schedule schedule_override_parsed;
+
+	int64_t started_at;
+	/* Bytes written per wall-clock minute, the last OP_THROUGHPUT_MINUTES. */
+	uint64_t throughput[OP_THROUGHPUT_MINUTES];
+	int64_t throughput_minute; /* minutes since the epoch of the last slot */
+	uint64_t throughput_seen;  /* shaper.bytes already counted */
+	op_uplink_error errors[OP_UPLINK_ERRORS];
+	unsigned n_errors; /* ever recorded; the ring holds the last ones */
+
+	op_api *api;
 };
 
 static void claim(struct slot *s);
@@ -152,10 +171,21 @@ static int64_t backoff_ms(int n, int cap_s)
 	return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
 }
 
+static void note_error(op_uplink *up, const char *event, const char *message)
+{
+	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
+
+	e->time = now_ms();
+	snprintf(e->event, sizeof(e->event), "%s", event);
+	snprintf(e->message, sizeof(e->message), "%s", message);
+}
+
 static void set_link(op_uplink *up, enum link_state state, const char *reason)
 {
 	if (up->link == state && strcmp(up->link_reason, reason) == 0)
 		return;
+	if (state == LINK_DOWN || state == LINK_PAUSED)
+		note_error(up, "uplink.link", reason);
 	if (up->link != state)
 		up->link_since = now_ms();
 	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
@@ -320,10 +350,11 @@ static void settle(struct slot *s, int http_status)
 		counts[r->verdict]++;
 		if (r->verdict == OP_VERDICT_SENT)
 			bytes += s->items[i].size;
-		if (r->verdict == OP_VERDICT_QUARANTINE)
+		if (r->verdict == OP_VERDICT_QUARANTINE) {
 			op_error("uplink.quarantine", "sop=%s study=%s reason=\"%s\"",
 				 s->items[i].sop_instance_uid, s->items[i].study_uid, r->reason);
-		else if (r->verdict == OP_VERDICT_RETRY)
+			note_error(up, "uplink.quarantine", r->reason);
+		} else if (r->verdict == OP_VERDICT_RETRY)
 			op_warn("uplink.retry", "sop=%s attempts=%d reason=\"%s\"",
 				s->items[i].sop_instance_uid, s->items[i].attempts + 1, r->reason);
 	}
@@ -734,7 +765,7 @@ static void claim(struct slot *s)
 	/* A file read of the last request still in flight holds s->fs. A rate
 	 * of 0 (the schedule's pause) sends nothing. */
 	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED ||
-	    up->shaper.rate == 0)
+	    up->shaper.rate == 0 || up->operator_paused)
 		return;
 	if (up->link == LINK_PAUSED || up->link == LINK_DOWN) {
 		/* One probe at a time, when its back-off has passed. */
@@ -754,6 +785,25 @@ static void claim(struct slot *s)
 		s->state = SLOT_IDLE;
 }
 
+/* Adds what was written since the last tick to the current minute. */
+static void count_throughput(op_uplink *up)
+{
+	int64_t minute = now_ms() / 60000;
+	int64_t gap = minute - up->throughput_minute;
+
+	if (gap > 0) {
+		if (gap > OP_THROUGHPUT_MINUTES)
+			gap = OP_THROUGHPUT_MINUTES;
+		memmove(up->throughput, up->throughput + gap,
+			(size_t)(OP_THROUGHPUT_MINUTES - gap) * sizeof(up->throughput[0]));
+		memset(up->throughput + OP_THROUGHPUT_MINUTES - gap, 0,
+		       (size_t)gap * sizeof(up->throughput[0]));
+	}
+	up->throughput_minute = minute;
+	up->throughput[OP_THROUGHPUT_MINUTES - 1] += up->shaper.bytes - up->throughput_seen;
+	up->throughput_seen = up->shaper.bytes;
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	op_uplink *up = t->data;
@@ -764,6 +814,7 @@ static void on_tick(uv_timer_t *t)
 		up->next_probe_at = 0;
 	}
 	apply_rate(up, "schedule");
+	count_throughput(up);
 	for (int i = 0; i < up->n_slots; i++)
 		claim(&up->slots[i]);
 }
@@ -781,7 +832,7 @@ static uint64_t mono_ns(void)
 /* A rate of 0 (a schedule's pause) ends the requests in flight: a server
  * would time out a body stalled for hours. Their instances go back to the
  * queue, no attempt counted. */
-static void pause_requests(op_uplink *up)
+static void pause_requests(op_uplink *up, const char *why)
 {
 	for (int i = 0; i < up->n_slots; i++) {
 		struct slot *s = &up->slots[i];
@@ -793,7 +844,7 @@ static void pause_requests(op_uplink *up)
 			close_file(s);
 		op_https_close(s->conn);
 		s->conn = NULL;
-		settle_all(s, OP_VERDICT_REQUEUE, "paused: the shaping rate is 0", 0);
+		settle_all(s, OP_VERDICT_REQUEUE, why, 0);
 	}
 }
 
@@ -806,7 +857,9 @@ static void apply_rate(op_uplink *up, const char *why)
 	struct tm tm;
 
 	localtime_r(&t, &tm);
-	rate = op_schedule_rate(&up->cfg.shaping.parsed, up->cfg.shaping.rate, &tm);
+	rate = op_schedule_rate(
+		*up->schedule_override ? &up->schedule_override_parsed : &up->cfg.shaping.parsed,
+		up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
 	if (rate == up->shaper.rate && burst == up->shaped_burst)
 		return;
 	op_shaper_set(&up->shaper, rate, burst, mono_ns());
@@ -814,7 +867,7 @@ static void apply_rate(op_uplink *up, const char *why)
 	op_rate_format(rate, text, sizeof(text));
 	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
 	if (rate == 0)
-		pause_requests(up);
+		pause_requests(up, "paused: the shaping rate is 0");
 	/* Writes held back at the old rate ask again at the new one; the
 	 * connections stay up. */
 	for (int i = 0; i < up->n_slots; i++)
@@ -857,6 +910,31 @@ static void test_clock(op_uplink *up)
 }
 
 /* --- life cycle ----------------------------------------------------------------- */
+
+/* What the operator set through the console, kept in the spool. */
+static void load_settings(op_uplink *up)
+{
+	char v[1024], why[256];
+	uint64_t rate;
+
+	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
+		up->operator_paused = 1;
+		op_warn("uplink.paused", "reason=\"paused by the operator (console or outpostctl); "
+					 "resume there\"");
+	}
+	if (op_spool_setting_get(up->spool, "shaping.rate", v, sizeof(v)) == 0 &&
+	    op_rate_parse(v, &rate) == 0) {
+		up->rate_overridden = 1;
+		up->rate_override = rate;
+		op_info("uplink.shaping", "rate=%s source=console", v);
+	}
+	if (op_spool_setting_get(up->spool, "shaping.schedule", v, sizeof(v)) == 0 &&
+	    strlen(v) < sizeof(up->schedule_override) &&
+	    op_schedule_parse(v, &up->schedule_override_parsed, why, sizeof(why)) == 0) {
+		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", v);
+		op_info("uplink.shaping", "schedule=\"%s\" source=console", v);
+	}
+}
 
 static int make_slots(op_uplink *up)
 {
@@ -932,7 +1010,6 @@ static int apply_cloud(op_uplink *up, const char *why)
 static void on_signal(uv_signal_t *sig, int signum)
 {
 	op_uplink *up = sig->data;
-	op_config cfg;
 	char err[640];
 
 	if (signum != SIGHUP) {
@@ -952,15 +1029,26 @@ static void on_signal(uv_signal_t *sig, int signum)
 		uv_close((uv_handle_t *)&up->tick, NULL);
 		for (int i = 0; i < 3; i++)
 			uv_close((uv_handle_t *)&up->sig[i], NULL);
+		op_api_close(up->api);
+		up->api = NULL;
 		return;
 	}
+	op_uplink_reload(up, err, sizeof(err));
+}
+
+int op_uplink_reload(op_uplink *up, char *err, size_t errlen)
+{
+	op_console_config kept;
+	op_config cfg;
+
 	if (!up->config_path) {
-		op_warn("config.reload", "reason=\"started without --config: nothing to reload\"");
-		return;
+		snprintf(err, errlen, "started without --config: nothing to reload");
+		op_warn("config.reload", "reason=\"%s\"", err);
+		return -ENOENT;
 	}
-	if (op_config_load(&cfg, up->config_path, err, sizeof(err)) < 0) {
+	if (op_config_load(&cfg, up->config_path, err, errlen) < 0) {
 		op_error("config.reload", "result=refused error=\"%s\"", err);
-		return;
+		return -EINVAL;
 	}
 	if (cfg.cloud.connections != up->cfg.cloud.connections ||
 	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances ||
@@ -968,12 +1056,26 @@ static void on_signal(uv_signal_t *sig, int signum)
 		op_warn("config.reload",
 			"reason=\"connections, batch_max_instances and [spool] dir "
 			"take effect at the next start\"");
+	if (strcmp(cfg.console.listen, up->cfg.console.listen) != 0 ||
+	    strcmp(cfg.console.socket, up->cfg.console.socket) != 0 ||
+	    strcmp(cfg.console.tls_cert, up->cfg.console.tls_cert) != 0 ||
+	    strcmp(cfg.console.tls_key, up->cfg.console.tls_key) != 0)
+		op_warn("config.reload", "reason=\"[console] listen, socket, tls_cert and tls_key "
+					 "take effect at the next start\"");
 	cfg.cloud.connections = up->cfg.cloud.connections;
 	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
 	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", up->cfg.spool.dir);
+	/* The listeners stay as they are; the password, the web root and
+	 * the session lifetime change now. */
+	kept = up->cfg.console;
+	memcpy(kept.password_hash, cfg.console.password_hash, sizeof(kept.password_hash));
+	memcpy(kept.web_root, cfg.console.web_root, sizeof(kept.web_root));
+	kept.session_ttl = cfg.console.session_ttl;
+	cfg.console = kept;
 	up->cfg = cfg;
 	up->batch_bytes = 0;
 	op_log_set_level(cfg.log_level);
+	op_api_configure(up->api, &up->cfg.console);
 	/* Idle connections were made with the old settings. */
 	for (int i = 0; i < up->n_slots; i++) {
 		if (up->slots[i].state == SLOT_IDLE) {
@@ -982,11 +1084,13 @@ static void on_signal(uv_signal_t *sig, int signum)
 		}
 	}
 	apply_rate(up, "reload");
-	if (apply_cloud(up, "reload") == 0)
-		op_info("config.reload", "result=ok path=%s", up->config_path);
-	else
-		op_error("config.reload", "result=partial reason=\"TLS settings refused; the "
-					  "previous ones stay\"");
+	if (apply_cloud(up, "reload") < 0) {
+		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
+		op_error("config.reload", "result=partial reason=\"%s\"", err);
+		return -EINVAL;
+	}
+	op_info("config.reload", "result=ok path=%s", up->config_path);
+	return 0;
 }
 
 int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_path, op_uplink **out)
@@ -1012,6 +1116,10 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_pat
 			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
 	if (rc == 0)
 		rc = make_slots(up);
+	if (rc == 0)
+		load_settings(up);
+	up->started_at = now_ms();
+	up->throughput_minute = up->started_at / 60000;
 	op_shaper_init(&up->shaper, mono_ns());
 	test_clock(up);
 	if (cfg->shaping.scavenger) {
@@ -1033,6 +1141,91 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_pat
 	return 0;
 }
 
+void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	count_throughput(up);
+	v->link = up->operator_paused ? "paused" : link_names[up->link];
+	v->link_since = up->link_since;
+	snprintf(v->link_reason, sizeof(v->link_reason), "%s",
+		 up->operator_paused ? "paused by the operator" : up->link_reason);
+	v->paused_by_operator = up->operator_paused;
+	v->credentials_refused = up->link == LINK_PAUSED;
+	v->rate = up->shaper.rate;
+	v->configured_rate = up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
+	v->rate_source = up->rate_overridden ? "console" : "config";
+	snprintf(v->schedule, sizeof(v->schedule), "%s",
+		 *up->schedule_override ? up->schedule_override : up->cfg.shaping.schedule);
+	v->schedule_source = *up->schedule_override ? "console" : "config";
+	v->started_at = up->started_at;
+	memcpy(v->throughput, up->throughput, sizeof(v->throughput));
+	for (unsigned i = 0; i < OP_UPLINK_ERRORS && i < up->n_errors; i++)
+		v->errors[v->n_errors++] = up->errors[(up->n_errors - 1 - i) % OP_UPLINK_ERRORS];
+	snprintf(v->spool_dir, sizeof(v->spool_dir), "%s", up->cfg.spool.dir);
+	v->max_bytes = up->cfg.spool.max_bytes;
+	v->min_free_bytes = up->cfg.spool.min_free_bytes;
+	snprintf(v->cloud_url, sizeof(v->cloud_url), "%s", up->cfg.cloud.url);
+	v->receiver_port = up->cfg.receiver.port;
+	snprintf(v->receiver_ae, sizeof(v->receiver_ae), "%s", up->cfg.receiver.ae_title);
+}
+
+op_spool *op_uplink_spool(op_uplink *up)
+{
+	return up->spool;
+}
+
+const op_config *op_uplink_config(const op_uplink *up)
+{
+	return &up->cfg;
+}
+
+op_tls *op_uplink_tls(op_uplink *up)
+{
+	return up->link == LINK_UNPROVISIONED ? NULL : up->tls;
+}
+
+const char *op_uplink_auth_header(const op_uplink *up)
+{
+	return up->auth;
+}
+
+void op_uplink_link_verified(op_uplink *up)
+{
+	if (up->link == LINK_STARTING)
+		link_ok(up);
+}
+
+void op_uplink_set_paused(op_uplink *up, int paused)
+{
+	if (up->operator_paused == !!paused)
+		return;
+	up->operator_paused = !!paused;
+	if (paused) {
+		op_warn("uplink.paused", "reason=\"paused by the operator\"");
+		pause_requests(up, "paused by the operator");
+		return;
+	}
+	op_info("uplink.resumed", "reason=\"resumed by the operator\"");
+	up->next_probe_at = 0;
+	for (int i = 0; i < up->n_slots; i++)
+		claim(&up->slots[i]);
+}
+
+void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule)
+{
+	char why[256];
+
+	up->rate_overridden = rate != NULL;
+	up->rate_override = rate ? *rate : 0;
+	up->schedule_override[0] = '\0';
+	if (schedule && strlen(schedule) < sizeof(up->schedule_override) &&
+	    op_schedule_parse(schedule, &up->schedule_override_parsed, why, sizeof(why)) == 0)
+		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", schedule);
+	apply_rate(up, "console");
+	for (int i = 0; i < up->n_slots; i++)
+		claim(&up->slots[i]);
+}
+
 int op_uplink_start(op_uplink *up)
 {
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
@@ -1046,6 +1239,8 @@ int op_uplink_start(op_uplink *up)
 		uv_signal_start(&up->sig[i], on_signal, signums[i]);
 	}
 	apply_rate(up, "start");
+	if (op_api_open(up->loop, up, &up->api) < 0)
+		return -ENOMEM;
 	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
 	return 0;
 }
@@ -1054,6 +1249,7 @@ void op_uplink_close(op_uplink *up)
 {
 	if (!up)
 		return;
+	op_api_close(up->api);
 	free_slots(up);
 	op_tls_close(up->tls);
 	op_spool_close(up->spool);

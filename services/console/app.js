@@ -1,0 +1,545 @@
+/*
+ * The Outpost web console: polls GET /api/status every 5 s and the study
+ * list with it, and drives the operator actions of docs/API.md (pause,
+ * retry, shaping, test link). Plain ES2020, no library.
+ *
+ * Every piece of data from the server goes into the page through
+ * textContent or an attribute, never through innerHTML: a study's error
+ * text or a patient ID is data, not markup.
+ */
+'use strict';
+
+const POLL_MS = 5000;
+const PER_PAGE = 50;
+const STATES = ['queued', 'sending', 'sent', 'quarantined'];
+
+const $ = (id) => document.getElementById(id);
+const byTest = (id) => document.querySelector(`[data-testid="${id}"]`);
+
+const ui = {
+  pollTimer: null,
+  round: 0, // the newest refresh(): only its answer is shown
+  renders: 0, // rounds shown so far (data-renders: tests wait on it)
+  loggedOut: false, // a 401 seen: no polling until a login succeeds
+  paused: null, // link.paused_by_operator as last known
+  queue: { state: '', page: 1, total: 0 },
+};
+
+/* --- the API ------------------------------------------------------------ */
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/*
+ * One API call. The X-Requested-With header keeps the server from sending
+ * WWW-Authenticate (no browser dialog); the session is the cookie. A 401
+ * on anything but the login itself shows the login form.
+ */
+async function api(method, path, body, timeoutMs = 15000) {
+  const init = {
+    method,
+    credentials: 'same-origin',
+    cache: 'no-store',
+    headers: { 'X-Requested-With': 'outpost-console', Accept: 'application/json' },
+  };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const abort = new AbortController();
+  init.signal = abort.signal;
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  let res;
+  let text;
+  try {
+    res = await fetch(path, init);
+    text = await res.text();
+  } catch (e) {
+    const why = e.name === 'AbortError' ? `no answer in ${timeoutMs / 1000} s` : e.message;
+    throw new ApiError(0, `cannot reach the appliance (${why})`);
+  } finally {
+    clearTimeout(timer);
+  }
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (e) {
+    data = null;
+  }
+  if (res.ok) return data;
+  const message = data && typeof data.error === 'string' ? data.error : `HTTP ${res.status}`;
+  if (res.status === 401 && path !== '/api/login') showLogin();
+  throw new ApiError(res.status, message);
+}
+
+/* --- formatting ---------------------------------------------------------- */
+
+function fmtInt(n) {
+  return n === null || n === undefined ? '—' : String(n);
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return '—';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : v < 100 ? 1 : 0)} ${units[i]}`;
+}
+
+function fmtRate(bits) {
+  if (bits === null || bits === undefined) return 'unlimited';
+  if (bits === 0) return '0 (uploads paused)';
+  const units = ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s'];
+  let v = bits;
+  let i = 0;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${Number(v.toFixed(2))} ${units[i]}`;
+}
+
+function fmtAge(s) {
+  if (s === null || s === undefined) return '—';
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ${m % 60} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+
+function fmtTime(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (x) => String(x).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
+    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/* Sets an element's text, and its exact value (a number; '' when the
+   server gave none) in data-value when the element carries one. */
+function put(testid, text, value) {
+  const e = byTest(testid);
+  if (!e) return;
+  e.textContent = text;
+  if (value !== undefined || e.hasAttribute('data-value')) {
+    e.dataset.value = value === null || value === undefined ? '' : String(value);
+  }
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-') || k === 'title' || k === 'type') e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) e.append(c === null || c === undefined ? '' : c);
+  return e;
+}
+
+function showMessage(id, text) {
+  const e = $(id);
+  e.textContent = text || '';
+  e.hidden = !text;
+}
+
+/* --- login --------------------------------------------------------------- */
+
+function showLogin() {
+  ui.loggedOut = true;
+  stopPolling();
+  $('app').hidden = true;
+  $('meta').hidden = true;
+  $('logout').hidden = true;
+  showMessage('banner', '');
+  $('login').hidden = false;
+  $('password').focus();
+}
+
+async function onLogin(ev) {
+  ev.preventDefault();
+  const form = $('login-form');
+  const password = $('password').value;
+  showMessage('login-error', '');
+  form.querySelector('button').disabled = true;
+  try {
+    await api('POST', '/api/login', { password });
+    $('password').value = '';
+    $('login').hidden = true;
+    ui.loggedOut = false;
+    await refresh();
+  } catch (e) {
+    showMessage('login-error', e.status === 401 ? 'Wrong password.' : e.message);
+  } finally {
+    form.querySelector('button').disabled = false;
+  }
+}
+
+async function onLogout() {
+  try {
+    await api('POST', '/api/logout', {});
+  } catch (e) {
+    /* The session is gone either way once the form shows. */
+  }
+  showLogin();
+}
+
+/* --- status -------------------------------------------------------------- */
+
+function renderStatus(s) {
+  put('version', s.version);
+  put('uptime', fmtAge(s.uptime), s.uptime);
+  put('updated', fmtTime(s.time));
+
+  const link = s.link || {};
+  const state = byTest('link-state');
+  state.textContent = link.state || '—';
+  state.dataset.state = link.state || '';
+  put('link-since', fmtTime(link.since));
+  put('link-reason', link.reason || '—');
+  renderPause(!!link.paused_by_operator);
+
+  const rate = s.rate || {};
+  put('rate-current', fmtRate(rate.current), rate.current);
+  put('rate-configured', fmtRate(rate.configured), rate.configured);
+  put('rate-schedule', rate.schedule || '—');
+  const source = (x) => (x === 'console' ? 'the console' : 'the configuration file');
+  put('rate-source', rate.schedule_source && rate.schedule_source !== rate.source
+    ? `rate: ${source(rate.source)}; schedule: ${source(rate.schedule_source)}` : source(rate.source));
+  $('rate').placeholder = rate.source === 'console' && rate.configured !== null
+    ? `now ${fmtRate(rate.configured)}` : '';
+  $('schedule').placeholder = rate.schedule || '';
+
+  const q = s.queue || {};
+  for (const st of STATES) {
+    const row = q[st] || {};
+    put(`queue-${st}-instances`, fmtInt(row.instances), row.instances);
+    put(`queue-${st}-bytes`, fmtBytes(row.bytes), row.bytes);
+  }
+  put('oldest-queued', fmtAge(q.oldest_queued_age), q.oldest_queued_age);
+  put('studies-queued', fmtInt(q.studies_queued), q.studies_queued);
+
+  const d = s.disk || {};
+  put('disk-free', fmtBytes(d.free), d.free);
+  put('disk-total', fmtBytes(d.total), d.total);
+  put('disk-spool', fmtBytes(d.spool_bytes), d.spool_bytes);
+  put('disk-max', d.max_bytes ? fmtBytes(d.max_bytes) : 'no limit', d.max_bytes);
+  put('disk-min-free', fmtBytes(d.min_free_bytes), d.min_free_bytes);
+  const used = d.total ? Math.min(100, Math.max(0, 100 * (1 - d.free / d.total))) : 0;
+  const bar = $('disk-bar');
+  bar.style.width = `${used.toFixed(1)}%`;
+  bar.className = d.free !== undefined && d.free <= (d.min_free_bytes || 0) * 2 ? 'low' : '';
+
+  const c = s.counters || {};
+  put('counter-received', fmtInt(c.received_instances), c.received_instances);
+  put('counter-uploaded', fmtInt(c.uploaded_instances), c.uploaded_instances);
+  put('counter-uploaded-bytes', fmtBytes(c.uploaded_bytes), c.uploaded_bytes);
+  put('counter-retries', fmtInt(c.retries), c.retries);
+  put('counter-quarantined', fmtInt(c.quarantined), c.quarantined);
+
+  renderAlarms(s.alarms || []);
+  renderChart((s.throughput && s.throughput.bytes) || [], (s.throughput && s.throughput.interval) || 60);
+
+  $('meta').hidden = false;
+  $('logout').hidden = false;
+  $('app').hidden = false;
+}
+
+function renderPause(paused) {
+  ui.paused = paused;
+  const b = $('pause');
+  b.textContent = paused ? 'Resume uploads' : 'Pause uploads';
+  b.dataset.paused = String(paused);
+  b.classList.toggle('resume', paused);
+  b.disabled = false;
+}
+
+function renderAlarms(alarms) {
+  const ul = $('alarms');
+  ul.replaceChildren();
+  ul.dataset.count = String(alarms.length);
+  if (!alarms.length) {
+    ul.append(el('li', { class: 'none' }, 'No alarms.'));
+    return;
+  }
+  for (const a of alarms) {
+    const sev = a.severity === 'error' ? 'error' : 'warning';
+    ul.append(el('li', { class: `alarm ${sev}`, 'data-alarm': a.id || '', 'data-severity': sev },
+      el('span', { class: 'sev' }, sev), ' ', a.message || a.id || ''));
+  }
+}
+
+function renderChart(bytes, interval) {
+  const svg = $('chart');
+  const NS = 'http://www.w3.org/2000/svg';
+  const W = 600;
+  const H = 120;
+  svg.replaceChildren();
+  const n = Math.max(bytes.length, 1);
+  const max = Math.max(1, ...bytes);
+  const step = W / n;
+  bytes.forEach((b, i) => {
+    const h = b > 0 ? Math.max(1, (b / max) * (H - 4)) : 0;
+    const r = document.createElementNS(NS, 'rect');
+    r.setAttribute('x', (i * step + step * 0.1).toFixed(2));
+    r.setAttribute('y', (H - h).toFixed(2));
+    r.setAttribute('width', (step * 0.8).toFixed(2));
+    r.setAttribute('height', h.toFixed(2));
+    r.setAttribute('data-value', String(b));
+    const t = document.createElementNS(NS, 'title');
+    t.textContent = `${n - i} min ago: ${fmtBytes(b)}`;
+    r.append(t);
+    svg.append(r);
+  });
+  const base = document.createElementNS(NS, 'line');
+  base.setAttribute('x1', '0');
+  base.setAttribute('x2', String(W));
+  base.setAttribute('y1', String(H - 0.5));
+  base.setAttribute('y2', String(H - 0.5));
+  base.setAttribute('class', 'base');
+  svg.append(base);
+  const total = bytes.reduce((a, b) => a + b, 0);
+  const peak = Math.max(0, ...bytes);
+  put('throughput-total', total
+    ? `${fmtBytes(total)} in all; busiest minute ${fmtRate(Math.round((peak * 8) / interval))}`
+    : 'nothing sent', total);
+}
+
+/* --- studies ------------------------------------------------------------- */
+
+function renderQueue(r) {
+  ui.queue.total = r.total || 0;
+  const pages = Math.max(1, Math.ceil(ui.queue.total / (r.per_page || PER_PAGE)));
+  put('queue-page', `page ${r.page || ui.queue.page} of ${pages} (${ui.queue.total} studies)`,
+    ui.queue.total);
+  $('prev').disabled = ui.queue.page <= 1;
+  $('next').disabled = ui.queue.page >= pages;
+  const tbody = $('studies');
+  tbody.replaceChildren();
+  if (!r.studies || !r.studies.length) {
+    tbody.append(el('tr', {}, el('td', { colSpan: 10, class: 'none' }, 'No studies.')));
+    return;
+  }
+  for (const st of r.studies) {
+    const states = st.states || {};
+    const summary = STATES.filter((k) => states[k]).map((k) => `${k} ${states[k]}`).join(' · ');
+    let action = '';
+    if (states.quarantined) {
+      const b = el('button', { type: 'button', class: 'small', 'data-testid': 'retry-study' }, 'Retry');
+      b.addEventListener('click', () => retry({ study: st.study_uid }, b));
+      action = b;
+    }
+    tbody.append(el('tr', { 'data-testid': 'study-row', 'data-study': st.study_uid || '' },
+      el('td', { class: 'uid', 'data-label': 'Study UID' }, st.study_uid),
+      el('td', { 'data-label': 'Patient ID' }, st.patient_id),
+      el('td', { 'data-label': 'Modality' }, st.modality),
+      el('td', { class: 'num', 'data-label': 'Instances' }, fmtInt(st.instances)),
+      el('td', { 'data-label': 'States' }, summary || '—'),
+      el('td', { class: 'num', 'data-label': 'Attempts' }, fmtInt(st.attempts)),
+      el('td', { class: 'err', 'data-label': 'Last error' }, st.last_error || ''),
+      el('td', { 'data-label': 'Urgent' }, st.urgent ? el('span', { class: 'badge' }, 'urgent') : ''),
+      el('td', { 'data-label': 'Received' }, fmtTime(st.received_at)),
+      el('td', {}, action)));
+  }
+}
+
+/* The study list; `current` says whether its answer is still wanted. */
+async function loadQueue(current = () => true) {
+  const q = new URLSearchParams({ page: String(ui.queue.page), per_page: String(PER_PAGE) });
+  if (ui.queue.state) q.set('state', ui.queue.state);
+  try {
+    const r = await api('GET', `/api/queue?${q}`);
+    if (!current()) return;
+    renderQueue(r);
+    showMessage('queue-error', '');
+  } catch (e) {
+    if (e.status !== 401 && current()) showMessage('queue-error', e.message);
+  }
+}
+
+async function retry(body, button) {
+  holdPolling();
+  if (button) button.disabled = true;
+  try {
+    const r = await api('POST', '/api/retry', body);
+    showMessage('queue-error', '');
+    flash(`${r.requeued} instance${r.requeued === 1 ? '' : 's'} back in the queue.`);
+  } catch (e) {
+    if (e.status !== 401) showMessage('queue-error', e.message);
+  } finally {
+    if (button) button.disabled = false;
+  }
+  await refresh();
+}
+
+/* --- actions --------------------------------------------------------------- */
+
+function flash(text) {
+  const b = $('banner');
+  b.className = 'banner info';
+  showMessage('banner', text);
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => showMessage('banner', ''), 4000);
+}
+
+async function onPause() {
+  const b = $('pause');
+  const path = ui.paused ? '/api/resume' : '/api/pause';
+  holdPolling();
+  b.disabled = true;
+  showMessage('link-error', '');
+  try {
+    const r = await api('POST', path, {});
+    renderPause(!!r.paused);
+  } catch (e) {
+    if (e.status !== 401) showMessage('link-error', e.message);
+    b.disabled = false;
+  }
+  await refresh();
+}
+
+async function onTestLink() {
+  const b = $('test-link');
+  const ol = $('test-steps');
+  b.disabled = true;
+  b.textContent = 'Testing…';
+  showMessage('link-error', '');
+  ol.replaceChildren();
+  ol.hidden = true;
+  try {
+    const r = await api('POST', '/api/test-link', {}, 180000);
+    for (const s of r.steps || []) {
+      ol.append(el('li', { class: s.ok ? 'ok' : 'failed', 'data-step': s.step || '', 'data-ok': String(!!s.ok) },
+        el('b', {}, s.step || ''), ' ',
+        el('span', { class: 'verdict' }, s.ok ? 'ok' : 'failed'), ' ',
+        el('span', { class: 'ms' }, `${fmtInt(s.ms)} ms`), ' ',
+        el('span', { class: 'detail' }, s.detail || '')));
+    }
+    ol.dataset.ok = String(!!r.ok);
+    ol.hidden = false;
+  } catch (e) {
+    if (e.status !== 401) showMessage('link-error', e.message);
+  } finally {
+    b.disabled = false;
+    b.textContent = 'Test link';
+  }
+}
+
+async function putShaping(body) {
+  holdPolling();
+  showMessage('shaping-error', '');
+  showMessage('shaping-ok', '');
+  try {
+    const r = await api('PUT', '/api/shaping', body);
+    showMessage('shaping-ok', `Applied: now ${fmtRate(r && r.current)}` +
+      (r && r.schedule ? `, schedule ${r.schedule}` : ''));
+    $('rate').value = '';
+    $('schedule').value = '';
+  } catch (e) {
+    if (e.status !== 401) showMessage('shaping-error', e.message);
+  }
+  await refresh();
+}
+
+function onShaping(ev) {
+  ev.preventDefault();
+  const body = {};
+  const rate = $('rate').value.trim();
+  const schedule = $('schedule').value.trim();
+  if (rate) body.rate = rate;
+  if (schedule) body.schedule = schedule;
+  if (!Object.keys(body).length) {
+    showMessage('shaping-error', 'Enter a rate, a schedule or both.');
+    return;
+  }
+  putShaping(body);
+}
+
+/* --- polling --------------------------------------------------------------- */
+
+function stopPolling() {
+  clearTimeout(ui.pollTimer);
+  ui.pollTimer = null;
+}
+
+/*
+ * Before an action (pause, retry, shaping): no poll starts while it runs,
+ * and the answer of one already in flight is dropped, since it may predate
+ * the action. The action ends with a refresh() of its own.
+ */
+function holdPolling() {
+  stopPolling();
+  ui.round++;
+}
+
+/* One round: the status, then the studies; the next round in POLL_MS. */
+async function refresh() {
+  if (ui.loggedOut) return;
+  const round = ++ui.round;
+  const current = () => round === ui.round && !ui.loggedOut;
+  stopPolling();
+  try {
+    const s = await api('GET', '/api/status');
+    if (!current()) return;
+    if ($('banner').classList.contains('error')) showMessage('banner', '');
+    renderStatus(s);
+    await loadQueue(current);
+    if (!current()) return;
+    // A round is shown whole (status and studies): tests wait on these.
+    $('app').dataset.updated = s.time || String(Date.now());
+    $('app').dataset.renders = String(++ui.renders);
+  } catch (e) {
+    if (e.status === 401 || !current()) return; // the login form is up, or a newer round runs
+    const b = $('banner');
+    b.className = 'banner error';
+    showMessage('banner', e.message);
+    if (e.status === 403) {
+      // No console password is set: there is nothing to log in to.
+      $('app').hidden = true;
+      $('login').hidden = true;
+    }
+  }
+  if (current() && document.visibilityState !== 'hidden') {
+    ui.pollTimer = setTimeout(refresh, POLL_MS);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('login-form').addEventListener('submit', onLogin);
+  $('logout').addEventListener('click', onLogout);
+  $('pause').addEventListener('click', onPause);
+  $('test-link').addEventListener('click', onTestLink);
+  $('shaping').addEventListener('submit', onShaping);
+  $('shaping-reset').addEventListener('click', () => putShaping({ rate: null, schedule: null }));
+  $('retry-all').addEventListener('click', (ev) => retry({ all: true }, ev.currentTarget));
+  $('queue-state').addEventListener('change', (ev) => {
+    ui.queue.state = ev.target.value;
+    ui.queue.page = 1;
+    loadQueue();
+  });
+  $('prev').addEventListener('click', () => {
+    ui.queue.page = Math.max(1, ui.queue.page - 1);
+    loadQueue();
+  });
+  $('next').addEventListener('click', () => {
+    ui.queue.page += 1;
+    loadQueue();
+  });
+  // A phone's hidden tab need not poll; catch up when it shows again.
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && !ui.loggedOut) refresh();
+    else stopPolling();
+  });
+  refresh();
+});

@@ -1,0 +1,722 @@
+/*
+ * console: HTTP/1.1 framing for the status API and the web console (see
+ * console.h).
+ *
+ * A connection's bytes go: socket -> (TLS: mbedTLS reads the ciphertext
+ * from conn->in) -> the request parser (request.c). When a request is
+ * complete, bytes that follow wait in conn->pending until the answer has
+ * been written. Limits: those of request.h, 64 connections, 60 s without
+ * a byte.
+ */
+#include "uplink/console.h"
+
+#include <errno.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define MAX_CONNS 64
+#define PENDING_BYTES (OP_REQUEST_BODY_MAX + OP_REQUEST_HEADERS_MAX + OP_REQUEST_URL_MAX)
+#define IDLE_MS 60000
+
+/* A TCP or Unix socket handle, seen as whichever libuv needs. */
+union stream {
+	uv_handle_t handle;
+	uv_stream_t stream;
+	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+};
+
+struct listener {
+	union stream h;
+	op_console *console;
+	int local;
+	int open;
+};
+
+struct op_console {
+	uv_loop_t *loop;
+	op_console_handler handler;
+	void *ctx;
+	struct listener tcp, unix_sock;
+	char socket_path[sizeof(((op_console_config *)0)->socket)];
+	struct conn *conns; /* all open connections */
+	int n_conns;
+
+	int tls; /* TCP listener speaks HTTPS */
+	mbedtls_entropy_context entropy;
+	mbedtls_ctr_drbg_context drbg;
+	mbedtls_x509_crt cert;
+	mbedtls_pk_context key;
+	mbedtls_ssl_config ssl_conf;
+};
+
+struct op_console_req {
+	struct conn *conn; /* NULL once the connection is gone */
+	op_request *r;
+	int local, tls;
+	char peer[64];
+};
+
+struct conn {
+	union stream h;
+	uv_timer_t idle;
+	op_console *console;
+	struct conn *next, **prev;
+	int closing;
+	int local;
+	char peer[64];
+
+	op_request_parser parser;
+	op_console_req *req; /* being answered */
+	int busy;
+
+	unsigned char *pending; /* plaintext that came while busy */
+	size_t pending_len;
+
+	int tls;
+	int handshaken;
+	mbedtls_ssl_context ssl;
+	unsigned char *in; /* ciphertext not yet read by mbedTLS */
+	size_t in_len, in_off;
+};
+
+static void conn_close(struct conn *c);
+static void feed(struct conn *c, const char *data, size_t len);
+
+/* --- requests ---------------------------------------------------------------- */
+
+const op_request *op_console_request(const op_console_req *r)
+{
+	return r->r;
+}
+
+int op_console_is_local(const op_console_req *r)
+{
+	return r->local;
+}
+
+int op_console_is_tls(const op_console_req *r)
+{
+	return r->tls;
+}
+
+const char *op_console_peer(const op_console_req *r)
+{
+	return r->peer;
+}
+
+static void req_free(op_console_req *r)
+{
+	if (!r)
+		return;
+	op_request_free(r->r);
+	free(r);
+}
+
+/* --- writing ----------------------------------------------------------------- */
+
+struct write_req {
+	uv_write_t w;
+	struct conn *c;
+	int close_after;
+	char data[];
+};
+
+static void on_written(uv_write_t *w, int status)
+{
+	struct write_req *wr = (struct write_req *)w;
+
+	if ((status < 0 || wr->close_after) && wr->c)
+		conn_close(wr->c);
+	free(wr);
+}
+
+/* Queues bytes for the socket (copied). */
+static int raw_write(struct conn *c, const void *data, size_t len, int close_after)
+{
+	struct write_req *wr;
+	uv_buf_t buf;
+
+	if (c->closing)
+		return -EPIPE;
+	wr = malloc(sizeof(*wr) + len);
+	if (!wr)
+		return -ENOMEM;
+	wr->c = close_after ? c : NULL;
+	wr->close_after = close_after;
+	memcpy(wr->data, data, len);
+	buf = uv_buf_init(wr->data, (unsigned)len);
+	if (uv_write(&wr->w, &c->h.stream, &buf, 1, on_written) < 0) {
+		free(wr);
+		conn_close(c);
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/* mbedTLS's output: straight to the socket (libuv queues it). */
+static int tls_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	return raw_write(ctx, buf, len, 0) < 0 ? MBEDTLS_ERR_NET_SEND_FAILED : (int)len;
+}
+
+/* mbedTLS's input: the ciphertext read so far. */
+static int tls_recv(void *ctx, unsigned char *buf, size_t len)
+{
+	struct conn *c = ctx;
+	size_t n = c->in_len - c->in_off;
+
+	if (n == 0)
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	if (n > len)
+		n = len;
+	memcpy(buf, c->in + c->in_off, n);
+	c->in_off += n;
+	return (int)n;
+}
+
+static int conn_write(struct conn *c, const void *data, size_t len, int close_after)
+{
+	const unsigned char *p = data;
+
+	if (!c->tls)
+		return raw_write(c, data, len, close_after);
+	while (len > 0) {
+		int n = mbedtls_ssl_write(&c->ssl, p, len);
+
+		if (n < 0) {
+			conn_close(c);
+			return -EPIPE;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (close_after) {
+		mbedtls_ssl_close_notify(&c->ssl);
+		return raw_write(c, "", 0, 1);
+	}
+	return 0;
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Status";
+	}
+}
+
+static void resume(struct conn *c);
+
+void op_console_reply(op_console_req *r, int status, const char *content_type,
+		      const char *extra_headers, const void *body, size_t len)
+{
+	struct conn *c = r->conn;
+	int keep_alive = r->r && op_request_keep_alive(r->r);
+	char head[2048];
+	char *out;
+	int n;
+
+	if (c) {
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 %d %s\r\n"
+			     "Content-Type: %s\r\n"
+			     "Content-Length: %zu\r\n"
+			     "Cache-Control: no-store\r\n"
+			     "X-Content-Type-Options: nosniff\r\n"
+			     "X-Frame-Options: DENY\r\n"
+			     "%s"
+			     "Connection: %s\r\n\r\n",
+			     status, status_text(status),
+			     content_type ? content_type : "text/plain", len,
+			     extra_headers ? extra_headers : "",
+			     keep_alive ? "keep-alive" : "close");
+		out = malloc((size_t)n + len);
+		if (n > 0 && (size_t)n < sizeof(head) && out) {
+			memcpy(out, head, (size_t)n);
+			if (len)
+				memcpy(out + n, body, len);
+			if (conn_write(c, out, (size_t)n + len, !keep_alive) == 0 && keep_alive) {
+				c->req = NULL;
+				c->busy = 0;
+				free(out);
+				req_free(r);
+				resume(c);
+				return;
+			}
+		} else {
+			conn_close(c);
+		}
+		free(out);
+		if (c->req == r)
+			c->req = NULL;
+	}
+	req_free(r);
+}
+
+/* A request the parser refused: answered here, then the connection ends. */
+static void reply_error(struct conn *c, int status, const char *why)
+{
+	char body[256];
+	int n = snprintf(body, sizeof(body), "{\"error\": \"%s\"}", why);
+	op_console_req *r = calloc(1, sizeof(*r)); /* no request: the connection ends */
+
+	if (!r) {
+		conn_close(c);
+		return;
+	}
+	c->req = r;
+	r->conn = c;
+	c->busy = 1;
+	op_console_reply(r, status, "application/json", NULL, body, (size_t)n);
+}
+
+/* Appends to one of the connection's buffers, keeping it under
+ * PENDING_BYTES: a client that sends without waiting for answers, or
+ * records mbedTLS cannot complete, is cut off. 0, or -1 once closed. */
+static int append(struct conn *c, unsigned char **buf, size_t *len, const char *data, size_t n)
+{
+	unsigned char *p;
+
+	if (n == 0)
+		return 0;
+	if (*len + n > PENDING_BYTES || !(p = realloc(*buf, *len + n))) {
+		conn_close(c);
+		return -1;
+	}
+	memcpy(p + *len, data, n);
+	*buf = p;
+	*len += n;
+	return 0;
+}
+
+/* Plaintext from the client. */
+static void feed(struct conn *c, const char *data, size_t len)
+{
+	op_request *done;
+	op_console_req *r;
+	size_t used;
+	int rc;
+
+	if (c->closing)
+		return;
+	if (c->busy) {
+		append(c, &c->pending, &c->pending_len, data, len);
+		return;
+	}
+	rc = op_request_parse(&c->parser, data, len, &used, &done);
+	if (rc == 1) {
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			op_request_free(done);
+			conn_close(c);
+			return;
+		}
+		r->conn = c;
+		r->r = done;
+		r->local = c->local;
+		r->tls = c->tls;
+		snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+		c->req = r;
+		c->busy = 1;
+		append(c, &c->pending, &c->pending_len, data + used, len - used);
+		if (!c->closing)
+			c->console->handler(c->console->ctx, r);
+		return;
+	}
+	if (rc < 0)
+		reply_error(c, -rc,
+			    rc == -413   ? "request body too large (at most 64 KiB)"
+			    : rc == -414 ? "URL too long"
+			    : rc == -431 ? "request headers too large"
+			    : rc == -500 ? "out of memory"
+					 : "malformed HTTP request");
+}
+
+/* After an answer: the requests that came meanwhile. */
+static void resume(struct conn *c)
+{
+	unsigned char *p = c->pending;
+	size_t len = c->pending_len;
+
+	if (c->closing)
+		return;
+	c->pending = NULL;
+	c->pending_len = 0;
+	if (len)
+		feed(c, (const char *)p, len);
+	free(p);
+}
+
+/* --- connections --------------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+
+	if (--c->closing > 0)
+		return;
+	if (c->tls)
+		mbedtls_ssl_free(&c->ssl);
+	op_request_parser_free(&c->parser);
+	free(c->in);
+	free(c->pending);
+	free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 2; /* the stream and the timer */
+	*c->prev = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->console->n_conns--;
+	if (c->req) {
+		/* An answer in preparation finds the connection gone. */
+		c->req->conn = NULL;
+		c->req = NULL;
+	}
+	uv_close(&c->h.handle, on_conn_closed);
+	uv_close((uv_handle_t *)&c->idle, on_conn_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	/* A request being answered (test-link may take long) is not idle. */
+	if (c->busy) {
+		uv_timer_again(t);
+		return;
+	}
+	conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)h;
+	buf->base = malloc(suggested);
+	buf->len = buf->base ? suggested : 0;
+}
+
+static void tls_input(struct conn *c, const char *data, size_t len)
+{
+	unsigned char plain[16384];
+	int n;
+
+	/* What mbedTLS has read goes; the rest (a partial record) moves to
+	 * the front. */
+	if (c->in_off) {
+		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+		c->in_len -= c->in_off;
+		c->in_off = 0;
+	}
+	if (append(c, &c->in, &c->in_len, data, len) < 0)
+		return;
+	if (!c->handshaken) {
+		n = mbedtls_ssl_handshake(&c->ssl);
+		if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE)
+			return;
+		if (n != 0) {
+			char why[160];
+
+			mbedtls_strerror(n, why, sizeof(why));
+			op_info("console.tls", "peer=%s result=failed reason=\"%s\"", c->peer, why);
+			conn_close(c);
+			return;
+		}
+		c->handshaken = 1;
+	}
+	while (!c->closing) {
+		n = mbedtls_ssl_read(&c->ssl, plain, sizeof(plain));
+		if (n > 0) {
+			feed(c, (const char *)plain, (size_t)n);
+			continue;
+		}
+		if (n != MBEDTLS_ERR_SSL_WANT_READ && n != MBEDTLS_ERR_SSL_WANT_WRITE)
+			conn_close(c); /* close_notify, or an error */
+		break;
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+
+	if (nread > 0 && !c->closing) {
+		uv_timer_again(&c->idle);
+		if (c->tls)
+			tls_input(c, buf->base, (size_t)nread);
+		else
+			feed(c, buf->base, (size_t)nread);
+	} else if (nread < 0) {
+		conn_close(c);
+	}
+	free(buf->base);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct listener *l = server->data;
+	op_console *con = l->console;
+	struct conn *c;
+	int rc;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->console = con;
+	c->local = l->local;
+	if (l->local)
+		rc = uv_pipe_init(con->loop, &c->h.pipe, 0);
+	else
+		rc = uv_tcp_init(con->loop, &c->h.tcp);
+	if (rc < 0) {
+		free(c);
+		return;
+	}
+	c->h.handle.data = c;
+	uv_timer_init(con->loop, &c->idle);
+	c->idle.data = c;
+	c->next = con->conns;
+	if (con->conns)
+		con->conns->prev = &c->next;
+	c->prev = &con->conns;
+	con->conns = c;
+	con->n_conns++;
+	if (uv_accept(server, &c->h.stream) < 0 || con->n_conns > MAX_CONNS) {
+		conn_close(c);
+		return;
+	}
+	if (l->local) {
+		snprintf(c->peer, sizeof(c->peer), "local");
+	} else {
+		struct sockaddr_storage ss;
+		int len = sizeof(ss);
+
+		snprintf(c->peer, sizeof(c->peer), "?");
+		if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0 &&
+		    ss.ss_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+		uv_tcp_nodelay(&c->h.tcp, 1);
+		if (con->tls) {
+			mbedtls_ssl_init(&c->ssl);
+			c->tls = 1;
+			if (mbedtls_ssl_setup(&c->ssl, &con->ssl_conf) != 0) {
+				conn_close(c);
+				return;
+			}
+			mbedtls_ssl_set_bio(&c->ssl, c, tls_send, tls_recv, NULL);
+		}
+	}
+	op_request_parser_init(&c->parser);
+	uv_timer_start(&c->idle, on_idle, IDLE_MS, IDLE_MS);
+	if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
+		conn_close(c);
+}
+
+/* --- listeners ----------------------------------------------------------------- */
+
+static int load_tls(op_console *con, const op_console_config *cfg, char *err, size_t errlen)
+{
+	char why[160];
+	int rc;
+
+	mbedtls_entropy_init(&con->entropy);
+	mbedtls_ctr_drbg_init(&con->drbg);
+	mbedtls_x509_crt_init(&con->cert);
+	mbedtls_pk_init(&con->key);
+	mbedtls_ssl_config_init(&con->ssl_conf);
+	con->tls = 1;
+	rc = mbedtls_ctr_drbg_seed(&con->drbg, mbedtls_entropy_func, &con->entropy,
+				   (const unsigned char *)"outpost-console", 15);
+	if (rc == 0 && (rc = mbedtls_x509_crt_parse_file(&con->cert, cfg->tls_cert)) != 0) {
+		mbedtls_strerror(rc, why, sizeof(why));
+		snprintf(err, errlen, "[console] tls_cert %s: %s", cfg->tls_cert, why);
+		return -EINVAL;
+	}
+	if (rc == 0 && (rc = mbedtls_pk_parse_keyfile(&con->key, cfg->tls_key, NULL)) != 0) {
+		mbedtls_strerror(rc, why, sizeof(why));
+		snprintf(err, errlen, "[console] tls_key %s: %s", cfg->tls_key, why);
+		return -EINVAL;
+	}
+	if (rc == 0)
+		rc = mbedtls_ssl_config_defaults(&con->ssl_conf, MBEDTLS_SSL_IS_SERVER,
+						 MBEDTLS_SSL_TRANSPORT_STREAM,
+						 MBEDTLS_SSL_PRESET_DEFAULT);
+	if (rc == 0) {
+		mbedtls_ssl_conf_rng(&con->ssl_conf, mbedtls_ctr_drbg_random, &con->drbg);
+		mbedtls_ssl_conf_min_version(&con->ssl_conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+					     MBEDTLS_SSL_MINOR_VERSION_3);
+		rc = mbedtls_ssl_conf_own_cert(&con->ssl_conf, &con->cert, &con->key);
+		if (rc != 0) {
+			mbedtls_strerror(rc, why, sizeof(why));
+			snprintf(err, errlen, "[console] tls_cert and tls_key do not match: %s",
+				 why);
+			return -EINVAL;
+		}
+	}
+	if (rc != 0) {
+		mbedtls_strerror(rc, why, sizeof(why));
+		snprintf(err, errlen, "[console] TLS set-up failed: %s", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void listen_failed(const char *what, const char *where, int rc, const char *action)
+{
+	op_error("console.listen", "listener=%s address=\"%s\" error=\"%s\" action=\"%s\"", what,
+		 where, uv_strerror(rc), action);
+}
+
+static int listen_tcp(op_console *con, const op_console_config *cfg)
+{
+	struct sockaddr_in addr;
+	int rc;
+
+	uv_ip4_addr(cfg->listen_addr, cfg->listen_port, &addr);
+	uv_tcp_init(con->loop, &con->tcp.h.tcp);
+	con->tcp.open = 1;
+	con->tcp.console = con;
+	con->tcp.h.handle.data = &con->tcp;
+	rc = uv_tcp_bind(&con->tcp.h.tcp, (const struct sockaddr *)&addr, 0);
+	if (rc == 0)
+		rc = uv_listen(&con->tcp.h.stream, 64, on_connection);
+	if (rc < 0)
+		listen_failed("tcp", cfg->listen, rc,
+			      "free the port or change [console] listen; uploading goes on");
+	else
+		op_info("console.listen", "listener=tcp address=%s tls=%s", cfg->listen,
+			con->tls ? "on" : "off");
+	return rc;
+}
+
+static int listen_unix(op_console *con, const op_console_config *cfg)
+{
+	struct stat st;
+	int rc;
+
+	snprintf(con->socket_path, sizeof(con->socket_path), "%s", cfg->socket);
+	/* A socket left by a killed uplink would make bind fail. Only a
+	 * socket is removed, never another kind of file. */
+	if (lstat(cfg->socket, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(cfg->socket);
+	uv_pipe_init(con->loop, &con->unix_sock.h.pipe, 0);
+	con->unix_sock.open = 1;
+	con->unix_sock.local = 1;
+	con->unix_sock.console = con;
+	con->unix_sock.h.handle.data = &con->unix_sock;
+	rc = uv_pipe_bind(&con->unix_sock.h.pipe, cfg->socket);
+	/* Owner and group only: the file's permissions are the socket's
+	 * authentication. */
+	if (rc == 0)
+		rc = chmod(cfg->socket, 0660) < 0 ? -errno : 0;
+	if (rc == 0)
+		rc = uv_listen(&con->unix_sock.h.stream, 16, on_connection);
+	if (rc < 0) {
+		listen_failed("unix", cfg->socket, rc,
+			      "check [console] socket's directory; outpostctl will not reach "
+			      "this uplink");
+		con->socket_path[0] = '\0';
+	} else {
+		op_info("console.listen", "listener=unix address=%s", cfg->socket);
+	}
+	return rc;
+}
+
+int op_console_open(uv_loop_t *loop, const op_console_config *cfg, op_console_handler handler,
+		    void *ctx, op_console **out, char *err, size_t errlen)
+{
+	op_console *con = calloc(1, sizeof(*con));
+	int rc = 0;
+
+	*out = NULL;
+	if (!con)
+		return -ENOMEM;
+	con->loop = loop;
+	con->handler = handler;
+	con->ctx = ctx;
+	if (*cfg->listen && *cfg->tls_cert)
+		rc = load_tls(con, cfg, err, errlen);
+	if (rc < 0)
+		op_error("console.listen",
+			 "listener=tcp error=\"%s\" action=\"fix [console] tls_cert and tls_key "
+			 "and restart; the console is not served over the network meanwhile\"",
+			 err);
+	else if (*cfg->listen)
+		listen_tcp(con, cfg);
+	if (*cfg->socket)
+		listen_unix(con, cfg);
+	*out = con;
+	return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct listener *l = h->data;
+	op_console *con = l->console;
+
+	l->open = 0;
+	if (con->tcp.open || con->unix_sock.open)
+		return;
+	if (con->tls) {
+		mbedtls_ssl_config_free(&con->ssl_conf);
+		mbedtls_x509_crt_free(&con->cert);
+		mbedtls_pk_free(&con->key);
+		mbedtls_ctr_drbg_free(&con->drbg);
+		mbedtls_entropy_free(&con->entropy);
+	}
+	free(con);
+}
+
+void op_console_close(op_console *con)
+{
+	if (!con)
+		return;
+	while (con->conns)
+		conn_close(con->conns);
+	if (*con->socket_path)
+		unlink(con->socket_path);
+	if (!con->tcp.open && !con->unix_sock.open) {
+		con->tcp.open = 1; /* frees through on_listener_closed's path */
+		con->tcp.console = con;
+		con->tcp.h.handle.data = &con->tcp;
+		on_listener_closed(&con->tcp.h.handle);
+		return;
+	}
+	if (con->tcp.open)
+		uv_close(&con->tcp.h.handle, on_listener_closed);
+	if (con->unix_sock.open)
+		uv_close(&con->unix_sock.h.handle, on_listener_closed);
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""Console benchmark (make bench): what the operator surface costs the
+uplink. Peak memory (VmHWM) of outpost-uplink before any login and after
+a burst of concurrent logins (Argon2id, 19 MiB a check, one at a time);
+and how long /api/status, /api/queue and /metrics take on a spool of
+100 000 instances in 2 000 studies (rows written straight into the spool
+database: the files are never read by these endpoints).
+
+    OUTPOST_BUILD=build /usr/bin/python3 tests/bench/bench_console.py [--rows N]
+"""
+import argparse
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "..", "lib"), HERE]
+
+from bench_receiver import machine_line  # noqa: E402
+from console import Api, set_password  # noqa: E402
+from outpost import Receiver  # noqa: E402
+
+PASSWORD = "bench-password-1"
+
+
+def fill(rx, rows, studies):
+    """rows instances spread over studies, a quarter sent, the rest queued."""
+    now = int(time.time() * 1000)
+    con = sqlite3.connect(os.path.join(rx.spool, "spool.db"))
+    with con:
+        con.executemany(
+            "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid,"
+            " transfer_syntax, patient_id, modality, calling_aet, size, hash, received_at,"
+            " priority, state, state_changed_at) VALUES (?, '1.2.840.10008.5.1.4.1.1.2', ?,"
+            " ?, '1.2.840.10008.1.2.1', ?, 'CT', 'BENCH', 530000, ?, ?, 1, ?, ?)",
+            ((f"2.25.{i}", f"2.25.9{i % studies}", f"2.25.8{i % studies}",
+              f"P{i % studies}", f"{i:064x}", now - rows + i,
+              "sent" if i % 4 == 0 else "queued", now - rows + i) for i in range(rows)))
+    con.close()
+
+
+def timed(api, path, n=20):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = api.get(path)
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status == 200, (path, r.status, r.body[:200])
+    return statistics.median(times), max(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100000)
+    ap.add_argument("--studies", type=int, default=2000)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-console-")
+    rx = Receiver(os.path.join(work, "rx"))
+    set_password(rx, PASSWORD)
+    rx.start()
+    rx.stop()  # the spool exists; the uplink alone answers the API
+    fill(rx, args.rows, args.studies)
+    up = rx.uplink().start()
+    try:
+        print(f"machine: {machine_line(work)}")
+        start_kb = up.rss_peak_kb()
+        api = Api(rx)
+        threads = [threading.Thread(target=lambda: api.post(
+            "/api/login", {"password": PASSWORD}, auth=False)) for _ in range(8)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(f"uplink VmHWM: {start_kb} kB at start, {up.rss_peak_kb()} kB after 8 "
+              f"concurrent logins (goal: 32 MB)")
+        basic = Api(rx, password=PASSWORD)
+        for path in ("/api/status", "/api/queue?per_page=50", "/api/queue?state=sent&page=5",
+                     "/metrics"):
+            med, worst = timed(basic, path)
+            print(f"{path:32s} median {med:7.1f} ms, worst {worst:7.1f} ms "
+                  f"({args.rows} instances, {args.studies} studies)")
+        print(f"uplink VmHWM at the end: {up.rss_peak_kb()} kB")
+    finally:
+        up.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

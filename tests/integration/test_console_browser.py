@@ -1,0 +1,270 @@
+"""The web console (services/console/) in a real browser: Debian's
+Chromium, headless, driven by playwright-core (tests/browser/console_check.mjs,
+run by Node in a subprocess), against the real outpost-uplink serving the
+page and the status API (docs/API.md) on its [console] listener.
+
+- the page logs in through its form and shows what GET /api/status says
+  for the same state (held still: the uplink paused through the API, so
+  nothing moves while the browser reads), and the studies of GET /api/queue;
+- the pause button pauses and resumes the uplink (checked through the API,
+  and in the audit log);
+- a wrong password shows an error and no status; with no password set,
+  the page shows the server's 403 error;
+- a screenshot of a realistic state (some sent, some quarantined by the
+  cloud, some queued) goes to the test's directory, or to docs/console.png
+  (the README's picture) with OUTPOST_UPDATE_SCREENSHOT=1.
+
+Nothing is skipped: without playwright-core in tests/browser/node_modules
+(installed by `make deps`) the tests fail and say so.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+
+import console
+import dicomgen
+from outpost import ROOT, wait_for
+from uplink_fixtures import pipelines  # noqa: F401 (fixture)
+
+BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
+SCRIPT = os.path.join(BROWSER_DIR, "console_check.mjs")
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple"
+SCREENSHOT = os.path.join(ROOT, "docs", "console.png")
+# One run of the script: Chromium's start, the login, a few API round trips.
+RUN_TIMEOUT = 45
+
+
+def _browser_missing():
+    """Why the browser tests cannot run here, or None."""
+    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        return "playwright-core is not installed in tests/browser/node_modules"
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} is not installed"
+    return None
+
+
+def require_browser():
+    """Fails (never skips) the calling test when the browser is missing:
+    called first in each test, so that it is a failure, not a set-up error."""
+    missing = _browser_missing()
+    if missing:
+        pytest.fail(f"{missing}: run `make deps` (it installs chromium, nodejs and "
+                    f"tests/browser's locked playwright-core)", pytrace=False)
+
+
+def run_console(rx, out_dir, name, action="read", password=PASSWORD, screenshot=None,
+                viewport="1280x900"):
+    """Runs console_check.mjs against rx's uplink; returns its JSON result.
+    The password travels in the environment, not on the command line."""
+    out = os.path.join(str(out_dir), f"{name}.json")
+    cmd = [shutil.which("node"), SCRIPT, "--url", f"http://{rx.config['console']['listen']}",
+           "--out", out, "--action", action, "--viewport", viewport,
+           "--timeout", str((RUN_TIMEOUT - 10) * 1000)]
+    if screenshot:
+        cmd += ["--screenshot", screenshot]
+    env = dict(os.environ)
+    env.pop("OUTPOST_CONSOLE_PASSWORD", None)
+    if password is not None:
+        env["OUTPOST_CONSOLE_PASSWORD"] = password
+    proc = subprocess.Popen(cmd, cwd=BROWSER_DIR, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: playwright closes its Chromium on it; SIGKILL would
+        # leave the browser (its own process group) behind.
+        proc.terminate()
+        try:
+            stdout, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        raise AssertionError(f"console_check.mjs ran over {RUN_TIMEOUT}s:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, \
+        f"console_check.mjs exited {proc.returncode}:\n{stderr[-3000:]}{stdout[-1000:]}"
+    with open(out) as f:
+        result = json.load(f)
+    # The page loads nothing from elsewhere and throws nothing.
+    assert result["external_requests"] == [], result["external_requests"]
+    assert result["page_errors"] == [], result["page_errors"]
+    return result
+
+
+def start_console(pipelines, password=PASSWORD, **kw):  # noqa: F811
+    """A pipeline (cloud, receiver, uplink) whose uplink serves the console
+    with `password` set; returns it and an API client."""
+    p = pipelines(start_uplink=False, **kw)
+    return p, _start_uplink(p.receiver, p.uplink, password)
+
+
+def start_unprovisioned(receivers, password=PASSWORD):
+    """A receiver and its uplink without a cloud (the quick set-up for what
+    needs no upload), the uplink serving the console with `password` set
+    (None: no password); returns the receiver and an API client."""
+    rx = receivers().start()
+    return rx, _start_uplink(rx, rx.uplink(), password)
+
+
+def _start_uplink(rx, uplink, password):
+    if password is not None:
+        console.set_password(rx, password)
+    uplink.start()
+    api = console.Api(rx, password=password)
+    wait_for(lambda: _healthz(api), 10, what="the console listener")
+    return api
+
+
+def _healthz(api):
+    try:
+        return api.get("/healthz", auth=False).status in (200, 503)
+    except OSError:
+        return False
+
+
+def text(result, testid):
+    return result["values"][testid]["text"]
+
+
+def value(result, testid):
+    return result["values"][testid]["value"]
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F811
+    require_browser()
+    p, api = start_console(pipelines)
+
+    # A realistic state: a study sent, one refused by the cloud
+    # (quarantined), then the uplink paused and a third study queued.
+    sent = dicomgen.make_ct_study(str(tmp_path / "sent"), 6, seed=11, rows=128, cols=128,
+                                  patient_id="CONSOLE01")
+    refused = dicomgen.make_ct_study(str(tmp_path / "refused"), 2, seed=12, rows=128,
+                                     cols=128, patient_id="REFUSE-ME")
+    queued = dicomgen.make_ct_study(str(tmp_path / "queued"), 9, seed=13, rows=256, cols=256,
+                                    patient_id="CONSOLE02")
+    p.send(sent)
+    p.send(refused)
+    p.wait_drained()
+    assert p.receiver.states() == {"sent": len(sent), "quarantined": len(refused)}
+    assert api.ok("POST", "/api/pause") == {"paused": True}
+    p.send(queued)
+
+    def settled():
+        s = api.ok("GET", "/api/status")
+        q = s["queue"]
+        return s if (s["link"]["paused_by_operator"] and s["link"]["state"] == "paused"
+                     and q["queued"]["instances"] == len(queued)
+                     and q["sent"]["instances"] == len(sent)
+                     and q["quarantined"]["instances"] == len(refused)) else None
+    before = wait_for(settled, 15, interval=0.2, what="the status API to show the state")
+
+    update = os.environ.get("OUTPOST_UPDATE_SCREENSHOT") == "1"
+    shot = SCREENSHOT if update else str(tmp_path / "console.png")
+    page = run_console(p.receiver, tmp_path, "status", screenshot=shot)
+    after = api.ok("GET", "/api/status")
+    queue = api.ok("GET", "/api/queue?per_page=50")
+
+    assert page["logged_in"] and page["status_visible"], page
+    assert page["login_error"] is None and page["banner"] is None, page
+    # The state held still while the browser read it.
+    for key in ("queued", "sending", "sent", "quarantined"):
+        assert before["queue"][key] == after["queue"][key], key
+    assert before["link"]["state"] == after["link"]["state"]
+
+    s = after
+    assert text(page, "version") == s["version"]
+    assert text(page, "link-state") == s["link"]["state"] == "paused"
+    for key in ("queued", "sending", "sent", "quarantined"):
+        assert text(page, f"queue-{key}-instances") == str(s["queue"][key]["instances"]), key
+        assert value(page, f"queue-{key}-instances") == str(s["queue"][key]["instances"]), key
+        assert value(page, f"queue-{key}-bytes") == str(s["queue"][key]["bytes"]), key
+    assert s["queue"]["queued"]["bytes"] > len(queued) * 256 * 256 * 2
+    assert value(page, "studies-queued") == str(s["queue"]["studies_queued"])
+    # Ages and free space move on their own: close, not equal.
+    assert abs(int(value(page, "oldest-queued")) - s["queue"]["oldest_queued_age"]) <= 5
+    assert abs(int(value(page, "disk-free")) - s["disk"]["free"]) <= max(s["disk"]["free"] // 20,
+                                                                          1 << 20)
+    assert value(page, "disk-spool") == str(s["disk"]["spool_bytes"])
+    for key in ("current", "configured"):
+        want = s["rate"][key]
+        assert value(page, f"rate-{key}") == ("" if want is None else str(want)), key
+    assert value(page, "counter-uploaded") == str(s["counters"]["uploaded_instances"])
+    assert page["pause_button"] == "Resume uploads"
+
+    # The alarms shown are the status's (a quarantine at least).
+    assert [a["id"] for a in page["alarms"]] == [a["id"] for a in s["alarms"]]
+    assert "quarantine" in [a["id"] for a in page["alarms"]], s["alarms"]
+    # The study table: /api/queue's studies in its order, patient IDs
+    # shown, a Retry button only where something is quarantined.
+    assert [r["study_uid"] for r in page["studies"]] == \
+        [st["study_uid"] for st in queue["studies"]]
+    assert len(page["studies"]) == 3
+    for row, st in zip(page["studies"], queue["studies"]):
+        assert st["patient_id"] in row["cells"]
+        assert row["retry_button"] == bool(st["states"].get("quarantined"))
+
+    assert png_size(shot)[0] == 1280
+
+
+def test_pause_and_resume_from_the_button(pipelines, tmp_path):  # noqa: F811
+    require_browser()
+    p, api = start_console(pipelines)
+    assert api.ok("GET", "/api/status")["link"]["paused_by_operator"] is False
+
+    page = run_console(p.receiver, tmp_path, "pause", action="pause-click")
+    assert page["pause"] == [{"before": "Pause uploads", "after": "Resume uploads"}]
+    s = api.ok("GET", "/api/status")
+    assert s["link"]["paused_by_operator"] is True
+    assert s["link"]["state"] == "paused"
+    assert text(page, "link-state") == "paused"
+
+    page = run_console(p.receiver, tmp_path, "resume", action="pause-click")
+    assert page["pause"] == [{"before": "Resume uploads", "after": "Pause uploads"}]
+    assert api.ok("GET", "/api/status")["link"]["paused_by_operator"] is False
+
+    # Both clicks are in the audit log, newest first, from the browser.
+    audit = api.ok("GET", "/api/audit?limit=20")
+    actions = [e["action"] for e in audit]
+    assert "pause" in actions and "resume" in actions, audit
+    assert actions.index("resume") < actions.index("pause"), audit
+    for e in audit:
+        if e["action"] in ("pause", "resume"):
+            assert e["from"].startswith("127.0.0.1"), e
+
+
+def test_wrong_password_shows_an_error_and_no_status(receivers, tmp_path):
+    require_browser()
+    rx, api = start_unprovisioned(receivers)
+    page = run_console(rx, tmp_path, "wrong", password="not the password")
+    assert not page["logged_in"]
+    assert not page["status_visible"]
+    assert page["login_error"], page
+    # Nothing of the status reached the page.
+    assert text(page, "link-state") == ""
+    assert text(page, "queue-queued-instances") == ""
+    # The failure is audited (docs/API.md: login success and failure).
+    audit = api.ok("GET", "/api/audit?limit=20")
+    assert [e for e in audit if e["action"] == "login" and "fail" in e["detail"]], audit
+
+
+def test_no_password_set_shows_the_servers_error(receivers, tmp_path):
+    require_browser()
+    rx, api = start_unprovisioned(receivers, password=None)
+    r = api.get("/api/status", headers={"X-Requested-With": "outpost-console"})
+    assert r.status == 403
+    page = run_console(rx, tmp_path, "nopassword", password=None)
+    assert not page["status_visible"]
+    assert page["banner"] == r.json()["error"]
