@@ -40,6 +40,7 @@ COMMON_SRC   := $(wildcard services/common/*.c)
 RECEIVER_SRC := $(wildcard services/receiver/*.c)
 RECEIVER_CXX := $(wildcard services/receiver/*.cc)
 UPLINK_SRC   := $(wildcard services/uplink/*.c)
+CTL_SRC      := $(wildcard services/ctl/*.c)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(filter %.c,$(2))) \
       $(patsubst %.cc,$(1)/obj/%.o,$(filter %.cc,$(2)))
@@ -55,12 +56,16 @@ $(BUILD)/obj/%.o: %.cc
 COMMON_OBJ   := $(call obj,$(BUILD),$(COMMON_SRC))
 RECEIVER_OBJ := $(call obj,$(BUILD),$(RECEIVER_SRC) $(RECEIVER_CXX))
 UPLINK_OBJ   := $(call obj,$(BUILD),$(UPLINK_SRC))
+CTL_OBJ      := $(call obj,$(BUILD),$(CTL_SRC))
 
 $(BUILD)/outpost-receiver: $(RECEIVER_OBJ) $(COMMON_OBJ)
 	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ $(DCMTK_LIBS) $(COMMON_LIBS)
 
 $(BUILD)/outpost-uplink: $(UPLINK_OBJ) $(COMMON_OBJ)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(UPLINK_LIBS) $(COMMON_LIBS)
+
+$(BUILD)/outpostctl: $(CTL_OBJ) $(COMMON_OBJ)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ -lcjson $(COMMON_LIBS)
 
 # --- unit tests (cmocka), one binary per module ----------------------------
 #
@@ -69,13 +74,13 @@ $(BUILD)/outpost-uplink: $(UPLINK_OBJ) $(COMMON_OBJ)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-LIB_OBJ := $(COMMON_OBJ) $(filter-out %/main.o,$(RECEIVER_OBJ) $(UPLINK_OBJ))
+LIB_OBJ := $(COMMON_OBJ) $(filter-out %/main.o,$(RECEIVER_OBJ) $(UPLINK_OBJ) $(CTL_OBJ))
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ -lcmocka $(DCMTK_LIBS) $(UPLINK_LIBS) $(COMMON_LIBS)
 
-all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(UNIT_BINS)
+all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -139,7 +144,7 @@ integration: all
 # run again against the ASan+UBSan build (any sanitizer report fails).
 ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
                     test_limits.py test_admission.py test_uplink_faults.py \
-                    test_uplink_tls.py test_api.py
+                    test_uplink_tls.py test_api.py test_outpostctl.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \

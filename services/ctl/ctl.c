@@ -1,0 +1,1267 @@
+/*
+ * ctl: outpostctl's configuration rewrite, HTTP client and tables (ctl.h).
+ *
+ * The HTTP client is hand-written rather than http-parser's: it speaks only
+ * to our own uplink over a local socket, one request per connection
+ * (Connection: close), and the uplink never sends chunked bodies, so a
+ * status line, headers and Content-Length are all there is to read.
+ */
+#include "ctl/ctl.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/config.h"
+#include "common/schedule.h"
+
+#define CONFIG_MAX (16u << 20)   /* a configuration file is a few KB */
+#define RESPONSE_MAX (64u << 20) /* GET /api/queue?per_page=500 is well under */
+#define HEADERS_MAX (64u << 10)
+
+/* --- configuration ------------------------------------------------------ */
+
+int op_ctl_config_path(const char *option, char *path, size_t size)
+{
+	const char *env = getenv("OUTPOST_CONFIG");
+	const char *p = "";
+
+	if (option)
+		p = option;
+	else if (env && *env)
+		p = env;
+	else if (access(OP_CTL_DEFAULT_CONFIG, F_OK) == 0)
+		p = OP_CTL_DEFAULT_CONFIG;
+	if (strlen(p) >= size)
+		return -ENAMETOOLONG;
+	snprintf(path, size, "%s", p);
+	return 0;
+}
+
+enum line_kind { L_BLANK, L_COMMENT, L_SECTION, L_KEY, L_OTHER };
+
+/*
+ * What inih (as config.c sets it up) makes of one line s[0..n) without its
+ * end of line: *name is the section's name or the key's name.
+ */
+static enum line_kind classify(const char *s, size_t n, const char **name, size_t *name_len)
+{
+	const char *end = s + n, *p;
+
+	while (s < end && isspace((unsigned char)*s))
+		s++;
+	while (end > s && isspace((unsigned char)end[-1]))
+		end--;
+	if (s == end)
+		return L_BLANK;
+	if (*s == ';' || *s == '#')
+		return L_COMMENT;
+	if (*s == '[') {
+		p = memchr(s + 1, ']', (size_t)(end - s - 1));
+		if (!p)
+			return L_OTHER;
+		/* No trimming inside the brackets: config.c does none either. */
+		*name = s + 1;
+		*name_len = (size_t)(p - s - 1);
+		return L_SECTION;
+	}
+	for (p = s; p < end && *p != '=' && *p != ':'; p++)
+		;
+	if (p == end)
+		return L_OTHER;
+	while (p > s && isspace((unsigned char)p[-1]))
+		p--;
+	*name = s;
+	*name_len = (size_t)(p - s);
+	return L_KEY;
+}
+
+static int span_is(const char *s, size_t n, const char *want)
+{
+	return strlen(want) == n && memcmp(s, want, n) == 0;
+}
+
+/* The next line of text from pos: its length without and with its end of line. */
+static void next_line(const char *text, size_t len, size_t pos, size_t *bare, size_t *full)
+{
+	const char *nl = memchr(text + pos, '\n', len - pos);
+	size_t n = nl ? (size_t)(nl - (text + pos)) + 1 : len - pos;
+
+	*full = n;
+	if (n && text[pos + n - 1] == '\n')
+		n--;
+	if (n && text[pos + n - 1] == '\r')
+		n--;
+	*bare = n;
+}
+
+int op_ctl_ini_set(const char *text, size_t len, const char *section, const char *key,
+		   const char *value, char **out, size_t *out_len)
+{
+	/* Offsets into text: where the first key line is (replaced), and the
+	 * end of the line after which a new key line goes. */
+	size_t first_key = SIZE_MAX, insert_after = SIZE_MAX, pos, bare, full, o = 0, cap;
+	const char *eol = "\n", *name;
+	size_t name_len, skip = 0;
+	int in_target = 0, first_block_done = 0, placed = 0;
+	char *buf;
+
+	if (strpbrk(section, "\r\n]") || strpbrk(key, "\r\n=:") || strpbrk(value, "\r\n"))
+		return -EINVAL;
+	/* inih skips a UTF-8 byte order mark at the start of the file. */
+	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+		skip = 3;
+	for (pos = 0; pos < len; pos += full) {
+		size_t from = pos ? pos : skip;
+
+		next_line(text, len, pos, &bare, &full);
+		if (pos == 0 && full - bare == 2)
+			eol = "\r\n"; /* new lines follow the file's first line */
+		switch (classify(text + from, bare - (from - pos), &name, &name_len)) {
+		case L_SECTION:
+			if (in_target)
+				first_block_done = 1;
+			in_target = span_is(name, name_len, section);
+			if (in_target && !first_block_done && insert_after == SIZE_MAX)
+				insert_after = pos + full;
+			break;
+		case L_KEY:
+			if (!in_target)
+				break;
+			if (span_is(name, name_len, key) && first_key == SIZE_MAX)
+				first_key = pos;
+			if (!first_block_done)
+				insert_after = pos + full;
+			break;
+		default: break;
+		}
+	}
+
+	cap = len + strlen(section) + strlen(key) + strlen(value) + 16;
+	buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+#define EMIT(s, n)                                                                                 \
+	do {                                                                                       \
+		memcpy(buf + o, (s), (n));                                                         \
+		o += (n);                                                                          \
+	} while (0)
+#define EMIT_KEY()                                                                                 \
+	do {                                                                                       \
+		o += (size_t)snprintf(buf + o, cap - o, "%s = %s%s", key, value, eol);             \
+		placed = 1;                                                                        \
+	} while (0)
+
+	in_target = 0;
+	for (pos = 0; pos < len; pos += full) {
+		size_t from = pos ? pos : skip;
+		enum line_kind kind;
+
+		next_line(text, len, pos, &bare, &full);
+		kind = classify(text + from, bare - (from - pos), &name, &name_len);
+		if (kind == L_SECTION)
+			in_target = span_is(name, name_len, section);
+		if (kind == L_KEY && in_target && span_is(name, name_len, key)) {
+			/* The first is replaced where it stands; any later one
+			 * would override it (the last value wins), so it goes. */
+			if (pos == first_key) {
+				if (pos == 0 && skip)
+					EMIT(text, skip);
+				EMIT_KEY();
+			}
+			continue;
+		}
+		EMIT(text + pos, full);
+		if (first_key == SIZE_MAX && pos + full == insert_after && !placed) {
+			if (full == bare) /* the last line had no end of line */
+				EMIT(eol, strlen(eol));
+			EMIT_KEY();
+		}
+	}
+	if (!placed) {
+		if (o && buf[o - 1] != '\n')
+			EMIT(eol, strlen(eol));
+		/* A blank line between the last section and the new one. */
+		if (o && !(o >= 2 && buf[o - 2] == '\n') &&
+		    !(o >= 4 && memcmp(buf + o - 4, "\r\n\r\n", 4) == 0))
+			EMIT(eol, strlen(eol));
+		o += (size_t)snprintf(buf + o, cap - o, "[%s]%s", section, eol);
+		EMIT_KEY();
+	}
+#undef EMIT
+#undef EMIT_KEY
+	buf[o] = '\0';
+	*out = buf;
+	*out_len = o;
+	return 0;
+}
+
+/* Reads the whole file fd (at most CONFIG_MAX bytes) into a malloc'd buffer. */
+static int read_all(int fd, char **out, size_t *out_len)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap), *bigger;
+	ssize_t n;
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		if (len == cap) {
+			if (cap >= CONFIG_MAX) {
+				rc = -EFBIG;
+				goto out;
+			}
+			bigger = realloc(buf, cap * 2);
+			if (!bigger) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+out:
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int op_ctl_config_set(const char *path, const char *section, const char *key, const char *value,
+		      char *err, size_t errlen)
+{
+	char real[PATH_MAX], tmp[PATH_MAX + 8], dir[PATH_MAX], load_err[640];
+	char *text = NULL, *updated = NULL, *slash;
+	size_t len = 0, updated_len = 0;
+	op_config *check = NULL;
+	struct stat st;
+	int fd = -1, rc, tmp_made = 0;
+
+	/* The target of a symbolic link is rewritten: renaming over the link
+	 * would replace it with a file of its own. */
+	if (!realpath(path, real)) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	fd = open(real, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot read %s: %s", real, strerror(errno));
+		goto out;
+	}
+	rc = read_all(fd, &text, &len);
+	close(fd);
+	fd = -1;
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", real, strerror(-rc));
+		goto out;
+	}
+	rc = op_ctl_ini_set(text, len, section, key, value, &updated, &updated_len);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot set %s in [%s]: %s", key, section, strerror(-rc));
+		goto out;
+	}
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", real) >= sizeof(tmp)) {
+		rc = -ENAMETOOLONG;
+		snprintf(err, errlen, "%s: path too long", real);
+		goto out;
+	}
+	/* 0600 until it has the file's mode: the hash is never readable by more
+	 * than the file allowed. A stale PATH.tmp of an interrupted run is
+	 * truncated, not trusted. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	tmp_made = 1;
+	{
+		struct stat tst;
+
+		/* The service may read the file through its group (root:outpost
+		 * 0640 on the appliance): the new file keeps owner and group. */
+		if (fstat(fd, &tst) < 0 || ((tst.st_uid != st.st_uid || tst.st_gid != st.st_gid) &&
+					    fchown(fd, st.st_uid, st.st_gid) < 0)) {
+			rc = -errno;
+			snprintf(err, errlen, "cannot give %s the owner and group of %s: %s", tmp,
+				 real, strerror(errno));
+			goto out;
+		}
+	}
+	if (fchmod(fd, st.st_mode & 07777) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot set the mode of %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	rc = write_all(fd, updated, updated_len);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (rc == 0 && close(fd) < 0)
+		rc = -errno;
+	else if (rc < 0)
+		close(fd);
+	fd = -1;
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
+		goto out;
+	}
+
+	check = malloc(sizeof(*check));
+	if (!check) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	rc = op_config_load(check, tmp, load_err, sizeof(load_err));
+	if (rc < 0) {
+		snprintf(err, errlen, "the new file would be refused (%s); %s is unchanged",
+			 load_err, real);
+		goto out;
+	}
+
+	if (rename(tmp, real) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, real, strerror(errno));
+		goto out;
+	}
+	tmp_made = 0;
+	/* The rename is durable once the directory is on disk. */
+	snprintf(dir, sizeof(dir), "%s", real);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s is written but its directory could not be synced: %s",
+			 real, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp_made)
+		unlink(tmp);
+	if (updated)
+		sodium_memzero(updated, updated_len);
+	free(updated);
+	free(text);
+	free(check);
+	return rc;
+}
+
+/* --- passwords ----------------------------------------------------------- */
+
+int op_ctl_password_check(const char *pw, const char **why)
+{
+	size_t chars = 0, len = strlen(pw);
+
+	if (len > OP_CTL_PASSWORD_MAX) {
+		*why = "the password is too long (at most 1024 bytes)";
+		return -EINVAL;
+	}
+	for (const unsigned char *p = (const unsigned char *)pw; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			*why = "the password contains a control character";
+			return -EINVAL;
+		}
+		/* Counts UTF-8 code points: continuation bytes are 10xxxxxx. */
+		if ((*p & 0xC0) != 0x80)
+			chars++;
+	}
+	if (chars < OP_CTL_PASSWORD_MIN) {
+		*why = "the password is too short (at least 8 characters)";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int op_ctl_password_hash(const char *pw, char *out, size_t size)
+{
+	if (size < crypto_pwhash_STRBYTES)
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	/* crypto_pwhash_str fails only when it cannot get its memory. */
+	if (crypto_pwhash_str(out, pw, strlen(pw), OP_CTL_PWHASH_OPSLIMIT,
+			      OP_CTL_PWHASH_MEMLIMIT) != 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* --- HTTP over the Unix socket ------------------------------------------- */
+
+void op_ctl_response_free(op_ctl_response *r)
+{
+	if (!r)
+		return;
+	free(r->body);
+	r->body = NULL;
+	r->body_len = 0;
+}
+
+/* One header line: a Content-Length (sets *cl) or Transfer-Encoding. */
+static int parse_header(const char *s, size_t n, int64_t *cl, const char **why)
+{
+	const char *colon = memchr(s, ':', n), *v, *end = s + n;
+	size_t name_len;
+	uint64_t value = 0;
+
+	if (!colon || colon == s) {
+		*why = "malformed header line";
+		return -EPROTO;
+	}
+	name_len = (size_t)(colon - s);
+	v = colon + 1;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (name_len == 14 && strncasecmp(s, "Content-Length", 14) == 0) {
+		if (v == end) {
+			*why = "empty Content-Length";
+			return -EPROTO;
+		}
+		for (const char *p = v; p < end; p++) {
+			if (!isdigit((unsigned char)*p) || value > RESPONSE_MAX) {
+				*why = "bad Content-Length";
+				return -EPROTO;
+			}
+			value = value * 10 + (uint64_t)(*p - '0');
+		}
+		if (value > RESPONSE_MAX || (*cl >= 0 && (uint64_t)*cl != value)) {
+			*why = "bad Content-Length";
+			return -EPROTO;
+		}
+		*cl = (int64_t)value;
+	} else if (name_len == 17 && strncasecmp(s, "Transfer-Encoding", 17) == 0) {
+		/* The uplink never sends one; no client here would decode it. */
+		*why = "Transfer-Encoding is not supported";
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int op_ctl_response_parse(const char *buf, size_t len, int eof, op_ctl_response *out,
+			  const char **why)
+{
+	size_t pos = 0, bare, full, body_len;
+	int64_t cl = -1;
+	int status = 0;
+	const char *s;
+
+	memset(out, 0, sizeof(*out));
+	*why = "";
+	/* Interim 1xx responses come before the final one. */
+	for (;;) {
+		if (memcmp(buf + pos, "HTTP/", len - pos < 5 ? len - pos : 5) != 0) {
+			*why = "not an HTTP response";
+			return -EPROTO;
+		}
+		if (!memchr(buf + pos, '\n', len - pos))
+			goto need_more;
+		next_line(buf, len, pos, &bare, &full);
+		s = buf + pos;
+		if (bare < 12 || memcmp(s, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)s[7]) ||
+		    s[8] != ' ' || !isdigit((unsigned char)s[9]) ||
+		    !isdigit((unsigned char)s[10]) || !isdigit((unsigned char)s[11]) ||
+		    (bare > 12 && s[12] != ' ')) {
+			*why = "malformed status line";
+			return -EPROTO;
+		}
+		status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+		if (status < 100) {
+			*why = "malformed status line";
+			return -EPROTO;
+		}
+		pos += full;
+		cl = -1;
+		for (;;) {
+			if (!memchr(buf + pos, '\n', len - pos))
+				goto need_more;
+			next_line(buf, len, pos, &bare, &full);
+			pos += full;
+			if (bare == 0)
+				break;
+			if (parse_header(buf + pos - full, bare, &cl, why) < 0)
+				return -EPROTO;
+		}
+		if (status >= 200)
+			break;
+	}
+
+	if (cl >= 0) {
+		if (len - pos < (uint64_t)cl)
+			goto need_more;
+		body_len = (size_t)cl;
+	} else if (status == 204 || status == 304) {
+		body_len = 0;
+	} else if (!eof) {
+		return -EAGAIN;
+	} else {
+		body_len = len - pos;
+	}
+	out->body = malloc(body_len + 1);
+	if (!out->body)
+		return -ENOMEM;
+	memcpy(out->body, buf + pos, body_len);
+	out->body[body_len] = '\0';
+	out->body_len = body_len;
+	out->status = status;
+	return 0;
+
+need_more:
+	if (len > HEADERS_MAX && cl < 0) {
+		*why = "headers too long";
+		return -EPROTO;
+	}
+	if (eof) {
+		*why = "the response was cut short";
+		return -EPROTO;
+	}
+	return -EAGAIN;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until deadline; -ETIMEDOUT when it passes. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int64_t left;
+	int n;
+
+	for (;;) {
+		left = deadline - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n > 0)
+			return 0;
+	}
+}
+
+int op_ctl_not_running(int rc)
+{
+	/* ENOENT: no socket file; ECONNREFUSED: a file nobody listens on (the
+	 * service died without removing it); ENOTDIR: a path component is a file. */
+	return rc == -ENOENT || rc == -ECONNREFUSED || rc == -ENOTDIR;
+}
+
+int op_ctl_request(const char *socket_path, const char *method, const char *target,
+		   const char *body, int timeout_ms, op_ctl_response *out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int64_t deadline = now_ms() + timeout_ms;
+	char *req = NULL, *buf = NULL, *bigger;
+	size_t req_len, sent = 0, len = 0, cap = 16384;
+	const char *why = "";
+	int fd = -1, rc, n;
+
+	memset(out, 0, sizeof(*out));
+	if (strlen(socket_path) >= sizeof(sa.sun_path)) {
+		rc = -ENAMETOOLONG;
+		snprintf(err, errlen, "the socket path is longer than %zu bytes",
+			 sizeof(sa.sun_path) - 1);
+		goto out;
+	}
+	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto out;
+	}
+	/* A Unix socket connects at once or fails at once (a full backlog
+	 * blocks: the poll below then bounds the wait for the answer). */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s", strerror(errno));
+		goto out;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "fcntl: %s", strerror(errno));
+		goto out;
+	}
+
+	n = asprintf(&req,
+		     "%s %s HTTP/1.1\r\nHost: localhost\r\nUser-Agent: outpostctl/%s\r\n"
+		     "Accept: application/json\r\nConnection: close\r\n%sContent-Length: %zu\r\n"
+		     "\r\n%s",
+		     method, target, OP_VERSION, body ? "Content-Type: application/json\r\n" : "",
+		     body ? strlen(body) : 0, body ? body : "");
+	if (n < 0) {
+		req = NULL;
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	req_len = (size_t)n;
+	while (sent < req_len) {
+		ssize_t w = send(fd, req + sent, req_len - sent, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			rc = wait_fd(fd, POLLOUT, deadline);
+			if (rc < 0)
+				goto io_error;
+			continue;
+		}
+		if (w < 0) {
+			rc = -errno;
+			goto io_error;
+		}
+		sent += (size_t)w;
+	}
+
+	/* Read until the response is complete: by its Content-Length, or by
+	 * the end of the connection when it has none. */
+	buf = malloc(cap);
+	if (!buf) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (len == cap) {
+			if (cap >= RESPONSE_MAX) {
+				rc = -EMSGSIZE;
+				snprintf(err, errlen, "the response is larger than %u MiB",
+					 RESPONSE_MAX >> 20);
+				goto out;
+			}
+			bigger = realloc(buf, cap * 2);
+			if (!bigger) {
+				rc = -ENOMEM;
+				snprintf(err, errlen, "out of memory");
+				goto out;
+			}
+			buf = bigger;
+			cap *= 2;
+		}
+		r = recv(fd, buf + len, cap - len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			rc = wait_fd(fd, POLLIN, deadline);
+			if (rc < 0)
+				goto io_error;
+			continue;
+		}
+		if (r < 0) {
+			rc = -errno;
+			goto io_error;
+		}
+		len += (size_t)r;
+		rc = op_ctl_response_parse(buf, len, r == 0, out, &why);
+		if (rc == -EAGAIN && r > 0)
+			continue;
+		if (rc == -EPROTO && len == 0) {
+			why = "the connection was closed without an answer";
+		}
+		if (rc < 0) {
+			if (rc == -ENOMEM)
+				snprintf(err, errlen, "out of memory");
+			else
+				snprintf(err, errlen, "bad response: %s", why);
+			goto out;
+		}
+		break;
+	}
+	rc = 0;
+	goto out;
+
+io_error:
+	if (rc == -ETIMEDOUT)
+		snprintf(err, errlen, "no answer within %d s", (timeout_ms + 999) / 1000);
+	else
+		snprintf(err, errlen, "%s", strerror(-rc));
+out:
+	if (fd >= 0)
+		close(fd);
+	free(req);
+	free(buf);
+	return rc;
+}
+
+/* Copies s into buf (size bytes) with control characters as '?': the
+ * server's text is printed on the engineer's terminal. */
+static void sanitize(const char *s, size_t n, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && o + 1 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		buf[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	if (size)
+		buf[o] = '\0';
+}
+
+void op_ctl_error_text(const op_ctl_response *r, char *buf, size_t size)
+{
+	cJSON *j = r->body ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const char *s = r->body;
+	size_t n = r->body_len;
+
+	if (cJSON_IsString(e) && e->valuestring[0]) {
+		sanitize(e->valuestring, strlen(e->valuestring), buf, size);
+		goto out;
+	}
+	while (n && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	if (n)
+		sanitize(s, n, buf, size);
+	else
+		snprintf(buf, size, "HTTP %d", r->status);
+out:
+	cJSON_Delete(j);
+}
+
+/* --- commands' building blocks ------------------------------------------- */
+
+int op_ctl_is_rate(const char *arg)
+{
+	uint64_t bps;
+
+	if (op_rate_parse(arg, &bps) == 0)
+		return 1;
+	/* Every schedule window is "DAYS HH:MM-HH:MM RATE": a single word that
+	 * is no rate is a mistyped rate, and the server's answer should say
+	 * what a rate is rather than what a schedule is. */
+	for (const char *p = arg; *p; p++)
+		if (isspace((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
+int op_ctl_shaping_body(const char *arg, char **out)
+{
+	cJSON *o = cJSON_CreateObject();
+	int ok;
+
+	if (!o)
+		return -ENOMEM;
+	if (!arg)
+		ok = cJSON_AddNullToObject(o, "rate") && cJSON_AddNullToObject(o, "schedule");
+	else
+		ok = cJSON_AddStringToObject(o, op_ctl_is_rate(arg) ? "rate" : "schedule", arg) !=
+		     NULL;
+	*out = ok ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* "%.3g" of v in the first unit that keeps it under 1000 (no "1e+03"). */
+static void format_scaled(double v, double step, const char *const *units, int n_units, char *buf,
+			  size_t size)
+{
+	int u = 0;
+
+	while (u + 1 < n_units && fabs(v) >= step) {
+		v /= step;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%.0f %s", v, units[0]);
+	else if (fabs(v) >= 999.5)
+		snprintf(buf, size, "%.0f %s", v, units[u]);
+	else
+		snprintf(buf, size, "%.3g %s", v, units[u]);
+}
+
+void op_ctl_format_bytes(double bytes, char *buf, size_t size)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+
+	format_scaled(bytes, 1024, units, 6, buf, size);
+}
+
+void op_ctl_format_rate(double bps, char *buf, size_t size)
+{
+	static const char *const units[] = { "bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s" };
+
+	format_scaled(bps, 1000, units, 5, buf, size);
+}
+
+void op_ctl_format_duration(double seconds, char *buf, size_t size)
+{
+	uint64_t s = seconds > 0 && isfinite(seconds) ? (uint64_t)(seconds + 0.5) : 0;
+
+	if (s < 60)
+		snprintf(buf, size, "%llu s", (unsigned long long)s);
+	else if (s < 3600)
+		snprintf(buf, size, "%llu min %llu s", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else if (s < 86400)
+		snprintf(buf, size, "%llu h %llu min", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s % 3600 / 60));
+	else
+		snprintf(buf, size, "%llu d %llu h", (unsigned long long)(s / 86400),
+			 (unsigned long long)(s % 86400 / 3600));
+}
+
+/* --- printing ------------------------------------------------------------ */
+
+/* The member at a dotted path ("link.state"), or NULL. */
+static const cJSON *get(const cJSON *o, const char *path)
+{
+	char key[64];
+	const char *dot;
+
+	while (o && *path) {
+		dot = strchr(path, '.');
+		snprintf(key, sizeof(key), "%.*s", (int)(dot ? (size_t)(dot - path) : strlen(path)),
+			 path);
+		o = cJSON_GetObjectItemCaseSensitive(o, key);
+		path = dot ? dot + 1 : "";
+	}
+	return o;
+}
+
+/* The string at path, sanitized into buf; dflt when absent or not a string. */
+static const char *str_at(const cJSON *o, const char *path, const char *dflt, char *buf,
+			  size_t size)
+{
+	const cJSON *v = get(o, path);
+
+	if (!cJSON_IsString(v))
+		return dflt;
+	sanitize(v->valuestring, strlen(v->valuestring), buf, size);
+	return buf;
+}
+
+static int num_at(const cJSON *o, const char *path, double *out)
+{
+	const cJSON *v = get(o, path);
+
+	if (!cJSON_IsNumber(v))
+		return 0;
+	*out = v->valuedouble;
+	return 1;
+}
+
+static const char *bytes_at(const cJSON *o, const char *path, char *buf, size_t size)
+{
+	double v;
+
+	if (!num_at(o, path, &v))
+		return "-";
+	op_ctl_format_bytes(v, buf, size);
+	return buf;
+}
+
+/* A rate member: bits per second, null when unlimited, 0 paused. */
+static const char *rate_at(const cJSON *o, const char *path, char *buf, size_t size)
+{
+	const cJSON *v = get(o, path);
+
+	if (cJSON_IsNull(v))
+		return "unlimited";
+	if (!cJSON_IsNumber(v))
+		return "-";
+	if (v->valuedouble == 0)
+		return "0 (paused)";
+	op_ctl_format_rate(v->valuedouble, buf, size);
+	return buf;
+}
+
+/* "2026-11-28T10:00:00Z" -> seconds since the epoch; -1 if it is not one. */
+static int64_t parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+
+	if (!end)
+		return -1;
+	if (*end == '.')
+		for (end++; isdigit((unsigned char)*end); end++)
+			;
+	if (strcmp(end, "Z") != 0)
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* A table printed with its columns aligned. */
+struct table {
+	int ncol;
+	int nrow, cap;
+	char **cells;   /* nrow * ncol, the first row the headings */
+	unsigned right; /* bit i: column i right-aligned */
+};
+
+/* Display width of a UTF-8 string (code points; good enough for IDs). */
+static size_t width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xC0) != 0x80;
+	return w;
+}
+
+static int table_add(struct table *t, const char *const *row)
+{
+	char **bigger;
+
+	if (t->nrow == t->cap) {
+		int cap = t->cap ? t->cap * 2 : 16;
+
+		bigger = realloc(t->cells, (size_t)cap * (size_t)t->ncol * sizeof(*bigger));
+		if (!bigger)
+			return -ENOMEM;
+		t->cells = bigger;
+		t->cap = cap;
+	}
+	for (int c = 0; c < t->ncol; c++)
+		t->cells[t->nrow * t->ncol + c] = strdup(row[c] ? row[c] : "");
+	t->nrow++;
+	return 0;
+}
+
+static void table_print(struct table *t, const char *indent, FILE *out)
+{
+	size_t w[16] = { 0 };
+
+	for (int r = 0; r < t->nrow; r++)
+		for (int c = 0; c < t->ncol; c++) {
+			const char *s = t->cells[r * t->ncol + c];
+			size_t n = s ? width(s) : 0;
+
+			if (n > w[c])
+				w[c] = n;
+		}
+	for (int r = 0; r < t->nrow; r++) {
+		fputs(indent, out);
+		for (int c = 0; c < t->ncol; c++) {
+			const char *s = t->cells[r * t->ncol + c];
+			size_t pad;
+
+			s = s ? s : "?";
+			pad = w[c] - width(s);
+			if (t->right & (1u << c))
+				fprintf(out, "%*s%s", (int)pad, "", s);
+			else if (c + 1 < t->ncol)
+				fprintf(out, "%s%*s", s, (int)pad, "");
+			else
+				fputs(s, out);
+			if (c + 1 < t->ncol)
+				fputs("  ", out);
+		}
+		fputc('\n', out);
+	}
+}
+
+static void table_free(struct table *t)
+{
+	for (int i = 0; i < t->nrow * t->ncol; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+void op_ctl_print_rate(const cJSON *rate, FILE *out)
+{
+	char a[64], b[64], d[1100];
+	const char *source = cJSON_GetStringValue(get(rate, "source"));
+
+	fprintf(out, "%-12snow %s", "Rate", rate_at(rate, "current", a, sizeof(a)));
+	fprintf(out, ", configured %s", rate_at(rate, "configured", b, sizeof(b)));
+	if (source)
+		fprintf(out, " (set by the %s)",
+			strcmp(source, "console") == 0 ? "console" : "configuration file");
+	fputc('\n', out);
+	str_at(rate, "schedule", "", d, sizeof(d));
+	fprintf(out, "%-12s%s", "Schedule", *d ? d : "none");
+	/* Not in docs/API.md, but the uplink tells it: rate and schedule are
+	 * overridden separately. */
+	source = cJSON_GetStringValue(get(rate, "schedule_source"));
+	if (source)
+		fprintf(out, " (set by the %s)",
+			strcmp(source, "console") == 0 ? "console" : "configuration file");
+	fputc('\n', out);
+}
+
+void op_ctl_print_status(const cJSON *st, FILE *out)
+{
+	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
+	char a[256], b[256], c[256], d[1100], path[64];
+	const char *state;
+	const cJSON *list, *item;
+	double v, w;
+	int64_t now = parse_time(cJSON_GetStringValue(get(st, "time"))), since;
+	int paused;
+	struct table t = { .ncol = 3, .right = 6 };
+
+	/* The service and its clock. */
+	fprintf(out, "outpost-uplink %s", str_at(st, "version", "-", a, sizeof(a)));
+	if (num_at(st, "uptime", &v)) {
+		op_ctl_format_duration(v, b, sizeof(b));
+		fprintf(out, ", up %s", b);
+	}
+	fprintf(out, " (at %s)\n\n", str_at(st, "time", "-", c, sizeof(c)));
+
+	/* The link. */
+	state = str_at(st, "link.state", "-", a, sizeof(a));
+	fprintf(out, "%-12s%s", "Link", state);
+	since = parse_time(cJSON_GetStringValue(get(st, "link.since")));
+	if (since >= 0) {
+		fprintf(out, " since %s", str_at(st, "link.since", "-", b, sizeof(b)));
+		if (now >= since) {
+			op_ctl_format_duration((double)(now - since), c, sizeof(c));
+			fprintf(out, " (%s)", c);
+		}
+	}
+	fputc('\n', out);
+	paused = cJSON_IsTrue(get(st, "link.paused_by_operator"));
+	/* The uplink may give the pause as the reason: said once is enough. */
+	if (*str_at(st, "link.reason", "", b, sizeof(b)) &&
+	    !(paused && strcmp(b, "paused by the operator") == 0))
+		fprintf(out, "%-12sreason: %s\n", "", b);
+	if (paused)
+		fprintf(out, "%-12spaused by the operator (outpostctl resume)\n", "");
+
+	op_ctl_print_rate(get(st, "rate"), out);
+
+	/* The queue. */
+	{
+		const char *head[] = { "STATE", "INSTANCES", "BYTES" };
+
+		table_add(&t, head);
+	}
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		const char *row[3] = { states[i], "-", "-" };
+
+		snprintf(path, sizeof(path), "queue.%s.instances", states[i]);
+		if (num_at(st, path, &v)) {
+			snprintf(a, sizeof(a), "%.0f", v);
+			row[1] = a;
+		}
+		snprintf(path, sizeof(path), "queue.%s.bytes", states[i]);
+		row[2] = bytes_at(st, path, b, sizeof(b));
+		table_add(&t, row);
+	}
+	fprintf(out, "Queue\n");
+	table_print(&t, "            ", out);
+	table_free(&t);
+	if (num_at(st, "queue.oldest_queued_age", &v)) {
+		op_ctl_format_duration(v, a, sizeof(a));
+		fprintf(out, "%-12soldest queued instance: %s old", "", a);
+	} else {
+		fprintf(out, "%-12snothing queued", "");
+	}
+	if (num_at(st, "queue.studies_queued", &v))
+		fprintf(out, "; %.0f %s queued", v, v == 1 ? "study" : "studies");
+	fputc('\n', out);
+
+	/* The disk. */
+	fprintf(out, "%-12s%s: %s free", "Disk", str_at(st, "disk.path", "-", d, sizeof(d)),
+		bytes_at(st, "disk.free", a, sizeof(a)));
+	fprintf(out, " of %s\n", bytes_at(st, "disk.total", a, sizeof(a)));
+	fprintf(out, "%-12sspool %s", "", bytes_at(st, "disk.spool_bytes", a, sizeof(a)));
+	if (num_at(st, "disk.max_bytes", &v))
+		fprintf(out, " (limit %s",
+			v > 0 ? bytes_at(st, "disk.max_bytes", a, sizeof(a)) : "none");
+	else
+		fprintf(out, " (limit -");
+	fprintf(out, ", keeps %s free)\n", bytes_at(st, "disk.min_free_bytes", a, sizeof(a)));
+
+	/* Alarms and the last errors. */
+	list = get(st, "alarms");
+	fprintf(out, "%s\n", cJSON_GetArraySize(list) ? "Alarms" : "Alarms      none");
+	cJSON_ArrayForEach(item, list)
+	{
+		fprintf(out, "  %-8s %-12s %s\n", str_at(item, "severity", "-", a, sizeof(a)),
+			str_at(item, "id", "-", b, sizeof(b)),
+			str_at(item, "message", "-", d, sizeof(d)));
+	}
+	list = get(st, "last_errors");
+	fprintf(out, "%s\n", cJSON_GetArraySize(list) ? "Last errors" : "Last errors none");
+	cJSON_ArrayForEach(item, list)
+	{
+		fprintf(out, "  %s %s %s\n", str_at(item, "time", "-", a, sizeof(a)),
+			str_at(item, "event", "-", b, sizeof(b)),
+			str_at(item, "message", "-", d, sizeof(d)));
+	}
+
+	/* Counters since the uplink started. */
+	if (get(st, "counters")) {
+		fprintf(out, "%-12s", "Counters");
+		fprintf(out, "received %.0f",
+			num_at(st, "counters.received_instances", &v) ? v : 0);
+		fprintf(out, ", uploaded %.0f (%s)",
+			num_at(st, "counters.uploaded_instances", &w) ? w : 0,
+			bytes_at(st, "counters.uploaded_bytes", a, sizeof(a)));
+		fprintf(out, ", retries %.0f", num_at(st, "counters.retries", &v) ? v : 0);
+		fprintf(out, ", quarantined %.0f\n",
+			num_at(st, "counters.quarantined", &v) ? v : 0);
+	}
+}
+
+void op_ctl_print_queue(const cJSON *q, FILE *out)
+{
+	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
+	static const char *const head[] = { "STUDY UID", "PATIENT", "MOD",      "INST",      "SIZE",
+					    "STATES",    "TRIES",   "RECEIVED", "LAST ERROR" };
+	const cJSON *item, *studies = get(q, "studies");
+	struct table t = { .ncol = 9, .right = (1u << 3) | (1u << 4) | (1u << 6) };
+	double page = 1, per_page = 0, total = 0, pages;
+	int urgent = 0;
+
+	table_add(&t, head);
+	cJSON_ArrayForEach(item, studies)
+	{
+		char uid[160], pid[160], mod[32], inst[32], size[32], st[256], tries[32];
+		char received[64], error[512];
+		const char *row[9];
+		size_t o = 0;
+		double v;
+
+		snprintf(uid, sizeof(uid), "%s", cJSON_IsTrue(get(item, "urgent")) ? "*" : "");
+		urgent |= cJSON_IsTrue(get(item, "urgent"));
+		str_at(item, "study_uid", "-", uid + strlen(uid), sizeof(uid) - strlen(uid));
+		if (!cJSON_IsString(get(item, "study_uid")))
+			snprintf(uid + strlen(uid), sizeof(uid) - strlen(uid), "-");
+		row[0] = uid;
+		row[1] = str_at(item, "patient_id", "-", pid, sizeof(pid));
+		row[2] = str_at(item, "modality", "-", mod, sizeof(mod));
+		row[3] = "-";
+		if (num_at(item, "instances", &v)) {
+			snprintf(inst, sizeof(inst), "%.0f", v);
+			row[3] = inst;
+		}
+		row[4] = bytes_at(item, "bytes", size, sizeof(size));
+		st[0] = '\0';
+		for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+			char p[32];
+
+			snprintf(p, sizeof(p), "states.%s", states[i]);
+			if (num_at(item, p, &v) && v > 0 && o < sizeof(st))
+				o += (size_t)snprintf(st + o, sizeof(st) - o, "%s%s %.0f",
+						      o ? ", " : "", states[i], v);
+		}
+		row[5] = o ? st : "-";
+		row[6] = "-";
+		if (num_at(item, "attempts", &v)) {
+			snprintf(tries, sizeof(tries), "%.0f", v);
+			row[6] = tries;
+		}
+		row[7] = str_at(item, "received_at", "-", received, sizeof(received));
+		row[8] = str_at(item, "last_error", "-", error, sizeof(error));
+		table_add(&t, row);
+	}
+	num_at(q, "page", &page);
+	num_at(q, "per_page", &per_page);
+	num_at(q, "total", &total);
+	if (t.nrow > 1)
+		table_print(&t, "", out);
+	table_free(&t);
+	if (urgent)
+		fprintf(out, "* urgent\n");
+	pages = per_page > 0 ? fmax(1, ceil(total / per_page)) : 1;
+	if (total == 0 && t.nrow <= 1)
+		fprintf(out, "no studies\n");
+	else if (t.nrow <= 1)
+		fprintf(out, "no studies on page %.0f (%.0f %s on %.0f %s)\n", page, total,
+			total == 1 ? "study" : "studies", pages, pages == 1 ? "page" : "pages");
+	else
+		fprintf(out, "page %.0f of %.0f (%.0f %s)\n", page, pages, total,
+			total == 1 ? "study" : "studies");
+}
+
+int op_ctl_print_test_link(const cJSON *result, FILE *out)
+{
+	static const char *const head[] = { "STEP", "RESULT", "TIME", "DETAIL" };
+	struct table t = { .ncol = 4, .right = 1u << 2 };
+	const cJSON *item;
+	int ok = cJSON_IsTrue(get(result, "ok"));
+
+	table_add(&t, head);
+	cJSON_ArrayForEach(item, get(result, "steps"))
+	{
+		char step[64], ms[32], detail[512];
+		const char *row[4];
+		double v;
+
+		row[0] = str_at(item, "step", "-", step, sizeof(step));
+		row[1] = cJSON_IsTrue(get(item, "ok")) ? "ok" : "FAILED";
+		row[2] = "-";
+		if (num_at(item, "ms", &v)) {
+			snprintf(ms, sizeof(ms), "%.0f ms", v);
+			row[2] = ms;
+		}
+		row[3] = str_at(item, "detail", "", detail, sizeof(detail));
+		table_add(&t, row);
+	}
+	table_print(&t, "", out);
+	table_free(&t);
+	fprintf(out, "link test: %s\n", ok ? "ok" : "FAILED");
+	return ok;
+}

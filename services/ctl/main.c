@@ -1,0 +1,620 @@
+/*
+ * outpostctl: the field engineer's command-line tool. It talks to
+ * outpost-uplink's status API (docs/API.md) on the Unix socket, where the
+ * socket's permissions are the authentication, and writes the console
+ * password into the configuration file. Usage, commands and exit codes
+ * are in usage() below and in docs/outpostctl.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/config.h"
+#include "ctl/ctl.h"
+
+#define TIMEOUT_MS 30000
+/* test-link resolves, connects, handshakes and queries with the cloud's
+ * own timeouts: up to about 40 s. */
+#define TEST_LINK_TIMEOUT_MS 60000
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: outpostctl [--config FILE] [--socket PATH] COMMAND ...\n"
+		"\n"
+		"Commands:\n"
+		"  status [--json]                  the service at a glance\n"
+		"  queue ls [--state S] [--page N] [--json]\n"
+		"                                   studies in the spool (S: queued, sending,\n"
+		"                                   sent, quarantined)\n"
+		"  retry STUDY_UID | retry --all    requeue quarantined instances\n"
+		"  pause | resume                   stop or restart uploading (persists)\n"
+		"  shaping RATE | SCHEDULE          set the upload rate (2Mbit, unlimited, 0)\n"
+		"                                   or the weekly schedule ([shaping] syntax)\n"
+		"  shaping --clear                  back to the configuration file's values\n"
+		"  test-link [--json]               check the way to the cloud, step by step\n"
+		"  passwd                           set the web console's password (read from\n"
+		"                                   the terminal, or one line of stdin)\n"
+		"\n"
+		"Options:\n"
+		"  --config FILE    the configuration file (else $OUTPOST_CONFIG, else\n"
+		"                   " OP_CTL_DEFAULT_CONFIG " if present, else the defaults)\n"
+		"  --socket PATH    the service's Unix socket (else [console] socket)\n"
+		"  --help, --version\n"
+		"\n"
+		"Exit status: 0 success; 1 the service answered with an error or the\n"
+		"operation failed; 2 usage error (bad arguments, bad configuration,\n"
+		"refused password); 3 outpost-uplink is not running.\n");
+}
+
+/* --- the password from the terminal -------------------------------------- */
+
+/* A signal handler can reach nothing but globals: these let it give the
+ * terminal its echo back if the engineer presses Ctrl-C at the prompt. */
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_changed;
+
+static void restore_tty_and_die(int sig)
+{
+	if (tty_changed)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * Reads one line of at most OP_CTL_PASSWORD_MAX bytes into buf (size
+ * OP_CTL_PASSWORD_MAX + 2) without its end of line; without echo when
+ * stdin is a terminal. Returns 0, -ENODATA (end of input), -E2BIG or -EIO.
+ */
+static int read_password(const char *prompt, char *buf, size_t size)
+{
+	int tty = isatty(STDIN_FILENO), rc = 0, c;
+	struct sigaction sa = { .sa_handler = restore_tty_and_die };
+	struct termios quiet;
+	size_t n;
+
+	if (tty) {
+		if (tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+			return -EIO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+		sigaction(SIGQUIT, &sa, NULL);
+		quiet = saved_tty;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		quiet.c_lflag |= ECHONL; /* the Enter still moves to the next line */
+		fputs(prompt, stderr);
+		fflush(stderr);
+		tty_changed = 1;
+		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) < 0) {
+			rc = -EIO;
+			goto out;
+		}
+	}
+	if (!fgets(buf, (int)size, stdin)) {
+		rc = ferror(stdin) ? -EIO : -ENODATA;
+		goto out;
+	}
+	n = strlen(buf);
+	if (n && buf[n - 1] == '\n') {
+		buf[--n] = '\0';
+	} else if (!feof(stdin)) {
+		/* Longer than the buffer: the rest of the line is not kept. */
+		while ((c = getchar()) != EOF && c != '\n')
+			;
+		rc = -E2BIG;
+		goto out;
+	}
+	if (n && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+out:
+	if (tty_changed) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+		tty_changed = 0;
+	}
+	if (rc < 0)
+		sodium_memzero(buf, size);
+	return rc;
+}
+
+/* --- talking to the service ---------------------------------------------- */
+
+/*
+ * Sends one request. Returns 0 with *r filled when the service answered
+ * 2xx; otherwise prints why and returns the exit code (nothing to free).
+ */
+static int call(const char *sock, const char *method, const char *target, const char *body,
+		int timeout_ms, op_ctl_response *r)
+{
+	char err[512], text[1024];
+	int rc = op_ctl_request(sock, method, target, body, timeout_ms, r, err, sizeof(err));
+
+	if (rc < 0 && op_ctl_not_running(rc)) {
+		fprintf(stderr, "outpostctl: outpost-uplink is not running (no answer on %s: %s)\n",
+			sock, err);
+		return OP_CTL_EXIT_NOT_RUNNING;
+	}
+	if (rc == -EACCES) {
+		fprintf(stderr,
+			"outpostctl: %s: permission denied (run as root or as a member of the "
+			"socket's group)\n",
+			sock);
+		return OP_CTL_EXIT_FAILED;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "outpostctl: %s %s on %s: %s\n", method, target, sock, err);
+		return OP_CTL_EXIT_FAILED;
+	}
+	if (r->status < 200 || r->status > 299) {
+		op_ctl_error_text(r, text, sizeof(text));
+		fprintf(stderr, "outpostctl: %s (HTTP %d)\n", text, r->status);
+		op_ctl_response_free(r);
+		return OP_CTL_EXIT_FAILED;
+	}
+	return 0;
+}
+
+/* The JSON of a 2xx answer; prints why and returns NULL when it is not JSON. */
+static cJSON *parse_json(const op_ctl_response *r, const char *what)
+{
+	cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
+
+	if (!j)
+		fprintf(stderr, "outpostctl: the answer to %s is not JSON\n", what);
+	return j;
+}
+
+/* Prints a body as it came (--json), ending in a newline. */
+static void print_raw(const op_ctl_response *r)
+{
+	fwrite(r->body, 1, r->body_len, stdout);
+	if (!r->body_len || r->body[r->body_len - 1] != '\n')
+		putchar('\n');
+}
+
+/* --- commands ------------------------------------------------------------ */
+
+enum {
+	O_JSON = 1 << 0,
+	O_ALL = 1 << 1,
+	O_CLEAR = 1 << 2,
+	O_STATE = 1 << 3,
+	O_PAGE = 1 << 4,
+};
+
+struct args {
+	const char *config, *socket, *state;
+	long page;
+	unsigned given; /* O_* */
+	char **pos;     /* the command and its arguments */
+	int npos;
+};
+
+static int cmd_status(const char *sock, const struct args *a)
+{
+	op_ctl_response r;
+	cJSON *j;
+	int rc = call(sock, "GET", "/api/status", NULL, TIMEOUT_MS, &r);
+
+	if (rc)
+		return rc;
+	if (a->given & O_JSON) {
+		print_raw(&r);
+	} else if ((j = parse_json(&r, "GET /api/status"))) {
+		op_ctl_print_status(j, stdout);
+		cJSON_Delete(j);
+	} else {
+		rc = OP_CTL_EXIT_FAILED;
+	}
+	op_ctl_response_free(&r);
+	return rc;
+}
+
+static int cmd_queue(const char *sock, const struct args *a)
+{
+	char target[128];
+	op_ctl_response r;
+	cJSON *j;
+	int rc;
+
+	snprintf(target, sizeof(target), "/api/queue?page=%ld%s%s", a->page,
+		 a->state ? "&state=" : "", a->state ? a->state : "");
+	rc = call(sock, "GET", target, NULL, TIMEOUT_MS, &r);
+	if (rc)
+		return rc;
+	if (a->given & O_JSON) {
+		print_raw(&r);
+	} else if ((j = parse_json(&r, "GET /api/queue"))) {
+		op_ctl_print_queue(j, stdout);
+		cJSON_Delete(j);
+	} else {
+		rc = OP_CTL_EXIT_FAILED;
+	}
+	op_ctl_response_free(&r);
+	return rc;
+}
+
+static int cmd_retry(const char *sock, const struct args *a)
+{
+	cJSON *req = cJSON_CreateObject(), *j = NULL;
+	char *body = NULL;
+	op_ctl_response r = { 0 };
+	double n;
+	int rc = OP_CTL_EXIT_FAILED;
+
+	if (!req)
+		goto out;
+	if (a->given & O_ALL)
+		cJSON_AddTrueToObject(req, "all");
+	else
+		cJSON_AddStringToObject(req, "study", a->pos[1]);
+	body = cJSON_PrintUnformatted(req);
+	if (!body)
+		goto out;
+	rc = call(sock, "POST", "/api/retry", body, TIMEOUT_MS, &r);
+	if (rc)
+		goto out;
+	j = parse_json(&r, "POST /api/retry");
+	if (!j || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "requeued"))) {
+		rc = OP_CTL_EXIT_FAILED;
+		goto out;
+	}
+	n = cJSON_GetObjectItemCaseSensitive(j, "requeued")->valuedouble;
+	printf("requeued %.0f %s\n", n, n == 1 ? "instance" : "instances");
+out:
+	op_ctl_response_free(&r);
+	cJSON_Delete(j);
+	cJSON_Delete(req);
+	free(body);
+	return rc;
+}
+
+static int cmd_pause(const char *sock, int pause)
+{
+	op_ctl_response r;
+	int rc = call(sock, "POST", pause ? "/api/pause" : "/api/resume", "{}", TIMEOUT_MS, &r);
+
+	if (rc)
+		return rc;
+	if (pause)
+		printf("uploading paused (it stays paused across restarts: outpostctl resume)\n");
+	else
+		printf("uploading resumed\n");
+	op_ctl_response_free(&r);
+	return 0;
+}
+
+static int cmd_shaping(const char *sock, const struct args *a)
+{
+	char *arg = NULL, *body = NULL;
+	size_t len = 0, o = 0;
+	op_ctl_response r = { 0 };
+	cJSON *j = NULL;
+	int rc = OP_CTL_EXIT_FAILED;
+
+	/* A schedule may come unquoted, as several arguments. */
+	if (!(a->given & O_CLEAR)) {
+		for (int i = 1; i < a->npos; i++)
+			len += strlen(a->pos[i]) + 1;
+		arg = malloc(len);
+		if (!arg)
+			goto out;
+		for (int i = 1; i < a->npos; i++)
+			o += (size_t)snprintf(arg + o, len - o, "%s%s", i > 1 ? " " : "",
+					      a->pos[i]);
+	}
+	if (op_ctl_shaping_body(arg, &body) < 0)
+		goto out;
+	rc = call(sock, "PUT", "/api/shaping", body, TIMEOUT_MS, &r);
+	if (rc)
+		goto out;
+	j = parse_json(&r, "PUT /api/shaping");
+	if (!j) {
+		rc = OP_CTL_EXIT_FAILED;
+		goto out;
+	}
+	op_ctl_print_rate(j, stdout);
+out:
+	op_ctl_response_free(&r);
+	cJSON_Delete(j);
+	free(body);
+	free(arg);
+	return rc;
+}
+
+static int cmd_test_link(const char *sock, const struct args *a)
+{
+	op_ctl_response r;
+	cJSON *j;
+	int rc = call(sock, "POST", "/api/test-link", "{}", TEST_LINK_TIMEOUT_MS, &r);
+
+	if (rc)
+		return rc;
+	j = parse_json(&r, "POST /api/test-link");
+	if (!j) {
+		rc = OP_CTL_EXIT_FAILED;
+	} else if (a->given & O_JSON) {
+		print_raw(&r);
+		rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok")) ? 0
+									     : OP_CTL_EXIT_FAILED;
+	} else {
+		rc = op_ctl_print_test_link(j, stdout) ? 0 : OP_CTL_EXIT_FAILED;
+	}
+	cJSON_Delete(j);
+	op_ctl_response_free(&r);
+	return rc;
+}
+
+static int cmd_passwd(const char *config_path, const char *sock)
+{
+	char pw[OP_CTL_PASSWORD_MAX + 2], again[OP_CTL_PASSWORD_MAX + 2], hash[128], err[1024];
+	const char *why = "";
+	op_ctl_response r = { 0 };
+	int rc;
+
+	if (!*config_path) {
+		fprintf(stderr, "outpostctl: no configuration file is in use (the embedded "
+				"defaults): there is nowhere to write the password; give one with "
+				"--config FILE or OUTPOST_CONFIG\n");
+		return OP_CTL_EXIT_USAGE;
+	}
+	rc = read_password("New console password: ", pw, sizeof(pw));
+	if (rc == 0 && isatty(STDIN_FILENO)) {
+		rc = read_password("Again: ", again, sizeof(again));
+		if (rc == 0 && strcmp(pw, again) != 0) {
+			fprintf(stderr,
+				"outpostctl: the passwords do not match; nothing changed\n");
+			rc = OP_CTL_EXIT_USAGE;
+			goto out;
+		}
+	}
+	if (rc < 0) {
+		fprintf(stderr, "outpostctl: %s; nothing changed\n",
+			rc == -ENODATA ? "no password given"
+			: rc == -E2BIG ? "the password is too long (at most 1024 bytes)"
+				       : "cannot read the password from the terminal");
+		rc = OP_CTL_EXIT_USAGE;
+		goto out;
+	}
+	if (op_ctl_password_check(pw, &why) < 0) {
+		fprintf(stderr, "outpostctl: %s; nothing changed\n", why);
+		rc = OP_CTL_EXIT_USAGE;
+		goto out;
+	}
+	rc = op_ctl_password_hash(pw, hash, sizeof(hash));
+	if (rc < 0) {
+		fprintf(stderr, "outpostctl: cannot hash the password: %s\n", strerror(-rc));
+		rc = OP_CTL_EXIT_FAILED;
+		goto out;
+	}
+	rc = op_ctl_config_set(config_path, "console", "password_hash", hash, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "outpostctl: %s\n", err);
+		rc = OP_CTL_EXIT_FAILED;
+		goto out;
+	}
+	printf("console password set in %s\n", config_path);
+
+	/* The service takes it at once when it is running. */
+	if (!*sock) {
+		printf("no [console] socket is configured: outpost-uplink reads the password "
+		       "when it starts or on SIGHUP\n");
+		rc = 0;
+		goto out;
+	}
+	rc = op_ctl_request(sock, "POST", "/api/reload", "{}", TIMEOUT_MS, &r, err, sizeof(err));
+	if (rc < 0 && op_ctl_not_running(rc)) {
+		printf("outpost-uplink is not running (no answer on %s): the password applies "
+		       "when it starts\n",
+		       sock);
+		rc = 0;
+	} else if (rc < 0) {
+		fprintf(stderr,
+			"outpostctl: outpost-uplink did not reload (%s on %s): restart it or send "
+			"it SIGHUP\n",
+			err, sock);
+		rc = OP_CTL_EXIT_FAILED;
+	} else if (r.status != 200) {
+		op_ctl_error_text(&r, err, sizeof(err));
+		fprintf(stderr, "outpostctl: outpost-uplink refused to reload: %s (HTTP %d)\n", err,
+			r.status);
+		rc = OP_CTL_EXIT_FAILED;
+	} else {
+		printf("outpost-uplink reloaded its configuration: the password applies now\n");
+		rc = 0;
+	}
+out:
+	op_ctl_response_free(&r);
+	sodium_memzero(pw, sizeof(pw));
+	sodium_memzero(again, sizeof(again));
+	sodium_memzero(hash, sizeof(hash));
+	return rc;
+}
+
+/* --- the command line ---------------------------------------------------- */
+
+/* Each command: its name, how many arguments, the options it takes. */
+static const struct command {
+	const char *name;
+	int min_args, max_args; /* after the command's name (-1: any) */
+	unsigned options;
+} commands[] = {
+	{ "status", 0, 0, O_JSON },                   /* GET /api/status */
+	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE }, /* ls: GET /api/queue */
+	{ "retry", 0, 1, O_ALL },                     /* POST /api/retry */
+	{ "pause", 0, 0, 0 },                         /* POST /api/pause */
+	{ "resume", 0, 0, 0 },                        /* POST /api/resume */
+	{ "shaping", 0, -1, O_CLEAR },                /* PUT /api/shaping */
+	{ "test-link", 0, 0, O_JSON },                /* POST /api/test-link */
+	{ "passwd", 0, 0, 0 },                        /* the file, POST /api/reload */
+};
+
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int bad_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("outpostctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (outpostctl --help)\n", stderr);
+	return OP_CTL_EXIT_USAGE;
+}
+
+/* Checks the command's arguments; returns 0 or OP_CTL_EXIT_USAGE. */
+static int check_args(const struct command *c, const struct args *a)
+{
+	static const char *const names[] = { "--json", "--all", "--clear", "--state", "--page" };
+	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
+	int n = a->npos - 1, ok = 0;
+
+	for (int i = 0; i < 5; i++)
+		if ((a->given & (1u << i)) && !(c->options & (1u << i)))
+			return bad_usage("%s does not take %s", c->name, names[i]);
+	if (n < c->min_args || (c->max_args >= 0 && n > c->max_args))
+		return bad_usage("wrong number of arguments for %s", c->name);
+	if (strcmp(c->name, "queue") == 0 && strcmp(a->pos[1], "ls") != 0)
+		return bad_usage("unknown queue command '%s' (queue ls)", a->pos[1]);
+	if (strcmp(c->name, "retry") == 0 && (n == 1) == !!(a->given & O_ALL))
+		return bad_usage("%s takes a study UID or --all", c->name);
+	if (strcmp(c->name, "shaping") == 0 && (n > 0) == !!(a->given & O_CLEAR))
+		return bad_usage("%s takes a rate, a schedule or --clear", c->name);
+	if (strcmp(c->name, "shaping") == 0 && n > 0 && !*a->pos[1])
+		return bad_usage("%s: the rate or schedule is empty", c->name);
+	if (a->state) {
+		for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+			ok |= strcmp(a->state, states[i]) == 0;
+		if (!ok)
+			return bad_usage("--state %s: one of queued, sending, sent, quarantined",
+					 a->state);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "clear", no_argument, NULL, 'x' },
+		{ "state", required_argument, NULL, 'S' },
+		{ "page", required_argument, NULL, 'P' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static char program[] = "outpostctl";
+	struct args a = { .page = 1 };
+	const struct command *cmd = NULL;
+	char config_path[PATH_MAX], err[640], *end;
+	const char *sock;
+	op_config *cfg = NULL;
+	int opt, rc;
+
+	/* getopt names the program by argv[0] in its messages. */
+	argv[0] = program;
+	/* Options may come before or after the command (getopt permutes). */
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': a.config = optarg; break;
+		case 's': a.socket = optarg; break;
+		case 'j': a.given |= O_JSON; break;
+		case 'a': a.given |= O_ALL; break;
+		case 'x': a.given |= O_CLEAR; break;
+		case 'S':
+			a.given |= O_STATE;
+			a.state = optarg;
+			break;
+		case 'P':
+			a.given |= O_PAGE;
+			errno = 0;
+			a.page = strtol(optarg, &end, 10);
+			if (!*optarg || *end || errno || a.page < 1 || a.page > 1000000)
+				return bad_usage("--page %s: a page number from 1", optarg);
+			break;
+		case 'V': printf("outpostctl %s\n", OP_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: fprintf(stderr, "(outpostctl --help)\n"); return OP_CTL_EXIT_USAGE;
+		}
+	}
+	a.pos = argv + optind;
+	a.npos = argc - optind;
+	if (a.npos == 0) {
+		usage(stderr);
+		return OP_CTL_EXIT_USAGE;
+	}
+	if (strcmp(a.pos[0], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(a.pos[0], commands[i].name) == 0)
+			cmd = &commands[i];
+	if (!cmd)
+		return bad_usage("unknown command '%s'", a.pos[0]);
+	rc = check_args(cmd, &a);
+	if (rc)
+		return rc;
+
+	if (op_ctl_config_path(a.config, config_path, sizeof(config_path)) < 0)
+		return bad_usage("%s: the configuration file's path is too long", a.config);
+	cfg = malloc(sizeof(*cfg));
+	if (!cfg) {
+		fprintf(stderr, "outpostctl: out of memory\n");
+		return OP_CTL_EXIT_FAILED;
+	}
+	op_config_defaults(cfg);
+	if (*config_path && op_config_load(cfg, config_path, err, sizeof(err)) < 0) {
+		/* With --socket the file is needed only to write into it. */
+		if (!a.socket || strcmp(cmd->name, "passwd") == 0) {
+			fprintf(stderr, "outpostctl: %s\n", err);
+			rc = OP_CTL_EXIT_USAGE;
+			goto out;
+		}
+		fprintf(stderr, "outpostctl: warning: %s\n", err);
+	}
+	sock = a.socket ? a.socket : cfg->console.socket;
+	if (!*sock && strcmp(cmd->name, "passwd") != 0) {
+		fprintf(stderr,
+			"outpostctl: no [console] socket is configured in %s: give one "
+			"with --socket PATH\n",
+			*config_path ? config_path : "the embedded defaults");
+		rc = OP_CTL_EXIT_USAGE;
+		goto out;
+	}
+
+	if (strcmp(cmd->name, "status") == 0)
+		rc = cmd_status(sock, &a);
+	else if (strcmp(cmd->name, "queue") == 0)
+		rc = cmd_queue(sock, &a);
+	else if (strcmp(cmd->name, "retry") == 0)
+		rc = cmd_retry(sock, &a);
+	else if (strcmp(cmd->name, "pause") == 0)
+		rc = cmd_pause(sock, 1);
+	else if (strcmp(cmd->name, "resume") == 0)
+		rc = cmd_pause(sock, 0);
+	else if (strcmp(cmd->name, "shaping") == 0)
+		rc = cmd_shaping(sock, &a);
+	else if (strcmp(cmd->name, "test-link") == 0)
+		rc = cmd_test_link(sock, &a);
+	else
+		rc = cmd_passwd(config_path, sock);
+out:
+	free(cfg);
+	return rc;
+}
