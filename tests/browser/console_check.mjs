@@ -114,6 +114,11 @@ async function readPage(page) {
     const loginError = document.querySelector('[data-testid="login-error"]');
     const banner = document.querySelector('[data-testid="banner"]');
     return {
+      // A page wider than the window scrolls sideways: unusable on a phone.
+      layout: {
+        scroll_width: document.documentElement.scrollWidth,
+        window_width: window.innerWidth,
+      },
       status_visible: shown(status),
       status_updated: status ? status.getAttribute('data-updated') : null,
       login_visible: shown(document.querySelector('[data-testid="login-form"]')),

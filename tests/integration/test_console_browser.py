@@ -27,7 +27,7 @@ import pytest
 
 import console
 import dicomgen
-from outpost import ROOT, wait_for
+from outpost import ROOT, storescu, wait_for
 from uplink_fixtures import pipelines  # noqa: F401 (fixture)
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
@@ -268,3 +268,16 @@ def test_no_password_set_shows_the_servers_error(receivers, tmp_path):
     page = run_console(rx, tmp_path, "nopassword", password=None)
     assert not page["status_visible"]
     assert page["banner"] == r.json()["error"]
+
+
+def test_the_console_fits_a_phone(receivers, tmp_path):
+    require_browser()
+    rx, api = start_unprovisioned(receivers)
+    files = dicomgen.make_ct_study(str(tmp_path / "phone"), 2, rows=8, cols=8)
+    assert storescu(rx.port, files).returncode == 0
+    page = run_console(rx, tmp_path, "phone", viewport="390x844",
+                       screenshot=str(tmp_path / "phone.png"))
+    assert page["logged_in"], page
+    assert page["layout"]["window_width"] == 390
+    assert page["layout"]["scroll_width"] <= 390, page["layout"]
+    assert text(page, "queue-queued-instances") == "2"
