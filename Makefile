@@ -31,7 +31,7 @@ ALL_CXXFLAGS = -std=c++17 $(WARN) -pthread $(CXXFLAGS)
 
 # pkg-config dcmtk fails on Debian 12 (its .pc requires sndfile).
 DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
-COMMON_LIBS := -lsqlite3 -linih -lsodium -lm -pthread
+COMMON_LIBS := -lsqlite3 -linih -lsodium -lsystemd -lm -pthread
 UPLINK_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 
 # --- sources ---------------------------------------------------------------
@@ -89,11 +89,12 @@ all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNI
 # Debian 12 packages. Build: compilers and libraries. Test: the real peers.
 DEPS_BUILD := gcc g++ make libdcmtk-dev libsqlite3-dev libinih-dev \
               libsodium-dev libcmocka-dev libuv1-dev libmbedtls-dev \
-              libhttp-parser-dev libcjson-dev
+              libhttp-parser-dev libcjson-dev libsystemd-dev dpkg-dev
 DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
               python3-numpy clang-format procps clang-14 libclang-rt-14-dev \
               orthanc orthanc-dicomweb nginx curl openssl python3-cryptography \
-              python3-nacl python3-prometheus-client chromium chromium-driver nodejs
+              python3-nacl python3-prometheus-client chromium chromium-driver nodejs \
+              systemd
 DEPS := $(DEPS_BUILD) $(DEPS_TEST)
 
 # Quick when everything is there: one dpkg-query, no apt-get.
@@ -116,6 +117,13 @@ deps:
 	@# the version pinned in tests/browser/package-lock.json.
 	@[ -d tests/browser/node_modules/playwright-core ] || \
 	  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+
+# --- the Debian package --------------------------------------------------------
+
+# out/outpost_<version>_<arch>.deb: the programs, the console's files, the
+# systemd units and the appliance's default configuration (rootfs/deb/).
+deb: all
+	@scripts/make-deb $(BUILD) out
 
 # --- run ---------------------------------------------------------------------
 
@@ -206,4 +214,4 @@ clean:
 
 .SECONDARY:
 
-.PHONY: all deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean
+.PHONY: all deb deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean

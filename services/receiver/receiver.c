@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/spool.h"
 #include "receiver/dicom.h"
 
@@ -486,7 +487,8 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 {
 	sigset_t set;
 	struct timespec deadline;
-	int sfd, stop = 0, rc = 0;
+	int sfd, stop = 0, rc = 0, watchdog_ms = op_notify_watchdog_ms();
+	char status[128];
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -497,11 +499,20 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 		return -errno;
 	op_info("receiver.ready", "ae_title=%s bind=%s port=%d", rx->policy.ae_title,
 		rx->policy.bind, rx->port);
+	snprintf(status, sizeof(status), "receiving as %s on port %d", rx->policy.ae_title,
+		 rx->port);
+	op_notify_ready(status);
 	while (!stop) {
 		struct pollfd p[2] = { { rx->listen_fd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		struct signalfd_siginfo si;
+		int n;
 
-		if (poll(p, 2, -1) < 0) {
+		/* The watchdog is kept alive by this loop: a listener that no
+		 * longer comes round is restarted by systemd. */
+		if (watchdog_ms)
+			op_notify_watchdog();
+		n = poll(p, 2, watchdog_ms ? watchdog_ms : -1);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
@@ -516,6 +527,7 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 				stop = 1;
 		}
 	}
+	op_notify_stopping();
 	close(sfd);
 	close(rx->listen_fd);
 	rx->listen_fd = -1;

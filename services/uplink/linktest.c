@@ -116,7 +116,6 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 	char detail[400];
 
 	(void)c;
-	t->conn = NULL; /* closed by https.c */
 	if (stage == OP_HTTPS_CONNECT || stage == OP_HTTPS_TLS) {
 		snprintf(detail, sizeof(detail), "%s: %s",
 			 stage == OP_HTTPS_CONNECT ? "cannot connect" : "TLS failed", why);

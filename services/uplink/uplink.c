@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/spool.h"
 #include "uplink/api.h"
 #include "uplink/https.h"
@@ -146,6 +147,8 @@ struct op_uplink {
 	unsigned n_errors; /* ever recorded; the ring holds the last ones */
 
 	op_api *api;
+	int watchdog_ms; /* half of systemd's WatchdogSec; 0: none */
+	uint64_t watchdog_at;
 };
 
 static void claim(struct slot *s);
@@ -815,6 +818,11 @@ static void on_tick(uv_timer_t *t)
 	}
 	apply_rate(up, "schedule");
 	count_throughput(up);
+	/* The loop came round: systemd's watchdog is fed from here. */
+	if (up->watchdog_ms && uv_now(up->loop) - up->watchdog_at >= (uint64_t)up->watchdog_ms) {
+		up->watchdog_at = uv_now(up->loop);
+		op_notify_watchdog();
+	}
 	for (int i = 0; i < up->n_slots; i++)
 		claim(&up->slots[i]);
 }
@@ -1014,6 +1022,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 	if (signum != SIGHUP) {
 		op_info("uplink.stopping", "signal=%d", signum);
+		op_notify_stopping();
 		up->stopping = 1;
 		uv_timer_stop(&up->tick);
 		for (int i = 0; i < 3; i++)
@@ -1242,6 +1251,13 @@ int op_uplink_start(op_uplink *up)
 	if (op_api_open(up->loop, up, &up->api) < 0)
 		return -ENOMEM;
 	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
+	up->watchdog_ms = op_notify_watchdog_ms();
+	if (up->watchdog_ms > TICK_MS)
+		up->watchdog_ms -= TICK_MS; /* the tick's own granularity */
+	op_notify_ready("uploading");
+	if (up->watchdog_ms)
+		op_notify_watchdog();
+	up->watchdog_at = uv_now(up->loop);
 	return 0;
 }
 
