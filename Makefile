@@ -95,7 +95,10 @@ DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
               orthanc orthanc-dicomweb nginx curl openssl python3-cryptography \
               python3-nacl python3-prometheus-client chromium chromium-driver nodejs \
               systemd
-DEPS := $(DEPS_BUILD) $(DEPS_TEST)
+# Image: the appliance image's build and its qemu tests.
+DEPS_IMAGE := mmdebstrap genimage grub-efi-amd64-bin ovmf qemu-system-x86 squashfs-tools \
+              bmap-tools mtools dosfstools busybox-static kmod cpio e2fsprogs socat
+DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_IMAGE)
 
 # Quick when everything is there: one dpkg-query, no apt-get.
 deps:
@@ -124,6 +127,29 @@ deps:
 # systemd units and the appliance's default configuration (rootfs/deb/).
 deb: all
 	@scripts/make-deb $(BUILD) out
+
+# --- the appliance image --------------------------------------------------------
+#
+# out/<board>/outpost-<version>-<board>.img (+ .bmap): Debian 12 packages
+# (mmdebstrap, from Debian's mirror) and out/'s package, squashfs root
+# slots A and B, data partition, GRUB for UEFI (firmware/build-image).
+
+BOARD ?= qemu-x86_64
+IMAGE = out/$(BOARD)/outpost-$(VERSION)-$(BOARD).img
+
+image: deps deb
+	firmware/build-image $(BOARD) out/outpost_$(VERSION)_$$(dpkg --print-architecture).deb out/$(BOARD)
+
+# The image under qemu: boot, receive and upload, a power cut mid-push,
+# provisioning from a USB stick, the firewall (tests/image/).
+test-image: image
+	cd tests/image && OUTPOST_IMAGE=$(abspath $(IMAGE)) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Boots the image under qemu (TCG, OVMF; serial console here; guest ports
+# 104 and 8080 on 127.0.0.1:11104 and :18080). Writes go to the image.
+qemu:
+	firmware/qemu $(IMAGE)
 
 # --- run ---------------------------------------------------------------------
 
@@ -186,7 +212,7 @@ fuzz: $(BUILD)/fuzz/fuzz_response $(BUILD)/fuzz/fuzz_request
 	scripts/run-fuzz $(BUILD)/fuzz/fuzz_response tests/fuzz/corpus/response $(FUZZ_SECONDS)
 	scripts/run-fuzz $(BUILD)/fuzz/fuzz_request tests/fuzz/corpus/request $(FUZZ_SECONDS)
 
-test: deps check-style unit unit-asan fuzz-smoke integration integration-asan
+test: deps check-style unit unit-asan fuzz-smoke integration integration-asan test-image
 
 bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
@@ -214,4 +240,4 @@ clean:
 
 .SECONDARY:
 
-.PHONY: all deb deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean
+.PHONY: all deb image qemu test-image deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean
