@@ -97,7 +97,8 @@ DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
               systemd
 # Image: the appliance image's build and its qemu tests.
 DEPS_IMAGE := mmdebstrap genimage grub-efi-amd64-bin ovmf qemu-system-x86 squashfs-tools \
-              bmap-tools mtools dosfstools busybox-static kmod cpio e2fsprogs socat
+              bmap-tools mtools dosfstools busybox-static kmod cpio e2fsprogs socat \
+              util-linux
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_IMAGE)
 
 # Quick when everything is there: one dpkg-query, no apt-get.
@@ -141,7 +142,8 @@ image: deps deb
 	firmware/build-image $(BOARD) out/outpost_$(VERSION)_$$(dpkg --print-architecture).deb out/$(BOARD)
 
 # The image under qemu: boot, receive and upload, a power cut mid-push,
-# provisioning from a USB stick, the firewall (tests/image/).
+# provisioning from a USB stick and the console, the firewall; and the
+# flashing tool against a file standing in for a disk (tests/image/).
 test-image: image
 	cd tests/image && OUTPOST_IMAGE=$(abspath $(IMAGE)) \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -150,6 +152,13 @@ test-image: image
 # 104 and 8080 on 127.0.0.1:11104 and :18080). Writes go to the image.
 qemu:
 	firmware/qemu $(IMAGE)
+
+# outpost-flash, the field engineer's flashing tool, on a laptop (not the
+# box): needs python3, bmap-tools and e2fsprogs (docs/flash.md).
+PREFIX ?= /usr/local
+install-flash:
+	install -D -m 755 firmware/flash $(DESTDIR)$(PREFIX)/bin/outpost-flash
+	install -D -m 644 docs/flash.md $(DESTDIR)$(PREFIX)/share/doc/outpost-flash/flash.md
 
 # --- run ---------------------------------------------------------------------
 
@@ -240,4 +249,4 @@ clean:
 
 .SECONDARY:
 
-.PHONY: all deb image qemu test-image deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean
+.PHONY: all deb image qemu test-image install-flash deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean

@@ -26,6 +26,8 @@ enum {
 };
 
 #define OP_CTL_DEFAULT_CONFIG "/etc/outpost/outpost.ini"
+/* The appliance's firmware updater (outpostctl update). */
+#define OP_CTL_UPDATER "/usr/lib/outpost/update"
 #define OP_CTL_PASSWORD_MIN 8    /* characters (UTF-8 code points) */
 #define OP_CTL_PASSWORD_MAX 1024 /* bytes: far above any typed password */
 /* OWASP's minimum for Argon2id (docs/API.md): the uplink verifies beside

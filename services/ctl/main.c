@@ -33,6 +33,7 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  status [--json]                  the service at a glance\n"
+		"  health [--json]                  /healthz: exit 0 healthy, 1 not\n"
 		"  queue ls [--state S] [--page N] [--json]\n"
 		"                                   studies in the spool (S: queued, sending,\n"
 		"                                   sent, quarantined)\n"
@@ -44,6 +45,8 @@ static void usage(FILE *out)
 		"  test-link [--json]               check the way to the cloud, step by step\n"
 		"  passwd                           set the web console's password (read from\n"
 		"                                   the terminal, or one line of stdin)\n"
+		"  update BUNDLE                    install a firmware update (.raucb) and\n"
+		"                                   reboot into it (on the appliance, as root)\n"
 		"\n"
 		"Options:\n"
 		"  --config FILE    the configuration file (else $OUTPOST_CONFIG, else\n"
@@ -131,13 +134,13 @@ out:
 /* --- talking to the service ---------------------------------------------- */
 
 /*
- * Sends one request. Returns 0 with *r filled when the service answered
- * 2xx; otherwise prints why and returns the exit code (nothing to free).
+ * Sends one request. Returns 0 with *r filled when the service answered;
+ * otherwise prints why and returns the exit code (nothing to free).
  */
-static int call(const char *sock, const char *method, const char *target, const char *body,
-		int timeout_ms, op_ctl_response *r)
+static int request(const char *sock, const char *method, const char *target, const char *body,
+		   int timeout_ms, op_ctl_response *r)
 {
-	char err[512], text[1024];
+	char err[512];
 	int rc = op_ctl_request(sock, method, target, body, timeout_ms, r, err, sizeof(err));
 
 	if (rc < 0 && op_ctl_not_running(rc)) {
@@ -156,6 +159,18 @@ static int call(const char *sock, const char *method, const char *target, const 
 		fprintf(stderr, "outpostctl: %s %s on %s: %s\n", method, target, sock, err);
 		return OP_CTL_EXIT_FAILED;
 	}
+	return 0;
+}
+
+/* request(), and an answer other than 2xx printed and failed. */
+static int call(const char *sock, const char *method, const char *target, const char *body,
+		int timeout_ms, op_ctl_response *r)
+{
+	char text[1024];
+	int rc = request(sock, method, target, body, timeout_ms, r);
+
+	if (rc)
+		return rc;
 	if (r->status < 200 || r->status > 299) {
 		op_ctl_error_text(r, text, sizeof(text));
 		fprintf(stderr, "outpostctl: %s (HTTP %d)\n", text, r->status);
@@ -213,6 +228,40 @@ static int cmd_status(const char *sock, const struct args *a)
 		print_raw(&r);
 	} else if ((j = parse_json(&r, "GET /api/status"))) {
 		op_ctl_print_status(j, stdout);
+		cJSON_Delete(j);
+	} else {
+		rc = OP_CTL_EXIT_FAILED;
+	}
+	op_ctl_response_free(&r);
+	return rc;
+}
+
+/*
+ * GET /healthz: one line per check, exit 0 when healthy, 1 when not (503),
+ * 3 when the uplink does not answer. The appliance's health gate runs it.
+ */
+static int cmd_health(const char *sock, const struct args *a)
+{
+	op_ctl_response r;
+	cJSON *j, *c;
+	int rc = request(sock, "GET", "/healthz", NULL, TIMEOUT_MS, &r);
+
+	if (rc)
+		return rc;
+	rc = r.status == 200 ? 0 : OP_CTL_EXIT_FAILED;
+	if (a->given & O_JSON) {
+		print_raw(&r);
+	} else if ((j = parse_json(&r, "GET /healthz"))) {
+		printf("%s\n", r.status == 200 ? "healthy" : "NOT healthy");
+		cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "checks"))
+		{
+			const cJSON *d = cJSON_GetObjectItemCaseSensitive(c, "detail");
+
+			printf("  %-9s %-6s %s\n", c->string,
+			       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "ok")) ? "ok"
+										       : "FAILED",
+			       cJSON_IsString(d) ? d->valuestring : "");
+		}
 		cJSON_Delete(j);
 	} else {
 		rc = OP_CTL_EXIT_FAILED;
@@ -442,6 +491,19 @@ out:
 	return rc;
 }
 
+/*
+ * The appliance's updater (rootfs/overlay/usr/lib/outpost/update): checks
+ * the bundle, installs it into the other root slot with RAUC, shows the
+ * progress and reboots into it. Its exit status is outpostctl's.
+ */
+static int cmd_update(const char *bundle)
+{
+	execl(OP_CTL_UPDATER, OP_CTL_UPDATER, bundle, (char *)NULL);
+	fprintf(stderr, "outpostctl: %s: %s (firmware updates are installed on the appliance)\n",
+		OP_CTL_UPDATER, strerror(errno));
+	return OP_CTL_EXIT_FAILED;
+}
+
 /* --- the command line ---------------------------------------------------- */
 
 /* Each command: its name, how many arguments, the options it takes. */
@@ -451,6 +513,7 @@ static const struct command {
 	unsigned options;
 } commands[] = {
 	{ "status", 0, 0, O_JSON },                   /* GET /api/status */
+	{ "health", 0, 0, O_JSON },                   /* GET /healthz */
 	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE }, /* ls: GET /api/queue */
 	{ "retry", 0, 1, O_ALL },                     /* POST /api/retry */
 	{ "pause", 0, 0, 0 },                         /* POST /api/pause */
@@ -458,6 +521,7 @@ static const struct command {
 	{ "shaping", 0, -1, O_CLEAR },                /* PUT /api/shaping */
 	{ "test-link", 0, 0, O_JSON },                /* POST /api/test-link */
 	{ "passwd", 0, 0, 0 },                        /* the file, POST /api/reload */
+	{ "update", 1, 1, 0 },                        /* OP_CTL_UPDATER */
 };
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -570,6 +634,8 @@ int main(int argc, char **argv)
 	rc = check_args(cmd, &a);
 	if (rc)
 		return rc;
+	if (strcmp(cmd->name, "update") == 0)
+		return cmd_update(a.pos[1]);
 
 	if (op_ctl_config_path(a.config, config_path, sizeof(config_path)) < 0)
 		return bad_usage("%s: the configuration file's path is too long", a.config);
@@ -600,6 +666,8 @@ int main(int argc, char **argv)
 
 	if (strcmp(cmd->name, "status") == 0)
 		rc = cmd_status(sock, &a);
+	else if (strcmp(cmd->name, "health") == 0)
+		rc = cmd_health(sock, &a);
 	else if (strcmp(cmd->name, "queue") == 0)
 		rc = cmd_queue(sock, &a);
 	else if (strcmp(cmd->name, "retry") == 0)

@@ -11,7 +11,10 @@
 #include "uplink/api.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -467,8 +470,6 @@ static void check_password(op_api *api, op_console_req *req, const char *passwor
 	snprintf(j->arg2, sizeof(j->arg2), "%s", api->cfg.password_hash);
 	j->next = next;
 	j->login = login;
-	/* The answer is made in verify_done. */
-	j->body = malloc(1);
 	if (api->verifying) {
 		if (api->verify_tail)
 			api->verify_tail->waiting = j;
@@ -672,6 +673,48 @@ static cJSON *alarms_json(const op_uplink_view *v, const op_spool_stats *st, str
 	return alarms;
 }
 
+/*
+ * NAME in the configuration file's folder (on the appliance /data/NAME),
+ * or "" without a configuration file.
+ */
+static void beside_config(op_api *api, const char *name, char *out, size_t size)
+{
+	const char *config = op_uplink_config_path(api->up), *slash;
+
+	if (!config)
+		*out = '\0';
+	else if (!(slash = strrchr(config, '/')))
+		snprintf(out, size, "%s", name);
+	else
+		snprintf(out, size, "%.*s/%s", (int)(slash - config), config, name);
+}
+
+/* DIR/NAME, a file of KEY=VALUE lines (the health gate's), as a JSON
+ * object; JSON null when there is none. */
+static cJSON *keyvalue_json(const char *dir, const char *name)
+{
+	char path[PATH_MAX + 64], line[1024];
+	cJSON *o;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!*dir || !(f = fopen(path, "re")))
+		return cJSON_CreateNull();
+	o = cJSON_CreateObject();
+	while (fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '=');
+
+		line[strcspn(line, "\n")] = '\0';
+		if (eq && eq != line) {
+			*eq = '\0';
+			cJSON_AddStringToObject(o, line, eq + 1);
+		}
+	}
+	fclose(f);
+	return o;
+}
+
+/* arg: the firmware folder beside the configuration file. */
 static void status_work(struct job *j)
 {
 	const op_uplink_view *v = &j->view;
@@ -741,6 +784,11 @@ static void status_work(struct job *j)
 	}
 	cJSON_AddItemToObject(o, "alarms", alarms_json(v, &st, d, spool_bytes, j->t));
 
+	/* The appliance's root slot and its last update (outpost-health-gate). */
+	x = cJSON_AddObjectToObject(o, "firmware");
+	cJSON_AddItemToObject(x, "booted", keyvalue_json(j->arg, "booted"));
+	cJSON_AddItemToObject(x, "last_update", keyvalue_json(j->arg, "last-update"));
+
 	x = cJSON_AddObjectToObject(o, "counters");
 	cJSON_AddNumberToObject(x, "received_instances", (double)st.counters.received_instances);
 	cJSON_AddNumberToObject(x, "received_bytes", (double)st.counters.received_bytes);
@@ -765,7 +813,13 @@ static void with_view(op_api *api, op_console_req *req, const char *who, void (*
 
 static void status(op_api *api, op_console_req *req, const char *who)
 {
-	with_view(api, req, who, status_work);
+	struct job *j = job_new(api, req, who);
+
+	if (!j)
+		return;
+	op_uplink_get_view(api->up, &j->view);
+	beside_config(api, "firmware", j->arg, sizeof(j->arg));
+	job_start(j, status_work, NULL);
 }
 
 /* Appends to a growing text buffer (the metrics page). */
@@ -1164,6 +1218,175 @@ static void reload(op_api *api, op_console_req *req, const char *who)
 			changed ? "console password changed" : "configuration reloaded", o);
 }
 
+/* --- the site file, uploaded -------------------------------------------------------------- */
+
+#define SITE_FILES 16
+#define SITE_NAME_MAX 64
+
+/* A site file's name: letters, digits, '.', '_', '-', not starting with '.'. */
+static int site_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && n < SITE_NAME_MAX && name[0] != '.' &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+		       n;
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "we");
+	size_t n = strlen(text);
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	if (fwrite(text, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0)
+		rc = -EIO;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -EIO;
+	if (rc == 0)
+		chmod(path, mode);
+	return rc;
+}
+
+static int remove_tree(const char *dir)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	return rmdir(dir) == 0 ? 0 : -errno;
+}
+
+/*
+ * arg: the upload directory (upload/ beside the configuration file). The
+ * upload (site.ini and its files, in j->body as JSON) is checked by
+ * loading the current configuration followed by site.ini, then left as
+ * upload/site/ for the appliance's outpost-site.path unit, which
+ * provisions from it as from a USB stick (as root) and reloads the
+ * services.
+ */
+static void site_work(struct job *j)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX], check[PATH_MAX], err[640];
+	char path[PATH_MAX + SITE_NAME_MAX + 16];
+	cJSON *o = cJSON_Parse(j->body), *ini = cJSON_GetObjectItemCaseSensitive(o, "site.ini");
+	cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "files"), *f;
+	op_config cfg;
+	FILE *out = NULL, *cur = NULL;
+	int n = 0, rc;
+
+	free(j->body);
+	j->body = NULL;
+	snprintf(tmp, sizeof(tmp), "%s/site.tmp", j->arg);
+	snprintf(dir, sizeof(dir), "%s/site", j->arg);
+	if (mkdir(j->arg, 0750) < 0 && errno != EEXIST) {
+		job_error(j, 500, "cannot write the upload directory (see [console] in README)");
+		goto out;
+	}
+	if (!cJSON_IsString(ini) || (files && !cJSON_IsObject(files))) {
+		job_error(j, 400,
+			  "expected {\"site.ini\": \"...\", \"files\": {\"ca.pem\": \"...\"}}");
+		goto out;
+	}
+	cJSON_ArrayForEach(f, files)
+	{
+		if (!cJSON_IsString(f) || !site_name_ok(f->string) || ++n > SITE_FILES ||
+		    strcmp(f->string, "site.ini") == 0 || strcmp(f->string, "outpost.ini") == 0) {
+			job_error(j, 400,
+				  "files: at most 16, named with letters, digits, '.', '_', '-' "
+				  "(not site.ini), each a string");
+			goto out;
+		}
+	}
+	/* The configuration in force, then the site file: what the services
+	 * will load (the appliance starts from its defaults instead). */
+	snprintf(check, sizeof(check), "%s/site.check.ini", j->arg);
+	out = fopen(check, "we");
+	cur = fopen(j->arg2, "re");
+	if (out && cur) {
+		char buf[4096];
+		size_t k;
+
+		while ((k = fread(buf, 1, sizeof(buf), cur)) > 0)
+			fwrite(buf, 1, k, out);
+		fprintf(out, "\n%s\n", ini->valuestring);
+	}
+	if (cur)
+		fclose(cur);
+	if (!out || fclose(out) != 0) {
+		job_error(j, 500, "cannot write the upload directory");
+		goto out;
+	}
+	rc = op_config_load(&cfg, check, err, sizeof(err));
+	unlink(check);
+	if (rc < 0) {
+		char msg[700];
+
+		snprintf(msg, sizeof(msg), "site.ini refused: %s",
+			 strstr(err, ": ") ? strstr(err, ": ") + 2 : err);
+		job_error(j, 400, msg);
+		goto out;
+	}
+	remove_tree(tmp);
+	if (mkdir(tmp, 0750) < 0) {
+		job_error(j, 500, "cannot write the upload directory");
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/site.ini", tmp);
+	rc = write_file(path, ini->valuestring, 0640);
+	cJSON_ArrayForEach(f, files)
+	{
+		snprintf(path, sizeof(path), "%s/%s", tmp, f->string);
+		if (rc == 0)
+			rc = write_file(path, f->valuestring, 0640);
+	}
+	remove_tree(dir);
+	if (rc < 0 || rename(tmp, dir) < 0) {
+		remove_tree(tmp);
+		job_error(j, 500, "cannot write the upload directory");
+		goto out;
+	}
+	audit(j, "site", "site file uploaded");
+	cJSON *a = cJSON_CreateObject();
+
+	cJSON_AddBoolToObject(a, "accepted", 1);
+	cJSON_AddStringToObject(a, "path", dir);
+	job_json(j, 202, a);
+out:
+	cJSON_Delete(o);
+}
+
+static void site_upload(op_api *api, op_console_req *req, const char *who)
+{
+	const char *config = op_uplink_config_path(api->up);
+	size_t len;
+	const char *body = op_request_body(op_console_request(req), &len);
+	struct job *j;
+
+	if (!config) {
+		reply_error(req, 409, NULL,
+			    "this uplink runs without a configuration file in a data directory");
+		return;
+	}
+	if (!(j = job_new(api, req, who)))
+		return;
+	beside_config(api, "upload", j->arg, sizeof(j->arg));
+	snprintf(j->arg2, sizeof(j->arg2), "%s", config);
+	j->body = strndup(body, len);
+	job_start(j, site_work, NULL);
+}
+
 static void audit_list_work(struct job *j)
 {
 	op_spool_audit_entry *e = calloc((size_t)j->n1, sizeof(*e));
@@ -1369,7 +1592,7 @@ static const struct route {
 	{ "POST", "/api/pause", pause_uploads, 0 }, { "POST", "/api/resume", resume_uploads, 0 },
 	{ "PUT", "/api/shaping", shaping, 0 },      { "POST", "/api/test-link", test_link, 0 },
 	{ "GET", "/api/audit", audit_list, 0 },     { "POST", "/api/logout", logout, 0 },
-	{ "POST", "/api/reload", reload, 1 },
+	{ "POST", "/api/reload", reload, 1 },       { "PUT", "/api/site", site_upload, 0 },
 };
 
 static void handle(void *ctx, op_console_req *req)

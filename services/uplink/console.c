@@ -682,14 +682,8 @@ int op_console_open(uv_loop_t *loop, const op_console_config *cfg, op_console_ha
 	return 0;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void free_console(op_console *con)
 {
-	struct listener *l = h->data;
-	op_console *con = l->console;
-
-	l->open = 0;
-	if (con->tcp.open || con->unix_sock.open)
-		return;
 	if (con->tls) {
 		mbedtls_ssl_config_free(&con->ssl_conf);
 		mbedtls_x509_crt_free(&con->cert);
@@ -698,6 +692,16 @@ static void on_listener_closed(uv_handle_t *h)
 		mbedtls_entropy_free(&con->entropy);
 	}
 	free(con);
+}
+
+/* The console is freed when its last open listener has closed. */
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct listener *l = h->data;
+
+	l->open = 0;
+	if (!l->console->tcp.open && !l->console->unix_sock.open)
+		free_console(l->console);
 }
 
 void op_console_close(op_console *con)
@@ -709,10 +713,7 @@ void op_console_close(op_console *con)
 	if (*con->socket_path)
 		unlink(con->socket_path);
 	if (!con->tcp.open && !con->unix_sock.open) {
-		con->tcp.open = 1; /* frees through on_listener_closed's path */
-		con->tcp.console = con;
-		con->tcp.h.handle.data = &con->tcp;
-		on_listener_closed(&con->tcp.h.handle);
+		free_console(con);
 		return;
 	}
 	if (con->tcp.open)

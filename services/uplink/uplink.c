@@ -1188,6 +1188,11 @@ const op_config *op_uplink_config(const op_uplink *up)
 	return &up->cfg;
 }
 
+const char *op_uplink_config_path(const op_uplink *up)
+{
+	return up->config_path;
+}
+
 op_tls *op_uplink_tls(op_uplink *up)
 {
 	return up->link == LINK_UNPROVISIONED ? NULL : up->tls;

@@ -76,6 +76,8 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v);
 struct op_spool;
 struct op_spool *op_uplink_spool(op_uplink *up);
 const op_config *op_uplink_config(const op_uplink *up);
+/* The --config file, or NULL (the embedded defaults). */
+const char *op_uplink_config_path(const op_uplink *up);
 
 /* A test of the link passed: a link still "starting" (nothing exchanged
  * yet) is up. */

@@ -9,11 +9,9 @@ image), or $OUTPOST_IMAGE. Each test boots its own copy.
 """
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pydicom
 import pytest
@@ -24,37 +22,40 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import dicomgen  # noqa: E402
 from cloud import Cloud, TestPKI  # noqa: E402
 from console import Api, password_hash  # noqa: E402
+from disk import IMAGE, gpt  # noqa: E402
 from outpost import ROOT, DCMTK_ENV, free_port, wait_for  # noqa: E402
 
-VERSION = open(os.path.join(ROOT, "VERSION")).read().strip()
-IMAGE = os.environ.get("OUTPOST_IMAGE") or os.path.join(
-    ROOT, "out", "qemu-x86_64", f"outpost-{VERSION}-qemu-x86_64.img")
 CLOUD_NAME = "cloud.outpost.test"  # the guest's name for the test cloud
 GUEST_CLOUD = "10.0.2.100"
 BOOT_TIMEOUT = 240  # TCG: ~40 s here; a ceiling against hangs
 PASSWORD = "image-test-pw-1"
+STATIC_ADDRESS = "10.0.2.77"  # a second address a site's .network file may give
 
 
 class Box:
     """One appliance: a copy of the image as its disk, qemu started and
     ended by PID, the serial console in a file."""
 
-    def __init__(self, workdir, cloud_port=None):
+    def __init__(self, workdir, cloud_port=None, bigger_disk=None):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.disk = os.path.join(self.dir, "disk.img")
         subprocess.run(["cp", "--sparse=always", IMAGE, self.disk], check=True)
+        if bigger_disk:  # the image flashed onto a bigger disk
+            subprocess.run(["truncate", "-s", f"+{bigger_disk}", self.disk], check=True)
         self.serial = os.path.join(self.dir, "serial.log")
         self.dicom_port = free_port()
         self.console_port = free_port()
-        self.extra_port = free_port()
+        self.extra_port = free_port()  # to the guest's 11112
+        self.static_port = free_port()  # to the guest's 8080 at STATIC_ADDRESS
         self.cloud_port = cloud_port
         self.proc = None
         self.boots = 0
 
     def start(self, usb=None):
         env = dict(os.environ, OUTPOST_SERIAL=self.serial,
-                   OUTPOST_HOSTFWD=f"{self.extra_port}:11112")
+                   OUTPOST_HOSTFWD=f"{self.extra_port}:11112,"
+                                   f"{self.static_port}:{STATIC_ADDRESS}:8080")
         env.pop("OUTPOST_USB", None)
         if usb:
             env["OUTPOST_USB"] = usb
@@ -97,9 +98,9 @@ class Box:
         except OSError:
             return None
 
-    def api(self, password=None):
+    def api(self, password=None, port=None):
         class _Rx:  # what console.Api needs to know of a receiver
-            config = {"console": {"listen": f"127.0.0.1:{self.console_port}",
+            config = {"console": {"listen": f"127.0.0.1:{port or self.console_port}",
                                   "socket": ""}}
         return Api(_Rx(), password=password, timeout=20)
 
@@ -124,8 +125,8 @@ def image():
 def boxes(tmp_path, image):
     made = []
 
-    def make(name="box", cloud_port=None):
-        b = Box(tmp_path / name, cloud_port)
+    def make(name="box", cloud_port=None, bigger_disk=None):
+        b = Box(tmp_path / name, cloud_port, bigger_disk)
         made.append(b)
         return b
     yield make
@@ -142,23 +143,30 @@ def cloud(tmp_path):
     c.stop()
 
 
-def site_stick(path, cloud, password=PASSWORD, extra=""):
-    """A USB stick image (vfat, label OUTPOST) with outpost/site.ini for the
-    test cloud, its CA, and the name of the cloud as the guest reaches it."""
-    d = path + ".d"
-    os.makedirs(os.path.join(d, "outpost"), exist_ok=True)
-    shutil.copy(cloud.pki.ca_file, os.path.join(d, "outpost", "ca.pem"))
-    with open(os.path.join(d, "outpost", "hosts"), "w") as f:
-        f.write(f"{GUEST_CLOUD}\t{CLOUD_NAME}\n")
-    with open(os.path.join(d, "outpost", "site.ini"), "w") as f:
-        f.write(f"""[cloud]
+def site_files(cloud, password=PASSWORD, extra="", more=None):
+    """A site file for the test cloud: {name: text}: site.ini, the cloud's
+    CA, the name of the cloud as the guest reaches it, and more."""
+    return (more or {}) | {
+        "site.ini": f"""[cloud]
 url = https://{CLOUD_NAME}/dicom-web
 ca_file = /data/site/ca.pem
 retry_max_delay = 5
 
 [console]
 password_hash = {password_hash(password)}
-{extra}""")
+{extra}""",
+        "ca.pem": open(cloud.pki.ca_file).read(),
+        "hosts": f"{GUEST_CLOUD}\t{CLOUD_NAME}\n",
+    }
+
+
+def site_stick(path, cloud, password=PASSWORD, extra="", more=None):
+    """A USB stick image (vfat, label OUTPOST) with the site file in outpost/."""
+    d = path + ".d"
+    os.makedirs(os.path.join(d, "outpost"), exist_ok=True)
+    for name, text in site_files(cloud, password, extra, more).items():
+        with open(os.path.join(d, "outpost", name), "w") as f:
+            f.write(text)
     subprocess.run(["truncate", "-s", "8M", path], check=True)
     subprocess.run(["mkfs.vfat", "-n", "OUTPOST", path], check=True, capture_output=True)
     subprocess.run(["mcopy", "-s", "-i", path, os.path.join(d, "outpost"), "::"], check=True)
@@ -197,11 +205,15 @@ def wait_cloud_holds(cloud, want, timeout=300):
 # --- 1. boot, receive, upload ------------------------------------------------------------
 
 def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
-    box = boxes(cloud_port=cloud.https_port)
+    box = boxes(cloud_port=cloud.https_port, bigger_disk="1G")
     box.start(usb=site_stick(str(tmp_path / "stick.img"), cloud)).wait_ready()
     log = box.log()
     assert "outpost-initramfs: root rootfs-a" in log
     assert "outpost-provision: result=provisioned" in log
+    # The data partition took the disk's extra gigabyte.
+    assert "outpost-grow-data: partition=/dev/vda4 grown_by_bytes=" in log
+    disk = box.api(PASSWORD).ok("GET", "/api/status")["disk"]
+    assert disk["total"] > 1.8e9, disk
     h = box.health()
     assert h["healthy"] is True and h["checks"]["receiver"]["ok"] is True, h
     assert echo(box.dicom_port).returncode == 0
@@ -210,9 +222,26 @@ def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
     assert r.returncode == 0 and r.stderr.count("Received Store Response (Success)") == 50, \
         r.stderr[-2000:]
     wait_cloud_holds(cloud, uids(files))
-    status = box.api(PASSWORD).ok("GET", "/api/status")
+    api = box.api(PASSWORD)
+    status = api.ok("GET", "/api/status")
     assert status["link"]["state"] == "up"
     assert status["counters"]["uploaded_instances"] == 50
+
+    # A new site file through the console: checked, then applied by the
+    # box (outpost-site.path) and the services reloaded.
+    files = site_files(cloud)
+    bad = dict(files, **{"site.ini": files["site.ini"] + "[shaping]\nrate = fast\n"})
+    r = api.put("/api/site", {"site.ini": bad["site.ini"],
+                              "files": {k: v for k, v in bad.items() if k != "site.ini"}})
+    assert r.status == 400 and "rate" in r.json()["error"], r.body
+    new = files["site.ini"] + "[shaping]\nrate = 3Mbit\n"
+    r = api.put("/api/site", {"site.ini": new,
+                              "files": {k: v for k, v in files.items() if k != "site.ini"}})
+    assert r.status == 202, r.body
+    wait_for(lambda: api.ok("GET", "/api/status")["rate"]["configured"] == 3_000_000, 60,
+             interval=1, what="the uploaded site file in force")
+    assert "outpost-provision: result=provisioned source=console" in box.log()
+    assert [e for e in api.ok("GET", "/api/audit") if e["action"] == "site"]
 
 
 # --- 2. power cut --------------------------------------------------------------------------
@@ -255,7 +284,14 @@ def test_power_cut_mid_push_loses_no_acknowledged_instance(boxes, cloud, tmp_pat
 
 def test_unprovisioned_box_buffers_until_a_site_file_drains_it(boxes, cloud, tmp_path):
     box = boxes(cloud_port=cloud.https_port)
+    # An empty data partition (as on a board whose image leaves it blank):
+    # the box makes its file system at first boot.
+    offset, _ = gpt(box.disk)["data"]
+    with open(box.disk, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes(1 << 20))
     box.start().wait_ready()
+    assert "outpost-grow-data: filesystem=/dev/vda4 created" in box.log()
     assert 'outpost-provision: state=unprovisioned reason="no site file yet' in box.log()
     h = box.health()
     assert h["healthy"] is True and h["cloud"]["state"] == "unprovisioned", h
@@ -275,8 +311,21 @@ def test_only_dicom_and_console_ports_answer_from_outside(boxes, cloud, tmp_path
     # The receiver moved to 11112 by the site file: it listens there (the
     # box's own C-ECHO on loopback says so), yet the firewall lets only 104
     # and 8080 in.
-    stick = site_stick(str(tmp_path / "stick.img"), cloud, extra="[receiver]\nport = 11112\n")
+    # The site's own network settings: static addresses, no DHCP (the
+    # file sorts before the image's 20-dhcp.network, so it wins).
+    static = f"""[Match]
+Name=en*
+
+[Network]
+DHCP=no
+Address=10.0.2.15/24
+Address={STATIC_ADDRESS}/24
+Gateway=10.0.2.2
+"""
+    stick = site_stick(str(tmp_path / "stick.img"), cloud, extra="[receiver]\nport = 11112\n",
+                       more={"10-site.network": static})
     box.start(usb=stick).wait_ready()
+    assert box.api(port=box.static_port).get("/healthz", auth=False).status == 200
     h = box.health()
     assert h["checks"]["receiver"]["ok"] is True, h
     assert box.api().get("/healthz", auth=False).status == 200

@@ -31,6 +31,7 @@ ENDPOINTS = [
     ("GET", "/api/audit", None),
     ("POST", "/api/logout", {}),
     ("GET", "/metrics", None),
+    ("PUT", "/api/site", {"site.ini": "[shaping]\nrate = 1M\n"}),
 ]
 
 
@@ -179,6 +180,25 @@ def test_status_reports_what_the_spool_holds(receivers, tmp_path):
     assert s["disk"]["spool_bytes"] == sum(r["size"] for r in rows)
     assert len(s["throughput"]["bytes"]) == 60
     assert s["rate"]["current"] is None and s["rate"]["source"] == "config"
+    # Off the appliance there is no health gate's record.
+    assert s["firmware"] == {"booted": None, "last_update": None}
+
+
+def test_status_reports_the_health_gates_firmware_record(receivers):
+    """On the appliance the health gate writes /data/firmware/ (beside the
+    configuration file) after each boot; the status API passes it on."""
+    rx, up, api, local = start(receivers)
+    d = os.path.join(os.path.dirname(rx.ini), "firmware")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "booted"), "w") as f:
+        f.write("slot=a\nversion=0.2.0\ntime=2026-11-28T10:00:00Z\n")
+    with open(os.path.join(d, "last-update"), "w") as f:
+        f.write("result=rolled-back\nslot=b\nversion=0.3.0\n"
+                "reason=health check failed: receiver FAILED refused\n")
+    fw = api.ok("GET", "/api/status")["firmware"]
+    assert fw["booted"] == {"slot": "a", "version": "0.2.0", "time": "2026-11-28T10:00:00Z"}
+    assert fw["last_update"] == {"result": "rolled-back", "slot": "b", "version": "0.3.0",
+                                 "reason": "health check failed: receiver FAILED refused"}
 
 
 def test_queue_pages_filters_and_shows_attempts(receivers, tmp_path):
@@ -513,3 +533,26 @@ def test_sighup_keeps_the_console(receivers):
     up.signal(signal.SIGHUP)
     wait_for(lambda: "event=config.reload result=ok" in up.log(), 10, what="the reload")
     assert api.get("/api/status").status == 200
+
+
+def test_a_site_file_upload_is_checked_and_left_for_the_appliance(receivers):
+    rx, up, api, local = start(receivers)
+    upload = os.path.join(rx.workdir, "upload", "site")
+    site = "[cloud]\nurl = https://pacs.example.org/dicom-web\nca_file = /data/site/ca.pem\n"
+    r = api.put("/api/site", {"site.ini": site, "files": {"ca.pem": "PEM\n",
+                                                          "hosts": "10.1.2.3 pacs\n"}})
+    assert r.status == 202 and r.json() == {"accepted": True, "path": upload}, r.body
+    assert sorted(os.listdir(upload)) == ["ca.pem", "hosts", "site.ini"]
+    assert open(os.path.join(upload, "site.ini")).read() == site
+    assert oct(os.stat(os.path.join(upload, "ca.pem")).st_mode & 0o777) == "0o640"
+    assert audit(local, "site")[0]["detail"] == "site file uploaded"
+    # Refused: a bad key (nothing written), a bad name, not JSON, no login.
+    for body, words in (({"site.ini": "[cloud]\nurl = http://x\n"}, "site.ini refused"),
+                        ({"site.ini": site, "files": {"../evil": "x"}}, "files"),
+                        ({"site.ini": site, "files": {".hidden": "x"}}, "files"),
+                        ({"files": {}}, "expected")):
+        r = api.put("/api/site", body)
+        assert r.status == 400 and words in r.json()["error"], (body, r.body)
+    assert open(os.path.join(upload, "site.ini")).read() == site
+    assert os.listdir(os.path.join(rx.workdir, "upload")) == ["site"]
+    assert Api(rx).put("/api/site", {"site.ini": site}).status == 401

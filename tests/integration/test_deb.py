@@ -83,7 +83,7 @@ def test_units_verify_and_are_hardened(deb, unit):
     # unpacked here: the host's systemd has the targets it refers to).
     copy = root.parent / "verify" / unit
     copy.parent.mkdir(exist_ok=True)
-    copy.write_text(text.replace("/usr/bin/", f"{root}/usr/bin/"))
+    copy.write_text(text.replace("/usr/bin/outpost-", f"{root}/usr/bin/outpost-"))
     r = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
                        text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr

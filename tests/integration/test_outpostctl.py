@@ -10,6 +10,7 @@ against a login over TCP.
 """
 import json
 import os
+import re
 import subprocess
 
 import pydicom
@@ -105,6 +106,30 @@ def test_queue_ls(running, tmp_path):
     assert "no studies on page 2 (1 study on 1 page)" in ok(ctl(rx, "queue", "ls", "--page", "2"))
     r = ctl(rx, "queue", "ls", "--state", "lost")
     assert r.returncode == 2, r
+
+
+def test_health(running):
+    """What the appliance's health gate runs after a boot."""
+    out = ok(ctl(running, "health"))
+    assert out.startswith("healthy\n"), out
+    assert re.search(r"^  spool +ok +quick_check: ok$", out, re.M), out
+    assert re.search(r"^  receiver +ok +answered in \d+ ms$", out, re.M), out
+    assert json.loads(ok(ctl(running, "health", "--json")))["healthy"] is True
+    running.stop()  # the receiver
+    r = ctl(running, "health")
+    assert r.returncode == 1, r
+    assert r.stdout.startswith("NOT healthy\n"), r.stdout
+    assert re.search(r"^  receiver +FAILED +.*refused", r.stdout, re.M), r.stdout
+
+
+def test_update_is_for_the_appliance(receivers, tmp_path):
+    """outpostctl update runs the appliance's updater (tests/image/ install
+    bundles under qemu); elsewhere it says where updates belong."""
+    assert not os.path.exists("/usr/lib/outpost/update")
+    r = ctl(receivers(), "update", str(tmp_path / "outpost-9.9.9.raucb"))
+    assert r.returncode == 1, r
+    assert "firmware updates are installed on the appliance" in r.stderr, r.stderr
+    assert ctl(receivers(), "update").returncode == 2
 
 
 def test_pause_resume(running):
@@ -241,7 +266,7 @@ def test_stale_socket_after_kill9(running):
 COMMANDS = [
     ["status"], ["status", "--json"], ["queue", "ls"], ["retry", "--all"],
     ["retry", "1.2.3"], ["pause"], ["resume"], ["shaping", "2Mbit"], ["shaping", "--clear"],
-    ["test-link"],
+    ["test-link"], ["health"],
 ]
 
 
