@@ -98,7 +98,7 @@ DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
 # Image: the appliance image's build and its qemu tests.
 DEPS_IMAGE := mmdebstrap genimage grub-efi-amd64-bin ovmf qemu-system-x86 squashfs-tools \
               bmap-tools mtools dosfstools busybox-static kmod cpio e2fsprogs socat \
-              util-linux
+              util-linux rauc python3-pytest-xdist
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_IMAGE)
 
 # Quick when everything is there: one dpkg-query, no apt-get.
@@ -138,15 +138,33 @@ deb: all
 BOARD ?= qemu-x86_64
 IMAGE = out/$(BOARD)/outpost-$(VERSION)-$(BOARD).img
 
-image: deps deb
-	firmware/build-image $(BOARD) out/outpost_$(VERSION)_$$(dpkg --print-architecture).deb out/$(BOARD)
+# Update bundles are signed with KEYS/signing.{key,cert}.pem and the image
+# trusts KEYS/keyring.pem. make keys makes a development set in keys/dev
+# (not tracked; never commit a private key); a release gives KEYS=DIR.
+KEYS ?= keys/dev
+
+keys:
+	@scripts/make-keys $(KEYS)
+
+image: deps deb keys
+	firmware/build-image $(BOARD) out/outpost_$(VERSION)_$$(dpkg --print-architecture).deb \
+	  $(KEYS)/keyring.pem out/$(BOARD)
+
+# out/outpost-<version>.raucb: the root slot of make image as a signed RAUC
+# bundle (verity), for outpostctl update or a USB stick (docs/updates.md).
+bundle: image
+	firmware/build-bundle out/$(BOARD)/outpost-$(VERSION)-$(BOARD).rootfs.sqfs $(VERSION) \
+	  $(KEYS) out/outpost-$(VERSION).raucb
 
 # The image under qemu: boot, receive and upload, a power cut mid-push,
 # provisioning from a USB stick and the console, the firewall; and the
 # flashing tool against a file standing in for a disk (tests/image/).
+# Two boxes at a time (pytest-xdist; one vCPU each), a test file to a box:
+# the long update scenario (test_update.py) beside the rest.
+IMAGE_JOBS ?= 2
 test-image: image
-	cd tests/image && OUTPOST_IMAGE=$(abspath $(IMAGE)) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	cd tests/image && OUTPOST_IMAGE=$(abspath $(IMAGE)) OUTPOST_KEYS=$(abspath $(KEYS)) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -n $(IMAGE_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # Boots the image under qemu (TCG, OVMF; serial console here; guest ports
 # 104 and 8080 on 127.0.0.1:11104 and :18080). Writes go to the image.
@@ -249,4 +267,4 @@ clean:
 
 .SECONDARY:
 
-.PHONY: all deb image qemu test-image install-flash deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean
+.PHONY: all deb keys image bundle qemu test-image install-flash deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean

@@ -1,0 +1,225 @@
+"""An appliance under qemu for the tests (tests/image/): Box (one qemu,
+its disk a copy of the image, its serial console in a file), site files
+and sticks, studies, and the DICOM tools against a box.
+
+The image is out/qemu-x86_64/outpost-<version>-qemu-x86_64.img (make
+image), or $OUTPOST_IMAGE. The test cloud (Orthanc behind nginx,
+tests/lib/cloud.py) is reached from the guest at 10.0.2.100:443 through
+a guestfwd rule.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pydicom
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+import dicomgen  # noqa: E402
+from console import Api, password_hash  # noqa: E402
+from disk import IMAGE, gpt  # noqa: E402
+from outpost import ROOT, DCMTK_ENV, free_port, wait_for  # noqa: E402
+
+CLOUD_NAME = "cloud.outpost.test"  # the guest's name for the test cloud
+GUEST_CLOUD = "10.0.2.100"
+BOOT_TIMEOUT = 360  # TCG: ~50 s alone, 2-3 min beside another box; a ceiling
+PASSWORD = "image-test-pw-1"
+STATIC_ADDRESS = "10.0.2.77"  # a second address a site's .network file may give
+
+
+class Box:
+    """One appliance: a copy of the image as its disk, qemu started and
+    ended by PID, the serial console in a file."""
+
+    def __init__(self, workdir, cloud_port=None, bigger_disk=None):
+        self.dir = str(workdir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.disk = os.path.join(self.dir, "disk.img")
+        subprocess.run(["cp", "--sparse=always", IMAGE, self.disk], check=True)
+        if bigger_disk:  # the image flashed onto a bigger disk
+            subprocess.run(["truncate", "-s", f"+{bigger_disk}", self.disk], check=True)
+        self.serial = os.path.join(self.dir, "serial.log")
+        self.dicom_port = free_port()
+        self.console_port = free_port()
+        self.extra_port = free_port()  # to the guest's 11112
+        self.static_port = free_port()  # to the guest's 8080 at STATIC_ADDRESS
+        self.cloud_port = cloud_port
+        self.proc = None
+        self.boots = 0
+
+    def start(self, usb=None):
+        env = dict(os.environ, OUTPOST_SERIAL=self.serial, OUTPOST_QEMU_SMP="1",
+                   OUTPOST_HOSTFWD=f"{self.extra_port}:11112,"
+                                   f"{self.static_port}:{STATIC_ADDRESS}:8080")
+        env.pop("OUTPOST_USB", None)
+        if usb:
+            env["OUTPOST_USB"] = usb
+        # qemu truncates the serial file: each run's goes aside (a run
+        # may hold several boots: the guest reboots itself).
+        if os.path.exists(self.serial):
+            os.rename(self.serial, os.path.join(self.dir, f"serial.boot{self.boots}.log"))
+        args = [os.path.join(ROOT, "firmware", "qemu"), self.disk, str(self.dicom_port),
+                str(self.console_port)]
+        if self.cloud_port:
+            args.append(str(self.cloud_port))
+        self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.boots += 1
+        return self
+
+    def log(self):
+        try:
+            with open(self.serial, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text, after=0, timeout=BOOT_TIMEOUT):
+        """Waits for text on the serial console at or past position after;
+        returns where it ends (the guest may reboot within one qemu run)."""
+        try:
+            wait_for(lambda: self.proc.poll() is not None or self.log().find(text, after) >= 0,
+                     timeout, interval=0.5, what=text)
+        except TimeoutError:
+            raise AssertionError(f"not on the serial console: {text!r}\n"
+                                 f"{self.log()[after:][-5000:]}") from None
+        assert self.proc.poll() is None, f"qemu ended: {self.proc.stderr.read().decode()}"
+        return self.log().find(text, after) + len(text)
+
+    def wait_ready(self, timeout=BOOT_TIMEOUT):
+        """The services up (serial markers), then /healthz answering."""
+        try:
+            wait_for(lambda: self.proc.poll() is not None or
+                     "event=uplink.ready" in self.log() and
+                     "event=receiver.ready" in self.log(), timeout, interval=0.5,
+                     what="the services on the serial console")
+            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            wait_for(lambda: self.health() is not None, 60, interval=0.5, what="/healthz")
+        except (TimeoutError, AssertionError):
+            raise AssertionError(f"the box did not come up:\n{self.log()[-5000:]}") from None
+        return self
+
+    def health(self):
+        try:
+            r = self.api().get("/healthz", auth=False)
+            return r.json() if r.status in (200, 503) else None
+        except OSError:
+            return None
+
+    def api(self, password=None, port=None):
+        class _Rx:  # what console.Api needs to know of a receiver
+            config = {"console": {"listen": f"127.0.0.1:{port or self.console_port}",
+                                  "socket": ""}}
+        return Api(_Rx(), password=password, timeout=20)
+
+    def power_cut(self):
+        """SIGKILL of qemu: the disk keeps what reached it, nothing more."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        self.power_cut()
+
+
+def site_files(cloud, password=PASSWORD, extra="", more=None):
+    """A site file for the test cloud: {name: text}: site.ini, the cloud's
+    CA, the name of the cloud as the guest reaches it, and more."""
+    return (more or {}) | {
+        "site.ini": f"""[cloud]
+url = https://{CLOUD_NAME}/dicom-web
+ca_file = /data/site/ca.pem
+retry_max_delay = 5
+
+[console]
+password_hash = {password_hash(password)}
+{extra}""",
+        "ca.pem": open(cloud.pki.ca_file).read(),
+        "hosts": f"{GUEST_CLOUD}\t{CLOUD_NAME}\n",
+    }
+
+
+def site_stick(path, cloud, password=PASSWORD, extra="", more=None, bundle=None):
+    """A USB stick image (vfat, label OUTPOST) with the site file in outpost/
+    and, with bundle, a firmware update as outpost/update.raucb."""
+    d = path + ".d"
+    os.makedirs(os.path.join(d, "outpost"), exist_ok=True)
+    for name, text in site_files(cloud, password, extra, more).items():
+        with open(os.path.join(d, "outpost", name), "w") as f:
+            f.write(text)
+    if bundle:
+        os.link(bundle, os.path.join(d, "outpost", "update.raucb"))
+    size = 8 + (os.path.getsize(bundle) >> 20) + 8 if bundle else 8
+    subprocess.run(["truncate", "-s", f"{size}M", path], check=True)
+    subprocess.run(["mkfs.vfat", "-n", "OUTPOST", path], check=True, capture_output=True)
+    subprocess.run(["mcopy", "-s", "-i", path, os.path.join(d, "outpost"), "::"], check=True)
+    return path
+
+
+def study(tmp_path, n, name="study", **kw):
+    return dicomgen.make_ct_study(str(tmp_path / name), n, rows=64, cols=64, **kw)
+
+
+def uids(files):
+    return {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+
+
+def storescu(port, files, timeout=600):
+    return subprocess.run(["storescu", "-v", "-aec", "OUTPOST", "localhost", str(port)] +
+                          list(files), capture_output=True, text=True, timeout=timeout,
+                          env=DCMTK_ENV)
+
+
+def echo(port, timeout=60):
+    return subprocess.run(["echoscu", "-to", "20", "-ta", "20", "-aec", "OUTPOST", "localhost",
+                           str(port)], capture_output=True, text=True, timeout=timeout,
+                          env=DCMTK_ENV)
+
+
+def wait_cloud_holds(cloud, want, timeout=300):
+    try:
+        wait_for(lambda: want <= set(cloud.instances()), timeout, interval=1,
+                 what="the instances at the cloud")
+    except TimeoutError:
+        raise AssertionError(f"missing at the cloud: {len(want - set(cloud.instances()))} "
+                             f"of {len(want)}") from None
+
+
+# --- firmware updates ----------------------------------------------------------------------
+
+KEYS = os.environ.get("OUTPOST_KEYS") or os.path.join(ROOT, "keys", "dev")
+ROOTFS = IMAGE[:-len(".img")] + ".rootfs.sqfs"
+INSTALL_TIMEOUT = 600  # TCG: writing a slot takes a while
+
+
+def restamped_rootfs(workdir, version, broken=False):
+    """The image's root slot as firmware version `version`."""
+    root = workdir / f"root-{version}"
+    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), ROOTFS], check=True)
+    (root / "usr/lib/outpost/firmware-version").write_text(version + "\n")
+    if broken:  # a receiver that cannot start: the health check fails
+        d = root / "etc/systemd/system/outpost-receiver.service.d"
+        d.mkdir(parents=True)
+        (d / "broken.conf").write_text("[Service]\nExecStart=\nExecStart=/bin/false\n")
+    sqfs = workdir / f"rootfs-{version}.sqfs"
+    # gzip: quicker to make than the image's xz, and GRUB reads both.
+    subprocess.run(["mksquashfs", str(root), str(sqfs), "-comp", "gzip", "-all-root",
+                    "-noappend", "-quiet"], check=True)
+    shutil.rmtree(root)
+    return sqfs
+
+
+def grubenv(box):
+    """The boot choice on the box's disk (the boot partition's grubenv)."""
+    offset, _ = gpt(box.disk)["boot"]
+    text = subprocess.run(["mtype", "-i", f"{box.disk}@@{offset}", "::grubenv"],
+                          capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in text.splitlines()
+                if "=" in line and not line.startswith("#"))
+
+
+def firmware(box):
+    return box.api(PASSWORD).ok("GET", "/api/status")["firmware"]

@@ -1,0 +1,57 @@
+"""Fixtures of the image tests: the image, boxes (ended by PID after each
+test) and the test cloud."""
+import os
+import subprocess
+
+import pytest
+
+from appliance import CLOUD_NAME, IMAGE, KEYS, ROOT, Box, restamped_rootfs
+from cloud import Cloud, TestPKI
+
+
+@pytest.fixture(scope="session")
+def image():
+    if not os.path.exists(IMAGE):
+        pytest.fail(f"{IMAGE} is missing: run make image (make test-image builds it)")
+    return IMAGE
+
+
+@pytest.fixture
+def boxes(tmp_path, image):
+    made = []
+
+    def make(name="box", cloud_port=None, bigger_disk=None):
+        b = Box(tmp_path / name, cloud_port, bigger_disk)
+        made.append(b)
+        return b
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    pki = TestPKI(tmp_path / "pki")
+    c = Cloud(tmp_path / "cloud", pki=pki,
+              server_cert=pki.server_cert_for(CLOUD_NAME)).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """bundle(version, keys=KEYS): a signed bundle of firmware v2
+    (0.2.0-test) or v3 (0.3.0-test, its receiver cannot start)."""
+    work = tmp_path_factory.mktemp("bundles")
+    rootfs = {}
+
+    def make(version, keys=KEYS):
+        if version not in rootfs:
+            rootfs[version] = restamped_rootfs(work, version, broken=version == "0.3.0-test")
+        out = work / f"outpost-{version}-{os.path.basename(keys)}.raucb"
+        if not out.exists():
+            subprocess.run([os.path.join(ROOT, "firmware", "build-bundle"),
+                            str(rootfs[version]), version, keys, str(out)],
+                           check=True, capture_output=True)
+        return str(out)
+    return make

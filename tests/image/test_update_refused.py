@@ -1,0 +1,80 @@
+"""Firmware updates that must change nothing (make test-image): a tampered
+bundle, a power cut in the middle of an install, a bundle signed with
+another key. (A separate file from test_update.py so that the two run on
+different boxes at once.)
+"""
+import os
+import shutil
+import subprocess
+
+from appliance import (INSTALL_TIMEOUT, PASSWORD, ROOT, ROOTFS, firmware, grubenv, site_stick,
+                       storescu, study, uids, wait_cloud_holds)
+from disk import VERSION
+
+
+def test_a_tampered_bundle_changes_nothing_nor_does_a_power_cut_mid_install(
+        boxes, cloud, bundle, tmp_path):
+    v2 = bundle("0.2.0-test")
+    tampered = str(tmp_path / "tampered.raucb")
+    shutil.copy(v2, tampered)
+    with open(tampered, "r+b") as f:  # one byte of the root filesystem's image
+        f.seek(os.path.getsize(tampered) // 3)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0xFF]))
+    box = boxes(cloud_port=cloud.https_port)
+    before = grubenv(box)
+
+    box.start(usb=site_stick(str(tmp_path / "stick-t.img"), cloud, bundle=tampered)).wait_ready()
+    box.wait_log('outpost-update: result=failed version=0.2.0-test reason="Installation error',
+                 timeout=INSTALL_TIMEOUT)  # dm-verity: the content does not match its hash
+    fw = firmware(box)
+    assert fw["booted"]["slot"] == "a" and fw["booted"]["version"] == VERSION, fw
+    api = box.api(PASSWORD)
+    api.ok("POST", "/api/pause")
+    files = study(tmp_path, 5)
+    r = storescu(box.dicom_port, files)
+    assert r.returncode == 0 and r.stderr.count("Received Store Response (Success)") == 5
+    box.stop()
+    assert grubenv(box) == before
+
+    # The power goes while v2 is being written into slot B.
+    box.start(usb=site_stick(str(tmp_path / "stick2.img"), cloud, bundle=v2))
+    at = box.wait_log("outpost-update: installing version=0.2.0-test", timeout=INSTALL_TIMEOUT)
+    box.wait_log("Copying image to rootfs.1", at)  # RAUC writing slot B
+    box.power_cut()
+    env = grubenv(box)
+    assert env["ORDER"] == "a b" and env["b_ok"] == "0", env
+
+    box.start().wait_ready()
+    assert "outpost-initramfs: root rootfs-a" in box.log()
+    fw = firmware(box)
+    assert fw["booted"]["slot"] == "a" and fw["booted"]["version"] == VERSION, fw
+    assert api.ok("GET", "/api/status")["queue"]["queued"]["instances"] == 5
+    api.ok("POST", "/api/resume")
+    wait_cloud_holds(cloud, uids(files))
+
+
+def test_the_image_trusts_only_its_own_keys(bundle, tmp_path):
+    """RAUC on the box refuses a bundle signed with another key (checked
+    here with the image's own system.conf and keyring)."""
+    for name in ("etc/rauc/system.conf", "etc/rauc/keyring.pem"):
+        data = subprocess.run(["unsquashfs", "-cat", ROOTFS, name], capture_output=True,
+                              check=True).stdout
+        (tmp_path / os.path.basename(name)).write_bytes(data)
+    conf = (tmp_path / "system.conf").read_text().replace("/etc/rauc/keyring.pem",
+                                                          str(tmp_path / "keyring.pem"))
+    conf = conf.replace("statusfile=/data/rauc.status", "")
+    (tmp_path / "system.conf").write_text(conf)
+    other = tmp_path / "other-keys"
+    subprocess.run([os.path.join(ROOT, "scripts", "make-keys"), str(other)], check=True,
+                   capture_output=True)
+
+    def info(path):
+        return subprocess.run(["rauc", "info", f"--conf={tmp_path / 'system.conf'}", path],
+                              capture_output=True, text=True)
+
+    r = info(bundle("0.2.0-test"))
+    assert r.returncode == 0 and "Version:    \t'0.2.0-test'" in r.stdout, r.stderr
+    r = info(bundle("0.2.0-test", keys=str(other)))
+    assert r.returncode != 0 and "signature verification failed" in r.stderr, r.stderr
