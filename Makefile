@@ -205,7 +205,8 @@ integration: all
 # run again against the ASan+UBSan build (any sanitizer report fails).
 ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
                     test_limits.py test_admission.py test_uplink_faults.py \
-                    test_uplink_tls.py test_api.py test_outpostctl.py
+                    test_uplink_tls.py test_api.py test_outpostctl.py \
+                    test_firmware_upload.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \

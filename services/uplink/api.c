@@ -15,7 +15,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <unistd.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <mbedtls/sha256.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,6 +42,7 @@
 #define AUDIT_MAX 1000
 #define ECHO_TIMEOUT_MS 5000
 #define STATIC_MAX (1 << 20)
+#define FIRMWARE_MAX (1ULL << 30) /* a bundle is about 70 MB */
 #define HEALTH_CALLING_AE "OUTPOST-HEALTH"
 #define LINKTEST_TIMEOUT_S 15
 #define JSON "application/json"
@@ -75,6 +78,7 @@ struct op_api {
 	 * line, so a burst of logins cannot take the uplink over its memory. */
 	int verifying;
 	struct job *verify_head, *verify_tail;
+	struct firmware *firmware; /* a bundle being uploaded, or NULL */
 };
 
 struct job;
@@ -96,6 +100,7 @@ struct job {
 	int n1, n2;
 	long page;
 	int64_t t; /* when the request came, ms since the epoch */
+	uint64_t size;
 	/* the answer */
 	int status;
 	char *body;
@@ -1387,6 +1392,228 @@ static void site_upload(op_api *api, op_console_req *req, const char *who)
 	job_start(j, site_work, NULL);
 }
 
+/* --- a firmware bundle, uploaded ------------------------------------------------------------ */
+
+/*
+ * The body is written to upload/firmware.part as it comes, then made
+ * durable and renamed upload/update.raucb: the appliance's
+ * outpost-update-upload.path unit installs it as root (outpostctl
+ * update's installer, which checks the signature). One at a time, and
+ * only with room left for the receiver's min_free_bytes.
+ */
+struct firmware {
+	op_api *api;
+	int fd;
+	uint64_t bytes, expected;
+	int err; /* a failed write's errno */
+	mbedtls_sha256_context sha;
+	char who[16];
+	char part[1100], dest[1100]; /* as a job's arg and arg2 */
+};
+
+static void firmware_free(struct firmware *fw)
+{
+	if (fw->fd >= 0)
+		close(fw->fd);
+	mbedtls_sha256_free(&fw->sha);
+	fw->api->firmware = NULL;
+	free(fw);
+}
+
+static int firmware_data(void *ctx, const void *data, size_t len)
+{
+	struct firmware *fw = ctx;
+	const char *p = data;
+
+	/* On the loop: a write to the page cache; the fsync is on the pool. */
+	mbedtls_sha256_update_ret(&fw->sha, data, len);
+	while (len > 0) {
+		ssize_t n = write(fw->fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fw->err = errno;
+			return errno == ENOSPC || errno == EDQUOT ? 507 : 500;
+		}
+		p += n;
+		len -= (size_t)n;
+		fw->bytes += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Thread pool: arg the part file, arg2 the bundle's name, n1 its fd. */
+static void firmware_work(struct job *j)
+{
+	char detail[200], dir[PATH_MAX], *slash;
+	cJSON *o;
+	int rc = fsync(j->n1) == 0 ? 0 : -errno;
+
+	close(j->n1);
+	if (rc == 0 && rename(j->arg, j->arg2) < 0)
+		rc = -errno;
+	snprintf(dir, sizeof(dir), "%s", j->arg2);
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		int fd;
+
+		*slash = '\0';
+		if (rc == 0 && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+	}
+	if (rc < 0) {
+		unlink(j->arg);
+		snprintf(detail, sizeof(detail), "cannot keep the bundle: %s", strerror(-rc));
+		job_error(j, rc == -ENOSPC ? 507 : 500, detail);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "bundle uploaded: %" PRIu64 " bytes, sha256 %s", j->size,
+		 j->body);
+	audit(j, "firmware", detail);
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "accepted", 1);
+	cJSON_AddNumberToObject(o, "bytes", (double)j->size);
+	cJSON_AddStringToObject(o, "sha256", j->body);
+	cJSON_AddStringToObject(o, "path", j->arg2);
+	free(j->body);
+	j->body = NULL;
+	job_json(j, 202, o);
+}
+
+static void firmware_done(struct job *j)
+{
+	j->api->firmware = NULL; /* renamed: the next upload may start */
+}
+
+static void firmware_end(void *ctx, op_console_req *req, int status)
+{
+	struct firmware *fw = ctx;
+	unsigned char sum[32];
+	char hex[65];
+	struct job *j;
+
+	if (status != 0) {
+		unlink(fw->part);
+		op_warn("console.firmware",
+			"who=%s result=failed bytes=%" PRIu64 " of=%" PRIu64 " reason=\"%s\"",
+			fw->who, fw->bytes, fw->expected,
+			status < 0      ? "the client went away"
+			: status == 507 ? "disk full"
+			: fw->err       ? strerror(fw->err)
+					: "malformed body");
+		if (status == 507)
+			reply_error(req, 507, NULL,
+				    "the disk filled up after %" PRIu64 " bytes of the bundle",
+				    fw->bytes);
+		else if (fw->err)
+			reply_error(req, 500, NULL, "cannot write the bundle: %s",
+				    strerror(fw->err));
+		else
+			reply_error(req, status > 0 ? status : 400, NULL,
+				    "the upload did not complete");
+		firmware_free(fw);
+		return;
+	}
+	mbedtls_sha256_finish_ret(&fw->sha, sum);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+	if (!(j = job_new(fw->api, req, fw->who)) || !(j->body = strdup(hex))) {
+		if (j)
+			op_console_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}",
+					 26);
+		free(j);
+		unlink(fw->part);
+		firmware_free(fw);
+		return;
+	}
+	snprintf(j->arg, sizeof(j->arg), "%s", fw->part);
+	snprintf(j->arg2, sizeof(j->arg2), "%s", fw->dest);
+	j->n1 = fw->fd;
+	j->size = fw->bytes;
+	fw->fd = -1;
+	mbedtls_sha256_free(&fw->sha);
+	free(fw); /* api->firmware stays set until the rename (firmware_done) */
+	job_start(j, firmware_work, firmware_done);
+}
+
+static void firmware_upload(op_api *api, op_console_req *req, const char *who)
+{
+	const op_request *r = op_console_request(req);
+	const char *length = op_request_header(r, "Content-Length");
+	uint64_t len = 0, min_free = op_uplink_config(api->up)->spool.min_free_bytes;
+	char dir[1024];
+	struct firmware *fw;
+	struct disk d;
+
+	if (!op_uplink_config_path(api->up)) {
+		reply_error(req, 409, NULL,
+			    "this uplink runs without a configuration file in a data directory");
+		return;
+	}
+	if (op_console_streamed(req)) {
+		len = length ? strtoull(length, NULL, 10) : 0;
+	} else {
+		size_t held;
+
+		op_request_body(r, &held);
+		len = held;
+	}
+	if (len == 0) {
+		reply_error(req, 400, NULL, "send the bundle (.raucb) as the request body");
+		return;
+	}
+	if (len > FIRMWARE_MAX) {
+		reply_error(req, 413, NULL, "a bundle is at most 1 GiB");
+		return;
+	}
+	if (api->firmware) {
+		reply_error(req, 409, NULL, "another bundle is being uploaded");
+		return;
+	}
+	beside_config(api, "upload", dir, sizeof(dir));
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		reply_error(req, 500, NULL, "cannot make %s: %s", dir, strerror(errno));
+		return;
+	}
+	d = disk_of(dir);
+	if (d.ok && d.free < len + min_free) {
+		reply_error(req, 507, NULL,
+			    "not enough free space: the bundle needs %" PRIu64
+			    " MB and the receiver keeps %" PRIu64 " MB free ([spool] "
+			    "min_free_bytes); %" PRIu64 " MB are free",
+			    len >> 20, min_free >> 20, d.free >> 20);
+		return;
+	}
+	if (!(fw = calloc(1, sizeof(*fw)))) {
+		reply_error(req, 503, NULL, "out of memory");
+		return;
+	}
+	fw->api = api;
+	fw->expected = len;
+	snprintf(fw->who, sizeof(fw->who), "%s", who);
+	snprintf(fw->part, sizeof(fw->part), "%s/firmware.part", dir);
+	snprintf(fw->dest, sizeof(fw->dest), "%s/update.raucb", dir);
+	if (access(fw->dest, F_OK) == 0) {
+		free(fw);
+		reply_error(req, 409, NULL,
+			    "an update is being installed: see firmware in /api/status for its "
+			    "progress and result");
+		return;
+	}
+	fw->fd = open(fw->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fw->fd < 0) {
+		reply_error(req, 500, NULL, "cannot write %s: %s", fw->part, strerror(errno));
+		free(fw);
+		return;
+	}
+	mbedtls_sha256_init(&fw->sha);
+	mbedtls_sha256_starts_ret(&fw->sha, 0);
+	api->firmware = fw;
+	op_console_receive(req, firmware_data, firmware_end, fw);
+}
+
 static void audit_list_work(struct job *j)
 {
 	op_spool_audit_entry *e = calloc((size_t)j->n1, sizeof(*e));
@@ -1587,12 +1814,19 @@ static const struct route {
 	endpoint fn;
 	int local_only;
 } routes[] = {
-	{ "GET", "/api/status", status, 0 },        { "GET", "/metrics", metrics, 0 },
-	{ "GET", "/api/queue", queue, 0 },          { "POST", "/api/retry", retry, 0 },
-	{ "POST", "/api/pause", pause_uploads, 0 }, { "POST", "/api/resume", resume_uploads, 0 },
-	{ "PUT", "/api/shaping", shaping, 0 },      { "POST", "/api/test-link", test_link, 0 },
-	{ "GET", "/api/audit", audit_list, 0 },     { "POST", "/api/logout", logout, 0 },
-	{ "POST", "/api/reload", reload, 1 },       { "PUT", "/api/site", site_upload, 0 },
+	{ "GET", "/api/status", status, 0 },
+	{ "GET", "/metrics", metrics, 0 },
+	{ "GET", "/api/queue", queue, 0 },
+	{ "POST", "/api/retry", retry, 0 },
+	{ "POST", "/api/pause", pause_uploads, 0 },
+	{ "POST", "/api/resume", resume_uploads, 0 },
+	{ "PUT", "/api/shaping", shaping, 0 },
+	{ "POST", "/api/test-link", test_link, 0 },
+	{ "GET", "/api/audit", audit_list, 0 },
+	{ "POST", "/api/logout", logout, 0 },
+	{ "POST", "/api/reload", reload, 1 },
+	{ "PUT", "/api/site", site_upload, 0 },
+	{ "PUT", "/api/firmware", firmware_upload, 0 },
 };
 
 static void handle(void *ctx, op_console_req *req)
@@ -1602,6 +1836,12 @@ static void handle(void *ctx, op_console_req *req)
 		   *path = op_request_path(op_console_request(req));
 	int path_known = 0;
 
+	/* Only a bundle's body is streamed (op_console_receive()). */
+	if (op_console_streamed(req) &&
+	    (strcmp(method, "PUT") != 0 || strcmp(path, "/api/firmware") != 0)) {
+		reply_error(req, 413, NULL, "request body too large (at most 64 KiB)");
+		return;
+	}
 	if (strcmp(path, "/healthz") == 0) {
 		if (strcmp(method, "GET") != 0) {
 			reply_error(req, 405, "Allow: GET\r\n", "use GET");

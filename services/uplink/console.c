@@ -4,9 +4,10 @@
  *
  * A connection's bytes go: socket -> (TLS: mbedTLS reads the ciphertext
  * from conn->in) -> the request parser (request.c). When a request is
- * complete, bytes that follow wait in conn->pending until the answer has
- * been written. Limits: those of request.h, 64 connections, 60 s without
- * a byte.
+ * complete, bytes that follow wait in conn->pending, and the socket is not
+ * read, until the answer has been written. A streamed body goes from the
+ * parser to the handler's data callback (op_console_receive()). Limits:
+ * those of request.h, 64 connections, 60 s without a byte.
  */
 #include "uplink/console.h"
 
@@ -30,6 +31,7 @@
 #define MAX_CONNS 64
 #define PENDING_BYTES (OP_REQUEST_BODY_MAX + OP_REQUEST_HEADERS_MAX + OP_REQUEST_URL_MAX)
 #define IDLE_MS 60000
+#define DRAIN_MS 5000 /* a refused body's client, quiet this long, is closed */
 
 /* A TCP or Unix socket handle, seen as whichever libuv needs. */
 union stream {
@@ -67,7 +69,11 @@ struct op_console_req {
 	struct conn *conn; /* NULL once the connection is gone */
 	op_request *r;
 	int local, tls;
+	int unread; /* a streamed body not read to its end: the connection ends */
 	char peer[64];
+	op_console_data data;
+	op_console_end end;
+	void *ctx;
 };
 
 struct conn {
@@ -80,8 +86,13 @@ struct conn {
 	char peer[64];
 
 	op_request_parser parser;
-	op_console_req *req; /* being answered */
+	op_console_req *req;       /* being answered */
+	op_console_req *receiving; /* its streamed body being read */
 	int busy;
+	int stopped;  /* reading stopped while busy */
+	int eof;      /* the client has sent all it will: close after the answer */
+	int draining; /* answered before its body: dropping the rest (drain()) */
+	uv_shutdown_t shutdown;
 
 	unsigned char *pending; /* plaintext that came while busy */
 	size_t pending_len;
@@ -101,6 +112,11 @@ static void feed(struct conn *c, const char *data, size_t len);
 const op_request *op_console_request(const op_console_req *r)
 {
 	return r->r;
+}
+
+int op_console_streamed(const op_console_req *r)
+{
+	return r->r && op_request_streamed(r->r);
 }
 
 int op_console_is_local(const op_console_req *r)
@@ -228,17 +244,55 @@ static const char *status_text(int status)
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
+	case 507: return "Insufficient Storage";
 	default: return "Status";
 	}
 }
 
 static void resume(struct conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_idle(uv_timer_t *t);
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	if (status < 0 && !c->closing)
+		conn_close(c);
+}
+
+/*
+ * An answer sent before the request's body was read (a refusal): the
+ * client may still be sending the body, and a close now would reset the
+ * connection, losing the answer before the client reads it. So our side
+ * ends (TLS close_notify, then FIN once the answer is out) and what still
+ * comes is dropped, until the client closes or is quiet for DRAIN_MS.
+ */
+static void drain(struct conn *c)
+{
+	c->draining = 1;
+	if (c->tls)
+		mbedtls_ssl_close_notify(&c->ssl);
+	c->shutdown.data = c;
+	if (uv_shutdown(&c->shutdown, &c->h.stream, on_shutdown) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->idle, on_idle, DRAIN_MS, DRAIN_MS);
+	if (c->stopped) {
+		c->stopped = 0;
+		if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
+			conn_close(c);
+	}
+}
 
 void op_console_reply(op_console_req *r, int status, const char *content_type,
 		      const char *extra_headers, const void *body, size_t len)
 {
 	struct conn *c = r->conn;
-	int keep_alive = r->r && op_request_keep_alive(r->r);
+	int keep_alive = r->r && op_request_keep_alive(r->r) && !r->unread && c && !c->eof;
+	int unread = r->unread && c && !c->eof;
 	char head[2048];
 	char *out;
 	int n;
@@ -262,13 +316,17 @@ void op_console_reply(op_console_req *r, int status, const char *content_type,
 			memcpy(out, head, (size_t)n);
 			if (len)
 				memcpy(out + n, body, len);
-			if (conn_write(c, out, (size_t)n + len, !keep_alive) == 0 && keep_alive) {
-				c->req = NULL;
-				c->busy = 0;
-				free(out);
-				req_free(r);
-				resume(c);
-				return;
+			if (conn_write(c, out, (size_t)n + len, !keep_alive && !unread) == 0) {
+				if (keep_alive) {
+					c->req = NULL;
+					c->busy = 0;
+					free(out);
+					req_free(r);
+					resume(c);
+					return;
+				}
+				if (unread)
+					drain(c);
 			}
 		} else {
 			conn_close(c);
@@ -327,11 +385,30 @@ static void feed(struct conn *c, const char *data, size_t len)
 	if (c->closing)
 		return;
 	if (c->busy) {
-		append(c, &c->pending, &c->pending_len, data, len);
+		/* Read no more until the answer: the client waits, not memory. */
+		if (append(c, &c->pending, &c->pending_len, data, len) == 0 && !c->stopped) {
+			uv_read_stop(&c->h.stream);
+			c->stopped = 1;
+		}
 		return;
 	}
 	rc = op_request_parse(&c->parser, data, len, &used, &done);
-	if (rc == 1) {
+	if (c->receiving) {
+		if (rc == 0)
+			return;
+		/* The body has ended, or was refused (by the data callback, or
+		 * as malformed). */
+		r = c->receiving;
+		c->receiving = NULL;
+		c->busy = 1;
+		if (rc == 1) {
+			r->unread = 0;
+			append(c, &c->pending, &c->pending_len, data + used, len - used);
+		}
+		r->end(r->ctx, r, rc == 1 ? 0 : -rc);
+		return;
+	}
+	if (rc == 1 || rc == 2) {
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			op_request_free(done);
@@ -342,6 +419,7 @@ static void feed(struct conn *c, const char *data, size_t len)
 		r->r = done;
 		r->local = c->local;
 		r->tls = c->tls;
+		r->unread = rc == 2;
 		snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
 		c->req = r;
 		c->busy = 1;
@@ -372,6 +450,47 @@ static void resume(struct conn *c)
 	if (len)
 		feed(c, (const char *)p, len);
 	free(p);
+	if (!c->closing && !c->busy && c->stopped) {
+		c->stopped = 0;
+		if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
+			conn_close(c);
+	}
+}
+
+static int sink(void *ctx, const char *data, size_t len)
+{
+	op_console_req *r = ctx;
+
+	return r->data(r->ctx, data, len);
+}
+
+void op_console_receive(op_console_req *r, op_console_data data, op_console_end end, void *ctx)
+{
+	struct conn *c = r->conn;
+	const char *expect = op_request_header(r->r, "Expect");
+
+	r->data = data;
+	r->end = end;
+	r->ctx = ctx;
+	if (!c) {
+		end(ctx, r, -1);
+		return;
+	}
+	if (!r->unread) { /* a small body, read already */
+		size_t len;
+		const char *body = op_request_body(r->r, &len);
+		int rc = len ? data(ctx, body, len) : 0;
+
+		end(ctx, r, rc);
+		return;
+	}
+	c->receiving = r;
+	if (expect && strcasecmp(expect, "100-continue") == 0 &&
+	    conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, 0) < 0)
+		return; /* closed, and end called */
+	c->busy = 0;
+	op_request_parser_sink(&c->parser, sink, r);
+	resume(c);
 }
 
 /* --- connections --------------------------------------------------------------- */
@@ -406,6 +525,12 @@ static void conn_close(struct conn *c)
 	}
 	uv_close(&c->h.handle, on_conn_closed);
 	uv_close((uv_handle_t *)&c->idle, on_conn_closed);
+	if (c->receiving) {
+		op_console_req *r = c->receiving;
+
+		c->receiving = NULL;
+		r->end(r->ctx, r, -1);
+	}
 }
 
 static void on_idle(uv_timer_t *t)
@@ -413,7 +538,7 @@ static void on_idle(uv_timer_t *t)
 	struct conn *c = t->data;
 
 	/* A request being answered (test-link may take long) is not idle. */
-	if (c->busy) {
+	if (c->busy && !c->draining) {
 		uv_timer_again(t);
 		return;
 	}
@@ -471,12 +596,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = s->data;
 
+	if (c->draining) { /* dropped */
+		if (nread < 0)
+			conn_close(c);
+		else if (nread > 0)
+			uv_timer_again(&c->idle);
+		free(buf->base);
+		return;
+	}
 	if (nread > 0 && !c->closing) {
 		uv_timer_again(&c->idle);
 		if (c->tls)
 			tls_input(c, buf->base, (size_t)nread);
 		else
 			feed(c, buf->base, (size_t)nread);
+	} else if (nread == UV_EOF && c->busy && !c->closing) {
+		/* A half-close after the request: its answer still goes out. */
+		c->eof = 1;
+		uv_read_stop(s);
 	} else if (nread < 0) {
 		conn_close(c);
 	}

@@ -15,6 +15,7 @@
 
 struct op_request {
 	int keep_alive;
+	int streamed;
 	char method[16];
 	char url[OP_REQUEST_URL_MAX];
 	char *query;
@@ -58,6 +59,17 @@ const char *op_request_body(const op_request *r, size_t *len)
 int op_request_keep_alive(const op_request *r)
 {
 	return r->keep_alive;
+}
+
+int op_request_streamed(const op_request *r)
+{
+	return r->streamed;
+}
+
+void op_request_parser_sink(op_request_parser *p, op_request_sink sink, void *ctx)
+{
+	p->sink = sink;
+	p->sink_ctx = ctx;
 }
 
 void op_request_free(op_request *r)
@@ -155,15 +167,19 @@ static int on_headers_complete(http_parser *hp)
 		r->headers[p->hlen++] = '\0';
 	else if (r->n_headers) /* a name without a value: dropped */
 		r->n_headers--;
-	if (hp->content_length != ULLONG_MAX && hp->content_length > OP_REQUEST_BODY_MAX) {
-		p->error = 413;
-		return -1;
-	}
 	snprintf(r->method, sizeof(r->method), "%s", http_method_str(hp->method));
 	q = strchr(r->url, '?');
 	if (q) {
 		*q = '\0';
 		r->query = q + 1;
+	}
+	r->keep_alive = http_should_keep_alive(hp);
+	if (hp->content_length != ULLONG_MAX && hp->content_length > OP_REQUEST_BODY_MAX) {
+		/* Handed over now; the body goes to the sink. */
+		r->streamed = 1;
+		p->streaming = 1;
+		p->sink = NULL;
+		http_parser_pause(hp, 1);
 	}
 	return 0;
 }
@@ -174,6 +190,15 @@ static int on_body(http_parser *hp, const char *at, size_t len)
 	op_request *r = p->req;
 	char *b;
 
+	if (p->streaming) {
+		int rc = p->sink ? p->sink(p->sink_ctx, at, len) : 413;
+
+		if (rc) {
+			p->error = rc;
+			return -1;
+		}
+		return 0;
+	}
 	if (r->body_len + len > OP_REQUEST_BODY_MAX) {
 		p->error = 413;
 		return -1;
@@ -194,7 +219,8 @@ static int on_message_complete(http_parser *hp)
 {
 	op_request_parser *p = hp->data;
 
-	p->req->keep_alive = http_should_keep_alive(hp);
+	p->streaming = 0;
+	p->sink = NULL;
 	http_parser_pause(hp, 1); /* the next request waits for this answer */
 	return 0;
 }
@@ -233,9 +259,10 @@ int op_request_parse(op_request_parser *p, const char *data, size_t len, size_t 
 	n = http_parser_execute(&p->parser, &settings, data, len);
 	*used = n;
 	if (HTTP_PARSER_ERRNO(&p->parser) == HPE_PAUSED) {
+		/* A streamed request was handed over at its headers. */
 		*done = p->req;
 		p->req = NULL;
-		return 1;
+		return *done && (*done)->streamed && p->streaming ? 2 : 1;
 	}
 	if (HTTP_PARSER_ERRNO(&p->parser) != HPE_OK || n != len)
 		return -(p->error ? p->error : 400);

@@ -2,9 +2,11 @@
 """Console benchmark (make bench): what the operator surface costs the
 uplink. Peak memory (VmHWM) of outpost-uplink before any login and after
 a burst of concurrent logins (Argon2id, 19 MiB a check, one at a time);
-and how long /api/status, /api/queue and /metrics take on a spool of
+how long /api/status, /api/queue and /metrics take on a spool of
 100 000 instances in 2 000 studies (rows written straight into the spool
-database: the files are never read by these endpoints).
+database: the files are never read by these endpoints); and a firmware
+bundle's upload (PUT /api/firmware, streamed to disk) over HTTP and
+HTTPS on loopback: its rate, and the uplink's peak memory after it.
 
     OUTPOST_BUILD=build /usr/bin/python3 tests/bench/bench_console.py [--rows N]
 """
@@ -22,8 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "..", "lib"), HERE]
 
 from bench_receiver import machine_line  # noqa: E402
+from cloud import TestPKI  # noqa: E402
 from console import Api, set_password  # noqa: E402
-from outpost import Receiver  # noqa: E402
+from outpost import Receiver, write_ini  # noqa: E402
 
 PASSWORD = "bench-password-1"
 
@@ -54,10 +57,24 @@ def timed(api, path, n=20):
     return statistics.median(times), max(times)
 
 
+def upload(rx, up, api, bundle, how):
+    api.timeout = 300
+    before = up.rss_peak_kb()
+    t = time.perf_counter()
+    r = api.put("/api/firmware", bundle)
+    took = time.perf_counter() - t
+    assert r.status == 202, (r.status, r.body[:300])
+    os.unlink(os.path.join(os.path.dirname(rx.ini), "upload", "update.raucb"))
+    print(f"PUT /api/firmware {len(bundle) >> 20} MiB over {how}: {took:.2f} s, "
+          f"{len(bundle) / took / 1e6:.0f} MB/s (synced to disk); uplink VmHWM "
+          f"{before} kB before, {up.rss_peak_kb()} kB after")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100000)
     ap.add_argument("--studies", type=int, default=2000)
+    ap.add_argument("--bundle-mib", type=int, default=256)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-console-")
     rx = Receiver(os.path.join(work, "rx"))
@@ -82,7 +99,17 @@ def main():
             med, worst = timed(basic, path)
             print(f"{path:32s} median {med:7.1f} ms, worst {worst:7.1f} ms "
                   f"({args.rows} instances, {args.studies} studies)")
-        print(f"uplink VmHWM at the end: {up.rss_peak_kb()} kB")
+        print(f"uplink VmHWM: {up.rss_peak_kb()} kB")
+        bundle = os.urandom(args.bundle_mib << 20)
+        upload(rx, up, basic, bundle, "HTTP")
+        up.stop()
+        pki = TestPKI(os.path.join(work, "pki"))
+        rx.config["console"].update(tls_cert=pki.server.cert, tls_key=pki.server.key)
+        write_ini(rx.ini, rx.config)
+        up = rx.uplink().start()
+        https = Api(rx, password=PASSWORD, ca_file=pki.ca_file, timeout=300)
+        assert https.get("/api/status").status == 200  # the password's check, first
+        upload(rx, up, https, bundle, "HTTPS")
     finally:
         up.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,6 @@
 """pytest fixtures: every test gets its own directory, ports and processes."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -8,6 +9,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
 from outpost import Receiver  # noqa: E402
 import dicomgen  # noqa: E402
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 32 MiB tmpfs, unmounted at teardown (after the receivers fixture,
+    requested later, has stopped the receivers)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    if subprocess.run(["umount", str(mnt)]).returncode != 0:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 @pytest.fixture

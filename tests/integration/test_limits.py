@@ -10,27 +10,12 @@ import signal
 import subprocess
 
 import pydicom
-import pytest
 
 import dul
 from outpost import blake2b, dataset_bytes, echoscu, storescu, wait_for
 
 OUT_OF_RESOURCES = 0xA700
 MiB = 1 << 20
-
-
-@pytest.fixture
-def tmpfs(tmp_path):
-    """A 32 MiB tmpfs, unmounted at teardown (after the receivers fixture,
-    requested later, has stopped the receivers)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
-    yield mnt
-    if subprocess.run(["umount", str(mnt)]).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def uids(path):
