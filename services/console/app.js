@@ -1,7 +1,7 @@
 /*
  * The Outpost web console: polls GET /api/status every 5 s and the study
  * list with it, and drives the operator actions of docs/API.md (pause,
- * retry, shaping, test link). Plain ES2020, no library.
+ * retry, shaping, test link, firmware upload). Plain ES2020, no library.
  *
  * Every piece of data from the server goes into the page through
  * textContent or an attribute, never through innerHTML: a study's error
@@ -248,12 +248,29 @@ function renderStatus(s) {
   put('counter-retries', fmtInt(c.retries), c.retries);
   put('counter-quarantined', fmtInt(c.quarantined), c.quarantined);
 
+  renderFirmware(s.firmware || {});
   renderAlarms(s.alarms || []);
   renderChart((s.throughput && s.throughput.bytes) || [], (s.throughput && s.throughput.interval) || 60);
 
   $('meta').hidden = false;
   $('logout').hidden = false;
   $('app').hidden = false;
+}
+
+/* The health gate's records (docs/updates.md); none off the appliance. */
+function renderFirmware(fw) {
+  const booted = fw.booted || {};
+  put('firmware-version', booted.version || '—');
+  put('firmware-slot', booted.slot || '—');
+  const last = fw.last_update;
+  let text = 'none';
+  if (last) {
+    text = `${last.result || '?'}${last.version ? ` ${last.version}` : ''}`;
+    if (last.progress) text += `: ${last.progress}`;
+    if (last.reason) text += ` (${last.reason})`;
+    if (last.time) text += `, ${fmtTime(last.time)}`;
+  }
+  put('firmware-last', text, last ? last.result : '');
 }
 
 function renderPause(paused) {
@@ -466,6 +483,58 @@ function onShaping(ev) {
   putShaping(body);
 }
 
+/*
+ * PUT /api/firmware with the chosen file as the body. XMLHttpRequest, not
+ * fetch: it reports the upload's progress. The installation's own
+ * progress then shows in the status (Last update).
+ */
+function onFirmware(ev) {
+  ev.preventDefault();
+  const file = $('bundle').files[0];
+  showMessage('firmware-error', '');
+  showMessage('firmware-ok', '');
+  if (!file) {
+    showMessage('firmware-error', 'Choose a bundle file (.raucb) first.');
+    return;
+  }
+  const bar = $('firmware-progress');
+  const button = $('firmware-upload');
+  const xhr = new XMLHttpRequest();
+  xhr.open('PUT', '/api/firmware');
+  xhr.setRequestHeader('X-Requested-With', 'outpost-console');
+  xhr.setRequestHeader('Accept', 'application/json');
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total;
+  };
+  const done = (ok, text) => {
+    bar.hidden = true;
+    button.disabled = false;
+    showMessage(ok ? 'firmware-ok' : 'firmware-error', text);
+    refresh();
+  };
+  xhr.onload = () => {
+    let data = null;
+    try {
+      data = JSON.parse(xhr.responseText);
+    } catch (e) {
+      data = null;
+    }
+    if (xhr.status === 202 && data) {
+      $('bundle').value = '';
+      done(true, `Uploaded ${fmtBytes(data.bytes)} (SHA-256 ${data.sha256}). ` +
+        'Installing: the appliance restarts into the new firmware when it is written.');
+    } else {
+      if (xhr.status === 401) showLogin();
+      done(false, data && typeof data.error === 'string' ? data.error : `HTTP ${xhr.status}`);
+    }
+  };
+  xhr.onerror = () => done(false, 'the upload did not reach the appliance');
+  bar.value = 0;
+  bar.hidden = false;
+  button.disabled = true;
+  xhr.send(file);
+}
+
 /* --- polling --------------------------------------------------------------- */
 
 function stopPolling() {
@@ -521,6 +590,7 @@ document.addEventListener('DOMContentLoaded', () => {
   $('pause').addEventListener('click', onPause);
   $('test-link').addEventListener('click', onTestLink);
   $('shaping').addEventListener('submit', onShaping);
+  $('firmware').addEventListener('submit', onFirmware);
   $('shaping-reset').addEventListener('click', () => putShaping({ rate: null, schedule: null }));
   $('retry-all').addEventListener('click', (ev) => retry({ all: true }, ev.currentTarget));
   $('queue-state').addEventListener('change', (ev) => {

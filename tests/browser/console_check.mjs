@@ -6,7 +6,8 @@
  * page shows (every data-testid element's text and data-value) as JSON.
  *
  *   node console_check.mjs --url http://127.0.0.1:PORT --out result.json
- *        [--action read|pause-click|pause-toggle] [--screenshot page.png]
+ *        [--action read|pause-click|pause-toggle|firmware]
+ *        [--file bundle.raucb] [--screenshot page.png]
  *        [--viewport 1280x900] [--timeout 30000]
  *
  * The password comes from OUTPOST_CONSOLE_PASSWORD (not an argument, so
@@ -59,7 +60,8 @@ const PAUSE_TEXTS = ['Pause uploads', 'Resume uploads'];
 
 function usage(message) {
   process.stderr.write(`console_check: ${message}\n` +
-    'usage: node console_check.mjs --url URL --out FILE [--action read|pause-click|pause-toggle]\n' +
+    'usage: node console_check.mjs --url URL --out FILE [--action read|pause-click|pause-toggle|firmware]\n' +
+    '       [--file BUNDLE] (for --action firmware)\n' +
     '       [--screenshot FILE] [--viewport WxH] [--timeout MS]   (password: $OUTPOST_CONSOLE_PASSWORD)\n');
   process.exit(2);
 }
@@ -73,6 +75,7 @@ function options() {
         out: { type: 'string', default: '' },
         action: { type: 'string', default: 'read' },
         screenshot: { type: 'string', default: '' },
+        file: { type: 'string', default: '' },
         viewport: { type: 'string', default: '1280x900' },
         timeout: { type: 'string', default: '30000' },
       },
@@ -82,9 +85,10 @@ function options() {
   }
   if (!parsed.url) usage('--url (or OUTPOST_CONSOLE_URL) is required');
   if (!parsed.out) usage('--out is required');
-  if (!['read', 'pause-click', 'pause-toggle'].includes(parsed.action)) {
+  if (!['read', 'pause-click', 'pause-toggle', 'firmware'].includes(parsed.action)) {
     usage(`unknown --action ${parsed.action}`);
   }
+  if (parsed.action === 'firmware' && !parsed.file) usage('--action firmware needs --file');
   const m = /^(\d+)x(\d+)$/.exec(parsed.viewport);
   if (!m) usage(`--viewport ${parsed.viewport}: expected WIDTHxHEIGHT`);
   const timeout = Number(parsed.timeout);
@@ -156,6 +160,16 @@ async function firstOf(page, selectors, timeout) {
   return (await handle.jsonValue()) - 1;
 }
 
+/* Uploads a bundle through the firmware form; returns what the page says. */
+async function uploadFirmware(page, file, timeout) {
+  await page.setInputFiles('[data-testid="firmware-file"]', file);
+  await page.click('[data-testid="firmware-upload"]');
+  const shown = await firstOf(page, ['[data-testid="firmware-ok"]:not([hidden])',
+    '[data-testid="firmware-error"]:not([hidden])'], timeout);
+  const which = shown === 0 ? 'firmware-ok' : 'firmware-error';
+  return { ok: shown === 0, text: (await page.textContent(`[data-testid="${which}"]`)).trim() };
+}
+
 /*
  * Clicks the pause button and waits for its text to flip, then for the
  * status rendered after the click (data-renders counts renders; the page
@@ -186,7 +200,7 @@ async function main() {
   const origin = new URL(opt.url).origin;
   const result = {
     url: opt.url, action: opt.action, logged_in: false, login_error: null, banner: null,
-    status_visible: false, values: {}, alarms: [], studies: [], pause: [],
+    status_visible: false, values: {}, alarms: [], studies: [], pause: [], firmware: null,
     requests: [], external_requests: [], console_errors: [], page_errors: [], error: null,
   };
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'outpost-console-chromium-'));
@@ -232,7 +246,9 @@ async function main() {
     Object.assign(result, await readPage(page));
     result.logged_in = result.status_visible;
 
-    if (result.logged_in && opt.action !== 'read') {
+    if (result.logged_in && opt.action === 'firmware') {
+      result.firmware = await uploadFirmware(page, opt.file, opt.timeout);
+    } else if (result.logged_in && opt.action !== 'read') {
       result.pause.push(await clickPause(page, opt.timeout));
       if (opt.action === 'pause-toggle') result.pause.push(await clickPause(page, opt.timeout));
       // The status as it shows after the clicks.

@@ -10,6 +10,8 @@ page and the status API (docs/API.md) on its [console] listener.
   and in the audit log);
 - a wrong password shows an error and no status; with no password set,
   the page shows the server's 403 error;
+- the firmware form uploads a bundle (PUT /api/firmware) and says what the
+  server answered; the firmware section shows the health gate's records;
 - a screenshot of a realistic state (some sent, some quarantined by the
   cloud, some queued) goes to the test's directory, or to docs/console.png
   (the README's picture) with OUTPOST_UPDATE_SCREENSHOT=1.
@@ -17,6 +19,7 @@ page and the status API (docs/API.md) on its [console] listener.
 Nothing is skipped: without playwright-core in tests/browser/node_modules
 (installed by `make deps`) the tests fail and say so.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -60,7 +63,7 @@ def require_browser():
 
 
 def run_console(rx, out_dir, name, action="read", password=PASSWORD, screenshot=None,
-                viewport="1280x900"):
+                viewport="1280x900", file=None):
     """Runs console_check.mjs against rx's uplink; returns its JSON result.
     The password travels in the environment, not on the command line."""
     out = os.path.join(str(out_dir), f"{name}.json")
@@ -69,6 +72,8 @@ def run_console(rx, out_dir, name, action="read", password=PASSWORD, screenshot=
            "--timeout", str((RUN_TIMEOUT - 10) * 1000)]
     if screenshot:
         cmd += ["--screenshot", screenshot]
+    if file:
+        cmd += ["--file", file]
     env = dict(os.environ)
     env.pop("OUTPOST_CONSOLE_PASSWORD", None)
     if password is not None:
@@ -281,3 +286,31 @@ def test_the_console_fits_a_phone(receivers, tmp_path):
     assert page["layout"]["window_width"] == 390
     assert page["layout"]["scroll_width"] <= 390, page["layout"]
     assert text(page, "queue-queued-instances") == "2"
+
+
+def test_the_firmware_form_uploads_a_bundle_and_shows_the_records(receivers, tmp_path):
+    require_browser()
+    rx, api = start_unprovisioned(receivers)
+    records = os.path.join(os.path.dirname(rx.ini), "firmware")
+    os.makedirs(records)
+    with open(os.path.join(records, "booted"), "w") as f:
+        f.write("slot=b\nversion=0.2.0\ntime=2026-11-28T10:00:00Z\n")
+    with open(os.path.join(records, "last-update"), "w") as f:
+        f.write("result=installing\nversion=0.3.0\nfrom=console\n"
+                "progress=40% Copying image to rootfs.0\n")
+    bundle = tmp_path / "outpost-0.3.0.raucb"
+    data = os.urandom(3 << 20)
+    bundle.write_bytes(data)
+
+    page = run_console(rx, tmp_path, "firmware", action="firmware", file=str(bundle))
+    assert page["firmware"]["ok"], page["firmware"]
+    assert hashlib.sha256(data).hexdigest() in page["firmware"]["text"]
+    with open(os.path.join(os.path.dirname(rx.ini), "upload", "update.raucb"), "rb") as f:
+        assert f.read() == data
+    assert text(page, "firmware-version") == "0.2.0" and text(page, "firmware-slot") == "b"
+    assert text(page, "firmware-last").startswith(
+        "installing 0.3.0: 40% Copying image to rootfs.0")
+    # The server's refusal is what the page says.
+    page = run_console(rx, tmp_path, "again", action="firmware", file=str(bundle))
+    assert not page["firmware"]["ok"]
+    assert "an update is being installed" in page["firmware"]["text"]
