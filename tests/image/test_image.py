@@ -35,9 +35,11 @@ def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
         r.stderr[-2000:]
     wait_cloud_holds(cloud, uids(files))
     api = box.api(PASSWORD)
-    status = api.ok("GET", "/api/status")
-    assert status["link"]["state"] == "up"
-    assert status["counters"]["uploaded_instances"] == 50
+    # The cloud may hold the last instance a moment before the uplink has
+    # counted its answer.
+    wait_for(lambda: api.ok("GET", "/api/status")["counters"]["uploaded_instances"] == 50, 30,
+             interval=1, what="50 instances counted as uploaded")
+    assert api.ok("GET", "/api/status")["link"]["state"] == "up"
 
     # A new site file through the console: checked, then applied by the
     # box (outpost-site.path) and the services reloaded.

@@ -1,14 +1,17 @@
 """Firmware updates that must change nothing (make test-image): a tampered
 bundle, a power cut in the middle of an install, a bundle signed with
-another key. (A separate file from test_update.py so that the two run on
-different boxes at once.)
+another key. Both bundles come through the web console (PUT
+/api/firmware), which reports the progress and the result. (A separate
+file from test_update.py, whose bundles come on USB sticks, so that the
+two run on different boxes at once.)
 """
+import hashlib
 import os
 import shutil
 import subprocess
 
 from appliance import (INSTALL_TIMEOUT, PASSWORD, ROOT, ROOTFS, firmware, grubenv, site_stick,
-                       storescu, study, uids, wait_cloud_holds)
+                       storescu, study, uids, wait_cloud_holds, wait_for)
 from disk import VERSION
 
 
@@ -25,12 +28,17 @@ def test_a_tampered_bundle_changes_nothing_nor_does_a_power_cut_mid_install(
     box = boxes(cloud_port=cloud.https_port)
     before = grubenv(box)
 
-    box.start(usb=site_stick(str(tmp_path / "stick-t.img"), cloud, bundle=tampered)).wait_ready()
-    box.wait_log('outpost-update: result=failed version=0.2.0-test reason="Installation error',
+    box.start(usb=site_stick(str(tmp_path / "stick.img"), cloud)).wait_ready()
+    api = box.api(PASSWORD)
+    upload(api, tampered)
+    box.wait_log('outpost-update: result=failed version=0.2.0-test from="console" '
+                 'reason="Installation error',
                  timeout=INSTALL_TIMEOUT)  # dm-verity: the content does not match its hash
     fw = firmware(box)
     assert fw["booted"]["slot"] == "a" and fw["booted"]["version"] == VERSION, fw
-    api = box.api(PASSWORD)
+    last = fw["last_update"]
+    assert last["result"] == "failed" and last["from"] == "console", last
+    assert "Installation error" in last["reason"], last
     api.ok("POST", "/api/pause")
     files = study(tmp_path, 5)
     r = storescu(box.dicom_port, files)
@@ -38,9 +46,14 @@ def test_a_tampered_bundle_changes_nothing_nor_does_a_power_cut_mid_install(
     box.stop()
     assert grubenv(box) == before
 
-    # The power goes while v2 is being written into slot B.
-    box.start(usb=site_stick(str(tmp_path / "stick2.img"), cloud, bundle=v2))
-    at = box.wait_log("outpost-update: installing version=0.2.0-test", timeout=INSTALL_TIMEOUT)
+    # The power goes while v2 is being written into slot B; meanwhile the
+    # status API shows the installation's progress.
+    box.start().wait_ready()
+    upload(api, v2)
+    at = box.wait_log(f'outpost-update: installing version=0.2.0-test running={VERSION} slot=a '
+                      'from="console"', timeout=INSTALL_TIMEOUT)
+    wait_for(lambda: installing(firmware(box)["last_update"] or {}), 120,
+             what="the progress in /api/status")
     box.wait_log("Copying image to rootfs.1", at)  # RAUC writing slot B
     box.power_cut()
     env = grubenv(box)
@@ -50,9 +63,25 @@ def test_a_tampered_bundle_changes_nothing_nor_does_a_power_cut_mid_install(
     assert "outpost-initramfs: root rootfs-a" in box.log()
     fw = firmware(box)
     assert fw["booted"]["slot"] == "a" and fw["booted"]["version"] == VERSION, fw
+    last = fw["last_update"]
+    assert last["result"] == "interrupted" and last["version"] == "0.2.0-test", last
     assert api.ok("GET", "/api/status")["queue"]["queued"]["instances"] == 5
     api.ok("POST", "/api/resume")
     wait_cloud_holds(cloud, uids(files))
+
+
+def upload(api, path):
+    """PUT /api/firmware, as the console's page does."""
+    with open(path, "rb") as f:
+        data = f.read()
+    api.timeout = 300  # 70 MB into a guest under TCG, then its fsync
+    r = api.put("/api/firmware", data)
+    assert r.status == 202, r.body
+    assert r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def installing(last):
+    return last.get("result") == "installing" and "%" in last.get("progress", "")
 
 
 def test_the_image_trusts_only_its_own_keys(bundle, tmp_path):
