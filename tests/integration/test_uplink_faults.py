@@ -207,7 +207,10 @@ def test_503_answered_before_the_body(make_run, proxy):
     rows = run.run()
     faulted = the_faulted(proxy, "status")
     assert len(faulted) == 3 and all(r.answered == 503 for r in faulted)
-    assert all(r.body_read < r.content_length for r in faulted[:1]), run.requests_text()
+    # The uplink stops sending once answered. A body already in the socket
+    # buffers when the answer came is read whole, so one of the three
+    # (not always the first: a small one may be sent whole) shows it.
+    assert any(r.body_read < r.content_length for r in faulted), run.requests_text()
     run.check_delivered()
     for r in faulted:
         for uid in r.uids:
