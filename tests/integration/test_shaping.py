@@ -184,6 +184,10 @@ def test_urgent_study_jumps_a_long_backlog(metered, tmp_path, record_property):
     # It jumped the queue: the backlog is far from done.
     sent = [r for r in p.receiver.rows("state = 'sent'") if r["sop_instance_uid"] not in uids]
     assert len(sent) < len(backlog) // 4, f"{len(sent)} of the backlog already sent"
+    # The cloud may hold the last one a moment before the uplink has
+    # settled its answer.
+    wait_for(lambda: {r["state"] for r in p.receiver.rows()
+                      if r["sop_instance_uid"] in uids} == {"sent"}, 10, interval=0.2, what="urgent settled")
     rows = {r["sop_instance_uid"]: r for r in p.receiver.rows()}
     assert all(rows[u]["priority"] == 2 and rows[u]["state"] == "sent" for u in uids)
 
