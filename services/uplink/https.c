@@ -80,6 +80,7 @@ static void maybe_free(op_https *c)
 	if (c->addrs)
 		uv_freeaddrinfo(c->addrs);
 	mbedtls_ssl_free(&c->ssl);
+	op_tls_close(c->tls);
 	op_http_response_close(c->resp);
 	free(c->out);
 	free(c->held);
@@ -578,7 +579,7 @@ int op_https_open(uv_loop_t *loop, op_tls *tls, const op_https_options *opt, op_
 		return rc;
 	}
 	c->loop = loop;
-	c->tls = tls;
+	c->tls = op_tls_ref(tls); /* released in maybe_free() */
 	snprintf(c->host, sizeof(c->host), "%s", opt->host);
 	snprintf(c->port, sizeof(c->port), "%u", opt->port);
 	c->timeout_ms = opt->timeout_s * 1000;

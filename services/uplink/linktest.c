@@ -48,6 +48,12 @@ static void add_step(op_linktest *t, enum step s, int ok, const char *detail)
 }
 
 /* Reports (the steps not reached are skipped) and frees. */
+static void linktest_free(op_linktest *t)
+{
+	op_tls_close(t->tls);
+	free(t);
+}
+
 static void finish(op_linktest *t, enum step next)
 {
 	cJSON *report = cJSON_CreateObject();
@@ -68,7 +74,7 @@ static void finish(op_linktest *t, enum step next)
 	op_https_close(t->conn);
 	t->conn = NULL;
 	t->cb(t->ctx, report);
-	free(t);
+	linktest_free(t);
 }
 
 static void no_body(void *ctx, op_https *c)
@@ -160,7 +166,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	if (t->cancelled) {
 		if (res)
 			uv_freeaddrinfo(res);
-		free(t);
+		linktest_free(t);
 		return;
 	}
 	if (status < 0) {
@@ -196,7 +202,7 @@ int op_linktest_start(uv_loop_t *loop, op_tls *tls, const op_cloud_config *cloud
 		return -ENOMEM;
 	}
 	t->loop = loop;
-	t->tls = tls;
+	t->tls = op_tls_ref(tls);
 	t->cloud = *cloud;
 	snprintf(t->auth, sizeof(t->auth), "%s", auth_header);
 	t->timeout_s = timeout_s;
@@ -231,5 +237,5 @@ void op_linktest_cancel(op_linktest *t)
 	}
 	op_https_close(t->conn);
 	cJSON_Delete(t->steps);
-	free(t);
+	linktest_free(t);
 }

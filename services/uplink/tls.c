@@ -27,6 +27,7 @@ struct op_tls {
 	mbedtls_ssl_session session;
 	int have_session;
 	char pin[64];
+	int holders;
 };
 
 static void mbed_error(int rc, const char *what, const char *path, char *err, size_t errlen)
@@ -66,6 +67,7 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 	mbedtls_x509_crt_init(&t->own_cert);
 	mbedtls_pk_init(&t->own_key);
 	mbedtls_ssl_session_init(&t->session);
+	t->holders = 1;
 	snprintf(t->pin, sizeof(t->pin), "%s", cfg->pin_sha256);
 
 	rc = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
@@ -140,9 +142,16 @@ fail:
 	return -EINVAL;
 }
 
+op_tls *op_tls_ref(op_tls *t)
+{
+	if (t)
+		t->holders++;
+	return t;
+}
+
 void op_tls_close(op_tls *t)
 {
-	if (!t)
+	if (!t || --t->holders > 0)
 		return;
 	mbedtls_ssl_session_free(&t->session);
 	mbedtls_ssl_config_free(&t->conf);

@@ -20,8 +20,12 @@ typedef struct op_tls op_tls;
 /* Loads CA, client certificate and key. -EINVAL with the reason in err. */
 int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errlen);
 
-/* Accepts NULL. */
+/* Releases t: it is freed with its last holder. Accepts NULL. */
 void op_tls_close(op_tls *t);
+
+/* One more holder of t (a connection, a link test: a reload replaces the
+ * uplink's configuration while they still use it). Returns t. */
+op_tls *op_tls_ref(op_tls *t);
 
 /* Sets up a connection's context for host (with the saved session). */
 int op_tls_setup(op_tls *t, mbedtls_ssl_context *ssl, const char *host);

@@ -204,3 +204,46 @@ def test_mutual_tls_refused_client_certificate_quarantines_nothing(
     rx.reconfigure(cloud={"client_cert": client.cert, "client_key": client.key})
     up.signal(signal.SIGHUP)
     delivered(rx, cloud, up, uids)
+
+
+
+def test_a_reload_during_a_handshake_leaves_it_its_settings(receivers, tmp_path, pki):
+    """SIGHUP replaces the TLS settings while a connection is still in its
+    handshake with the old ones: they must stay until it ends. (They were
+    freed at once, and the end of the handshake read them: ASan caught it
+    once in the pin test above; under ASan this test catches it every
+    time.)"""
+    import socket
+    import ssl
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    try:
+        port = server.getsockname()[1]
+        rx, uids = spooled(receivers, tmp_path, {
+            "url": f"https://localhost:{port}/dicom-web", "ca_file": pki.ca_file,
+            "timeout": 30, "connections": 1})
+        up = rx.uplink().start()
+        server.settimeout(15)
+        conn, _ = server.accept()
+        conn.settimeout(15)
+        # The ClientHello has come; the handshake waits for the answer.
+        assert conn.recv(5, socket.MSG_PEEK)[:1] == b"\x16"
+        up.signal(signal.SIGHUP)
+        wait_for(lambda: "event=config.reload result=ok" in up.log(), 10, what="the reload")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki.server.cert, pki.server.key)
+        tls = ctx.wrap_socket(conn, server_side=True)  # the handshake completes
+        assert tls.recv(4096).startswith(b"POST ")  # the request, after it
+        tls.close()
+        wait_for(lambda: "event=uplink.link state=down" in up.log(), 15,
+                 what="the connection's end")
+        assert up.running()
+        assert not set(cloud_rows_sent(rx)), "nothing was answered"
+    finally:
+        server.close()
+
+
+def cloud_rows_sent(rx):
+    return [r["sop_instance_uid"] for r in rx.rows() if r["state"] == "sent"]
