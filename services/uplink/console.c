@@ -374,6 +374,16 @@ static int append(struct conn *c, unsigned char **buf, size_t *len, const char *
 	return 0;
 }
 
+/* Bytes that come while a request is being answered wait for its answer;
+ * the socket is not read meanwhile: the client waits, not memory. */
+static void hold(struct conn *c, const char *data, size_t len)
+{
+	if (len && append(c, &c->pending, &c->pending_len, data, len) == 0 && !c->stopped) {
+		uv_read_stop(&c->h.stream);
+		c->stopped = 1;
+	}
+}
+
 /* Plaintext from the client. */
 static void feed(struct conn *c, const char *data, size_t len)
 {
@@ -385,11 +395,7 @@ static void feed(struct conn *c, const char *data, size_t len)
 	if (c->closing)
 		return;
 	if (c->busy) {
-		/* Read no more until the answer: the client waits, not memory. */
-		if (append(c, &c->pending, &c->pending_len, data, len) == 0 && !c->stopped) {
-			uv_read_stop(&c->h.stream);
-			c->stopped = 1;
-		}
+		hold(c, data, len);
 		return;
 	}
 	rc = op_request_parse(&c->parser, data, len, &used, &done);
@@ -403,7 +409,7 @@ static void feed(struct conn *c, const char *data, size_t len)
 		c->busy = 1;
 		if (rc == 1) {
 			r->unread = 0;
-			append(c, &c->pending, &c->pending_len, data + used, len - used);
+			hold(c, data + used, len - used);
 		}
 		r->end(r->ctx, r, rc == 1 ? 0 : -rc);
 		return;
@@ -423,7 +429,7 @@ static void feed(struct conn *c, const char *data, size_t len)
 		snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
 		c->req = r;
 		c->busy = 1;
-		append(c, &c->pending, &c->pending_len, data + used, len - used);
+		hold(c, data + used, len - used);
 		if (!c->closing)
 			c->console->handler(c->console->ctx, r);
 		return;

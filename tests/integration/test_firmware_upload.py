@@ -30,8 +30,9 @@ def listing(rx):
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
-def open_put(rx, length, password=PASSWORD, path="/api/firmware", expect=False):
-    """A connection that has sent a PUT's headers and no body yet."""
+def open_put(rx, length, password=PASSWORD, path="/api/firmware", expect=False, body=b""):
+    """A connection that has sent a PUT's headers, and with them body
+    (none by default), in one write."""
     host, port = rx.config["console"]["listen"].rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=30)
     head = f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
@@ -40,7 +41,7 @@ def open_put(rx, length, password=PASSWORD, path="/api/firmware", expect=False):
         head += f"Authorization: Basic {token}\r\n"
     if expect:
         head += "Expect: 100-continue\r\n"
-    s.sendall((head + "\r\n").encode())
+    s.sendall((head + "\r\n").encode() + body)
     return s
 
 
@@ -145,6 +146,23 @@ def test_refusals_come_before_the_body(receivers):
     assert hashlib.sha256(bundle).hexdigest().encode() in reply
     assert listing(rx) == ["update.raucb"]
     assert up.running()
+
+
+def test_a_body_sent_with_its_headers_waits_for_the_password_check(receivers):
+    """The headers and the start of the body in one segment, as a slow
+    link delivers them, while the password is checked (Argon2, first use):
+    what comes meanwhile waits in the socket, and the bundle lands whole.
+    (The uplink read on and cut the connection at 74 KiB held.)"""
+    rx, up, api, local = start(receivers)
+    bundle = os.urandom(4 * MIB)
+    s = open_put(rx, len(bundle), body=bundle[:1 << 20])
+    s.sendall(bundle[1 << 20:])
+    s.shutdown(socket.SHUT_WR)
+    reply = read_reply(s)
+    s.close()
+    assert reply.startswith(b"HTTP/1.1 202 "), reply[:300]
+    with open(os.path.join(upload_dir(rx), "update.raucb"), "rb") as f:
+        assert f.read() == bundle
 
 
 def test_an_interrupted_upload_leaves_nothing(receivers):
