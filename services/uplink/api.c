@@ -1883,7 +1883,7 @@ static void handle(void *ctx, op_console_req *req)
 int op_api_open(uv_loop_t *loop, op_uplink *up, op_api **out)
 {
 	op_api *api = calloc(1, sizeof(*api));
-	char err[512] = "";
+	char err[512] = "", part[PATH_MAX];
 	int rc;
 
 	*out = NULL;
@@ -1898,6 +1898,14 @@ int op_api_open(uv_loop_t *loop, op_uplink *up, op_api **out)
 		free_api(api);
 		return rc;
 	}
+	/* A bundle's upload that a crash or a power cut stopped: its client
+	 * got no answer and nobody finishes it, and it may be large. */
+	beside_config(api, "upload/firmware.part", part, sizeof(part));
+	if (*part && unlink(part) == 0)
+		op_warn("console.firmware",
+			"result=removed file=%s reason=\"an upload that a restart or a power cut "
+			"stopped\"",
+			part);
 	if (!*api->cfg.password_hash && *api->cfg.listen)
 		op_warn("console.password",
 			"reason=\"no [console] password_hash: the console answers 403 over the "

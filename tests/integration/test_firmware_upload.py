@@ -182,6 +182,23 @@ def test_an_interrupted_upload_leaves_nothing(receivers):
     assert r.status == 202 and listing(rx) == ["update.raucb"]
 
 
+def test_an_upload_cut_by_a_crash_is_removed_when_the_uplink_starts(receivers):
+    rx, up, api, local = start(receivers)
+    s = open_put(rx, 10 * MIB)
+    s.sendall(os.urandom(2 * MIB))
+    part = os.path.join(upload_dir(rx), "firmware.part")
+    wait_for(lambda: os.path.exists(part) and os.path.getsize(part) >= 2 * MIB, 10,
+             what="the upload to begin")
+    up.kill9()  # as a power cut: nothing is cleaned up
+    s.close()
+    assert listing(rx) == ["firmware.part"]
+    up.start()
+    assert listing(rx) == []
+    assert "event=console.firmware result=removed" in up.log()
+    r = api.put("/api/firmware", os.urandom(200000))
+    assert r.status == 202 and listing(rx) == ["update.raucb"]
+
+
 def test_a_disk_without_room_refuses_and_one_that_fills_keeps_nothing(tmpfs, receivers):
     """The upload directory on a 32 MiB disk, the receiver keeping 8 MiB."""
     rx, up, api, local = start(receivers, spool={"min_free_bytes": "8M"})
