@@ -195,21 +195,62 @@ ROOTFS = IMAGE[:-len(".img")] + ".rootfs.sqfs"
 INSTALL_TIMEOUT = 600  # TCG: writing a slot takes a while
 
 
-def restamped_rootfs(workdir, version, broken=False):
-    """The image's root slot as firmware version `version`."""
+# A test firmware that hangs the whole box once systemd runs (and so pets
+# the watchdog): a busy loop at real-time priority on every CPU, with the
+# kernel's real-time throttling off, leaves nothing else a moment to run.
+HANG = """#!/bin/sh
+echo "outpost-test: hanging" > /dev/kmsg
+echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+for _ in $(seq "$(nproc)"); do chrt -f 99 sh -c 'while :; do :; done' & done
+wait
+"""
+
+
+def restamped_rootfs(workdir, version, change=None):
+    """The image's root slot as firmware version `version`; change:
+    "broken" (a receiver that cannot start: the health check fails) or
+    "hangs" (the box hangs early in every boot)."""
     root = workdir / f"root-{version}"
     subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), ROOTFS], check=True)
     (root / "usr/lib/outpost/firmware-version").write_text(version + "\n")
-    if broken:  # a receiver that cannot start: the health check fails
-        d = root / "etc/systemd/system/outpost-receiver.service.d"
+    units = root / "etc/systemd/system"
+    if change == "broken":
+        d = units / "outpost-receiver.service.d"
         d.mkdir(parents=True)
         (d / "broken.conf").write_text("[Service]\nExecStart=\nExecStart=/bin/false\n")
+    elif change == "hangs":
+        script = root / "usr/lib/outpost/test-hang"
+        script.write_text(HANG)
+        script.chmod(0o755)
+        (units / "outpost-test-hang.service").write_text(
+            "[Unit]\nDefaultDependencies=no\nAfter=systemd-journald.service\n"
+            "[Service]\nExecStart=/usr/lib/outpost/test-hang\n")
+        wants = units / "sysinit.target.wants"
+        wants.mkdir(exist_ok=True)
+        (wants / "outpost-test-hang.service").symlink_to("../outpost-test-hang.service")
     sqfs = workdir / f"rootfs-{version}.sqfs"
     # gzip: quicker to make than the image's xz, and GRUB reads both.
     subprocess.run(["mksquashfs", str(root), str(sqfs), "-comp", "gzip", "-all-root",
                     "-noappend", "-quiet"], check=True)
     shutil.rmtree(root)
     return sqfs
+
+
+def queue_then_install(box, cloud, tmp_path, bundle, version, slot, n):
+    """Starts box with a site stick that carries bundle (of version, for
+    slot) and, while the box installs it, queues a study of n instances
+    (uploads paused). Returns the console API, the study's files and where
+    the serial console says the install is done."""
+    box.start(usb=site_stick(str(tmp_path / f"stick-{os.path.basename(bundle)}.img"), cloud,
+                             bundle=bundle)).wait_ready()
+    api = box.api(PASSWORD)
+    api.ok("POST", "/api/pause")
+    files = study(tmp_path, n, name=f"study-{os.path.basename(bundle)}")
+    r = storescu(box.dicom_port, files)
+    assert r.returncode == 0 and r.stderr.count("Received Store Response (Success)") == n
+    at = box.wait_log(f"outpost-update: result=installed version={version} slot={slot}",
+                      timeout=INSTALL_TIMEOUT)
+    return api, files, at
 
 
 def grubenv(box):

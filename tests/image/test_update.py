@@ -7,7 +7,7 @@ image as .rootfs.sqfs) with another firmware version stamped in, signed
 with the keys the image trusts ($OUTPOST_KEYS, make keys). The failing
 one (v3) has a receiver that cannot start.
 """
-from appliance import (INSTALL_TIMEOUT, PASSWORD, firmware, grubenv, site_stick, storescu, study,
+from appliance import (INSTALL_TIMEOUT, firmware, grubenv, queue_then_install, site_stick,
                        uids, wait_cloud_holds)
 
 
@@ -17,14 +17,7 @@ def test_an_update_then_a_failing_update_that_rolls_back(boxes, cloud, bundle, t
 
     # v1 takes v2 from the stick once it is healthy, while it receives:
     # studies queued (uploads paused) before the update are there after it.
-    box.start(usb=site_stick(str(tmp_path / "stick2.img"), cloud, bundle=v2)).wait_ready()
-    api = box.api(PASSWORD)
-    api.ok("POST", "/api/pause")
-    files = study(tmp_path, 10)
-    r = storescu(box.dicom_port, files)
-    assert r.returncode == 0 and r.stderr.count("Received Store Response (Success)") == 10
-    at = box.wait_log("outpost-update: result=installed version=0.2.0-test slot=b",
-                      timeout=INSTALL_TIMEOUT)
+    api, files, at = queue_then_install(box, cloud, tmp_path, v2, "0.2.0-test", "b", 10)
     at = box.wait_log("outpost-initramfs: root rootfs-b", at)
     at = box.wait_log("outpost-health-gate: result=good slot=b version=0.2.0-test", at)
     # The stick is still in: v2 is running, so it is left alone.
