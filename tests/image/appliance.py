@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import pydicom
 
@@ -27,12 +28,20 @@ CLOUD_NAME = "cloud.outpost.test"  # the guest's name for the test cloud
 GUEST_CLOUD = "10.0.2.100"
 BOOT_TIMEOUT = 360  # TCG: ~50 s alone, 2-3 min beside another box; a ceiling
 PASSWORD = "image-test-pw-1"
+POWER_OFF = "reboot: Power down"  # the kernel's last line before it powers off
 STATIC_ADDRESS = "10.0.2.77"  # a second address a site's .network file may give
 
 
 class Box:
     """One appliance: a copy of the image as its disk, qemu started and
-    ended by PID, the serial console in a file."""
+    ended by PID, the serial console in a file.
+
+    A reset of the guest (a reboot, the watchdog) ends qemu and the box
+    starts it again at once, as a power cycle: under TCG, qemu 7.2's warm
+    reset sometimes left OVMF and GRUB minutes slow on the next boot (its
+    time in page_collection_lock), and a cold start has never been. A
+    power-off ends qemu too; the kernel's last words tell it from a
+    reset."""
 
     def __init__(self, workdir, cloud_port=None, bigger_disk=None):
         self.dir = str(workdir)
@@ -42,33 +51,61 @@ class Box:
         if bigger_disk:  # the image flashed onto a bigger disk
             subprocess.run(["truncate", "-s", f"+{bigger_disk}", self.disk], check=True)
         self.serial = os.path.join(self.dir, "serial.log")
+        self.stderr = os.path.join(self.dir, "qemu.stderr")
         self.dicom_port = free_port()
         self.console_port = free_port()
         self.extra_port = free_port()  # to the guest's 11112
         self.static_port = free_port()  # to the guest's 8080 at STATIC_ADDRESS
         self.cloud_port = cloud_port
         self.proc = None
+        self.supervisor = None
+        self.lock = threading.Lock()
+        self.stopping = False
         self.boots = 0
 
     def start(self, usb=None):
         env = dict(os.environ, OUTPOST_SERIAL=self.serial, OUTPOST_QEMU_SMP="1",
+                   OUTPOST_QEMU_RESET="exit",
                    OUTPOST_HOSTFWD=f"{self.extra_port}:11112,"
                                    f"{self.static_port}:{STATIC_ADDRESS}:8080")
         env.pop("OUTPOST_USB", None)
         if usb:
             env["OUTPOST_USB"] = usb
-        # qemu truncates the serial file: each run's goes aside (a run
-        # may hold several boots: the guest reboots itself).
+        # Each start's serial console goes to its own file (a start may
+        # hold several boots: the guest reboots itself).
         if os.path.exists(self.serial):
             os.rename(self.serial, os.path.join(self.dir, f"serial.boot{self.boots}.log"))
         args = [os.path.join(ROOT, "firmware", "qemu"), self.disk, str(self.dicom_port),
                 str(self.console_port)]
         if self.cloud_port:
             args.append(str(self.cloud_port))
-        self.proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def spawn():
+            with open(self.stderr, "ab") as err:
+                return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=err)
+
+        def supervise():  # qemu ends 0 on a reset or a power-off of the guest
+            while self.proc.wait() == 0 and not self.log().rstrip().endswith(POWER_OFF):
+                with self.lock:
+                    if self.stopping:
+                        return
+                    self.proc = spawn()
+
+        self.stopping = False
+        self.proc = spawn()
+        self.supervisor = threading.Thread(target=supervise, daemon=True)
+        self.supervisor.start()
         self.boots += 1
         return self
+
+    def ended(self):
+        """qemu ended other than by a reset of the guest."""
+        return self.supervisor is not None and not self.supervisor.is_alive()
+
+    def qemu_error(self):
+        with open(self.stderr, errors="replace") as f:
+            return f"qemu ended: {f.read()[-3000:]}"
 
     def log(self):
         try:
@@ -81,22 +118,22 @@ class Box:
         """Waits for text on the serial console at or past position after;
         returns where it ends (the guest may reboot within one qemu run)."""
         try:
-            wait_for(lambda: self.proc.poll() is not None or self.log().find(text, after) >= 0,
+            wait_for(lambda: self.ended() or self.log().find(text, after) >= 0,
                      timeout, interval=0.5, what=text)
         except TimeoutError:
             raise AssertionError(f"not on the serial console: {text!r}\n"
                                  f"{self.log()[after:][-5000:]}") from None
-        assert self.proc.poll() is None, f"qemu ended: {self.proc.stderr.read().decode()}"
+        assert not self.ended(), self.qemu_error()
         return self.log().find(text, after) + len(text)
 
     def wait_ready(self, timeout=BOOT_TIMEOUT):
         """The services up (serial markers), then /healthz answering."""
         try:
-            wait_for(lambda: self.proc.poll() is not None or
+            wait_for(lambda: self.ended() or
                      "event=uplink.ready" in self.log() and
                      "event=receiver.ready" in self.log(), timeout, interval=0.5,
                      what="the services on the serial console")
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()
+            assert not self.ended(), self.qemu_error()
             wait_for(lambda: self.health() is not None, 60, interval=0.5, what="/healthz")
         except (TimeoutError, AssertionError):
             raise AssertionError(f"the box did not come up:\n{self.log()[-5000:]}") from None
@@ -117,9 +154,13 @@ class Box:
 
     def power_cut(self):
         """SIGKILL of qemu: the disk keeps what reached it, nothing more."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+        with self.lock:
+            self.stopping = True
+            if self.proc and self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait()
+        if self.supervisor:
+            self.supervisor.join()
 
     def stop(self):
         self.power_cut()
