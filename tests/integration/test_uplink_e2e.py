@@ -125,10 +125,14 @@ def test_sent_objects_are_evicted_unsent_never(pipelines, ct_study, tmp_path):
     wait_for(lambda: len(log_lines(up, "config.reload")) > reloads, 10, what="the reload")
     assert "result=ok" in log_lines(up, "config.reload")[-1]
     # The uplink evicts after settling a batch; while the link is down, its
-    # probes settle (requeue) every second or two.
-    wait_for(lambda: "sent" not in rx.states(), 30, interval=0.2,
-             what="the sent objects to be evicted")
-    rows = rx.rows()
+    # probes settle (requeue) every second or two: the rows are read between
+    # two probes, none of them "sending".
+    rows = []
+
+    def evicted():
+        rows[:] = rx.rows()
+        return not {"sent", "sending"} & {r["state"] for r in rows}
+    wait_for(evicted, 30, interval=0.2, what="the sent objects to be evicted")
     assert collections.Counter(r["state"] for r in rows) == \
         {"queued": len(later), "quarantined": len(refused)}
     assert {r["sop_instance_uid"] for r in rows} == later_uids | refused_uids
