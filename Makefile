@@ -23,7 +23,7 @@ CFLAGS    ?= -O2 -g
 CXXFLAGS  ?= -O2 -g
 # Where the uplink finds the web console's files unless [console] web_root
 # says otherwise: the source tree here; a package sets its own.
-WEB_ROOT ?= $(abspath services/console)
+WEB_ROOT ?= $(abspath services/console/web)
 CPPFLAGS  += -D_GNU_SOURCE -DOP_VERSION='"$(VERSION)"' -DOP_WEB_ROOT='"$(WEB_ROOT)"' -Iservices
 ALL_CFLAGS   = -std=c11 $(WARN) -pthread -fno-strict-aliasing $(CFLAGS)
 # Debian's DCMTK headers need C++17.
@@ -31,16 +31,32 @@ ALL_CXXFLAGS = -std=c++17 $(WARN) -pthread $(CXXFLAGS)
 
 # pkg-config dcmtk fails on Debian 12 (its .pc requires sndfile).
 DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
-COMMON_LIBS := -lsqlite3 -linih -lsodium -lsystemd -lm -pthread
-UPLINK_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 
-# --- sources ---------------------------------------------------------------
+# --- libraries and programs -------------------------------------------------
+#
+# Each folder of services/ is one static library (its main.c aside); a
+# program is its main.o and the libraries it uses, and the linker takes
+# from them only the objects it needs (--as-needed drops the shared
+# libraries it does not). The layers, lowest last (make check-style keeps
+# the includes to them, scripts/check-layers):
+#
+#   receiver  -> common            outpost-receiver (DCMTK, the one C++ shim)
+#   console   -> uplink -> common  outpost-uplink: the upload engine and the
+#                                  operator's console it hosts (uplink/main.c)
+#   ctl       -> common            outpostctl
+LIBS_common   := common
+LIBS_receiver := receiver common
+LIBS_uplink   := uplink common
+LIBS_console  := console uplink common
+LIBS_ctl      := ctl common
 
-COMMON_SRC   := $(wildcard services/common/*.c)
-RECEIVER_SRC := $(wildcard services/receiver/*.c)
-RECEIVER_CXX := $(wildcard services/receiver/*.cc)
-UPLINK_SRC   := $(wildcard services/uplink/*.c)
-CTL_SRC      := $(wildcard services/ctl/*.c)
+EXT_common   := -lsqlite3 -linih -lsodium -lsystemd -lm -pthread
+EXT_receiver := $(DCMTK_LIBS)
+EXT_uplink   := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
+EXT_console  := $(EXT_uplink)
+EXT_ctl      := -lcjson
+LDFLAGS ?=
+ALL_LDFLAGS = -Wl,--as-needed $(LDFLAGS)
 
 obj = $(patsubst %.c,$(1)/obj/%.o,$(filter %.c,$(2))) \
       $(patsubst %.cc,$(1)/obj/%.o,$(filter %.cc,$(2)))
@@ -53,32 +69,54 @@ $(BUILD)/obj/%.o: %.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(ALL_CXXFLAGS) -MMD -MP -c $< -o $@
 
-COMMON_OBJ   := $(call obj,$(BUILD),$(COMMON_SRC))
-RECEIVER_OBJ := $(call obj,$(BUILD),$(RECEIVER_SRC) $(RECEIVER_CXX))
-UPLINK_OBJ   := $(call obj,$(BUILD),$(UPLINK_SRC))
-CTL_OBJ      := $(call obj,$(BUILD),$(CTL_SRC))
+lib_objs = $(filter-out %/main.o,$(call obj,$(BUILD),$(wildcard services/$(1)/*.c services/$(1)/*.cc)))
+lib_path = $(BUILD)/lib/lib$(1).a
+# The archives and shared libraries of a layer and those below it.
+link_libs = $(foreach l,$(LIBS_$(1)),$(call lib_path,$(l)))
+link_ext  = $(sort $(foreach l,$(LIBS_$(1)),$(EXT_$(l))))
+# C++ (the DCMTK shim) needs g++ to link.
+linker = $(if $(filter receiver,$(LIBS_$(1))),$(CXX) $(ALL_CXXFLAGS),$(CC) $(ALL_CFLAGS))
 
-$(BUILD)/outpost-receiver: $(RECEIVER_OBJ) $(COMMON_OBJ)
-	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ $(DCMTK_LIBS) $(COMMON_LIBS)
+define library
+$(call lib_path,$(1)): $(call lib_objs,$(1))
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,common receiver uplink console ctl,$(eval $(call library,$(l))))
 
-$(BUILD)/outpost-uplink: $(UPLINK_OBJ) $(COMMON_OBJ)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(UPLINK_LIBS) $(COMMON_LIBS)
+$(BUILD)/outpost-receiver: $(BUILD)/obj/services/receiver/main.o $(call link_libs,receiver)
+	$(call linker,receiver) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,receiver)
 
-$(BUILD)/outpostctl: $(CTL_OBJ) $(COMMON_OBJ)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ -lcjson $(COMMON_LIBS)
+$(BUILD)/outpost-uplink: $(BUILD)/obj/services/uplink/main.o $(call link_libs,console)
+	$(call linker,console) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,console)
+
+$(BUILD)/outpostctl: $(BUILD)/obj/services/ctl/main.o $(call link_libs,ctl)
+	$(call linker,ctl) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,ctl)
 
 # --- unit tests (cmocka), one binary per module ----------------------------
 #
-# tests/unit/test_<module>.c tests services/*/<module>.c; it links every
-# service's objects but the mains.
+# tests/unit/test_<module>.c tests services/<layer>/<module>.c and links
+# that layer's libraries, and the tests' own helpers (tests/unit/*.c that
+# are not tests: fixtures).
 
-UNIT_SRC   := $(wildcard tests/unit/test_*.c)
-UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-LIB_OBJ := $(COMMON_OBJ) $(filter-out %/main.o,$(RECEIVER_OBJ) $(UPLINK_OBJ) $(CTL_OBJ))
+UNIT_SRC      := $(wildcard tests/unit/test_*.c)
+UNIT_BINS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+FIXTURE_OBJ   := $(call obj,$(BUILD),$(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c)))
+# The layer of test_<module>[_<aspect>]: the folder of services/ that has
+# <module>.c (the longest name that matches: test_spool_recover.c tests
+# spool_recover.c if there is one, else spool.c).
+layer_of = $(word 2,$(subst /, ,$(firstword $(wildcard services/*/$(1).c services/*/$(1).cc))))
+drop_last = $(subst $(eval) ,_,$(wordlist 2,$(words $(subst _, ,$(1))),x $(subst _, ,$(1))))
+module_layer = $(or $(call layer_of,$(1)),$(if $(findstring _,$(1)),$(call module_layer,$(call drop_last,$(1)))))
+unit_layer = $(or $(call module_layer,$(patsubst test_%,%,$(1))),$(error tests/unit/$(1).c: no services/*/$(patsubst test_%,%,$(1)).c for it to test))
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB_OBJ)
-	@mkdir -p $(dir $@)
-	$(CXX) $(ALL_CXXFLAGS) $^ -o $@ -lcmocka $(DCMTK_LIBS) $(UPLINK_LIBS) $(COMMON_LIBS)
+define unit_test
+$(BUILD)/tests/$(1): $(BUILD)/obj/tests/unit/$(1).o $(FIXTURE_OBJ) $(call link_libs,$(call unit_layer,$(1)))
+	@mkdir -p $$(dir $$@)
+	$(call linker,$(call unit_layer,$(1))) $(ALL_LDFLAGS) $$^ -o $$@ -lcmocka $(call link_ext,$(call unit_layer,$(1)))
+endef
+$(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRC)),$(eval $(call unit_test,$(t))))
 
 all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS)
 
@@ -228,7 +266,7 @@ $(BUILD)/fuzz/fuzz_response: tests/fuzz/fuzz_response.c services/uplink/http.c \
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser -lcjson -lsodium
 
-$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c services/uplink/request.c
+$(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c services/console/request.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser
 
@@ -255,6 +293,7 @@ STYLE_FILES = $(shell git ls-files 'services/*.c' 'services/*.h' 'services/*.cc'
 
 check-style:
 	@scripts/check-style $(STYLE_FILES)
+	@scripts/check-layers
 
 format:
 	clang-format -i $(STYLE_FILES)

@@ -127,173 +127,6 @@ void op_config_defaults(op_config *cfg)
 
 static const char *const auth_names[] = { "none", "basic", "bearer" };
 
-int op_listen_parse(const char *s, char addr[16], uint16_t *port)
-{
-	const char *colon = strrchr(s, ':');
-	struct in_addr a;
-	char host[16];
-	long v;
-	char *end;
-
-	if (!colon || (size_t)(colon - s) >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	if (inet_pton(AF_INET, host, &a) != 1)
-		return -EINVAL;
-	errno = 0;
-	v = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || v < 1 || v > 65535)
-		return -EINVAL;
-	snprintf(addr, 16, "%s", host);
-	*port = (uint16_t)v;
-	return 0;
-}
-
-int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
-		 size_t path_size, const char **why)
-{
-	const char *h, *end, *colon;
-	size_t n;
-	long v;
-	char *e;
-
-	if (strncmp(url, "https://", 8) != 0) {
-		*why = "must start with https://";
-		return -EINVAL;
-	}
-	h = url + 8;
-	end = h + strcspn(h, "/?#");
-	if (strpbrk(url, "?#")) {
-		*why = "must not have a query or fragment";
-		return -EINVAL;
-	}
-	colon = memchr(h, ':', (size_t)(end - h));
-	n = (size_t)((colon ? colon : end) - h);
-	if (n == 0 || n >= host_size || memchr(h, '@', (size_t)(end - h)) || *h == '[') {
-		*why = "needs a host name (no user@, no IPv6 literal)";
-		return -EINVAL;
-	}
-	memcpy(host, h, n);
-	host[n] = '\0';
-	*port = 443;
-	if (colon) {
-		v = strtol(colon + 1, &e, 10);
-		if (e != end || colon + 1 == end || v < 1 || v > 65535) {
-			*why = "has a bad port";
-			return -EINVAL;
-		}
-		*port = (uint16_t)v;
-	}
-	n = strlen(end);
-	while (n > 0 && end[n - 1] == '/')
-		n--;
-	if (n >= path_size || strpbrk(end, " \t\r\n")) {
-		*why = "has a path that is too long or contains spaces";
-		return -EINVAL;
-	}
-	memcpy(path, end, n);
-	path[n] = '\0';
-	return 0;
-}
-
-int op_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	int shift = 0;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -ERANGE;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		shift = 10;
-		end++;
-		break;
-	case 'M':
-		shift = 20;
-		end++;
-		break;
-	case 'G':
-		shift = 30;
-		end++;
-		break;
-	case 'T':
-		shift = 40;
-		end++;
-		break;
-	default: break;
-	}
-	while (isspace((unsigned char)*end))
-		end++;
-	if (*end)
-		return -EINVAL;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
-int op_cidr_parse(const char *s, op_cidr *out)
-{
-	char buf[32];
-	struct in_addr a;
-	char *slash, *end;
-	long bits = 32;
-
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	snprintf(buf, sizeof(buf), "%s", s);
-	slash = strchr(buf, '/');
-	if (slash) {
-		*slash = '\0';
-		if (!isdigit((unsigned char)slash[1]))
-			return -EINVAL;
-		bits = strtol(slash + 1, &end, 10);
-		if (*end || bits < 0 || bits > 32)
-			return -EINVAL;
-	}
-	if (inet_pton(AF_INET, buf, &a) != 1)
-		return -EINVAL;
-	out->mask = bits == 0 ? 0 : 0xffffffffu << (32 - bits);
-	out->addr = ntohl(a.s_addr) & out->mask;
-	return 0;
-}
-
-int op_cidr_match(const op_cidr *nets, int n, uint32_t addr)
-{
-	for (int i = 0; i < n; i++)
-		if ((addr & nets[i].mask) == nets[i].addr)
-			return 1;
-	return 0;
-}
-
-int op_ae_title_valid(const char *s)
-{
-	size_t n = strlen(s);
-	int only_spaces = 1;
-
-	if (n == 0 || n > OP_AE_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c >= 0x7f || c == '\\')
-			return 0;
-		if (c != ' ')
-			only_spaces = 0;
-	}
-	return !only_spaces;
-}
-
 /* --- parsing ------------------------------------------------------------- */
 
 struct parse {
@@ -423,7 +256,6 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 	struct in_addr a;
 	uint64_t size;
 	long long v;
-	char *end;
 
 	switch (k->type) {
 	case K_STRING:
@@ -448,9 +280,7 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 		snprintf(field, k->size, "%s", value);
 		return 1;
 	case K_INT:
-		errno = 0;
-		v = strtoll(value, &end, 10);
-		if (!*value || *end || errno || v < k->min || v > k->max)
+		if (op_parse_int(value, k->min, k->max, &v) < 0)
 			return fail(p, "%s: '%s' is not a whole number from %lld to %lld", k->name,
 				    value, k->min, k->max);
 		if (k->size == sizeof(uint16_t))

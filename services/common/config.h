@@ -3,8 +3,7 @@
  * service. Each service reads the whole file, so a key in the wrong section
  * or a typo is an error everywhere, not silently ignored by one program.
  *
- * Sizes take the suffixes k, M, G, T (powers of 1024). The reference of
- * every key is in README.md; op_config_defaults() is the embedded default
+ * Values are read by parse.h. The reference of every key is in README.md; op_config_defaults() is the embedded default
  * configuration that `make run` uses.
  */
 #ifndef OP_CONFIG_H
@@ -16,18 +15,12 @@
 #include <stdint.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "common/schedule.h"
 
-#define OP_AE_MAX 16      /* DICOM AE title: at most 16 characters */
 #define OP_LIST_MAX 64    /* entries in allowed_calling_aets, allowed_hosts */
 #define OP_PDU_MIN 4096   /* DCMTK's ASC_MINIMUMPDUSIZE */
 #define OP_PDU_MAX 131072 /* DCMTK's ASC_MAXIMUMPDUSIZE */
-
-/* An IPv4 network: addr and mask in host byte order. */
-typedef struct op_cidr {
-	uint32_t addr;
-	uint32_t mask;
-} op_cidr;
 
 /* AE titles (allowed_calling_aets, urgent_calling_aets). */
 typedef struct op_ae_list {
@@ -132,27 +125,5 @@ void op_config_print(const op_config *cfg, FILE *out);
  * service should go on and run.
  */
 int op_config_from_command_line(op_config *cfg, const char *path, int check);
-
-/* "512", "64k", "10M", "2G", "1T" -> bytes. Returns 0 or -EINVAL/-ERANGE. */
-int op_parse_size(const char *s, uint64_t *out);
-
-/* "10.0.0.0/8" or "192.168.1.7" -> network. Returns 0 or -EINVAL. */
-int op_cidr_parse(const char *s, op_cidr *out);
-
-/* Splits an https:// URL into host, port and path (no trailing slash).
- * Returns 0 or -EINVAL with the reason in why. */
-int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
-		 size_t path_size, const char **why);
-
-/* "127.0.0.1:8080" (an IPv4 address or localhost, and a port) -> its
- * parts. Returns 0 or -EINVAL. */
-int op_listen_parse(const char *s, char addr[16], uint16_t *port);
-
-/* Is addr (host byte order) inside one of the n networks? */
-int op_cidr_match(const op_cidr *nets, int n, uint32_t addr);
-
-/* Is s a valid AE title (1-16 characters, no backslash or control, not
- * only spaces)? */
-int op_ae_title_valid(const char *s);
 
 #endif

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+
 static enum op_log_level min_level = OP_LOG_INFO;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
@@ -38,7 +40,8 @@ int op_log_level_parse(const char *s, enum op_log_level *out)
 void op_log(enum op_log_level level, const char *event, const char *fmt, ...)
 {
 	char line[2048];
-	struct timespec ts;
+	int64_t ms = op_clock_wall_ms();
+	time_t secs = (time_t)(ms / 1000);
 	struct tm tm;
 	size_t n;
 	int rc;
@@ -46,11 +49,10 @@ void op_log(enum op_log_level level, const char *event, const char *fmt, ...)
 
 	if (level < min_level)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	gmtime_r(&secs, &tm);
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	rc = snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s event=%s ",
-		      ts.tv_nsec / 1000000, level_names[level], event);
+	rc = snprintf(line + n, sizeof(line) - n, ".%03dZ level=%s event=%s ", (int)(ms % 1000),
+		      level_names[level], event);
 	if (rc > 0)
 		n += (size_t)rc;
 	va_start(ap, fmt);

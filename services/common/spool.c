@@ -15,6 +15,8 @@
  * in one transaction, and repeats until the queue is empty. Followers wait on
  * a condition variable. One fsync of the WAL then serves many instances.
  */
+#include "common/clock.h"
+#include "common/file.h"
 #include "common/spool.h"
 
 #include <dirent.h>
@@ -187,14 +189,6 @@ static const char schema_operator[] =
 
 #define MISSING_REASON "spool file missing at start-up"
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* sqlite result -> negative errno. */
 static int sql_err(int rc)
 {
@@ -228,25 +222,12 @@ static int exec(op_spool *sp, const char *sql)
 	return sql_err(rc);
 }
 
-static int fsync_path(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /* mkdir that tolerates an existing directory; fsyncs the parent when it
  * created something, so the tree survives a power cut. */
 static int make_dir(const char *path, const char *parent)
 {
 	if (mkdir(path, 0750) == 0)
-		return fsync_path(parent);
+		return op_fsync_dir(parent);
 	return errno == EEXIST ? 0 : -errno;
 }
 
@@ -273,7 +254,7 @@ static int make_tree(op_spool *sp)
 	return 0;
 }
 
-static void object_path(const op_spool *sp, const char *hash, char *out, size_t size)
+void op_spool_object_file(const op_spool *sp, const char *hash, char *out, size_t size)
 {
 	snprintf(out, size, "%s/objects/%.2s/%s.dcm", sp->dir, hash, hash);
 }
@@ -645,7 +626,7 @@ static int apply_row(op_spool *sp, struct pending *p)
 	sqlite3_stmt *st = NULL;
 	char old_hash[OP_HASH_HEX + 1] = "";
 	uint64_t old_size = 0;
-	int64_t now = now_ms();
+	int64_t now = op_clock_wall_ms();
 	int found = 0, rc;
 
 	rc = sqlite3_prepare_v2(sp->db,
@@ -843,7 +824,7 @@ static void run_batch(op_spool *sp, struct pending *batch)
 			}
 			pthread_mutex_unlock(&sp->mu);
 			if (p->old_hash[0] && !pinned_outside(sp, batch, p->old_hash)) {
-				object_path(sp, p->old_hash, path, sizeof(path));
+				op_spool_object_file(sp, p->old_hash, path, sizeof(path));
 				unlink(path);
 			}
 			continue;
@@ -852,7 +833,7 @@ static void run_batch(op_spool *sp, struct pending *batch)
 		 * flight renamed the same content into place. */
 		if (p->may_unlink && hash_in_use(sp, p->hash) == 0 &&
 		    !pinned_outside(sp, batch, p->hash)) {
-			object_path(sp, p->hash, path, sizeof(path));
+			op_spool_object_file(sp, p->hash, path, sizeof(path));
 			unlink(path);
 		}
 	}
@@ -935,7 +916,7 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 		goto fail;
 	crypto_generichash_final(&obj->hash, digest, sizeof(digest));
 	hex(digest, sizeof(digest), hash);
-	object_path(sp, hash, path, sizeof(path));
+	op_spool_object_file(sp, hash, path, sizeof(path));
 	rc = pin_hash(sp, hash);
 	if (rc < 0)
 		goto fail;
@@ -947,7 +928,7 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 		goto fail;
 	}
 	snprintf(dir, sizeof(dir), "%s/objects/%.2s", sp->dir, hash);
-	rc = fsync_path(dir);
+	rc = op_fsync_dir(dir);
 	if (rc < 0) {
 		op_error("spool.fsync", "path=%s error=\"%s\"", dir, strerror(-rc));
 		unpin_hash(sp, hash);
@@ -1069,7 +1050,7 @@ static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_ou
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (hash_in_use(sp, v[i].hash) == 0) {
-			object_path(sp, v[i].hash, path, sizeof(path));
+			op_spool_object_file(sp, v[i].hash, path, sizeof(path));
 			unlink(path);
 		}
 		*freed += v[i].size;
@@ -1407,7 +1388,7 @@ static void move_to_damaged(op_spool *sp, const char *path, const char *name, co
 	snprintf(dir, sizeof(dir), "%s/damaged", sp->dir);
 	snprintf(to, sizeof(to), "%s/%s", dir, name);
 	if (rename(path, to) == 0)
-		fsync_path(dir);
+		op_fsync_dir(dir);
 	op_error("spool.recover.damaged", "path=%s moved_to=%s reason=\"%s\"", path, to, why);
 }
 
@@ -1433,7 +1414,7 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 	}
 	/* Rows name files by hash alone: a file elsewhere (another fan-out
 	 * directory, another suffix) is moved to where its row will look. */
-	object_path(sp, hash, right, sizeof(right));
+	op_spool_object_file(sp, hash, right, sizeof(right));
 	if (strcmp(path, right) != 0) {
 		if (stat(right, &sb) == 0) { /* the same bytes are in place */
 			unlink(path);
@@ -1446,8 +1427,8 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 			return 0;
 		}
 		snprintf(right, sizeof(right), "%s/objects/%.2s", sp->dir, hash);
-		fsync_path(right);
-		object_path(sp, hash, right, sizeof(right));
+		op_fsync_dir(right);
+		op_spool_object_file(sp, hash, right, sizeof(right));
 		path = right;
 	}
 	memset(&inst, 0, sizeof(inst));
@@ -1561,7 +1542,8 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 		struct stat sb;
 
 		rc = SQLITE_OK;
-		object_path(sp, (const char *)sqlite3_column_text(st, 1), path, sizeof(path));
+		op_spool_object_file(sp, (const char *)sqlite3_column_text(st, 1), path,
+				     sizeof(path));
 		if (stat(path, &sb) == 0)
 			continue;
 		op_error("spool.recover.missing", "sop=%s path=%s", sqlite3_column_text(st, 2),
@@ -1586,7 +1568,7 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 				" WHERE id = ?",
 				-1, &st, NULL);
 	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
-		sqlite3_bind_int64(st, 1, now_ms());
+		sqlite3_bind_int64(st, 1, op_clock_wall_ms());
 		sqlite3_bind_int64(st, 2, ids[i]);
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
 		rep->missing++;

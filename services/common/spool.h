@@ -153,6 +153,10 @@ void op_spool_get_usage(op_spool *sp, op_spool_usage *out);
 /* Replaces the limits (on a configuration reload). */
 void op_spool_set_limits(op_spool *sp, const op_spool_limits *limits);
 
+/* The file of the stored object whose content hash is hash (hex), into
+ * out (OP_DIR_MAX + 128 bytes are enough): DIR/objects/ab/<hash>.dcm. */
+void op_spool_object_file(const op_spool *sp, const char *hash, char *out, size_t size);
+
 /* Path of the sqlite database, for readers in other processes. */
 const char *op_spool_db_path(const op_spool *sp);
 

@@ -25,7 +25,10 @@
 
 #include <sodium.h>
 
+#include "common/clock.h"
 #include "common/config.h"
+#include "common/file.h"
+#include "common/io.h"
 #include "common/schedule.h"
 
 #define CONFIG_MAX (16u << 20)   /* a configuration file is a few KB */
@@ -209,71 +212,11 @@ int op_ctl_ini_set(const char *text, size_t len, const char *section, const char
 	return 0;
 }
 
-/* Reads the whole file fd (at most CONFIG_MAX bytes) into a malloc'd buffer. */
-static int read_all(int fd, char **out, size_t *out_len)
-{
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap), *bigger;
-	ssize_t n;
-	int rc = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	for (;;) {
-		if (len == cap) {
-			if (cap >= CONFIG_MAX) {
-				rc = -EFBIG;
-				goto out;
-			}
-			bigger = realloc(buf, cap * 2);
-			if (!bigger) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			buf = bigger;
-			cap *= 2;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-out:
-	if (rc < 0) {
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	*out_len = len;
-	return 0;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int op_ctl_config_set(const char *path, const char *section, const char *key, const char *value,
 		      char *err, size_t errlen)
 {
 	char real[PATH_MAX], tmp[PATH_MAX + 8], dir[PATH_MAX], load_err[640];
-	char *text = NULL, *updated = NULL, *slash;
+	char *text = NULL, *updated = NULL;
 	size_t len = 0, updated_len = 0;
 	op_config *check = NULL;
 	struct stat st;
@@ -292,7 +235,7 @@ int op_ctl_config_set(const char *path, const char *section, const char *key, co
 		snprintf(err, errlen, "cannot read %s: %s", real, strerror(errno));
 		goto out;
 	}
-	rc = read_all(fd, &text, &len);
+	rc = op_read_all(fd, CONFIG_MAX, &text, &len);
 	close(fd);
 	fd = -1;
 	if (rc < 0) {
@@ -338,7 +281,7 @@ int op_ctl_config_set(const char *path, const char *section, const char *key, co
 		snprintf(err, errlen, "cannot set the mode of %s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	rc = write_all(fd, updated, updated_len);
+	rc = op_write_all(fd, updated, updated_len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (rc == 0 && close(fd) < 0)
@@ -371,20 +314,13 @@ int op_ctl_config_set(const char *path, const char *section, const char *key, co
 	}
 	tmp_made = 0;
 	/* The rename is durable once the directory is on disk. */
-	snprintf(dir, sizeof(dir), "%s", real);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0) {
-		rc = -errno;
+	op_dirname(real, dir, sizeof(dir));
+	rc = op_fsync_dir(dir);
+	if (rc < 0) {
 		snprintf(err, errlen, "%s is written but its directory could not be synced: %s",
-			 real, strerror(errno));
+			 real, strerror(-rc));
 		goto out;
 	}
-	rc = 0;
 out:
 	if (fd >= 0)
 		close(fd);
@@ -570,35 +506,6 @@ need_more:
 	return -EAGAIN;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for events on fd until deadline; -ETIMEDOUT when it passes. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int64_t left;
-	int n;
-
-	for (;;) {
-		left = deadline - now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n > 0)
-			return 0;
-	}
-}
-
 int op_ctl_not_running(int rc)
 {
 	/* ENOENT: no socket file; ECONNREFUSED: a file nobody listens on (the
@@ -610,9 +517,9 @@ int op_ctl_request(const char *socket_path, const char *method, const char *targ
 		   const char *body, int timeout_ms, op_ctl_response *out, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = op_clock_mono_ms() + timeout_ms;
 	char *req = NULL, *buf = NULL, *bigger;
-	size_t req_len, sent = 0, len = 0, cap = 16384;
+	size_t req_len, len = 0, cap = 16384;
 	const char *why = "";
 	int fd = -1, rc, n;
 
@@ -656,23 +563,9 @@ int op_ctl_request(const char *socket_path, const char *method, const char *targ
 		goto out;
 	}
 	req_len = (size_t)n;
-	while (sent < req_len) {
-		ssize_t w = send(fd, req + sent, req_len - sent, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			rc = wait_fd(fd, POLLOUT, deadline);
-			if (rc < 0)
-				goto io_error;
-			continue;
-		}
-		if (w < 0) {
-			rc = -errno;
-			goto io_error;
-		}
-		sent += (size_t)w;
-	}
+	rc = op_io_send_all(fd, req, req_len, deadline);
+	if (rc < 0)
+		goto io_error;
 
 	/* Read until the response is complete: by its Content-Length, or by
 	 * the end of the connection when it has none. */
@@ -701,17 +594,9 @@ int op_ctl_request(const char *socket_path, const char *method, const char *targ
 			buf = bigger;
 			cap *= 2;
 		}
-		r = recv(fd, buf + len, cap - len, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			rc = wait_fd(fd, POLLIN, deadline);
-			if (rc < 0)
-				goto io_error;
-			continue;
-		}
+		r = op_io_recv_some(fd, buf + len, cap - len, deadline);
 		if (r < 0) {
-			rc = -errno;
+			rc = (int)r;
 			goto io_error;
 		}
 		len += (size_t)r;

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/spool.h"
@@ -229,20 +230,17 @@ static void assoc_end(void *ctx, const op_assoc *a, const char *how)
 static int wait_for_request(int fd, int timeout_s)
 {
 	unsigned char buf[65536 + 6]; /* peeked: the shim reads them for real */
-	struct timespec start, now;
+	int64_t deadline = op_clock_mono_ms() + timeout_s * 1000L;
 	size_t need = 6;
 	int rc, lowat;
 
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		struct pollfd p = { fd, POLLIN | POLLRDHUP, 0 };
-		long left_ms;
+		int64_t left_ms;
 
 		lowat = (int)need;
 		setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left_ms = timeout_s * 1000L - ((now.tv_sec - start.tv_sec) * 1000L +
-					       (now.tv_nsec - start.tv_nsec) / 1000000);
+		left_ms = deadline - op_clock_mono_ms();
 		if (left_ms <= 0)
 			return -ETIMEDOUT;
 		rc = poll(&p, 1, (int)left_ms);

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #define IN_CAP (64 * 1024)          /* ciphertext received, not yet decrypted */
 #define RESPONSE_BODY_MAX (1 << 20) /* STOW-RS results are small */
 
@@ -50,8 +52,8 @@ struct op_https {
 	int user_closed;
 
 	mbedtls_ssl_context ssl;
-	unsigned char in[IN_CAP];
-	size_t in_len, in_off;
+	unsigned char in_buf[IN_CAP];
+	op_tls_input in;     /* over in_buf */
 	struct out_req *out; /* records being gathered for one uv_write */
 	size_t out_cap;
 	struct out_req *held; /* gathered, waiting for the shaper's tokens */
@@ -171,14 +173,6 @@ static void on_written(uv_write_t *req, int status)
 		pump_body(c);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static int flush(op_https *c);
 
 static void on_shape_timer(uv_timer_t *t)
@@ -206,7 +200,7 @@ static int flush(op_https *c)
 		c->out_cap = 0;
 	}
 	o = c->held;
-	wait = c->shaper ? op_shaper_take(c->shaper, o->len, c->urgent, now_ns()) : 0;
+	wait = c->shaper ? op_shaper_take(c->shaper, o->len, c->urgent, op_clock_mono_ns()) : 0;
 	if (wait) {
 		uv_timer_stop(&c->timer);
 		if (wait != OP_SHAPER_WAIT_FOREVER)
@@ -254,18 +248,7 @@ static int tls_send(void *ctx, const unsigned char *data, size_t len)
 
 static int tls_recv(void *ctx, unsigned char *buf, size_t len)
 {
-	op_https *c = ctx;
-	size_t n = c->in_len - c->in_off;
-
-	if (n == 0)
-		return MBEDTLS_ERR_SSL_WANT_READ;
-	if (n > len)
-		n = len;
-	memcpy(buf, c->in + c->in_off, n);
-	c->in_off += n;
-	if (c->in_off == c->in_len)
-		c->in_off = c->in_len = 0;
-	return (int)n;
+	return op_tls_input_take(&((op_https *)ctx)->in, buf, len);
 }
 
 /* Encrypts and queues all of data. */
@@ -436,12 +419,8 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 	op_https *c = handle->data;
 
 	(void)suggested;
-	if (c->in_off > 0) { /* keep the unread bytes at the front */
-		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-		c->in_len -= c->in_off;
-		c->in_off = 0;
-	}
-	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(IN_CAP - c->in_len));
+	op_tls_input_compact(&c->in); /* keep the unread bytes at the front */
+	*buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(IN_CAP - c->in.len));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -471,7 +450,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
-	c->in_len += (size_t)nread;
+	c->in.len += (size_t)nread;
 	progress(c);
 	if (c->state == HANDSHAKE)
 		handshake(c);
@@ -579,6 +558,7 @@ int op_https_open(uv_loop_t *loop, op_tls *tls, const op_https_options *opt, op_
 		return rc;
 	}
 	c->loop = loop;
+	c->in.data = c->in_buf;
 	c->tls = op_tls_ref(tls); /* released in maybe_free() */
 	snprintf(c->host, sizeof(c->host), "%s", opt->host);
 	snprintf(c->port, sizeof(c->port), "%u", opt->port);

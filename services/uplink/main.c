@@ -1,20 +1,128 @@
 /*
- * outpost-uplink: sends the spool to the cloud PACS (see uplink.h).
+ * outpost-uplink: the upload engine (uplink.h) and the operator's console
+ * that steers it (console/api.h), in one process on one libuv loop. This
+ * file is where the two meet: it owns the loop, the spool they share, the
+ * signals and the configuration file, and gives the console the engine's
+ * control interface (control.h).
  *
  *   outpost-uplink [--config FILE] [--check-config] [--pin CERT.pem]
  *
  * Exit status: 0 after a clean stop, 1 when it cannot run (spool, TLS
  * files), 2 for a bad command line or configuration file.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <uv.h>
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/notify.h"
+#include "common/spool.h"
+#include "console/api.h"
+#include "uplink/control.h"
 #include "uplink/tls.h"
 #include "uplink/uplink.h"
+
+struct host {
+	uv_loop_t loop;
+	op_config cfg;
+	const char *config_path; /* NULL: the embedded defaults */
+	op_spool *spool;
+	op_uplink *up;
+	op_api *api;
+	uv_signal_t sig[3];
+	int signals; /* open */
+};
+
+/* SIGHUP and the console's reload: the file again, applied to both. */
+static int reload(void *ctx, char *err, size_t errlen)
+{
+	struct host *h = ctx;
+	op_config cfg;
+	int rc;
+
+	if (!h->config_path) {
+		snprintf(err, errlen, "started without --config: nothing to reload");
+		op_warn("config.reload", "reason=\"%s\"", err);
+		return -ENOENT;
+	}
+	if (op_config_load(&cfg, h->config_path, err, errlen) < 0) {
+		op_error("config.reload", "result=refused error=\"%s\"", err);
+		return -EINVAL;
+	}
+	/* The spool stays where it was opened. */
+	if (strcmp(cfg.spool.dir, h->cfg.spool.dir) != 0)
+		op_warn("config.reload", "reason=\"[spool] dir takes effect at the next start\"");
+	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", h->cfg.spool.dir);
+	op_log_set_level(cfg.log_level);
+	op_api_configure(h->api, &cfg);
+	rc = op_uplink_reload(h->up, &cfg, err, errlen);
+	h->cfg = cfg;
+	if (rc < 0) {
+		op_error("config.reload", "result=partial reason=\"%s\"", err);
+		return rc;
+	}
+	op_info("config.reload", "result=ok path=%s", h->config_path);
+	return 0;
+}
+
+static void close_signals(struct host *h)
+{
+	if (!h->signals)
+		return;
+	for (int i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&h->sig[i], NULL);
+	h->signals = 0;
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+	struct host *h = sig->data;
+	char err[640];
+
+	if (signum == SIGHUP) {
+		reload(h, err, sizeof(err));
+		return;
+	}
+	op_info("uplink.stopping", "signal=%d", signum);
+	op_notify_stopping();
+	close_signals(h);
+	op_uplink_stop(h->up);
+	op_api_close(h->api); /* its work in flight finishes, answering nobody */
+	h->api = NULL;
+}
+
+static int start(struct host *h)
+{
+	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
+	op_spool_limits limits = { h->cfg.spool.max_bytes, h->cfg.spool.min_free_bytes,
+				   h->cfg.spool.keep_sent_bytes };
+	op_api_host api_host = { .spool = NULL, .reload = reload, .ctx = h };
+	int rc;
+
+	rc = op_spool_open(h->cfg.spool.dir, &limits, &h->spool);
+	if (rc == 0)
+		rc = op_uplink_open(&h->loop, &h->cfg, h->spool, &h->up);
+	if (rc < 0)
+		return rc;
+	api_host.uplink = h->up;
+	api_host.spool = h->spool;
+	api_host.config_path = h->config_path;
+	for (int i = 0; i < 3; i++) {
+		uv_signal_init(&h->loop, &h->sig[i]);
+		h->sig[i].data = h;
+		uv_signal_start(&h->sig[i], on_signal, signums[i]);
+	}
+	h->signals = 1;
+	/* The console first: a client that saw "ready" finds it there. */
+	rc = op_api_open(&h->loop, &h->cfg, &api_host, &h->api);
+	if (rc == 0)
+		rc = op_uplink_start(h->up);
+	return rc;
+}
 
 static void usage(FILE *out)
 {
@@ -36,16 +144,13 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config_path = NULL;
+	static struct host h; /* large (the configuration): not on the stack */
 	char pin[64];
-	op_config cfg;
-	op_uplink *up = NULL;
-	uv_loop_t loop;
 	int check = 0, opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': config_path = optarg; break;
+		case 'c': h.config_path = optarg; break;
 		case 'k': check = 1; break;
 		case 'p':
 			if (op_tls_pin_of_file(optarg, pin, sizeof(pin)) < 0) {
@@ -63,20 +168,23 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	rc = op_config_from_command_line(&cfg, config_path, check);
+	rc = op_config_from_command_line(&h.cfg, h.config_path, check);
 	if (rc >= 0)
 		return rc;
 	signal(SIGPIPE, SIG_IGN); /* a peer closing mid-write is an error, not a death */
 	op_info("uplink.start", "version=%s config=%s spool=%s", OP_VERSION,
-		config_path ? config_path : "(embedded defaults)", cfg.spool.dir);
-	uv_loop_init(&loop);
-	rc = op_uplink_open(&loop, &cfg, config_path, &up);
+		h.config_path ? h.config_path : "(embedded defaults)", h.cfg.spool.dir);
+	uv_loop_init(&h.loop);
+	rc = start(&h);
 	if (rc == 0)
-		rc = op_uplink_start(up);
-	if (rc == 0)
-		uv_run(&loop, UV_RUN_DEFAULT);
-	op_uplink_close(up);
-	uv_loop_close(&loop);
+		uv_run(&h.loop, UV_RUN_DEFAULT);
+	/* A start that failed half-way leaves handles to close. */
+	close_signals(&h);
+	op_api_close(h.api);
+	uv_run(&h.loop, UV_RUN_DEFAULT);
+	op_uplink_close(h.up);
+	op_spool_close(h.spool);
+	uv_loop_close(&h.loop);
 	op_info("uplink.stop", "result=%s", rc == 0 ? "ok" : "failed");
 	return rc == 0 ? 0 : 1;
 }

@@ -1,5 +1,5 @@
 /*
- * tls: mbedTLS client configuration (see tls.h).
+ * tls: mbedTLS configurations, client and server (see tls.h).
  */
 #include "uplink/tls.h"
 
@@ -51,15 +51,18 @@ static int not_a_file(const char *what, const char *path, char *err, size_t errl
 	return 0;
 }
 
-int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errlen)
+/* The part both ends share: TLS 1.2 at least (all mbedTLS 2.28 has),
+ * mbedTLS's defaults otherwise, a seeded random generator. NULL with the
+ * reason in err. */
+static op_tls *tls_new(int endpoint, const char *pers, char *err, size_t errlen)
 {
-	static const char pers[] = "outpost-uplink";
 	op_tls *t = calloc(1, sizeof(*t));
 	int rc;
 
-	*out = NULL;
-	if (!t)
-		return -ENOMEM;
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	mbedtls_ssl_config_init(&t->conf);
 	mbedtls_entropy_init(&t->entropy);
 	mbedtls_ctr_drbg_init(&t->drbg);
@@ -68,14 +71,36 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 	mbedtls_pk_init(&t->own_key);
 	mbedtls_ssl_session_init(&t->session);
 	t->holders = 1;
-	snprintf(t->pin, sizeof(t->pin), "%s", cfg->pin_sha256);
-
 	rc = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy,
-				   (const unsigned char *)pers, sizeof(pers) - 1);
+				   (const unsigned char *)pers, strlen(pers));
 	if (rc) {
 		mbed_error(rc, "seeding the random generator", "", err, errlen);
 		goto fail;
 	}
+	rc = mbedtls_ssl_config_defaults(&t->conf, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+					 MBEDTLS_SSL_PRESET_DEFAULT);
+	if (rc) {
+		mbed_error(rc, "TLS configuration", "", err, errlen);
+		goto fail;
+	}
+	mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+				     MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
+	return t;
+fail:
+	op_tls_close(t);
+	return NULL;
+}
+
+int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errlen)
+{
+	op_tls *t = tls_new(MBEDTLS_SSL_IS_CLIENT, "outpost-uplink", err, errlen);
+	int rc;
+
+	*out = NULL;
+	if (!t)
+		return -EINVAL;
+	snprintf(t->pin, sizeof(t->pin), "%s", cfg->pin_sha256);
 	if (*cfg->ca_file) {
 		if (not_a_file("ca_file", cfg->ca_file, err, errlen))
 			goto fail;
@@ -116,17 +141,8 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 			goto fail;
 		}
 	}
-	rc = mbedtls_ssl_config_defaults(&t->conf, MBEDTLS_SSL_IS_CLIENT,
-					 MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-	if (rc) {
-		mbed_error(rc, "TLS configuration", "", err, errlen);
-		goto fail;
-	}
-	mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-				     MBEDTLS_SSL_MINOR_VERSION_3);
 	mbedtls_ssl_conf_authmode(&t->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
 	mbedtls_ssl_conf_ca_chain(&t->conf, &t->ca, NULL);
-	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
 	mbedtls_ssl_conf_session_tickets(&t->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
 	if (*cfg->client_cert) {
 		rc = mbedtls_ssl_conf_own_cert(&t->conf, &t->own_cert, &t->own_key);
@@ -134,6 +150,36 @@ int op_tls_open(const op_cloud_config *cfg, op_tls **out, char *err, size_t errl
 			mbed_error(rc, "client certificate", cfg->client_cert, err, errlen);
 			goto fail;
 		}
+	}
+	*out = t;
+	return 0;
+fail:
+	op_tls_close(t);
+	return -EINVAL;
+}
+
+int op_tls_open_server(const char *cert_file, const char *key_file, op_tls **out, char *err,
+		       size_t errlen)
+{
+	op_tls *t = tls_new(MBEDTLS_SSL_IS_SERVER, "outpost-console", err, errlen);
+	char why[160];
+	int rc;
+
+	*out = NULL;
+	if (!t)
+		return -EINVAL;
+	if ((rc = mbedtls_x509_crt_parse_file(&t->own_cert, cert_file)) != 0) {
+		mbed_error(rc, "tls_cert", cert_file, err, errlen);
+		goto fail;
+	}
+	if ((rc = mbedtls_pk_parse_keyfile(&t->own_key, key_file, NULL)) != 0) {
+		mbed_error(rc, "tls_key", key_file, err, errlen);
+		goto fail;
+	}
+	if ((rc = mbedtls_ssl_conf_own_cert(&t->conf, &t->own_cert, &t->own_key)) != 0) {
+		mbedtls_strerror(rc, why, sizeof(why));
+		snprintf(err, errlen, "tls_cert and tls_key do not match: %s", why);
+		goto fail;
 	}
 	*out = t;
 	return 0;
@@ -167,7 +213,7 @@ int op_tls_setup(op_tls *t, mbedtls_ssl_context *ssl, const char *host)
 {
 	int rc = mbedtls_ssl_setup(ssl, &t->conf);
 
-	if (rc == 0)
+	if (rc == 0 && host)
 		rc = mbedtls_ssl_set_hostname(ssl, host);
 	if (rc == 0 && t->have_session)
 		mbedtls_ssl_set_session(ssl, &t->session); /* failure: a full handshake */
@@ -244,4 +290,28 @@ int op_tls_pin_of_file(const char *pem_path, char *out, size_t size)
 								      : -EINVAL;
 	mbedtls_x509_crt_free(&crt);
 	return rc;
+}
+
+int op_tls_input_take(op_tls_input *in, unsigned char *buf, size_t len)
+{
+	size_t n = in->len - in->off;
+
+	if (n == 0)
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	if (n > len)
+		n = len;
+	memcpy(buf, in->data + in->off, n);
+	in->off += n;
+	if (in->off == in->len)
+		in->off = in->len = 0;
+	return (int)n;
+}
+
+void op_tls_input_compact(op_tls_input *in)
+{
+	if (in->off == 0)
+		return;
+	memmove(in->data, in->data + in->off, in->len - in->off);
+	in->len -= in->off;
+	in->off = 0;
 }

@@ -37,10 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/spool.h"
-#include "uplink/api.h"
+#include "uplink/control.h"
 #include "uplink/https.h"
 #include "uplink/shaper.h"
 #include "uplink/stow.h"
@@ -103,13 +104,11 @@ struct slot {
 struct op_uplink {
 	uv_loop_t *loop;
 	op_config cfg;
-	const char *config_path;
-	op_spool *spool;
+	op_spool *spool; /* the host's */
 	op_tls *tls;
 	struct slot slots[MAX_SLOTS];
 	int n_slots;
 	uv_timer_t tick;
-	uv_signal_t sig[3];
 	int stopping;
 
 	enum link_state link;
@@ -146,21 +145,12 @@ struct op_uplink {
 	op_uplink_error errors[OP_UPLINK_ERRORS];
 	unsigned n_errors; /* ever recorded; the ring holds the last ones */
 
-	op_api *api;
 	int watchdog_ms; /* half of systemd's WatchdogSec; 0: none */
 	uint64_t watchdog_at;
 };
 
 static void claim(struct slot *s);
 static void apply_rate(op_uplink *up, const char *why);
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* min(cap, base * 2^(n-1)), scaled by a random factor in [0.5, 1]. */
 static int64_t backoff_ms(int n, int cap_s)
@@ -178,7 +168,7 @@ static void note_error(op_uplink *up, const char *event, const char *message)
 {
 	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
 
-	e->time = now_ms();
+	e->time = op_clock_wall_ms();
 	snprintf(e->event, sizeof(e->event), "%s", event);
 	snprintf(e->message, sizeof(e->message), "%s", message);
 }
@@ -190,7 +180,7 @@ static void set_link(op_uplink *up, enum link_state state, const char *reason)
 	if (state == LINK_DOWN || state == LINK_PAUSED)
 		note_error(up, "uplink.link", reason);
 	if (up->link != state)
-		up->link_since = now_ms();
+		up->link_since = op_clock_wall_ms();
 	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
 	up->link = state;
 	if (state == LINK_UP)
@@ -211,7 +201,7 @@ static void link_failed(op_uplink *up, const char *reason)
 
 	up->link_failures++;
 	delay = backoff_ms(up->link_failures, up->cfg.cloud.retry_max_delay);
-	up->next_probe_at = now_ms() + delay;
+	up->next_probe_at = op_clock_wall_ms() + delay;
 	set_link(up, LINK_DOWN, reason);
 	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64, up->link_failures, delay);
 }
@@ -313,7 +303,7 @@ static void settle_work(uv_work_t *w)
 	op_uplink *up = s->up;
 	unsigned evicted = 0;
 
-	s->work_rc = op_spool_settle(up->spool, s->settle, s->n, now_ms());
+	s->work_rc = op_spool_settle(up->spool, s->settle, s->n, op_clock_wall_ms());
 	s->evicted_bytes = 0;
 	if (s->work_rc == 0)
 		op_spool_evict_sent(up->spool, s->keep_sent, &evicted, &s->evicted_bytes);
@@ -325,7 +315,7 @@ static void settle(struct slot *s, int http_status)
 	op_uplink *up = s->up;
 	unsigned counts[4] = { 0 };
 	uint64_t bytes = 0;
-	int64_t now = now_ms();
+	int64_t now = op_clock_wall_ms();
 
 	for (unsigned i = 0; i < s->n; i++) {
 		op_spool_settlement *t = &s->settle[i];
@@ -392,11 +382,6 @@ static void settle_all(struct slot *s, enum op_spool_verdict v, const char *reas
 }
 
 /* --- the body ------------------------------------------------------------------- */
-
-static void object_path(const op_uplink *up, const char *hash, char *out, size_t size)
-{
-	snprintf(out, size, "%s/objects/%.2s/%s.dcm", up->cfg.spool.dir, hash, hash);
-}
 
 static void close_file(struct slot *s)
 {
@@ -533,7 +518,7 @@ static void next_chunk(void *ctx, op_https *c)
 		op_https_body_write(s->conn, s->small, len);
 		return;
 	case BODY_OPEN:
-		object_path(s->up, s->items[s->part].hash, path, sizeof(path));
+		op_spool_object_file(s->up->spool, s->items[s->part].hash, path, sizeof(path));
 		s->fs.data = s;
 		rc = uv_fs_open(s->up->loop, &s->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open);
 		if (rc < 0)
@@ -602,7 +587,8 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 				   "url and "
 				   "client_cert",
 			 status);
-		up->next_probe_at = now_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
+		up->next_probe_at =
+			op_clock_wall_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
 		set_link(up, LINK_PAUSED, s->small);
 		break;
 	case OP_STOW_SPLIT:
@@ -735,8 +721,8 @@ static void claim_work(uv_work_t *w)
 {
 	struct slot *s = w->data;
 
-	s->work_rc = op_spool_claim(s->up->spool, now_ms(), s->claim_items, s->claim_bytes,
-				    s->urgent_lane ? 2 : 0, s->items, &s->n);
+	s->work_rc = op_spool_claim(s->up->spool, op_clock_wall_ms(), s->claim_items,
+				    s->claim_bytes, s->urgent_lane ? 2 : 0, s->items, &s->n);
 }
 
 static void claim_done(uv_work_t *w, int status)
@@ -763,7 +749,7 @@ static void claim_done(uv_work_t *w, int status)
 static void claim(struct slot *s)
 {
 	op_uplink *up = s->up;
-	int64_t now = now_ms();
+	int64_t now = op_clock_wall_ms();
 
 	/* A file read of the last request still in flight holds s->fs. A rate
 	 * of 0 (the schedule's pause) sends nothing. */
@@ -791,7 +777,7 @@ static void claim(struct slot *s)
 /* Adds what was written since the last tick to the current minute. */
 static void count_throughput(op_uplink *up)
 {
-	int64_t minute = now_ms() / 60000;
+	int64_t minute = op_clock_wall_ms() / 60000;
 	int64_t gap = minute - up->throughput_minute;
 
 	if (gap > 0) {
@@ -829,14 +815,6 @@ static void on_tick(uv_timer_t *t)
 
 /* --- shaping -------------------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* A rate of 0 (a schedule's pause) ends the requests in flight: a server
  * would time out a body stalled for hours. Their instances go back to the
  * queue, no attempt counted. */
@@ -870,7 +848,7 @@ static void apply_rate(op_uplink *up, const char *why)
 		up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
 	if (rate == up->shaper.rate && burst == up->shaped_burst)
 		return;
-	op_shaper_set(&up->shaper, rate, burst, mono_ns());
+	op_shaper_set(&up->shaper, rate, burst, op_clock_mono_ns());
 	up->shaped_burst = burst;
 	op_rate_format(rate, text, sizeof(text));
 	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
@@ -1015,76 +993,36 @@ static int apply_cloud(op_uplink *up, const char *why)
 	return 0;
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+void op_uplink_stop(op_uplink *up)
 {
-	op_uplink *up = sig->data;
-	char err[640];
-
-	if (signum != SIGHUP) {
-		op_info("uplink.stopping", "signal=%d", signum);
-		op_notify_stopping();
-		up->stopping = 1;
-		uv_timer_stop(&up->tick);
-		for (int i = 0; i < 3; i++)
-			uv_signal_stop(&up->sig[i]);
-		/* Requests in flight are abandoned: their rows stay 'sending'
-		 * and are queued again at the next start. A file read still in
-		 * flight finds its request over. */
-		for (int i = 0; i < up->n_slots; i++) {
-			up->slots[i].request_over = 1;
-			op_https_close(up->slots[i].conn);
-			up->slots[i].conn = NULL;
-		}
-		uv_close((uv_handle_t *)&up->tick, NULL);
-		for (int i = 0; i < 3; i++)
-			uv_close((uv_handle_t *)&up->sig[i], NULL);
-		op_api_close(up->api);
-		up->api = NULL;
+	if (up->stopping)
 		return;
+	up->stopping = 1;
+	uv_timer_stop(&up->tick);
+	/* Requests in flight are abandoned: their rows stay 'sending' and are
+	 * queued again at the next start. A file read still in flight finds
+	 * its request over. */
+	for (int i = 0; i < up->n_slots; i++) {
+		up->slots[i].request_over = 1;
+		op_https_close(up->slots[i].conn);
+		up->slots[i].conn = NULL;
 	}
-	op_uplink_reload(up, err, sizeof(err));
+	uv_close((uv_handle_t *)&up->tick, NULL);
 }
 
-int op_uplink_reload(op_uplink *up, char *err, size_t errlen)
+int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t errlen)
 {
-	op_console_config kept;
-	op_config cfg;
+	op_config cfg = *new_cfg;
 
-	if (!up->config_path) {
-		snprintf(err, errlen, "started without --config: nothing to reload");
-		op_warn("config.reload", "reason=\"%s\"", err);
-		return -ENOENT;
-	}
-	if (op_config_load(&cfg, up->config_path, err, errlen) < 0) {
-		op_error("config.reload", "result=refused error=\"%s\"", err);
-		return -EINVAL;
-	}
 	if (cfg.cloud.connections != up->cfg.cloud.connections ||
-	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances ||
-	    strcmp(cfg.spool.dir, up->cfg.spool.dir) != 0)
+	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances)
 		op_warn("config.reload",
-			"reason=\"connections, batch_max_instances and [spool] dir "
-			"take effect at the next start\"");
-	if (strcmp(cfg.console.listen, up->cfg.console.listen) != 0 ||
-	    strcmp(cfg.console.socket, up->cfg.console.socket) != 0 ||
-	    strcmp(cfg.console.tls_cert, up->cfg.console.tls_cert) != 0 ||
-	    strcmp(cfg.console.tls_key, up->cfg.console.tls_key) != 0)
-		op_warn("config.reload", "reason=\"[console] listen, socket, tls_cert and tls_key "
-					 "take effect at the next start\"");
+			"reason=\"[cloud] connections and batch_max_instances take "
+			"effect at the next start\"");
 	cfg.cloud.connections = up->cfg.cloud.connections;
 	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
-	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", up->cfg.spool.dir);
-	/* The listeners stay as they are; the password, the web root and
-	 * the session lifetime change now. */
-	kept = up->cfg.console;
-	memcpy(kept.password_hash, cfg.console.password_hash, sizeof(kept.password_hash));
-	memcpy(kept.web_root, cfg.console.web_root, sizeof(kept.web_root));
-	kept.session_ttl = cfg.console.session_ttl;
-	cfg.console = kept;
 	up->cfg = cfg;
 	up->batch_bytes = 0;
-	op_log_set_level(cfg.log_level);
-	op_api_configure(up->api, &up->cfg.console);
 	/* Idle connections were made with the old settings. */
 	for (int i = 0; i < up->n_slots; i++) {
 		if (up->slots[i].state == SLOT_IDLE) {
@@ -1095,18 +1033,14 @@ int op_uplink_reload(op_uplink *up, char *err, size_t errlen)
 	apply_rate(up, "reload");
 	if (apply_cloud(up, "reload") < 0) {
 		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
-		op_error("config.reload", "result=partial reason=\"%s\"", err);
 		return -EINVAL;
 	}
-	op_info("config.reload", "result=ok path=%s", up->config_path);
 	return 0;
 }
 
-int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_path, op_uplink **out)
+int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_uplink **out)
 {
 	op_uplink *up = calloc(1, sizeof(*up));
-	op_spool_limits limits = { cfg->spool.max_bytes, cfg->spool.min_free_bytes,
-				   cfg->spool.keep_sent_bytes };
 	unsigned requeued = 0;
 	int rc;
 
@@ -1115,11 +1049,9 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_pat
 		return -ENOMEM;
 	up->loop = loop;
 	up->cfg = *cfg;
-	up->config_path = config_path;
+	up->spool = spool;
 	up->link = LINK_UNPROVISIONED;
-	rc = op_spool_open(cfg->spool.dir, &limits, &up->spool);
-	if (rc == 0)
-		rc = op_spool_requeue_sending(up->spool, &requeued);
+	rc = op_spool_requeue_sending(up->spool, &requeued);
 	if (rc == 0 && requeued)
 		op_info("uplink.recover",
 			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
@@ -1127,9 +1059,9 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, const char *config_pat
 		rc = make_slots(up);
 	if (rc == 0)
 		load_settings(up);
-	up->started_at = now_ms();
+	up->started_at = op_clock_wall_ms();
 	up->throughput_minute = up->started_at / 60000;
-	op_shaper_init(&up->shaper, mono_ns());
+	op_shaper_init(&up->shaper, op_clock_mono_ns());
 	test_clock(up);
 	if (cfg->shaping.scavenger) {
 		up->scavenger = scavenger_available();
@@ -1170,27 +1102,6 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
 	memcpy(v->throughput, up->throughput, sizeof(v->throughput));
 	for (unsigned i = 0; i < OP_UPLINK_ERRORS && i < up->n_errors; i++)
 		v->errors[v->n_errors++] = up->errors[(up->n_errors - 1 - i) % OP_UPLINK_ERRORS];
-	snprintf(v->spool_dir, sizeof(v->spool_dir), "%s", up->cfg.spool.dir);
-	v->max_bytes = up->cfg.spool.max_bytes;
-	v->min_free_bytes = up->cfg.spool.min_free_bytes;
-	snprintf(v->cloud_url, sizeof(v->cloud_url), "%s", up->cfg.cloud.url);
-	v->receiver_port = up->cfg.receiver.port;
-	snprintf(v->receiver_ae, sizeof(v->receiver_ae), "%s", up->cfg.receiver.ae_title);
-}
-
-op_spool *op_uplink_spool(op_uplink *up)
-{
-	return up->spool;
-}
-
-const op_config *op_uplink_config(const op_uplink *up)
-{
-	return &up->cfg;
-}
-
-const char *op_uplink_config_path(const op_uplink *up)
-{
-	return up->config_path;
 }
 
 op_tls *op_uplink_tls(op_uplink *up)
@@ -1242,19 +1153,10 @@ void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *sche
 
 int op_uplink_start(op_uplink *up)
 {
-	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
-
 	uv_timer_init(up->loop, &up->tick);
 	up->tick.data = up;
 	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
-	for (int i = 0; i < 3; i++) {
-		uv_signal_init(up->loop, &up->sig[i]);
-		up->sig[i].data = up;
-		uv_signal_start(&up->sig[i], on_signal, signums[i]);
-	}
 	apply_rate(up, "start");
-	if (op_api_open(up->loop, up, &up->api) < 0)
-		return -ENOMEM;
 	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
 	up->watchdog_ms = op_notify_watchdog_ms();
 	if (up->watchdog_ms > TICK_MS)
@@ -1270,9 +1172,7 @@ void op_uplink_close(op_uplink *up)
 {
 	if (!up)
 		return;
-	op_api_close(up->api);
 	free_slots(up);
 	op_tls_close(up->tls);
-	op_spool_close(up->spool);
 	free(up);
 }

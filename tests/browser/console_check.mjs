@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /*
- * Drives the Outpost web console (services/console/) in headless Chromium
+ * Drives the Outpost web console (services/console/web/) in headless Chromium
  * for tests/integration/test_console_browser.py: opens the page, logs in
  * through its form, waits for the status to render, and writes what the
  * page shows (every data-testid element's text and data-value) as JSON.

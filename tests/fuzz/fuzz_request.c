@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "uplink/request.h"
+#include "console/request.h"
 
 static void check(const op_request *r)
 {

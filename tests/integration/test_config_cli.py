@@ -94,7 +94,7 @@ level = debug
         "priority": {"urgent_calling_aets": "", "urgent_match": ""},
         "console": {"listen": "127.0.0.1:8080", "socket": "var/outpost.sock", "tls_cert": "",
                     "tls_key": "", "password_hash": "",
-                    "web_root": os.path.join(ROOT, "services", "console"),
+                    "web_root": os.path.join(ROOT, "services", "console", "web"),
                     "session_ttl": "28800"},
         "log": {"level": "debug"},
     }

@@ -1,4 +1,4 @@
-"""The web console (services/console/) in a real browser: Debian's
+"""The web console (services/console/web/) in a real browser: Debian's
 Chromium, headless, driven by playwright-core (tests/browser/console_check.mjs,
 run by Node in a subprocess), against the real outpost-uplink serving the
 page and the status API (docs/API.md) on its [console] listener.

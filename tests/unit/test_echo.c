@@ -1,5 +1,5 @@
 /*
- * test_echo: services/uplink/echo.c, the C-ECHO client.
+ * test_echo: services/console/echo.c, the C-ECHO client.
  *
  * Real peers, started here on loopback ports in 20000-32000 (below the
  * kernel's ephemeral range) and ended by PID: DCMTK's storescp, and
@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "uplink/echo.h"
+#include "console/echo.h"
 
 #define CALLED "OUTPOST"
 #define CALLING "ECHOTEST"

@@ -1,5 +1,5 @@
 /*
- * test_request: services/uplink/request.c, the console's reader of HTTP
+ * test_request: services/console/request.c, the console's reader of HTTP
  * requests.
  *
  * Data-driven: each case is what a client sends and what the parser must
@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "uplink/request.h"
+#include "console/request.h"
 
 struct expect {
 	const char *method, *path, *query, *auth, *body;

@@ -1,7 +1,7 @@
 /*
  * linktest: the cloud, step by step (see linktest.h).
  */
-#include "uplink/linktest.h"
+#include "console/linktest.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

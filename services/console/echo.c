@@ -9,7 +9,7 @@
  * calls on several threads never meet. The socket is non-blocking and
  * every wait is a poll() up to the call's one deadline.
  */
-#include "uplink/echo.h"
+#include "console/echo.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +24,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/clock.h"
+#include "common/io.h"
+#include "common/parse.h"
 
 #define UID_APPLICATION_CONTEXT "1.2.840.10008.3.1.1.1"
 #define UID_VERIFICATION "1.2.840.10008.1.1"
@@ -65,7 +69,7 @@ enum {
 struct echo {
 	int fd;
 	int timeout_ms;
-	uint64_t start_ms, deadline_ms;
+	int64_t start_ms, deadline_ms;
 	const char *host;
 	uint16_t port;
 	const char *step; /* what the call is doing, for the messages */
@@ -77,14 +81,6 @@ struct echo {
 };
 
 /* --- small helpers ---------------------------------------------------------- */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Sets the message; returns rc, so that a failure reads as one statement. */
 __attribute__((format(printf, 3, 4))) static int say(struct echo *e, int rc, const char *fmt, ...)
@@ -137,47 +133,7 @@ static const char *pdu_name(uint8_t type)
 	}
 }
 
-/*
- * A valid AE title (PS3.5 table 6.2-1): 1 to 16 characters of the default
- * repertoire without backslash or control characters, not only spaces.
- * Checked here because the title goes into a fixed 16-byte field.
- */
-static int ae_valid(const char *ae)
-{
-	size_t len = ae ? strlen(ae) : 0;
-	int spaces = 0;
-
-	if (len == 0 || len > 16)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)ae[i];
-
-		if (c < 0x20 || c > 0x7e || c == '\\')
-			return 0;
-		spaces += c == ' ';
-	}
-	return (size_t)spaces < len;
-}
-
 /* --- socket I/O, bounded by the deadline ----------------------------------- */
-
-static int wait_io(struct echo *e, short events)
-{
-	for (;;) {
-		uint64_t now = now_ms();
-		struct pollfd p = { .fd = e->fd, .events = events };
-		int n;
-
-		if (now >= e->deadline_ms)
-			return -ETIMEDOUT;
-		n = poll(&p, 1, (int)(e->deadline_ms - now));
-		/* POLLERR and POLLHUP too: the next send or recv says what. */
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
-	}
-}
 
 /* The message for an I/O failure during e->step; returns rc. */
 static int io_failed(struct echo *e, int rc)
@@ -195,48 +151,16 @@ static int io_failed(struct echo *e, int rc)
 
 static int send_all(struct echo *e, const uint8_t *buf, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = send(e->fd, buf, len, MSG_NOSIGNAL);
-		int rc;
+	int rc = op_io_send_all(e->fd, buf, len, e->deadline_ms);
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return io_failed(e, -errno);
-		rc = wait_io(e, POLLOUT);
-		if (rc < 0)
-			return io_failed(e, rc);
-	}
-	return 0;
+	return rc < 0 ? io_failed(e, rc) : 0;
 }
 
 static int recv_all(struct echo *e, uint8_t *buf, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = recv(e->fd, buf, len, 0);
-		int rc;
+	int rc = op_io_recv_all(e->fd, buf, len, e->deadline_ms);
 
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n == 0)
-			return io_failed(e, -ECONNRESET);
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return io_failed(e, -errno);
-		rc = wait_io(e, POLLIN);
-		if (rc < 0)
-			return io_failed(e, rc);
-	}
-	return 0;
+	return rc < 0 ? io_failed(e, rc) : 0;
 }
 
 /*
@@ -578,7 +502,7 @@ static int connect_to(struct echo *e)
 	if (connect(e->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		if (errno != EINPROGRESS)
 			err = errno;
-		else if ((rc = wait_io(e, POLLOUT)) < 0)
+		else if ((rc = op_io_wait(e->fd, POLLOUT, e->deadline_ms)) < 0)
 			err = -rc;
 		else if (getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
@@ -879,18 +803,18 @@ int op_echo(const char *host, uint16_t port, const char *called_ae, const char *
 	    int timeout_ms, char *detail, size_t detail_len)
 {
 	struct echo e = { .fd = -1, .timeout_ms = timeout_ms, .host = host, .port = port };
-	uint64_t answered_ms;
+	int64_t answered_ms;
 	int rc;
 
-	e.start_ms = now_ms();
-	e.deadline_ms = e.start_ms + (timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
+	e.start_ms = op_clock_mono_ms();
+	e.deadline_ms = e.start_ms + (timeout_ms > 0 ? timeout_ms : 0);
 	e.step = "connecting";
 	if (!host || port == 0 || timeout_ms <= 0) {
 		rc = say(&e, -EINVAL, "invalid arguments (host, port %u, timeout %d ms)", port,
 			 timeout_ms);
 		goto out;
 	}
-	if (!ae_valid(called_ae) || !ae_valid(calling_ae)) {
+	if (!op_ae_title_valid(called_ae) || !op_ae_title_valid(calling_ae)) {
 		rc = say(&e, -EINVAL,
 			 "invalid AE title (called \"%.32s\", calling \"%.32s\"): 1 to 16 "
 			 "printable characters, no backslash",
@@ -906,14 +830,14 @@ int op_echo(const char *host, uint16_t port, const char *called_ae, const char *
 	rc = echo(&e);
 	if (rc < 0)
 		goto out;
-	answered_ms = now_ms() - e.start_ms;
+	answered_ms = op_clock_mono_ms() - e.start_ms;
 	if (release(&e) == 0) {
-		say(&e, 0, "answered in %" PRIu64 " ms", answered_ms);
+		say(&e, 0, "answered in %" PRId64 " ms", answered_ms);
 	} else {
 		char why[sizeof(e.msg)];
 
 		memcpy(why, e.msg, sizeof(why));
-		say(&e, 0, "answered in %" PRIu64 " ms (release: %s)", answered_ms, why);
+		say(&e, 0, "answered in %" PRId64 " ms (release: %s)", answered_ms, why);
 	}
 out:
 	if (e.fd >= 0) {

@@ -1,24 +1,20 @@
 /*
- * console: HTTP/1.1 framing for the status API and the web console (see
- * console.h).
+ * httpd: HTTP/1.1 framing for the status API and the web console (see
+ * httpd.h).
  *
  * A connection's bytes go: socket -> (TLS: mbedTLS reads the ciphertext
  * from conn->in) -> the request parser (request.c). When a request is
  * complete, bytes that follow wait in conn->pending, and the socket is not
  * read, until the answer has been written. A streamed body goes from the
- * parser to the handler's data callback (op_console_receive()). Limits:
+ * parser to the handler's data callback (op_httpd_receive()). Limits:
  * those of request.h, 64 connections, 60 s without a byte.
  */
-#include "uplink/console.h"
+#include "console/httpd.h"
 
 #include <errno.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
-#include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
-#include <mbedtls/x509_crt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "uplink/tls.h"
 
 #define MAX_CONNS 64
 #define PENDING_BYTES (OP_REQUEST_BODY_MAX + OP_REQUEST_HEADERS_MAX + OP_REQUEST_URL_MAX)
@@ -43,51 +40,46 @@ union stream {
 
 struct listener {
 	union stream h;
-	op_console *console;
+	op_httpd *httpd;
 	int local;
 	int open;
 };
 
-struct op_console {
+struct op_httpd {
 	uv_loop_t *loop;
-	op_console_handler handler;
+	op_httpd_handler handler;
 	void *ctx;
 	struct listener tcp, unix_sock;
 	char socket_path[sizeof(((op_console_config *)0)->socket)];
 	struct conn *conns; /* all open connections */
 	int n_conns;
 
-	int tls; /* TCP listener speaks HTTPS */
-	mbedtls_entropy_context entropy;
-	mbedtls_ctr_drbg_context drbg;
-	mbedtls_x509_crt cert;
-	mbedtls_pk_context key;
-	mbedtls_ssl_config ssl_conf;
+	op_tls *tls; /* the TCP listener speaks HTTPS: each connection holds it */
 };
 
-struct op_console_req {
+struct op_httpd_req {
 	struct conn *conn; /* NULL once the connection is gone */
 	op_request *r;
 	int local, tls;
 	int unread; /* a streamed body not read to its end: the connection ends */
 	char peer[64];
-	op_console_data data;
-	op_console_end end;
+	op_httpd_data data;
+	op_httpd_end end;
 	void *ctx;
 };
 
 struct conn {
 	union stream h;
 	uv_timer_t idle;
-	op_console *console;
+	op_httpd *httpd;
 	struct conn *next, **prev;
 	int closing;
 	int local;
 	char peer[64];
 
 	op_request_parser parser;
-	op_console_req *req;       /* being answered */
-	op_console_req *receiving; /* its streamed body being read */
+	op_httpd_req *req;       /* being answered */
+	op_httpd_req *receiving; /* its streamed body being read */
 	int busy;
 	int stopped;  /* reading stopped while busy */
 	int eof;      /* the client has sent all it will: close after the answer */
@@ -97,11 +89,10 @@ struct conn {
 	unsigned char *pending; /* plaintext that came while busy */
 	size_t pending_len;
 
-	int tls;
+	op_tls *tls; /* HTTPS: the listener's configuration */
 	int handshaken;
 	mbedtls_ssl_context ssl;
-	unsigned char *in; /* ciphertext not yet read by mbedTLS */
-	size_t in_len, in_off;
+	op_tls_input in; /* ciphertext not yet read by mbedTLS */
 };
 
 static void conn_close(struct conn *c);
@@ -109,32 +100,32 @@ static void feed(struct conn *c, const char *data, size_t len);
 
 /* --- requests ---------------------------------------------------------------- */
 
-const op_request *op_console_request(const op_console_req *r)
+const op_request *op_httpd_request(const op_httpd_req *r)
 {
 	return r->r;
 }
 
-int op_console_streamed(const op_console_req *r)
+int op_httpd_streamed(const op_httpd_req *r)
 {
 	return r->r && op_request_streamed(r->r);
 }
 
-int op_console_is_local(const op_console_req *r)
+int op_httpd_is_local(const op_httpd_req *r)
 {
 	return r->local;
 }
 
-int op_console_is_tls(const op_console_req *r)
+int op_httpd_is_tls(const op_httpd_req *r)
 {
 	return r->tls;
 }
 
-const char *op_console_peer(const op_console_req *r)
+const char *op_httpd_peer(const op_httpd_req *r)
 {
 	return r->peer;
 }
 
-static void req_free(op_console_req *r)
+static void req_free(op_httpd_req *r)
 {
 	if (!r)
 		return;
@@ -192,16 +183,7 @@ static int tls_send(void *ctx, const unsigned char *buf, size_t len)
 /* mbedTLS's input: the ciphertext read so far. */
 static int tls_recv(void *ctx, unsigned char *buf, size_t len)
 {
-	struct conn *c = ctx;
-	size_t n = c->in_len - c->in_off;
-
-	if (n == 0)
-		return MBEDTLS_ERR_SSL_WANT_READ;
-	if (n > len)
-		n = len;
-	memcpy(buf, c->in + c->in_off, n);
-	c->in_off += n;
-	return (int)n;
+	return op_tls_input_take(&((struct conn *)ctx)->in, buf, len);
 }
 
 static int conn_write(struct conn *c, const void *data, size_t len, int close_after)
@@ -287,8 +269,8 @@ static void drain(struct conn *c)
 	}
 }
 
-void op_console_reply(op_console_req *r, int status, const char *content_type,
-		      const char *extra_headers, const void *body, size_t len)
+void op_httpd_reply(op_httpd_req *r, int status, const char *content_type,
+		    const char *extra_headers, const void *body, size_t len)
 {
 	struct conn *c = r->conn;
 	int keep_alive = r->r && op_request_keep_alive(r->r) && !r->unread && c && !c->eof;
@@ -343,7 +325,7 @@ static void reply_error(struct conn *c, int status, const char *why)
 {
 	char body[256];
 	int n = snprintf(body, sizeof(body), "{\"error\": \"%s\"}", why);
-	op_console_req *r = calloc(1, sizeof(*r)); /* no request: the connection ends */
+	op_httpd_req *r = calloc(1, sizeof(*r)); /* no request: the connection ends */
 
 	if (!r) {
 		conn_close(c);
@@ -352,7 +334,7 @@ static void reply_error(struct conn *c, int status, const char *why)
 	c->req = r;
 	r->conn = c;
 	c->busy = 1;
-	op_console_reply(r, status, "application/json", NULL, body, (size_t)n);
+	op_httpd_reply(r, status, "application/json", NULL, body, (size_t)n);
 }
 
 /* Appends to one of the connection's buffers, keeping it under
@@ -388,7 +370,7 @@ static void hold(struct conn *c, const char *data, size_t len)
 static void feed(struct conn *c, const char *data, size_t len)
 {
 	op_request *done;
-	op_console_req *r;
+	op_httpd_req *r;
 	size_t used;
 	int rc;
 
@@ -424,14 +406,14 @@ static void feed(struct conn *c, const char *data, size_t len)
 		r->conn = c;
 		r->r = done;
 		r->local = c->local;
-		r->tls = c->tls;
+		r->tls = c->tls != NULL;
 		r->unread = rc == 2;
 		snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
 		c->req = r;
 		c->busy = 1;
 		hold(c, data + used, len - used);
 		if (!c->closing)
-			c->console->handler(c->console->ctx, r);
+			c->httpd->handler(c->httpd->ctx, r);
 		return;
 	}
 	if (rc < 0)
@@ -465,12 +447,12 @@ static void resume(struct conn *c)
 
 static int sink(void *ctx, const char *data, size_t len)
 {
-	op_console_req *r = ctx;
+	op_httpd_req *r = ctx;
 
 	return r->data(r->ctx, data, len);
 }
 
-void op_console_receive(op_console_req *r, op_console_data data, op_console_end end, void *ctx)
+void op_httpd_receive(op_httpd_req *r, op_httpd_data data, op_httpd_end end, void *ctx)
 {
 	struct conn *c = r->conn;
 	const char *expect = op_request_header(r->r, "Expect");
@@ -507,10 +489,12 @@ static void on_conn_closed(uv_handle_t *h)
 
 	if (--c->closing > 0)
 		return;
-	if (c->tls)
+	if (c->tls) {
 		mbedtls_ssl_free(&c->ssl);
+		op_tls_close(c->tls);
+	}
 	op_request_parser_free(&c->parser);
-	free(c->in);
+	free(c->in.data);
 	free(c->pending);
 	free(c);
 }
@@ -523,7 +507,7 @@ static void conn_close(struct conn *c)
 	*c->prev = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	c->console->n_conns--;
+	c->httpd->n_conns--;
 	if (c->req) {
 		/* An answer in preparation finds the connection gone. */
 		c->req->conn = NULL;
@@ -532,7 +516,7 @@ static void conn_close(struct conn *c)
 	uv_close(&c->h.handle, on_conn_closed);
 	uv_close((uv_handle_t *)&c->idle, on_conn_closed);
 	if (c->receiving) {
-		op_console_req *r = c->receiving;
+		op_httpd_req *r = c->receiving;
 
 		c->receiving = NULL;
 		r->end(r->ctx, r, -1);
@@ -565,12 +549,8 @@ static void tls_input(struct conn *c, const char *data, size_t len)
 
 	/* What mbedTLS has read goes; the rest (a partial record) moves to
 	 * the front. */
-	if (c->in_off) {
-		memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
-		c->in_len -= c->in_off;
-		c->in_off = 0;
-	}
-	if (append(c, &c->in, &c->in_len, data, len) < 0)
+	op_tls_input_compact(&c->in);
+	if (append(c, &c->in.data, &c->in.len, data, len) < 0)
 		return;
 	if (!c->handshaken) {
 		n = mbedtls_ssl_handshake(&c->ssl);
@@ -629,7 +609,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct listener *l = server->data;
-	op_console *con = l->console;
+	op_httpd *con = l->httpd;
 	struct conn *c;
 	int rc;
 
@@ -638,7 +618,7 @@ static void on_connection(uv_stream_t *server, int status)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
-	c->console = con;
+	c->httpd = con;
 	c->local = l->local;
 	if (l->local)
 		rc = uv_pipe_init(con->loop, &c->h.pipe, 0);
@@ -674,8 +654,8 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_tcp_nodelay(&c->h.tcp, 1);
 		if (con->tls) {
 			mbedtls_ssl_init(&c->ssl);
-			c->tls = 1;
-			if (mbedtls_ssl_setup(&c->ssl, &con->ssl_conf) != 0) {
+			c->tls = op_tls_ref(con->tls);
+			if (op_tls_setup(c->tls, &c->ssl, NULL) < 0) {
 				conn_close(c);
 				return;
 			}
@@ -690,60 +670,13 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* --- listeners ----------------------------------------------------------------- */
 
-static int load_tls(op_console *con, const op_console_config *cfg, char *err, size_t errlen)
-{
-	char why[160];
-	int rc;
-
-	mbedtls_entropy_init(&con->entropy);
-	mbedtls_ctr_drbg_init(&con->drbg);
-	mbedtls_x509_crt_init(&con->cert);
-	mbedtls_pk_init(&con->key);
-	mbedtls_ssl_config_init(&con->ssl_conf);
-	con->tls = 1;
-	rc = mbedtls_ctr_drbg_seed(&con->drbg, mbedtls_entropy_func, &con->entropy,
-				   (const unsigned char *)"outpost-console", 15);
-	if (rc == 0 && (rc = mbedtls_x509_crt_parse_file(&con->cert, cfg->tls_cert)) != 0) {
-		mbedtls_strerror(rc, why, sizeof(why));
-		snprintf(err, errlen, "[console] tls_cert %s: %s", cfg->tls_cert, why);
-		return -EINVAL;
-	}
-	if (rc == 0 && (rc = mbedtls_pk_parse_keyfile(&con->key, cfg->tls_key, NULL)) != 0) {
-		mbedtls_strerror(rc, why, sizeof(why));
-		snprintf(err, errlen, "[console] tls_key %s: %s", cfg->tls_key, why);
-		return -EINVAL;
-	}
-	if (rc == 0)
-		rc = mbedtls_ssl_config_defaults(&con->ssl_conf, MBEDTLS_SSL_IS_SERVER,
-						 MBEDTLS_SSL_TRANSPORT_STREAM,
-						 MBEDTLS_SSL_PRESET_DEFAULT);
-	if (rc == 0) {
-		mbedtls_ssl_conf_rng(&con->ssl_conf, mbedtls_ctr_drbg_random, &con->drbg);
-		mbedtls_ssl_conf_min_version(&con->ssl_conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-					     MBEDTLS_SSL_MINOR_VERSION_3);
-		rc = mbedtls_ssl_conf_own_cert(&con->ssl_conf, &con->cert, &con->key);
-		if (rc != 0) {
-			mbedtls_strerror(rc, why, sizeof(why));
-			snprintf(err, errlen, "[console] tls_cert and tls_key do not match: %s",
-				 why);
-			return -EINVAL;
-		}
-	}
-	if (rc != 0) {
-		mbedtls_strerror(rc, why, sizeof(why));
-		snprintf(err, errlen, "[console] TLS set-up failed: %s", why);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static void listen_failed(const char *what, const char *where, int rc, const char *action)
 {
 	op_error("console.listen", "listener=%s address=\"%s\" error=\"%s\" action=\"%s\"", what,
 		 where, uv_strerror(rc), action);
 }
 
-static int listen_tcp(op_console *con, const op_console_config *cfg)
+static int listen_tcp(op_httpd *con, const op_console_config *cfg)
 {
 	struct sockaddr_in addr;
 	int rc;
@@ -751,7 +684,7 @@ static int listen_tcp(op_console *con, const op_console_config *cfg)
 	uv_ip4_addr(cfg->listen_addr, cfg->listen_port, &addr);
 	uv_tcp_init(con->loop, &con->tcp.h.tcp);
 	con->tcp.open = 1;
-	con->tcp.console = con;
+	con->tcp.httpd = con;
 	con->tcp.h.handle.data = &con->tcp;
 	rc = uv_tcp_bind(&con->tcp.h.tcp, (const struct sockaddr *)&addr, 0);
 	if (rc == 0)
@@ -765,7 +698,7 @@ static int listen_tcp(op_console *con, const op_console_config *cfg)
 	return rc;
 }
 
-static int listen_unix(op_console *con, const op_console_config *cfg)
+static int listen_unix(op_httpd *con, const op_console_config *cfg)
 {
 	struct stat st;
 	int rc;
@@ -778,7 +711,7 @@ static int listen_unix(op_console *con, const op_console_config *cfg)
 	uv_pipe_init(con->loop, &con->unix_sock.h.pipe, 0);
 	con->unix_sock.open = 1;
 	con->unix_sock.local = 1;
-	con->unix_sock.console = con;
+	con->unix_sock.httpd = con;
 	con->unix_sock.h.handle.data = &con->unix_sock;
 	rc = uv_pipe_bind(&con->unix_sock.h.pipe, cfg->socket);
 	/* Owner and group only: the file's permissions are the socket's
@@ -798,10 +731,10 @@ static int listen_unix(op_console *con, const op_console_config *cfg)
 	return rc;
 }
 
-int op_console_open(uv_loop_t *loop, const op_console_config *cfg, op_console_handler handler,
-		    void *ctx, op_console **out, char *err, size_t errlen)
+int op_httpd_open(uv_loop_t *loop, const op_console_config *cfg, op_httpd_handler handler,
+		  void *ctx, op_httpd **out, char *err, size_t errlen)
 {
-	op_console *con = calloc(1, sizeof(*con));
+	op_httpd *con = calloc(1, sizeof(*con));
 	int rc = 0;
 
 	*out = NULL;
@@ -811,11 +744,12 @@ int op_console_open(uv_loop_t *loop, const op_console_config *cfg, op_console_ha
 	con->handler = handler;
 	con->ctx = ctx;
 	if (*cfg->listen && *cfg->tls_cert)
-		rc = load_tls(con, cfg, err, errlen);
+		rc = op_tls_open_server(cfg->tls_cert, cfg->tls_key, &con->tls, err, errlen);
 	if (rc < 0)
 		op_error("console.listen",
-			 "listener=tcp error=\"%s\" action=\"fix [console] tls_cert and tls_key "
-			 "and restart; the console is not served over the network meanwhile\"",
+			 "listener=tcp error=\"[console] %s\" action=\"fix [console] tls_cert and "
+			 "tls_key and restart; the console is not served over the network "
+			 "meanwhile\"",
 			 err);
 	else if (*cfg->listen)
 		listen_tcp(con, cfg);
@@ -825,15 +759,9 @@ int op_console_open(uv_loop_t *loop, const op_console_config *cfg, op_console_ha
 	return 0;
 }
 
-static void free_console(op_console *con)
+static void free_httpd(op_httpd *con)
 {
-	if (con->tls) {
-		mbedtls_ssl_config_free(&con->ssl_conf);
-		mbedtls_x509_crt_free(&con->cert);
-		mbedtls_pk_free(&con->key);
-		mbedtls_ctr_drbg_free(&con->drbg);
-		mbedtls_entropy_free(&con->entropy);
-	}
+	op_tls_close(con->tls);
 	free(con);
 }
 
@@ -843,11 +771,11 @@ static void on_listener_closed(uv_handle_t *h)
 	struct listener *l = h->data;
 
 	l->open = 0;
-	if (!l->console->tcp.open && !l->console->unix_sock.open)
-		free_console(l->console);
+	if (!l->httpd->tcp.open && !l->httpd->unix_sock.open)
+		free_httpd(l->httpd);
 }
 
-void op_console_close(op_console *con)
+void op_httpd_close(op_httpd *con)
 {
 	if (!con)
 		return;
@@ -856,7 +784,7 @@ void op_console_close(op_console *con)
 	if (*con->socket_path)
 		unlink(con->socket_path);
 	if (!con->tcp.open && !con->unix_sock.open) {
-		free_console(con);
+		free_httpd(con);
 		return;
 	}
 	if (con->tcp.open)

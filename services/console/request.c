@@ -5,7 +5,7 @@
  * their offsets: http-parser hands them over in pieces that may split
  * anywhere, across reads too.
  */
-#include "uplink/request.h"
+#include "console/request.h"
 
 #include <limits.h>
 #include <stdio.h>

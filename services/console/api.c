@@ -8,7 +8,7 @@
  * verification, files, the C-ECHO); the job's answer is sent back on the
  * loop.
  */
-#include "uplink/api.h"
+#include "console/api.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -27,12 +27,14 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "common/clock.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/spool.h"
-#include "uplink/console.h"
-#include "uplink/echo.h"
-#include "uplink/linktest.h"
-#include "uplink/uplink.h"
+#include "console/httpd.h"
+#include "console/echo.h"
+#include "console/linktest.h"
+#include "uplink/control.h"
 
 #define SESSIONS 64
 #define PEERS 64
@@ -60,9 +62,10 @@ struct failures {
 
 struct op_api {
 	uv_loop_t *loop;
-	op_uplink *up;
-	op_console *console;
-	op_console_config cfg;
+	op_api_host host;
+	op_uplink *up; /* host.uplink */
+	op_httpd *httpd;
+	op_config cfg;
 	struct session sessions[SESSIONS];
 	struct failures failures[PEERS];
 	/* A keyed hash of the last password that verified, so that scripts
@@ -81,13 +84,23 @@ struct op_api {
 	struct firmware *firmware; /* a bundle being uploaded, or NULL */
 };
 
+/* What the status shows of the configuration, copied for the thread pool
+ * (a reload may change the console's copy meanwhile). */
+struct settings {
+	char spool_dir[OP_DIR_MAX];
+	uint64_t max_bytes, min_free_bytes;
+	char cloud_url[1024];
+	uint16_t receiver_port;
+	char receiver_ae[OP_AE_MAX + 1];
+};
+
 struct job;
-typedef void (*endpoint)(op_api *api, op_console_req *req, const char *who);
+typedef void (*endpoint)(op_api *api, op_httpd_req *req, const char *who);
 
 struct job {
 	uv_work_t w;
 	op_api *api;
-	op_console_req *req;
+	op_httpd_req *req;
 	void (*work)(struct job *j);
 	void (*done)(struct job *j); /* on the loop, before the answer */
 	endpoint next;               /* after a password check */
@@ -95,6 +108,7 @@ struct job {
 	int login;                   /* the password check is a login */
 	char who[16], from[64];
 	op_uplink_view view;
+	struct settings settings;
 	op_spool *spool;
 	char arg[1100], arg2[1100];
 	int n1, n2;
@@ -109,14 +123,6 @@ struct job {
 	char headers[512];
 };
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void iso_time(int64_t ms, char *out, size_t size)
 {
 	time_t t = (time_t)(ms / 1000);
@@ -128,22 +134,22 @@ static void iso_time(int64_t ms, char *out, size_t size)
 
 /* --- answers ------------------------------------------------------------------ */
 
-static void reply_json(op_console_req *req, int status, cJSON *obj, const char *headers)
+static void reply_json(op_httpd_req *req, int status, cJSON *obj, const char *headers)
 {
 	char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
 
 	if (text)
-		op_console_reply(req, status, JSON, headers, text, strlen(text));
+		op_httpd_reply(req, status, JSON, headers, text, strlen(text));
 	else
-		op_console_reply(req, 500, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
+		op_httpd_reply(req, 500, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
 	free(text);
 	cJSON_Delete(obj);
 }
 
-static void reply_error(op_console_req *req, int status, const char *headers, const char *fmt, ...)
+static void reply_error(op_httpd_req *req, int status, const char *headers, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static void reply_error(op_console_req *req, int status, const char *headers, const char *fmt, ...)
+static void reply_error(op_httpd_req *req, int status, const char *headers, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -207,10 +213,10 @@ static void job_after(uv_work_t *w, int status)
 	}
 	if (j->req) {
 		if (j->body)
-			op_console_reply(j->req, j->status, j->ctype,
-					 j->headers[0] ? j->headers : NULL, j->body, j->len);
+			op_httpd_reply(j->req, j->status, j->ctype,
+				       j->headers[0] ? j->headers : NULL, j->body, j->len);
 		else
-			op_console_reply(j->req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
+			op_httpd_reply(j->req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
 	}
 	free(j->body);
 	sodium_memzero(j->arg, sizeof(j->arg));
@@ -219,20 +225,20 @@ static void job_after(uv_work_t *w, int status)
 		free_api(api);
 }
 
-static struct job *job_new(op_api *api, op_console_req *req, const char *who)
+static struct job *job_new(op_api *api, op_httpd_req *req, const char *who)
 {
 	struct job *j = calloc(1, sizeof(*j));
 
 	if (!j) {
-		op_console_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
+		op_httpd_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
 		return NULL;
 	}
 	j->api = api;
 	j->req = req;
-	j->spool = op_uplink_spool(api->up);
+	j->spool = api->host.spool;
 	snprintf(j->who, sizeof(j->who), "%s", who ? who : "");
-	snprintf(j->from, sizeof(j->from), "%s", op_console_peer(req));
-	j->t = wall_ms();
+	snprintf(j->from, sizeof(j->from), "%s", op_httpd_peer(req));
+	j->t = op_clock_wall_ms();
 	return j;
 }
 
@@ -242,7 +248,7 @@ static void job_start(struct job *j, void (*work)(struct job *), void (*done)(st
 	j->done = done;
 	j->w.data = j;
 	if (uv_queue_work(j->api->loop, &j->w, job_work, job_after) < 0) {
-		op_console_reply(j->req, 503, JSON, NULL, "{\"error\": \"busy\"}", 17);
+		op_httpd_reply(j->req, 503, JSON, NULL, "{\"error\": \"busy\"}", 17);
 		free(j);
 		return;
 	}
@@ -300,9 +306,9 @@ static void mac_of(op_api *api, const char *password, unsigned char *mac)
 			   api->good_key, sizeof(api->good_key));
 }
 
-static const char *session_cookie(op_console_req *req, char *token, size_t size)
+static const char *session_cookie(op_httpd_req *req, char *token, size_t size)
 {
-	const char *c = op_request_header(op_console_request(req), "Cookie"), *p;
+	const char *c = op_request_header(op_httpd_request(req), "Cookie"), *p;
 	size_t n;
 
 	if (!c)
@@ -321,7 +327,7 @@ static const char *session_cookie(op_console_req *req, char *token, size_t size)
 	return NULL;
 }
 
-static struct session *find_session(op_api *api, op_console_req *req)
+static struct session *find_session(op_api *api, op_httpd_req *req)
 {
 	char token[128];
 	uint64_t now = uv_now(api->loop);
@@ -333,7 +339,7 @@ static struct session *find_session(op_api *api, op_console_req *req)
 
 		if (!s->token[0])
 			continue;
-		if (now - s->last > (uint64_t)api->cfg.session_ttl * 1000) {
+		if (now - s->last > (uint64_t)api->cfg.console.session_ttl * 1000) {
 			s->token[0] = '\0';
 			continue;
 		}
@@ -364,9 +370,9 @@ static void new_session(op_api *api, char *token)
 	memcpy(token, s->token, sizeof(s->token));
 }
 
-static void unauthorized(op_console_req *req)
+static void unauthorized(op_httpd_req *req)
 {
-	const char *xrw = op_request_header(op_console_request(req), "X-Requested-With");
+	const char *xrw = op_request_header(op_httpd_request(req), "X-Requested-With");
 
 	/* The console's own requests get no WWW-Authenticate: a browser would
 	 * pop up its password dialog over the page's login form. */
@@ -405,7 +411,7 @@ static void next_verify(op_api *api)
 static void verify_done(struct job *j)
 {
 	op_api *api = j->api;
-	op_console_req *req = j->req;
+	op_httpd_req *req = j->req;
 	struct failures *f;
 	char token[65];
 
@@ -424,7 +430,7 @@ static void verify_done(struct job *j)
 		return;
 	}
 	/* Only the hash this job verified against counts as good. */
-	if (strcmp(j->arg2, api->cfg.password_hash) == 0) {
+	if (strcmp(j->arg2, api->cfg.console.password_hash) == 0) {
 		mac_of(api, j->arg, api->good_mac);
 		api->good = 1;
 	}
@@ -436,7 +442,7 @@ static void verify_done(struct job *j)
 		new_session(api, token);
 		snprintf(cookie, sizeof(cookie),
 			 "Set-Cookie: outpost_session=%s; HttpOnly; SameSite=Strict; Path=/%s\r\n",
-			 token, op_console_is_tls(req) ? "; Secure" : "");
+			 token, op_httpd_is_tls(req) ? "; Secure" : "");
 		op_info("console.login", "result=ok peer=%s", j->from);
 		cJSON_AddBoolToObject(o, "ok", 1);
 		reply_json(req, 200, o, cookie);
@@ -447,11 +453,11 @@ static void verify_done(struct job *j)
 
 /* Checks a password on the thread pool; on success a login gets a
  * session, another request goes on to next. */
-static void check_password(op_api *api, op_console_req *req, const char *password, endpoint next,
+static void check_password(op_api *api, op_httpd_req *req, const char *password, endpoint next,
 			   int login)
 {
 	struct job *j;
-	int wait = limited(api, op_console_peer(req));
+	int wait = limited(api, op_httpd_peer(req));
 	unsigned char mac[32];
 
 	if (wait) {
@@ -472,7 +478,7 @@ static void check_password(op_api *api, op_console_req *req, const char *passwor
 	if (!(j = job_new(api, req, "admin")))
 		return;
 	snprintf(j->arg, sizeof(j->arg), "%s", password);
-	snprintf(j->arg2, sizeof(j->arg2), "%s", api->cfg.password_hash);
+	snprintf(j->arg2, sizeof(j->arg2), "%s", api->cfg.console.password_hash);
 	j->next = next;
 	j->login = login;
 	if (api->verifying) {
@@ -487,17 +493,17 @@ static void check_password(op_api *api, op_console_req *req, const char *passwor
 	job_start(j, verify_work, verify_done);
 }
 
-static void authenticate(op_api *api, op_console_req *req, endpoint next)
+static void authenticate(op_api *api, op_httpd_req *req, endpoint next)
 {
 	const char *auth;
 	unsigned char raw[768];
 	size_t n;
 
-	if (op_console_is_local(req)) {
+	if (op_httpd_is_local(req)) {
 		next(api, req, "local");
 		return;
 	}
-	if (!*api->cfg.password_hash) {
+	if (!*api->cfg.console.password_hash) {
 		reply_error(req, 403, NULL,
 			    "no console password is set: run outpostctl passwd on the appliance");
 		return;
@@ -506,7 +512,7 @@ static void authenticate(op_api *api, op_console_req *req, endpoint next)
 		next(api, req, "admin");
 		return;
 	}
-	auth = op_request_header(op_console_request(req), "Authorization");
+	auth = op_request_header(op_httpd_request(req), "Authorization");
 	if (auth && strncasecmp(auth, "Basic ", 6) == 0 &&
 	    sodium_base642bin(raw, sizeof(raw) - 1, auth + 6, strlen(auth + 6), NULL, &n, NULL,
 			      sodium_base64_VARIANT_ORIGINAL) == 0) {
@@ -525,19 +531,19 @@ static void authenticate(op_api *api, op_console_req *req, endpoint next)
 
 /* --- endpoints: login ------------------------------------------------------------------ */
 
-static cJSON *parse_body(op_console_req *req)
+static cJSON *parse_body(op_httpd_req *req)
 {
 	size_t len;
-	const char *body = op_request_body(op_console_request(req), &len);
+	const char *body = op_request_body(op_httpd_request(req), &len);
 
 	return cJSON_ParseWithLength(body, len);
 }
 
-static void login(op_api *api, op_console_req *req)
+static void login(op_api *api, op_httpd_req *req)
 {
 	cJSON *o, *pw;
 
-	if (!*api->cfg.password_hash) {
+	if (!*api->cfg.console.password_hash) {
 		reply_error(req, 403, NULL,
 			    "no console password is set: run outpostctl passwd on the appliance");
 		return;
@@ -559,7 +565,7 @@ static void audit_work(struct job *j)
 }
 
 /* Audits on the thread pool and answers {"ok": true}. */
-static void audit_and_reply(op_api *api, op_console_req *req, const char *who, const char *action,
+static void audit_and_reply(op_api *api, op_httpd_req *req, const char *who, const char *action,
 			    const char *detail, cJSON *answer)
 {
 	struct job *j = job_new(api, req, who);
@@ -574,7 +580,7 @@ static void audit_and_reply(op_api *api, op_console_req *req, const char *who, c
 	job_start(j, audit_work, NULL);
 }
 
-static void logout(op_api *api, op_console_req *req, const char *who)
+static void logout(op_api *api, op_httpd_req *req, const char *who)
 {
 	struct session *s = find_session(api, req);
 	cJSON *o = cJSON_CreateObject();
@@ -638,8 +644,9 @@ static void add_alarm(cJSON *alarms, const char *id, const char *severity, const
 
 /* What needs the operator: credentials refused, a disk nearly full,
  * quarantined instances, the link down for long. */
-static cJSON *alarms_json(const op_uplink_view *v, const op_spool_stats *st, struct disk d,
-			  uint64_t spool_bytes, int64_t now)
+static cJSON *alarms_json(const op_uplink_view *v, const struct settings *c,
+			  const op_spool_stats *st, struct disk d, uint64_t spool_bytes,
+			  int64_t now)
 {
 	cJSON *alarms = cJSON_CreateArray();
 	char msg[512];
@@ -651,16 +658,16 @@ static cJSON *alarms_json(const op_uplink_view *v, const op_spool_stats *st, str
 			 v->link_reason);
 		add_alarm(alarms, "credentials", "error", msg);
 	}
-	if (d.ok && (d.free < 2 * v->min_free_bytes || d.free < d.total / 10)) {
+	if (d.ok && (d.free < 2 * c->min_free_bytes || d.free < d.total / 10)) {
 		snprintf(msg, sizeof(msg),
 			 "the spool's disk is nearly full: %" PRIu64 " MB free (the receiver "
 			 "refuses below %" PRIu64 " MB)",
-			 d.free / 1000000, v->min_free_bytes / 1000000);
+			 d.free / 1000000, c->min_free_bytes / 1000000);
 		add_alarm(alarms, "disk", "warning", msg);
 	}
-	if (v->max_bytes && spool_bytes > v->max_bytes / 10 * 9) {
+	if (c->max_bytes && spool_bytes > c->max_bytes / 10 * 9) {
 		snprintf(msg, sizeof(msg), "the spool holds %" PRIu64 " of its %" PRIu64 " MB",
-			 spool_bytes / 1000000, v->max_bytes / 1000000);
+			 spool_bytes / 1000000, c->max_bytes / 1000000);
 		add_alarm(alarms, "disk", "warning", msg);
 	}
 	if (st->state[OP_STATE_QUARANTINED].instances) {
@@ -684,7 +691,7 @@ static cJSON *alarms_json(const op_uplink_view *v, const op_spool_stats *st, str
  */
 static void beside_config(op_api *api, const char *name, char *out, size_t size)
 {
-	const char *config = op_uplink_config_path(api->up), *slash;
+	const char *config = api->host.config_path, *slash;
 
 	if (!config)
 		*out = '\0';
@@ -723,8 +730,9 @@ static cJSON *keyvalue_json(const char *dir, const char *name)
 static void status_work(struct job *j)
 {
 	const op_uplink_view *v = &j->view;
+	const struct settings *c = &j->settings;
 	op_spool_stats st;
-	struct disk d = disk_of(v->spool_dir);
+	struct disk d = disk_of(c->spool_dir);
 	cJSON *o = cJSON_CreateObject(), *x, *q, *arr;
 	uint64_t spool_bytes = 0;
 	char t[32];
@@ -745,7 +753,7 @@ static void status_work(struct job *j)
 	cJSON_AddStringToObject(x, "since", t);
 	cJSON_AddStringToObject(x, "reason", v->link_reason);
 	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
-	cJSON_AddStringToObject(x, "cloud", v->cloud_url);
+	cJSON_AddStringToObject(x, "cloud", c->cloud_url);
 
 	cJSON_AddItemToObject(o, "rate", rate_json(v));
 
@@ -764,12 +772,12 @@ static void status_work(struct job *j)
 	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
 
 	x = cJSON_AddObjectToObject(o, "disk");
-	cJSON_AddStringToObject(x, "path", v->spool_dir);
+	cJSON_AddStringToObject(x, "path", c->spool_dir);
 	cJSON_AddNumberToObject(x, "total", (double)d.total);
 	cJSON_AddNumberToObject(x, "free", (double)d.free);
 	cJSON_AddNumberToObject(x, "spool_bytes", (double)spool_bytes);
-	cJSON_AddNumberToObject(x, "max_bytes", (double)v->max_bytes);
-	cJSON_AddNumberToObject(x, "min_free_bytes", (double)v->min_free_bytes);
+	cJSON_AddNumberToObject(x, "max_bytes", (double)c->max_bytes);
+	cJSON_AddNumberToObject(x, "min_free_bytes", (double)c->min_free_bytes);
 
 	x = cJSON_AddObjectToObject(o, "throughput");
 	cJSON_AddNumberToObject(x, "interval", 60);
@@ -787,7 +795,7 @@ static void status_work(struct job *j)
 		cJSON_AddStringToObject(e, "message", v->errors[i].message);
 		cJSON_AddItemToArray(arr, e);
 	}
-	cJSON_AddItemToObject(o, "alarms", alarms_json(v, &st, d, spool_bytes, j->t));
+	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, j->t));
 
 	/* The appliance's root slot and its last update (outpost-health-gate). */
 	x = cJSON_AddObjectToObject(o, "firmware");
@@ -806,23 +814,35 @@ static void status_work(struct job *j)
 	job_json(j, 200, o);
 }
 
-static void with_view(op_api *api, op_console_req *req, const char *who, void (*work)(struct job *))
+static void settings_of(const op_api *api, struct settings *c)
+{
+	snprintf(c->spool_dir, sizeof(c->spool_dir), "%s", api->cfg.spool.dir);
+	c->max_bytes = api->cfg.spool.max_bytes;
+	c->min_free_bytes = api->cfg.spool.min_free_bytes;
+	snprintf(c->cloud_url, sizeof(c->cloud_url), "%s", api->cfg.cloud.url);
+	c->receiver_port = api->cfg.receiver.port;
+	snprintf(c->receiver_ae, sizeof(c->receiver_ae), "%s", api->cfg.receiver.ae_title);
+}
+
+static void with_view(op_api *api, op_httpd_req *req, const char *who, void (*work)(struct job *))
 {
 	struct job *j = job_new(api, req, who);
 
 	if (!j)
 		return;
 	op_uplink_get_view(api->up, &j->view);
+	settings_of(api, &j->settings);
 	job_start(j, work, NULL);
 }
 
-static void status(op_api *api, op_console_req *req, const char *who)
+static void status(op_api *api, op_httpd_req *req, const char *who)
 {
 	struct job *j = job_new(api, req, who);
 
 	if (!j)
 		return;
 	op_uplink_get_view(api->up, &j->view);
+	settings_of(api, &j->settings);
 	beside_config(api, "firmware", j->arg, sizeof(j->arg));
 	job_start(j, status_work, NULL);
 }
@@ -869,8 +889,9 @@ static void metric(struct text *t, const char *name, const char *type, const cha
 static void metrics_work(struct job *j)
 {
 	const op_uplink_view *v = &j->view;
+	const struct settings *c = &j->settings;
 	op_spool_stats st;
-	struct disk d = disk_of(v->spool_dir);
+	struct disk d = disk_of(c->spool_dir);
 	struct text t = { 0 };
 
 	if (op_spool_get_stats(j->spool, &st) < 0) {
@@ -920,7 +941,7 @@ static void metrics_work(struct job *j)
 	j->len = t.len;
 }
 
-static void metrics(op_api *api, op_console_req *req, const char *who)
+static void metrics(op_api *api, op_httpd_req *req, const char *who)
 {
 	with_view(api, req, who, metrics_work);
 }
@@ -1010,9 +1031,9 @@ static void queue_work(struct job *j)
 	job_json(j, 200, o);
 }
 
-static void queue(op_api *api, op_console_req *req, const char *who)
+static void queue(op_api *api, op_httpd_req *req, const char *who)
 {
-	const char *query = op_request_query(op_console_request(req));
+	const char *query = op_request_query(op_httpd_request(req));
 	long page = 1, per_page = 50;
 	char state[32];
 	int st = -1;
@@ -1058,7 +1079,7 @@ static void retry_work(struct job *j)
 	job_json(j, 200, o);
 }
 
-static void retry(op_api *api, op_console_req *req, const char *who)
+static void retry(op_api *api, op_httpd_req *req, const char *who)
 {
 	cJSON *o = parse_body(req), *study = cJSON_GetObjectItemCaseSensitive(o, "study");
 	cJSON *all = cJSON_GetObjectItemCaseSensitive(o, "all");
@@ -1100,7 +1121,7 @@ static void pause_done(struct job *j)
 		op_uplink_set_paused(j->api->up, j->n1);
 }
 
-static void set_paused(op_api *api, op_console_req *req, const char *who, int paused)
+static void set_paused(op_api *api, op_httpd_req *req, const char *who, int paused)
 {
 	struct job *j = job_new(api, req, who);
 
@@ -1110,12 +1131,12 @@ static void set_paused(op_api *api, op_console_req *req, const char *who, int pa
 	job_start(j, pause_work, pause_done);
 }
 
-static void pause_uploads(op_api *api, op_console_req *req, const char *who)
+static void pause_uploads(op_api *api, op_httpd_req *req, const char *who)
 {
 	set_paused(api, req, who, 1);
 }
 
-static void resume_uploads(op_api *api, op_console_req *req, const char *who)
+static void resume_uploads(op_api *api, op_httpd_req *req, const char *who)
 {
 	set_paused(api, req, who, 0);
 }
@@ -1149,7 +1170,7 @@ static void shaping_done(struct job *j)
 	job_json(j, 200, rate_json(&v));
 }
 
-static void shaping(op_api *api, op_console_req *req, const char *who)
+static void shaping(op_api *api, op_httpd_req *req, const char *who)
 {
 	cJSON *o = parse_body(req), *rate = cJSON_GetObjectItemCaseSensitive(o, "rate");
 	cJSON *schedule = cJSON_GetObjectItemCaseSensitive(o, "schedule");
@@ -1205,17 +1226,17 @@ static void shaping(op_api *api, op_console_req *req, const char *who)
 	job_start(j, shaping_work, shaping_done);
 }
 
-static void reload(op_api *api, op_console_req *req, const char *who)
+static void reload(op_api *api, op_httpd_req *req, const char *who)
 {
-	char before[sizeof(api->cfg.password_hash)], err[640];
+	char before[sizeof(api->cfg.console.password_hash)], err[640];
 	int changed;
 
-	snprintf(before, sizeof(before), "%s", api->cfg.password_hash);
-	if (op_uplink_reload(api->up, err, sizeof(err)) < 0) {
+	snprintf(before, sizeof(before), "%s", api->cfg.console.password_hash);
+	if (api->host.reload(api->host.ctx, err, sizeof(err)) < 0) {
 		reply_error(req, 400, NULL, "%s", err);
 		return;
 	}
-	changed = strcmp(before, api->cfg.password_hash) != 0;
+	changed = strcmp(before, api->cfg.console.password_hash) != 0;
 	cJSON *o = cJSON_CreateObject();
 
 	cJSON_AddBoolToObject(o, "ok", 1);
@@ -1236,23 +1257,6 @@ static int site_name_ok(const char *name)
 	return n > 0 && n < SITE_NAME_MAX && name[0] != '.' &&
 	       strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
 		       n;
-}
-
-static int write_file(const char *path, const char *text, mode_t mode)
-{
-	FILE *f = fopen(path, "we");
-	size_t n = strlen(text);
-	int rc = 0;
-
-	if (!f)
-		return -errno;
-	if (fwrite(text, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0)
-		rc = -EIO;
-	if (fclose(f) != 0 && rc == 0)
-		rc = -EIO;
-	if (rc == 0)
-		chmod(path, mode);
-	return rc;
 }
 
 static int remove_tree(const char *dir)
@@ -1349,15 +1353,19 @@ static void site_work(struct job *j)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/site.ini", tmp);
-	rc = write_file(path, ini->valuestring, 0640);
+	rc = op_file_write(path, ini->valuestring, strlen(ini->valuestring), 0640);
 	cJSON_ArrayForEach(f, files)
 	{
 		snprintf(path, sizeof(path), "%s/%s", tmp, f->string);
 		if (rc == 0)
-			rc = write_file(path, f->valuestring, 0640);
+			rc = op_file_write(path, f->valuestring, strlen(f->valuestring), 0640);
 	}
+	/* The files' names, then the folder's: a power cut leaves the old
+	 * site file or the whole new one. */
+	if (rc == 0)
+		rc = op_fsync_dir(tmp);
 	remove_tree(dir);
-	if (rc < 0 || rename(tmp, dir) < 0) {
+	if (rc < 0 || op_rename_durable(tmp, dir) < 0) {
 		remove_tree(tmp);
 		job_error(j, 500, "cannot write the upload directory");
 		goto out;
@@ -1372,11 +1380,11 @@ out:
 	cJSON_Delete(o);
 }
 
-static void site_upload(op_api *api, op_console_req *req, const char *who)
+static void site_upload(op_api *api, op_httpd_req *req, const char *who)
 {
-	const char *config = op_uplink_config_path(api->up);
+	const char *config = api->host.config_path;
 	size_t len;
-	const char *body = op_request_body(op_console_request(req), &len);
+	const char *body = op_request_body(op_httpd_request(req), &len);
 	struct job *j;
 
 	if (!config) {
@@ -1446,25 +1454,19 @@ static int firmware_data(void *ctx, const void *data, size_t len)
 /* Thread pool: arg the part file, arg2 the bundle's name, n1 its fd. */
 static void firmware_work(struct job *j)
 {
-	char detail[200], dir[PATH_MAX], *slash;
+	char detail[200];
 	cJSON *o;
 	int rc = fsync(j->n1) == 0 ? 0 : -errno;
 
 	close(j->n1);
-	if (rc == 0 && rename(j->arg, j->arg2) < 0)
-		rc = -errno;
-	snprintf(dir, sizeof(dir), "%s", j->arg2);
-	if ((slash = strrchr(dir, '/')) != NULL) {
-		int fd;
-
-		*slash = '\0';
-		if (rc == 0 && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-			fsync(fd);
-			close(fd);
-		}
-	}
+	if (rc == 0)
+		rc = op_rename_durable(j->arg, j->arg2);
 	if (rc < 0) {
+		/* Neither name stays: a bundle renamed but not synced would be
+		 * installed after a 500. The destination was free when the
+		 * upload began, and uploads go one at a time. */
 		unlink(j->arg);
+		unlink(j->arg2);
 		snprintf(detail, sizeof(detail), "cannot keep the bundle: %s", strerror(-rc));
 		job_error(j, rc == -ENOSPC ? 507 : 500, detail);
 		return;
@@ -1487,7 +1489,7 @@ static void firmware_done(struct job *j)
 	j->api->firmware = NULL; /* renamed: the next upload may start */
 }
 
-static void firmware_end(void *ctx, op_console_req *req, int status)
+static void firmware_end(void *ctx, op_httpd_req *req, int status)
 {
 	struct firmware *fw = ctx;
 	unsigned char sum[32];
@@ -1521,8 +1523,7 @@ static void firmware_end(void *ctx, op_console_req *req, int status)
 		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
 	if (!(j = job_new(fw->api, req, fw->who)) || !(j->body = strdup(hex))) {
 		if (j)
-			op_console_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}",
-					 26);
+			op_httpd_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
 		free(j);
 		unlink(fw->part);
 		firmware_free(fw);
@@ -1538,21 +1539,21 @@ static void firmware_end(void *ctx, op_console_req *req, int status)
 	job_start(j, firmware_work, firmware_done);
 }
 
-static void firmware_upload(op_api *api, op_console_req *req, const char *who)
+static void firmware_upload(op_api *api, op_httpd_req *req, const char *who)
 {
-	const op_request *r = op_console_request(req);
+	const op_request *r = op_httpd_request(req);
 	const char *length = op_request_header(r, "Content-Length");
-	uint64_t len = 0, min_free = op_uplink_config(api->up)->spool.min_free_bytes;
+	uint64_t len = 0, min_free = api->cfg.spool.min_free_bytes;
 	char dir[1024];
 	struct firmware *fw;
 	struct disk d;
 
-	if (!op_uplink_config_path(api->up)) {
+	if (!api->host.config_path) {
 		reply_error(req, 409, NULL,
 			    "this uplink runs without a configuration file in a data directory");
 		return;
 	}
-	if (op_console_streamed(req)) {
+	if (op_httpd_streamed(req)) {
 		len = length ? strtoull(length, NULL, 10) : 0;
 	} else {
 		size_t held;
@@ -1611,7 +1612,7 @@ static void firmware_upload(op_api *api, op_console_req *req, const char *who)
 	mbedtls_sha256_init(&fw->sha);
 	mbedtls_sha256_starts_ret(&fw->sha, 0);
 	api->firmware = fw;
-	op_console_receive(req, firmware_data, firmware_end, fw);
+	op_httpd_receive(req, firmware_data, firmware_end, fw);
 }
 
 static void audit_list_work(struct job *j)
@@ -1642,12 +1643,12 @@ static void audit_list_work(struct job *j)
 	job_json(j, 200, arr);
 }
 
-static void audit_list(op_api *api, op_console_req *req, const char *who)
+static void audit_list(op_api *api, op_httpd_req *req, const char *who)
 {
 	long limit = 100;
 	struct job *j;
 
-	if (query_number(op_request_query(op_console_request(req)), "limit", 1, AUDIT_MAX, &limit) <
+	if (query_number(op_request_query(op_httpd_request(req)), "limit", 1, AUDIT_MAX, &limit) <
 	    0) {
 		reply_error(req, 400, NULL, "limit must be from 1 to %d", AUDIT_MAX);
 		return;
@@ -1672,15 +1673,14 @@ static void test_link_report(void *ctx, cJSON *report)
 		op_uplink_link_verified(api->up);
 	snprintf(j->arg, sizeof(j->arg), "test-link");
 	snprintf(j->arg2, sizeof(j->arg2), "%s %s", cJSON_IsTrue(ok) ? "ok" : "failed",
-		 *op_uplink_config(api->up)->cloud.url ? op_uplink_config(api->up)->cloud.url
-						       : "(unprovisioned)");
+		 *api->cfg.cloud.url ? api->cfg.cloud.url : "(unprovisioned)");
 	job_json(j, 200, report);
 	job_start(j, audit_work, NULL);
 }
 
-static void test_link(op_api *api, op_console_req *req, const char *who)
+static void test_link(op_api *api, op_httpd_req *req, const char *who)
 {
-	const op_config *cfg = op_uplink_config(api->up);
+	const op_config *cfg = &api->cfg;
 	struct job *j;
 
 	if (api->linktest_job) {
@@ -1694,7 +1694,7 @@ static void test_link(op_api *api, op_console_req *req, const char *who)
 			      op_uplink_auth_header(api->up), LINKTEST_TIMEOUT_S, test_link_report,
 			      j, &api->linktest) < 0) {
 		api->linktest_job = NULL;
-		op_console_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
+		op_httpd_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
 		free(j);
 	}
 }
@@ -1713,12 +1713,13 @@ static void add_check(cJSON *checks, const char *name, int ok, const char *detai
 static void healthz_work(struct job *j)
 {
 	const op_uplink_view *v = &j->view;
+	const struct settings *c = &j->settings;
 	char spool[300], echo[300];
 	int spool_ok, echo_rc;
 	cJSON *o = cJSON_CreateObject(), *checks, *cloud;
 
 	spool_ok = op_spool_quick_check(j->spool, spool, sizeof(spool)) == 0;
-	echo_rc = op_echo("127.0.0.1", v->receiver_port, v->receiver_ae, HEALTH_CALLING_AE,
+	echo_rc = op_echo("127.0.0.1", c->receiver_port, c->receiver_ae, HEALTH_CALLING_AE,
 			  ECHO_TIMEOUT_MS, echo, sizeof(echo));
 	/* A receiver whose admission rules turn the health check's calling AE
 	 * or loopback away has still answered at the DICOM level: it is up. */
@@ -1786,9 +1787,9 @@ static void static_work(struct job *j)
 		 "frame-ancestors 'none'\r\n");
 }
 
-static void static_file(op_api *api, op_console_req *req)
+static void static_file(op_api *api, op_httpd_req *req)
 {
-	const char *path = op_request_path(op_console_request(req));
+	const char *path = op_request_path(op_httpd_request(req));
 	struct job *j;
 
 	if (strcmp(path, "/") == 0)
@@ -1803,7 +1804,7 @@ static void static_file(op_api *api, op_console_req *req)
 	}
 	if (!(j = job_new(api, req, NULL)))
 		return;
-	snprintf(j->arg, sizeof(j->arg), "%s%s", api->cfg.web_root, path);
+	snprintf(j->arg, sizeof(j->arg), "%s%s", api->cfg.console.web_root, path);
 	job_start(j, static_work, NULL);
 }
 
@@ -1829,15 +1830,15 @@ static const struct route {
 	{ "PUT", "/api/firmware", firmware_upload, 0 },
 };
 
-static void handle(void *ctx, op_console_req *req)
+static void handle(void *ctx, op_httpd_req *req)
 {
 	op_api *api = ctx;
-	const char *method = op_request_method(op_console_request(req)),
-		   *path = op_request_path(op_console_request(req));
+	const char *method = op_request_method(op_httpd_request(req)),
+		   *path = op_request_path(op_httpd_request(req));
 	int path_known = 0;
 
-	/* Only a bundle's body is streamed (op_console_receive()). */
-	if (op_console_streamed(req) &&
+	/* Only a bundle's body is streamed (op_httpd_receive()). */
+	if (op_httpd_streamed(req) &&
 	    (strcmp(method, "PUT") != 0 || strcmp(path, "/api/firmware") != 0)) {
 		reply_error(req, 413, NULL, "request body too large (at most 64 KiB)");
 		return;
@@ -1853,7 +1854,7 @@ static void handle(void *ctx, op_console_req *req)
 	if (strcmp(path, "/api/login") == 0) {
 		if (strcmp(method, "POST") != 0)
 			reply_error(req, 405, "Allow: POST\r\n", "use POST");
-		else if (op_console_is_local(req))
+		else if (op_httpd_is_local(req))
 			reply_error(req, 400, NULL, "the local socket needs no login");
 		else
 			login(api, req);
@@ -1862,7 +1863,7 @@ static void handle(void *ctx, op_console_req *req)
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const struct route *r = &routes[i];
 
-		if (strcmp(r->path, path) != 0 || (r->local_only && !op_console_is_local(req)))
+		if (strcmp(r->path, path) != 0 || (r->local_only && !op_httpd_is_local(req)))
 			continue;
 		path_known = 1;
 		if (strcmp(r->method, method) == 0) {
@@ -1880,7 +1881,7 @@ static void handle(void *ctx, op_console_req *req)
 		static_file(api, req);
 }
 
-int op_api_open(uv_loop_t *loop, op_uplink *up, op_api **out)
+int op_api_open(uv_loop_t *loop, const op_config *cfg, const op_api_host *host, op_api **out)
 {
 	op_api *api = calloc(1, sizeof(*api));
 	char err[512] = "", part[PATH_MAX];
@@ -1890,10 +1891,11 @@ int op_api_open(uv_loop_t *loop, op_uplink *up, op_api **out)
 	if (!api)
 		return -ENOMEM;
 	api->loop = loop;
-	api->up = up;
-	api->cfg = op_uplink_config(up)->console;
+	api->host = *host;
+	api->up = host->uplink;
+	api->cfg = *cfg;
 	crypto_generichash_keygen(api->good_key);
-	rc = op_console_open(loop, &api->cfg, handle, api, &api->console, err, sizeof(err));
+	rc = op_httpd_open(loop, &api->cfg.console, handle, api, &api->httpd, err, sizeof(err));
 	if (rc < 0) {
 		free_api(api);
 		return rc;
@@ -1906,7 +1908,7 @@ int op_api_open(uv_loop_t *loop, op_uplink *up, op_api **out)
 			"result=removed file=%s reason=\"an upload that a restart or a power cut "
 			"stopped\"",
 			part);
-	if (!*api->cfg.password_hash && *api->cfg.listen)
+	if (!*api->cfg.console.password_hash && *api->cfg.console.listen)
 		op_warn("console.password",
 			"reason=\"no [console] password_hash: the console answers 403 over the "
 			"network until one is set with outpostctl passwd\"");
@@ -1914,18 +1916,31 @@ int op_api_open(uv_loop_t *loop, op_uplink *up, op_api **out)
 	return 0;
 }
 
-void op_api_configure(op_api *api, const op_console_config *cfg)
+void op_api_configure(op_api *api, const op_config *cfg)
 {
+	op_console_config kept;
+
 	if (!api)
 		return;
-	if (strcmp(api->cfg.password_hash, cfg->password_hash) != 0) {
+	if (strcmp(cfg->console.listen, api->cfg.console.listen) != 0 ||
+	    strcmp(cfg->console.socket, api->cfg.console.socket) != 0 ||
+	    strcmp(cfg->console.tls_cert, api->cfg.console.tls_cert) != 0 ||
+	    strcmp(cfg->console.tls_key, api->cfg.console.tls_key) != 0)
+		op_warn("config.reload", "reason=\"[console] listen, socket, tls_cert and tls_key "
+					 "take effect at the next start\"");
+	if (strcmp(api->cfg.console.password_hash, cfg->console.password_hash) != 0) {
 		memset(api->sessions, 0, sizeof(api->sessions));
 		api->good = 0;
 		op_info("console.password", "result=changed reason=\"sessions ended\"");
 	}
-	snprintf(api->cfg.password_hash, sizeof(api->cfg.password_hash), "%s", cfg->password_hash);
-	snprintf(api->cfg.web_root, sizeof(api->cfg.web_root), "%s", cfg->web_root);
-	api->cfg.session_ttl = cfg->session_ttl;
+	/* The listeners stay as they are; the password, the web root and the
+	 * session lifetime change now. */
+	kept = api->cfg.console;
+	memcpy(kept.password_hash, cfg->console.password_hash, sizeof(kept.password_hash));
+	memcpy(kept.web_root, cfg->console.web_root, sizeof(kept.web_root));
+	kept.session_ttl = cfg->console.session_ttl;
+	api->cfg = *cfg;
+	api->cfg.console = kept;
 }
 
 void op_api_close(op_api *api)
@@ -1936,19 +1951,19 @@ void op_api_close(op_api *api)
 		struct job *j = api->verify_head;
 
 		api->verify_head = j->waiting;
-		op_console_reply(j->req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
+		op_httpd_reply(j->req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
 		free(j->body);
 		sodium_memzero(j->arg, sizeof(j->arg));
 		free(j);
 	}
 	if (api->linktest_job) {
 		op_linktest_cancel(api->linktest);
-		op_console_reply(api->linktest_job->req, 503, JSON, NULL,
-				 "{\"error\": \"stopping\"}", 21);
+		op_httpd_reply(api->linktest_job->req, 503, JSON, NULL, "{\"error\": \"stopping\"}",
+			       21);
 		free(api->linktest_job);
 	}
-	op_console_close(api->console);
-	api->console = NULL;
+	op_httpd_close(api->httpd);
+	api->httpd = NULL;
 	api->closing = 1;
 	if (api->jobs == 0)
 		free_api(api);

@@ -1,0 +1,74 @@
+/*
+ * control: what an operator may see of, and ask of, a running upload
+ * engine - its state, pausing, the shaping rate, a new configuration, and
+ * the cloud settings a test of the link needs. The console (services/
+ * console/) is one such operator; the engine knows nothing of it, nor of
+ * HTTP.
+ *
+ * Loop thread only.
+ */
+#ifndef OP_UPLINK_CONTROL_H
+#define OP_UPLINK_CONTROL_H
+
+#include <stdint.h>
+
+#include "common/config.h"
+#include "uplink/uplink.h"
+
+#define OP_THROUGHPUT_MINUTES 60
+#define OP_UPLINK_ERRORS 10
+
+typedef struct op_uplink_error {
+	int64_t time; /* ms since the epoch */
+	char event[32];
+	char message[256];
+} op_uplink_error;
+
+/* What the engine knows of itself, copied (work on the thread pool reads
+ * the copy). */
+typedef struct op_uplink_view {
+	const char *link;   /* up, down, paused, starting, unprovisioned */
+	int64_t link_since; /* ms since the epoch */
+	char link_reason[256];
+	int paused_by_operator;
+	int credentials_refused;  /* paused by a 401/403 */
+	uint64_t rate;            /* the shaper's now (OP_RATE_UNLIMITED) */
+	uint64_t configured_rate; /* [shaping] rate, or the operator's */
+	char schedule[1024];      /* in force: the operator's or [shaping]'s */
+	const char *rate_source;  /* "config" or "console" */
+	const char *schedule_source;
+	int64_t started_at;
+	uint64_t throughput[OP_THROUGHPUT_MINUTES]; /* bytes per minute, oldest first */
+	op_uplink_error errors[OP_UPLINK_ERRORS];   /* newest first */
+	unsigned n_errors;
+} op_uplink_view;
+
+void op_uplink_get_view(op_uplink *up, op_uplink_view *v);
+
+/* Pauses (requests in flight end, their instances go back to the queue
+ * with no attempt counted) or resumes uploading. Not persisted here. */
+void op_uplink_set_paused(op_uplink *up, int paused);
+
+/* The operator's rate and schedule (NULL: the configuration file's),
+ * applied at once on the open connections. Validated by the caller. */
+void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule);
+
+/*
+ * Takes a reloaded configuration: [cloud] (TLS files, credentials, URL,
+ * timeouts), [shaping] and keep_sent_bytes apply to the next request;
+ * connections and batch_max_instances at the next start (a warning says
+ * so). -EINVAL with the reason in err when the new TLS settings cannot be
+ * loaded: the previous ones stay.
+ */
+int op_uplink_reload(op_uplink *up, const op_config *cfg, char *err, size_t errlen);
+
+/* A test of the link passed: a link still "starting" (nothing exchanged
+ * yet) is up. */
+void op_uplink_link_verified(op_uplink *up);
+
+/* The cloud's TLS configuration and the Authorization header line
+ * ("" when none), for a test of the link. NULL when unprovisioned. */
+struct op_tls *op_uplink_tls(op_uplink *up);
+const char *op_uplink_auth_header(const op_uplink *up);
+
+#endif
