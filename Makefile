@@ -278,7 +278,10 @@ fuzz: $(BUILD)/fuzz/fuzz_response $(BUILD)/fuzz/fuzz_request
 	scripts/run-fuzz $(BUILD)/fuzz/fuzz_response tests/fuzz/corpus/response $(FUZZ_SECONDS)
 	scripts/run-fuzz $(BUILD)/fuzz/fuzz_request tests/fuzz/corpus/request $(FUZZ_SECONDS)
 
-test: deps check-style unit unit-asan fuzz-smoke integration integration-asan test-image
+# Each stage timed, the total printed at the end (scripts/run-stages).
+TEST_STAGES := check-style unit unit-asan fuzz-smoke integration integration-asan test-image
+test: deps
+	@scripts/run-stages $(MAKE) $(TEST_STAGES)
 
 bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
