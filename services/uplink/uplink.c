@@ -43,111 +43,18 @@
 #include "common/spool.h"
 #include "uplink/control.h"
 #include "uplink/https.h"
+#include "uplink/internal.h"
 #include "uplink/shaper.h"
 #include "uplink/stow.h"
 #include "uplink/tls.h"
 
 #define TICK_MS 250
-#define CHUNK (256 * 1024)
-#define MAX_SLOTS 17 /* [cloud] connections (16 at most) and the urgent lane */
 #define FIRST_BACKOFF_MS 1000
 /* Answers accepted (2xx) that never confirmed an instance before it is
  * quarantined as refused by the cloud. */
 #define UNCONFIRMED_LIMIT 5
 
-/* STARTING: nothing known yet; every connection may try (a failure takes
- * the link down, and from then on one probe at a time). */
-enum link_state { LINK_UP, LINK_DOWN, LINK_PAUSED, LINK_UNPROVISIONED, LINK_STARTING };
 static const char *const link_names[] = { "up", "down", "paused", "unprovisioned", "starting" };
-
-enum slot_state { SLOT_IDLE, SLOT_CLAIMING, SLOT_SENDING, SLOT_SETTLING };
-enum body_phase { BODY_HEAD, BODY_OPEN, BODY_READ, BODY_TAIL, BODY_CLOSE, BODY_END };
-
-struct slot {
-	op_uplink *up;
-	int index;
-	enum slot_state state;
-	op_https *conn;
-
-	/* the batch */
-	op_spool_item *items;
-	op_spool_settlement *settle;
-	op_stow_result *results;
-	unsigned n, cap;
-	int stale_retried;
-	int urgent_lane;     /* kept for urgent studies: claims nothing else */
-	int urgent_sending;  /* counted in the shaper's urgent_active */
-	int resend_after_fs; /* a stale request waits for s->fs to be free */
-	int probe;           /* sent while the link was down */
-
-	/* the body being streamed */
-	enum body_phase phase;
-	unsigned part;
-	uv_fs_t fs;
-	int fs_busy;
-	uv_file fd;
-	uint64_t off;
-	crypto_generichash_state hash;
-	unsigned char *chunk;
-	char boundary[OP_STOW_BOUNDARY_LEN + 1];
-	char small[256];
-	int request_over; /* answered or failed: the body source stops */
-
-	/* Work on the thread pool reads only these copies, made on the loop. */
-	uv_work_t work;
-	int work_rc;
-	unsigned claim_items;
-	uint64_t claim_bytes, keep_sent;
-	uint64_t evicted_bytes;
-};
-
-struct op_uplink {
-	uv_loop_t *loop;
-	op_config cfg;
-	op_spool *spool; /* the host's */
-	op_tls *tls;
-	struct slot slots[MAX_SLOTS];
-	int n_slots;
-	uv_timer_t tick;
-	int stopping;
-
-	enum link_state link;
-	int64_t link_since, next_probe_at;
-	int link_failures;
-	char link_reason[256];
-
-	/* A cloud that answered 413 takes smaller bodies than [cloud]
-	 * batch_max_bytes: half the refused size, until SIGHUP or restart. */
-	uint64_t batch_bytes;
-
-	char auth[1024]; /* "Authorization: ...\r\n" or "" */
-	struct timespec token_mtime;
-	off_t token_size;
-
-	op_shaper shaper;      /* every byte written, all connections */
-	uint64_t shaped_burst; /* the [shaping] burst the shaper has */
-	time_t clock_offset;   /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
-	int scavenger;         /* TCP-LP, when the kernel has it */
-
-	/* Set through the console, kept in the spool's settings: they
-	 * override the configuration file until cleared. */
-	int operator_paused;
-	int rate_overridden;
-	uint64_t rate_override;
-	char schedule_override[sizeof(((op_shaping_config *)0)->schedule)]; /* "" none */
-	op_schedule schedule_override_parsed;
-
-	int64_t started_at;
-	/* Bytes written per wall-clock minute, the last OP_THROUGHPUT_MINUTES. */
-	uint64_t throughput[OP_THROUGHPUT_MINUTES];
-	int64_t throughput_minute; /* minutes since the epoch of the last slot */
-	uint64_t throughput_seen;  /* shaper.bytes already counted */
-	op_uplink_error errors[OP_UPLINK_ERRORS];
-	unsigned n_errors; /* ever recorded; the ring holds the last ones */
-
-	int watchdog_ms; /* half of systemd's WatchdogSec; 0: none */
-	uint64_t watchdog_at;
-};
 
 static void claim(struct slot *s);
 static void apply_rate(op_uplink *up, const char *why);
