@@ -121,4 +121,23 @@ struct op_uplink {
 	uint64_t watchdog_at;
 };
 
+/* --- uplink.c: slots, claim, send, settle ------------------------------------- */
+
+/* Claims a batch if this slot may send now (idle, its last file operation
+ * over, the link, the rate and the operator allowing); the batch is sent
+ * when the claim returns from the thread pool. */
+void op__uplink_claim(struct slot *s);
+
+/* Sends the slot's batch as one request, on its connection or a new one. */
+void op__uplink_send_batch(struct slot *s);
+
+/* --- body.c: the batch's body from the spool files ---------------------------- */
+
+/* The body source of the slot's request (op_https_handler's next): part
+ * head, file chunks, CRLF, ..., closing delimiter. ctx is the slot. */
+void op__uplink_next_chunk(void *ctx, op_https *c);
+
+/* Closes the file being streamed, if any. */
+void op__uplink_close_file(struct slot *s);
+
 #endif

@@ -56,7 +56,6 @@
 
 static const char *const link_names[] = { "up", "down", "paused", "unprovisioned", "starting" };
 
-static void claim(struct slot *s);
 static void apply_rate(op_uplink *up, const char *why);
 
 /* min(cap, base * 2^(n-1)), scaled by a random factor in [0.5, 1]. */
@@ -199,9 +198,9 @@ static void settle_done(uv_work_t *w, int status)
 	s->state = SLOT_IDLE;
 	/* This slot, and any other idle one: the answer may have brought the
 	 * link up, and the others would otherwise wait for the next tick. */
-	claim(s);
+	op__uplink_claim(s);
 	for (int i = 0; i < s->up->n_slots; i++)
-		claim(&s->up->slots[i]);
+		op__uplink_claim(&s->up->slots[i]);
 }
 
 static void settle_work(uv_work_t *w)
@@ -288,166 +287,6 @@ static void settle_all(struct slot *s, enum op_spool_verdict v, const char *reas
 	settle(s, http_status);
 }
 
-/* --- the body ------------------------------------------------------------------- */
-
-static void close_file(struct slot *s)
-{
-	if (s->fd >= 0) {
-		close(s->fd); /* a regular file: close(2) does not block */
-		s->fd = -1;
-	}
-}
-
-/* The current file cannot be sent: it is quarantined, the request is
- * abandoned (the server never sees a complete body) and the rest of the
- * batch goes back to the queue. */
-static void damaged_file(struct slot *s, const char *why)
-{
-	op_stow_result *r = &s->results[s->part];
-
-	for (unsigned i = 0; i < s->n; i++) {
-		s->results[i].verdict = OP_VERDICT_REQUEUE;
-		s->results[i].reason[0] = '\0';
-	}
-	r->verdict = OP_VERDICT_QUARANTINE;
-	snprintf(r->reason, sizeof(r->reason), "%s", why);
-	close_file(s);
-	op_https_body_fail(s->conn, why);
-}
-
-static void next_chunk(void *ctx, op_https *c);
-static void send_batch(struct slot *s);
-
-/* A file operation finished after the request ended: tidy up, and if the
- * slot was only waiting for it, move on. */
-static int fs_after_request(struct slot *s)
-{
-	if (!s->request_over)
-		return 0;
-	close_file(s);
-	if (s->resend_after_fs && !s->up->stopping) {
-		s->resend_after_fs = 0;
-		send_batch(s);
-		return 1;
-	}
-	if (s->state == SLOT_IDLE)
-		claim(s);
-	return 1;
-}
-
-static void on_file_read(uv_fs_t *req)
-{
-	struct slot *s = req->data;
-	const op_spool_item *it = &s->items[s->part];
-	ssize_t n = req->result;
-	unsigned char digest[OP_HASH_BYTES];
-	char hex[OP_HASH_HEX + 1], why[160];
-
-	uv_fs_req_cleanup(req);
-	s->fs_busy = 0;
-	if (fs_after_request(s))
-		return;
-	if (n < 0) {
-		snprintf(why, sizeof(why), "spool file unreadable: %s", uv_strerror((int)n));
-		damaged_file(s, why);
-		return;
-	}
-	if (n > 0 && s->off + (uint64_t)n <= it->size) {
-		crypto_generichash_update(&s->hash, s->chunk, (size_t)n);
-		s->off += (uint64_t)n;
-		op_https_body_write(s->conn, s->chunk, (size_t)n);
-		return;
-	}
-	/* The end of the file, or more than the row says: check it all. */
-	crypto_generichash_final(&s->hash, digest, sizeof(digest));
-	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	if (n > 0 || s->off != it->size || strcmp(hex, it->hash) != 0) {
-		damaged_file(s, "spool file damaged: its content does not match its hash");
-		return;
-	}
-	close_file(s);
-	s->phase = BODY_TAIL;
-	next_chunk(s, s->conn);
-}
-
-static void read_file(struct slot *s)
-{
-	/* At a shaped rate, chunks of the burst meter smoothly. */
-	uv_buf_t buf =
-		uv_buf_init((char *)s->chunk, (unsigned)op_shaper_chunk(&s->up->shaper, CHUNK));
-	int rc;
-
-	s->fs.data = s;
-	rc = uv_fs_read(s->up->loop, &s->fs, s->fd, &buf, 1, (int64_t)s->off, on_file_read);
-	if (rc < 0)
-		damaged_file(s, "spool file unreadable");
-	else
-		s->fs_busy = 1;
-}
-
-static void on_file_open(uv_fs_t *req)
-{
-	struct slot *s = req->data;
-	ssize_t fd = req->result;
-	char why[160];
-
-	uv_fs_req_cleanup(req);
-	s->fs_busy = 0;
-	if (fd >= 0)
-		s->fd = (uv_file)fd;
-	if (fs_after_request(s))
-		return;
-	if (fd < 0) {
-		snprintf(why, sizeof(why), "spool file missing: %s", uv_strerror((int)fd));
-		damaged_file(s, why);
-		return;
-	}
-	s->off = 0;
-	crypto_generichash_init(&s->hash, NULL, 0, OP_HASH_BYTES);
-	s->phase = BODY_READ;
-	read_file(s);
-}
-
-/* The body source: part head, file chunks, CRLF, ..., closing delimiter. */
-static void next_chunk(void *ctx, op_https *c)
-{
-	struct slot *s = ctx;
-	char path[PATH_MAX];
-	size_t len;
-	int rc;
-
-	(void)c;
-	switch (s->phase) {
-	case BODY_HEAD:
-		len = op_stow_part_head(s->small, sizeof(s->small), s->boundary,
-					s->items[s->part].size);
-		s->phase = BODY_OPEN;
-		op_https_body_write(s->conn, s->small, len);
-		return;
-	case BODY_OPEN:
-		op_spool_object_file(s->up->spool, s->items[s->part].hash, path, sizeof(path));
-		s->fs.data = s;
-		rc = uv_fs_open(s->up->loop, &s->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open);
-		if (rc < 0)
-			damaged_file(s, "spool file cannot be opened");
-		else
-			s->fs_busy = 1;
-		return;
-	case BODY_READ: read_file(s); return;
-	case BODY_TAIL:
-		s->part++;
-		s->phase = s->part < s->n ? BODY_HEAD : BODY_CLOSE;
-		op_https_body_write(s->conn, "\r\n", 2);
-		return;
-	case BODY_CLOSE:
-		len = op_stow_close(s->small, sizeof(s->small), s->boundary);
-		s->phase = BODY_END;
-		op_https_body_write(s->conn, s->small, len);
-		return;
-	case BODY_END: op_https_body_write(s->conn, NULL, 0); return;
-	}
-}
-
 /* --- responses ------------------------------------------------------------------ */
 
 static uint64_t batch_bytes(const struct slot *s)
@@ -458,8 +297,6 @@ static uint64_t batch_bytes(const struct slot *s)
 		total += s->items[i].size;
 	return total;
 }
-
-static void send_batch(struct slot *s);
 
 static void on_response(void *ctx, op_https *c, const op_http_response *r)
 {
@@ -474,7 +311,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 	(void)c;
 	s->request_over = 1;
 	if (!s->fs_busy) /* else the read in flight closes it when done */
-		close_file(s);
+		op__uplink_close_file(s);
 	for (unsigned i = 0; i < s->n; i++)
 		uids[i] = s->items[i].sop_instance_uid;
 	body = op_http_response_body(r, &len);
@@ -521,7 +358,7 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 	(void)c;
 	s->request_over = 1;
 	if (!s->fs_busy) /* else the read in flight closes it when done */
-		close_file(s);
+		op__uplink_close_file(s);
 	op_https_close(s->conn);
 	s->conn = NULL;
 	switch (stage) {
@@ -534,7 +371,7 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 			if (s->fs_busy)
 				s->resend_after_fs = 1;
 			else
-				send_batch(s);
+				op__uplink_send_batch(s);
 			return;
 		}
 		/* fall through */
@@ -562,11 +399,11 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 
 /* --- sending -------------------------------------------------------------------- */
 
-static void send_batch(struct slot *s)
+void op__uplink_send_batch(struct slot *s)
 {
 	op_uplink *up = s->up;
 	const op_cloud_config *c = &up->cfg.cloud;
-	op_https_handler h = { s, next_chunk, on_response, on_failure };
+	op_https_handler h = { s, op__uplink_next_chunk, on_response, on_failure };
 	uint64_t sizes[1000], length;
 	char head[2048], host[300];
 	int n, rc;
@@ -649,11 +486,11 @@ static void claim_done(uv_work_t *w, int status)
 	s->stale_retried = 0;
 	for (unsigned i = 0; i < s->n; i++)
 		memset(&s->results[i], 0, sizeof(s->results[i]));
-	send_batch(s);
+	op__uplink_send_batch(s);
 }
 
 /* Claims a batch if this slot may send now. */
-static void claim(struct slot *s)
+void op__uplink_claim(struct slot *s)
 {
 	op_uplink *up = s->up;
 	int64_t now = op_clock_wall_ms();
@@ -717,7 +554,7 @@ static void on_tick(uv_timer_t *t)
 		op_notify_watchdog();
 	}
 	for (int i = 0; i < up->n_slots; i++)
-		claim(&up->slots[i]);
+		op__uplink_claim(&up->slots[i]);
 }
 
 /* --- shaping -------------------------------------------------------------------- */
@@ -734,7 +571,7 @@ static void pause_requests(op_uplink *up, const char *why)
 			continue;
 		s->request_over = 1;
 		if (!s->fs_busy)
-			close_file(s);
+			op__uplink_close_file(s);
 		op_https_close(s->conn);
 		s->conn = NULL;
 		settle_all(s, OP_VERDICT_REQUEUE, why, 0);
@@ -862,7 +699,7 @@ static void free_slots(op_uplink *up)
 		struct slot *s = &up->slots[i];
 
 		op_https_close(s->conn);
-		close_file(s);
+		op__uplink_close_file(s);
 		free(s->items);
 		free(s->settle);
 		free(s->results);
@@ -1040,7 +877,7 @@ void op_uplink_set_paused(op_uplink *up, int paused)
 	op_info("uplink.resumed", "reason=\"resumed by the operator\"");
 	up->next_probe_at = 0;
 	for (int i = 0; i < up->n_slots; i++)
-		claim(&up->slots[i]);
+		op__uplink_claim(&up->slots[i]);
 }
 
 void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule)
@@ -1055,7 +892,7 @@ void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *sche
 		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", schedule);
 	apply_rate(up, "console");
 	for (int i = 0; i < up->n_slots; i++)
-		claim(&up->slots[i]);
+		op__uplink_claim(&up->slots[i]);
 }
 
 int op_uplink_start(op_uplink *up)
