@@ -140,4 +140,39 @@ void op__uplink_next_chunk(void *ctx, op_https *c);
 /* Closes the file being streamed, if any. */
 void op__uplink_close_file(struct slot *s);
 
+/* --- link.c: the link's state, back-off, credentials --------------------------- */
+
+/* The names of enum link_state, as logged and shown. */
+extern const char *const op__uplink_link_names[];
+
+/* The n-th back-off (n >= 1): min(cap_s, 1 s * 2^(n-1)) in ms, scaled by a
+ * random factor in [0.5, 1]. */
+int64_t op__uplink_backoff_ms(int n, int cap_s);
+
+/* Sets the link's state and reason, logging a change (a pause as an
+ * alarm) and keeping down and paused in the errors the operator sees. */
+void op__uplink_set_link(op_uplink *up, enum link_state state, const char *reason);
+
+/* The link is down: the next probe waits the next back-off. */
+void op__uplink_link_failed(op_uplink *up, const char *reason);
+
+/* The link is up: the back-off starts again from the first. */
+void op__uplink_link_ok(op_uplink *up);
+
+/* Builds up->auth; the token file is re-read when it changed, or always
+ * with force. Returns 1 when the credentials changed, else 0 (a file that
+ * cannot be read is logged and the previous header kept). */
+int op__uplink_load_auth(op_uplink *up, int force);
+
+/* Takes [cloud] from up->cfg: its TLS configuration and credentials; a
+ * paused or unprovisioned link starts again, no url leaves it
+ * unprovisioned. -EINVAL, logged, when the TLS settings cannot be loaded:
+ * the previous ones stay. why is logged. */
+int op__uplink_apply_cloud(op_uplink *up, const char *why);
+
+/* --- uplink.c (moving) ---------------------------------------------------------- */
+
+/* Keeps an error in the ring the operator sees (the last OP_UPLINK_ERRORS). */
+void op__uplink_note_error(op_uplink *up, const char *event, const char *message);
+
 #endif

@@ -49,138 +49,19 @@
 #include "uplink/tls.h"
 
 #define TICK_MS 250
-#define FIRST_BACKOFF_MS 1000
 /* Answers accepted (2xx) that never confirmed an instance before it is
  * quarantined as refused by the cloud. */
 #define UNCONFIRMED_LIMIT 5
 
-static const char *const link_names[] = { "up", "down", "paused", "unprovisioned", "starting" };
-
 static void apply_rate(op_uplink *up, const char *why);
 
-/* min(cap, base * 2^(n-1)), scaled by a random factor in [0.5, 1]. */
-static int64_t backoff_ms(int n, int cap_s)
-{
-	int64_t cap = (int64_t)cap_s * 1000, d = FIRST_BACKOFF_MS;
-
-	for (int i = 1; i < n && d < cap; i++)
-		d *= 2;
-	if (d > cap)
-		d = cap;
-	return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
-}
-
-static void note_error(op_uplink *up, const char *event, const char *message)
+void op__uplink_note_error(op_uplink *up, const char *event, const char *message)
 {
 	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
 
 	e->time = op_clock_wall_ms();
 	snprintf(e->event, sizeof(e->event), "%s", event);
 	snprintf(e->message, sizeof(e->message), "%s", message);
-}
-
-static void set_link(op_uplink *up, enum link_state state, const char *reason)
-{
-	if (up->link == state && strcmp(up->link_reason, reason) == 0)
-		return;
-	if (state == LINK_DOWN || state == LINK_PAUSED)
-		note_error(up, "uplink.link", reason);
-	if (up->link != state)
-		up->link_since = op_clock_wall_ms();
-	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
-	up->link = state;
-	if (state == LINK_UP)
-		op_info("uplink.link", "state=up");
-	else if (state == LINK_PAUSED)
-		op_error("uplink.alarm",
-			 "state=paused reason=\"%s\" action=\"check [cloud] "
-			 "credentials; sending resumes when they change\"",
-			 reason);
-	else
-		op_log(up->link_failures ? OP_LOG_WARN : OP_LOG_INFO, "uplink.link",
-		       "state=%s reason=\"%s\"", link_names[state], reason);
-}
-
-static void link_failed(op_uplink *up, const char *reason)
-{
-	int64_t delay;
-
-	up->link_failures++;
-	delay = backoff_ms(up->link_failures, up->cfg.cloud.retry_max_delay);
-	up->next_probe_at = op_clock_wall_ms() + delay;
-	set_link(up, LINK_DOWN, reason);
-	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64, up->link_failures, delay);
-}
-
-static void link_ok(op_uplink *up)
-{
-	up->link_failures = 0;
-	set_link(up, LINK_UP, "");
-}
-
-/* --- credentials ----------------------------------------------------------------- */
-
-static int read_secret(const char *path, char *out, size_t size)
-{
-	FILE *f = fopen(path, "re");
-	size_t n;
-
-	if (!f)
-		return -errno;
-	n = fread(out, 1, size - 1, f);
-	fclose(f);
-	out[n] = '\0';
-	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-		out[--n] = '\0';
-	return 0;
-}
-
-/* Builds the Authorization header; the token file is re-read when it
- * changed. Returns 1 when the credentials changed. */
-static int load_auth(op_uplink *up, int force)
-{
-	const op_cloud_config *c = &up->cfg.cloud;
-	char secret[512], plain[800], old[sizeof(up->auth)];
-	unsigned char b64[1100];
-	size_t len = 0;
-	struct stat sb;
-	int rc;
-
-	snprintf(old, sizeof(old), "%s", up->auth);
-	if (c->auth == OP_AUTH_NONE) {
-		up->auth[0] = '\0';
-	} else if (c->auth == OP_AUTH_BEARER) {
-		if (stat(c->token_file, &sb) < 0) {
-			op_error("uplink.auth", "token_file=%s error=\"%s\"", c->token_file,
-				 strerror(errno));
-			return 0;
-		}
-		if (!force && sb.st_mtim.tv_sec == up->token_mtime.tv_sec &&
-		    sb.st_mtim.tv_nsec == up->token_mtime.tv_nsec && sb.st_size == up->token_size)
-			return 0;
-		up->token_mtime = sb.st_mtim;
-		up->token_size = sb.st_size;
-		if ((rc = read_secret(c->token_file, secret, sizeof(secret))) < 0) {
-			op_error("uplink.auth", "token_file=%s error=\"%s\"", c->token_file,
-				 strerror(-rc));
-			return 0;
-		}
-		snprintf(up->auth, sizeof(up->auth), "Authorization: Bearer %s\r\n", secret);
-	} else {
-		if ((rc = read_secret(c->password_file, secret, sizeof(secret))) < 0) {
-			op_error("uplink.auth", "password_file=%s error=\"%s\"", c->password_file,
-				 strerror(-rc));
-			return 0;
-		}
-		snprintf(plain, sizeof(plain), "%s:%s", c->username, secret);
-		mbedtls_base64_encode(b64, sizeof(b64), &len, (const unsigned char *)plain,
-				      strlen(plain));
-		snprintf(up->auth, sizeof(up->auth), "Authorization: Basic %.*s\r\n", (int)len,
-			 b64);
-		sodium_memzero(plain, sizeof(plain));
-	}
-	sodium_memzero(secret, sizeof(secret));
-	return strcmp(old, up->auth) != 0;
 }
 
 /* --- settling ------------------------------------------------------------------- */
@@ -242,8 +123,9 @@ static void settle(struct slot *s, int http_status)
 		t->verdict = r->verdict;
 		t->error = r->reason[0] ? r->reason : NULL;
 		if (r->verdict == OP_VERDICT_RETRY)
-			t->next_attempt_at = now + backoff_ms(s->items[i].attempts + 1,
-							      up->cfg.cloud.retry_max_delay);
+			t->next_attempt_at =
+				now + op__uplink_backoff_ms(s->items[i].attempts + 1,
+							    up->cfg.cloud.retry_max_delay);
 		else if (r->verdict == OP_VERDICT_REQUEUE && up->link == LINK_DOWN)
 			t->next_attempt_at = up->next_probe_at;
 		counts[r->verdict]++;
@@ -252,7 +134,7 @@ static void settle(struct slot *s, int http_status)
 		if (r->verdict == OP_VERDICT_QUARANTINE) {
 			op_error("uplink.quarantine", "sop=%s study=%s reason=\"%s\"",
 				 s->items[i].sop_instance_uid, s->items[i].study_uid, r->reason);
-			note_error(up, "uplink.quarantine", r->reason);
+			op__uplink_note_error(up, "uplink.quarantine", r->reason);
 		} else if (r->verdict == OP_VERDICT_RETRY)
 			op_warn("uplink.retry", "sop=%s attempts=%d reason=\"%s\"",
 				s->items[i].sop_instance_uid, s->items[i].attempts + 1, r->reason);
@@ -318,10 +200,10 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 	action = op_stow_interpret(status, op_http_response_content_type(r), body, len, uids, s->n,
 				   s->results);
 	switch (action) {
-	case OP_STOW_OK: link_ok(up); break;
+	case OP_STOW_OK: op__uplink_link_ok(up); break;
 	case OP_STOW_LINK_DOWN:
 		snprintf(s->small, sizeof(s->small), "the cloud answered HTTP %d", status);
-		link_failed(up, s->small);
+		op__uplink_link_failed(up, s->small);
 		break;
 	case OP_STOW_PAUSE:
 		snprintf(s->small, sizeof(s->small),
@@ -333,7 +215,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 			 status);
 		up->next_probe_at =
 			op_clock_wall_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
-		set_link(up, LINK_PAUSED, s->small);
+		op__uplink_set_link(up, LINK_PAUSED, s->small);
 		break;
 	case OP_STOW_SPLIT:
 		if (s->n == 1) {
@@ -380,14 +262,14 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 	case OP_HTTPS_TIMEOUT:
 		snprintf(reason, sizeof(reason), "request failed (%s): %s",
 			 stage == OP_HTTPS_TIMEOUT ? "timeout" : "connection", why);
-		link_failed(up, reason);
+		op__uplink_link_failed(up, reason);
 		settle_all(s, OP_VERDICT_RETRY, reason, 0);
 		return;
 	case OP_HTTPS_CONNECT:
 	case OP_HTTPS_TLS:
 		snprintf(reason, sizeof(reason), "%s: %s",
 			 stage == OP_HTTPS_TLS ? "TLS" : "cannot connect", why);
-		link_failed(up, reason);
+		op__uplink_link_failed(up, reason);
 		settle_all(s, OP_VERDICT_REQUEUE, reason, 0);
 		return;
 	case OP_HTTPS_BODY:
@@ -409,7 +291,7 @@ void op__uplink_send_batch(struct slot *s)
 	int n, rc;
 
 	if (c->auth == OP_AUTH_BEARER)
-		load_auth(up, 0); /* a token changed on disk is used at once */
+		op__uplink_load_auth(up, 0); /* a token changed on disk is used at once */
 	for (unsigned i = 0; i < s->n; i++)
 		sizes[i] = s->items[i].size;
 	op_stow_boundary(s->boundary);
@@ -542,7 +424,8 @@ static void on_tick(uv_timer_t *t)
 	op_uplink *up = t->data;
 
 	/* A token rewritten on disk may end a pause at once. */
-	if (up->link == LINK_PAUSED && up->cfg.cloud.auth == OP_AUTH_BEARER && load_auth(up, 0)) {
+	if (up->link == LINK_PAUSED && up->cfg.cloud.auth == OP_AUTH_BEARER &&
+	    op__uplink_load_auth(up, 0)) {
 		op_info("uplink.auth", "result=reloaded reason=\"token_file changed\"");
 		up->next_probe_at = 0;
 	}
@@ -708,35 +591,6 @@ static void free_slots(op_uplink *up)
 	up->n_slots = 0;
 }
 
-static int apply_cloud(op_uplink *up, const char *why)
-{
-	char err[512];
-	op_tls *tls = NULL;
-
-	if (!*up->cfg.cloud.url) {
-		set_link(up, LINK_UNPROVISIONED, "no [cloud] url configured");
-		return 0;
-	}
-	if (op_tls_open(&up->cfg.cloud, &tls, err, sizeof(err)) < 0) {
-		op_error("uplink.tls", "error=\"%s\"", err);
-		return -EINVAL;
-	}
-	op_tls_close(up->tls);
-	up->tls = tls;
-	load_auth(up, 1);
-	op_info("uplink.cloud", "url=%s connections=%d auth=%s reason=%s", up->cfg.cloud.url,
-		up->cfg.cloud.connections,
-		up->cfg.cloud.auth == OP_AUTH_NONE    ? "none"
-		: up->cfg.cloud.auth == OP_AUTH_BASIC ? "basic"
-						      : "bearer",
-		why);
-	if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
-		up->next_probe_at = 0;
-		set_link(up, LINK_STARTING, "not yet connected");
-	}
-	return 0;
-}
-
 void op_uplink_stop(op_uplink *up)
 {
 	if (up->stopping)
@@ -775,7 +629,7 @@ int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t 
 		}
 	}
 	apply_rate(up, "reload");
-	if (apply_cloud(up, "reload") < 0) {
+	if (op__uplink_apply_cloud(up, "reload") < 0) {
 		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
 		return -EINVAL;
 	}
@@ -817,7 +671,7 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 				 "(tcp_lp module): uploads use the default congestion control\"");
 	}
 	if (rc == 0)
-		rc = apply_cloud(up, "start");
+		rc = op__uplink_apply_cloud(up, "start");
 	if (rc < 0) {
 		op_uplink_close(up);
 		return rc;
@@ -830,7 +684,7 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
 {
 	memset(v, 0, sizeof(*v));
 	count_throughput(up);
-	v->link = up->operator_paused ? "paused" : link_names[up->link];
+	v->link = up->operator_paused ? "paused" : op__uplink_link_names[up->link];
 	v->link_since = up->link_since;
 	snprintf(v->link_reason, sizeof(v->link_reason), "%s",
 		 up->operator_paused ? "paused by the operator" : up->link_reason);
@@ -861,7 +715,7 @@ const char *op_uplink_auth_header(const op_uplink *up)
 void op_uplink_link_verified(op_uplink *up)
 {
 	if (up->link == LINK_STARTING)
-		link_ok(up);
+		op__uplink_link_ok(up);
 }
 
 void op_uplink_set_paused(op_uplink *up, int paused)
@@ -901,7 +755,8 @@ int op_uplink_start(op_uplink *up)
 	up->tick.data = up;
 	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
 	apply_rate(up, "start");
-	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
+	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir,
+		op__uplink_link_names[up->link]);
 	up->watchdog_ms = op_notify_watchdog_ms();
 	if (up->watchdog_ms > TICK_MS)
 		up->watchdog_ms -= TICK_MS; /* the tick's own granularity */
