@@ -121,7 +121,7 @@ struct op_uplink {
 	uint64_t watchdog_at;
 };
 
-/* --- uplink.c: slots, claim, send, settle ------------------------------------- */
+/* --- uplink.c: slots, claim, send, settle --------------------------------------- */
 
 /* Claims a batch if this slot may send now (idle, its last file operation
  * over, the link, the rate and the operator allowing); the batch is sent
@@ -131,7 +131,12 @@ void op__uplink_claim(struct slot *s);
 /* Sends the slot's batch as one request, on its connection or a new one. */
 void op__uplink_send_batch(struct slot *s);
 
-/* --- body.c: the batch's body from the spool files ---------------------------- */
+/* Gives every instance of the slot's batch the same verdict and reason,
+ * and settles the batch (the slot claims again when the spool has it). */
+void op__uplink_settle_all(struct slot *s, enum op_spool_verdict v, const char *reason,
+			   int http_status);
+
+/* --- body.c: the batch's body from the spool files ------------------------------ */
 
 /* The body source of the slot's request (op_https_handler's next): part
  * head, file chunks, CRLF, ..., closing delimiter. ctx is the slot. */
@@ -140,13 +145,13 @@ void op__uplink_next_chunk(void *ctx, op_https *c);
 /* Closes the file being streamed, if any. */
 void op__uplink_close_file(struct slot *s);
 
-/* --- link.c: the link's state, back-off, credentials --------------------------- */
+/* --- link.c: the link's state, back-off, credentials ---------------------------- */
 
 /* The names of enum link_state, as logged and shown. */
 extern const char *const op__uplink_link_names[];
 
-/* The n-th back-off (n >= 1): min(cap_s, 1 s * 2^(n-1)) in ms, scaled by a
- * random factor in [0.5, 1]. */
+/* The n-th back-off (n >= 1) in ms: min(cap_s seconds, 1 s * 2^(n-1)),
+ * scaled by a random factor in [0.5, 1]. */
 int64_t op__uplink_backoff_ms(int n, int cap_s);
 
 /* Sets the link's state and reason, logging a change (a pause as an
@@ -164,15 +169,35 @@ void op__uplink_link_ok(op_uplink *up);
  * cannot be read is logged and the previous header kept). */
 int op__uplink_load_auth(op_uplink *up, int force);
 
-/* Takes [cloud] from up->cfg: its TLS configuration and credentials; a
- * paused or unprovisioned link starts again, no url leaves it
- * unprovisioned. -EINVAL, logged, when the TLS settings cannot be loaded:
- * the previous ones stay. why is logged. */
+/* Takes [cloud] from up->cfg: its TLS configuration and credentials, and a
+ * paused or unprovisioned link starts again; no url makes the link
+ * unprovisioned. why is logged. -EINVAL, logged, when the TLS settings
+ * cannot be loaded: the previous ones stay. */
 int op__uplink_apply_cloud(op_uplink *up, const char *why);
 
-/* --- uplink.c (moving) ---------------------------------------------------------- */
+/* --- control.c: the control interface, shaping, the operator's settings --------- */
+
+/* Gives the shaper the rate that the schedule in force says for now (the
+ * operator's rate and schedule before [shaping]'s). A change applies at
+ * once on the open connections; a change to 0 ends the requests in flight
+ * (their instances back to the queue, no attempt counted). why is logged
+ * with the change. */
+void op__uplink_apply_rate(op_uplink *up, const char *why);
+
+/* 1 when the kernel offers TCP-LP ([shaping] scavenger), else 0. */
+int op__uplink_scavenger_available(void);
+
+/* Starts the schedule's clock at OUTPOST_TEST_CLOCK when it is set. */
+void op__uplink_test_clock(op_uplink *up);
+
+/* Takes what the operator set through the console (pause, rate,
+ * schedule), kept in the spool's settings. */
+void op__uplink_load_settings(op_uplink *up);
 
 /* Keeps an error in the ring the operator sees (the last OP_UPLINK_ERRORS). */
 void op__uplink_note_error(op_uplink *up, const char *event, const char *message);
+
+/* Adds what was written since the last call to the current minute. */
+void op__uplink_count_throughput(op_uplink *up);
 
 #endif

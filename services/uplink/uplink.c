@@ -15,27 +15,22 @@
  *     HTTP 401/403; HTTP 413                      back to the queue, no attempt
  * 401/403 pause the uplink (an alarm) until the credentials change or
  * retry_max_delay passes; 413 halves the request size from then on (one
- * instance too large on its own is quarantined); connection, TLS and 5xx failures take the link down:
- * until a probe succeeds, only one connection tries, with exponential
- * back-off and jitter.
+ * instance too large on its own is quarantined); connection, TLS and 5xx
+ * failures take the link down: until a probe succeeds, only one
+ * connection tries, with exponential back-off and jitter.
+ *
+ * This file is the slots' round and the engine's life cycle. The body is
+ * streamed by body.c, the link's state and credentials are link.c's, what
+ * the operator sees and sets (shaping among it) is control.c's; they share
+ * internal.h.
  */
 #include "uplink/uplink.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <mbedtls/base64.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -52,17 +47,6 @@
 /* Answers accepted (2xx) that never confirmed an instance before it is
  * quarantined as refused by the cloud. */
 #define UNCONFIRMED_LIMIT 5
-
-static void apply_rate(op_uplink *up, const char *why);
-
-void op__uplink_note_error(op_uplink *up, const char *event, const char *message)
-{
-	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
-
-	e->time = op_clock_wall_ms();
-	snprintf(e->event, sizeof(e->event), "%s", event);
-	snprintf(e->message, sizeof(e->message), "%s", message);
-}
 
 /* --- settling ------------------------------------------------------------------- */
 
@@ -158,8 +142,8 @@ static void settle(struct slot *s, int http_status)
 	}
 }
 
-/* Every instance of the batch gets the same verdict. */
-static void settle_all(struct slot *s, enum op_spool_verdict v, const char *reason, int http_status)
+void op__uplink_settle_all(struct slot *s, enum op_spool_verdict v, const char *reason,
+			   int http_status)
 {
 	for (unsigned i = 0; i < s->n; i++) {
 		s->results[i].verdict = v;
@@ -263,14 +247,14 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 		snprintf(reason, sizeof(reason), "request failed (%s): %s",
 			 stage == OP_HTTPS_TIMEOUT ? "timeout" : "connection", why);
 		op__uplink_link_failed(up, reason);
-		settle_all(s, OP_VERDICT_RETRY, reason, 0);
+		op__uplink_settle_all(s, OP_VERDICT_RETRY, reason, 0);
 		return;
 	case OP_HTTPS_CONNECT:
 	case OP_HTTPS_TLS:
 		snprintf(reason, sizeof(reason), "%s: %s",
 			 stage == OP_HTTPS_TLS ? "TLS" : "cannot connect", why);
 		op__uplink_link_failed(up, reason);
-		settle_all(s, OP_VERDICT_REQUEUE, reason, 0);
+		op__uplink_settle_all(s, OP_VERDICT_REQUEUE, reason, 0);
 		return;
 	case OP_HTTPS_BODY:
 		/* damaged_file() has set every verdict. */
@@ -324,7 +308,7 @@ void op__uplink_send_batch(struct slot *s)
 
 		rc = op_https_open(up->loop, up->tls, &opt, &s->conn);
 		if (rc < 0) {
-			settle_all(s, OP_VERDICT_REQUEUE, "cannot open a connection", 0);
+			op__uplink_settle_all(s, OP_VERDICT_REQUEUE, "cannot open a connection", 0);
 			return;
 		}
 	}
@@ -337,7 +321,7 @@ void op__uplink_send_batch(struct slot *s)
 	if (rc < 0) {
 		op_https_close(s->conn);
 		s->conn = NULL;
-		settle_all(s, OP_VERDICT_REQUEUE, "cannot start the request", 0);
+		op__uplink_settle_all(s, OP_VERDICT_REQUEUE, "cannot start the request", 0);
 	}
 }
 
@@ -371,7 +355,6 @@ static void claim_done(uv_work_t *w, int status)
 	op__uplink_send_batch(s);
 }
 
-/* Claims a batch if this slot may send now. */
 void op__uplink_claim(struct slot *s)
 {
 	op_uplink *up = s->up;
@@ -400,25 +383,6 @@ void op__uplink_claim(struct slot *s)
 		s->state = SLOT_IDLE;
 }
 
-/* Adds what was written since the last tick to the current minute. */
-static void count_throughput(op_uplink *up)
-{
-	int64_t minute = op_clock_wall_ms() / 60000;
-	int64_t gap = minute - up->throughput_minute;
-
-	if (gap > 0) {
-		if (gap > OP_THROUGHPUT_MINUTES)
-			gap = OP_THROUGHPUT_MINUTES;
-		memmove(up->throughput, up->throughput + gap,
-			(size_t)(OP_THROUGHPUT_MINUTES - gap) * sizeof(up->throughput[0]));
-		memset(up->throughput + OP_THROUGHPUT_MINUTES - gap, 0,
-		       (size_t)gap * sizeof(up->throughput[0]));
-	}
-	up->throughput_minute = minute;
-	up->throughput[OP_THROUGHPUT_MINUTES - 1] += up->shaper.bytes - up->throughput_seen;
-	up->throughput_seen = up->shaper.bytes;
-}
-
 static void on_tick(uv_timer_t *t)
 {
 	op_uplink *up = t->data;
@@ -429,8 +393,8 @@ static void on_tick(uv_timer_t *t)
 		op_info("uplink.auth", "result=reloaded reason=\"token_file changed\"");
 		up->next_probe_at = 0;
 	}
-	apply_rate(up, "schedule");
-	count_throughput(up);
+	op__uplink_apply_rate(up, "schedule");
+	op__uplink_count_throughput(up);
 	/* The loop came round: systemd's watchdog is fed from here. */
 	if (up->watchdog_ms && uv_now(up->loop) - up->watchdog_at >= (uint64_t)up->watchdog_ms) {
 		up->watchdog_at = uv_now(up->loop);
@@ -440,114 +404,7 @@ static void on_tick(uv_timer_t *t)
 		op__uplink_claim(&up->slots[i]);
 }
 
-/* --- shaping -------------------------------------------------------------------- */
-
-/* A rate of 0 (a schedule's pause) ends the requests in flight: a server
- * would time out a body stalled for hours. Their instances go back to the
- * queue, no attempt counted. */
-static void pause_requests(op_uplink *up, const char *why)
-{
-	for (int i = 0; i < up->n_slots; i++) {
-		struct slot *s = &up->slots[i];
-
-		if (s->state != SLOT_SENDING)
-			continue;
-		s->request_over = 1;
-		if (!s->fs_busy)
-			op__uplink_close_file(s);
-		op_https_close(s->conn);
-		s->conn = NULL;
-		settle_all(s, OP_VERDICT_REQUEUE, why, 0);
-	}
-}
-
-/* Gives the shaper the rate [shaping] and its schedule say for now. */
-static void apply_rate(op_uplink *up, const char *why)
-{
-	time_t t = time(NULL) + up->clock_offset;
-	uint64_t rate, burst = up->cfg.shaping.burst;
-	char text[32];
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	rate = op_schedule_rate(
-		*up->schedule_override ? &up->schedule_override_parsed : &up->cfg.shaping.parsed,
-		up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
-	if (rate == up->shaper.rate && burst == up->shaped_burst)
-		return;
-	op_shaper_set(&up->shaper, rate, burst, op_clock_mono_ns());
-	up->shaped_burst = burst;
-	op_rate_format(rate, text, sizeof(text));
-	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
-	if (rate == 0)
-		pause_requests(up, "paused: the shaping rate is 0");
-	/* Writes held back at the old rate ask again at the new one; the
-	 * connections stay up. */
-	for (int i = 0; i < up->n_slots; i++)
-		if (up->slots[i].conn)
-			op_https_reshape(up->slots[i].conn);
-}
-
-/* TCP-LP (scavenger): checked once, so a kernel without it is reported
- * once, clearly, instead of failing quietly on every connection. */
-static int scavenger_available(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
-
-	if (fd < 0)
-		return 0;
-	ok = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "lp", 2) == 0;
-	close(fd);
-	return ok;
-}
-
-/* OUTPOST_TEST_CLOCK=YYYY-MM-DDTHH:MM:SS (local time) starts the schedule's
- * clock there: tests see a window boundary without waiting for it. */
-static void test_clock(op_uplink *up)
-{
-	const char *v = getenv("OUTPOST_TEST_CLOCK");
-	struct tm tm = { 0 };
-	char *end;
-
-	if (!v)
-		return;
-	end = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!end || *end) {
-		op_error("uplink.clock", "OUTPOST_TEST_CLOCK=%s error=\"not YYYY-MM-DDTHH:MM:SS\"",
-			 v);
-		return;
-	}
-	tm.tm_isdst = -1;
-	up->clock_offset = mktime(&tm) - time(NULL);
-	op_warn("uplink.clock", "start=%s reason=\"test clock (OUTPOST_TEST_CLOCK)\"", v);
-}
-
 /* --- life cycle ----------------------------------------------------------------- */
-
-/* What the operator set through the console, kept in the spool. */
-static void load_settings(op_uplink *up)
-{
-	char v[1024], why[256];
-	uint64_t rate;
-
-	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
-		up->operator_paused = 1;
-		op_warn("uplink.paused", "reason=\"paused by the operator (console or outpostctl); "
-					 "resume there\"");
-	}
-	if (op_spool_setting_get(up->spool, "shaping.rate", v, sizeof(v)) == 0 &&
-	    op_rate_parse(v, &rate) == 0) {
-		up->rate_overridden = 1;
-		up->rate_override = rate;
-		op_info("uplink.shaping", "rate=%s source=console", v);
-	}
-	if (op_spool_setting_get(up->spool, "shaping.schedule", v, sizeof(v)) == 0 &&
-	    strlen(v) < sizeof(up->schedule_override) &&
-	    op_schedule_parse(v, &up->schedule_override_parsed, why, sizeof(why)) == 0) {
-		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", v);
-		op_info("uplink.shaping", "schedule=\"%s\" source=console", v);
-	}
-}
 
 static int make_slots(op_uplink *up)
 {
@@ -608,34 +465,6 @@ void op_uplink_stop(op_uplink *up)
 	uv_close((uv_handle_t *)&up->tick, NULL);
 }
 
-int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t errlen)
-{
-	op_config cfg = *new_cfg;
-
-	if (cfg.cloud.connections != up->cfg.cloud.connections ||
-	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances)
-		op_warn("config.reload",
-			"reason=\"[cloud] connections and batch_max_instances take "
-			"effect at the next start\"");
-	cfg.cloud.connections = up->cfg.cloud.connections;
-	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
-	up->cfg = cfg;
-	up->batch_bytes = 0;
-	/* Idle connections were made with the old settings. */
-	for (int i = 0; i < up->n_slots; i++) {
-		if (up->slots[i].state == SLOT_IDLE) {
-			op_https_close(up->slots[i].conn);
-			up->slots[i].conn = NULL;
-		}
-	}
-	apply_rate(up, "reload");
-	if (op__uplink_apply_cloud(up, "reload") < 0) {
-		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
-		return -EINVAL;
-	}
-	return 0;
-}
-
 int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_uplink **out)
 {
 	op_uplink *up = calloc(1, sizeof(*up));
@@ -656,13 +485,13 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 	if (rc == 0)
 		rc = make_slots(up);
 	if (rc == 0)
-		load_settings(up);
+		op__uplink_load_settings(up);
 	up->started_at = op_clock_wall_ms();
 	up->throughput_minute = up->started_at / 60000;
 	op_shaper_init(&up->shaper, op_clock_mono_ns());
-	test_clock(up);
+	op__uplink_test_clock(up);
 	if (cfg->shaping.scavenger) {
-		up->scavenger = scavenger_available();
+		up->scavenger = op__uplink_scavenger_available();
 		if (up->scavenger)
 			op_info("uplink.scavenger", "result=on");
 		else
@@ -680,81 +509,12 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 	return 0;
 }
 
-void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
-{
-	memset(v, 0, sizeof(*v));
-	count_throughput(up);
-	v->link = up->operator_paused ? "paused" : op__uplink_link_names[up->link];
-	v->link_since = up->link_since;
-	snprintf(v->link_reason, sizeof(v->link_reason), "%s",
-		 up->operator_paused ? "paused by the operator" : up->link_reason);
-	v->paused_by_operator = up->operator_paused;
-	v->credentials_refused = up->link == LINK_PAUSED;
-	v->rate = up->shaper.rate;
-	v->configured_rate = up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
-	v->rate_source = up->rate_overridden ? "console" : "config";
-	snprintf(v->schedule, sizeof(v->schedule), "%s",
-		 *up->schedule_override ? up->schedule_override : up->cfg.shaping.schedule);
-	v->schedule_source = *up->schedule_override ? "console" : "config";
-	v->started_at = up->started_at;
-	memcpy(v->throughput, up->throughput, sizeof(v->throughput));
-	for (unsigned i = 0; i < OP_UPLINK_ERRORS && i < up->n_errors; i++)
-		v->errors[v->n_errors++] = up->errors[(up->n_errors - 1 - i) % OP_UPLINK_ERRORS];
-}
-
-op_tls *op_uplink_tls(op_uplink *up)
-{
-	return up->link == LINK_UNPROVISIONED ? NULL : up->tls;
-}
-
-const char *op_uplink_auth_header(const op_uplink *up)
-{
-	return up->auth;
-}
-
-void op_uplink_link_verified(op_uplink *up)
-{
-	if (up->link == LINK_STARTING)
-		op__uplink_link_ok(up);
-}
-
-void op_uplink_set_paused(op_uplink *up, int paused)
-{
-	if (up->operator_paused == !!paused)
-		return;
-	up->operator_paused = !!paused;
-	if (paused) {
-		op_warn("uplink.paused", "reason=\"paused by the operator\"");
-		pause_requests(up, "paused by the operator");
-		return;
-	}
-	op_info("uplink.resumed", "reason=\"resumed by the operator\"");
-	up->next_probe_at = 0;
-	for (int i = 0; i < up->n_slots; i++)
-		op__uplink_claim(&up->slots[i]);
-}
-
-void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule)
-{
-	char why[256];
-
-	up->rate_overridden = rate != NULL;
-	up->rate_override = rate ? *rate : 0;
-	up->schedule_override[0] = '\0';
-	if (schedule && strlen(schedule) < sizeof(up->schedule_override) &&
-	    op_schedule_parse(schedule, &up->schedule_override_parsed, why, sizeof(why)) == 0)
-		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", schedule);
-	apply_rate(up, "console");
-	for (int i = 0; i < up->n_slots; i++)
-		op__uplink_claim(&up->slots[i]);
-}
-
 int op_uplink_start(op_uplink *up)
 {
 	uv_timer_init(up->loop, &up->tick);
 	up->tick.data = up;
 	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
-	apply_rate(up, "start");
+	op__uplink_apply_rate(up, "start");
 	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir,
 		op__uplink_link_names[up->link]);
 	up->watchdog_ms = op_notify_watchdog_ms();
