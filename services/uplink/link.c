@@ -1,9 +1,10 @@
 /*
  * link: what the engine knows of the cloud's link - up, down (probed by
  * one connection at a time after an exponential back-off with jitter),
- * paused (credentials refused), starting or unprovisioned - and what it
- * needs to reach the cloud: the TLS configuration and the Authorization
- * header, the token file re-read when it changes.
+ * paused (the cloud refused the credentials or the request itself),
+ * starting or unprovisioned - and what it needs to reach the cloud: the
+ * TLS configuration and the Authorization header, the token file re-read
+ * when it changes.
  */
 #include <errno.h>
 #include <inttypes.h>
