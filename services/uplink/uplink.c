@@ -15,27 +15,22 @@
  *     HTTP 401/403; HTTP 413                      back to the queue, no attempt
  * 401/403 pause the uplink (an alarm) until the credentials change or
  * retry_max_delay passes; 413 halves the request size from then on (one
- * instance too large on its own is quarantined); connection, TLS and 5xx failures take the link down:
- * until a probe succeeds, only one connection tries, with exponential
- * back-off and jitter.
+ * instance too large on its own is quarantined); connection, TLS and 5xx
+ * failures take the link down: until a probe succeeds, only one
+ * connection tries, with exponential back-off and jitter.
+ *
+ * This file is the slots' round and the engine's life cycle. The body is
+ * streamed by body.c, the link's state and credentials are link.c's, what
+ * the operator sees and sets (shaping among it) is control.c's; they share
+ * internal.h.
  */
 #include "uplink/uplink.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <mbedtls/base64.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -43,239 +38,15 @@
 #include "common/spool.h"
 #include "uplink/control.h"
 #include "uplink/https.h"
+#include "uplink/internal.h"
 #include "uplink/shaper.h"
 #include "uplink/stow.h"
 #include "uplink/tls.h"
 
 #define TICK_MS 250
-#define CHUNK (256 * 1024)
-#define MAX_SLOTS 17 /* [cloud] connections (16 at most) and the urgent lane */
-#define FIRST_BACKOFF_MS 1000
 /* Answers accepted (2xx) that never confirmed an instance before it is
  * quarantined as refused by the cloud. */
 #define UNCONFIRMED_LIMIT 5
-
-/* STARTING: nothing known yet; every connection may try (a failure takes
- * the link down, and from then on one probe at a time). */
-enum link_state { LINK_UP, LINK_DOWN, LINK_PAUSED, LINK_UNPROVISIONED, LINK_STARTING };
-static const char *const link_names[] = { "up", "down", "paused", "unprovisioned", "starting" };
-
-enum slot_state { SLOT_IDLE, SLOT_CLAIMING, SLOT_SENDING, SLOT_SETTLING };
-enum body_phase { BODY_HEAD, BODY_OPEN, BODY_READ, BODY_TAIL, BODY_CLOSE, BODY_END };
-
-struct slot {
-	op_uplink *up;
-	int index;
-	enum slot_state state;
-	op_https *conn;
-
-	/* the batch */
-	op_spool_item *items;
-	op_spool_settlement *settle;
-	op_stow_result *results;
-	unsigned n, cap;
-	int stale_retried;
-	int urgent_lane;     /* kept for urgent studies: claims nothing else */
-	int urgent_sending;  /* counted in the shaper's urgent_active */
-	int resend_after_fs; /* a stale request waits for s->fs to be free */
-	int probe;           /* sent while the link was down */
-
-	/* the body being streamed */
-	enum body_phase phase;
-	unsigned part;
-	uv_fs_t fs;
-	int fs_busy;
-	uv_file fd;
-	uint64_t off;
-	crypto_generichash_state hash;
-	unsigned char *chunk;
-	char boundary[OP_STOW_BOUNDARY_LEN + 1];
-	char small[256];
-	int request_over; /* answered or failed: the body source stops */
-
-	/* Work on the thread pool reads only these copies, made on the loop. */
-	uv_work_t work;
-	int work_rc;
-	unsigned claim_items;
-	uint64_t claim_bytes, keep_sent;
-	uint64_t evicted_bytes;
-};
-
-struct op_uplink {
-	uv_loop_t *loop;
-	op_config cfg;
-	op_spool *spool; /* the host's */
-	op_tls *tls;
-	struct slot slots[MAX_SLOTS];
-	int n_slots;
-	uv_timer_t tick;
-	int stopping;
-
-	enum link_state link;
-	int64_t link_since, next_probe_at;
-	int link_failures;
-	char link_reason[256];
-
-	/* A cloud that answered 413 takes smaller bodies than [cloud]
-	 * batch_max_bytes: half the refused size, until SIGHUP or restart. */
-	uint64_t batch_bytes;
-
-	char auth[1024]; /* "Authorization: ...\r\n" or "" */
-	struct timespec token_mtime;
-	off_t token_size;
-
-	op_shaper shaper;      /* every byte written, all connections */
-	uint64_t shaped_burst; /* the [shaping] burst the shaper has */
-	time_t clock_offset;   /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
-	int scavenger;         /* TCP-LP, when the kernel has it */
-
-	/* Set through the console, kept in the spool's settings: they
-	 * override the configuration file until cleared. */
-	int operator_paused;
-	int rate_overridden;
-	uint64_t rate_override;
-	char schedule_override[sizeof(((op_shaping_config *)0)->schedule)]; /* "" none */
-	op_schedule schedule_override_parsed;
-
-	int64_t started_at;
-	/* Bytes written per wall-clock minute, the last OP_THROUGHPUT_MINUTES. */
-	uint64_t throughput[OP_THROUGHPUT_MINUTES];
-	int64_t throughput_minute; /* minutes since the epoch of the last slot */
-	uint64_t throughput_seen;  /* shaper.bytes already counted */
-	op_uplink_error errors[OP_UPLINK_ERRORS];
-	unsigned n_errors; /* ever recorded; the ring holds the last ones */
-
-	int watchdog_ms; /* half of systemd's WatchdogSec; 0: none */
-	uint64_t watchdog_at;
-};
-
-static void claim(struct slot *s);
-static void apply_rate(op_uplink *up, const char *why);
-
-/* min(cap, base * 2^(n-1)), scaled by a random factor in [0.5, 1]. */
-static int64_t backoff_ms(int n, int cap_s)
-{
-	int64_t cap = (int64_t)cap_s * 1000, d = FIRST_BACKOFF_MS;
-
-	for (int i = 1; i < n && d < cap; i++)
-		d *= 2;
-	if (d > cap)
-		d = cap;
-	return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
-}
-
-static void note_error(op_uplink *up, const char *event, const char *message)
-{
-	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
-
-	e->time = op_clock_wall_ms();
-	snprintf(e->event, sizeof(e->event), "%s", event);
-	snprintf(e->message, sizeof(e->message), "%s", message);
-}
-
-static void set_link(op_uplink *up, enum link_state state, const char *reason)
-{
-	if (up->link == state && strcmp(up->link_reason, reason) == 0)
-		return;
-	if (state == LINK_DOWN || state == LINK_PAUSED)
-		note_error(up, "uplink.link", reason);
-	if (up->link != state)
-		up->link_since = op_clock_wall_ms();
-	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
-	up->link = state;
-	if (state == LINK_UP)
-		op_info("uplink.link", "state=up");
-	else if (state == LINK_PAUSED)
-		op_error("uplink.alarm",
-			 "state=paused reason=\"%s\" action=\"check [cloud] "
-			 "credentials; sending resumes when they change\"",
-			 reason);
-	else
-		op_log(up->link_failures ? OP_LOG_WARN : OP_LOG_INFO, "uplink.link",
-		       "state=%s reason=\"%s\"", link_names[state], reason);
-}
-
-static void link_failed(op_uplink *up, const char *reason)
-{
-	int64_t delay;
-
-	up->link_failures++;
-	delay = backoff_ms(up->link_failures, up->cfg.cloud.retry_max_delay);
-	up->next_probe_at = op_clock_wall_ms() + delay;
-	set_link(up, LINK_DOWN, reason);
-	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64, up->link_failures, delay);
-}
-
-static void link_ok(op_uplink *up)
-{
-	up->link_failures = 0;
-	set_link(up, LINK_UP, "");
-}
-
-/* --- credentials ----------------------------------------------------------------- */
-
-static int read_secret(const char *path, char *out, size_t size)
-{
-	FILE *f = fopen(path, "re");
-	size_t n;
-
-	if (!f)
-		return -errno;
-	n = fread(out, 1, size - 1, f);
-	fclose(f);
-	out[n] = '\0';
-	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-		out[--n] = '\0';
-	return 0;
-}
-
-/* Builds the Authorization header; the token file is re-read when it
- * changed. Returns 1 when the credentials changed. */
-static int load_auth(op_uplink *up, int force)
-{
-	const op_cloud_config *c = &up->cfg.cloud;
-	char secret[512], plain[800], old[sizeof(up->auth)];
-	unsigned char b64[1100];
-	size_t len = 0;
-	struct stat sb;
-	int rc;
-
-	snprintf(old, sizeof(old), "%s", up->auth);
-	if (c->auth == OP_AUTH_NONE) {
-		up->auth[0] = '\0';
-	} else if (c->auth == OP_AUTH_BEARER) {
-		if (stat(c->token_file, &sb) < 0) {
-			op_error("uplink.auth", "token_file=%s error=\"%s\"", c->token_file,
-				 strerror(errno));
-			return 0;
-		}
-		if (!force && sb.st_mtim.tv_sec == up->token_mtime.tv_sec &&
-		    sb.st_mtim.tv_nsec == up->token_mtime.tv_nsec && sb.st_size == up->token_size)
-			return 0;
-		up->token_mtime = sb.st_mtim;
-		up->token_size = sb.st_size;
-		if ((rc = read_secret(c->token_file, secret, sizeof(secret))) < 0) {
-			op_error("uplink.auth", "token_file=%s error=\"%s\"", c->token_file,
-				 strerror(-rc));
-			return 0;
-		}
-		snprintf(up->auth, sizeof(up->auth), "Authorization: Bearer %s\r\n", secret);
-	} else {
-		if ((rc = read_secret(c->password_file, secret, sizeof(secret))) < 0) {
-			op_error("uplink.auth", "password_file=%s error=\"%s\"", c->password_file,
-				 strerror(-rc));
-			return 0;
-		}
-		snprintf(plain, sizeof(plain), "%s:%s", c->username, secret);
-		mbedtls_base64_encode(b64, sizeof(b64), &len, (const unsigned char *)plain,
-				      strlen(plain));
-		snprintf(up->auth, sizeof(up->auth), "Authorization: Basic %.*s\r\n", (int)len,
-			 b64);
-		sodium_memzero(plain, sizeof(plain));
-	}
-	sodium_memzero(secret, sizeof(secret));
-	return strcmp(old, up->auth) != 0;
-}
 
 /* --- settling ------------------------------------------------------------------- */
 
@@ -292,9 +63,9 @@ static void settle_done(uv_work_t *w, int status)
 	s->state = SLOT_IDLE;
 	/* This slot, and any other idle one: the answer may have brought the
 	 * link up, and the others would otherwise wait for the next tick. */
-	claim(s);
+	op__uplink_claim(s);
 	for (int i = 0; i < s->up->n_slots; i++)
-		claim(&s->up->slots[i]);
+		op__uplink_claim(&s->up->slots[i]);
 }
 
 static void settle_work(uv_work_t *w)
@@ -336,8 +107,9 @@ static void settle(struct slot *s, int http_status)
 		t->verdict = r->verdict;
 		t->error = r->reason[0] ? r->reason : NULL;
 		if (r->verdict == OP_VERDICT_RETRY)
-			t->next_attempt_at = now + backoff_ms(s->items[i].attempts + 1,
-							      up->cfg.cloud.retry_max_delay);
+			t->next_attempt_at =
+				now + op__uplink_backoff_ms(s->items[i].attempts + 1,
+							    up->cfg.cloud.retry_max_delay);
 		else if (r->verdict == OP_VERDICT_REQUEUE && up->link == LINK_DOWN)
 			t->next_attempt_at = up->next_probe_at;
 		counts[r->verdict]++;
@@ -346,7 +118,7 @@ static void settle(struct slot *s, int http_status)
 		if (r->verdict == OP_VERDICT_QUARANTINE) {
 			op_error("uplink.quarantine", "sop=%s study=%s reason=\"%s\"",
 				 s->items[i].sop_instance_uid, s->items[i].study_uid, r->reason);
-			note_error(up, "uplink.quarantine", r->reason);
+			op__uplink_note_error(up, "uplink.quarantine", r->reason);
 		} else if (r->verdict == OP_VERDICT_RETRY)
 			op_warn("uplink.retry", "sop=%s attempts=%d reason=\"%s\"",
 				s->items[i].sop_instance_uid, s->items[i].attempts + 1, r->reason);
@@ -370,8 +142,8 @@ static void settle(struct slot *s, int http_status)
 	}
 }
 
-/* Every instance of the batch gets the same verdict. */
-static void settle_all(struct slot *s, enum op_spool_verdict v, const char *reason, int http_status)
+void op__uplink_settle_all(struct slot *s, enum op_spool_verdict v, const char *reason,
+			   int http_status)
 {
 	for (unsigned i = 0; i < s->n; i++) {
 		s->results[i].verdict = v;
@@ -379,166 +151,6 @@ static void settle_all(struct slot *s, enum op_spool_verdict v, const char *reas
 			 (int)sizeof(s->results[i].reason) - 1, reason);
 	}
 	settle(s, http_status);
-}
-
-/* --- the body ------------------------------------------------------------------- */
-
-static void close_file(struct slot *s)
-{
-	if (s->fd >= 0) {
-		close(s->fd); /* a regular file: close(2) does not block */
-		s->fd = -1;
-	}
-}
-
-/* The current file cannot be sent: it is quarantined, the request is
- * abandoned (the server never sees a complete body) and the rest of the
- * batch goes back to the queue. */
-static void damaged_file(struct slot *s, const char *why)
-{
-	op_stow_result *r = &s->results[s->part];
-
-	for (unsigned i = 0; i < s->n; i++) {
-		s->results[i].verdict = OP_VERDICT_REQUEUE;
-		s->results[i].reason[0] = '\0';
-	}
-	r->verdict = OP_VERDICT_QUARANTINE;
-	snprintf(r->reason, sizeof(r->reason), "%s", why);
-	close_file(s);
-	op_https_body_fail(s->conn, why);
-}
-
-static void next_chunk(void *ctx, op_https *c);
-static void send_batch(struct slot *s);
-
-/* A file operation finished after the request ended: tidy up, and if the
- * slot was only waiting for it, move on. */
-static int fs_after_request(struct slot *s)
-{
-	if (!s->request_over)
-		return 0;
-	close_file(s);
-	if (s->resend_after_fs && !s->up->stopping) {
-		s->resend_after_fs = 0;
-		send_batch(s);
-		return 1;
-	}
-	if (s->state == SLOT_IDLE)
-		claim(s);
-	return 1;
-}
-
-static void on_file_read(uv_fs_t *req)
-{
-	struct slot *s = req->data;
-	const op_spool_item *it = &s->items[s->part];
-	ssize_t n = req->result;
-	unsigned char digest[OP_HASH_BYTES];
-	char hex[OP_HASH_HEX + 1], why[160];
-
-	uv_fs_req_cleanup(req);
-	s->fs_busy = 0;
-	if (fs_after_request(s))
-		return;
-	if (n < 0) {
-		snprintf(why, sizeof(why), "spool file unreadable: %s", uv_strerror((int)n));
-		damaged_file(s, why);
-		return;
-	}
-	if (n > 0 && s->off + (uint64_t)n <= it->size) {
-		crypto_generichash_update(&s->hash, s->chunk, (size_t)n);
-		s->off += (uint64_t)n;
-		op_https_body_write(s->conn, s->chunk, (size_t)n);
-		return;
-	}
-	/* The end of the file, or more than the row says: check it all. */
-	crypto_generichash_final(&s->hash, digest, sizeof(digest));
-	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	if (n > 0 || s->off != it->size || strcmp(hex, it->hash) != 0) {
-		damaged_file(s, "spool file damaged: its content does not match its hash");
-		return;
-	}
-	close_file(s);
-	s->phase = BODY_TAIL;
-	next_chunk(s, s->conn);
-}
-
-static void read_file(struct slot *s)
-{
-	/* At a shaped rate, chunks of the burst meter smoothly. */
-	uv_buf_t buf =
-		uv_buf_init((char *)s->chunk, (unsigned)op_shaper_chunk(&s->up->shaper, CHUNK));
-	int rc;
-
-	s->fs.data = s;
-	rc = uv_fs_read(s->up->loop, &s->fs, s->fd, &buf, 1, (int64_t)s->off, on_file_read);
-	if (rc < 0)
-		damaged_file(s, "spool file unreadable");
-	else
-		s->fs_busy = 1;
-}
-
-static void on_file_open(uv_fs_t *req)
-{
-	struct slot *s = req->data;
-	ssize_t fd = req->result;
-	char why[160];
-
-	uv_fs_req_cleanup(req);
-	s->fs_busy = 0;
-	if (fd >= 0)
-		s->fd = (uv_file)fd;
-	if (fs_after_request(s))
-		return;
-	if (fd < 0) {
-		snprintf(why, sizeof(why), "spool file missing: %s", uv_strerror((int)fd));
-		damaged_file(s, why);
-		return;
-	}
-	s->off = 0;
-	crypto_generichash_init(&s->hash, NULL, 0, OP_HASH_BYTES);
-	s->phase = BODY_READ;
-	read_file(s);
-}
-
-/* The body source: part head, file chunks, CRLF, ..., closing delimiter. */
-static void next_chunk(void *ctx, op_https *c)
-{
-	struct slot *s = ctx;
-	char path[PATH_MAX];
-	size_t len;
-	int rc;
-
-	(void)c;
-	switch (s->phase) {
-	case BODY_HEAD:
-		len = op_stow_part_head(s->small, sizeof(s->small), s->boundary,
-					s->items[s->part].size);
-		s->phase = BODY_OPEN;
-		op_https_body_write(s->conn, s->small, len);
-		return;
-	case BODY_OPEN:
-		op_spool_object_file(s->up->spool, s->items[s->part].hash, path, sizeof(path));
-		s->fs.data = s;
-		rc = uv_fs_open(s->up->loop, &s->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open);
-		if (rc < 0)
-			damaged_file(s, "spool file cannot be opened");
-		else
-			s->fs_busy = 1;
-		return;
-	case BODY_READ: read_file(s); return;
-	case BODY_TAIL:
-		s->part++;
-		s->phase = s->part < s->n ? BODY_HEAD : BODY_CLOSE;
-		op_https_body_write(s->conn, "\r\n", 2);
-		return;
-	case BODY_CLOSE:
-		len = op_stow_close(s->small, sizeof(s->small), s->boundary);
-		s->phase = BODY_END;
-		op_https_body_write(s->conn, s->small, len);
-		return;
-	case BODY_END: op_https_body_write(s->conn, NULL, 0); return;
-	}
 }
 
 /* --- responses ------------------------------------------------------------------ */
@@ -551,8 +163,6 @@ static uint64_t batch_bytes(const struct slot *s)
 		total += s->items[i].size;
 	return total;
 }
-
-static void send_batch(struct slot *s);
 
 static void on_response(void *ctx, op_https *c, const op_http_response *r)
 {
@@ -567,17 +177,17 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 	(void)c;
 	s->request_over = 1;
 	if (!s->fs_busy) /* else the read in flight closes it when done */
-		close_file(s);
+		op__uplink_close_file(s);
 	for (unsigned i = 0; i < s->n; i++)
 		uids[i] = s->items[i].sop_instance_uid;
 	body = op_http_response_body(r, &len);
 	action = op_stow_interpret(status, op_http_response_content_type(r), body, len, uids, s->n,
 				   s->results);
 	switch (action) {
-	case OP_STOW_OK: link_ok(up); break;
+	case OP_STOW_OK: op__uplink_link_ok(up); break;
 	case OP_STOW_LINK_DOWN:
 		snprintf(s->small, sizeof(s->small), "the cloud answered HTTP %d", status);
-		link_failed(up, s->small);
+		op__uplink_link_failed(up, s->small);
 		break;
 	case OP_STOW_PAUSE:
 		snprintf(s->small, sizeof(s->small),
@@ -589,7 +199,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 			 status);
 		up->next_probe_at =
 			op_clock_wall_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
-		set_link(up, LINK_PAUSED, s->small);
+		op__uplink_set_link(up, LINK_PAUSED, s->small);
 		break;
 	case OP_STOW_SPLIT:
 		if (s->n == 1) {
@@ -614,7 +224,7 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 	(void)c;
 	s->request_over = 1;
 	if (!s->fs_busy) /* else the read in flight closes it when done */
-		close_file(s);
+		op__uplink_close_file(s);
 	op_https_close(s->conn);
 	s->conn = NULL;
 	switch (stage) {
@@ -627,7 +237,7 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 			if (s->fs_busy)
 				s->resend_after_fs = 1;
 			else
-				send_batch(s);
+				op__uplink_send_batch(s);
 			return;
 		}
 		/* fall through */
@@ -636,15 +246,15 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 	case OP_HTTPS_TIMEOUT:
 		snprintf(reason, sizeof(reason), "request failed (%s): %s",
 			 stage == OP_HTTPS_TIMEOUT ? "timeout" : "connection", why);
-		link_failed(up, reason);
-		settle_all(s, OP_VERDICT_RETRY, reason, 0);
+		op__uplink_link_failed(up, reason);
+		op__uplink_settle_all(s, OP_VERDICT_RETRY, reason, 0);
 		return;
 	case OP_HTTPS_CONNECT:
 	case OP_HTTPS_TLS:
 		snprintf(reason, sizeof(reason), "%s: %s",
 			 stage == OP_HTTPS_TLS ? "TLS" : "cannot connect", why);
-		link_failed(up, reason);
-		settle_all(s, OP_VERDICT_REQUEUE, reason, 0);
+		op__uplink_link_failed(up, reason);
+		op__uplink_settle_all(s, OP_VERDICT_REQUEUE, reason, 0);
 		return;
 	case OP_HTTPS_BODY:
 		/* damaged_file() has set every verdict. */
@@ -655,17 +265,17 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 
 /* --- sending -------------------------------------------------------------------- */
 
-static void send_batch(struct slot *s)
+void op__uplink_send_batch(struct slot *s)
 {
 	op_uplink *up = s->up;
 	const op_cloud_config *c = &up->cfg.cloud;
-	op_https_handler h = { s, next_chunk, on_response, on_failure };
+	op_https_handler h = { s, op__uplink_next_chunk, on_response, on_failure };
 	uint64_t sizes[1000], length;
 	char head[2048], host[300];
 	int n, rc;
 
 	if (c->auth == OP_AUTH_BEARER)
-		load_auth(up, 0); /* a token changed on disk is used at once */
+		op__uplink_load_auth(up, 0); /* a token changed on disk is used at once */
 	for (unsigned i = 0; i < s->n; i++)
 		sizes[i] = s->items[i].size;
 	op_stow_boundary(s->boundary);
@@ -698,7 +308,7 @@ static void send_batch(struct slot *s)
 
 		rc = op_https_open(up->loop, up->tls, &opt, &s->conn);
 		if (rc < 0) {
-			settle_all(s, OP_VERDICT_REQUEUE, "cannot open a connection", 0);
+			op__uplink_settle_all(s, OP_VERDICT_REQUEUE, "cannot open a connection", 0);
 			return;
 		}
 	}
@@ -711,7 +321,7 @@ static void send_batch(struct slot *s)
 	if (rc < 0) {
 		op_https_close(s->conn);
 		s->conn = NULL;
-		settle_all(s, OP_VERDICT_REQUEUE, "cannot start the request", 0);
+		op__uplink_settle_all(s, OP_VERDICT_REQUEUE, "cannot start the request", 0);
 	}
 }
 
@@ -742,11 +352,10 @@ static void claim_done(uv_work_t *w, int status)
 	s->stale_retried = 0;
 	for (unsigned i = 0; i < s->n; i++)
 		memset(&s->results[i], 0, sizeof(s->results[i]));
-	send_batch(s);
+	op__uplink_send_batch(s);
 }
 
-/* Claims a batch if this slot may send now. */
-static void claim(struct slot *s)
+void op__uplink_claim(struct slot *s)
 {
 	op_uplink *up = s->up;
 	int64_t now = op_clock_wall_ms();
@@ -774,153 +383,28 @@ static void claim(struct slot *s)
 		s->state = SLOT_IDLE;
 }
 
-/* Adds what was written since the last tick to the current minute. */
-static void count_throughput(op_uplink *up)
-{
-	int64_t minute = op_clock_wall_ms() / 60000;
-	int64_t gap = minute - up->throughput_minute;
-
-	if (gap > 0) {
-		if (gap > OP_THROUGHPUT_MINUTES)
-			gap = OP_THROUGHPUT_MINUTES;
-		memmove(up->throughput, up->throughput + gap,
-			(size_t)(OP_THROUGHPUT_MINUTES - gap) * sizeof(up->throughput[0]));
-		memset(up->throughput + OP_THROUGHPUT_MINUTES - gap, 0,
-		       (size_t)gap * sizeof(up->throughput[0]));
-	}
-	up->throughput_minute = minute;
-	up->throughput[OP_THROUGHPUT_MINUTES - 1] += up->shaper.bytes - up->throughput_seen;
-	up->throughput_seen = up->shaper.bytes;
-}
-
 static void on_tick(uv_timer_t *t)
 {
 	op_uplink *up = t->data;
 
 	/* A token rewritten on disk may end a pause at once. */
-	if (up->link == LINK_PAUSED && up->cfg.cloud.auth == OP_AUTH_BEARER && load_auth(up, 0)) {
+	if (up->link == LINK_PAUSED && up->cfg.cloud.auth == OP_AUTH_BEARER &&
+	    op__uplink_load_auth(up, 0)) {
 		op_info("uplink.auth", "result=reloaded reason=\"token_file changed\"");
 		up->next_probe_at = 0;
 	}
-	apply_rate(up, "schedule");
-	count_throughput(up);
+	op__uplink_apply_rate(up, "schedule");
+	op__uplink_count_throughput(up);
 	/* The loop came round: systemd's watchdog is fed from here. */
 	if (up->watchdog_ms && uv_now(up->loop) - up->watchdog_at >= (uint64_t)up->watchdog_ms) {
 		up->watchdog_at = uv_now(up->loop);
 		op_notify_watchdog();
 	}
 	for (int i = 0; i < up->n_slots; i++)
-		claim(&up->slots[i]);
-}
-
-/* --- shaping -------------------------------------------------------------------- */
-
-/* A rate of 0 (a schedule's pause) ends the requests in flight: a server
- * would time out a body stalled for hours. Their instances go back to the
- * queue, no attempt counted. */
-static void pause_requests(op_uplink *up, const char *why)
-{
-	for (int i = 0; i < up->n_slots; i++) {
-		struct slot *s = &up->slots[i];
-
-		if (s->state != SLOT_SENDING)
-			continue;
-		s->request_over = 1;
-		if (!s->fs_busy)
-			close_file(s);
-		op_https_close(s->conn);
-		s->conn = NULL;
-		settle_all(s, OP_VERDICT_REQUEUE, why, 0);
-	}
-}
-
-/* Gives the shaper the rate [shaping] and its schedule say for now. */
-static void apply_rate(op_uplink *up, const char *why)
-{
-	time_t t = time(NULL) + up->clock_offset;
-	uint64_t rate, burst = up->cfg.shaping.burst;
-	char text[32];
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	rate = op_schedule_rate(
-		*up->schedule_override ? &up->schedule_override_parsed : &up->cfg.shaping.parsed,
-		up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
-	if (rate == up->shaper.rate && burst == up->shaped_burst)
-		return;
-	op_shaper_set(&up->shaper, rate, burst, op_clock_mono_ns());
-	up->shaped_burst = burst;
-	op_rate_format(rate, text, sizeof(text));
-	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
-	if (rate == 0)
-		pause_requests(up, "paused: the shaping rate is 0");
-	/* Writes held back at the old rate ask again at the new one; the
-	 * connections stay up. */
-	for (int i = 0; i < up->n_slots; i++)
-		if (up->slots[i].conn)
-			op_https_reshape(up->slots[i].conn);
-}
-
-/* TCP-LP (scavenger): checked once, so a kernel without it is reported
- * once, clearly, instead of failing quietly on every connection. */
-static int scavenger_available(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
-
-	if (fd < 0)
-		return 0;
-	ok = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "lp", 2) == 0;
-	close(fd);
-	return ok;
-}
-
-/* OUTPOST_TEST_CLOCK=YYYY-MM-DDTHH:MM:SS (local time) starts the schedule's
- * clock there: tests see a window boundary without waiting for it. */
-static void test_clock(op_uplink *up)
-{
-	const char *v = getenv("OUTPOST_TEST_CLOCK");
-	struct tm tm = { 0 };
-	char *end;
-
-	if (!v)
-		return;
-	end = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!end || *end) {
-		op_error("uplink.clock", "OUTPOST_TEST_CLOCK=%s error=\"not YYYY-MM-DDTHH:MM:SS\"",
-			 v);
-		return;
-	}
-	tm.tm_isdst = -1;
-	up->clock_offset = mktime(&tm) - time(NULL);
-	op_warn("uplink.clock", "start=%s reason=\"test clock (OUTPOST_TEST_CLOCK)\"", v);
+		op__uplink_claim(&up->slots[i]);
 }
 
 /* --- life cycle ----------------------------------------------------------------- */
-
-/* What the operator set through the console, kept in the spool. */
-static void load_settings(op_uplink *up)
-{
-	char v[1024], why[256];
-	uint64_t rate;
-
-	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
-		up->operator_paused = 1;
-		op_warn("uplink.paused", "reason=\"paused by the operator (console or outpostctl); "
-					 "resume there\"");
-	}
-	if (op_spool_setting_get(up->spool, "shaping.rate", v, sizeof(v)) == 0 &&
-	    op_rate_parse(v, &rate) == 0) {
-		up->rate_overridden = 1;
-		up->rate_override = rate;
-		op_info("uplink.shaping", "rate=%s source=console", v);
-	}
-	if (op_spool_setting_get(up->spool, "shaping.schedule", v, sizeof(v)) == 0 &&
-	    strlen(v) < sizeof(up->schedule_override) &&
-	    op_schedule_parse(v, &up->schedule_override_parsed, why, sizeof(why)) == 0) {
-		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", v);
-		op_info("uplink.shaping", "schedule=\"%s\" source=console", v);
-	}
-}
 
 static int make_slots(op_uplink *up)
 {
@@ -955,42 +439,13 @@ static void free_slots(op_uplink *up)
 		struct slot *s = &up->slots[i];
 
 		op_https_close(s->conn);
-		close_file(s);
+		op__uplink_close_file(s);
 		free(s->items);
 		free(s->settle);
 		free(s->results);
 		free(s->chunk);
 	}
 	up->n_slots = 0;
-}
-
-static int apply_cloud(op_uplink *up, const char *why)
-{
-	char err[512];
-	op_tls *tls = NULL;
-
-	if (!*up->cfg.cloud.url) {
-		set_link(up, LINK_UNPROVISIONED, "no [cloud] url configured");
-		return 0;
-	}
-	if (op_tls_open(&up->cfg.cloud, &tls, err, sizeof(err)) < 0) {
-		op_error("uplink.tls", "error=\"%s\"", err);
-		return -EINVAL;
-	}
-	op_tls_close(up->tls);
-	up->tls = tls;
-	load_auth(up, 1);
-	op_info("uplink.cloud", "url=%s connections=%d auth=%s reason=%s", up->cfg.cloud.url,
-		up->cfg.cloud.connections,
-		up->cfg.cloud.auth == OP_AUTH_NONE    ? "none"
-		: up->cfg.cloud.auth == OP_AUTH_BASIC ? "basic"
-						      : "bearer",
-		why);
-	if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
-		up->next_probe_at = 0;
-		set_link(up, LINK_STARTING, "not yet connected");
-	}
-	return 0;
 }
 
 void op_uplink_stop(op_uplink *up)
@@ -1008,34 +463,6 @@ void op_uplink_stop(op_uplink *up)
 		up->slots[i].conn = NULL;
 	}
 	uv_close((uv_handle_t *)&up->tick, NULL);
-}
-
-int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t errlen)
-{
-	op_config cfg = *new_cfg;
-
-	if (cfg.cloud.connections != up->cfg.cloud.connections ||
-	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances)
-		op_warn("config.reload",
-			"reason=\"[cloud] connections and batch_max_instances take "
-			"effect at the next start\"");
-	cfg.cloud.connections = up->cfg.cloud.connections;
-	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
-	up->cfg = cfg;
-	up->batch_bytes = 0;
-	/* Idle connections were made with the old settings. */
-	for (int i = 0; i < up->n_slots; i++) {
-		if (up->slots[i].state == SLOT_IDLE) {
-			op_https_close(up->slots[i].conn);
-			up->slots[i].conn = NULL;
-		}
-	}
-	apply_rate(up, "reload");
-	if (apply_cloud(up, "reload") < 0) {
-		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
-		return -EINVAL;
-	}
-	return 0;
 }
 
 int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_uplink **out)
@@ -1058,13 +485,13 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 	if (rc == 0)
 		rc = make_slots(up);
 	if (rc == 0)
-		load_settings(up);
+		op__uplink_load_settings(up);
 	up->started_at = op_clock_wall_ms();
 	up->throughput_minute = up->started_at / 60000;
 	op_shaper_init(&up->shaper, op_clock_mono_ns());
-	test_clock(up);
+	op__uplink_test_clock(up);
 	if (cfg->shaping.scavenger) {
-		up->scavenger = scavenger_available();
+		up->scavenger = op__uplink_scavenger_available();
 		if (up->scavenger)
 			op_info("uplink.scavenger", "result=on");
 		else
@@ -1073,7 +500,7 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 				 "(tcp_lp module): uploads use the default congestion control\"");
 	}
 	if (rc == 0)
-		rc = apply_cloud(up, "start");
+		rc = op__uplink_apply_cloud(up, "start");
 	if (rc < 0) {
 		op_uplink_close(up);
 		return rc;
@@ -1082,82 +509,14 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 	return 0;
 }
 
-void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
-{
-	memset(v, 0, sizeof(*v));
-	count_throughput(up);
-	v->link = up->operator_paused ? "paused" : link_names[up->link];
-	v->link_since = up->link_since;
-	snprintf(v->link_reason, sizeof(v->link_reason), "%s",
-		 up->operator_paused ? "paused by the operator" : up->link_reason);
-	v->paused_by_operator = up->operator_paused;
-	v->credentials_refused = up->link == LINK_PAUSED;
-	v->rate = up->shaper.rate;
-	v->configured_rate = up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
-	v->rate_source = up->rate_overridden ? "console" : "config";
-	snprintf(v->schedule, sizeof(v->schedule), "%s",
-		 *up->schedule_override ? up->schedule_override : up->cfg.shaping.schedule);
-	v->schedule_source = *up->schedule_override ? "console" : "config";
-	v->started_at = up->started_at;
-	memcpy(v->throughput, up->throughput, sizeof(v->throughput));
-	for (unsigned i = 0; i < OP_UPLINK_ERRORS && i < up->n_errors; i++)
-		v->errors[v->n_errors++] = up->errors[(up->n_errors - 1 - i) % OP_UPLINK_ERRORS];
-}
-
-op_tls *op_uplink_tls(op_uplink *up)
-{
-	return up->link == LINK_UNPROVISIONED ? NULL : up->tls;
-}
-
-const char *op_uplink_auth_header(const op_uplink *up)
-{
-	return up->auth;
-}
-
-void op_uplink_link_verified(op_uplink *up)
-{
-	if (up->link == LINK_STARTING)
-		link_ok(up);
-}
-
-void op_uplink_set_paused(op_uplink *up, int paused)
-{
-	if (up->operator_paused == !!paused)
-		return;
-	up->operator_paused = !!paused;
-	if (paused) {
-		op_warn("uplink.paused", "reason=\"paused by the operator\"");
-		pause_requests(up, "paused by the operator");
-		return;
-	}
-	op_info("uplink.resumed", "reason=\"resumed by the operator\"");
-	up->next_probe_at = 0;
-	for (int i = 0; i < up->n_slots; i++)
-		claim(&up->slots[i]);
-}
-
-void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule)
-{
-	char why[256];
-
-	up->rate_overridden = rate != NULL;
-	up->rate_override = rate ? *rate : 0;
-	up->schedule_override[0] = '\0';
-	if (schedule && strlen(schedule) < sizeof(up->schedule_override) &&
-	    op_schedule_parse(schedule, &up->schedule_override_parsed, why, sizeof(why)) == 0)
-		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", schedule);
-	apply_rate(up, "console");
-	for (int i = 0; i < up->n_slots; i++)
-		claim(&up->slots[i]);
-}
-
 int op_uplink_start(op_uplink *up)
 {
 	uv_timer_init(up->loop, &up->tick);
 	up->tick.data = up;
 	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
-	apply_rate(up, "start");
-	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir, link_names[up->link]);
+	op__uplink_apply_rate(up, "start");
+	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir,
+		op__uplink_link_names[up->link]);
 	up->watchdog_ms = op_notify_watchdog_ms();
 	if (up->watchdog_ms > TICK_MS)
 		up->watchdog_ms -= TICK_MS; /* the tick's own granularity */

@@ -1,0 +1,255 @@
+/*
+ * control: what an operator may see of and ask of the engine (control.h),
+ * and the shaping that follows from it: the token bucket's rate from the
+ * weekly schedule or the operator's override, a rate of 0 pausing the
+ * requests in flight. The operator's pause and shaping outlive a restart
+ * in the spool's settings: the console writes them, the engine reads them
+ * back when it opens.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "uplink/internal.h"
+
+/* --- shaping -------------------------------------------------------------------- */
+
+/* A rate of 0 (a schedule's pause) ends the requests in flight: a server
+ * would time out a body stalled for hours. Their instances go back to the
+ * queue, no attempt counted. */
+static void pause_requests(op_uplink *up, const char *why)
+{
+	for (int i = 0; i < up->n_slots; i++) {
+		struct slot *s = &up->slots[i];
+
+		if (s->state != SLOT_SENDING)
+			continue;
+		s->request_over = 1;
+		if (!s->fs_busy)
+			op__uplink_close_file(s);
+		op_https_close(s->conn);
+		s->conn = NULL;
+		op__uplink_settle_all(s, OP_VERDICT_REQUEUE, why, 0);
+	}
+}
+
+void op__uplink_apply_rate(op_uplink *up, const char *why)
+{
+	time_t t = time(NULL) + up->clock_offset;
+	uint64_t rate, burst = up->cfg.shaping.burst;
+	char text[32];
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	rate = op_schedule_rate(
+		*up->schedule_override ? &up->schedule_override_parsed : &up->cfg.shaping.parsed,
+		up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
+	if (rate == up->shaper.rate && burst == up->shaped_burst)
+		return;
+	op_shaper_set(&up->shaper, rate, burst, op_clock_mono_ns());
+	up->shaped_burst = burst;
+	op_rate_format(rate, text, sizeof(text));
+	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
+	if (rate == 0)
+		pause_requests(up, "paused: the shaping rate is 0");
+	/* Writes held back at the old rate ask again at the new one; the
+	 * connections stay up. */
+	for (int i = 0; i < up->n_slots; i++)
+		if (up->slots[i].conn)
+			op_https_reshape(up->slots[i].conn);
+}
+
+/* TCP-LP (scavenger): checked once, so a kernel without it is reported
+ * once, clearly, instead of failing quietly on every connection. */
+int op__uplink_scavenger_available(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	if (fd < 0)
+		return 0;
+	ok = setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, "lp", 2) == 0;
+	close(fd);
+	return ok;
+}
+
+/* OUTPOST_TEST_CLOCK=YYYY-MM-DDTHH:MM:SS (local time) starts the schedule's
+ * clock there: tests see a window boundary without waiting for it. */
+void op__uplink_test_clock(op_uplink *up)
+{
+	const char *v = getenv("OUTPOST_TEST_CLOCK");
+	struct tm tm = { 0 };
+	char *end;
+
+	if (!v)
+		return;
+	end = strptime(v, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end || *end) {
+		op_error("uplink.clock", "OUTPOST_TEST_CLOCK=%s error=\"not YYYY-MM-DDTHH:MM:SS\"",
+			 v);
+		return;
+	}
+	tm.tm_isdst = -1;
+	up->clock_offset = mktime(&tm) - time(NULL);
+	op_warn("uplink.clock", "start=%s reason=\"test clock (OUTPOST_TEST_CLOCK)\"", v);
+}
+
+/* --- what the operator sees ----------------------------------------------------- */
+
+void op__uplink_note_error(op_uplink *up, const char *event, const char *message)
+{
+	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
+
+	e->time = op_clock_wall_ms();
+	snprintf(e->event, sizeof(e->event), "%s", event);
+	snprintf(e->message, sizeof(e->message), "%s", message);
+}
+
+void op__uplink_count_throughput(op_uplink *up)
+{
+	int64_t minute = op_clock_wall_ms() / 60000;
+	int64_t gap = minute - up->throughput_minute;
+
+	if (gap > 0) {
+		if (gap > OP_THROUGHPUT_MINUTES)
+			gap = OP_THROUGHPUT_MINUTES;
+		memmove(up->throughput, up->throughput + gap,
+			(size_t)(OP_THROUGHPUT_MINUTES - gap) * sizeof(up->throughput[0]));
+		memset(up->throughput + OP_THROUGHPUT_MINUTES - gap, 0,
+		       (size_t)gap * sizeof(up->throughput[0]));
+	}
+	up->throughput_minute = minute;
+	up->throughput[OP_THROUGHPUT_MINUTES - 1] += up->shaper.bytes - up->throughput_seen;
+	up->throughput_seen = up->shaper.bytes;
+}
+
+void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	op__uplink_count_throughput(up);
+	v->link = up->operator_paused ? "paused" : op__uplink_link_names[up->link];
+	v->link_since = up->link_since;
+	snprintf(v->link_reason, sizeof(v->link_reason), "%s",
+		 up->operator_paused ? "paused by the operator" : up->link_reason);
+	v->paused_by_operator = up->operator_paused;
+	v->credentials_refused = up->link == LINK_PAUSED;
+	v->rate = up->shaper.rate;
+	v->configured_rate = up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
+	v->rate_source = up->rate_overridden ? "console" : "config";
+	snprintf(v->schedule, sizeof(v->schedule), "%s",
+		 *up->schedule_override ? up->schedule_override : up->cfg.shaping.schedule);
+	v->schedule_source = *up->schedule_override ? "console" : "config";
+	v->started_at = up->started_at;
+	memcpy(v->throughput, up->throughput, sizeof(v->throughput));
+	for (unsigned i = 0; i < OP_UPLINK_ERRORS && i < up->n_errors; i++)
+		v->errors[v->n_errors++] = up->errors[(up->n_errors - 1 - i) % OP_UPLINK_ERRORS];
+}
+
+op_tls *op_uplink_tls(op_uplink *up)
+{
+	return up->link == LINK_UNPROVISIONED ? NULL : up->tls;
+}
+
+const char *op_uplink_auth_header(const op_uplink *up)
+{
+	return up->auth;
+}
+
+/* --- what the operator asks ----------------------------------------------------- */
+
+void op__uplink_load_settings(op_uplink *up)
+{
+	char v[1024], why[256];
+	uint64_t rate;
+
+	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
+		up->operator_paused = 1;
+		op_warn("uplink.paused", "reason=\"paused by the operator (console or outpostctl); "
+					 "resume there\"");
+	}
+	if (op_spool_setting_get(up->spool, "shaping.rate", v, sizeof(v)) == 0 &&
+	    op_rate_parse(v, &rate) == 0) {
+		up->rate_overridden = 1;
+		up->rate_override = rate;
+		op_info("uplink.shaping", "rate=%s source=console", v);
+	}
+	if (op_spool_setting_get(up->spool, "shaping.schedule", v, sizeof(v)) == 0 &&
+	    strlen(v) < sizeof(up->schedule_override) &&
+	    op_schedule_parse(v, &up->schedule_override_parsed, why, sizeof(why)) == 0) {
+		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", v);
+		op_info("uplink.shaping", "schedule=\"%s\" source=console", v);
+	}
+}
+
+int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t errlen)
+{
+	op_config cfg = *new_cfg;
+
+	if (cfg.cloud.connections != up->cfg.cloud.connections ||
+	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances)
+		op_warn("config.reload",
+			"reason=\"[cloud] connections and batch_max_instances take "
+			"effect at the next start\"");
+	cfg.cloud.connections = up->cfg.cloud.connections;
+	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
+	up->cfg = cfg;
+	up->batch_bytes = 0;
+	/* Idle connections were made with the old settings. */
+	for (int i = 0; i < up->n_slots; i++) {
+		if (up->slots[i].state == SLOT_IDLE) {
+			op_https_close(up->slots[i].conn);
+			up->slots[i].conn = NULL;
+		}
+	}
+	op__uplink_apply_rate(up, "reload");
+	if (op__uplink_apply_cloud(up, "reload") < 0) {
+		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void op_uplink_link_verified(op_uplink *up)
+{
+	if (up->link == LINK_STARTING)
+		op__uplink_link_ok(up);
+}
+
+void op_uplink_set_paused(op_uplink *up, int paused)
+{
+	if (up->operator_paused == !!paused)
+		return;
+	up->operator_paused = !!paused;
+	if (paused) {
+		op_warn("uplink.paused", "reason=\"paused by the operator\"");
+		pause_requests(up, "paused by the operator");
+		return;
+	}
+	op_info("uplink.resumed", "reason=\"resumed by the operator\"");
+	up->next_probe_at = 0;
+	for (int i = 0; i < up->n_slots; i++)
+		op__uplink_claim(&up->slots[i]);
+}
+
+void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule)
+{
+	char why[256];
+
+	up->rate_overridden = rate != NULL;
+	up->rate_override = rate ? *rate : 0;
+	up->schedule_override[0] = '\0';
+	if (schedule && strlen(schedule) < sizeof(up->schedule_override) &&
+	    op_schedule_parse(schedule, &up->schedule_override_parsed, why, sizeof(why)) == 0)
+		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", schedule);
+	op__uplink_apply_rate(up, "console");
+	for (int i = 0; i < up->n_slots; i++)
+		op__uplink_claim(&up->slots[i]);
+}
