@@ -165,9 +165,23 @@ const char *op_uplink_auth_header(const op_uplink *up)
 
 /* --- what the operator asks ----------------------------------------------------- */
 
+/* The operator's schedule, when it parses (it was checked when set);
+ * else none. Returns 1 when taken. */
+static int set_schedule_override(op_uplink *up, const char *text)
+{
+	char why[256];
+
+	up->schedule_override[0] = '\0';
+	if (!text || strlen(text) >= sizeof(up->schedule_override) ||
+	    op_schedule_parse(text, &up->schedule_override_parsed, why, sizeof(why)) < 0)
+		return 0;
+	snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", text);
+	return 1;
+}
+
 void op__uplink_load_settings(op_uplink *up)
 {
-	char v[1024], why[256];
+	char v[1024];
 	uint64_t rate;
 
 	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
@@ -182,11 +196,8 @@ void op__uplink_load_settings(op_uplink *up)
 		op_info("uplink.shaping", "rate=%s source=console", v);
 	}
 	if (op_spool_setting_get(up->spool, "shaping.schedule", v, sizeof(v)) == 0 &&
-	    strlen(v) < sizeof(up->schedule_override) &&
-	    op_schedule_parse(v, &up->schedule_override_parsed, why, sizeof(why)) == 0) {
-		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", v);
+	    set_schedule_override(up, v))
 		op_info("uplink.shaping", "schedule=\"%s\" source=console", v);
-	}
 }
 
 int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t errlen)
@@ -241,14 +252,9 @@ void op_uplink_set_paused(op_uplink *up, int paused)
 
 void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *schedule)
 {
-	char why[256];
-
 	up->rate_overridden = rate != NULL;
 	up->rate_override = rate ? *rate : 0;
-	up->schedule_override[0] = '\0';
-	if (schedule && strlen(schedule) < sizeof(up->schedule_override) &&
-	    op_schedule_parse(schedule, &up->schedule_override_parsed, why, sizeof(why)) == 0)
-		snprintf(up->schedule_override, sizeof(up->schedule_override), "%s", schedule);
+	set_schedule_override(up, schedule);
 	op__uplink_apply_rate(up, "console");
 	for (int i = 0; i < up->n_slots; i++)
 		op__uplink_claim(&up->slots[i]);

@@ -50,7 +50,6 @@ struct slot {
 	int urgent_lane;     /* kept for urgent studies: claims nothing else */
 	int urgent_sending;  /* counted in the shaper's urgent_active */
 	int resend_after_fs; /* a stale request waits for s->fs to be free */
-	int probe;           /* sent while the link was down */
 
 	/* the body being streamed */
 	enum body_phase phase;

@@ -94,8 +94,6 @@ static void settle(struct slot *s, int http_status)
 
 		t->id = s->items[i].id;
 		t->hash = s->items[i].hash;
-		t->verdict = r->verdict;
-		t->error = r->reason[0] ? r->reason : NULL;
 		t->next_attempt_at = 0;
 		if (r->unconfirmed && s->items[i].attempts + 1 >= UNCONFIRMED_LIMIT) {
 			r->verdict = OP_VERDICT_QUARANTINE;
