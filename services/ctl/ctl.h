@@ -28,12 +28,6 @@ enum {
 #define OP_CTL_DEFAULT_CONFIG "/etc/outpost/outpost.ini"
 /* The appliance's firmware updater (outpostctl update). */
 #define OP_CTL_UPDATER "/usr/lib/outpost/update"
-#define OP_CTL_PASSWORD_MIN 8    /* characters (UTF-8 code points) */
-#define OP_CTL_PASSWORD_MAX 1024 /* bytes: far above any typed password */
-/* OWASP's minimum for Argon2id (docs/API.md): the uplink verifies beside
- * its 32 MB goal. */
-#define OP_CTL_PWHASH_OPSLIMIT 2
-#define OP_CTL_PWHASH_MEMLIMIT (19 * 1024 * 1024)
 
 /* --- configuration ------------------------------------------------------ */
 
@@ -72,18 +66,6 @@ int op_ctl_ini_set(const char *text, size_t len, const char *section, const char
  */
 int op_ctl_config_set(const char *path, const char *section, const char *key, const char *value,
 		      char *err, size_t errlen);
-
-/* --- passwords ----------------------------------------------------------- */
-
-/* Is pw acceptable as the console password (OP_CTL_PASSWORD_MIN characters
- * or more, at most OP_CTL_PASSWORD_MAX bytes, no control characters)?
- * Returns 0, or -EINVAL with the reason in *why. */
-int op_ctl_password_check(const char *pw, const char **why);
-
-/* The crypto_pwhash_str (Argon2id) string of pw with outpostctl's limits,
- * into out (at least crypto_pwhash_STRBYTES = 128 bytes). Returns 0,
- * -ENOMEM (libsodium could not get the memory) or -EINVAL. */
-int op_ctl_password_hash(const char *pw, char *out, size_t size);
 
 /* --- HTTP over the Unix socket ------------------------------------------- */
 

@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_password.h"
 
 #define TIMEOUT_MS 30000
 /* test-link resolves, connects, handshakes and queries with the cloud's

@@ -31,6 +31,7 @@
 
 #include "common/config.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_password.h"
 
 /* A hash as config.c accepts it (it checks the "$argon2" prefix). */
 #define HASH "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
