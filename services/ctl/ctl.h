@@ -1,10 +1,10 @@
 /*
  * ctl: the parts of outpostctl (the field engineer's command-line tool,
  * docs/outpostctl.md) that can be tested without a terminal or a running
- * service: which configuration file is in use, the rewrite of one key of
- * that file (outpostctl passwd), a minimal HTTP/1.1 client over the
- * uplink's Unix socket and its response parser, and the printing of the
- * API's answers (docs/API.md) as tables.
+ * service: which configuration file is in use, a minimal HTTP/1.1 client
+ * over the uplink's Unix socket and its response parser, and the printing
+ * of the API's answers (docs/API.md) as tables. The rewrite of one key of
+ * that file is ctl_ini.h, the console password ctl_password.h.
  *
  * Single-threaded; nothing here keeps state between calls.
  */
@@ -38,34 +38,6 @@ enum {
  * Returns 0, or -ENAMETOOLONG.
  */
 int op_ctl_config_path(const char *option, char *path, size_t size);
-
-/*
- * Sets key = value in [section] of the INI text (len bytes, need not end
- * in a newline), keeping every other line byte for byte: an existing key
- * line of that section is replaced in place (later duplicates, which would
- * override it, are dropped); otherwise the line is added after the last
- * key of the first [section]; otherwise the section is appended. Lines are
- * read as services/common/config.c reads them (inih without continuation
- * lines: comments start with ';' or '#', indented keys are keys).
- *
- * On success *out is a malloc'd NUL-terminated text (caller frees) of
- * *out_len bytes. Returns 0, -EINVAL (a newline in section, key or value)
- * or -ENOMEM.
- */
-int op_ctl_ini_set(const char *text, size_t len, const char *section, const char *key,
-		   const char *value, char **out, size_t *out_len);
-
-/*
- * op_ctl_ini_set on the file at path, atomically: the new text goes into
- * PATH.tmp (same owner and mode as the file), is fsync'd, must load with
- * op_config_load (a file the services would refuse is never installed),
- * and is renamed over the file, whose directory is then fsync'd. A path
- * that is a symbolic link has its target rewritten. Returns 0 or a
- * negative errno with "what failed: why" in err; on failure the file is
- * unchanged and no PATH.tmp is left behind.
- */
-int op_ctl_config_set(const char *path, const char *section, const char *key, const char *value,
-		      char *err, size_t errlen);
 
 /* --- HTTP over the Unix socket ------------------------------------------- */
 
@@ -139,5 +111,12 @@ void op_ctl_print_status(const cJSON *status, FILE *out);
 void op_ctl_print_rate(const cJSON *rate, FILE *out);
 void op_ctl_print_queue(const cJSON *queue, FILE *out);
 int op_ctl_print_test_link(const cJSON *result, FILE *out);
+
+/* --- inside ctl/ ---------------------------------------------------------- */
+
+/* The line of text[0..len) that starts at pos: its length without (*bare)
+ * and with (*full) its end of line ("\n" or "\r\n"; none at the end of the
+ * text). The INI rewrite and the HTTP response parser read lines alike. */
+void op_ctl__next_line(const char *text, size_t len, size_t pos, size_t *bare, size_t *full);
 
 #endif
