@@ -31,6 +31,7 @@
 
 #include "common/config.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_client.h"
 #include "ctl/ctl_ini.h"
 #include "ctl/ctl_password.h"
 
