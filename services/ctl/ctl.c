@@ -352,12 +352,35 @@ void op_ctl_print_rate(const cJSON *rate, FILE *out)
 	fputc('\n', out);
 }
 
+/*
+ * A list of /api/status under its heading, an item a line: the members k1
+ * and k2 (padded to w1 and w2 columns) and the message; or "none" beside
+ * the heading when the list is empty or absent.
+ */
+static void print_list(const cJSON *list, const char *heading, const char *k1, int w1,
+		       const char *k2, int w2, FILE *out)
+{
+	char a[256], b[256], d[1100];
+	const cJSON *item;
+
+	if (!cJSON_GetArraySize(list)) {
+		fprintf(out, "%-12snone\n", heading);
+		return;
+	}
+	fprintf(out, "%s\n", heading);
+	cJSON_ArrayForEach(item, list)
+	{
+		fprintf(out, "  %-*s %-*s %s\n", w1, str_at(item, k1, "-", a, sizeof(a)), w2,
+			str_at(item, k2, "-", b, sizeof(b)),
+			str_at(item, "message", "-", d, sizeof(d)));
+	}
+}
+
 void op_ctl_print_status(const cJSON *st, FILE *out)
 {
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	char a[256], b[256], c[256], d[1100], path[64];
 	const char *state;
-	const cJSON *list, *item;
 	double v, w;
 	int64_t now = parse_time(cJSON_GetStringValue(get(st, "time"))), since;
 	int paused;
@@ -437,22 +460,8 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 	fprintf(out, ", keeps %s free)\n", bytes_at(st, "disk.min_free_bytes", a, sizeof(a)));
 
 	/* Alarms and the last errors. */
-	list = get(st, "alarms");
-	fprintf(out, "%s\n", cJSON_GetArraySize(list) ? "Alarms" : "Alarms      none");
-	cJSON_ArrayForEach(item, list)
-	{
-		fprintf(out, "  %-8s %-12s %s\n", str_at(item, "severity", "-", a, sizeof(a)),
-			str_at(item, "id", "-", b, sizeof(b)),
-			str_at(item, "message", "-", d, sizeof(d)));
-	}
-	list = get(st, "last_errors");
-	fprintf(out, "%s\n", cJSON_GetArraySize(list) ? "Last errors" : "Last errors none");
-	cJSON_ArrayForEach(item, list)
-	{
-		fprintf(out, "  %s %s %s\n", str_at(item, "time", "-", a, sizeof(a)),
-			str_at(item, "event", "-", b, sizeof(b)),
-			str_at(item, "message", "-", d, sizeof(d)));
-	}
+	print_list(get(st, "alarms"), "Alarms", "severity", 8, "id", 12, out);
+	print_list(get(st, "last_errors"), "Last errors", "time", 0, "event", 0, out);
 
 	/* Counters since the uplink started. */
 	if (get(st, "counters")) {
