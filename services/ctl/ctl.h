@@ -1,10 +1,14 @@
 /*
- * ctl: the parts of outpostctl (the field engineer's command-line tool,
- * docs/outpostctl.md) that can be tested without a terminal or a running
- * service: which configuration file is in use, and the printing of the
- * API's answers (docs/API.md) as tables. The rewrite of one key of that
- * file is ctl_ini.h, the console password ctl_password.h, the HTTP client
- * over the uplink's Unix socket ctl_client.h.
+ * ctl: outpostctl, the field engineer's command-line tool
+ * (docs/outpostctl.md). main.c is the command line; what it builds on can
+ * be tested without a terminal or a running service, one module a job:
+ *
+ *   ctl.h           what the commands share: the exit codes, which
+ *                   configuration file is in use, the shaping command's body
+ *   ctl_ini.h       the rewrite of one key of the configuration file
+ *   ctl_password.h  the console password's rules and hash
+ *   ctl_client.h    a minimal HTTP/1.1 client over the uplink's Unix socket
+ *   ctl_print.h     the API's answers (docs/API.md) as tables for a person
  *
  * Single-threaded; nothing here keeps state between calls.
  */
@@ -12,12 +16,6 @@
 #define OP_CTL_H
 
 #include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-
-#include <cjson/cJSON.h>
-
-#include "ctl/ctl_client.h"
 
 /* The exit codes of outpostctl (documented in --help and docs/outpostctl.md). */
 enum {
@@ -41,12 +39,6 @@ enum {
  */
 int op_ctl_config_path(const char *option, char *path, size_t size);
 
-/* --- the text of an API error -------------------------------------------- */
-
-/* The text of an API error: the "error" member of a JSON body, else the
- * body itself (trimmed, at most size - 1 bytes), else "HTTP NNN". */
-void op_ctl_error_text(const op_ctl_response *r, char *buf, size_t size);
-
 /* --- commands' building blocks ------------------------------------------- */
 
 /* Is arg a rate rather than a schedule? It is when op_rate_parse reads
@@ -58,24 +50,6 @@ int op_ctl_is_rate(const char *arg);
  * arg}), or with arg NULL the clearing body {"rate": null, "schedule":
  * null}. *out is malloc'd (caller frees). Returns 0 or -ENOMEM. */
 int op_ctl_shaping_body(const char *arg, char **out);
-
-/* Human-readable sizes ("0 B", "512 B", "5.1 MiB", powers of 1024),
- * rates in bits per second ("2 Mbit/s", powers of 1000) and durations
- * ("12 s", "3 min 4 s", "2 h 5 min", "3 d 4 h"). */
-void op_ctl_format_bytes(double bytes, char *buf, size_t size);
-void op_ctl_format_rate(double bps, char *buf, size_t size);
-void op_ctl_format_duration(double seconds, char *buf, size_t size);
-
-/* Print the answers of GET /api/status, GET /api/queue and POST
- * /api/test-link as tables for a person. Members missing from the JSON are
- * shown as "-". op_ctl_print_test_link returns whether the link test
- * passed (1) or not (0). */
-void op_ctl_print_status(const cJSON *status, FILE *out);
-/* The rate object of /api/status (also PUT /api/shaping's answer), on
- * two lines: "Rate ..." and "Schedule ...". */
-void op_ctl_print_rate(const cJSON *rate, FILE *out);
-void op_ctl_print_queue(const cJSON *queue, FILE *out);
-int op_ctl_print_test_link(const cJSON *result, FILE *out);
 
 /* --- inside ctl/ ---------------------------------------------------------- */
 

@@ -23,6 +23,7 @@
 #include "ctl/ctl_client.h"
 #include "ctl/ctl_ini.h"
 #include "ctl/ctl_password.h"
+#include "ctl/ctl_print.h"
 
 #define TIMEOUT_MS 30000
 /* test-link resolves, connects, handshakes and queries with the cloud's

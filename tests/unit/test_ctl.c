@@ -34,6 +34,7 @@
 #include "ctl/ctl_client.h"
 #include "ctl/ctl_ini.h"
 #include "ctl/ctl_password.h"
+#include "ctl/ctl_print.h"
 
 /* A hash as config.c accepts it (it checks the "$argon2" prefix). */
 #define HASH "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
