@@ -622,21 +622,31 @@ static void listen_at(struct fx *f, struct server *s)
 	assert_int_equal(listen(s->fd, 4), 0);
 }
 
+/* op_ctl_request(f->path, method, target, body, timeout_ms, r, f->err) to a
+ * server listening at f->path that answers once, by s (the request it read
+ * then in s->request); the server is gone when it returns. */
+static int request_served(struct fx *f, struct server *s, const char *method, const char *target,
+			  const char *body, int timeout_ms, op_ctl_response *r)
+{
+	pthread_t t;
+	int rc;
+
+	listen_at(f, s);
+	assert_int_equal(pthread_create(&t, NULL, serve_one, s), 0);
+	rc = op_ctl_request(f->path, method, target, body, timeout_ms, r, f->err, sizeof(f->err));
+	pthread_join(t, NULL);
+	close(s->fd);
+	return rc;
+}
+
 static void test_ctl_request(void **state)
 {
 	struct fx *f = *state;
 	struct server s = { .reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 				     "Content-Length: 15\r\n\r\n{\"paused\":true}" };
 	op_ctl_response r;
-	pthread_t t;
 
-	listen_at(f, &s);
-	assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
-	assert_int_equal(op_ctl_request(f->path, "POST", "/api/pause", "{}", 5000, &r, f->err,
-					sizeof(f->err)),
-			 0);
-	pthread_join(t, NULL);
-	close(s.fd);
+	assert_int_equal(request_served(f, &s, "POST", "/api/pause", "{}", 5000, &r), 0);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "{\"paused\":true}");
 	op_ctl_response_free(&r);
@@ -653,15 +663,8 @@ static void test_ctl_request_until_close(void **state)
 	struct server s = { .reply =
 				    "HTTP/1.1 404 Not Found\r\n\r\n{\"error\": \"no such page\"}" };
 	op_ctl_response r;
-	pthread_t t;
 
-	listen_at(f, &s);
-	assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
-	assert_int_equal(op_ctl_request(f->path, "GET", "/api/nothing", NULL, 5000, &r, f->err,
-					sizeof(f->err)),
-			 0);
-	pthread_join(t, NULL);
-	close(s.fd);
+	assert_int_equal(request_served(f, &s, "GET", "/api/nothing", NULL, 5000, &r), 0);
 	assert_int_equal(r.status, 404);
 	assert_string_equal(r.body, "{\"error\": \"no such page\"}");
 	op_ctl_response_free(&r);
@@ -674,15 +677,8 @@ static void test_ctl_request_garbage(void **state)
 	struct fx *f = *state;
 	struct server s = { .reply = "220 smtp.example ESMTP\r\n" };
 	op_ctl_response r;
-	pthread_t t;
 
-	listen_at(f, &s);
-	assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
-	assert_int_equal(op_ctl_request(f->path, "GET", "/api/status", NULL, 5000, &r, f->err,
-					sizeof(f->err)),
-			 -EPROTO);
-	pthread_join(t, NULL);
-	close(s.fd);
+	assert_int_equal(request_served(f, &s, "GET", "/api/status", NULL, 5000, &r), -EPROTO);
 	assert_non_null(strstr(f->err, "not an HTTP response"));
 	assert_null(r.body);
 }
@@ -692,14 +688,9 @@ static void test_ctl_request_timeout(void **state)
 	struct fx *f = *state;
 	struct server s = { .reply = NULL };
 	op_ctl_response r;
-	pthread_t t;
 	int rc;
 
-	listen_at(f, &s);
-	assert_int_equal(pthread_create(&t, NULL, serve_one, &s), 0);
-	rc = op_ctl_request(f->path, "GET", "/api/status", NULL, 200, &r, f->err, sizeof(f->err));
-	pthread_join(t, NULL);
-	close(s.fd);
+	rc = request_served(f, &s, "GET", "/api/status", NULL, 200, &r);
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_false(op_ctl_not_running(rc));
 	assert_non_null(strstr(f->err, "no answer within 1 s"));
