@@ -1,9 +1,9 @@
 /*
  * test_ctl: services/ctl/ctl.c and the modules of outpostctl not yet
  * tested in a file of their own: which configuration file is in use, the
- * rate-or-schedule decision, passwords, and the tables on canned JSON.
- * The HTTP client: test_ctl_client.c; the configuration file's rewrite:
- * test_ctl_ini.c.
+ * rate-or-schedule decision, and the tables on canned JSON. The HTTP
+ * client: test_ctl_client.c; the configuration file's rewrite:
+ * test_ctl_ini.c; the console password: test_ctl_password.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,11 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "ctl/ctl.h"
 #include "ctl/ctl_client.h"
-#include "ctl/ctl_password.h"
 #include "ctl/ctl_print.h"
 
 /* --- the configuration file in use ------------------------------------------------- */
@@ -42,45 +39,6 @@ static void test_ctl_config_path(void **state)
 			    access(OP_CTL_DEFAULT_CONFIG, F_OK) == 0 ? OP_CTL_DEFAULT_CONFIG : "");
 	unsetenv("OUTPOST_CONFIG");
 	assert_int_equal(op_ctl_config_path("/a/very/long/path.ini", path, 8), -ENAMETOOLONG);
-}
-
-/* --- passwords ------------------------------------------------------------------- */
-
-static void test_ctl_password_check(void **state)
-{
-	const char *why = NULL;
-	char big[OP_CTL_PASSWORD_MAX + 2];
-
-	(void)state;
-	assert_int_equal(op_ctl_password_check("12345678", &why), 0);
-	assert_int_equal(op_ctl_password_check("1234567", &why), -EINVAL);
-	assert_non_null(strstr(why, "short"));
-	assert_int_equal(op_ctl_password_check("", &why), -EINVAL);
-	/* Characters, not bytes: 7 characters in 14 bytes is short. */
-	assert_int_equal(op_ctl_password_check("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-					       "\xc3\xa9",
-					       &why),
-			 -EINVAL);
-	assert_int_equal(op_ctl_password_check("pass\tword", &why), -EINVAL);
-	assert_non_null(strstr(why, "control"));
-	memset(big, 'x', sizeof(big) - 1);
-	big[sizeof(big) - 1] = '\0';
-	assert_int_equal(op_ctl_password_check(big, &why), -EINVAL);
-	big[OP_CTL_PASSWORD_MAX] = '\0';
-	assert_int_equal(op_ctl_password_check(big, &why), 0);
-}
-
-static void test_ctl_password_hash(void **state)
-{
-	char hash[crypto_pwhash_STRBYTES];
-
-	(void)state;
-	assert_int_equal(op_ctl_password_hash("correct horse", hash, sizeof(hash)), 0);
-	/* OWASP's minimum: 19 MiB (19456 KiB), 2 passes, Argon2id. */
-	assert_non_null(strstr(hash, "$argon2id$v=19$m=19456,t=2,p=1$"));
-	assert_int_equal(crypto_pwhash_str_verify(hash, "correct horse", 13), 0);
-	assert_int_not_equal(crypto_pwhash_str_verify(hash, "correct horsE", 13), 0);
-	assert_int_equal(op_ctl_password_hash("correct horse", hash, 64), -EINVAL);
 }
 
 /* --- the text of an API error ------------------------------------------------------ */
@@ -319,14 +277,9 @@ static void test_ctl_print_test_link(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ctl_config_path),
-		cmocka_unit_test(test_ctl_password_check),
-		cmocka_unit_test(test_ctl_password_hash),
-		cmocka_unit_test(test_ctl_error_text),
-		cmocka_unit_test(test_ctl_rate_or_schedule),
-		cmocka_unit_test(test_ctl_format),
-		cmocka_unit_test(test_ctl_print_status),
-		cmocka_unit_test(test_ctl_print_queue),
+		cmocka_unit_test(test_ctl_config_path),      cmocka_unit_test(test_ctl_error_text),
+		cmocka_unit_test(test_ctl_rate_or_schedule), cmocka_unit_test(test_ctl_format),
+		cmocka_unit_test(test_ctl_print_status),     cmocka_unit_test(test_ctl_print_queue),
 		cmocka_unit_test(test_ctl_print_test_link),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
