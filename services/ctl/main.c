@@ -16,6 +16,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sodium.h>
 
 #include "common/config.h"
