@@ -1,10 +1,14 @@
 /*
- * ctl: the parts of outpostctl (the field engineer's command-line tool,
- * docs/outpostctl.md) that can be tested without a terminal or a running
- * service: which configuration file is in use, the rewrite of one key of
- * that file (outpostctl passwd), a minimal HTTP/1.1 client over the
- * uplink's Unix socket and its response parser, and the printing of the
- * API's answers (docs/API.md) as tables.
+ * ctl: outpostctl, the field engineer's command-line tool
+ * (docs/outpostctl.md). main.c is the command line; what it builds on can
+ * be tested without a terminal or a running service, one module a job:
+ *
+ *   ctl.h           what the commands share: the exit codes, which
+ *                   configuration file is in use, the shaping command's body
+ *   ctl_ini.h       the rewrite of one key of the configuration file
+ *   ctl_password.h  the console password's rules and hash
+ *   ctl_client.h    a minimal HTTP/1.1 client over the uplink's Unix socket
+ *   ctl_print.h     the API's answers (docs/API.md) as tables for a person
  *
  * Single-threaded; nothing here keeps state between calls.
  */
@@ -12,10 +16,6 @@
 #define OP_CTL_H
 
 #include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-
-#include <cjson/cJSON.h>
 
 /* The exit codes of outpostctl (documented in --help and docs/outpostctl.md). */
 enum {
@@ -28,12 +28,6 @@ enum {
 #define OP_CTL_DEFAULT_CONFIG "/etc/outpost/outpost.ini"
 /* The appliance's firmware updater (outpostctl update). */
 #define OP_CTL_UPDATER "/usr/lib/outpost/update"
-#define OP_CTL_PASSWORD_MIN 8    /* characters (UTF-8 code points) */
-#define OP_CTL_PASSWORD_MAX 1024 /* bytes: far above any typed password */
-/* OWASP's minimum for Argon2id (docs/API.md): the uplink verifies beside
- * its 32 MB goal. */
-#define OP_CTL_PWHASH_OPSLIMIT 2
-#define OP_CTL_PWHASH_MEMLIMIT (19 * 1024 * 1024)
 
 /* --- configuration ------------------------------------------------------ */
 
@@ -44,89 +38,6 @@ enum {
  * Returns 0, or -ENAMETOOLONG.
  */
 int op_ctl_config_path(const char *option, char *path, size_t size);
-
-/*
- * Sets key = value in [section] of the INI text (len bytes, need not end
- * in a newline), keeping every other line byte for byte: an existing key
- * line of that section is replaced in place (later duplicates, which would
- * override it, are dropped); otherwise the line is added after the last
- * key of the first [section]; otherwise the section is appended. Lines are
- * read as services/common/config.c reads them (inih without continuation
- * lines: comments start with ';' or '#', indented keys are keys).
- *
- * On success *out is a malloc'd NUL-terminated text (caller frees) of
- * *out_len bytes. Returns 0, -EINVAL (a newline in section, key or value)
- * or -ENOMEM.
- */
-int op_ctl_ini_set(const char *text, size_t len, const char *section, const char *key,
-		   const char *value, char **out, size_t *out_len);
-
-/*
- * op_ctl_ini_set on the file at path, atomically: the new text goes into
- * PATH.tmp (same owner and mode as the file), is fsync'd, must load with
- * op_config_load (a file the services would refuse is never installed),
- * and is renamed over the file, whose directory is then fsync'd. A path
- * that is a symbolic link has its target rewritten. Returns 0 or a
- * negative errno with "what failed: why" in err; on failure the file is
- * unchanged and no PATH.tmp is left behind.
- */
-int op_ctl_config_set(const char *path, const char *section, const char *key, const char *value,
-		      char *err, size_t errlen);
-
-/* --- passwords ----------------------------------------------------------- */
-
-/* Is pw acceptable as the console password (OP_CTL_PASSWORD_MIN characters
- * or more, at most OP_CTL_PASSWORD_MAX bytes, no control characters)?
- * Returns 0, or -EINVAL with the reason in *why. */
-int op_ctl_password_check(const char *pw, const char **why);
-
-/* The crypto_pwhash_str (Argon2id) string of pw with outpostctl's limits,
- * into out (at least crypto_pwhash_STRBYTES = 128 bytes). Returns 0,
- * -ENOMEM (libsodium could not get the memory) or -EINVAL. */
-int op_ctl_password_hash(const char *pw, char *out, size_t size);
-
-/* --- HTTP over the Unix socket ------------------------------------------- */
-
-typedef struct op_ctl_response {
-	int status;      /* 100..599 */
-	char *body;      /* malloc'd, NUL-terminated (body_len excludes the NUL) */
-	size_t body_len; /* the body may hold NULs: body_len is its length */
-} op_ctl_response;
-
-/*
- * Parses one HTTP/1.x response held in buf[0..len). With eof clear,
- * returns -EAGAIN while more bytes are needed (headers not ended, or fewer
- * body bytes than Content-Length); with eof set, a response without
- * Content-Length ends at len. Returns 0 (out filled; free it with
- * op_ctl_response_free), -EAGAIN, -EPROTO (not an HTTP response, bad
- * Content-Length, chunked encoding, cut short; reason in *why) or -ENOMEM.
- */
-int op_ctl_response_parse(const char *buf, size_t len, int eof, op_ctl_response *out,
-			  const char **why);
-
-/* Frees the body; accepts a zeroed or already freed response. */
-void op_ctl_response_free(op_ctl_response *r);
-
-/*
- * Sends method target (with body as application/json when not NULL) to the
- * uplink on the Unix socket at socket_path, with Connection: close, and
- * reads the response, all within timeout_ms. Returns 0 (out filled,
- * whatever the HTTP status) or a negative errno with a reason in err:
- * connecting fails with connect(2)'s error (op_ctl_not_running tells
- * whether it means nothing is there); afterwards -ETIMEDOUT, -EPROTO,
- * -EMSGSIZE (response over 64 MiB) or the socket's error.
- */
-int op_ctl_request(const char *socket_path, const char *method, const char *target,
-		   const char *body, int timeout_ms, op_ctl_response *out, char *err,
-		   size_t errlen);
-
-/* Does op_ctl_request's rc mean that no service listens on the socket
- * (missing, or refusing: a stale socket file)? */
-int op_ctl_not_running(int rc);
-
-/* The text of an API error: the "error" member of a JSON body, else the
- * body itself (trimmed, at most size - 1 bytes), else "HTTP NNN". */
-void op_ctl_error_text(const op_ctl_response *r, char *buf, size_t size);
 
 /* --- commands' building blocks ------------------------------------------- */
 
@@ -140,22 +51,11 @@ int op_ctl_is_rate(const char *arg);
  * null}. *out is malloc'd (caller frees). Returns 0 or -ENOMEM. */
 int op_ctl_shaping_body(const char *arg, char **out);
 
-/* Human-readable sizes ("0 B", "512 B", "5.1 MiB", powers of 1024),
- * rates in bits per second ("2 Mbit/s", powers of 1000) and durations
- * ("12 s", "3 min 4 s", "2 h 5 min", "3 d 4 h"). */
-void op_ctl_format_bytes(double bytes, char *buf, size_t size);
-void op_ctl_format_rate(double bps, char *buf, size_t size);
-void op_ctl_format_duration(double seconds, char *buf, size_t size);
+/* --- inside ctl/ ---------------------------------------------------------- */
 
-/* Print the answers of GET /api/status, GET /api/queue and POST
- * /api/test-link as tables for a person. Members missing from the JSON are
- * shown as "-". op_ctl_print_test_link returns whether the link test
- * passed (1) or not (0). */
-void op_ctl_print_status(const cJSON *status, FILE *out);
-/* The rate object of /api/status (also PUT /api/shaping's answer), on
- * two lines: "Rate ..." and "Schedule ...". */
-void op_ctl_print_rate(const cJSON *rate, FILE *out);
-void op_ctl_print_queue(const cJSON *queue, FILE *out);
-int op_ctl_print_test_link(const cJSON *result, FILE *out);
+/* The line of text[0..len) that starts at pos: its length without (*bare)
+ * and with (*full) its end of line ("\n" or "\r\n"; none at the end of the
+ * text). The INI rewrite and the HTTP response parser read lines alike. */
+void op_ctl__next_line(const char *text, size_t len, size_t pos, size_t *bare, size_t *full);
 
 #endif

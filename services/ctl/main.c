@@ -16,10 +16,15 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <sodium.h>
 
 #include "common/config.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_client.h"
+#include "ctl/ctl_ini.h"
+#include "ctl/ctl_password.h"
+#include "ctl/ctl_print.h"
 
 #define TIMEOUT_MS 30000
 /* test-link resolves, connects, handshakes and queries with the cloud's
@@ -216,24 +221,34 @@ struct args {
 	int npos;
 };
 
-static int cmd_status(const char *sock, const struct args *a)
+/*
+ * GET target, shown as it came with --json, else by print (a table);
+ * what names the request in messages.
+ */
+static int show(const char *sock, const char *target, const char *what, const struct args *a,
+		void (*print)(const cJSON *, FILE *))
 {
 	op_ctl_response r;
 	cJSON *j;
-	int rc = call(sock, "GET", "/api/status", NULL, TIMEOUT_MS, &r);
+	int rc = call(sock, "GET", target, NULL, TIMEOUT_MS, &r);
 
 	if (rc)
 		return rc;
 	if (a->given & O_JSON) {
 		print_raw(&r);
-	} else if ((j = parse_json(&r, "GET /api/status"))) {
-		op_ctl_print_status(j, stdout);
+	} else if ((j = parse_json(&r, what))) {
+		print(j, stdout);
 		cJSON_Delete(j);
 	} else {
 		rc = OP_CTL_EXIT_FAILED;
 	}
 	op_ctl_response_free(&r);
 	return rc;
+}
+
+static int cmd_status(const char *sock, const struct args *a)
+{
+	return show(sock, "/api/status", "GET /api/status", a, op_ctl_print_status);
 }
 
 /*
@@ -273,25 +288,10 @@ static int cmd_health(const char *sock, const struct args *a)
 static int cmd_queue(const char *sock, const struct args *a)
 {
 	char target[128];
-	op_ctl_response r;
-	cJSON *j;
-	int rc;
 
 	snprintf(target, sizeof(target), "/api/queue?page=%ld%s%s", a->page,
 		 a->state ? "&state=" : "", a->state ? a->state : "");
-	rc = call(sock, "GET", target, NULL, TIMEOUT_MS, &r);
-	if (rc)
-		return rc;
-	if (a->given & O_JSON) {
-		print_raw(&r);
-	} else if ((j = parse_json(&r, "GET /api/queue"))) {
-		op_ctl_print_queue(j, stdout);
-		cJSON_Delete(j);
-	} else {
-		rc = OP_CTL_EXIT_FAILED;
-	}
-	op_ctl_response_free(&r);
-	return rc;
+	return show(sock, target, "GET /api/queue", a, op_ctl_print_queue);
 }
 
 static int cmd_retry(const char *sock, const struct args *a)
