@@ -268,7 +268,7 @@ static void table_free(struct table *t)
 void op_ctl_print_rate(const cJSON *rate, FILE *out)
 {
 	char a[64], b[64], d[1100];
-	const char *source = cJSON_GetStringValue(get(rate, "source"));
+	const char *source = cJSON_GetStringValue(get(rate, "source")), *schedule;
 
 	fprintf(out, "%-12snow %s", "Rate", rate_at(rate, "current", a, sizeof(a)));
 	fprintf(out, ", configured %s", rate_at(rate, "configured", b, sizeof(b)));
@@ -276,8 +276,8 @@ void op_ctl_print_rate(const cJSON *rate, FILE *out)
 		fprintf(out, " (set by the %s)",
 			strcmp(source, "console") == 0 ? "console" : "configuration file");
 	fputc('\n', out);
-	str_at(rate, "schedule", "", d, sizeof(d));
-	fprintf(out, "%-12s%s", "Schedule", *d ? d : "none");
+	schedule = str_at(rate, "schedule", "", d, sizeof(d));
+	fprintf(out, "%-12s%s", "Schedule", *schedule ? schedule : "none");
 	/* Not in docs/API.md, but the uplink tells it: rate and schedule are
 	 * overridden separately. */
 	source = cJSON_GetStringValue(get(rate, "schedule_source"));
