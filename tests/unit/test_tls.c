@@ -62,102 +62,47 @@ const char *__asan_default_options(void)
 
 /* --- fixtures ------------------------------------------------------------------ */
 
-static char data_dir[PATH_MAX];
-
-static int use_dir(const char *base, const char *suffix)
-{
-	char cand[PATH_MAX], probe[PATH_MAX + 32];
-	struct stat sb;
-	int n = snprintf(cand, sizeof(cand), "%s%s", base, suffix);
-
-	if (n < 0 || (size_t)n >= sizeof(cand))
-		return 0;
-	n = snprintf(probe, sizeof(probe), "%s/tls/ca.pem", cand);
-	if (n < 0 || (size_t)n >= sizeof(probe) || stat(probe, &sb) != 0)
-		return 0;
-	memcpy(data_dir, cand, strlen(cand) + 1);
-	return 1;
-}
-
-/*
- * tests/unit/data: $OUTPOST_TEST_DATA, else next to this source file
- * (make runs the tests from the repository root), else found by walking up
- * from the binary (build/tests/, build/asan/tests/).
- */
-static int find_data_dir(void)
-{
-	char exe[PATH_MAX], src[] = __FILE__;
-	const char *env = getenv("OUTPOST_TEST_DATA");
-	ssize_t n;
-
-	if (env && use_dir(env, ""))
-		return 0;
-	if (use_dir(dirname(src), "/data"))
-		return 0;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	for (char *dir = dirname(exe); strcmp(dir, "/") != 0; dir = dirname(dir))
-		if (use_dir(dir, "/tests/unit/data"))
-			return 0;
-	return -1;
-}
-
-/* The last paths handed out, kept for the test to use. */
-static char paths[8][PATH_MAX + 64];
-static unsigned n_paths;
-
 struct fx {
-	char dir[64]; /* a mkdtemp directory for files made on the spot */
+	struct unit_tmp tmp; /* first (unit_tmp_new): for files made on the spot */
 	op_cloud_config cloud;
 	char err[512];
 };
 
-/* The path of a fixture in tests/unit/data/tls (kept until teardown). */
+/* The path of a fixture in tests/unit/data/tls. */
 static const char *tls_file(const char *name)
 {
-	char *path = paths[n_paths++ % 8];
+	char rel[64];
 
-	snprintf(path, sizeof(paths[0]), "%s/tls/%s", data_dir, name);
-	return path;
+	snprintf(rel, sizeof(rel), "tls/%s", name);
+	return unit_data(rel);
 }
 
 /* A file made in the test's directory from text (NULL: a directory). */
 static const char *make_file(struct fx *f, const char *name, const char *text)
 {
-	char *path = paths[n_paths++ % 8];
-	FILE *out;
+	const char *path = unit_path(f->tmp.dir, name);
 
-	snprintf(path, sizeof(paths[0]), "%s/%s", f->dir, name);
 	if (!text) {
 		assert_int_equal(mkdir(path, 0755), 0);
 		return path;
 	}
-	out = fopen(path, "w");
-	assert_non_null(out);
-	assert_int_equal(fwrite(text, 1, strlen(text), out), strlen(text));
-	assert_int_equal(fclose(out), 0);
+	unit_write_bytes(path, text, strlen(text));
 	return path;
 }
 
 /* Concatenates two fixtures into the test's directory. */
 static const char *concat(struct fx *f, const char *name, const char *a, const char *b)
 {
-	char *path = paths[n_paths++ % 8], buf[4096];
-	const char *parts[2] = { a, b };
+	const char *path = unit_path(f->tmp.dir, name), *parts[2] = { a, b };
+	char buf[4096];
 	FILE *out;
 
-	snprintf(path, sizeof(paths[0]), "%s/%s", f->dir, name);
 	out = fopen(path, "w");
 	assert_non_null(out);
 	for (int i = 0; i < 2; i++) {
-		char src[PATH_MAX + 64];
-		FILE *in;
+		FILE *in = fopen(tls_file(parts[i]), "r");
 		size_t n;
 
-		snprintf(src, sizeof(src), "%s/tls/%s", data_dir, parts[i]);
-		in = fopen(src, "r");
 		assert_non_null(in);
 		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
 			assert_int_equal(fwrite(buf, 1, n, out), n);
@@ -169,16 +114,11 @@ static const char *concat(struct fx *f, const char *name, const char *a, const c
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct fx *f = unit_tmp_new(sizeof(*f));
 	op_config cfg;
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_tls.XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
 	op_config_defaults(&cfg);
 	f->cloud = cfg.cloud;
 	*state = f;
@@ -662,8 +602,7 @@ static int teardown(void **state)
 		server_free(held.server);
 	for (size_t i = 0; i < sizeof(held.tls) / sizeof(held.tls[0]); i++)
 		close_tls(held.tls[i]);
-	unit_rm_tree(f->dir);
-	free(f);
+	unit_tmp_free(f);
 	return 0;
 }
 
@@ -871,9 +810,5 @@ int main(void)
 	};
 #undef T
 
-	if (find_data_dir() < 0) {
-		fprintf(stderr, "test_tls: tests/unit/data not found (set OUTPOST_TEST_DATA)\n");
-		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
