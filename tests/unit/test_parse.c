@@ -300,7 +300,8 @@ static void test_parse_listen(void **state)
 
 /* --- the cloud's URL ------------------------------------------------------------------ */
 
-/* Accepted as host, port and path; or refused, saying why. */
+/* Accepted as host, port and path; or refused, saying why, the outputs
+ * untouched. */
 static void test_parse_url(void **state)
 {
 	static const struct {
@@ -333,8 +334,14 @@ static void test_parse_url(void **state)
 		{ "https://cloud.example.org:0/", NULL, 0, NULL, "port" },
 		{ "https://cloud.example.org:65536/", NULL, 0, NULL, "port" },
 		{ "https://cloud.example.org:44x3/", NULL, 0, NULL, "port" },
+		/* Blanks and control characters: a Host header or a request
+		 * line would carry them, or be split by them. */
+		{ "https://cloud example.org/", NULL, 0, NULL, "host" },
+		{ "https://cloud.example.org\r\nX-Injected: 1/", NULL, 0, NULL, "host" },
+		{ "https://cloud\x7f.example.org/", NULL, 0, NULL, "host" },
 		{ "https://cloud.example.org/dicom web", NULL, 0, NULL, "path" },
 		{ "https://cloud.example.org/a\tb", NULL, 0, NULL, "path" },
+		{ "https://cloud.example.org/a\x01b", NULL, 0, NULL, "path" },
 	};
 	char host[256], path[768];
 	const char *why;
@@ -344,6 +351,9 @@ static void test_parse_url(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		why = NULL;
+		snprintf(host, sizeof(host), "untouched");
+		snprintf(path, sizeof(path), "untouched");
+		port = 7;
 		rc = op_url_parse(cases[i].url, host, sizeof(host), &port, path, sizeof(path),
 				  &why);
 		if (!cases[i].why) {
@@ -359,6 +369,9 @@ static void test_parse_url(void **state)
 		if (!why || !strstr(why, cases[i].why))
 			fail_msg("op_url_parse(\"%s\"): \"%s\" does not say \"%s\"", cases[i].url,
 				 why ? why : "(none)", cases[i].why);
+		assert_string_equal(host, "untouched");
+		assert_int_equal(port, 7);
+		assert_string_equal(path, "untouched");
 	}
 }
 
