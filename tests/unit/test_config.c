@@ -475,7 +475,7 @@ static void test_config_console(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_config_teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_tmp_teardown)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_defaults),
 		T(test_config_empty_file_is_defaults),

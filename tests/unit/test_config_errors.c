@@ -156,7 +156,7 @@ static void test_config_error_buffer_small(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_config_teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_tmp_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_config_error_names_line),
 		T(test_config_unknown_key),

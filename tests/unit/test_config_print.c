@@ -129,7 +129,7 @@ static void test_config_print_sections(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_config_teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_tmp_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_config_print_round_trip),
 		T(test_config_print_sections),

@@ -296,7 +296,7 @@ static void test_tls_pin_of_file_fails(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, tls_setup, tls_teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tls_setup, unit_tmp_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_tls_open_system_store),        T(test_tls_open_ca_file),
 		T(test_tls_open_bad_ca_file),         T(test_tls_open_directory),

@@ -201,7 +201,7 @@ static void test_tls_session_resumed(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, tls_setup, tls_teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tls_setup, unit_tmp_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_tls_handshake),        T(test_tls_pin),         T(test_tls_wrong_host),
 		T(test_tls_untrusted_server), T(test_tls_client_cert), T(test_tls_session_resumed),

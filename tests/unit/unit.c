@@ -116,6 +116,7 @@ int unit_tmp_setup(void **state)
 
 int unit_tmp_teardown(void **state)
 {
+	unit_release_all(NULL);
 	unit_tmp_free(*state);
 	return 0;
 }

@@ -58,8 +58,12 @@ void *unit_tmp_new(size_t size);
  * nothing. */
 void unit_tmp_free(void *fx);
 
-/* cmocka setup and teardown for a test whose state is a struct unit_tmp. */
+/* cmocka setup for a test whose state is a struct unit_tmp. */
 int unit_tmp_setup(void **state);
+
+/* cmocka teardown for a fixture made by unit_tmp_new (whatever its size):
+ * releases what the test holds (unit_release_all), removes the directory
+ * and frees the fixture. */
 int unit_tmp_teardown(void **state);
 
 /* Writes text to t's DIR/name; returns the path (t->path). */

@@ -19,12 +19,6 @@ int unit_config_setup(void **state)
 	return *state ? 0 : -1;
 }
 
-int unit_config_teardown(void **state)
-{
-	unit_tmp_free(*state);
-	return 0;
-}
-
 int unit_config_load_text(struct unit_config *f, const char *text)
 {
 	f->err[0] = '\0';

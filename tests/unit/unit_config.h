@@ -15,9 +15,9 @@ struct unit_config {
 	op_config cfg;
 };
 
-/* cmocka setup and teardown for a test whose state is a struct unit_config. */
+/* cmocka setup for a test whose state is a struct unit_config (its
+ * teardown: unit_tmp_teardown). */
 int unit_config_setup(void **state);
-int unit_config_teardown(void **state);
 
 /* Loads text as a config file (DIR/outpost.ini) into f->cfg; returns
  * op_config_load's result, its error in f->err. */

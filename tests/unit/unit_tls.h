@@ -10,7 +10,7 @@
  *
  * Header-only: it needs mbedTLS and tls.c, which the common layer's tests
  * cannot link (unit.h). Handles and servers are held (unit_hold) until
- * tls_teardown.
+ * the teardown (unit_tmp_teardown).
  */
 #ifndef OP_UNIT_TLS_H
 #define OP_UNIT_TLS_H
@@ -59,13 +59,6 @@ static inline int tls_setup(void **state)
 	op_config_defaults(&cfg);
 	f->cloud = cfg.cloud;
 	*state = f;
-	return 0;
-}
-
-static inline int tls_teardown(void **state)
-{
-	unit_release_all(NULL);
-	unit_tmp_free(*state);
 	return 0;
 }
 
