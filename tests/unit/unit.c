@@ -75,6 +75,19 @@ char *unit_read_file(const char *path, size_t *len)
 	return text;
 }
 
+void unit_assert_file(const char *path, const char *text)
+{
+	size_t len;
+	char *got = unit_read_file(path, &len);
+
+	if (len != strlen(text) || memcmp(got, text, len) != 0) {
+		print_error("%s holds \"%s\" (%zu bytes), not \"%s\"\n", path, got, len, text);
+		test_free(got);
+		fail();
+	}
+	test_free(got);
+}
+
 const char *unit_path(const char *dir, const char *name)
 {
 	static char paths[16][PATH_MAX + 64];

@@ -36,6 +36,9 @@ void unit_write_bytes(const char *path, const void *data, size_t len);
  * fails). */
 char *unit_read_file(const char *path, size_t *len);
 
+/* Fails the test unless path holds text, exactly. */
+void unit_assert_file(const char *path, const char *text);
+
 /* DIR/name, in one of 16 buffers that the next calls reuse in turn. */
 const char *unit_path(const char *dir, const char *name);
 
