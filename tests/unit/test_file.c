@@ -20,7 +20,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,30 +138,13 @@ static void test_file_read_all_fails(void **state)
 
 /* --- op_write_all ----------------------------------------------------------------- */
 
-struct drain {
-	int fd;
-	char *buf;
-	size_t len, cap;
-};
-
-static void *drain(void *arg)
-{
-	struct drain *d = arg;
-	ssize_t n;
-
-	while (d->len < d->cap && (n = read(d->fd, d->buf + d->len, d->cap - d->len)) > 0)
-		d->len += (size_t)n;
-	return NULL;
-}
-
 static void test_file_write_all(void **state)
 {
 	enum { BIG = 4 << 20 }; /* far more than a pipe holds */
 	struct unit_tmp *t = *state;
 	const char *path = unit_path(t->dir, "out");
 	char *want = pattern(BIG);
-	struct drain d = { -1, NULL, 0, BIG };
-	pthread_t reader;
+	struct unit_reader r;
 	int fd, p[2];
 	char *got;
 	size_t len;
@@ -180,15 +162,13 @@ static void test_file_write_all(void **state)
 
 	/* A pipe, read by another thread as it fills. */
 	assert_int_equal(pipe(p), 0);
-	d.fd = p[0];
-	d.buf = unit_hold(malloc(BIG), NULL);
-	assert_int_equal(pthread_create(&reader, NULL, drain, &d), 0);
+	unit_reader_start(&r, p[0], BIG);
 	assert_int_equal(op_write_all(p[1], want, BIG), 0);
 	close(p[1]);
-	pthread_join(reader, NULL);
+	assert_int_equal(unit_reader_join(&r), BIG);
 	close(p[0]);
-	assert_int_equal(d.len, BIG);
-	assert_memory_equal(d.buf, want, BIG);
+	assert_memory_equal(r.buf, want, BIG);
+	test_free(r.buf);
 }
 
 static void test_file_write_all_fails(void **state)

@@ -139,6 +139,33 @@ const char *unit_tmp_write(struct unit_tmp *t, const char *name, const char *tex
 	return unit_write_file(t->path, sizeof(t->path), t->dir, name, text);
 }
 
+/* --- a reader on another thread ---------------------------------------------------- */
+
+static void *read_to_end(void *arg)
+{
+	struct unit_reader *r = arg;
+	ssize_t n;
+
+	while (r->len < r->cap && (n = read(r->fd, r->buf + r->len, r->cap - r->len)) > 0)
+		r->len += (size_t)n;
+	return NULL;
+}
+
+void unit_reader_start(struct unit_reader *r, int fd, size_t cap)
+{
+	r->fd = fd;
+	r->buf = test_malloc(cap ? cap : 1);
+	r->len = 0;
+	r->cap = cap;
+	assert_int_equal(pthread_create(&r->thread, NULL, read_to_end, r), 0);
+}
+
+size_t unit_reader_join(struct unit_reader *r)
+{
+	assert_int_equal(pthread_join(r->thread, NULL), 0);
+	return r->len;
+}
+
 /* --- tests/unit/data ------------------------------------------------------------ */
 
 static char data_dir[PATH_MAX];

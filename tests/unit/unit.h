@@ -13,6 +13,7 @@
 #ifndef OP_UNIT_H
 #define OP_UNIT_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* --- a test's own directory ------------------------------------------------- */
@@ -71,6 +72,23 @@ int unit_tmp_teardown(void **state);
 
 /* Writes text to t's DIR/name; returns the path (t->path). */
 const char *unit_tmp_write(struct unit_tmp *t, const char *name, const char *text);
+
+/* --- a reader on another thread ---------------------------------------------------- */
+
+/* Reads fd until its end, or cap bytes, into buf, on a thread of its own:
+ * the other end of a pipe or socket that a test writes more to than the
+ * kernel buffers hold. */
+struct unit_reader {
+	int fd;
+	char *buf; /* from test_malloc: test_free it */
+	size_t len, cap;
+	pthread_t thread;
+};
+
+void unit_reader_start(struct unit_reader *r, int fd, size_t cap);
+
+/* Waits for the reader to stop; returns how many bytes it read. */
+size_t unit_reader_join(struct unit_reader *r);
 
 /* --- tests/unit/data ------------------------------------------------------------ */
 
