@@ -1,12 +1,15 @@
 /*
  * unit: helpers shared by the cmocka tests (tests/unit/test_*.c), included
  * after <cmocka.h>: a test's own directory and the files in it, the
- * fixtures of tests/unit/data, and what a test holds until its teardown.
+ * fixtures of tests/unit/data, a reader on another thread, and what a test
+ * holds until its teardown.
  *
- * unit.c is a fixture object, linked into every unit test: it uses libc,
- * cmocka and nothing of services/. Helpers that need a higher layer
- * (mbedTLS, http.c, stow.c) are header-only (unit_tls.h, unit_http.h,
- * unit_stow.h): the tests of the common layer could not link them.
+ * unit.c is a fixture object, linked into every unit test (as is every
+ * file of tests/unit whose name does not start with test_): it uses libc
+ * and cmocka only; unit_config.c, another, only the common layer, which
+ * every test links. Helpers that need a higher layer (mbedTLS, http.c, stow.c)
+ * are header-only (unit_tls.h, unit_http.h, unit_stow.h): the tests of the
+ * common layer could not link them.
  *
  * The functions that can fail a test do so with cmocka's assertions.
  */
