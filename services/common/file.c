@@ -134,18 +134,3 @@ int op_file_write(const char *path, const void *data, size_t len, mode_t mode)
 		rc = -errno;
 	return rc;
 }
-
-int op_file_replace(const char *path, const void *data, size_t len, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	int rc;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	rc = op_file_write(tmp, data, len, mode);
-	if (rc == 0)
-		rc = op_rename_durable(tmp, path);
-	if (rc < 0)
-		unlink(tmp);
-	return rc;
-}

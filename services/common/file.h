@@ -44,8 +44,4 @@ int op_rename_durable(const char *from, const char *to);
  */
 int op_file_write(const char *path, const void *data, size_t len, mode_t mode);
 
-/* Replaces path with data, whole or not at all: writes path.tmp
- * (op_file_write), then renames it over path (op_rename_durable). */
-int op_file_replace(const char *path, const void *data, size_t len, mode_t mode);
-
 #endif

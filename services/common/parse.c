@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/parse.h"
-
 int op_parse_int(const char *s, long long min, long long max, long long *out)
 {
 	char *end;
@@ -51,11 +49,22 @@ int op_listen_parse(const char *s, char addr[16], uint16_t *port)
 	return 0;
 }
 
+/* Has s[0..n) a blank or a control character (that a Host header would
+ * carry, or split)? */
+static int has_blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return 1;
+	return 0;
+}
+
 int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,
 		 size_t path_size, const char **why)
 {
 	const char *h, *end, *colon;
-	size_t n;
+	size_t n, path_len;
+	uint16_t p = 443;
 	long v;
 	char *e;
 
@@ -75,26 +84,31 @@ int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, 
 		*why = "needs a host name (no user@, no IPv6 literal)";
 		return -EINVAL;
 	}
-	memcpy(host, h, n);
-	host[n] = '\0';
-	*port = 443;
+	if (has_blank(h, n)) {
+		*why = "has a host name with a blank or a control character";
+		return -EINVAL;
+	}
 	if (colon) {
 		v = strtol(colon + 1, &e, 10);
 		if (e != end || colon + 1 == end || v < 1 || v > 65535) {
 			*why = "has a bad port";
 			return -EINVAL;
 		}
-		*port = (uint16_t)v;
+		p = (uint16_t)v;
 	}
-	n = strlen(end);
-	while (n > 0 && end[n - 1] == '/')
-		n--;
-	if (n >= path_size || strpbrk(end, " \t\r\n")) {
-		*why = "has a path that is too long or contains spaces";
+	path_len = strlen(end);
+	while (path_len > 0 && end[path_len - 1] == '/')
+		path_len--;
+	if (path_len >= path_size || has_blank(end, strlen(end))) {
+		*why = "has a path that is too long, or blanks or control characters";
 		return -EINVAL;
 	}
-	memcpy(path, end, n);
-	path[n] = '\0';
+	/* Only now, whole: a refused URL leaves the outputs as they were. */
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = p;
+	memcpy(path, end, path_len);
+	path[path_len] = '\0';
 	return 0;
 }
 

@@ -19,8 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,57 +39,6 @@
 #define UID_JPEG2000_LOSSLESS "1.2.840.10008.1.2.4.90"
 
 /* --- where the files are -------------------------------------------------------- */
-
-static char data_dir[PATH_MAX];
-
-/* Is DIR SUFFIX the fixture directory? Then it becomes data_dir. */
-static int use_dir(const char *dir, const char *suffix)
-{
-	char cand[PATH_MAX], probe[PATH_MAX];
-	struct stat sb;
-	int n = snprintf(cand, sizeof(cand), "%s%s", dir, suffix);
-
-	if (n < 0 || (size_t)n >= sizeof(cand))
-		return 0;
-	n = snprintf(probe, sizeof(probe), "%s/valid_minimal.dcm", cand);
-	if (n < 0 || (size_t)n >= sizeof(probe) || stat(probe, &sb) != 0)
-		return 0;
-	memcpy(data_dir, cand, strlen(cand) + 1);
-	return 1;
-}
-
-/*
- * tests/unit/data: $OUTPOST_TEST_DATA, else next to this source file
- * (make runs the tests from the repository root), else found by walking up
- * from the binary (build/tests/, build/asan/tests/).
- */
-static int find_data_dir(void)
-{
-	char exe[PATH_MAX], src[] = __FILE__;
-	const char *env = getenv("OUTPOST_TEST_DATA");
-	ssize_t n;
-
-	if (env && use_dir(env, ""))
-		return 0;
-	if (use_dir(dirname(src), "/data"))
-		return 0;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	for (char *dir = dirname(exe); strcmp(dir, "/") != 0; dir = dirname(dir))
-		if (use_dir(dir, "/tests/unit/data"))
-			return 0;
-	return -1;
-}
-
-static const char *fixture(const char *name)
-{
-	static char path[PATH_MAX + 64];
-
-	snprintf(path, sizeof(path), "%s/%s", data_dir, name);
-	return path;
-}
 
 static const char *sample(const char *name)
 {
@@ -343,7 +290,7 @@ static void test_dicom_read_fixtures(void **state)
 	op_instance in;
 
 	(void)state;
-	assert_reads(fixture("valid_minimal.dcm"), &in);
+	assert_reads(unit_data("valid_minimal.dcm"), &in);
 	assert_string_equal(in.sop_instance_uid, "1.2.826.0.1.3680043.8.498.1");
 	assert_string_equal(in.sop_class_uid, "1.2.840.10008.5.1.4.1.1.7");
 	assert_string_equal(in.study_uid, "1.2.826.0.1.3680043.8.498.2");
@@ -352,51 +299,37 @@ static void test_dicom_read_fixtures(void **state)
 	assert_string_equal(in.patient_id, "FIXTURE");
 	assert_string_equal(in.modality, "OT");
 
-	assert_refused(fixture("no_sop_instance_uid.dcm"), "SOPInstanceUID");
-	assert_refused(fixture("no_sop_instance_uid.dcm"), "missing");
-	assert_refused(fixture("no_series_uid.dcm"), "SeriesInstanceUID");
-	assert_refused(fixture("bad_sop_instance_uid.dcm"), "SOPInstanceUID");
-	assert_refused(fixture("bad_sop_instance_uid.dcm"), "not a valid UID");
+	assert_refused(unit_data("no_sop_instance_uid.dcm"), "SOPInstanceUID");
+	assert_refused(unit_data("no_sop_instance_uid.dcm"), "missing");
+	assert_refused(unit_data("no_series_uid.dcm"), "SeriesInstanceUID");
+	assert_refused(unit_data("bad_sop_instance_uid.dcm"), "SOPInstanceUID");
+	assert_refused(unit_data("bad_sop_instance_uid.dcm"), "not a valid UID");
 	/* 71 characters: longer than a UID may be, refused rather than cut. */
-	assert_refused(fixture("long_study_uid.dcm"), "StudyInstanceUID");
-}
-
-static void write_bytes(const char *path, const void *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	assert_int_equal(fclose(f), 0);
+	assert_refused(unit_data("long_study_uid.dcm"), "StudyInstanceUID");
 }
 
 static void test_dicom_read_not_dicom(void **state)
 {
-	char dir[] = "/tmp/test_dicom.XXXXXX", path[128];
+	struct unit_tmp *t = *state;
 	unsigned char preamble[132] = { 0 };
+	const char *path;
 
-	(void)state;
-	assert_non_null(mkdtemp(dir));
-
-	snprintf(path, sizeof(path), "%s/empty.dcm", dir);
-	write_bytes(path, "", 0);
+	path = unit_path(t->dir, "empty.dcm");
+	unit_write_bytes(path, "", 0);
 	assert_refused(path, NULL);
 
-	snprintf(path, sizeof(path), "%s/text.dcm", dir);
-	write_bytes(path, "hello, this is not DICOM\n", 25);
+	path = unit_path(t->dir, "text.dcm");
+	unit_write_bytes(path, "hello, this is not DICOM\n", 25);
 	assert_refused(path, NULL);
 
 	/* A preamble and "DICM", then nothing. */
 	memcpy(preamble + 128, "DICM", 4);
-	snprintf(path, sizeof(path), "%s/preamble.dcm", dir);
-	write_bytes(path, preamble, sizeof(preamble));
+	path = unit_path(t->dir, "preamble.dcm");
+	unit_write_bytes(path, preamble, sizeof(preamble));
 	assert_refused(path, NULL);
 
-	snprintf(path, sizeof(path), "%s/absent.dcm", dir);
-	assert_refused(path, NULL);
-	assert_refused(dir, NULL);
-
-	unit_rm_tree(dir);
+	assert_refused(unit_path(t->dir, "absent.dcm"), NULL);
+	assert_refused(t->dir, NULL);
 }
 
 /* The reason is cut to fit a short buffer, and terminated. */
@@ -407,7 +340,7 @@ static void test_dicom_read_short_err(void **state)
 
 	(void)state;
 	memset(err, 'Z', sizeof(err));
-	assert_int_equal(read_inst(fixture("no_sop_instance_uid.dcm"), &in, err, 8), -EINVAL);
+	assert_int_equal(read_inst(unit_data("no_sop_instance_uid.dcm"), &in, err, 8), -EINVAL);
 	assert_int_equal(strlen(err), 7);
 	assert_int_equal(err[8], 'Z');
 }
@@ -585,7 +518,8 @@ int main(void)
 		cmocka_unit_test(test_dicom_read_without_meta),
 		cmocka_unit_test(test_dicom_read_truncated),
 		cmocka_unit_test(test_dicom_read_fixtures),
-		cmocka_unit_test(test_dicom_read_not_dicom),
+		cmocka_unit_test_setup_teardown(test_dicom_read_not_dicom, unit_tmp_setup,
+						unit_tmp_teardown),
 		cmocka_unit_test(test_dicom_read_short_err),
 		cmocka_unit_test(test_dicom_sop_class_accepted),
 		cmocka_unit_test(test_dicom_transfer_syntax_accepted),
@@ -593,9 +527,5 @@ int main(void)
 		cmocka_unit_test(test_dicom_print_conformance),
 	};
 
-	if (find_data_dir() < 0) {
-		fprintf(stderr, "test_dicom: tests/unit/data not found (set OUTPOST_TEST_DATA)\n");
-		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

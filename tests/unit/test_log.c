@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -245,20 +246,12 @@ static void capture_start(struct capture *c)
  * when the test fails). */
 static char *capture_end(struct capture *c)
 {
-	struct stat sb;
 	char *text;
-	FILE *f;
 
 	fflush(stderr);
 	assert_true(dup2(c->saved_fd, STDERR_FILENO) >= 0);
 	close(c->saved_fd);
-	assert_int_equal(stat(c->path, &sb), 0);
-	text = test_calloc(1, (size_t)sb.st_size + 1);
-	assert_non_null(text);
-	f = fopen(c->path, "r");
-	assert_non_null(f);
-	assert_int_equal(fread(text, 1, (size_t)sb.st_size, f), (size_t)sb.st_size);
-	fclose(f);
+	text = unit_read_file(c->path, NULL);
 	unlink(c->path);
 	return text;
 }

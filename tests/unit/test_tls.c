@@ -1,12 +1,9 @@
 /*
- * test_tls: services/uplink/tls.c, the uplink's TLS client configuration.
- *
+ * test_tls: services/uplink/tls.c, the uplink's TLS client configuration:
  * op_tls_open with the system store, a ca_file, a client certificate, and
  * every way those files can be wrong (the error must name the file, for a
  * field engineer to fix); op_tls_pin_of_file against the pins openssl
- * computes; and whole handshakes against an mbedTLS server in the same
- * process over in-memory pipes: the hostname check, an untrusted server,
- * the pin (match, mismatch), mutual TLS and session resumption.
+ * computes. Handshakes: test_tls_handshake.
  *
  * The keys and certificates are test-only fixtures in tests/unit/data/tls/
  * (made once by make_tls_fixtures.sh there; see tests/unit/data/README).
@@ -17,36 +14,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "unit.h"
+#include "unit_tls.h"
 
 #include <errno.h>
-#include <ftw.h>
-#include <libgen.h>
-#include <limits.h>
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/ssl.h>
-#include <mbedtls/ssl_cache.h>
-#include <mbedtls/x509_crt.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "common/config.h"
-#include "uplink/tls.h"
-
-/*
- * The pins of the fixtures, computed once by make_tls_fixtures.sh with
- *   openssl x509 -pubkey -noout -in C | openssl pkey -pubin -outform der |
- *           openssl dgst -sha256 -binary | base64
- */
-#define PIN_SERVER "2r8K2ewJrnxTijSeXfbeMaoC2Z0DjU/5wWsnUBoWAdc="
-#define PIN_OTHER "mXKeQ7JS7lWGGfZs8m8yPIfth9CUQ9/VqTLofWkphjs="
-#define PIN_EC "jJpsQ/2xQI3X4BVxYIUBP4EzCG54a6jqpmTe5JiAioY="
-#define PIN_CA "/Pm/6LMRjfmMo9gaE1zlILvnzeJTERTRiW4rCLtJ0Mc="
 
 /*
  * mbedTLS sizes a file it reads with ftell(): LONG_MAX for a directory,
@@ -60,144 +31,9 @@ const char *__asan_default_options(void)
 	return "allocator_may_return_null=1";
 }
 
-/* --- fixtures ------------------------------------------------------------------ */
-
-static char data_dir[PATH_MAX];
-
-static int use_dir(const char *base, const char *suffix)
-{
-	char cand[PATH_MAX], probe[PATH_MAX + 32];
-	struct stat sb;
-	int n = snprintf(cand, sizeof(cand), "%s%s", base, suffix);
-
-	if (n < 0 || (size_t)n >= sizeof(cand))
-		return 0;
-	n = snprintf(probe, sizeof(probe), "%s/tls/ca.pem", cand);
-	if (n < 0 || (size_t)n >= sizeof(probe) || stat(probe, &sb) != 0)
-		return 0;
-	memcpy(data_dir, cand, strlen(cand) + 1);
-	return 1;
-}
-
-/*
- * tests/unit/data: $OUTPOST_TEST_DATA, else next to this source file
- * (make runs the tests from the repository root), else found by walking up
- * from the binary (build/tests/, build/asan/tests/).
- */
-static int find_data_dir(void)
-{
-	char exe[PATH_MAX], src[] = __FILE__;
-	const char *env = getenv("OUTPOST_TEST_DATA");
-	ssize_t n;
-
-	if (env && use_dir(env, ""))
-		return 0;
-	if (use_dir(dirname(src), "/data"))
-		return 0;
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -1;
-	exe[n] = '\0';
-	for (char *dir = dirname(exe); strcmp(dir, "/") != 0; dir = dirname(dir))
-		if (use_dir(dir, "/tests/unit/data"))
-			return 0;
-	return -1;
-}
-
-/* The last paths handed out, kept for the test to use. */
-static char paths[8][PATH_MAX + 64];
-static unsigned n_paths;
-
-struct fx {
-	char dir[64]; /* a mkdtemp directory for files made on the spot */
-	op_cloud_config cloud;
-	char err[512];
-};
-
-/* The path of a fixture in tests/unit/data/tls (kept until teardown). */
-static const char *tls_file(const char *name)
-{
-	char *path = paths[n_paths++ % 8];
-
-	snprintf(path, sizeof(paths[0]), "%s/tls/%s", data_dir, name);
-	return path;
-}
-
-/* A file made in the test's directory from text (NULL: a directory). */
-static const char *make_file(struct fx *f, const char *name, const char *text)
-{
-	char *path = paths[n_paths++ % 8];
-	FILE *out;
-
-	snprintf(path, sizeof(paths[0]), "%s/%s", f->dir, name);
-	if (!text) {
-		assert_int_equal(mkdir(path, 0755), 0);
-		return path;
-	}
-	out = fopen(path, "w");
-	assert_non_null(out);
-	assert_int_equal(fwrite(text, 1, strlen(text), out), strlen(text));
-	assert_int_equal(fclose(out), 0);
-	return path;
-}
-
-/* Concatenates two fixtures into the test's directory. */
-static const char *concat(struct fx *f, const char *name, const char *a, const char *b)
-{
-	char *path = paths[n_paths++ % 8], buf[4096];
-	const char *parts[2] = { a, b };
-	FILE *out;
-
-	snprintf(path, sizeof(paths[0]), "%s/%s", f->dir, name);
-	out = fopen(path, "w");
-	assert_non_null(out);
-	for (int i = 0; i < 2; i++) {
-		char src[PATH_MAX + 64];
-		FILE *in;
-		size_t n;
-
-		snprintf(src, sizeof(src), "%s/tls/%s", data_dir, parts[i]);
-		in = fopen(src, "r");
-		assert_non_null(in);
-		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-			assert_int_equal(fwrite(buf, 1, n, out), n);
-		fclose(in);
-	}
-	assert_int_equal(fclose(out), 0);
-	return path;
-}
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	op_config cfg;
-
-	if (!f)
-		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_tls.XXXXXX");
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
-	op_config_defaults(&cfg);
-	f->cloud = cfg.cloud;
-	*state = f;
-	return 0;
-}
-
-static void set(char *field, size_t size, const char *value)
-{
-	size_t len = strlen(value);
-
-	assert_true(len < size);
-	memcpy(field, value, len + 1);
-}
-
-#define SET(field, value) set(field, sizeof(field), value)
-
 /* op_tls_open must fail with -EINVAL, no handle, and a message holding
  * every one of the words given (NULL-terminated). */
-static void expect_open_fails(struct fx *f, ...)
+static void expect_open_fails(struct tls_fx *f, ...)
 {
 	static char junk;
 	op_tls *t = (op_tls *)&junk; /* op_tls_open must clear it */
@@ -225,7 +61,7 @@ static void expect_open_fails(struct fx *f, ...)
 }
 
 /* The last error does not say word. */
-static void not_said(const struct fx *f, const char *word)
+static void not_said(const struct tls_fx *f, const char *word)
 {
 	if (strstr(f->err, word)) {
 		print_error("error \"%s\" says \"%s\"\n", f->err, word);
@@ -233,52 +69,11 @@ static void not_said(const struct fx *f, const char *word)
 	}
 }
 
-/* --- what a test holds ------------------------------------------------------------ */
-
-/*
- * Handles a test holds, released by teardown() even when an assertion
- * fails half-way (else the ASan run adds leaks to the failure).
- */
-struct server;
-struct conn;
-static struct {
-	op_tls *tls[4];
-	struct server *server;
-	struct conn *conn;
-} held;
-
-static op_tls *open_tls(struct fx *f)
-{
-	op_tls *t = NULL;
-
-	if (op_tls_open(&f->cloud, &t, f->err, sizeof(f->err)) != 0) {
-		print_error("op_tls_open: %s\n", f->err);
-		fail();
-	}
-	assert_non_null(t);
-	for (size_t i = 0; i < sizeof(held.tls) / sizeof(held.tls[0]); i++)
-		if (!held.tls[i]) {
-			held.tls[i] = t;
-			return t;
-		}
-	op_tls_close(t);
-	fail();
-	return NULL;
-}
-
-static void close_tls(op_tls *t)
-{
-	for (size_t i = 0; i < sizeof(held.tls) / sizeof(held.tls[0]); i++)
-		if (held.tls[i] == t)
-			held.tls[i] = NULL;
-	op_tls_close(t);
-}
-
 /* --- op_tls_open ---------------------------------------------------------------- */
 
 static void test_tls_open_system_store(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 
 	assert_string_equal(f->cloud.ca_file, "");
 	close_tls(open_tls(f));
@@ -287,7 +82,7 @@ static void test_tls_open_system_store(void **state)
 
 static void test_tls_open_ca_file(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	SET(f->cloud.ca_file, tls_file("ca.pem"));
 	close_tls(open_tls(f));
 	/* A bundle of several CAs. */
@@ -297,7 +92,7 @@ static void test_tls_open_ca_file(void **state)
 
 static void test_tls_open_bad_ca_file(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	const char *path;
 
 	path = tls_file("missing.pem");
@@ -335,7 +130,7 @@ static void test_tls_open_bad_ca_file(void **state)
  */
 static void test_tls_open_directory(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	const char *dir = make_file(f, "a-directory", NULL);
 
 	SET(f->cloud.ca_file, dir);
@@ -357,7 +152,7 @@ static void test_tls_open_directory(void **state)
 /* The message is cut to errlen, NUL-terminated. */
 static void test_tls_open_short_err(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	op_tls *t;
 	char err[16];
 
@@ -371,7 +166,7 @@ static void test_tls_open_short_err(void **state)
 
 static void test_tls_open_client_cert(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	SET(f->cloud.ca_file, tls_file("ca.pem"));
 	SET(f->cloud.client_cert, tls_file("client.pem"));
 	SET(f->cloud.client_key, tls_file("client.key"));
@@ -380,7 +175,7 @@ static void test_tls_open_client_cert(void **state)
 
 static void test_tls_open_bad_client_cert(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	const char *path;
 
 	SET(f->cloud.ca_file, tls_file("ca.pem"));
@@ -401,7 +196,7 @@ static void test_tls_open_bad_client_cert(void **state)
 
 static void test_tls_open_bad_client_key(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	const char *path;
 
 	SET(f->cloud.ca_file, tls_file("ca.pem"));
@@ -433,7 +228,7 @@ static void test_tls_open_bad_client_key(void **state)
  */
 static void test_tls_open_client_key_mismatch(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	const char *path;
 
 	SET(f->cloud.ca_file, tls_file("ca.pem"));
@@ -460,7 +255,7 @@ static void test_tls_pin_of_file(void **state)
 		{ "ec.pem", PIN_EC },
 		{ "ca.pem", PIN_CA },
 	};
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	char pin[64];
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -480,7 +275,7 @@ static void test_tls_pin_of_file(void **state)
 
 static void test_tls_pin_of_file_fails(void **state)
 {
-	struct fx *f = *state;
+	struct tls_fx *f = *state;
 	const char *not_certs[] = {
 		tls_file("missing.pem"),
 		tls_file("not_pem.txt"),
@@ -499,381 +294,18 @@ static void test_tls_pin_of_file_fails(void **state)
 	assert_int_equal(op_tls_pin_of_file(tls_file("server.pem"), pin, 0), -EINVAL);
 }
 
-/* --- handshakes against an in-process server ---------------------------------------- */
-
-/* One direction of a connection. */
-struct pipe {
-	unsigned char buf[1 << 16];
-	size_t len;
-};
-
-struct end {
-	struct pipe *in, *out;
-};
-
-static int pipe_send(void *ctx, const unsigned char *data, size_t len)
-{
-	struct end *e = ctx;
-	size_t room = sizeof(e->out->buf) - e->out->len;
-
-	if (room == 0)
-		return MBEDTLS_ERR_SSL_WANT_WRITE;
-	if (len > room)
-		len = room;
-	memcpy(e->out->buf + e->out->len, data, len);
-	e->out->len += len;
-	return (int)len;
-}
-
-static int pipe_recv(void *ctx, unsigned char *data, size_t len)
-{
-	struct end *e = ctx;
-
-	if (e->in->len == 0)
-		return MBEDTLS_ERR_SSL_WANT_READ;
-	if (len > e->in->len)
-		len = e->in->len;
-	memcpy(data, e->in->buf, len);
-	memmove(e->in->buf, e->in->buf + len, e->in->len - len);
-	e->in->len -= len;
-	return (int)len;
-}
-
-/* A TLS server with a certificate, optionally requiring a client's, with a
- * session cache that counts the sessions it resumed. */
-struct server {
-	mbedtls_ssl_config conf;
-	mbedtls_x509_crt cert, ca;
-	mbedtls_pk_context key;
-	mbedtls_entropy_context entropy;
-	mbedtls_ctr_drbg_context drbg;
-	mbedtls_ssl_cache_context cache;
-	int resumed;
-};
-
-static int cache_get(void *ctx, mbedtls_ssl_session *session)
-{
-	struct server *s = (struct server *)((char *)ctx - offsetof(struct server, cache));
-	int rc = mbedtls_ssl_cache_get(ctx, session);
-
-	if (rc == 0)
-		s->resumed++;
-	return rc;
-}
-
-static void server_init(struct server *s, const char *cert, const char *key, const char *client_ca)
-{
-	memset(s, 0, sizeof(*s));
-	mbedtls_ssl_config_init(&s->conf);
-	mbedtls_x509_crt_init(&s->cert);
-	mbedtls_x509_crt_init(&s->ca);
-	mbedtls_pk_init(&s->key);
-	mbedtls_entropy_init(&s->entropy);
-	mbedtls_ctr_drbg_init(&s->drbg);
-	mbedtls_ssl_cache_init(&s->cache);
-	assert_int_equal(mbedtls_ctr_drbg_seed(&s->drbg, mbedtls_entropy_func, &s->entropy,
-					       (const unsigned char *)"server", 6),
-			 0);
-	assert_int_equal(mbedtls_x509_crt_parse_file(&s->cert, tls_file(cert)), 0);
-	assert_int_equal(mbedtls_pk_parse_keyfile(&s->key, tls_file(key), NULL), 0);
-	assert_int_equal(mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_SERVER,
-						     MBEDTLS_SSL_TRANSPORT_STREAM,
-						     MBEDTLS_SSL_PRESET_DEFAULT),
-			 0);
-	mbedtls_ssl_conf_rng(&s->conf, mbedtls_ctr_drbg_random, &s->drbg);
-	assert_int_equal(mbedtls_ssl_conf_own_cert(&s->conf, &s->cert, &s->key), 0);
-	mbedtls_ssl_conf_session_cache(&s->conf, &s->cache, cache_get, mbedtls_ssl_cache_set);
-	if (client_ca) {
-		assert_int_equal(mbedtls_x509_crt_parse_file(&s->ca, tls_file(client_ca)), 0);
-		mbedtls_ssl_conf_ca_chain(&s->conf, &s->ca, NULL);
-		mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-	} else
-		mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_NONE);
-}
-
-static void server_free(struct server *s)
-{
-	held.server = NULL;
-	mbedtls_ssl_cache_free(&s->cache);
-	mbedtls_ssl_config_free(&s->conf);
-	mbedtls_x509_crt_free(&s->cert);
-	mbedtls_x509_crt_free(&s->ca);
-	mbedtls_pk_free(&s->key);
-	mbedtls_ctr_drbg_free(&s->drbg);
-	mbedtls_entropy_free(&s->entropy);
-}
-
-struct conn {
-	struct pipe up, down;
-	struct end client_end, server_end;
-	mbedtls_ssl_context client, server;
-	int client_rc, server_rc;
-};
-
-static int pending(int rc)
-{
-	return rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE;
-}
-
-/* Connects t's client to s as host; returns the client's handshake
- * result, still pending if the server gave up without telling it (the
- * connection stays set up: conn_free). */
-static int connect_to(op_tls *t, struct server *s, const char *host, struct conn *c)
-{
-	assert_null(held.conn);
-	memset(c, 0, sizeof(*c));
-	held.conn = c;
-	c->client_end = (struct end){ &c->down, &c->up };
-	c->server_end = (struct end){ &c->up, &c->down };
-	mbedtls_ssl_init(&c->client);
-	mbedtls_ssl_init(&c->server);
-	assert_int_equal(op_tls_setup(t, &c->client, host), 0);
-	assert_int_equal(mbedtls_ssl_setup(&c->server, &s->conf), 0);
-	mbedtls_ssl_set_bio(&c->client, &c->client_end, pipe_send, pipe_recv, NULL);
-	mbedtls_ssl_set_bio(&c->server, &c->server_end, pipe_send, pipe_recv, NULL);
-	c->client_rc = c->server_rc = MBEDTLS_ERR_SSL_WANT_READ;
-	for (int i = 0; i < 100 && (pending(c->client_rc) || pending(c->server_rc)); i++) {
-		if (pending(c->client_rc))
-			c->client_rc = mbedtls_ssl_handshake(&c->client);
-		if (pending(c->server_rc))
-			c->server_rc = mbedtls_ssl_handshake(&c->server);
-		if (!pending(c->client_rc) && c->client_rc != 0)
-			break; /* the client gave up: the server would wait forever */
-	}
-	/* Only a server that gave up leaves the client waiting. */
-	assert_true(!pending(c->client_rc) || (!pending(c->server_rc) && c->server_rc != 0));
-	return c->client_rc;
-}
-
-static void conn_free(struct conn *c)
-{
-	held.conn = NULL;
-	mbedtls_ssl_free(&c->client);
-	mbedtls_ssl_free(&c->server);
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	if (held.conn)
-		conn_free(held.conn);
-	if (held.server)
-		server_free(held.server);
-	for (size_t i = 0; i < sizeof(held.tls) / sizeof(held.tls[0]); i++)
-		close_tls(held.tls[i]);
-	unit_rm_tree(f->dir);
-	free(f);
-	return 0;
-}
-
-static void test_tls_handshake(void **state)
-{
-	struct fx *f = *state;
-	struct server s;
-	struct conn c;
-	op_tls *t;
-
-	server_init(&s, "server.pem", "server.key", NULL);
-	SET(f->cloud.ca_file, tls_file("ca.pem"));
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(c.server_rc, 0);
-	assert_int_equal(op_tls_established(t, &c.client, f->err, sizeof(f->err)), 0);
-	/* TLS 1.2 at least. */
-	assert_string_equal(mbedtls_ssl_get_version(&c.client), "TLSv1.2");
-	conn_free(&c);
-	close_tls(t);
-	server_free(&s);
-}
-
-static void test_tls_pin(void **state)
-{
-	struct fx *f = *state;
-	struct server s;
-	struct conn c;
-	op_tls *t;
-
-	server_init(&s, "server.pem", "server.key", NULL);
-	SET(f->cloud.ca_file, tls_file("ca.pem"));
-
-	SET(f->cloud.pin_sha256, PIN_SERVER);
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(op_tls_established(t, &c.client, f->err, sizeof(f->err)), 0);
-	conn_free(&c);
-	close_tls(t);
-
-	/* Another key: refused, and the message gives the server's pin. */
-	SET(f->cloud.pin_sha256, PIN_OTHER);
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(op_tls_established(t, &c.client, f->err, sizeof(f->err)), -EPERM);
-	assert_non_null(strstr(f->err, "pin_sha256"));
-	assert_non_null(strstr(f->err, PIN_SERVER));
-	conn_free(&c);
-	close_tls(t);
-
-	/* The pin is the server's own key, not its CA's. */
-	SET(f->cloud.pin_sha256, PIN_CA);
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(op_tls_established(t, &c.client, f->err, sizeof(f->err)), -EPERM);
-	conn_free(&c);
-	close_tls(t);
-	server_free(&s);
-}
-
-/* A certificate for another name: refused, in words that say so. */
-static void test_tls_wrong_host(void **state)
-{
-	struct fx *f = *state;
-	struct server s;
-	struct conn c;
-	op_tls *t;
-	char why[256];
-	int rc;
-
-	server_init(&s, "server.pem", "server.key", NULL);
-	SET(f->cloud.ca_file, tls_file("ca.pem"));
-	t = open_tls(f);
-	rc = connect_to(t, &s, "otherhost", &c);
-	assert_int_equal(rc, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
-	op_tls_explain(&c.client, rc, why, sizeof(why));
-	assert_non_null(strstr(why, "certificate refused"));
-	assert_non_null(strstr(why, "Common Name"));
-	assert_null(strchr(why, '\n'));
-	conn_free(&c);
-	close_tls(t);
-	server_free(&s);
-}
-
-/* A server whose certificate the CA did not sign; and the system store,
- * which does not hold the test CA. */
-static void test_tls_untrusted_server(void **state)
-{
-	struct fx *f = *state;
-	struct server s;
-	struct conn c;
-	op_tls *t;
-	char why[256];
-	int rc;
-
-	server_init(&s, "other.pem", "other.key", NULL);
-	SET(f->cloud.ca_file, tls_file("ca.pem"));
-	t = open_tls(f);
-	rc = connect_to(t, &s, "localhost", &c);
-	assert_int_equal(rc, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
-	op_tls_explain(&c.client, rc, why, sizeof(why));
-	assert_non_null(strstr(why, "certificate refused"));
-	assert_non_null(strstr(why, "trusted CA"));
-	conn_free(&c);
-	close_tls(t);
-	server_free(&s);
-
-	server_init(&s, "server.pem", "server.key", NULL);
-	SET(f->cloud.ca_file, "");
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), MBEDTLS_ERR_X509_CERT_VERIFY_FAILED);
-	conn_free(&c);
-	close_tls(t);
-	server_free(&s);
-}
-
-/* Mutual TLS: the server asks for and verifies the client's certificate. */
-static void test_tls_client_cert(void **state)
-{
-	struct fx *f = *state;
-	struct server s;
-	struct conn c;
-	op_tls *t;
-	const mbedtls_x509_crt *seen;
-	char name[128];
-
-	server_init(&s, "server.pem", "server.key", "ca.pem");
-	SET(f->cloud.ca_file, tls_file("ca.pem"));
-	SET(f->cloud.client_cert, tls_file("client.pem"));
-	SET(f->cloud.client_key, tls_file("client.key"));
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(c.server_rc, 0);
-	seen = mbedtls_ssl_get_peer_cert(&c.server);
-	assert_non_null(seen);
-	assert_true(mbedtls_x509_dn_gets(name, sizeof(name), &seen->subject) > 0);
-	assert_string_equal(name, "CN=outpost-client");
-	conn_free(&c);
-	close_tls(t);
-
-	/* Without one, the same server refuses the handshake. */
-	SET(f->cloud.client_cert, "");
-	SET(f->cloud.client_key, "");
-	t = open_tls(f);
-	assert_int_not_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(c.server_rc, MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE);
-	conn_free(&c);
-	close_tls(t);
-	server_free(&s);
-}
-
-/* The session of the last connection is resumed by the next, and the pin
- * is still checked (against the certificate kept with the session). */
-static void test_tls_session_resumed(void **state)
-{
-	struct fx *f = *state;
-	struct server s;
-	struct conn c;
-	op_tls *t;
-
-	server_init(&s, "server.pem", "server.key", NULL);
-	SET(f->cloud.ca_file, tls_file("ca.pem"));
-	SET(f->cloud.pin_sha256, PIN_SERVER);
-	t = open_tls(f);
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(op_tls_established(t, &c.client, f->err, sizeof(f->err)), 0);
-	conn_free(&c);
-	assert_int_equal(s.resumed, 0);
-
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	assert_int_equal(c.server_rc, 0);
-	assert_int_equal(s.resumed, 1);
-	assert_int_equal(op_tls_established(t, &c.client, f->err, sizeof(f->err)), 0);
-	conn_free(&c);
-
-	/* And again: a session serves more than one connection. */
-	assert_int_equal(connect_to(t, &s, "localhost", &c), 0);
-	conn_free(&c);
-	assert_int_equal(s.resumed, 2);
-	close_tls(t);
-	server_free(&s);
-}
-
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tls_setup, unit_tmp_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_tls_open_system_store),
-		T(test_tls_open_ca_file),
-		T(test_tls_open_bad_ca_file),
-		T(test_tls_open_directory),
-		T(test_tls_open_short_err),
-		T(test_tls_open_client_cert),
-		T(test_tls_open_bad_client_cert),
-		T(test_tls_open_bad_client_key),
-		T(test_tls_open_client_key_mismatch),
-		T(test_tls_pin_of_file),
+		T(test_tls_open_system_store),        T(test_tls_open_ca_file),
+		T(test_tls_open_bad_ca_file),         T(test_tls_open_directory),
+		T(test_tls_open_short_err),           T(test_tls_open_client_cert),
+		T(test_tls_open_bad_client_cert),     T(test_tls_open_bad_client_key),
+		T(test_tls_open_client_key_mismatch), T(test_tls_pin_of_file),
 		T(test_tls_pin_of_file_fails),
-		T(test_tls_handshake),
-		T(test_tls_pin),
-		T(test_tls_wrong_host),
-		T(test_tls_untrusted_server),
-		T(test_tls_client_cert),
-		T(test_tls_session_resumed),
 	};
 #undef T
 
-	if (find_data_dir() < 0) {
-		fprintf(stderr, "test_tls: tests/unit/data not found (set OUTPOST_TEST_DATA)\n");
-		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

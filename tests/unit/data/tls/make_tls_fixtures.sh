@@ -1,8 +1,8 @@
 #!/bin/sh
-# Test-only keys and certificates for tests/unit/test_tls.c, made once with
+# Test-only keys and certificates for tests/unit/test_tls*.c, made once with
 # the openssl CLI (OpenSSL 3.0, Debian 12) and committed; nothing here
 # protects anything. Run from this directory: sh make_tls_fixtures.sh
-# It prints the pins that test_tls.c hardcodes (PIN_*): re-run, copy them.
+# It prints the pins that unit_tls.h hardcodes (PIN_*): re-run, copy them.
 set -eu
 days=36500 # 100 years: the tests must not expire
 
