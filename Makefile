@@ -227,13 +227,13 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=all
 
 unit: all
-	@scripts/run-unit $(BUILD)/tests
+	@scripts/run-unit $(UNIT_BINS)
 
 unit-asan:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
 	  CFLAGS="$(ASAN_FLAGS)" CXXFLAGS="$(ASAN_FLAGS)" all
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  scripts/run-unit $(BUILD)/asan/tests
+	  scripts/run-unit $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(UNIT_BINS))
 
 integration: all
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)) \
