@@ -10,17 +10,19 @@
 #ifndef OP_CTL_FIXTURE_H
 #define OP_CTL_FIXTURE_H
 
+#include "unit.h"
+
 struct ctl_fx {
-	char dir[64];   /* /tmp/test_ctl.XXXXXX */
-	char path[128]; /* a file or a socket in dir */
-	char err[1024]; /* the error text of the call under test */
+	struct unit_tmp t; /* t.dir: the test's; t.path: a file or a socket in it */
+	char err[1024];    /* the error text of the call under test */
 };
 
 /* cmocka's setup: *state becomes a zeroed struct ctl_fx whose directory
  * exists. 0, or -1 (the test is not run). */
 int ctl_fx_setup(void **state);
 
-/* cmocka's teardown: removes the directory, all in it, and the fixture. */
-int ctl_fx_teardown(void **state);
+/* cmocka's teardown: unit_tmp_teardown (the directory, all in it, and
+ * the fixture). */
+#define ctl_fx_teardown unit_tmp_teardown
 
 #endif

@@ -204,17 +204,17 @@ static void listen_at(struct ctl_fx *f, struct server *s)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
-	snprintf(f->path, sizeof(f->path), "%s/outpost.sock", f->dir);
-	assert_true(strlen(f->path) < sizeof(sa.sun_path));
-	memcpy(sa.sun_path, f->path, strlen(f->path) + 1);
+	snprintf(f->t.path, sizeof(f->t.path), "%s/outpost.sock", f->t.dir);
+	assert_true(strlen(f->t.path) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, f->t.path, strlen(f->t.path) + 1);
 	s->fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_true(s->fd >= 0);
 	assert_int_equal(bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(s->fd, 4), 0);
 }
 
-/* op_ctl_request(f->path, method, target, body, timeout_ms, r, f->err) to a
- * server listening at f->path that answers once, by s (the request it read
+/* op_ctl_request(f->t.path, method, target, body, timeout_ms, r, f->err) to a
+ * server listening at f->t.path that answers once, by s (the request it read
  * then in s->request); the server is gone when it returns. */
 static int request_served(struct ctl_fx *f, struct server *s, const char *method,
 			  const char *target, const char *body, int timeout_ms, op_ctl_response *r)
@@ -224,7 +224,7 @@ static int request_served(struct ctl_fx *f, struct server *s, const char *method
 
 	listen_at(f, s);
 	assert_int_equal(pthread_create(&t, NULL, serve_one, s), 0);
-	rc = op_ctl_request(f->path, method, target, body, timeout_ms, r, f->err, sizeof(f->err));
+	rc = op_ctl_request(f->t.path, method, target, body, timeout_ms, r, f->err, sizeof(f->err));
 	pthread_join(t, NULL);
 	close(s->fd);
 	return rc;
@@ -295,14 +295,16 @@ static void test_ctl_request_not_running(void **state)
 	int rc;
 
 	/* No socket file. */
-	snprintf(f->path, sizeof(f->path), "%s/outpost.sock", f->dir);
-	rc = op_ctl_request(f->path, "GET", "/api/status", NULL, 1000, &r, f->err, sizeof(f->err));
+	snprintf(f->t.path, sizeof(f->t.path), "%s/outpost.sock", f->t.dir);
+	rc = op_ctl_request(f->t.path, "GET", "/api/status", NULL, 1000, &r, f->err,
+			    sizeof(f->err));
 	assert_int_equal(rc, -ENOENT);
 	assert_true(op_ctl_not_running(rc));
 	/* A socket file nobody listens on (a service killed with -9). */
 	listen_at(f, &s);
 	close(s.fd);
-	rc = op_ctl_request(f->path, "GET", "/api/status", NULL, 1000, &r, f->err, sizeof(f->err));
+	rc = op_ctl_request(f->t.path, "GET", "/api/status", NULL, 1000, &r, f->err,
+			    sizeof(f->err));
 	assert_int_equal(rc, -ECONNREFUSED);
 	assert_true(op_ctl_not_running(rc));
 	/* A path too long for a Unix socket is not "not running". */

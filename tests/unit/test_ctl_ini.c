@@ -33,7 +33,7 @@
 
 static const char *write_file(struct ctl_fx *f, const char *name, const char *text)
 {
-	return unit_write_file(f->path, sizeof(f->path), f->dir, name, text);
+	return unit_write_file(f->t.path, sizeof(f->t.path), f->t.dir, name, text);
 }
 
 /* The file's text (caller frees). */
@@ -209,7 +209,7 @@ static void assert_no_tmp(struct ctl_fx *f, const char *name)
 {
 	char tmp[160];
 
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", f->dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", f->t.dir, name);
 	assert_int_equal(access(tmp, F_OK), -1);
 }
 
@@ -277,14 +277,14 @@ static void test_ctl_config_set_symlink(void **state)
 	struct stat st;
 
 	write_file(f, "real.ini", site_ini);
-	snprintf(link, sizeof(link), "%s/link.ini", f->dir);
+	snprintf(link, sizeof(link), "%s/link.ini", f->t.dir);
 	assert_int_equal(symlink("real.ini", link), 0);
 	assert_int_equal(
 		op_ctl_config_set(link, "console", "password_hash", HASH, f->err, sizeof(f->err)),
 		0);
 	assert_int_equal(lstat(link, &st), 0);
 	assert_true(S_ISLNK(st.st_mode));
-	assert_loads_with_hash(f->path);
+	assert_loads_with_hash(f->t.path);
 	assert_no_tmp(f, "real.ini");
 }
 
@@ -305,8 +305,8 @@ static void test_ctl_config_set_refuses_bad_file(void **state)
 	free(text);
 	assert_no_tmp(f, "outpost.ini");
 
-	snprintf(f->path, sizeof(f->path), "%s/missing.ini", f->dir);
-	assert_int_equal(op_ctl_config_set(f->path, "console", "password_hash", HASH, f->err,
+	snprintf(f->t.path, sizeof(f->t.path), "%s/missing.ini", f->t.dir);
+	assert_int_equal(op_ctl_config_set(f->t.path, "console", "password_hash", HASH, f->err,
 					   sizeof(f->err)),
 			 -ENOENT);
 }
