@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/file.h"
 #include "common/spool.h"
+#include "common/spool_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -37,56 +38,16 @@
 
 #include "common/log.h"
 
-struct pending {
-	const op_instance *inst;
-	const char *hash;
-	uint64_t size;
-	int rc;
-	enum op_spool_outcome outcome;
-	int may_unlink;                 /* no row held this content before the batch */
-	char old_hash[OP_HASH_HEX + 1]; /* replaced version, if unreferenced now */
-	uint64_t old_size;
-	int done;
-	struct pending *next;
-};
-
-struct op_spool {
-	char dir[OP_DIR_MAX];
-	char db_path[PATH_MAX];
-	sqlite3 *db;
-	/* The operator's reads (status, queue, audit): a connection of their
-	 * own, so that in WAL mode they never wait for the uplink's
-	 * transactions nor make them wait, and see only committed rows. */
-	sqlite3 *ro;
-
-	pthread_mutex_t mu; /* usage, limits */
-	op_spool_limits limits;
-	op_spool_usage usage;
-
-	/* Held for every transaction on db: the group-commit leader's batches,
-	 * the uplink's claims and settlements, evictions. Taken before mu. */
-	pthread_mutex_t tx_mu;
-
-	pthread_mutex_t gc_mu; /* group commit queue */
-	pthread_cond_t gc_cv;
-	struct pending *gc_head, *gc_tail;
-	int gc_leader;
-	/* Hashes of objects renamed into objects/ whose rows are not yet
-	 * committed (guarded by gc_mu): their files must not be unlinked as
-	 * "old versions" meanwhile. */
-	struct pin *pins;
-};
-
-struct pin {
+struct op__spool_pin {
 	char hash[OP_HASH_HEX + 1];
 	int n;
-	struct pin *next;
+	struct op__spool_pin *next;
 };
 
 /* Caller holds gc_mu. */
-static struct pin *find_pin(op_spool *sp, const char *hash)
+static struct op__spool_pin *find_pin(op_spool *sp, const char *hash)
 {
-	for (struct pin *q = sp->pins; q; q = q->next)
+	for (struct op__spool_pin *q = sp->pins; q; q = q->next)
 		if (strcmp(q->hash, hash) == 0)
 			return q;
 	return NULL;
@@ -94,7 +55,7 @@ static struct pin *find_pin(op_spool *sp, const char *hash)
 
 static int pin_hash(op_spool *sp, const char *hash)
 {
-	struct pin *q;
+	struct op__spool_pin *q;
 	int rc = 0;
 
 	pthread_mutex_lock(&sp->gc_mu);
@@ -115,10 +76,10 @@ static int pin_hash(op_spool *sp, const char *hash)
 static void unpin_hash(op_spool *sp, const char *hash)
 {
 	pthread_mutex_lock(&sp->gc_mu);
-	for (struct pin **pp = &sp->pins; *pp; pp = &(*pp)->next) {
+	for (struct op__spool_pin **pp = &sp->pins; *pp; pp = &(*pp)->next) {
 		if (strcmp((*pp)->hash, hash) == 0) {
 			if (--(*pp)->n == 0) {
-				struct pin *dead = *pp;
+				struct op__spool_pin *dead = *pp;
 				*pp = dead->next;
 				free(dead);
 			}
@@ -187,10 +148,7 @@ static const char schema_operator[] =
 /* Audit entries kept: the oldest go beyond this. */
 #define AUDIT_KEEP "10000"
 
-#define MISSING_REASON "spool file missing at start-up"
-
-/* sqlite result -> negative errno. */
-static int sql_err(int rc)
+int op__spool_sql_err(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -207,9 +165,7 @@ static int sql_err(int rc)
 	}
 }
 
-static int sql_fail(op_spool *sp, const char *what, int rc);
-
-static int exec(op_spool *sp, const char *sql)
+int op__spool_exec(op_spool *sp, const char *sql)
 {
 	char *msg = NULL;
 	int rc = sqlite3_exec(sp->db, sql, NULL, NULL, &msg);
@@ -219,7 +175,7 @@ static int exec(op_spool *sp, const char *sql)
 			 msg ? msg : sqlite3_errstr(rc), sql);
 		sqlite3_free(msg);
 	}
-	return sql_err(rc);
+	return op__spool_sql_err(rc);
 }
 
 /* mkdir that tolerates an existing directory; fsyncs the parent when it
@@ -270,7 +226,7 @@ static int open_db(op_spool *sp)
 	if (rc != SQLITE_OK) {
 		op_error("spool.open", "db=%s error=\"%s\"", sp->db_path,
 			 sp->db ? sqlite3_errmsg(sp->db) : sqlite3_errstr(rc));
-		return sql_err(rc);
+		return op__spool_sql_err(rc);
 	}
 	sqlite3_busy_timeout(sp->db, 10000);
 	/* Switching a new database to WAL needs an exclusive lock, and sqlite
@@ -284,15 +240,15 @@ static int open_db(op_spool *sp)
 		usleep(10000);
 	}
 	if (rc != SQLITE_OK)
-		return exec(sp, "PRAGMA journal_mode=WAL"); /* logs the error */
+		return op__spool_exec(sp, "PRAGMA journal_mode=WAL"); /* logs the error */
 	/* synchronous=FULL: a COMMIT is on disk when it returns, even in WAL. */
-	rc = exec(sp, "PRAGMA synchronous=FULL");
+	rc = op__spool_exec(sp, "PRAGMA synchronous=FULL");
 	if (rc < 0)
 		return rc;
 	/* The version is read inside a write transaction: the receiver and the
 	 * uplink may open a new spool at the same moment, and only one of them
 	 * may create the schema. */
-	rc = exec(sp, "BEGIN IMMEDIATE");
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		return rc;
 	rc = sqlite3_prepare_v2(sp->db, "PRAGMA user_version", -1, &st, NULL);
@@ -300,7 +256,7 @@ static int open_db(op_spool *sp)
 		version = sqlite3_column_int(st, 0);
 		rc = 0;
 	} else {
-		rc = sql_fail(sp, "user_version", rc);
+		rc = op__spool_sql_fail(sp, "user_version", rc);
 	}
 	sqlite3_finalize(st);
 	if (rc == 0 && version > OP_SPOOL_SCHEMA_VERSION) {
@@ -310,20 +266,20 @@ static int open_db(op_spool *sp)
 		rc = -EPROTO;
 	}
 	if (rc == 0 && version == 0) {
-		rc = exec(sp, schema_v1);
+		rc = op__spool_exec(sp, schema_v1);
 		if (rc == 0)
-			rc = exec(sp, "PRAGMA user_version=1");
+			rc = op__spool_exec(sp, "PRAGMA user_version=1");
 	}
 	if (rc == 0)
-		rc = exec(sp, schema_operator);
+		rc = op__spool_exec(sp, schema_operator);
 	if (rc == 0)
-		rc = exec(sp, "COMMIT");
+		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0)
-		exec(sp, "ROLLBACK");
+		op__spool_exec(sp, "ROLLBACK");
 	return rc;
 }
 
-static int load_usage(op_spool *sp)
+int op__spool_load_usage(op_spool *sp)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(
@@ -337,7 +293,7 @@ static int load_usage(op_spool *sp)
 		rc = SQLITE_OK;
 	}
 	sqlite3_finalize(st);
-	return sql_err(rc);
+	return op__spool_sql_err(rc);
 }
 
 int op_spool_open(const char *dir, const op_spool_limits *limits, op_spool **out)
@@ -370,7 +326,7 @@ int op_spool_open(const char *dir, const op_spool_limits *limits, op_spool **out
 	}
 	rc = open_db(sp);
 	if (rc == 0)
-		rc = load_usage(sp);
+		rc = op__spool_load_usage(sp);
 	if (rc == 0 &&
 	    sqlite3_open_v2(sp->db_path, &sp->ro, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
 			    NULL) != SQLITE_OK) {
@@ -467,15 +423,13 @@ static int try_reserve(op_spool *sp, uint64_t len, uint64_t *over_limit, uint64_
 	return rc;
 }
 
-static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n, uint64_t *freed);
-
 /*
  * The slow path, when an object does not fit: the usage is read again
  * (the uplink, another process, may have evicted), then sent objects - a
  * cache - are evicted, oldest first, to make room. Unsent objects never
  * are.
  */
-static int reserve(op_spool *sp, uint64_t len)
+int op__spool_reserve(op_spool *sp, uint64_t len)
 {
 	uint64_t over_limit, over_disk, freed = 0;
 	unsigned n = 0;
@@ -484,18 +438,18 @@ static int reserve(op_spool *sp, uint64_t len)
 	if (rc != -EDQUOT)
 		return rc;
 	pthread_mutex_lock(&sp->tx_mu);
-	if (load_usage(sp) == 0)
+	if (op__spool_load_usage(sp) == 0)
 		rc = try_reserve(sp, len, &over_limit, &over_disk);
 	if (rc == -EDQUOT &&
-	    evict(sp, UINT64_MAX, over_limit > over_disk ? over_limit : over_disk, &n, &freed) ==
-		    0 &&
+	    op__spool_evict(sp, UINT64_MAX, over_limit > over_disk ? over_limit : over_disk, &n,
+			    &freed) == 0 &&
 	    n > 0)
 		rc = try_reserve(sp, len, &over_limit, &over_disk);
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
 }
 
-static void release(op_spool *sp, uint64_t len)
+void op__spool_release(op_spool *sp, uint64_t len)
 {
 	pthread_mutex_lock(&sp->mu);
 	sp->usage.reserved -= len;
@@ -511,7 +465,7 @@ int op_spool_object_begin(op_spool *sp, op_spool_object **out)
 
 	*out = NULL;
 	/* Refuse up front when full, so a modality is told at once. */
-	rc = reserve(sp, 0);
+	rc = op__spool_reserve(sp, 0);
 	if (rc < 0)
 		return rc;
 	obj = calloc(1, sizeof(*obj));
@@ -575,7 +529,7 @@ int op_spool_object_write(op_spool_object *obj, const void *buf, uint64_t len)
 
 	if (obj->failed || obj->finished)
 		return -EIO;
-	rc = reserve(obj->sp, len);
+	rc = op__spool_reserve(obj->sp, len);
 	if (rc < 0)
 		goto out;
 	obj->size += len; /* reserved: released by commit or abort */
@@ -600,7 +554,7 @@ static void object_free(op_spool_object *obj)
 {
 	if (obj->fd >= 0)
 		close(obj->fd);
-	release(obj->sp, obj->size);
+	op__spool_release(obj->sp, obj->size);
 	free(obj);
 }
 
@@ -614,13 +568,13 @@ void op_spool_object_abort(op_spool_object *obj)
 
 /* --- group commit -------------------------------------------------------- */
 
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
+int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 }
 
 /* Inserts or updates one row inside the leader's transaction. */
-static int apply_row(op_spool *sp, struct pending *p)
+static int apply_row(op_spool *sp, struct op__spool_pending *p)
 {
 	const op_instance *in = p->inst;
 	sqlite3_stmt *st = NULL;
@@ -633,7 +587,7 @@ static int apply_row(op_spool *sp, struct pending *p)
 				"SELECT hash, size FROM instances WHERE sop_instance_uid = ?", -1,
 				&st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, in->sop_instance_uid);
+		op__spool_bind_text(st, 1, in->sop_instance_uid);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			found = 1;
@@ -654,10 +608,10 @@ static int apply_row(op_spool *sp, struct pending *p)
 			"UPDATE instances SET state = 'queued', attempts = 0,"
 			" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
 			" WHERE sop_instance_uid = ?1 AND state = 'quarantined'"
-			" AND last_error = '" MISSING_REASON "'",
+			" AND last_error = '" OP__SPOOL_MISSING_REASON "'",
 			-1, &st, NULL);
 		if (rc == SQLITE_OK) {
-			bind_text(st, 1, in->sop_instance_uid);
+			op__spool_bind_text(st, 1, in->sop_instance_uid);
 			sqlite3_bind_int64(st, 2, now);
 			rc = sqlite3_step(st);
 		}
@@ -693,16 +647,16 @@ static int apply_row(op_spool *sp, struct pending *p)
 	}
 	if (rc != SQLITE_OK)
 		goto out;
-	bind_text(st, 1, in->sop_instance_uid);
-	bind_text(st, 2, in->sop_class_uid);
-	bind_text(st, 3, in->study_uid);
-	bind_text(st, 4, in->series_uid);
-	bind_text(st, 5, in->transfer_syntax);
-	bind_text(st, 6, in->patient_id);
-	bind_text(st, 7, in->modality);
-	bind_text(st, 8, in->calling_aet);
+	op__spool_bind_text(st, 1, in->sop_instance_uid);
+	op__spool_bind_text(st, 2, in->sop_class_uid);
+	op__spool_bind_text(st, 3, in->study_uid);
+	op__spool_bind_text(st, 4, in->series_uid);
+	op__spool_bind_text(st, 5, in->transfer_syntax);
+	op__spool_bind_text(st, 6, in->patient_id);
+	op__spool_bind_text(st, 7, in->modality);
+	op__spool_bind_text(st, 8, in->calling_aet);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)p->size);
-	bind_text(st, 10, p->hash);
+	op__spool_bind_text(st, 10, p->hash);
 	sqlite3_bind_int64(st, 11, now);
 	sqlite3_bind_int(st, 12, in->priority);
 	rc = sqlite3_step(st);
@@ -717,7 +671,7 @@ static int apply_row(op_spool *sp, struct pending *p)
 		rc = sqlite3_prepare_v2(sp->db, "SELECT COUNT(*) FROM instances WHERE hash = ?", -1,
 					&st, NULL);
 		if (rc == SQLITE_OK) {
-			bind_text(st, 1, old_hash);
+			op__spool_bind_text(st, 1, old_hash);
 			rc = sqlite3_step(st);
 			if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0)
 				snprintf(p->old_hash, sizeof(p->old_hash), "%s", old_hash);
@@ -729,13 +683,12 @@ out:
 	if (rc != SQLITE_DONE) {
 		op_error("spool.index", "db=%s sop=%s error=\"%s\"", sp->db_path,
 			 in->sop_instance_uid, sqlite3_errmsg(sp->db));
-		return sql_err(rc) ? sql_err(rc) : -EIO;
+		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 	}
 	return 0;
 }
 
-/* Adds to a counter inside the caller's transaction. */
-static int counter_add(op_spool *sp, const char *name, uint64_t delta)
+int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(sp->db,
@@ -744,23 +697,22 @@ static int counter_add(op_spool *sp, const char *name, uint64_t delta)
 				    -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, name);
+		op__spool_bind_text(st, 1, name);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)delta);
 		rc = sqlite3_step(st);
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "counter", rc);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "counter", rc);
 }
 
-/* Does any row name hash? (-1 when the query fails: keep the file.) */
-static int hash_in_use(op_spool *sp, const char *hash)
+int op__spool_hash_in_use(op_spool *sp, const char *hash)
 {
 	sqlite3_stmt *st = NULL;
 	int n = -1;
 
 	if (sqlite3_prepare_v2(sp->db, "SELECT COUNT(*) FROM instances WHERE hash = ?", -1, &st,
 			       NULL) == SQLITE_OK) {
-		bind_text(st, 1, hash);
+		op__spool_bind_text(st, 1, hash);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int(st, 0) > 0;
 	}
@@ -771,23 +723,23 @@ static int hash_in_use(op_spool *sp, const char *hash)
 /* Is hash pinned by a commit outside batch (renamed, row not yet queued or
  * in a later batch)? Caller holds gc_mu. Members of the batch are still
  * pinned while it runs; they are discounted. */
-static int pinned_outside(op_spool *sp, struct pending *batch, const char *hash)
+static int pinned_outside(op_spool *sp, struct op__spool_pending *batch, const char *hash)
 {
-	struct pin *q = find_pin(sp, hash);
+	struct op__spool_pin *q = find_pin(sp, hash);
 	int n = q ? q->n : 0;
 
-	for (struct pending *m = batch; m; m = m->next)
+	for (struct op__spool_pending *m = batch; m; m = m->next)
 		n -= strcmp(m->hash, hash) == 0;
 	return n > 0;
 }
 
-static void run_batch(op_spool *sp, struct pending *batch)
+static void run_batch(op_spool *sp, struct op__spool_pending *batch)
 {
 	char path[PATH_MAX];
 	uint64_t n = 0, bytes = 0;
-	int rc = exec(sp, "BEGIN IMMEDIATE"), began = rc == 0;
+	int rc = op__spool_exec(sp, "BEGIN IMMEDIATE"), began = rc == 0;
 
-	for (struct pending *p = batch; p; p = p->next) {
+	for (struct op__spool_pending *p = batch; p; p = p->next) {
 		p->rc = rc < 0 ? rc : apply_row(sp, p);
 		if (p->rc == 0) {
 			n++;
@@ -796,24 +748,24 @@ static void run_batch(op_spool *sp, struct pending *batch)
 	}
 	/* A version replaced by one member may be put back by a later member
 	 * of the same batch: only hashes no row names at the end go. */
-	for (struct pending *p = batch; rc == 0 && p; p = p->next)
-		if (p->rc == 0 && p->old_hash[0] && hash_in_use(sp, p->old_hash) != 0)
+	for (struct op__spool_pending *p = batch; rc == 0 && p; p = p->next)
+		if (p->rc == 0 && p->old_hash[0] && op__spool_hash_in_use(sp, p->old_hash) != 0)
 			p->old_hash[0] = '\0';
 	/* Every acknowledged C-STORE counts as received, duplicates too; in
 	 * the same transaction, so the count never drifts from what was
 	 * acknowledged. */
-	if (rc == 0 && n && (rc = counter_add(sp, "received_instances", n)) == 0)
-		rc = counter_add(sp, "received_bytes", bytes);
+	if (rc == 0 && n && (rc = op__spool_counter_add(sp, "received_instances", n)) == 0)
+		rc = op__spool_counter_add(sp, "received_bytes", bytes);
 	if (rc == 0)
-		rc = exec(sp, "COMMIT");
+		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0 && began) {
-		exec(sp, "ROLLBACK");
-		for (struct pending *p = batch; p; p = p->next)
+		op__spool_exec(sp, "ROLLBACK");
+		for (struct op__spool_pending *p = batch; p; p = p->next)
 			if (p->rc == 0)
 				p->rc = rc;
 	}
 	pthread_mutex_lock(&sp->gc_mu); /* no pin is taken while we unlink */
-	for (struct pending *p = batch; p; p = p->next) {
+	for (struct op__spool_pending *p = batch; p; p = p->next) {
 		if (p->rc == 0) {
 			pthread_mutex_lock(&sp->mu);
 			if (p->outcome == OP_SPOOL_STORED) {
@@ -831,7 +783,7 @@ static void run_batch(op_spool *sp, struct pending *batch)
 		}
 		/* A file no committed row names is removed, unless a commit in
 		 * flight renamed the same content into place. */
-		if (p->may_unlink && hash_in_use(sp, p->hash) == 0 &&
+		if (p->may_unlink && op__spool_hash_in_use(sp, p->hash) == 0 &&
 		    !pinned_outside(sp, batch, p->hash)) {
 			op_spool_object_file(sp, p->hash, path, sizeof(path));
 			unlink(path);
@@ -840,7 +792,7 @@ static void run_batch(op_spool *sp, struct pending *batch)
 	pthread_mutex_unlock(&sp->gc_mu);
 }
 
-static int commit_row(op_spool *sp, struct pending *p)
+int op__spool_commit_row(op_spool *sp, struct op__spool_pending *p)
 {
 	pthread_mutex_lock(&sp->gc_mu);
 	if (sp->gc_tail)
@@ -853,7 +805,7 @@ static int commit_row(op_spool *sp, struct pending *p)
 			pthread_cond_wait(&sp->gc_cv, &sp->gc_mu);
 			continue;
 		}
-		struct pending *batch = sp->gc_head;
+		struct op__spool_pending *batch = sp->gc_head;
 		sp->gc_head = sp->gc_tail = NULL;
 		sp->gc_leader = 1;
 		pthread_mutex_unlock(&sp->gc_mu);
@@ -861,7 +813,7 @@ static int commit_row(op_spool *sp, struct pending *p)
 		run_batch(sp, batch);
 		pthread_mutex_unlock(&sp->tx_mu);
 		pthread_mutex_lock(&sp->gc_mu);
-		for (struct pending *q = batch; q; q = q->next)
+		for (struct op__spool_pending *q = batch; q; q = q->next)
 			q->done = 1;
 		sp->gc_leader = 0;
 		pthread_cond_broadcast(&sp->gc_cv);
@@ -870,7 +822,7 @@ static int commit_row(op_spool *sp, struct pending *p)
 	return p->rc;
 }
 
-static void hex(const unsigned char *in, size_t n, char *out)
+void op__spool_hex(const unsigned char *in, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 
@@ -906,7 +858,7 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 			   enum op_spool_outcome *outcome, char *hash_out)
 {
 	op_spool *sp = obj->sp;
-	struct pending p = { 0 };
+	struct op__spool_pending p = { 0 };
 	unsigned char digest[OP_HASH_BYTES];
 	char hash[OP_HASH_HEX + 1], path[PATH_MAX], dir[OP_DIR_MAX + 16];
 	int rc;
@@ -915,7 +867,7 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 	if (rc < 0)
 		goto fail;
 	crypto_generichash_final(&obj->hash, digest, sizeof(digest));
-	hex(digest, sizeof(digest), hash);
+	op__spool_hex(digest, sizeof(digest), hash);
 	op_spool_object_file(sp, hash, path, sizeof(path));
 	rc = pin_hash(sp, hash);
 	if (rc < 0)
@@ -937,7 +889,7 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 	p.inst = inst;
 	p.hash = hash;
 	p.size = obj->size;
-	rc = commit_row(sp, &p);
+	rc = op__spool_commit_row(sp, &p);
 	unpin_hash(sp, hash);
 	if (rc == 0) {
 		*outcome = p.outcome;
@@ -954,11 +906,11 @@ out:
 
 /* --- the uplink's side ---------------------------------------------------- */
 
-static int sql_fail(op_spool *sp, const char *what, int rc)
+int op__spool_sql_fail(op_spool *sp, const char *what, int rc)
 {
 	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
 		 sqlite3_errmsg(sp->db));
-	return sql_err(rc) ? sql_err(rc) : -EIO;
+	return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 }
 
 struct victim {
@@ -985,7 +937,7 @@ static int plan_eviction(op_spool *sp, uint64_t keep_sent, uint64_t want, struct
 	sqlite3_finalize(st);
 	st = NULL;
 	if (rc != SQLITE_ROW)
-		return sql_fail(sp, "evict", rc);
+		return op__spool_sql_fail(sp, "evict", rc);
 	rc = sqlite3_prepare_v2(sp->db,
 				"SELECT id, hash, size FROM instances WHERE state = 'sent'"
 				" ORDER BY state_changed_at, id",
@@ -1011,7 +963,7 @@ static int plan_eviction(op_spool *sp, uint64_t keep_sent, uint64_t want, struct
 	sqlite3_finalize(st);
 	if (rc != SQLITE_OK && rc != SQLITE_DONE) {
 		free(v);
-		return sql_fail(sp, "evict", rc);
+		return op__spool_sql_fail(sp, "evict", rc);
 	}
 	*out = v;
 	*n_out = n;
@@ -1020,7 +972,8 @@ static int plan_eviction(op_spool *sp, uint64_t keep_sent, uint64_t want, struct
 
 /* Evicts (rows first, then files: a crash in between leaves an orphan that
  * recovery re-indexes, never a row without its file). Caller holds tx_mu. */
-static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_out, uint64_t *freed)
+int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_out,
+		    uint64_t *freed)
 {
 	struct victim *v = NULL;
 	sqlite3_stmt *st = NULL;
@@ -1033,7 +986,7 @@ static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_ou
 	rc = plan_eviction(sp, keep_sent, want, &v, &n);
 	if (rc < 0 || n == 0)
 		goto out;
-	rc = exec(sp, "BEGIN IMMEDIATE");
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		goto out;
 	rc = sqlite3_prepare_v2(sp->db, "DELETE FROM instances WHERE id = ? AND state = 'sent'", -1,
@@ -1043,13 +996,13 @@ static int evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_ou
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
 	}
 	sqlite3_finalize(st);
-	if (rc != SQLITE_OK || (rc = exec(sp, "COMMIT")) < 0) {
-		rc = rc < 0 ? rc : sql_fail(sp, "evict", rc);
-		exec(sp, "ROLLBACK");
+	if (rc != SQLITE_OK || (rc = op__spool_exec(sp, "COMMIT")) < 0) {
+		rc = rc < 0 ? rc : op__spool_sql_fail(sp, "evict", rc);
+		op__spool_exec(sp, "ROLLBACK");
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (hash_in_use(sp, v[i].hash) == 0) {
+		if (op__spool_hash_in_use(sp, v[i].hash) == 0) {
 			op_spool_object_file(sp, v[i].hash, path, sizeof(path));
 			unlink(path);
 		}
@@ -1071,7 +1024,7 @@ int op_spool_evict_sent(op_spool *sp, uint64_t keep_sent_bytes, unsigned *evicte
 	int rc;
 
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = evict(sp, keep_sent_bytes, 0, evicted, freed);
+	rc = op__spool_evict(sp, keep_sent_bytes, 0, evicted, freed);
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
 }
@@ -1081,7 +1034,7 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count)
 	int rc;
 
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = exec(sp, "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
+	rc = op__spool_exec(sp, "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
 	*count = rc == 0 ? (unsigned)sqlite3_changes(sp->db) : 0;
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
@@ -1112,14 +1065,14 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
-		return sql_fail(sp, "claim", rc);
+		return op__spool_sql_fail(sp, "claim", rc);
 	rc = sqlite3_prepare_v2(sp->db,
 				"SELECT id, sop_instance_uid, hash, size, attempts, priority"
 				" FROM instances WHERE study_uid = ? AND state = 'queued'"
 				" AND next_attempt_at <= ? ORDER BY received_at, id LIMIT ?",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, study);
+		op__spool_bind_text(st, 1, study);
 		sqlite3_bind_int64(st, 2, now);
 		sqlite3_bind_int(st, 3, (int)max_items);
 	}
@@ -1150,7 +1103,7 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 	sqlite3_finalize(st);
 	st = NULL;
 	if (rc != SQLITE_OK && rc != SQLITE_DONE)
-		return sql_fail(sp, "claim", rc);
+		return op__spool_sql_fail(sp, "claim", rc);
 	rc = sqlite3_prepare_v2(sp->db,
 				"UPDATE instances SET state = 'sending', state_changed_at = ?"
 				" WHERE id = ?",
@@ -1161,7 +1114,7 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_OK ? 0 : sql_fail(sp, "claim", rc);
+	return rc == SQLITE_OK ? 0 : op__spool_sql_fail(sp, "claim", rc);
 }
 
 int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
@@ -1173,13 +1126,13 @@ int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_b
 	if (max_items == 0)
 		return -EINVAL;
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = exec(sp, "BEGIN IMMEDIATE");
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	if (rc == 0)
 		rc = claim_rows(sp, now, max_items, max_bytes, min_priority, items, n);
 	if (rc == 0)
-		rc = exec(sp, "COMMIT");
+		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0) {
-		exec(sp, "ROLLBACK");
+		op__spool_exec(sp, "ROLLBACK");
 		*n = 0;
 	}
 	pthread_mutex_unlock(&sp->tx_mu);
@@ -1206,14 +1159,14 @@ static int count_verdict(op_spool *sp, const op_spool_settlement *s)
 		sqlite3_finalize(st);
 		if (rc != SQLITE_ROW)
 			return rc;
-		if (counter_add(sp, "uploaded_instances", 1) < 0 ||
-		    counter_add(sp, "uploaded_bytes", (uint64_t)size) < 0)
+		if (op__spool_counter_add(sp, "uploaded_instances", 1) < 0 ||
+		    op__spool_counter_add(sp, "uploaded_bytes", (uint64_t)size) < 0)
 			return SQLITE_ERROR;
 		return SQLITE_DONE;
 	case OP_VERDICT_RETRY:
-		return counter_add(sp, "retries", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
+		return op__spool_counter_add(sp, "retries", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
 	case OP_VERDICT_QUARANTINE:
-		return counter_add(sp, "quarantined", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
+		return op__spool_counter_add(sp, "quarantined", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
 	default: return SQLITE_DONE;
 	}
 }
@@ -1240,7 +1193,7 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 	int rc;
 
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = exec(sp, "BEGIN IMMEDIATE");
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	for (unsigned i = 0; i < n && rc == 0; i++) {
 		sqlite3_stmt *st = NULL;
 		int r;
@@ -1252,10 +1205,10 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 		r = sqlite3_prepare_v2(sp->db, sql[s[i].verdict], -1, &st, NULL);
 		if (r == SQLITE_OK) {
 			sqlite3_bind_int64(st, 1, s[i].id);
-			bind_text(st, 2, s[i].hash);
+			op__spool_bind_text(st, 2, s[i].hash);
 			sqlite3_bind_int64(st, 3, now);
 			sqlite3_bind_int64(st, 4, s[i].next_attempt_at);
-			bind_text(st, 5, s[i].error);
+			op__spool_bind_text(st, 5, s[i].error);
 			r = sqlite3_step(st);
 		}
 		sqlite3_finalize(st);
@@ -1272,19 +1225,19 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 				-1, &st, NULL);
 			if (r == SQLITE_OK) {
 				sqlite3_bind_int64(st, 1, s[i].id);
-				bind_text(st, 2, s[i].hash);
+				op__spool_bind_text(st, 2, s[i].hash);
 				sqlite3_bind_int64(st, 3, now);
 				r = sqlite3_step(st);
 			}
 			sqlite3_finalize(st);
 		}
 		if (r != SQLITE_DONE)
-			rc = sql_fail(sp, "settle", r);
+			rc = op__spool_sql_fail(sp, "settle", r);
 	}
 	if (rc == 0)
-		rc = exec(sp, "COMMIT");
+		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0)
-		exec(sp, "ROLLBACK");
+		op__spool_exec(sp, "ROLLBACK");
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
 }
@@ -1304,7 +1257,7 @@ int op_spool_next_due(op_spool *sp, int64_t *when)
 		*when = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&sp->tx_mu);
-	return rc == SQLITE_ROW ? 0 : sql_fail(sp, "next_due", rc);
+	return rc == SQLITE_ROW ? 0 : op__spool_sql_fail(sp, "next_due", rc);
 }
 
 /* --- recovery ------------------------------------------------------------ */
@@ -1345,7 +1298,7 @@ static int load_hashes(op_spool *sp, char ***out, size_t *n_out)
 		while (n)
 			free(v[--n]);
 		free(v);
-		return sql_err(rc) ? sql_err(rc) : -EIO;
+		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 	}
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_hash);
@@ -1377,7 +1330,7 @@ static int hash_file(const char *path, char *hash, uint64_t *size)
 	}
 	crypto_generichash_final(&ctx, digest, sizeof(digest));
 	close(fd);
-	hex(digest, sizeof(digest), hash);
+	op__spool_hex(digest, sizeof(digest), hash);
 	return rc;
 }
 
@@ -1398,7 +1351,7 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 			void *ctx, op_spool_recovery *rep)
 {
 	op_instance inst;
-	struct pending p = { 0 };
+	struct op__spool_pending p = { 0 };
 	char hash[OP_HASH_HEX + 1], err[256] = "", why[320], right[PATH_MAX];
 	char row_hash[OP_HASH_HEX + 1] = "";
 	uint64_t size = 0;
@@ -1442,7 +1395,7 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 	rc = sqlite3_prepare_v2(sp->db, "SELECT hash FROM instances WHERE sop_instance_uid = ?", -1,
 				&st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, inst.sop_instance_uid);
+		op__spool_bind_text(st, 1, inst.sop_instance_uid);
 		rc = sqlite3_step(st);
 		exists = rc == SQLITE_ROW;
 		if (exists)
@@ -1450,7 +1403,7 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return sql_err(rc) ? sql_err(rc) : -EIO;
+		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 	if (exists && strcmp(row_hash, hash) == 0)
 		return 0; /* its own row (indexed earlier in this walk) */
 	if (exists) {
@@ -1462,7 +1415,7 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 	p.inst = &inst;
 	p.hash = hash;
 	p.size = size;
-	rc = commit_row(sp, &p);
+	rc = op__spool_commit_row(sp, &p);
 	if (rc == 0) {
 		rep->orphans_indexed++;
 		op_info("spool.recover.indexed", "sop=%s hash=%s bytes=%" PRIu64,
@@ -1564,7 +1517,7 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 		goto out;
 	rc = sqlite3_prepare_v2(sp->db,
 				"UPDATE instances SET state = 'quarantined',"
-				" last_error = '" MISSING_REASON "', state_changed_at = ?"
+				" last_error = '" OP__SPOOL_MISSING_REASON "', state_changed_at = ?"
 				" WHERE id = ?",
 				-1, &st, NULL);
 	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
@@ -1578,7 +1531,7 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 out:
 	sqlite3_finalize(st);
 	free(ids);
-	return rc == SQLITE_DONE ? 0 : (sql_err(rc) ? sql_err(rc) : -EIO);
+	return rc == SQLITE_DONE ? 0 : (op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO);
 }
 
 int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_recovery *rep)
@@ -1599,7 +1552,7 @@ int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_rec
 		free(hashes[--n]);
 	free(hashes);
 	if (rc == 0)
-		rc = load_usage(sp);
+		rc = op__spool_load_usage(sp);
 	if (rc < 0)
 		op_error("spool.recover", "dir=%s error=\"%s\"", sp->dir, strerror(-rc));
 	else
@@ -1620,7 +1573,7 @@ static int ro_fail(op_spool *sp, const char *what, int rc)
 {
 	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
 		 sqlite3_errmsg(sp->ro));
-	return sql_err(rc) ? sql_err(rc) : -EIO;
+	return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 }
 
 const char *op_spool_state_name(int state)
@@ -1699,7 +1652,7 @@ int op_spool_count(op_spool *sp, const char *name, uint64_t delta)
 	int rc;
 
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = counter_add(sp, name, delta);
+	rc = op__spool_counter_add(sp, name, delta);
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
 }
@@ -1732,7 +1685,7 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 				" WHERE ?1 IS NULL OR state = ?1",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, filter);
+		op__spool_bind_text(st, 1, filter);
 		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			*total = (uint64_t)sqlite3_column_int64(st, 0);
 			rc = SQLITE_DONE;
@@ -1743,7 +1696,7 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 	if (rc == SQLITE_DONE)
 		rc = sqlite3_prepare_v2(sp->ro, list, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, filter);
+		op__spool_bind_text(st, 1, filter);
 		sqlite3_bind_int64(st, 2, limit);
 		sqlite3_bind_int64(st, 3, offset);
 	}
@@ -1785,10 +1738,10 @@ int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now,
 				"UPDATE instances SET state = 'queued', attempts = 0,"
 				" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
 				" WHERE state = 'quarantined' AND (?1 IS NULL OR study_uid = ?1)"
-				" AND last_error IS NOT '" MISSING_REASON "'",
+				" AND last_error IS NOT '" OP__SPOOL_MISSING_REASON "'",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, study_uid);
+		op__spool_bind_text(st, 1, study_uid);
 		sqlite3_bind_int64(st, 2, now);
 		rc = sqlite3_step(st);
 	}
@@ -1796,7 +1749,7 @@ int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now,
 		*n = (unsigned)sqlite3_changes(sp->db);
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&sp->tx_mu);
-	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "retry", rc);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
 }
 
 int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size)
@@ -1806,7 +1759,7 @@ int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size
 
 	rc = sqlite3_prepare_v2(sp->ro, "SELECT value FROM settings WHERE key = ?", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, key);
+		op__spool_bind_text(st, 1, key);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			snprintf(value, size, "%s", sqlite3_column_text(st, 0));
@@ -1829,14 +1782,14 @@ int op_spool_setting_set(op_spool *sp, const char *key, const char *value)
 		      : "DELETE FROM settings WHERE key = ?1",
 		-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		bind_text(st, 1, key);
+		op__spool_bind_text(st, 1, key);
 		if (value)
-			bind_text(st, 2, value);
+			op__spool_bind_text(st, 2, value);
 		rc = sqlite3_step(st);
 	}
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&sp->tx_mu);
-	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "setting", rc);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "setting", rc);
 }
 
 int op_spool_audit(op_spool *sp, int64_t now, const char *who, const char *origin,
@@ -1852,21 +1805,21 @@ int op_spool_audit(op_spool *sp, int64_t now, const char *who, const char *origi
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, now);
-		bind_text(st, 2, who);
-		bind_text(st, 3, origin);
-		bind_text(st, 4, action);
-		bind_text(st, 5, detail ? detail : "");
+		op__spool_bind_text(st, 2, who);
+		op__spool_bind_text(st, 3, origin);
+		op__spool_bind_text(st, 4, action);
+		op__spool_bind_text(st, 5, detail ? detail : "");
 		rc = sqlite3_step(st);
 	}
 	sqlite3_finalize(st);
 	if (rc == SQLITE_DONE &&
 	    sqlite3_last_insert_rowid(sp->db) % 100 == 0) /* now and then, not per row */
-		rc = exec(sp, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) "
-			      "- " AUDIT_KEEP) == 0
+		rc = op__spool_exec(sp, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) "
+					"- " AUDIT_KEEP) == 0
 			     ? SQLITE_DONE
 			     : SQLITE_ERROR;
 	pthread_mutex_unlock(&sp->tx_mu);
-	return rc == SQLITE_DONE ? 0 : sql_fail(sp, "audit", rc);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "audit", rc);
 }
 
 int op_spool_audit_list(op_spool *sp, unsigned limit, op_spool_audit_entry *out, unsigned *n)
@@ -1908,7 +1861,7 @@ int op_spool_quick_check(op_spool *sp, char *detail, size_t size)
 		rc = r && strcmp(r, "ok") == 0 ? 0 : -EIO;
 	} else {
 		snprintf(detail, size, "quick_check failed: %s", sqlite3_errmsg(sp->ro));
-		rc = sql_err(rc) ? sql_err(rc) : -EIO;
+		rc = op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 	}
 	sqlite3_finalize(st);
 	return rc;
