@@ -1,6 +1,7 @@
 /*
- * spool_internal: what the spool's own files share, and nothing outside
- * them may use (the API is spool.h). Names are op__spool_*.
+ * spool_internal: what the spool's own files share (spool.c, spool_store.c,
+ * spool_queue.c, spool_recover.c, spool_operator.c), and nothing outside
+ * them may use: the API is spool.h. Names are op__spool_*.
  *
  * Locks, in the order they are taken: tx_mu (every transaction on db),
  * gc_mu (the group-commit queue and the pins), mu (usage and limits).
@@ -61,11 +62,10 @@ struct op_spool {
 	struct op__spool_pin *pins;
 };
 
-/* --- sqlite ----------------------------------------------------------------
- *
- * sqlite's result codes become negative errno codes here, once; what failed
- * is logged with the database's path.
- */
+/* --- spool.c: sqlite, usage and limits ----------------------------------- */
+
+/* sqlite's result codes become negative errno codes here, once; what failed
+ * is logged with the database's path. */
 
 /* sqlite result -> negative errno (0 for OK, DONE and ROW). */
 int op__spool_sql_err(int rc);
@@ -77,41 +77,46 @@ int op__spool_sql_fail(op_spool *sp, const char *what, int rc);
 /* Runs sql on db; logs a failure. */
 int op__spool_exec(op_spool *sp, const char *sql);
 
-/* Binds s (NULL: SQL NULL), which outlives the statement's step. */
+/* Binds s (NULL: SQL NULL), which must outlive the statement's use. */
 int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s);
-
-/* Adds to a counter inside the caller's transaction. */
-int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta);
-
-/* Does any row name hash? (-1 when the query fails: keep the file.) */
-int op__spool_hash_in_use(op_spool *sp, const char *hash);
-
-/* --- usage and limits ------------------------------------------------------ */
 
 /* Reads the usage again from the rows (another process may have changed
  * them). */
 int op__spool_load_usage(op_spool *sp);
 
 /* Holds len more bytes against the limits, evicting sent objects to make
- * room if need be; with len 0, asks whether anything fits. -EDQUOT when
- * it does not. */
+ * room if need be (then it takes tx_mu: the caller holds no lock of the
+ * spool); with len 0, asks whether anything fits. -EDQUOT when it does
+ * not. */
 int op__spool_reserve(op_spool *sp, uint64_t len);
 
 /* Gives back what op__spool_reserve() held. */
 void op__spool_release(op_spool *sp, uint64_t len);
+
+/* --- spool_store.c: the receiver's side ---------------------------------- */
+
+/* Commits p's row in the next group commit (recovery indexes orphans with
+ * it too) and waits until it is done; takes gc_mu and tx_mu. Returns
+ * p->rc. */
+int op__spool_commit_row(op_spool *sp, struct op__spool_pending *p);
+
+/* Does any row name hash? (-1 when the query fails: keep the file.)
+ * Caller holds tx_mu. */
+int op__spool_hash_in_use(op_spool *sp, const char *hash);
+
+/* n bytes as 2n lowercase hex digits and a NUL, into out. */
+void op__spool_hex(const unsigned char *in, size_t n, char *out);
+
+/* --- spool_queue.c: the uplink's side ------------------------------------ */
 
 /* Evicts sent objects, oldest sent first, while they take more than
  * keep_sent or until want bytes are freed. Caller holds tx_mu. */
 int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_out,
 		    uint64_t *freed);
 
-/* --- storing ---------------------------------------------------------------- */
+/* --- spool_operator.c: the operator's side ------------------------------- */
 
-/* Commits p's row in the next group commit; waits until it is done.
- * Returns p->rc. */
-int op__spool_commit_row(op_spool *sp, struct op__spool_pending *p);
-
-/* n bytes as 2n lowercase hex digits and a NUL, into out. */
-void op__spool_hex(const unsigned char *in, size_t n, char *out);
+/* Adds to a counter inside the caller's transaction. */
+int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta);
 
 #endif
