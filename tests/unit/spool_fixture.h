@@ -34,7 +34,9 @@ struct spool_fx {
 	int n_mem;
 };
 
-/* cmocka's setup and teardown of each test: *state is a struct spool_fx. */
+/* cmocka's setup and teardown of each test: *state is a struct spool_fx.
+ * Setup also keeps the log to warnings and errors, unless
+ * OUTPOST_TEST_VERBOSE is set. */
 int spool_fx_setup(void **state);
 int spool_fx_teardown(void **state);
 
