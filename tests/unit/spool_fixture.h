@@ -7,6 +7,10 @@
  * fixture computes each object's BLAKE2b-256 itself (libsodium), reads the
  * files back, and queries spool.db with its own sqlite3 connection.
  *
+ * Failure paths (limits, aborts, recovery of every kind of leftover, a
+ * newer schema) are tested as seriously as the happy path, and so is
+ * concurrency (group commit).
+ *
  * Objects here are not DICOM: the spool does not parse what it stores.
  * Their first line names the instance ("SOP=1.2.3\n"), which is what the
  * reader that recovery calls (an injected parser) reads back.
@@ -39,6 +43,10 @@ struct spool_fx {
  * OUTPOST_TEST_VERBOSE is set. */
 int spool_fx_setup(void **state);
 int spool_fx_teardown(void **state);
+
+/* A test with that setup and teardown, in a CMUnitTest array (the file
+ * includes <cmocka.h> first). */
+#define SPOOL_FX_TEST(name) cmocka_unit_test_setup_teardown(name, spool_fx_setup, spool_fx_teardown)
 
 /* --- objects ------------------------------------------------------------- */
 

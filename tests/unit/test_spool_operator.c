@@ -138,13 +138,11 @@ static void test_spool_settings_and_audit(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, spool_fx_setup, spool_fx_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_spool_counters),
-		T(test_spool_studies_and_retry),
-		T(test_spool_settings_and_audit),
+		SPOOL_FX_TEST(test_spool_counters),
+		SPOOL_FX_TEST(test_spool_studies_and_retry),
+		SPOOL_FX_TEST(test_spool_settings_and_audit),
 	};
-#undef T
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

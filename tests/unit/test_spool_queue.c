@@ -296,19 +296,17 @@ static void test_spool_makes_room_from_sent(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, spool_fx_setup, spool_fx_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_spool_claim_one_study_oldest_first),
-		T(test_spool_claim_urgent_first),
-		T(test_spool_claim_min_priority),
-		T(test_spool_claim_limits),
-		T(test_spool_settle_verdicts),
-		T(test_spool_settle_after_replace),
-		T(test_spool_requeue_sending),
-		T(test_spool_evict_sent),
-		T(test_spool_makes_room_from_sent),
+		SPOOL_FX_TEST(test_spool_claim_one_study_oldest_first),
+		SPOOL_FX_TEST(test_spool_claim_urgent_first),
+		SPOOL_FX_TEST(test_spool_claim_min_priority),
+		SPOOL_FX_TEST(test_spool_claim_limits),
+		SPOOL_FX_TEST(test_spool_settle_verdicts),
+		SPOOL_FX_TEST(test_spool_settle_after_replace),
+		SPOOL_FX_TEST(test_spool_requeue_sending),
+		SPOOL_FX_TEST(test_spool_evict_sent),
+		SPOOL_FX_TEST(test_spool_makes_room_from_sent),
 	};
-#undef T
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -52,9 +51,6 @@ static int test_reader(void *ctx, const char *path, op_instance *inst, char *err
 	inst->priority = 1;
 	return 0;
 }
-
-/* A non-NULL pointer never dereferenced: shows that a failed call sets its
- * out-parameter to NULL. */
 
 /* --- recovery ------------------------------------------------------------------------------ */
 
@@ -317,19 +313,17 @@ static void test_spool_recover_orphan_in_wrong_directory(void **state)
 
 int main(void)
 {
-#define T(name) cmocka_unit_test_setup_teardown(name, spool_fx_setup, spool_fx_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_spool_recover_clean),
-		T(test_spool_recover_tmp),
-		T(test_spool_recover_orphan_indexed),
-		T(test_spool_recover_orphan_superseded),
-		T(test_spool_recover_damaged),
-		T(test_spool_recover_missing),
-		T(test_spool_resend_heals_missing),
-		T(test_spool_recover_all_kinds),
-		T(test_spool_recover_orphan_in_wrong_directory),
+		SPOOL_FX_TEST(test_spool_recover_clean),
+		SPOOL_FX_TEST(test_spool_recover_tmp),
+		SPOOL_FX_TEST(test_spool_recover_orphan_indexed),
+		SPOOL_FX_TEST(test_spool_recover_orphan_superseded),
+		SPOOL_FX_TEST(test_spool_recover_damaged),
+		SPOOL_FX_TEST(test_spool_recover_missing),
+		SPOOL_FX_TEST(test_spool_resend_heals_missing),
+		SPOOL_FX_TEST(test_spool_recover_all_kinds),
+		SPOOL_FX_TEST(test_spool_recover_orphan_in_wrong_directory),
 	};
-#undef T
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
