@@ -1,17 +1,9 @@
 /*
- * test_spool: services/common/spool.c, the durable queue.
- *
- * Checks what is on disk, not only what the API says: the test computes each
- * object's BLAKE2b-256 itself (libsodium), reads the files back, and queries
- * spool.db with its own sqlite3 connection. Failure paths (limits, aborts,
- * recovery of every kind of leftover, a newer schema) are tested as
- * seriously as the happy path, and so is concurrency (group commit).
- *
- * Objects here are not DICOM: the spool does not parse what it stores. Their
- * first line names the instance ("SOP=1.2.3\n"), which is what the reader
- * that recovery calls (an injected parser) reads back.
- *
- * Each test runs in its own mkdtemp directory, removed after.
+ * test_spool: services/common/spool.c, opening the spool (its tree, its
+ * schema, a newer schema refused, two processes opening a new spool at
+ * once, rows kept across a reopen) and its limits (max_bytes,
+ * min_free_bytes). The other test_spool_*.c test the other spool_*.c; the
+ * helpers they share are in spool_fixture.h.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,428 +11,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "unit.h"
-
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <limits.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include "common/log.h"
 #include "common/spool.h"
-
-/* --- helpers ------------------------------------------------------------------ */
-
-struct fx {
-	char dir[64];
-	op_spool *sp;
-	op_spool_limits limits;
-	void *mem[16]; /* freed by teardown, so a failed test leaks nothing */
-	int n_mem;
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	if (!f || sodium_init() < 0)
-		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_spool.XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	if (op_spool_open(f->dir, &f->limits, &f->sp) != 0)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	op_spool_close(f->sp);
-	unit_rm_tree(f->dir);
-	while (f->n_mem)
-		free(f->mem[--f->n_mem]);
-	free(f);
-	return 0;
-}
-
-static void hash_hex(const void *data, size_t len, char out[OP_HASH_HEX + 1])
-{
-	unsigned char d[OP_HASH_BYTES];
-
-	assert_int_equal(crypto_generichash(d, sizeof(d), data, len, NULL, 0), 0);
-	sodium_bin2hex(out, OP_HASH_HEX + 1, d, sizeof(d));
-}
-
-static void object_path(const struct fx *f, const char *hash, char *out, size_t size)
-{
-	snprintf(out, size, "%s/objects/%.2s/%s.dcm", f->dir, hash, hash);
-}
-
-/* Object content: "SOP=<uid>\n", then len - that bytes from seed. Called
- * from worker threads too, so it aborts instead of asserting. */
-static unsigned char *make_content(const char *sop, size_t len, unsigned seed)
-{
-	unsigned char *buf = malloc(len);
-	int n;
-
-	if (!buf)
-		abort();
-	n = snprintf((char *)buf, len, "SOP=%s\n", sop);
-	if (n <= 0 || (size_t)n >= len)
-		abort();
-	for (size_t i = (size_t)n; i < len; i++) {
-		seed = seed * 1103515245u + 12345u;
-		buf[i] = (unsigned char)(seed >> 16);
-	}
-	return buf;
-}
-
-/* make_content() owned by the fixture (main thread only). */
-static unsigned char *content(struct fx *f, const char *sop, size_t len, unsigned seed)
-{
-	unsigned char *buf = make_content(sop, len, seed);
-
-	if (f->n_mem == (int)(sizeof(f->mem) / sizeof(f->mem[0])))
-		abort();
-	f->mem[f->n_mem++] = buf;
-	return buf;
-}
-
-static void fill_inst(op_instance *in, const char *sop)
-{
-	memset(in, 0, sizeof(*in));
-	snprintf(in->sop_instance_uid, sizeof(in->sop_instance_uid), "%s", sop);
-	snprintf(in->sop_class_uid, sizeof(in->sop_class_uid), "1.2.840.10008.5.1.4.1.1.2");
-	snprintf(in->study_uid, sizeof(in->study_uid), "1.2.826.0.1.1");
-	snprintf(in->series_uid, sizeof(in->series_uid), "1.2.826.0.1.1.1");
-	snprintf(in->transfer_syntax, sizeof(in->transfer_syntax), "1.2.840.10008.1.2.1");
-	snprintf(in->patient_id, sizeof(in->patient_id), "PID-7");
-	snprintf(in->modality, sizeof(in->modality), "CT");
-	snprintf(in->calling_aet, sizeof(in->calling_aet), "STORESCU");
-	in->priority = 2;
-}
-
-/* Writes data in uneven pieces (1 byte, a few, then large ones) so both the
- * gathering buffer and the direct path are used. */
-static int write_pieces(op_spool_object *obj, const unsigned char *data, size_t len)
-{
-	static const size_t pieces[] = { 1, 7, 132, 16384, 40000 };
-	size_t o = 0;
-	int i = 0, rc;
-
-	while (o < len) {
-		size_t n = pieces[i < 4 ? i : 4];
-		if (n > len - o)
-			n = len - o;
-		rc = op_spool_object_write(obj, data + o, n);
-		if (rc < 0)
-			return rc;
-		o += n;
-		i++;
-	}
-	return 0;
-}
-
-/* begin + write + commit. Returns the first failure. */
-static int store(op_spool *sp, const unsigned char *data, size_t len, const char *sop,
-		 enum op_spool_outcome *outcome, char *hash)
-{
-	op_spool_object *obj = NULL;
-	op_instance in;
-	int rc;
-
-	fill_inst(&in, sop);
-	rc = op_spool_object_begin(sp, &obj);
-	if (rc < 0)
-		return rc;
-	rc = write_pieces(obj, data, len);
-	if (rc < 0) {
-		op_spool_object_abort(obj);
-		return rc;
-	}
-	if (op_spool_object_size(obj) != len) { /* no cmocka asserts off the main thread */
-		op_spool_object_abort(obj);
-		return -EBADMSG;
-	}
-	return op_spool_object_commit(obj, &in, outcome, hash);
-}
-
-/* store() that must succeed with the given outcome. */
-static void store_ok(struct fx *f, const unsigned char *data, size_t len, const char *sop,
-		     enum op_spool_outcome want, char *hash)
-{
-	enum op_spool_outcome outcome = (enum op_spool_outcome) - 1;
-	char h[OP_HASH_HEX + 1], expect[OP_HASH_HEX + 1];
-	int rc = store(f->sp, data, len, sop, &outcome, h);
-
-	if (rc != 0)
-		fail_msg("store %s: %d (%s)", sop, rc, strerror(-rc));
-	assert_int_equal(outcome, want);
-	hash_hex(data, len, expect);
-	assert_string_equal(h, expect);
-	if (hash)
-		memcpy(hash, h, sizeof(h));
-}
-
-static int file_equals(const char *path, const unsigned char *data, size_t len)
-{
-	struct stat sb;
-	unsigned char *buf;
-	int fd, same;
-
-	if (stat(path, &sb) != 0 || (size_t)sb.st_size != len)
-		return 0;
-	buf = malloc(len + 1);
-	fd = open(path, O_RDONLY);
-	same = buf && fd >= 0 && read(fd, buf, len + 1) == (ssize_t)len &&
-	       memcmp(buf, data, len) == 0;
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return same;
-}
-
-static int exists(const char *path)
-{
-	struct stat sb;
-
-	return lstat(path, &sb) == 0;
-}
-
-/* --- the index, read with the test's own connection ----------------------------- */
-
-static sqlite3 *db_open(const struct fx *f)
-{
-	char path[128];
-	sqlite3 *db = NULL;
-
-	snprintf(path, sizeof(path), "%s/spool.db", f->dir);
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 10000);
-	return db;
-}
-
-static long long db_int(sqlite3 *db, const char *sql, const char *arg)
-{
-	sqlite3_stmt *st = NULL;
-	long long v = -1;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	if (arg)
-		sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-/* One text column; "" when NULL, "(no row)" when there is no row. */
-static void db_text(sqlite3 *db, const char *sql, const char *arg, char *out, size_t size)
-{
-	sqlite3_stmt *st = NULL;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	if (arg)
-		sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
-		snprintf(out, size, "%s", t ? (const char *)t : "");
-	} else {
-		snprintf(out, size, "(no row)");
-	}
-	sqlite3_finalize(st);
-}
-
-static long long rows(const struct fx *f)
-{
-	sqlite3 *db = db_open(f);
-	long long n = db_int(db, "SELECT COUNT(*) FROM instances", NULL);
-
-	sqlite3_close(db);
-	return n;
-}
-
-static void row_text(const struct fx *f, const char *sop, const char *column, char *out,
-		     size_t size)
-{
-	char sql[128];
-	sqlite3 *db = db_open(f);
-
-	snprintf(sql, sizeof(sql), "SELECT %s FROM instances WHERE sop_instance_uid = ?", column);
-	db_text(db, sql, sop, out, size);
-	sqlite3_close(db);
-}
-
-static long long row_int(const struct fx *f, const char *sop, const char *column)
-{
-	char sql[128];
-	sqlite3 *db = db_open(f);
-	long long v;
-
-	snprintf(sql, sizeof(sql), "SELECT %s FROM instances WHERE sop_instance_uid = ?", column);
-	v = db_int(db, sql, sop);
-	sqlite3_close(db);
-	return v;
-}
-
-static void db_exec(const struct fx *f, const char *sql)
-{
-	sqlite3 *db = db_open(f);
-	char *msg = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
-		fail_msg("%s: %s", sql, msg);
-	sqlite3_close(db);
-}
-
-static void assert_usage(struct fx *f, uint64_t objects, uint64_t bytes, uint64_t reserved)
-{
-	op_spool_usage u;
-
-	op_spool_get_usage(f->sp, &u);
-	if (u.objects != objects || u.bytes != bytes || u.reserved != reserved)
-		fail_msg("usage: objects=%llu bytes=%llu reserved=%llu, want %llu %llu %llu",
-			 (unsigned long long)u.objects, (unsigned long long)u.bytes,
-			 (unsigned long long)u.reserved, (unsigned long long)objects,
-			 (unsigned long long)bytes, (unsigned long long)reserved);
-}
-
-/* The usage the spool keeps agrees with its index. */
-static void assert_usage_matches_index(struct fx *f)
-{
-	sqlite3 *db = db_open(f);
-	long long n = db_int(db, "SELECT COUNT(*) FROM instances", NULL);
-	long long bytes = db_int(db, "SELECT COALESCE(SUM(size), 0) FROM instances", NULL);
-
-	sqlite3_close(db);
-	assert_usage(f, (uint64_t)n, (uint64_t)bytes, 0);
-}
-
-/* Every row's file exists, has the row's size and hashes to its name. */
-static void assert_rows_have_files(struct fx *f)
-{
-	sqlite3 *db = db_open(f);
-	sqlite3_stmt *st = NULL;
-	char path[256], h[OP_HASH_HEX + 1];
-
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "SELECT sop_instance_uid, hash, size FROM instances"
-					    " WHERE state != 'quarantined'",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *sop = (const char *)sqlite3_column_text(st, 0);
-		const char *hash = (const char *)sqlite3_column_text(st, 1);
-		long long size = sqlite3_column_int64(st, 2);
-		struct stat sb;
-		unsigned char *buf;
-		int fd;
-
-		object_path(f, hash, path, sizeof(path));
-		if (stat(path, &sb) != 0)
-			fail_msg("row %s: its file %s is missing", sop, path);
-		if (sb.st_size != size)
-			fail_msg("row %s: size %lld, file %lld", sop, size, (long long)sb.st_size);
-		buf = malloc((size_t)size + 1);
-		fd = open(path, O_RDONLY);
-		h[0] = '\0';
-		if (buf && fd >= 0 && read(fd, buf, (size_t)size + 1) == size)
-			hash_hex(buf, (size_t)size, h);
-		if (fd >= 0)
-			close(fd);
-		free(buf);
-		if (strcmp(h, hash) != 0)
-			fail_msg("row %s: file %s hashes to \"%s\"", sop, path, h);
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-}
-
-/* --- counting files ----------------------------------------------------------------- */
-
-static size_t n_counted;
-
-static int count_one(const char *p, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)p;
-	(void)sb;
-	(void)ftw;
-	if (type == FTW_F)
-		n_counted++;
-	return 0;
-}
-
-/* Regular files below DIR/sub (not thread-safe; tests call it from one thread). */
-static size_t files_in(const struct fx *f, const char *sub)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "%s/%s", f->dir, sub);
-	n_counted = 0;
-	assert_int_equal(nftw(path, count_one, 16, FTW_PHYS), 0);
-	return n_counted;
-}
-
-/* Writes data straight into DIR/rel (a file the spool did not write). */
-static void put_file(const struct fx *f, const char *rel, const void *data, size_t len)
-{
-	char path[256];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", f->dir, rel);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, data, len), (ssize_t)len);
-	close(fd);
-}
-
-/* --- the reader recovery calls ------------------------------------------------------ */
-
-struct reader_ctx {
-	int calls;
-};
-
-/* Reads "SOP=<uid>\n" at the start of the file, like a parser would read
- * the SOP Instance UID. */
-static int test_reader(void *ctx, const char *path, op_instance *inst, char *err, size_t errlen)
-{
-	struct reader_ctx *rc = ctx;
-	char line[128] = "";
-	FILE *f;
-
-	if (rc)
-		rc->calls++;
-	f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "cannot open %s", path);
-		return -errno;
-	}
-	if (!fgets(line, sizeof(line), f) || strncmp(line, "SOP=", 4) != 0) {
-		fclose(f);
-		snprintf(err, errlen, "no SOP= line");
-		return -EINVAL;
-	}
-	fclose(f);
-	line[strcspn(line, "\n")] = '\0';
-	fill_inst(inst, line + 4);
-	snprintf(inst->calling_aet, sizeof(inst->calling_aet), "RECOVERED");
-	inst->priority = 1;
-	return 0;
-}
+#include "spool_fixture.h"
 
 /* A non-NULL pointer never dereferenced: shows that a failed call sets its
  * out-parameter to NULL. */
@@ -452,7 +31,7 @@ static char sentinel;
 
 static void test_spool_open_creates_tree(void **state)
 {
-	struct fx *f = *state;
+	struct spool_fx *f = *state;
 	char path[256], text[64];
 	struct stat sb;
 	sqlite3 *db;
@@ -464,23 +43,23 @@ static void test_spool_open_creates_tree(void **state)
 		assert_true(S_ISDIR(sb.st_mode));
 	}
 	snprintf(path, sizeof(path), "%s/spool.db", f->dir);
-	assert_true(exists(path));
+	assert_true(spool_fx_exists(path));
 	assert_string_equal(op_spool_db_path(f->sp), path);
 
-	db = db_open(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version", NULL), OP_SPOOL_SCHEMA_VERSION);
+	db = spool_fx_db_open(f);
+	assert_int_equal(spool_fx_db_int(db, "PRAGMA user_version", NULL), OP_SPOOL_SCHEMA_VERSION);
 	assert_int_equal(OP_SPOOL_SCHEMA_VERSION, 1);
-	db_text(db, "PRAGMA journal_mode", NULL, text, sizeof(text));
+	spool_fx_db_text(db, "PRAGMA journal_mode", NULL, text, sizeof(text));
 	assert_string_equal(text, "wal");
-	assert_int_equal(db_int(db, "SELECT COUNT(*) FROM instances", NULL), 0);
+	assert_int_equal(spool_fx_db_int(db, "SELECT COUNT(*) FROM instances", NULL), 0);
 	sqlite3_close(db);
-	assert_usage(f, 0, 0, 0);
-	assert_int_equal(files_in(f, "objects"), 0);
+	spool_fx_assert_usage(f, 0, 0, 0);
+	assert_int_equal(spool_fx_files_in(f, "objects"), 0);
 }
 
 static void test_spool_open_errors(void **state)
 {
-	struct fx *f = *state;
+	struct spool_fx *f = *state;
 	op_spool_limits lim = { 0, 0, 0 };
 	op_spool *sp = NOT_NULL_SPOOL;
 	char path[OP_DIR_MAX + 64];
@@ -494,7 +73,7 @@ static void test_spool_open_errors(void **state)
 
 	/* A regular file where the directory should be. */
 	snprintf(path, sizeof(path), "%s/file", f->dir);
-	put_file(f, "file", "x", 1);
+	spool_fx_put_file(f, "file", "x", 1);
 	sp = NOT_NULL_SPOOL;
 	assert_true(op_spool_open(path, &lim, &sp) < 0);
 	assert_null(sp);
@@ -516,1292 +95,49 @@ static void test_spool_open_errors(void **state)
 /* A database written by a newer release is refused, not "upgraded". */
 static void test_spool_newer_schema(void **state)
 {
-	struct fx *f = *state;
+	struct spool_fx *f = *state;
 	op_spool *sp = NULL;
 
 	op_spool_close(f->sp);
 	f->sp = NULL;
-	db_exec(f, "PRAGMA user_version = 99");
+	spool_fx_db_exec(f, "PRAGMA user_version = 99");
 	sp = NOT_NULL_SPOOL;
 	assert_int_equal(op_spool_open(f->dir, &f->limits, &sp), -EPROTO);
 	assert_null(sp);
 	/* It was left as found. */
-	sqlite3 *db = db_open(f);
-	assert_int_equal(db_int(db, "PRAGMA user_version", NULL), 99);
+	sqlite3 *db = spool_fx_db_open(f);
+	assert_int_equal(spool_fx_db_int(db, "PRAGMA user_version", NULL), 99);
 	sqlite3_close(db);
 
 	/* The current version opens. */
-	db_exec(f, "PRAGMA user_version = 1");
+	spool_fx_db_exec(f, "PRAGMA user_version = 1");
 	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
 }
 
 /* Rows, usage and files survive close and open. */
 static void test_spool_reopen_keeps_rows(void **state)
 {
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.1", 1000, 1);
-	unsigned char *b = content(f, "1.2.3.2", 70000, 2);
-	unsigned char *c = content(f, "1.2.3.3", 15, 3);
+	struct spool_fx *f = *state;
+	unsigned char *a = spool_fx_content(f, "1.2.3.1", 1000, 1);
+	unsigned char *b = spool_fx_content(f, "1.2.3.2", 70000, 2);
+	unsigned char *c = spool_fx_content(f, "1.2.3.3", 15, 3);
 	char hb[OP_HASH_HEX + 1], path[256];
 
-	store_ok(f, a, 1000, "1.2.3.1", OP_SPOOL_STORED, NULL);
-	store_ok(f, b, 70000, "1.2.3.2", OP_SPOOL_STORED, hb);
-	store_ok(f, c, 15, "1.2.3.3", OP_SPOOL_STORED, NULL);
+	spool_fx_store_ok(f, a, 1000, "1.2.3.1", OP_SPOOL_STORED, NULL);
+	spool_fx_store_ok(f, b, 70000, "1.2.3.2", OP_SPOOL_STORED, hb);
+	spool_fx_store_ok(f, c, 15, "1.2.3.3", OP_SPOOL_STORED, NULL);
 	op_spool_close(f->sp);
 	f->sp = NULL;
 
 	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
-	assert_usage(f, 3, 71015, 0);
-	assert_int_equal(rows(f), 3);
-	object_path(f, hb, path, sizeof(path));
-	assert_true(file_equals(path, b, 70000));
+	spool_fx_assert_usage(f, 3, 71015, 0);
+	assert_int_equal(spool_fx_rows(f), 3);
+	spool_fx_object_path(f, hb, path, sizeof(path));
+	assert_true(spool_fx_file_equals(path, b, 70000));
 	/* The index is live: the same bytes again are a duplicate. */
-	store_ok(f, b, 70000, "1.2.3.2", OP_SPOOL_DUPLICATE, NULL);
-	assert_usage(f, 3, 71015, 0);
-	assert_rows_have_files(f);
-}
-
-/* --- storing ------------------------------------------------------------------------ */
-
-static void test_spool_commit_stores_object(void **state)
-{
-	struct fx *f = *state;
-	const size_t len = 100000;
-	unsigned char *data = content(f, "1.2.826.0.1.3680043.2.1", len, 42);
-	char hash[OP_HASH_HEX + 1], path[256], text[128];
-	op_spool_object *obj = NULL;
-	enum op_spool_outcome outcome;
-	op_instance in;
-
-	hash_hex(data, len, hash);
-	fill_inst(&in, "1.2.826.0.1.3680043.2.1");
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_non_null(obj);
-	/* The temporary file is in tmp/ while it is written. */
-	snprintf(path, sizeof(path), "%s/tmp/", f->dir);
-	assert_memory_equal(op_spool_object_path(obj), path, strlen(path));
-	assert_true(exists(op_spool_object_path(obj)));
-	assert_int_equal(write_pieces(obj, data, len), 0);
-	assert_int_equal(op_spool_object_size(obj), len);
-	assert_usage(f, 0, 0, len);
-	/* finish makes the temporary file complete for a parser; commit after
-	 * finish is allowed. */
-	assert_int_equal(op_spool_object_finish(obj), 0);
-	assert_true(file_equals(op_spool_object_path(obj), data, len));
-	assert_int_equal(op_spool_object_finish(obj), 0);
-	char got[OP_HASH_HEX + 1];
-	assert_int_equal(op_spool_object_commit(obj, &in, &outcome, got), 0);
-	assert_int_equal(outcome, OP_SPOOL_STORED);
-	assert_string_equal(got, hash);
-
-	/* The file, named by its content. */
-	object_path(f, hash, path, sizeof(path));
-	assert_true(file_equals(path, data, len));
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_int_equal(files_in(f, "damaged"), 0);
-
-	/* One row, with everything the instance said. */
-	assert_int_equal(rows(f), 1);
-	const char *sop = "1.2.826.0.1.3680043.2.1";
-	row_text(f, sop, "hash", text, sizeof(text));
-	assert_string_equal(text, hash);
-	assert_int_equal(row_int(f, sop, "size"), (long long)len);
-	row_text(f, sop, "sop_class_uid", text, sizeof(text));
-	assert_string_equal(text, in.sop_class_uid);
-	row_text(f, sop, "study_uid", text, sizeof(text));
-	assert_string_equal(text, in.study_uid);
-	row_text(f, sop, "series_uid", text, sizeof(text));
-	assert_string_equal(text, in.series_uid);
-	row_text(f, sop, "transfer_syntax", text, sizeof(text));
-	assert_string_equal(text, in.transfer_syntax);
-	row_text(f, sop, "patient_id", text, sizeof(text));
-	assert_string_equal(text, "PID-7");
-	row_text(f, sop, "modality", text, sizeof(text));
-	assert_string_equal(text, "CT");
-	row_text(f, sop, "calling_aet", text, sizeof(text));
-	assert_string_equal(text, "STORESCU");
-	row_text(f, sop, "state", text, sizeof(text));
-	assert_string_equal(text, "queued");
-	assert_int_equal(row_int(f, sop, "priority"), 2);
-	assert_int_equal(row_int(f, sop, "attempts"), 0);
-	assert_true(row_int(f, sop, "received_at") > 1600000000000LL); /* ms since 1970 */
-	row_text(f, sop, "last_error", text, sizeof(text));
-	assert_string_equal(text, "");
-
-	assert_usage(f, 1, len, 0);
-}
-
-/* Empty and tiny objects, and commit without hash_out. */
-static void test_spool_commit_small_objects(void **state)
-{
-	struct fx *f = *state;
-	op_spool_object *obj = NULL;
-	enum op_spool_outcome outcome;
-	char hash[OP_HASH_HEX + 1], path[256];
-	op_instance in;
-
-	fill_inst(&in, "1.2.3.0");
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_commit(obj, &in, &outcome, NULL), 0);
-	assert_int_equal(outcome, OP_SPOOL_STORED);
-	hash_hex("", 0, hash);
-	object_path(f, hash, path, sizeof(path));
-	assert_true(file_equals(path, (const unsigned char *)"", 0));
-
-	store_ok(f, (const unsigned char *)"x", 1, "1.2.3.1", OP_SPOOL_STORED, NULL);
-	assert_usage(f, 2, 1, 0);
-	assert_int_equal(files_in(f, "tmp"), 0);
-}
-
-static void test_spool_commit_duplicate(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *data = content(f, "1.2.3.4", 20000, 7);
-	char h1[OP_HASH_HEX + 1], h2[OP_HASH_HEX + 1], path[256];
-
-	store_ok(f, data, 20000, "1.2.3.4", OP_SPOOL_STORED, h1);
-	store_ok(f, data, 20000, "1.2.3.4", OP_SPOOL_DUPLICATE, h2);
-	store_ok(f, data, 20000, "1.2.3.4", OP_SPOOL_DUPLICATE, NULL);
-	assert_string_equal(h1, h2);
-	assert_int_equal(rows(f), 1);
-	object_path(f, h1, path, sizeof(path));
-	assert_true(file_equals(path, data, 20000));
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_usage(f, 1, 20000, 0);
-}
-
-static void test_spool_commit_replaced(void **state)
-{
-	struct fx *f = *state;
-	const char *sop = "1.2.3.5";
-	unsigned char *v1 = content(f, sop, 3000, 1);
-	unsigned char *v2 = content(f, sop, 50000, 2);
-	unsigned char *v3 = content(f, sop, 100, 3);
-	char h1[OP_HASH_HEX + 1], h2[OP_HASH_HEX + 1], h3[OP_HASH_HEX + 1], path[256], text[128];
-
-	store_ok(f, v1, 3000, sop, OP_SPOOL_STORED, h1);
-	store_ok(f, v2, 50000, sop, OP_SPOOL_REPLACED, h2);
-	assert_int_equal(rows(f), 1);
-	row_text(f, sop, "hash", text, sizeof(text));
-	assert_string_equal(text, h2);
-	assert_int_equal(row_int(f, sop, "size"), 50000);
-	object_path(f, h1, path, sizeof(path));
-	assert_false(exists(path));
-	object_path(f, h2, path, sizeof(path));
-	assert_true(file_equals(path, v2, 50000));
-	assert_usage(f, 1, 50000, 0);
-
-	/* A version that was sent, retried or quarantined is queued again. */
-	db_exec(f, "UPDATE instances SET state = 'quarantined', attempts = 5,"
-		   " last_error = 'rejected' WHERE sop_instance_uid = '1.2.3.5'");
-	store_ok(f, v3, 100, sop, OP_SPOOL_REPLACED, h3);
-	row_text(f, sop, "state", text, sizeof(text));
-	assert_string_equal(text, "queued");
-	assert_int_equal(row_int(f, sop, "attempts"), 0);
-	row_text(f, sop, "last_error", text, sizeof(text));
-	assert_string_equal(text, "");
-	row_text(f, sop, "hash", text, sizeof(text));
-	assert_string_equal(text, h3);
-	object_path(f, h2, path, sizeof(path));
-	assert_false(exists(path));
-	/* A smaller version: usage goes down. */
-	assert_usage(f, 1, 100, 0);
-
-	/* The first version again replaces the third. */
-	store_ok(f, v1, 3000, sop, OP_SPOOL_REPLACED, NULL);
-	assert_usage(f, 1, 3000, 0);
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_rows_have_files(f);
-}
-
-/* Two instances whose bytes are equal share one file; replacing one keeps
- * the file the other still names. */
-static void test_spool_shared_content(void **state)
-{
-	struct fx *f = *state;
-	const unsigned char same[] = "identical bytes, two SOP Instance UIDs";
-	const unsigned char other[] = "another version";
-	char h[OP_HASH_HEX + 1], path[256];
-
-	store_ok(f, same, sizeof(same), "1.2.3.10", OP_SPOOL_STORED, h);
-	store_ok(f, same, sizeof(same), "1.2.3.11", OP_SPOOL_STORED, NULL);
-	assert_int_equal(rows(f), 2);
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_usage(f, 2, 2 * sizeof(same), 0);
-
-	store_ok(f, other, sizeof(other), "1.2.3.10", OP_SPOOL_REPLACED, NULL);
-	object_path(f, h, path, sizeof(path));
-	assert_true(file_equals(path, same, sizeof(same)));
-	assert_rows_have_files(f);
-
-	store_ok(f, other, sizeof(other), "1.2.3.11", OP_SPOOL_REPLACED, NULL);
-	assert_false(exists(path));
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_usage(f, 2, 2 * sizeof(other), 0);
-	assert_rows_have_files(f);
-}
-
-static void test_spool_abort(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *data = content(f, "1.2.3.6", 30000, 9);
-	op_spool_object *obj = NULL;
-	char tmp[PATH_MAX];
-
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	snprintf(tmp, sizeof(tmp), "%s", op_spool_object_path(obj));
-	assert_int_equal(write_pieces(obj, data, 30000), 0);
-	assert_usage(f, 0, 0, 30000);
-	op_spool_object_abort(obj);
-	assert_false(exists(tmp));
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_int_equal(files_in(f, "objects"), 0);
-	assert_int_equal(rows(f), 0);
-	assert_usage(f, 0, 0, 0);
-
-	/* Abort after finish, and abort right after begin. */
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, data, 10), 0);
-	assert_int_equal(op_spool_object_finish(obj), 0);
-	op_spool_object_abort(obj);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	op_spool_object_abort(obj);
-	op_spool_object_abort(NULL);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_usage(f, 0, 0, 0);
-}
-
-/* No writes after finish; a failed object never becomes a committed one. */
-static void test_spool_object_misuse(void **state)
-{
-	struct fx *f = *state;
-	op_spool_object *obj = NULL;
-	enum op_spool_outcome outcome;
-	op_instance in;
-
-	fill_inst(&in, "1.2.3.7");
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, "abc", 3), 0);
-	assert_int_equal(op_spool_object_finish(obj), 0);
-	assert_true(op_spool_object_write(obj, "def", 3) < 0);
-	assert_int_equal(op_spool_object_size(obj), 3);
-	op_spool_object_abort(obj);
-	assert_usage(f, 0, 0, 0);
-
-	/* A write refused for space, then commit anyway: the truncated object
-	 * must not be stored. */
-	f->limits.max_bytes = 100;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, "SOP=1.2.3.7\n", 12), 0);
-	unsigned char big[200] = { 0 };
-	assert_int_equal(op_spool_object_write(obj, big, sizeof(big)), -EDQUOT);
-	assert_true(op_spool_object_finish(obj) < 0);
-	assert_true(op_spool_object_commit(obj, &in, &outcome, NULL) < 0);
-	assert_int_equal(rows(f), 0);
-	assert_int_equal(files_in(f, "objects"), 0);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_usage(f, 0, 0, 0);
-}
-
-/* --- limits ---------------------------------------------------------------------------- */
-
-static void test_spool_max_bytes_at_write(void **state)
-{
-	struct fx *f = *state;
-	unsigned char buf[1000];
-	op_spool_object *obj = NULL;
-
-	memset(buf, 'm', sizeof(buf));
-	f->limits.max_bytes = 1000;
-	op_spool_set_limits(f->sp, &f->limits);
-
-	/* Exactly up to the limit is fine. */
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, 600), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, 400), 0);
-	assert_usage(f, 0, 0, 1000);
-	/* One byte more is not, and leaves the reservation as it was. */
-	assert_int_equal(op_spool_object_write(obj, buf, 1), -EDQUOT);
-	assert_usage(f, 0, 0, 1000);
-	/* After an error the object can only be aborted, even with room again. */
-	f->limits.max_bytes = 5000;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_true(op_spool_object_write(obj, buf, 1) < 0);
-	assert_true(op_spool_object_finish(obj) < 0);
-	op_spool_object_abort(obj);
-	assert_usage(f, 0, 0, 0);
-	f->limits.max_bytes = 1000;
-	op_spool_set_limits(f->sp, &f->limits);
-
-	/* A write that would cross the limit in one piece. */
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, 600), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, 500), -EDQUOT);
-	op_spool_object_abort(obj);
-	assert_usage(f, 0, 0, 0);
-
-	/* Raising the limit lets the same object through. */
-	f->limits.max_bytes = 2000;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, 600), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, 500), 0);
-	op_spool_object_abort(obj);
-	assert_usage(f, 0, 0, 0);
-}
-
-static void test_spool_max_bytes_at_begin(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.20", 1000, 1);
-	unsigned char *b = content(f, "1.2.3.21", 500, 2);
-	op_spool_object *obj = NOT_NULL_OBJECT, *o2 = NULL;
-
-	f->limits.max_bytes = 1000;
-	op_spool_set_limits(f->sp, &f->limits);
-	store_ok(f, a, 1000, "1.2.3.20", OP_SPOOL_STORED, NULL);
-	assert_usage(f, 1, 1000, 0);
-
-	/* Full: begin is refused at once. */
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
-	assert_null(obj);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_usage(f, 1, 1000, 0);
-
-	/* Raising the limit accepts again. */
-	f->limits.max_bytes = 1500;
-	op_spool_set_limits(f->sp, &f->limits);
-	store_ok(f, b, 500, "1.2.3.21", OP_SPOOL_STORED, NULL);
-	assert_usage(f, 2, 1500, 0);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
-
-	/* Bytes of objects in flight count too. */
-	f->limits.max_bytes = 2000;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, a, 400), 0);
-	assert_int_equal(op_spool_object_begin(f->sp, &o2), 0);
-	assert_int_equal(op_spool_object_write(o2, a, 101), -EDQUOT);
-	op_spool_object_abort(o2);
-	assert_int_equal(op_spool_object_write(obj, a, 100), 0);
-	assert_usage(f, 2, 1500, 500);
-	assert_int_equal(op_spool_object_begin(f->sp, &o2), -EDQUOT);
-	op_spool_object_abort(obj);
-	assert_usage(f, 2, 1500, 0);
-
-	/* 0 means no limit. */
-	f->limits.max_bytes = 0;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	op_spool_object_abort(obj);
-}
-
-static void test_spool_min_free_bytes(void **state)
-{
-	struct fx *f = *state;
-	op_spool_object *obj = NOT_NULL_OBJECT;
-	unsigned char buf[100] = { 0 };
-
-	/* No disk has this much free. */
-	f->limits.min_free_bytes = UINT64_MAX / 2;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
-	assert_null(obj);
-	assert_int_equal(files_in(f, "tmp"), 0);
-
-	f->limits.min_free_bytes = 0;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, buf, sizeof(buf)), 0);
-
-	/* The limit rises while an object is being received. */
-	f->limits.min_free_bytes = UINT64_MAX / 2;
-	op_spool_set_limits(f->sp, &f->limits);
-	assert_int_equal(op_spool_object_write(obj, buf, sizeof(buf)), -EDQUOT);
-	op_spool_object_abort(obj);
-	assert_usage(f, 0, 0, 0);
-	assert_int_equal(files_in(f, "tmp"), 0);
-}
-
-/* --- failures of the index --------------------------------------------------------------- */
-
-/*
- * One row the database refuses (a trigger stands in for a constraint or I/O
- * error) fails only its own commit: the rows committed with it are kept,
- * its file is not left behind, its bytes are no longer reserved.
- */
-static void test_spool_commit_failure_isolated(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *good = content(f, "1.2.3.300", 2000, 1);
-	unsigned char *bad = content(f, "1.2.3.666", 3000, 2);
-	unsigned char *bad2 = content(f, "1.2.3.300", 2100, 3);
-	char hb[OP_HASH_HEX + 1], hg[OP_HASH_HEX + 1], path[256], text[128];
-	enum op_spool_outcome outcome;
-
-	db_exec(f, "CREATE TRIGGER refuse BEFORE INSERT ON instances"
-		   " WHEN NEW.sop_instance_uid = '1.2.3.666'"
-		   " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
-		   "CREATE TRIGGER refuse_update BEFORE UPDATE ON instances"
-		   " WHEN NEW.size = 2100"
-		   " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
-	store_ok(f, good, 2000, "1.2.3.300", OP_SPOOL_STORED, hg);
-	assert_true(store(f->sp, bad, 3000, "1.2.3.666", &outcome, NULL) < 0);
-	hash_hex(bad, 3000, hb);
-	object_path(f, hb, path, sizeof(path));
-	assert_false(exists(path));
-	assert_int_equal(rows(f), 1);
-	assert_usage(f, 1, 2000, 0);
-
-	/* A replacement the index refuses leaves the stored version in place. */
-	assert_true(store(f->sp, bad2, 2100, "1.2.3.300", &outcome, NULL) < 0);
-	row_text(f, "1.2.3.300", "hash", text, sizeof(text));
-	assert_string_equal(text, hg);
-	assert_rows_have_files(f);
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_usage(f, 1, 2000, 0);
-}
-
-/* The uplink writes the same database (state changes): a commit waits for
- * its transaction instead of failing. */
-struct wait_arg {
-	struct fx *f;
-	const unsigned char *data;
-	int rc;
-	int done;
-};
-
-static void *wait_thread(void *p)
-{
-	struct wait_arg *a = p;
-	enum op_spool_outcome outcome;
-
-	a->rc = store(a->f->sp, a->data, 1000, "1.2.3.301", &outcome, NULL);
-	__atomic_store_n(&a->done, 1, __ATOMIC_SEQ_CST);
-	return NULL;
-}
-
-static void test_spool_waits_for_other_writer(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *data = content(f, "1.2.3.301", 1000, 1);
-	struct wait_arg a = { f, data, -1, 0 };
-	sqlite3 *db = db_open(f);
-	pthread_t th;
-
-	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(pthread_create(&th, NULL, wait_thread, &a), 0);
-	usleep(300 * 1000);
-	assert_false(__atomic_load_n(&a.done, __ATOMIC_SEQ_CST));
-	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-	pthread_join(th, NULL);
-	sqlite3_close(db);
-	assert_int_equal(a.rc, 0);
-	assert_int_equal(rows(f), 1);
-	assert_rows_have_files(f);
-}
-
-/* --- recovery ------------------------------------------------------------------------------ */
-
-static void assert_report(const op_spool_recovery *r, unsigned tmp, unsigned indexed,
-			  unsigned removed, unsigned damaged, unsigned missing)
-{
-	if (r->tmp_removed != tmp || r->orphans_indexed != indexed ||
-	    r->orphans_removed != removed || r->damaged != damaged || r->missing != missing)
-		fail_msg("recovery: tmp=%u indexed=%u removed=%u damaged=%u missing=%u, "
-			 "want %u %u %u %u %u",
-			 r->tmp_removed, r->orphans_indexed, r->orphans_removed, r->damaged,
-			 r->missing, tmp, indexed, removed, damaged, missing);
-}
-
-/* Writes data as objects/<aa>/<hash>.dcm, as a commit interrupted before its
- * row would have left it. */
-static void put_orphan(const struct fx *f, const unsigned char *data, size_t len, char *hash)
-{
-	char rel[128];
-
-	hash_hex(data, len, hash);
-	snprintf(rel, sizeof(rel), "objects/%.2s/%s.dcm", hash, hash);
-	put_file(f, rel, data, len);
-}
-
-static void test_spool_recover_clean(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.30", 500, 1);
-	struct reader_ctx ctx = { 0 };
-	op_spool_recovery rep;
-
-	memset(&rep, 0xff, sizeof(rep));
-	assert_int_equal(op_spool_recover(f->sp, test_reader, &ctx, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 0, 0);
-
-	/* Indexed objects are left alone; the reader is not needed for them. */
-	store_ok(f, a, 500, "1.2.3.30", OP_SPOOL_STORED, NULL);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, &ctx, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 0, 0);
-	assert_int_equal(ctx.calls, 0);
-	assert_usage(f, 1, 500, 0);
-	assert_rows_have_files(f);
-}
-
-static void test_spool_recover_tmp(void **state)
-{
-	struct fx *f = *state;
-	op_spool_recovery rep;
-
-	put_file(f, "tmp/abc123.part", "partial", 7);
-	put_file(f, "tmp/other", "x", 1);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 2, 0, 0, 0, 0);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_int_equal(rows(f), 0);
-}
-
-static void test_spool_recover_orphan_indexed(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.40", 4000, 1);
-	unsigned char *b = content(f, "1.2.3.41", 300, 2);
-	char ha[OP_HASH_HEX + 1], hb[OP_HASH_HEX + 1], path[256], text[128];
-	struct reader_ctx ctx = { 0 };
-	op_spool_recovery rep;
-
-	store_ok(f, b, 300, "1.2.3.41", OP_SPOOL_STORED, hb);
-	put_orphan(f, a, 4000, ha);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, &ctx, &rep), 0);
-	assert_report(&rep, 0, 1, 0, 0, 0);
-	assert_int_equal(ctx.calls, 1); /* ctx is passed through */
-
-	assert_int_equal(rows(f), 2);
-	row_text(f, "1.2.3.40", "hash", text, sizeof(text));
-	assert_string_equal(text, ha);
-	assert_int_equal(row_int(f, "1.2.3.40", "size"), 4000);
-	row_text(f, "1.2.3.40", "state", text, sizeof(text));
-	assert_string_equal(text, "queued");
-	row_text(f, "1.2.3.40", "calling_aet", text, sizeof(text));
-	assert_string_equal(text, "RECOVERED");
-	object_path(f, ha, path, sizeof(path));
-	assert_true(file_equals(path, a, 4000));
-	assert_usage(f, 2, 4300, 0);
-	assert_rows_have_files(f);
-
-	/* Indexed now: a second recovery has nothing to do. */
-	assert_int_equal(op_spool_recover(f->sp, test_reader, &ctx, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 0, 0);
-	/* And the same bytes are a duplicate. */
-	store_ok(f, a, 4000, "1.2.3.40", OP_SPOOL_DUPLICATE, NULL);
-}
-
-/* An orphan whose instance has a row is a superseded (or never
- * acknowledged) version: removed, the row untouched. */
-static void test_spool_recover_orphan_superseded(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *v1 = content(f, "1.2.3.50", 2000, 1);
-	unsigned char *v2 = content(f, "1.2.3.50", 2500, 2);
-	char h1[OP_HASH_HEX + 1], h2[OP_HASH_HEX + 1], path[256], text[128];
-	op_spool_recovery rep;
-
-	store_ok(f, v1, 2000, "1.2.3.50", OP_SPOOL_STORED, h1);
-	put_orphan(f, v2, 2500, h2);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 0, 0, 1, 0, 0);
-	object_path(f, h2, path, sizeof(path));
-	assert_false(exists(path));
-	row_text(f, "1.2.3.50", "hash", text, sizeof(text));
-	assert_string_equal(text, h1);
-	assert_int_equal(rows(f), 1);
-	assert_usage(f, 1, 2000, 0);
-	assert_rows_have_files(f);
-}
-
-/* A file whose name is not its content's hash, or which the reader cannot
- * read, goes to damaged/ and gets no row. */
-static void test_spool_recover_damaged(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.60", 1000, 1);
-	const char junk[] = "not an object the reader understands";
-	char ha[OP_HASH_HEX + 1], hj[OP_HASH_HEX + 1], rel[160], path[256];
-	op_spool_recovery rep;
-
-	/* Named after a's hash, holding other bytes (bit rot, a torn copy). */
-	hash_hex(a, 1000, ha);
-	snprintf(rel, sizeof(rel), "objects/%.2s/%s.dcm", ha, ha);
-	put_file(f, rel, a, 999);
-	/* A name that is no hash at all. */
-	put_file(f, "objects/12/notahash.dcm", "abc", 3);
-	/* Hash right, content unreadable. */
-	put_orphan(f, (const unsigned char *)junk, sizeof(junk), hj);
-
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 3, 0);
-	assert_int_equal(rows(f), 0);
-	assert_int_equal(files_in(f, "objects"), 0);
-	assert_int_equal(files_in(f, "damaged"), 3);
-	snprintf(path, sizeof(path), "%s/damaged/%s.dcm", f->dir, ha);
-	assert_true(file_equals(path, a, 999)); /* kept, for the operator */
-	snprintf(path, sizeof(path), "%s/damaged/notahash.dcm", f->dir);
-	assert_true(exists(path));
-	snprintf(path, sizeof(path), "%s/damaged/%s.dcm", f->dir, hj);
-	assert_true(exists(path));
-	assert_usage(f, 0, 0, 0);
-}
-
-static void test_spool_recover_missing(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.70", 800, 1);
-	unsigned char *b = content(f, "1.2.3.71", 900, 2);
-	char ha[OP_HASH_HEX + 1], path[256], text[256];
-	op_spool_recovery rep;
-
-	store_ok(f, a, 800, "1.2.3.70", OP_SPOOL_STORED, ha);
-	store_ok(f, b, 900, "1.2.3.71", OP_SPOOL_STORED, NULL);
-	object_path(f, ha, path, sizeof(path));
-	assert_int_equal(unlink(path), 0);
-
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 0, 1);
-	row_text(f, "1.2.3.70", "state", text, sizeof(text));
-	assert_string_equal(text, "quarantined");
-	row_text(f, "1.2.3.70", "last_error", text, sizeof(text));
-	assert_true(strlen(text) > 0);
-	row_text(f, "1.2.3.71", "state", text, sizeof(text));
-	assert_string_equal(text, "queued");
-	assert_int_equal(rows(f), 2);
-
-	/* Reported once, not at every start. */
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 0, 0);
-
-	store_ok(f, b, 900, "1.2.3.71", OP_SPOOL_DUPLICATE, NULL);
-}
-
-/*
- * An instance quarantined because its file was lost is sent again by the
- * modality (what an operator asks for): the file is back, so the row must
- * not stay quarantined for "file missing", or the re-send was acknowledged
- * and will never be forwarded.
- */
-static void test_spool_resend_heals_missing(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.72", 800, 1);
-	char ha[OP_HASH_HEX + 1], path[256], text[256];
-	enum op_spool_outcome outcome;
-	op_spool_recovery rep;
-
-	store_ok(f, a, 800, "1.2.3.72", OP_SPOOL_STORED, ha);
-	object_path(f, ha, path, sizeof(path));
-	assert_int_equal(unlink(path), 0);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 0, 0, 0, 0, 1);
-
-	assert_int_equal(store(f->sp, a, 800, "1.2.3.72", &outcome, NULL), 0);
-	assert_true(file_equals(path, a, 800));
-	row_text(f, "1.2.3.72", "state", text, sizeof(text));
-	assert_string_equal(text, "queued");
-	assert_rows_have_files(f);
-}
-
-/* Everything at once, then a restart: counts add up and the spool works. */
-static void test_spool_recover_all_kinds(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *keep = content(f, "1.2.3.80", 1200, 1);
-	unsigned char *gone = content(f, "1.2.3.81", 1300, 2);
-	unsigned char *orphan = content(f, "1.2.3.82", 1400, 3);
-	unsigned char *old = content(f, "1.2.3.80", 1500, 4);
-	char h[OP_HASH_HEX + 1], path[256];
-	op_spool_recovery rep;
-
-	store_ok(f, keep, 1200, "1.2.3.80", OP_SPOOL_STORED, NULL);
-	store_ok(f, gone, 1300, "1.2.3.81", OP_SPOOL_STORED, h);
-	object_path(f, h, path, sizeof(path));
-	unlink(path);
-	put_orphan(f, orphan, 1400, h);
-	put_orphan(f, old, 1500, h);
-	put_file(f, "tmp/XXXX.part", "p", 1);
-	put_file(f, "objects/00/0000.dcm", "d", 1);
-	op_spool_close(f->sp);
-	f->sp = NULL;
-
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	assert_report(&rep, 1, 1, 1, 1, 1);
-	assert_int_equal(rows(f), 3);
-	assert_usage_matches_index(f);
-	assert_rows_have_files(f);
-	assert_int_equal(files_in(f, "tmp"), 0);
-}
-
-/* A complete object in the wrong fan-out directory (copied back by hand,
- * or by fsck): whatever recovery does with it, it must not index a row
- * whose file is not where the row says, nor lose the file. */
-static void test_spool_recover_orphan_in_wrong_directory(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *a = content(f, "1.2.3.90", 600, 1);
-	char h[OP_HASH_HEX + 1], rel[160], text[64], path[256];
-	op_spool_recovery rep;
-
-	hash_hex(a, 600, h);
-	snprintf(rel, sizeof(rel), "objects/%s/%s.dcm", strncmp(h, "00", 2) ? "00" : "01", h);
-	put_file(f, rel, a, 600);
-	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
-	row_text(f, "1.2.3.90", "state", text, sizeof(text));
-	assert_string_not_equal(text, "quarantined");
-	assert_rows_have_files(f);
-	/* The bytes are somewhere: indexed in place, or kept in damaged/. */
-	object_path(f, h, path, sizeof(path));
-	snprintf(rel, sizeof(rel), "%s/damaged/%s.dcm", f->dir, h);
-	assert_true(file_equals(path, a, 600) || file_equals(rel, a, 600));
-}
-
-/* --- concurrency ---------------------------------------------------------------------------- */
-
-#define GC_THREADS 8
-#define GC_OBJECTS 50
-
-struct gc_arg {
-	struct fx *f;
-	int id;
-	int failures;
-	int not_stored;
-};
-
-static size_t gc_size(int t, int i)
-{
-	return 200 + (size_t)((t * 7919 + i * 104729) % 30000);
-}
-
-static void gc_sop(char *out, size_t size, int t, int i)
-{
-	snprintf(out, size, "1.2.826.0.1.3680043.9.%d.%d", t, i);
-}
-
-static void *gc_thread(void *p)
-{
-	struct gc_arg *a = p;
-
-	for (int i = 0; i < GC_OBJECTS; i++) {
-		char sop[64];
-		size_t len = gc_size(a->id, i);
-		enum op_spool_outcome outcome;
-		unsigned char *data;
-
-		gc_sop(sop, sizeof(sop), a->id, i);
-		data = make_content(sop, len, (unsigned)(a->id * 1000 + i));
-		if (store(a->f->sp, data, len, sop, &outcome, NULL) != 0)
-			a->failures++;
-		else if (outcome != OP_SPOOL_STORED)
-			a->not_stored++;
-		free(data);
-	}
-	return NULL;
-}
-
-static void test_spool_group_commit(void **state)
-{
-	struct fx *f = *state;
-	pthread_t th[GC_THREADS];
-	struct gc_arg args[GC_THREADS];
-	uint64_t total = 0;
-	char sop[64], text[128], h[OP_HASH_HEX + 1];
-
-	for (int t = 0; t < GC_THREADS; t++) {
-		args[t] = (struct gc_arg){ f, t, 0, 0 };
-		assert_int_equal(pthread_create(&th[t], NULL, gc_thread, &args[t]), 0);
-	}
-	for (int t = 0; t < GC_THREADS; t++)
-		pthread_join(th[t], NULL);
-	for (int t = 0; t < GC_THREADS; t++) {
-		assert_int_equal(args[t].failures, 0);
-		assert_int_equal(args[t].not_stored, 0);
-	}
-
-	assert_int_equal(rows(f), GC_THREADS * GC_OBJECTS);
-	assert_int_equal(files_in(f, "objects"), GC_THREADS * GC_OBJECTS);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	for (int t = 0; t < GC_THREADS; t++) {
-		for (int i = 0; i < GC_OBJECTS; i++) {
-			size_t len = gc_size(t, i);
-			unsigned char *data;
-
-			gc_sop(sop, sizeof(sop), t, i);
-			data = make_content(sop, len, (unsigned)(t * 1000 + i));
-			hash_hex(data, len, h);
-			free(data);
-			row_text(f, sop, "hash", text, sizeof(text));
-			assert_string_equal(text, h);
-			total += len;
-		}
-	}
-	assert_usage(f, GC_THREADS * GC_OBJECTS, total, 0);
-	assert_usage_matches_index(f);
-	assert_rows_have_files(f);
-}
-
-/* Several associations deliver the same instance with the same bytes at
- * once: one row, one STORED, the rest DUPLICATE. */
-struct same_arg {
-	struct fx *f;
-	const unsigned char *data;
-	size_t len;
-	int rc;
-	enum op_spool_outcome outcome;
-};
-
-static void *same_thread(void *p)
-{
-	struct same_arg *a = p;
-
-	a->rc = store(a->f->sp, a->data, a->len, "1.2.3.100", &a->outcome, NULL);
-	return NULL;
-}
-
-static void test_spool_concurrent_duplicates(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *data = content(f, "1.2.3.100", 25000, 5);
-	pthread_t th[GC_THREADS];
-	struct same_arg args[GC_THREADS];
-	int stored = 0, dup = 0;
-
-	for (int t = 0; t < GC_THREADS; t++) {
-		args[t] = (struct same_arg){ f, data, 25000, -1, (enum op_spool_outcome) - 1 };
-		assert_int_equal(pthread_create(&th[t], NULL, same_thread, &args[t]), 0);
-	}
-	for (int t = 0; t < GC_THREADS; t++)
-		pthread_join(th[t], NULL);
-	for (int t = 0; t < GC_THREADS; t++) {
-		assert_int_equal(args[t].rc, 0);
-		stored += args[t].outcome == OP_SPOOL_STORED;
-		dup += args[t].outcome == OP_SPOOL_DUPLICATE;
-	}
-	assert_int_equal(stored, 1);
-	assert_int_equal(dup, GC_THREADS - 1);
-	assert_int_equal(rows(f), 1);
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_int_equal(files_in(f, "tmp"), 0);
-	assert_usage(f, 1, 25000, 0);
-	assert_rows_have_files(f);
-}
-
-/*
- * Two versions of one instance arrive at once on several associations (a
- * modality and a router both re-sending), round after round. Every commit
- * that returned 0 was acknowledged, so whenever the commits of a round are
- * done, the row must name a file that exists and holds one of the versions.
- * A barrier makes each round's commits meet in one group-commit batch.
- */
-#define RACE_THREADS 4
-#define RACE_ROUNDS 40
-
-struct race {
-	struct fx *f;
-	const unsigned char *v[2];
-	size_t len[2];
-	pthread_barrier_t start, done;
-	int failures;
-	int broken_round; /* first round after which the row had no file; -1 */
-	pthread_mutex_t mu;
-};
-
-struct race_arg {
-	struct race *r;
-	int id;
-};
-
-/* Does the row's file exist with the row's size? Runs on a worker thread
- * while no commit runs, so it uses no cmocka asserts. */
-static int row_file_ok(struct fx *f, const char *sop)
-{
-	char path[256];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	struct stat sb;
-	int ok = 0;
-
-	snprintf(path, sizeof(path), "%s/spool.db", f->dir);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT hash, size FROM instances WHERE sop_instance_uid = ?",
-			       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, sop, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			object_path(f, (const char *)sqlite3_column_text(st, 0), path,
-				    sizeof(path));
-			ok = stat(path, &sb) == 0 && sb.st_size == sqlite3_column_int64(st, 1);
-		}
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return ok;
-}
-
-static void *race_thread(void *p)
-{
-	struct race_arg *a = p;
-	struct race *r = a->r;
-
-	for (int i = 0; i < RACE_ROUNDS; i++) {
-		int k = (a->id + i) & 1;
-		enum op_spool_outcome outcome;
-		int rc;
-
-		pthread_barrier_wait(&r->start);
-		rc = store(r->f->sp, r->v[k], r->len[k], "1.2.3.200", &outcome, NULL);
-		pthread_mutex_lock(&r->mu);
-		r->failures += rc != 0;
-		pthread_mutex_unlock(&r->mu);
-		if (pthread_barrier_wait(&r->done) == PTHREAD_BARRIER_SERIAL_THREAD &&
-		    r->broken_round < 0 && !row_file_ok(r->f, "1.2.3.200"))
-			r->broken_round = i;
-	}
-	return NULL;
-}
-
-static void test_spool_concurrent_versions(void **state)
-{
-	struct fx *f = *state;
-	unsigned char *v0 = content(f, "1.2.3.200", 3000, 1);
-	unsigned char *v1 = content(f, "1.2.3.200", 3100, 2);
-	pthread_t th[RACE_THREADS];
-	struct race_arg args[RACE_THREADS];
-	struct race r = { .f = f, .v = { v0, v1 }, .len = { 3000, 3100 }, .broken_round = -1 };
-
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_barrier_init(&r.start, NULL, RACE_THREADS);
-	pthread_barrier_init(&r.done, NULL, RACE_THREADS);
-	for (int t = 0; t < RACE_THREADS; t++) {
-		args[t] = (struct race_arg){ &r, t };
-		assert_int_equal(pthread_create(&th[t], NULL, race_thread, &args[t]), 0);
-	}
-	for (int t = 0; t < RACE_THREADS; t++)
-		pthread_join(th[t], NULL);
-	pthread_barrier_destroy(&r.start);
-	pthread_barrier_destroy(&r.done);
-	pthread_mutex_destroy(&r.mu);
-	assert_int_equal(r.failures, 0);
-	if (r.broken_round >= 0)
-		fail_msg("after round %d the row named a file that was gone", r.broken_round);
-	assert_int_equal(rows(f), 1);
-	assert_rows_have_files(f);
-	assert_usage_matches_index(f);
-	assert_int_equal(files_in(f, "objects"), 1);
-	assert_int_equal(files_in(f, "tmp"), 0);
-}
-
-/* --- the uplink's side ------------------------------------------------------- */
-
-/* Stores len bytes as instance sop of study at priority; returns its hash. */
-static void store_study(struct fx *f, const char *sop, const char *study, int priority, size_t len,
-			char *hash)
-{
-	op_spool_object *obj = NULL;
-	enum op_spool_outcome outcome;
-	op_instance in;
-	unsigned char *data = content(f, sop, len, (unsigned)len ^ (unsigned)strlen(sop));
-
-	fill_inst(&in, sop);
-	snprintf(in.study_uid, sizeof(in.study_uid), "%s", study);
-	in.priority = priority;
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
-	assert_int_equal(op_spool_object_write(obj, data, len), 0);
-	assert_int_equal(op_spool_object_commit(obj, &in, &outcome, hash), 0);
-	/* Rows received in the same millisecond would tie on received_at. */
-	usleep(2000);
-}
-
-static void claim(struct fx *f, unsigned max_items, uint64_t max_bytes, op_spool_item *items,
-		  unsigned *n)
-{
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, max_items, max_bytes, 0, items, n),
-			 0);
-}
-
-static void settle_one(struct fx *f, const op_spool_item *it, enum op_spool_verdict v, int64_t next,
-		       const char *error, int64_t now)
-{
-	op_spool_settlement s = { it->id, it->hash, v, next, error };
-
-	assert_int_equal(op_spool_settle(f->sp, &s, 1, now), 0);
-}
-
-static void state_of(struct fx *f, const char *sop, char *out, size_t size)
-{
-	sqlite3 *db = db_open(f);
-
-	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", sop, out, size);
-	sqlite3_close(db);
-}
-
-/* One study per batch: the study of the oldest due row, its rows oldest
- * first, marked 'sending'. */
-static void test_spool_claim_one_study_oldest_first(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[8];
-	unsigned n;
-	char st[32];
-
-	store_study(f, "1.1", "9.1", 1, 300, NULL);
-	store_study(f, "2.1", "9.2", 1, 300, NULL);
-	store_study(f, "1.2", "9.1", 1, 300, NULL);
-	claim(f, 8, 1 << 20, it, &n);
-	assert_int_equal(n, 2);
-	assert_string_equal(it[0].sop_instance_uid, "1.1");
-	assert_string_equal(it[1].sop_instance_uid, "1.2");
-	assert_string_equal(it[0].study_uid, "9.1");
-	assert_int_equal(it[0].size, 300);
-	state_of(f, "1.1", st, sizeof(st));
-	assert_string_equal(st, "sending");
-	claim(f, 8, 1 << 20, it, &n);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "2.1");
-	claim(f, 8, 1 << 20, it, &n);
-	assert_int_equal(n, 0);
-}
-
-/* An urgent study goes before an older routine one. */
-static void test_spool_claim_urgent_first(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[4];
-	unsigned n;
-
-	store_study(f, "1.1", "9.1", 1, 300, NULL);
-	store_study(f, "2.1", "9.2", 2, 300, NULL);
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "2.1");
-	assert_int_equal(it[0].priority, 2);
-}
-
-/* The connection kept for urgent studies claims only those. */
-static void test_spool_claim_min_priority(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[4];
-	unsigned n;
-
-	store_study(f, "1.1", "9.1", 1, 300, NULL);
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
-	assert_int_equal(n, 0);
-	store_study(f, "2.1", "9.2", 2, 300, NULL);
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "2.1");
-}
-
-/* At most max_items and max_bytes; a first row over max_bytes goes alone. */
-static void test_spool_claim_limits(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[8];
-	unsigned n;
-	char sop[16];
-
-	for (int i = 0; i < 6; i++) {
-		snprintf(sop, sizeof(sop), "1.%d", i);
-		store_study(f, sop, "9.1", 1, 1000, NULL);
-	}
-	claim(f, 3, 1 << 20, it, &n);
-	assert_int_equal(n, 3);
-	claim(f, 8, 2500, it, &n);
-	assert_int_equal(n, 2);
-	assert_string_equal(it[0].sop_instance_uid, "1.3");
-	claim(f, 8, 10, it, &n);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "1.5");
-	assert_int_equal(op_spool_claim(f->sp, 0, 0, 10, 0, it, &n), -EINVAL);
-}
-
-/* Every verdict, and when retries are due again. */
-static void test_spool_settle_verdicts(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[4];
-	unsigned n;
-	int64_t due;
-	char st[32], err[64];
-	sqlite3 *db;
-
-	store_study(f, "1.1", "9.1", 1, 300, NULL);
-	store_study(f, "1.2", "9.1", 1, 300, NULL);
-	store_study(f, "1.3", "9.1", 1, 300, NULL);
-	store_study(f, "1.4", "9.1", 1, 300, NULL);
-	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
-	assert_int_equal(due, 0);
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 4);
-	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
-	assert_true(due == INT64_MAX);
-
-	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
-	settle_one(f, &it[1], OP_VERDICT_RETRY, 5000, "HTTP 503", 1000);
-	settle_one(f, &it[2], OP_VERDICT_QUARANTINE, 0, "FailureReason C000", 1000);
-	settle_one(f, &it[3], OP_VERDICT_REQUEUE, 2000, "paused: HTTP 401", 1000);
-
-	db = db_open(f);
-	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", "1.1", st,
-		sizeof(st));
-	assert_string_equal(st, "sent");
-	assert_int_equal(
-		db_int(db, "SELECT attempts FROM instances WHERE sop_instance_uid = ?", "1.1"), 1);
-	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", "1.2", st,
-		sizeof(st));
-	assert_string_equal(st, "queued");
-	assert_int_equal(
-		db_int(db, "SELECT attempts FROM instances WHERE sop_instance_uid = ?", "1.2"), 1);
-	db_text(db, "SELECT last_error FROM instances WHERE sop_instance_uid = ?", "1.2", err,
-		sizeof(err));
-	assert_string_equal(err, "HTTP 503");
-	db_text(db, "SELECT state FROM instances WHERE sop_instance_uid = ?", "1.3", st,
-		sizeof(st));
-	assert_string_equal(st, "quarantined");
-	db_text(db, "SELECT last_error FROM instances WHERE sop_instance_uid = ?", "1.3", err,
-		sizeof(err));
-	assert_string_equal(err, "FailureReason C000");
-	/* A requeue is not an attempt. */
-	assert_int_equal(
-		db_int(db, "SELECT attempts FROM instances WHERE sop_instance_uid = ?", "1.4"), 0);
-	sqlite3_close(db);
-
-	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
-	assert_int_equal(due, 2000);
-	assert_int_equal(op_spool_claim(f->sp, 1999, 4, 1 << 20, 0, it, &n), 0);
-	assert_int_equal(n, 0);
-	/* An instance attempted before goes alone; the others together. */
-	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, 0, it, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "1.2");
-	assert_int_equal(it[0].attempts, 1);
-	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, 0, it, &n), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "1.4");
-	assert_int_equal(it[0].attempts, 0);
-}
-
-/* A newer version arriving while the old one is sent is not marked sent,
- * nor sent alongside: settling the old one queues it. */
-static void test_spool_settle_after_replace(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[2];
-	unsigned n;
-	char st[32], old_hash[OP_HASH_HEX + 1], new_hash[OP_HASH_HEX + 1];
-
-	store_study(f, "1.1", "9.1", 1, 300, old_hash);
-	claim(f, 2, 1 << 20, it, &n);
-	assert_int_equal(n, 1);
-	store_study(f, "1.1", "9.1", 1, 400, new_hash);
-	assert_string_not_equal(old_hash, new_hash);
-	/* Not claimable while the old version is in flight. */
-	state_of(f, "1.1", st, sizeof(st));
-	assert_string_equal(st, "sending");
-	claim(f, 2, 1 << 20, it + 1, &n);
-	assert_int_equal(n, 0);
-	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
-	state_of(f, "1.1", st, sizeof(st));
-	assert_string_equal(st, "queued");
-	claim(f, 2, 1 << 20, it, &n);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].hash, new_hash);
-}
-
-/* After a crash, rows left 'sending' are queued again. */
-static void test_spool_requeue_sending(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[4];
-	unsigned n, count;
-	char st[32];
-
-	store_study(f, "1.1", "9.1", 1, 300, NULL);
-	store_study(f, "1.2", "9.1", 1, 300, NULL);
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 2);
-	op_spool_close(f->sp);
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
-	assert_int_equal(op_spool_requeue_sending(f->sp, &count), 0);
-	assert_int_equal(count, 2);
-	state_of(f, "1.2", st, sizeof(st));
-	assert_string_equal(st, "queued");
-	assert_int_equal(op_spool_requeue_sending(f->sp, &count), 0);
-	assert_int_equal(count, 0);
-}
-
-/* Sent objects above keep_sent_bytes go, oldest sent first, rows and files;
- * unsent objects never do. */
-static void test_spool_evict_sent(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[8];
-	op_spool_usage u;
-	unsigned n, evicted;
-	uint64_t freed;
-	char hash[5][OP_HASH_HEX + 1], path[PATH_MAX], sop[16];
-
-	for (int i = 0; i < 5; i++) {
-		snprintf(sop, sizeof(sop), "1.%d", i);
-		store_study(f, sop, "9.1", 1, 1000, hash[i]);
-	}
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 4);
-	/* Sent in the order 3, 2, 1, 0: 3 is the oldest sent. */
-	for (int i = 3; i >= 0; i--)
-		settle_one(f, &it[i], OP_VERDICT_SENT, 0, NULL, 1000 + (3 - i));
-	assert_int_equal(op_spool_evict_sent(f->sp, 2500, &evicted, &freed), 0);
-	assert_int_equal(evicted, 2);
-	assert_int_equal(freed, 2000);
-	for (int i = 0; i < 5; i++) {
-		object_path(f, hash[i], path, sizeof(path));
-		assert_int_equal(exists(path), i == 0 || i == 1 || i == 4);
-	}
-	op_spool_get_usage(f->sp, &u);
-	assert_int_equal(u.objects, 3);
-	assert_int_equal(u.bytes, 3000);
-	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
-	assert_int_equal(evicted, 2);
-	object_path(f, hash[4], path, sizeof(path));
-	assert_true(exists(path)); /* queued: never evicted */
-	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
-	assert_int_equal(evicted, 0);
-}
-
-/* At max_bytes the receiver makes room by evicting sent objects, and
- * refuses only when everything left is unsent. */
-static void test_spool_makes_room_from_sent(void **state)
-{
-	struct fx *f = *state;
-	op_spool_item it[4];
-	op_spool_object *obj = NULL;
-	unsigned n;
-	char first[OP_HASH_HEX + 1], path[PATH_MAX];
-
-	f->limits.max_bytes = 3000;
-	op_spool_set_limits(f->sp, &f->limits);
-	store_study(f, "1.1", "9.1", 1, 1000, first);
-	store_study(f, "1.2", "9.1", 1, 1000, NULL);
-	store_study(f, "1.3", "9.2", 1, 1000, NULL);
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 2);
-	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
-	settle_one(f, &it[1], OP_VERDICT_SENT, 0, NULL, 1001);
-	store_study(f, "1.4", "9.3", 1, 1000, NULL);
-	object_path(f, first, path, sizeof(path));
-	assert_false(exists(path));
-	store_study(f, "1.5", "9.3", 1, 1000, NULL);
-	/* Three unsent objects fill the spool: nothing more fits. */
-	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
+	spool_fx_store_ok(f, b, 70000, "1.2.3.2", OP_SPOOL_DUPLICATE, NULL);
+	spool_fx_assert_usage(f, 3, 71015, 0);
+	spool_fx_assert_rows_have_files(f);
 }
 
 struct open_arg {
@@ -1824,7 +160,7 @@ static void *open_thread(void *p)
  * one creates the schema, both succeed. */
 static void test_spool_concurrent_first_open(void **state)
 {
-	struct fx *f = *state;
+	struct spool_fx *f = *state;
 	struct open_arg args[6];
 	pthread_t t[6];
 	char dir[128];
@@ -1841,178 +177,140 @@ static void test_spool_concurrent_first_open(void **state)
 	}
 }
 
-/* --- the operator's side ----------------------------------------------------- */
+/* --- limits ---------------------------------------------------------------------------- */
 
-/* Counters follow what was acknowledged and settled, duplicates included,
- * and survive a reopen. */
-static void test_spool_counters(void **state)
+static void test_spool_max_bytes_at_write(void **state)
 {
-	struct fx *f = *state;
-	op_spool_stats st;
-	op_spool_item it[4];
-	char h[OP_HASH_HEX + 1];
-	unsigned n;
+	struct spool_fx *f = *state;
+	unsigned char buf[1000];
+	op_spool_object *obj = NULL;
 
-	store_study(f, "1.1", "9.1", 1, 1000, h);
-	store_study(f, "1.2", "9.1", 1, 2000, h);
-	store_study(f, "1.3", "9.2", 1, 4000, h);
-	store_ok(f, content(f, "1.3", 4000, 4000u ^ 3u), 4000, "1.3", OP_SPOOL_DUPLICATE, NULL);
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 2);
-	settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1);
-	/* Not due again before the next claim. */
-	settle_one(f, &it[1], OP_VERDICT_RETRY, INT64_MAX / 2 + 1, "HTTP 503", 1);
-	claim(f, 4, 1 << 20, it, &n);
-	assert_int_equal(n, 1);
-	assert_string_equal(it[0].sop_instance_uid, "1.3");
-	settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 1);
-	assert_int_equal(op_spool_count(f->sp, "associations_rejected", 2), 0);
+	memset(buf, 'm', sizeof(buf));
+	f->limits.max_bytes = 1000;
+	op_spool_set_limits(f->sp, &f->limits);
 
-	op_spool_close(f->sp);
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
-	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
-	assert_int_equal(st.counters.received_instances, 4);
-	assert_int_equal(st.counters.received_bytes, 11000);
-	assert_int_equal(st.counters.uploaded_instances, 1);
-	assert_int_equal(st.counters.uploaded_bytes, 1000);
-	assert_int_equal(st.counters.retries, 1);
-	assert_int_equal(st.counters.quarantined, 1);
-	assert_int_equal(st.counters.associations_rejected, 2);
-	assert_int_equal(st.state[OP_STATE_SENT].instances, 1);
-	assert_int_equal(st.state[OP_STATE_QUEUED].instances, 1);
-	assert_int_equal(st.state[OP_STATE_QUEUED].bytes, 2000);
-	assert_int_equal(st.state[OP_STATE_QUARANTINED].bytes, 4000);
-	assert_int_equal(st.studies_queued, 1);
-	assert_true(st.oldest_queued_at > 0);
+	/* Exactly up to the limit is fine. */
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, 600), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, 400), 0);
+	spool_fx_assert_usage(f, 0, 0, 1000);
+	/* One byte more is not, and leaves the reservation as it was. */
+	assert_int_equal(op_spool_object_write(obj, buf, 1), -EDQUOT);
+	spool_fx_assert_usage(f, 0, 0, 1000);
+	/* After an error the object can only be aborted, even with room again. */
+	f->limits.max_bytes = 5000;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_true(op_spool_object_write(obj, buf, 1) < 0);
+	assert_true(op_spool_object_finish(obj) < 0);
+	op_spool_object_abort(obj);
+	spool_fx_assert_usage(f, 0, 0, 0);
+	f->limits.max_bytes = 1000;
+	op_spool_set_limits(f->sp, &f->limits);
+
+	/* A write that would cross the limit in one piece. */
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, 600), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, 500), -EDQUOT);
+	op_spool_object_abort(obj);
+	spool_fx_assert_usage(f, 0, 0, 0);
+
+	/* Raising the limit lets the same object through. */
+	f->limits.max_bytes = 2000;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, 600), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, 500), 0);
+	op_spool_object_abort(obj);
+	spool_fx_assert_usage(f, 0, 0, 0);
 }
 
-/* Studies by the state of their instances, paged, most recent change first. */
-static void test_spool_studies_and_retry(void **state)
+static void test_spool_max_bytes_at_begin(void **state)
 {
-	struct fx *f = *state;
-	op_spool_study s[4];
-	op_spool_item it[4];
-	char h[OP_HASH_HEX + 1];
-	uint64_t total;
-	unsigned n, requeued;
+	struct spool_fx *f = *state;
+	unsigned char *a = spool_fx_content(f, "1.2.3.20", 1000, 1);
+	unsigned char *b = spool_fx_content(f, "1.2.3.21", 500, 2);
+	op_spool_object *obj = NOT_NULL_OBJECT, *o2 = NULL;
 
-	store_study(f, "2.1", "8.1", 1, 100, h);
-	store_study(f, "2.2", "8.1", 1, 100, h);
-	store_study(f, "2.3", "8.2", 2, 300, h);
-	claim(f, 4, 1 << 20, it, &n); /* the urgent study 8.2 */
-	assert_string_equal(it[0].study_uid, "8.2");
-	/* Settled after everything was received. */
-	settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused: no", INT64_C(4000000000000));
+	f->limits.max_bytes = 1000;
+	op_spool_set_limits(f->sp, &f->limits);
+	spool_fx_store_ok(f, a, 1000, "1.2.3.20", OP_SPOOL_STORED, NULL);
+	spool_fx_assert_usage(f, 1, 1000, 0);
 
-	assert_int_equal(op_spool_studies(f->sp, -1, 0, 4, s, &n, &total), 0);
-	assert_int_equal(n, 2);
-	assert_int_equal(total, 2);
-	assert_string_equal(s[0].study_uid, "8.2"); /* changed last */
-	assert_int_equal(s[0].by_state[OP_STATE_QUARANTINED], 1);
-	assert_int_equal(s[0].attempts, 1);
-	assert_true(s[0].urgent);
-	assert_string_equal(s[0].last_error, "refused: no");
-	assert_string_equal(s[0].patient_id, "PID-7");
-	assert_int_equal(s[1].instances, 2);
-	assert_int_equal(s[1].bytes, 200);
-	assert_int_equal(s[1].by_state[OP_STATE_QUEUED], 2);
-	assert_string_equal(s[1].last_error, "");
+	/* Full: begin is refused at once. */
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
+	assert_null(obj);
+	assert_int_equal(spool_fx_files_in(f, "tmp"), 0);
+	spool_fx_assert_usage(f, 1, 1000, 0);
 
-	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUARANTINED, 0, 4, s, &n, &total), 0);
-	assert_int_equal(total, 1);
-	assert_int_equal(n, 1);
-	assert_int_equal(op_spool_studies(f->sp, -1, 1, 1, s, &n, &total), 0);
-	assert_int_equal(n, 1);
-	assert_string_equal(s[0].study_uid, "8.1");
+	/* Raising the limit accepts again. */
+	f->limits.max_bytes = 1500;
+	op_spool_set_limits(f->sp, &f->limits);
+	spool_fx_store_ok(f, b, 500, "1.2.3.21", OP_SPOOL_STORED, NULL);
+	spool_fx_assert_usage(f, 2, 1500, 0);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
 
-	assert_int_equal(op_spool_retry_quarantined(f->sp, "8.1", 2, &requeued), 0);
-	assert_int_equal(requeued, 0);
-	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, 2, &requeued), 0);
-	assert_int_equal(requeued, 1);
-	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
-	assert_int_equal(total, 2);
-	assert_int_equal(s[0].attempts, 0);
+	/* Bytes of objects in flight count too. */
+	f->limits.max_bytes = 2000;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, a, 400), 0);
+	assert_int_equal(op_spool_object_begin(f->sp, &o2), 0);
+	assert_int_equal(op_spool_object_write(o2, a, 101), -EDQUOT);
+	op_spool_object_abort(o2);
+	assert_int_equal(op_spool_object_write(obj, a, 100), 0);
+	spool_fx_assert_usage(f, 2, 1500, 500);
+	assert_int_equal(op_spool_object_begin(f->sp, &o2), -EDQUOT);
+	op_spool_object_abort(obj);
+	spool_fx_assert_usage(f, 2, 1500, 0);
+
+	/* 0 means no limit. */
+	f->limits.max_bytes = 0;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	op_spool_object_abort(obj);
 }
 
-static void test_spool_settings_and_audit(void **state)
+static void test_spool_min_free_bytes(void **state)
 {
-	struct fx *f = *state;
-	op_spool_audit_entry e[3];
-	char v[64], detail[128];
-	unsigned n;
+	struct spool_fx *f = *state;
+	op_spool_object *obj = NOT_NULL_OBJECT;
+	unsigned char buf[100] = { 0 };
 
-	assert_int_equal(op_spool_setting_get(f->sp, "paused", v, sizeof(v)), -ENOENT);
-	assert_int_equal(op_spool_setting_set(f->sp, "paused", "1"), 0);
-	assert_int_equal(op_spool_setting_set(f->sp, "paused", "2"), 0);
-	assert_int_equal(op_spool_setting_get(f->sp, "paused", v, sizeof(v)), 0);
-	assert_string_equal(v, "2");
-	assert_int_equal(op_spool_setting_set(f->sp, "paused", NULL), 0);
-	assert_int_equal(op_spool_setting_get(f->sp, "paused", v, sizeof(v)), -ENOENT);
+	/* No disk has this much free. */
+	f->limits.min_free_bytes = UINT64_MAX / 2;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
+	assert_null(obj);
+	assert_int_equal(spool_fx_files_in(f, "tmp"), 0);
 
-	assert_int_equal(op_spool_audit(f->sp, 1000, "admin", "10.0.0.2", "pause", ""), 0);
-	assert_int_equal(op_spool_audit(f->sp, 2000, "local", "local", "retry", "all"), 0);
-	assert_int_equal(op_spool_audit_list(f->sp, 3, e, &n), 0);
-	assert_int_equal(n, 2);
-	assert_string_equal(e[0].action, "retry"); /* newest first */
-	assert_int_equal(e[0].time, 2000);
-	assert_string_equal(e[1].who, "admin");
-	assert_string_equal(e[1].origin, "10.0.0.2");
-	assert_int_equal(op_spool_audit_list(f->sp, 1, e, &n), 0);
-	assert_int_equal(n, 1);
-	assert_int_equal(op_spool_quick_check(f->sp, detail, sizeof(detail)), 0);
-	assert_string_equal(detail, "quick_check: ok");
+	f->limits.min_free_bytes = 0;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, buf, sizeof(buf)), 0);
+
+	/* The limit rises while an object is being received. */
+	f->limits.min_free_bytes = UINT64_MAX / 2;
+	op_spool_set_limits(f->sp, &f->limits);
+	assert_int_equal(op_spool_object_write(obj, buf, sizeof(buf)), -EDQUOT);
+	op_spool_object_abort(obj);
+	spool_fx_assert_usage(f, 0, 0, 0);
+	assert_int_equal(spool_fx_files_in(f, "tmp"), 0);
 }
 
 int main(void)
 {
-	/* The spool logs each recovery step at info; failures stay visible. */
-	if (!getenv("OUTPOST_TEST_VERBOSE"))
-		op_log_set_level(OP_LOG_WARN);
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_spool_open_creates_tree),
-		T(test_spool_open_errors),
-		T(test_spool_newer_schema),
-		T(test_spool_reopen_keeps_rows),
-		T(test_spool_commit_stores_object),
-		T(test_spool_commit_small_objects),
-		T(test_spool_commit_duplicate),
-		T(test_spool_commit_replaced),
-		T(test_spool_shared_content),
-		T(test_spool_abort),
-		T(test_spool_object_misuse),
-		T(test_spool_commit_failure_isolated),
-		T(test_spool_waits_for_other_writer),
-		T(test_spool_max_bytes_at_write),
-		T(test_spool_max_bytes_at_begin),
-		T(test_spool_min_free_bytes),
-		T(test_spool_recover_clean),
-		T(test_spool_recover_tmp),
-		T(test_spool_recover_orphan_indexed),
-		T(test_spool_recover_orphan_superseded),
-		T(test_spool_recover_damaged),
-		T(test_spool_recover_missing),
-		T(test_spool_resend_heals_missing),
-		T(test_spool_recover_all_kinds),
-		T(test_spool_recover_orphan_in_wrong_directory),
-		T(test_spool_group_commit),
-		T(test_spool_concurrent_duplicates),
-		T(test_spool_concurrent_versions),
-		T(test_spool_claim_one_study_oldest_first),
-		T(test_spool_claim_urgent_first),
-		T(test_spool_claim_min_priority),
-		T(test_spool_claim_limits),
-		T(test_spool_settle_verdicts),
-		T(test_spool_settle_after_replace),
-		T(test_spool_requeue_sending),
-		T(test_spool_evict_sent),
-		T(test_spool_makes_room_from_sent),
-		T(test_spool_concurrent_first_open),
-		T(test_spool_counters),
-		T(test_spool_studies_and_retry),
-		T(test_spool_settings_and_audit),
+		/* open, tree, schema */
+		SPOOL_FX_TEST(test_spool_open_creates_tree),
+		SPOOL_FX_TEST(test_spool_open_errors),
+		SPOOL_FX_TEST(test_spool_newer_schema),
+		SPOOL_FX_TEST(test_spool_reopen_keeps_rows),
+		SPOOL_FX_TEST(test_spool_concurrent_first_open),
+		/* limits */
+		SPOOL_FX_TEST(test_spool_max_bytes_at_write),
+		SPOOL_FX_TEST(test_spool_max_bytes_at_begin),
+		SPOOL_FX_TEST(test_spool_min_free_bytes),
 	};
-#undef T
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,122 @@
+/*
+ * spool_internal: what the spool's own files share (spool.c, spool_store.c,
+ * spool_queue.c, spool_recover.c, spool_operator.c), and nothing outside
+ * them may use: the API is spool.h. Names are op__spool_*.
+ *
+ * Locks, in the order they are taken: tx_mu (every transaction on db),
+ * gc_mu (the group-commit queue and the pins), mu (usage and limits).
+ */
+#ifndef OP_SPOOL_INTERNAL_H
+#define OP_SPOOL_INTERNAL_H
+
+#include "common/spool.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+/* The last_error of a row quarantined because recovery found its file
+ * missing: storing the same bytes again (the file is back) queues it
+ * again; the operator's retry leaves it. */
+#define OP__SPOOL_MISSING_REASON "spool file missing at start-up"
+
+/* One row waiting for the group commit (see op__spool_commit_row). */
+struct op__spool_pending {
+	const op_instance *inst;
+	const char *hash;
+	uint64_t size;
+	int rc;
+	enum op_spool_outcome outcome;
+	int may_unlink;                 /* no row held this content before the batch */
+	char old_hash[OP_HASH_HEX + 1]; /* replaced version, if unreferenced now */
+	uint64_t old_size;
+	int done;
+	struct op__spool_pending *next;
+};
+
+struct op_spool {
+	char dir[OP_DIR_MAX];
+	char db_path[PATH_MAX];
+	sqlite3 *db;
+	/* The operator's reads (status, queue, audit): a connection of their
+	 * own, so that in WAL mode they never wait for the uplink's
+	 * transactions nor make them wait, and see only committed rows. */
+	sqlite3 *ro;
+
+	pthread_mutex_t mu; /* usage, limits */
+	op_spool_limits limits;
+	op_spool_usage usage;
+
+	/* Held for every transaction on db: the group-commit leader's batches,
+	 * the uplink's claims and settlements, evictions. Taken before mu. */
+	pthread_mutex_t tx_mu;
+
+	pthread_mutex_t gc_mu; /* group commit queue */
+	pthread_cond_t gc_cv;
+	struct op__spool_pending *gc_head, *gc_tail;
+	int gc_leader;
+	/* Hashes of objects renamed into objects/ whose rows are not yet
+	 * committed (guarded by gc_mu): their files must not be unlinked as
+	 * "old versions" meanwhile. */
+	struct op__spool_pin *pins;
+};
+
+/* --- spool.c: sqlite, usage and limits ----------------------------------- */
+
+/* sqlite's result codes become negative errno codes here, once; what failed
+ * is logged with the database's path. */
+
+/* sqlite result -> negative errno (0 for OK, DONE and ROW). */
+int op__spool_sql_err(int rc);
+
+/* Logs what failed on db (what: the operation) and returns rc as a
+ * negative errno, -EIO when it was no error at all. */
+int op__spool_sql_fail(op_spool *sp, const char *what, int rc);
+
+/* Runs sql on db; logs a failure. */
+int op__spool_exec(op_spool *sp, const char *sql);
+
+/* Binds s (NULL: SQL NULL), which must outlive the statement's use. */
+int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s);
+
+/* Reads the usage again from the rows (another process may have changed
+ * them). */
+int op__spool_load_usage(op_spool *sp);
+
+/* Holds len more bytes against the limits, evicting sent objects to make
+ * room if need be (then it takes tx_mu: the caller holds no lock of the
+ * spool); with len 0, asks whether anything fits. -EDQUOT when it does
+ * not. */
+int op__spool_reserve(op_spool *sp, uint64_t len);
+
+/* Gives back what op__spool_reserve() held. */
+void op__spool_release(op_spool *sp, uint64_t len);
+
+/* --- spool_store.c: the receiver's side ---------------------------------- */
+
+/* Commits p's row in the next group commit (recovery indexes orphans with
+ * it too) and waits until it is done; takes gc_mu and tx_mu. Returns
+ * p->rc. */
+int op__spool_commit_row(op_spool *sp, struct op__spool_pending *p);
+
+/* Does any row name hash? (-1 when the query fails: keep the file.)
+ * Caller holds tx_mu. */
+int op__spool_hash_in_use(op_spool *sp, const char *hash);
+
+/* n bytes as 2n lowercase hex digits and a NUL, into out. */
+void op__spool_hex(const unsigned char *in, size_t n, char *out);
+
+/* --- spool_queue.c: the uplink's side ------------------------------------ */
+
+/* Evicts sent objects, oldest sent first, while they take more than
+ * keep_sent or until want bytes are freed. Caller holds tx_mu. */
+int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_out,
+		    uint64_t *freed);
+
+/* --- spool_operator.c: the operator's side ------------------------------- */
+
+/* Adds to a counter inside the caller's transaction. */
+int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta);
+
+#endif

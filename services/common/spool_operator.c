@@ -1,0 +1,341 @@
+/*
+ * spool_operator: the operator's side of the spool (see spool.h): the
+ * counters, the stats and studies the console and the metrics show, the
+ * retry of quarantined instances, the settings and the audit log.
+ *
+ * Reads go through the spool's read-only connection (sp->ro), so that the
+ * console never waits for the uplink's transactions nor makes them wait;
+ * writes take tx_mu like every other transaction on sp->db.
+ */
+#include "common/spool.h"
+#include "common/spool_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* Audit entries kept: the oldest go beyond this. */
+#define AUDIT_KEEP "10000"
+
+static const char *const state_names[OP_SPOOL_STATES] = { "queued", "sending", "sent",
+							  "quarantined" };
+
+static int ro_fail(op_spool *sp, const char *what, int rc)
+{
+	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
+		 sqlite3_errmsg(sp->ro));
+	return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+}
+
+const char *op_spool_state_name(int state)
+{
+	return state >= 0 && state < OP_SPOOL_STATES ? state_names[state] : NULL;
+}
+
+int op_spool_state_parse(const char *name)
+{
+	for (int i = 0; i < OP_SPOOL_STATES; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+int op_spool_get_stats(op_spool *sp, op_spool_stats *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
+				" GROUP BY state",
+				-1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int i = op_spool_state_parse((const char *)sqlite3_column_text(st, 0));
+
+		if (i >= 0) {
+			out->state[i].instances = (uint64_t)sqlite3_column_int64(st, 1);
+			out->state[i].bytes = (uint64_t)sqlite3_column_int64(st, 2);
+		}
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro,
+					"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
+					" FROM instances WHERE state IN ('queued', 'sending')",
+					-1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		out->oldest_queued_at = sqlite3_column_int64(st, 0); /* NULL: 0 */
+		out->studies_queued = (uint64_t)sqlite3_column_int64(st, 1);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro, "SELECT name, value FROM counters", -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		static const struct {
+			const char *name;
+			size_t offset;
+		} names[] = {
+#define C(f) { #f, offsetof(op_spool_counters, f) }
+			C(received_instances),    C(received_bytes), C(uploaded_instances),
+			C(uploaded_bytes),        C(retries),        C(quarantined),
+			C(associations_rejected),
+#undef C
+		};
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strcmp(name, names[i].name) == 0)
+				*(uint64_t *)((char *)&out->counters + names[i].offset) =
+					(uint64_t)sqlite3_column_int64(st, 1);
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "stats", rc);
+}
+
+int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db,
+				    "INSERT INTO counters (name, value) VALUES (?1, ?2)"
+				    " ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, name);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)delta);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "counter", rc);
+}
+
+int op_spool_count(op_spool *sp, const char *name, uint64_t delta)
+{
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = op__spool_counter_add(sp, name, delta);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc;
+}
+
+int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, op_spool_study *out,
+		     unsigned *n, uint64_t *total)
+{
+	/* ?1: the state filter, NULL for all. The last error is the one of
+	 * the study's most recently changed row that has one. */
+	static const char list[] =
+		"SELECT study_uid, MAX(patient_id), MAX(modality), COUNT(*), SUM(size),"
+		" SUM(state = 'queued'), SUM(state = 'sending'), SUM(state = 'sent'),"
+		" SUM(state = 'quarantined'), MAX(attempts), MAX(priority), MIN(received_at),"
+		" MAX(state_changed_at),"
+		" (SELECT last_error FROM instances e WHERE e.study_uid = i.study_uid"
+		"  AND e.last_error IS NOT NULL ORDER BY e.state_changed_at DESC LIMIT 1)"
+		" FROM instances i"
+		" WHERE ?1 IS NULL OR study_uid IN (SELECT study_uid FROM instances WHERE state = "
+		"?1)"
+		" GROUP BY study_uid ORDER BY MAX(state_changed_at) DESC, study_uid LIMIT ?2 "
+		"OFFSET ?3";
+	const char *filter = op_spool_state_name(state);
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	*total = 0;
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT COUNT(DISTINCT study_uid) FROM instances"
+				" WHERE ?1 IS NULL OR state = ?1",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, filter);
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			*total = (uint64_t)sqlite3_column_int64(st, 0);
+			rc = SQLITE_DONE;
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro, list, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, filter);
+		sqlite3_bind_int64(st, 2, limit);
+		sqlite3_bind_int64(st, 3, offset);
+	}
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		op_spool_study *s = &out[(*n)++];
+		const unsigned char *err = sqlite3_column_text(st, 13);
+
+		memset(s, 0, sizeof(*s));
+		snprintf(s->study_uid, sizeof(s->study_uid), "%s", sqlite3_column_text(st, 0));
+		snprintf(s->patient_id, sizeof(s->patient_id), "%s", sqlite3_column_text(st, 1));
+		snprintf(s->modality, sizeof(s->modality), "%s", sqlite3_column_text(st, 2));
+		s->instances = (uint64_t)sqlite3_column_int64(st, 3);
+		s->bytes = (uint64_t)sqlite3_column_int64(st, 4);
+		for (int i = 0; i < OP_SPOOL_STATES; i++)
+			s->by_state[i] = (uint64_t)sqlite3_column_int64(st, 5 + i);
+		s->attempts = sqlite3_column_int(st, 9);
+		s->urgent = sqlite3_column_int(st, 10) >= OP_PRIORITY_HIGH;
+		s->received_at = sqlite3_column_int64(st, 11);
+		s->changed_at = sqlite3_column_int64(st, 12);
+		if (err)
+			snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+		rc = *n < limit ? SQLITE_OK : SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "studies", rc);
+}
+
+int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	pthread_mutex_lock(&sp->tx_mu);
+	/* A row whose file is missing stays quarantined: sending it would
+	 * fail again at once. The receiver requeues it when the file comes
+	 * back. */
+	rc = sqlite3_prepare_v2(sp->db,
+				"UPDATE instances SET state = 'queued', attempts = 0,"
+				" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
+				" WHERE state = 'quarantined' AND (?1 IS NULL OR study_uid = ?1)"
+				" AND last_error IS NOT '" OP__SPOOL_MISSING_REASON "'",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, study_uid);
+		sqlite3_bind_int64(st, 2, now);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_DONE)
+		*n = (unsigned)sqlite3_changes(sp->db);
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
+}
+
+int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(sp->ro, "SELECT value FROM settings WHERE key = ?", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, key);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			snprintf(value, size, "%s", sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? -ENOENT : ro_fail(sp, "setting", rc);
+}
+
+int op_spool_setting_set(op_spool *sp, const char *key, const char *value)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		value ? "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)"
+		      : "DELETE FROM settings WHERE key = ?1",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, key);
+		if (value)
+			op__spool_bind_text(st, 2, value);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "setting", rc);
+}
+
+int op_spool_audit(op_spool *sp, int64_t now, const char *who, const char *origin,
+		   const char *action, const char *detail)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = sqlite3_prepare_v2(sp->db,
+				"INSERT INTO audit (time, who, origin, action, detail)"
+				" VALUES (?, ?, ?, ?, ?)",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, now);
+		op__spool_bind_text(st, 2, who);
+		op__spool_bind_text(st, 3, origin);
+		op__spool_bind_text(st, 4, action);
+		op__spool_bind_text(st, 5, detail ? detail : "");
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE &&
+	    sqlite3_last_insert_rowid(sp->db) % 100 == 0) /* now and then, not per row */
+		rc = op__spool_exec(sp, "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) "
+					"- " AUDIT_KEEP) == 0
+			     ? SQLITE_DONE
+			     : SQLITE_ERROR;
+	pthread_mutex_unlock(&sp->tx_mu);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "audit", rc);
+}
+
+int op_spool_audit_list(op_spool *sp, unsigned limit, op_spool_audit_entry *out, unsigned *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	*n = 0;
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT time, who, origin, action, detail FROM audit"
+				" ORDER BY id DESC LIMIT ?",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK)
+		sqlite3_bind_int64(st, 1, limit);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		op_spool_audit_entry *e = &out[(*n)++];
+
+		e->time = sqlite3_column_int64(st, 0);
+		snprintf(e->who, sizeof(e->who), "%s", sqlite3_column_text(st, 1));
+		snprintf(e->origin, sizeof(e->origin), "%s", sqlite3_column_text(st, 2));
+		snprintf(e->action, sizeof(e->action), "%s", sqlite3_column_text(st, 3));
+		snprintf(e->detail, sizeof(e->detail), "%s", sqlite3_column_text(st, 4));
+		rc = *n < limit ? SQLITE_OK : SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "audit", rc);
+}
+
+int op_spool_quick_check(op_spool *sp, char *detail, size_t size)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(sp->ro, "PRAGMA quick_check(1)", -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *r = (const char *)sqlite3_column_text(st, 0);
+
+		snprintf(detail, size, "quick_check: %s", r ? r : "(null)");
+		rc = r && strcmp(r, "ok") == 0 ? 0 : -EIO;
+	} else {
+		snprintf(detail, size, "quick_check failed: %s", sqlite3_errmsg(sp->ro));
+		rc = op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}

@@ -1,0 +1,326 @@
+/*
+ * spool_recover: reconciles files and rows at start-up (op_spool_recover;
+ * what it finds is counted in op_spool_recovery, spool.h). The receiver
+ * runs it before it accepts anything.
+ */
+#include "common/clock.h"
+#include "common/file.h"
+#include "common/spool.h"
+#include "common/spool_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* All hash values of rows, sorted, for lookups while walking the tree. */
+static int load_hashes(op_spool *sp, char ***out, size_t *n_out)
+{
+	sqlite3_stmt *st = NULL;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = sqlite3_prepare_v2(sp->db, "SELECT hash FROM instances", -1, &st, NULL);
+
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? 2 * cap : 1024;
+			char **nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = nv;
+		}
+		v[n] = strdup((const char *)sqlite3_column_text(st, 0));
+		if (!v[n]) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		n++;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		while (n)
+			free(v[--n]);
+		free(v);
+		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_hash);
+	*out = v;
+	*n_out = n;
+	return 0;
+}
+
+static int hash_file(const char *path, char *hash, uint64_t *size)
+{
+	crypto_generichash_state ctx;
+	unsigned char buf[65536], digest[OP_HASH_BYTES];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	*size = 0;
+	crypto_generichash_init(&ctx, NULL, 0, sizeof(digest));
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			break;
+		}
+		crypto_generichash_update(&ctx, buf, (size_t)n);
+		*size += (uint64_t)n;
+	}
+	crypto_generichash_final(&ctx, digest, sizeof(digest));
+	close(fd);
+	op__spool_hex(digest, sizeof(digest), hash);
+	return rc;
+}
+
+static void move_to_damaged(op_spool *sp, const char *path, const char *name, const char *why)
+{
+	char to[PATH_MAX], dir[OP_DIR_MAX + 16];
+
+	snprintf(dir, sizeof(dir), "%s/damaged", sp->dir);
+	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	if (rename(path, to) == 0)
+		op_fsync_dir(dir);
+	op_error("spool.recover.damaged", "path=%s moved_to=%s reason=\"%s\"", path, to, why);
+}
+
+/* A complete file without a row: index it, unless its instance already has
+ * a row (then it is a superseded or never-acknowledged version). */
+static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spool_reader read,
+			void *ctx, op_spool_recovery *rep)
+{
+	op_instance inst;
+	struct op__spool_pending p = { 0 };
+	char hash[OP_HASH_HEX + 1], err[256] = "", why[320], right[PATH_MAX];
+	char row_hash[OP_HASH_HEX + 1] = "";
+	uint64_t size = 0;
+	sqlite3_stmt *st = NULL;
+	struct stat sb;
+	int exists = 0, rc;
+
+	rc = hash_file(path, hash, &size);
+	if (rc < 0 || strncmp(hash, name, OP_HASH_HEX) != 0) {
+		move_to_damaged(sp, path, name, "content does not match its name");
+		rep->damaged++;
+		return 0;
+	}
+	/* Rows name files by hash alone: a file elsewhere (another fan-out
+	 * directory, another suffix) is moved to where its row will look. */
+	op_spool_object_file(sp, hash, right, sizeof(right));
+	if (strcmp(path, right) != 0) {
+		if (stat(right, &sb) == 0) { /* the same bytes are in place */
+			unlink(path);
+			rep->orphans_removed++;
+			return 0;
+		}
+		if (rename(path, right) < 0) {
+			move_to_damaged(sp, path, name, "cannot be moved to its place");
+			rep->damaged++;
+			return 0;
+		}
+		snprintf(right, sizeof(right), "%s/objects/%.2s", sp->dir, hash);
+		op_fsync_dir(right);
+		op_spool_object_file(sp, hash, right, sizeof(right));
+		path = right;
+	}
+	memset(&inst, 0, sizeof(inst));
+	rc = read(ctx, path, &inst, err, sizeof(err));
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "unreadable: %s", err);
+		move_to_damaged(sp, path, name, why);
+		rep->damaged++;
+		return 0;
+	}
+	rc = sqlite3_prepare_v2(sp->db, "SELECT hash FROM instances WHERE sop_instance_uid = ?", -1,
+				&st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, inst.sop_instance_uid);
+		rc = sqlite3_step(st);
+		exists = rc == SQLITE_ROW;
+		if (exists)
+			snprintf(row_hash, sizeof(row_hash), "%s", sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+	if (exists && strcmp(row_hash, hash) == 0)
+		return 0; /* its own row (indexed earlier in this walk) */
+	if (exists) {
+		unlink(path);
+		rep->orphans_removed++;
+		op_info("spool.recover.superseded", "sop=%s hash=%s", inst.sop_instance_uid, hash);
+		return 0;
+	}
+	p.inst = &inst;
+	p.hash = hash;
+	p.size = size;
+	rc = op__spool_commit_row(sp, &p);
+	if (rc == 0) {
+		rep->orphans_indexed++;
+		op_info("spool.recover.indexed", "sop=%s hash=%s bytes=%" PRIu64,
+			inst.sop_instance_uid, hash, size);
+	}
+	return rc;
+}
+
+static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_reader read,
+			void *ctx, op_spool_recovery *rep)
+{
+	char dir[OP_DIR_MAX + 16], path[PATH_MAX];
+	int rc = 0;
+
+	for (int i = 0; i < 256 && rc == 0; i++) {
+		struct dirent *de;
+		DIR *d;
+
+		snprintf(dir, sizeof(dir), "%s/objects/%02x", sp->dir, i);
+		d = opendir(dir);
+		if (!d)
+			continue;
+		while (rc == 0 && (de = readdir(d)) != NULL) {
+			char name[OP_HASH_HEX + 1], *key = name;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			memcpy(name, de->d_name, sizeof(name) - 1); /* d_name is 256 bytes */
+			name[OP_HASH_HEX] = '\0';
+			if (strlen(de->d_name) == OP_HASH_HEX + 4 && n_hashes &&
+			    bsearch(&key, hashes, n_hashes, sizeof(*hashes), cmp_hash))
+				continue;
+			rc = adopt_orphan(sp, path, de->d_name, read, ctx, rep);
+		}
+		closedir(d);
+	}
+	return rc;
+}
+
+static int clear_tmp(op_spool *sp, op_spool_recovery *rep)
+{
+	char dir[OP_DIR_MAX + 16], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/tmp", sp->dir);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) == 0)
+			rep->tmp_removed++;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Rows whose file is gone cannot be sent: quarantine them with a reason an
+ * operator can read, rather than retrying them forever. */
+static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 *ids = NULL;
+	size_t n = 0, cap = 0;
+	char path[PATH_MAX];
+	int rc;
+
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT id, hash, sop_instance_uid FROM instances"
+				" WHERE state != 'quarantined'",
+				-1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct stat sb;
+
+		rc = SQLITE_OK;
+		op_spool_object_file(sp, (const char *)sqlite3_column_text(st, 1), path,
+				     sizeof(path));
+		if (stat(path, &sb) == 0)
+			continue;
+		op_error("spool.recover.missing", "sop=%s path=%s", sqlite3_column_text(st, 2),
+			 path);
+		if (n == cap) {
+			sqlite3_int64 *nv = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*ids));
+			if (!nv) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			ids = nv;
+		}
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE)
+		goto out;
+	rc = sqlite3_prepare_v2(sp->db,
+				"UPDATE instances SET state = 'quarantined',"
+				" last_error = '" OP__SPOOL_MISSING_REASON "', state_changed_at = ?"
+				" WHERE id = ?",
+				-1, &st, NULL);
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(st, 1, op_clock_wall_ms());
+		sqlite3_bind_int64(st, 2, ids[i]);
+		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+		rep->missing++;
+	}
+	if (rc == SQLITE_OK)
+		rc = SQLITE_DONE;
+out:
+	sqlite3_finalize(st);
+	free(ids);
+	return rc == SQLITE_DONE ? 0 : (op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO);
+}
+
+int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_recovery *rep)
+{
+	char **hashes = NULL;
+	size_t n = 0;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = clear_tmp(sp, rep);
+	if (rc == 0)
+		rc = load_hashes(sp, &hashes, &n);
+	if (rc == 0)
+		rc = walk_objects(sp, hashes, n, read, ctx, rep);
+	if (rc == 0)
+		rc = quarantine_missing(sp, rep);
+	while (n)
+		free(hashes[--n]);
+	free(hashes);
+	if (rc == 0)
+		rc = op__spool_load_usage(sp);
+	if (rc < 0)
+		op_error("spool.recover", "dir=%s error=\"%s\"", sp->dir, strerror(-rc));
+	else
+		op_info("spool.recover",
+			"dir=%s tmp_removed=%u orphans_indexed=%u "
+			"orphans_removed=%u damaged=%u missing=%u",
+			sp->dir, rep->tmp_removed, rep->orphans_indexed, rep->orphans_removed,
+			rep->damaged, rep->missing);
+	return rc;
+}

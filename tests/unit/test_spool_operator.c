@@ -1,0 +1,148 @@
+/*
+ * test_spool_operator: services/common/spool_operator.c, the operator's
+ * side: counters, studies, the retry of quarantined instances, settings
+ * and the audit log. The helpers are in spool_fixture.h.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+
+#include "common/spool.h"
+#include "spool_fixture.h"
+
+/* Counters follow what was acknowledged and settled, duplicates included,
+ * and survive a reopen. */
+static void test_spool_counters(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_stats st;
+	op_spool_item it[4];
+	char h[OP_HASH_HEX + 1];
+	unsigned n;
+
+	spool_fx_store_study(f, "1.1", "9.1", 1, 1000, h);
+	spool_fx_store_study(f, "1.2", "9.1", 1, 2000, h);
+	spool_fx_store_study(f, "1.3", "9.2", 1, 4000, h);
+	spool_fx_store_ok(f, spool_fx_content(f, "1.3", 4000, 4000u ^ 3u), 4000, "1.3",
+			  OP_SPOOL_DUPLICATE, NULL);
+	spool_fx_claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 2);
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1);
+	/* Not due again before the next claim. */
+	spool_fx_settle_one(f, &it[1], OP_VERDICT_RETRY, INT64_MAX / 2 + 1, "HTTP 503", 1);
+	spool_fx_claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "1.3");
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 1);
+	assert_int_equal(op_spool_count(f->sp, "associations_rejected", 2), 0);
+
+	op_spool_close(f->sp);
+	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(st.counters.received_instances, 4);
+	assert_int_equal(st.counters.received_bytes, 11000);
+	assert_int_equal(st.counters.uploaded_instances, 1);
+	assert_int_equal(st.counters.uploaded_bytes, 1000);
+	assert_int_equal(st.counters.retries, 1);
+	assert_int_equal(st.counters.quarantined, 1);
+	assert_int_equal(st.counters.associations_rejected, 2);
+	assert_int_equal(st.state[OP_STATE_SENT].instances, 1);
+	assert_int_equal(st.state[OP_STATE_QUEUED].instances, 1);
+	assert_int_equal(st.state[OP_STATE_QUEUED].bytes, 2000);
+	assert_int_equal(st.state[OP_STATE_QUARANTINED].bytes, 4000);
+	assert_int_equal(st.studies_queued, 1);
+	assert_true(st.oldest_queued_at > 0);
+}
+
+/* Studies by the state of their instances, paged, most recent change first. */
+static void test_spool_studies_and_retry(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_study s[4];
+	op_spool_item it[4];
+	char h[OP_HASH_HEX + 1];
+	uint64_t total;
+	unsigned n, requeued;
+
+	spool_fx_store_study(f, "2.1", "8.1", 1, 100, h);
+	spool_fx_store_study(f, "2.2", "8.1", 1, 100, h);
+	spool_fx_store_study(f, "2.3", "8.2", 2, 300, h);
+	spool_fx_claim(f, 4, 1 << 20, it, &n); /* the urgent study 8.2 */
+	assert_string_equal(it[0].study_uid, "8.2");
+	/* Settled after everything was received. */
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused: no",
+			    INT64_C(4000000000000));
+
+	assert_int_equal(op_spool_studies(f->sp, -1, 0, 4, s, &n, &total), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(total, 2);
+	assert_string_equal(s[0].study_uid, "8.2"); /* changed last */
+	assert_int_equal(s[0].by_state[OP_STATE_QUARANTINED], 1);
+	assert_int_equal(s[0].attempts, 1);
+	assert_true(s[0].urgent);
+	assert_string_equal(s[0].last_error, "refused: no");
+	assert_string_equal(s[0].patient_id, "PID-7");
+	assert_int_equal(s[1].instances, 2);
+	assert_int_equal(s[1].bytes, 200);
+	assert_int_equal(s[1].by_state[OP_STATE_QUEUED], 2);
+	assert_string_equal(s[1].last_error, "");
+
+	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUARANTINED, 0, 4, s, &n, &total), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(op_spool_studies(f->sp, -1, 1, 1, s, &n, &total), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(s[0].study_uid, "8.1");
+
+	assert_int_equal(op_spool_retry_quarantined(f->sp, "8.1", 2, &requeued), 0);
+	assert_int_equal(requeued, 0);
+	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, 2, &requeued), 0);
+	assert_int_equal(requeued, 1);
+	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(s[0].attempts, 0);
+}
+
+static void test_spool_settings_and_audit(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_audit_entry e[3];
+	char v[64], detail[128];
+	unsigned n;
+
+	assert_int_equal(op_spool_setting_get(f->sp, "paused", v, sizeof(v)), -ENOENT);
+	assert_int_equal(op_spool_setting_set(f->sp, "paused", "1"), 0);
+	assert_int_equal(op_spool_setting_set(f->sp, "paused", "2"), 0);
+	assert_int_equal(op_spool_setting_get(f->sp, "paused", v, sizeof(v)), 0);
+	assert_string_equal(v, "2");
+	assert_int_equal(op_spool_setting_set(f->sp, "paused", NULL), 0);
+	assert_int_equal(op_spool_setting_get(f->sp, "paused", v, sizeof(v)), -ENOENT);
+
+	assert_int_equal(op_spool_audit(f->sp, 1000, "admin", "10.0.0.2", "pause", ""), 0);
+	assert_int_equal(op_spool_audit(f->sp, 2000, "local", "local", "retry", "all"), 0);
+	assert_int_equal(op_spool_audit_list(f->sp, 3, e, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(e[0].action, "retry"); /* newest first */
+	assert_int_equal(e[0].time, 2000);
+	assert_string_equal(e[1].who, "admin");
+	assert_string_equal(e[1].origin, "10.0.0.2");
+	assert_int_equal(op_spool_audit_list(f->sp, 1, e, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(op_spool_quick_check(f->sp, detail, sizeof(detail)), 0);
+	assert_string_equal(detail, "quick_check: ok");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		SPOOL_FX_TEST(test_spool_counters),
+		SPOOL_FX_TEST(test_spool_studies_and_retry),
+		SPOOL_FX_TEST(test_spool_settings_and_audit),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
