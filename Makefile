@@ -97,12 +97,17 @@ $(BUILD)/outpostctl: $(BUILD)/obj/services/ctl/main.o $(call link_libs,ctl)
 # --- unit tests (cmocka), one binary per module ----------------------------
 #
 # tests/unit/test_<module>.c tests services/<layer>/<module>.c and links
-# that layer's libraries, and the tests' own helpers (tests/unit/*.c that
-# are not tests: fixtures).
+# that layer's libraries, and the tests' own helpers it calls (tests/unit/
+# *.c that are not tests: fixtures, in one archive).
 
 UNIT_SRC      := $(wildcard tests/unit/test_*.c)
 UNIT_BINS     := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-FIXTURE_OBJ   := $(call obj,$(BUILD),$(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c)))
+# The tests' helpers, one archive: a test links the fixtures it calls.
+FIXTURE_LIB   := $(BUILD)/lib/libunit.a
+$(FIXTURE_LIB): $(call obj,$(BUILD),$(filter-out tests/unit/test_%,$(wildcard tests/unit/*.c)))
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
 # The layer of test_<module>[_<aspect>]: the folder of services/ that has
 # <module>.c (the longest name that matches: test_spool_recover.c tests
 # spool_recover.c if there is one, else spool.c).
@@ -112,7 +117,7 @@ module_layer = $(or $(call layer_of,$(1)),$(if $(findstring _,$(1)),$(call modul
 unit_layer = $(or $(call module_layer,$(patsubst test_%,%,$(1))),$(error tests/unit/$(1).c: no services/*/$(patsubst test_%,%,$(1)).c for it to test))
 
 define unit_test
-$(BUILD)/tests/$(1): $(BUILD)/obj/tests/unit/$(1).o $(FIXTURE_OBJ) $(call link_libs,$(call unit_layer,$(1)))
+$(BUILD)/tests/$(1): $(BUILD)/obj/tests/unit/$(1).o $(FIXTURE_LIB) $(call link_libs,$(call unit_layer,$(1)))
 	@mkdir -p $$(dir $$@)
 	$(call linker,$(call unit_layer,$(1))) $(ALL_LDFLAGS) $$^ -o $$@ -lcmocka $(call link_ext,$(call unit_layer,$(1)))
 endef
