@@ -87,11 +87,15 @@ int op__spool_sql_err(int rc)
 	}
 }
 
+int op__spool_fail_on(op_spool *sp, sqlite3 *db, const char *what, int rc)
+{
+	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what, sqlite3_errmsg(db));
+	return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+}
+
 int op__spool_sql_fail(op_spool *sp, const char *what, int rc)
 {
-	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
-		 sqlite3_errmsg(sp->db));
-	return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+	return op__spool_fail_on(sp, sp->db, what, rc);
 }
 
 int op__spool_exec(op_spool *sp, const char *sql)

@@ -70,8 +70,11 @@ struct op_spool {
 /* sqlite result -> negative errno (0 for OK, DONE and ROW). */
 int op__spool_sql_err(int rc);
 
-/* Logs what failed on db (what: the operation) and returns rc as a
- * negative errno, -EIO when it was no error at all. */
+/* Logs what failed on the connection db (what: the operation) and returns
+ * rc as a negative errno, -EIO when it was no error at all. */
+int op__spool_fail_on(op_spool *sp, sqlite3 *db, const char *what, int rc);
+
+/* op__spool_fail_on() the read-write connection. */
 int op__spool_sql_fail(op_spool *sp, const char *what, int rc);
 
 /* Runs sql on db; logs a failure. */

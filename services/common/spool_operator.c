@@ -27,9 +27,7 @@ static const char *const state_names[OP_SPOOL_STATES] = { "queued", "sending", "
 
 static int ro_fail(op_spool *sp, const char *what, int rc)
 {
-	op_error("spool.sql", "db=%s op=%s error=\"%s\"", sp->db_path, what,
-		 sqlite3_errmsg(sp->ro));
-	return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
+	return op__spool_fail_on(sp, sp->ro, what, rc);
 }
 
 const char *op_spool_state_name(int state)

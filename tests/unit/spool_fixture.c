@@ -27,18 +27,17 @@
 
 int spool_fx_setup(void **state)
 {
-	struct spool_fx *f = calloc(1, sizeof(*f));
+	struct spool_fx *f;
 
 	/* The spool logs each recovery step at info; failures stay visible. */
 	if (!getenv("OUTPOST_TEST_VERBOSE"))
 		op_log_set_level(OP_LOG_WARN);
-	if (!f || sodium_init() < 0)
+	if (sodium_init() < 0 || !(f = unit_tmp_new(sizeof(*f))))
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_spool.XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (op_spool_open(f->t.dir, &f->limits, &f->sp) != 0) {
+		unit_tmp_free(f);
 		return -1;
-	if (op_spool_open(f->dir, &f->limits, &f->sp) != 0)
-		return -1;
+	}
 	*state = f;
 	return 0;
 }
@@ -48,11 +47,7 @@ int spool_fx_teardown(void **state)
 	struct spool_fx *f = *state;
 
 	op_spool_close(f->sp);
-	unit_rm_tree(f->dir);
-	while (f->n_mem)
-		free(f->mem[--f->n_mem]);
-	free(f);
-	return 0;
+	return unit_tmp_teardown(state);
 }
 
 void spool_fx_hash_hex(const void *data, size_t len, char out[OP_HASH_HEX + 1])
@@ -65,7 +60,7 @@ void spool_fx_hash_hex(const void *data, size_t len, char out[OP_HASH_HEX + 1])
 
 void spool_fx_object_path(const struct spool_fx *f, const char *hash, char *out, size_t size)
 {
-	snprintf(out, size, "%s/objects/%.2s/%s.dcm", f->dir, hash, hash);
+	snprintf(out, size, "%s/objects/%.2s/%s.dcm", f->t.dir, hash, hash);
 }
 
 unsigned char *spool_fx_make_content(const char *sop, size_t len, unsigned seed)
@@ -87,12 +82,8 @@ unsigned char *spool_fx_make_content(const char *sop, size_t len, unsigned seed)
 
 unsigned char *spool_fx_content(struct spool_fx *f, const char *sop, size_t len, unsigned seed)
 {
-	unsigned char *buf = spool_fx_make_content(sop, len, seed);
-
-	if (f->n_mem == (int)(sizeof(f->mem) / sizeof(f->mem[0])))
-		abort();
-	f->mem[f->n_mem++] = buf;
-	return buf;
+	(void)f;
+	return unit_hold(spool_fx_make_content(sop, len, seed), NULL);
 }
 
 void spool_fx_fill_inst(op_instance *in, const char *sop)
@@ -199,7 +190,7 @@ sqlite3 *spool_fx_db_open(const struct spool_fx *f)
 	char path[128];
 	sqlite3 *db = NULL;
 
-	snprintf(path, sizeof(path), "%s/spool.db", f->dir);
+	snprintf(path, sizeof(path), "%s/spool.db", f->t.dir);
 	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(db, 10000);
 	return db;
@@ -358,7 +349,7 @@ size_t spool_fx_files_in(const struct spool_fx *f, const char *sub)
 {
 	char path[256];
 
-	snprintf(path, sizeof(path), "%s/%s", f->dir, sub);
+	snprintf(path, sizeof(path), "%s/%s", f->t.dir, sub);
 	n_counted = 0;
 	assert_int_equal(nftw(path, count_one, 16, FTW_PHYS), 0);
 	return n_counted;
@@ -369,7 +360,7 @@ void spool_fx_put_file(const struct spool_fx *f, const char *rel, const void *da
 	char path[256];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%s", f->dir, rel);
+	snprintf(path, sizeof(path), "%s/%s", f->t.dir, rel);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, data, len), (ssize_t)len);

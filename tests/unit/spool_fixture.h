@@ -27,15 +27,14 @@
 #include <stdint.h>
 
 #include "common/spool.h"
+#include "unit.h"
 
 /* A test's spool, in its own mkdtemp directory (removed after), opened
  * with limits (none, until the test sets some). */
 struct spool_fx {
-	char dir[64];
+	struct unit_tmp t; /* t.dir: the spool's directory */
 	op_spool *sp;
 	op_spool_limits limits;
-	void *mem[16]; /* freed by teardown, so a failed test leaks nothing */
-	int n_mem;
 };
 
 /* cmocka's setup and teardown of each test: *state is a struct spool_fx.

@@ -38,11 +38,11 @@ static void test_spool_open_creates_tree(void **state)
 
 	for (const char *sub = "tmp\0objects\0damaged\0objects/00\0objects/ab\0objects/ff\0"; *sub;
 	     sub += strlen(sub) + 1) {
-		snprintf(path, sizeof(path), "%s/%s", f->dir, sub);
+		snprintf(path, sizeof(path), "%s/%s", f->t.dir, sub);
 		assert_int_equal(stat(path, &sb), 0);
 		assert_true(S_ISDIR(sb.st_mode));
 	}
-	snprintf(path, sizeof(path), "%s/spool.db", f->dir);
+	snprintf(path, sizeof(path), "%s/spool.db", f->t.dir);
 	assert_true(spool_fx_exists(path));
 	assert_string_equal(op_spool_db_path(f->sp), path);
 
@@ -72,20 +72,20 @@ static void test_spool_open_errors(void **state)
 	assert_null(sp);
 
 	/* A regular file where the directory should be. */
-	snprintf(path, sizeof(path), "%s/file", f->dir);
+	snprintf(path, sizeof(path), "%s/file", f->t.dir);
 	spool_fx_put_file(f, "file", "x", 1);
 	sp = NOT_NULL_SPOOL;
 	assert_true(op_spool_open(path, &lim, &sp) < 0);
 	assert_null(sp);
 
 	/* A parent that does not exist. */
-	snprintf(path, sizeof(path), "%s/no/such/parent", f->dir);
+	snprintf(path, sizeof(path), "%s/no/such/parent", f->t.dir);
 	sp = NOT_NULL_SPOOL;
 	assert_int_equal(op_spool_open(path, &lim, &sp), -ENOENT);
 	assert_null(sp);
 
 	/* Two spools in one process (no hidden globals). */
-	snprintf(path, sizeof(path), "%s/second", f->dir);
+	snprintf(path, sizeof(path), "%s/second", f->t.dir);
 	assert_int_equal(op_spool_open(path, &lim, &sp), 0);
 	assert_non_null(sp);
 	op_spool_close(sp);
@@ -102,7 +102,7 @@ static void test_spool_newer_schema(void **state)
 	f->sp = NULL;
 	spool_fx_db_exec(f, "PRAGMA user_version = 99");
 	sp = NOT_NULL_SPOOL;
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &sp), -EPROTO);
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &sp), -EPROTO);
 	assert_null(sp);
 	/* It was left as found. */
 	sqlite3 *db = spool_fx_db_open(f);
@@ -111,7 +111,7 @@ static void test_spool_newer_schema(void **state)
 
 	/* The current version opens. */
 	spool_fx_db_exec(f, "PRAGMA user_version = 1");
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
 }
 
 /* Rows, usage and files survive close and open. */
@@ -129,7 +129,7 @@ static void test_spool_reopen_keeps_rows(void **state)
 	op_spool_close(f->sp);
 	f->sp = NULL;
 
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
 	spool_fx_assert_usage(f, 3, 71015, 0);
 	assert_int_equal(spool_fx_rows(f), 3);
 	spool_fx_object_path(f, hb, path, sizeof(path));
@@ -165,7 +165,7 @@ static void test_spool_concurrent_first_open(void **state)
 	pthread_t t[6];
 	char dir[128];
 
-	snprintf(dir, sizeof(dir), "%s/fresh", f->dir);
+	snprintf(dir, sizeof(dir), "%s/fresh", f->t.dir);
 	for (int i = 0; i < 6; i++) {
 		args[i].dir = dir;
 		args[i].rc = -1;

@@ -41,7 +41,7 @@ static void test_spool_counters(void **state)
 	assert_int_equal(op_spool_count(f->sp, "associations_rejected", 2), 0);
 
 	op_spool_close(f->sp);
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
 	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
 	assert_int_equal(st.counters.received_instances, 4);
 	assert_int_equal(st.counters.received_bytes, 11000);

@@ -220,7 +220,7 @@ static void test_spool_requeue_sending(void **state)
 	spool_fx_claim(f, 4, 1 << 20, it, &n);
 	assert_int_equal(n, 2);
 	op_spool_close(f->sp);
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
 	assert_int_equal(op_spool_requeue_sending(f->sp, &count), 0);
 	assert_int_equal(count, 2);
 	state_of(f, "1.2", st, sizeof(st));

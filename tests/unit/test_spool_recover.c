@@ -191,11 +191,11 @@ static void test_spool_recover_damaged(void **state)
 	assert_int_equal(spool_fx_rows(f), 0);
 	assert_int_equal(spool_fx_files_in(f, "objects"), 0);
 	assert_int_equal(spool_fx_files_in(f, "damaged"), 3);
-	snprintf(path, sizeof(path), "%s/damaged/%s.dcm", f->dir, ha);
+	snprintf(path, sizeof(path), "%s/damaged/%s.dcm", f->t.dir, ha);
 	assert_true(spool_fx_file_equals(path, a, 999)); /* kept, for the operator */
-	snprintf(path, sizeof(path), "%s/damaged/notahash.dcm", f->dir);
+	snprintf(path, sizeof(path), "%s/damaged/notahash.dcm", f->t.dir);
 	assert_true(spool_fx_exists(path));
-	snprintf(path, sizeof(path), "%s/damaged/%s.dcm", f->dir, hj);
+	snprintf(path, sizeof(path), "%s/damaged/%s.dcm", f->t.dir, hj);
 	assert_true(spool_fx_exists(path));
 	spool_fx_assert_usage(f, 0, 0, 0);
 }
@@ -279,7 +279,7 @@ static void test_spool_recover_all_kinds(void **state)
 	op_spool_close(f->sp);
 	f->sp = NULL;
 
-	assert_int_equal(op_spool_open(f->dir, &f->limits, &f->sp), 0);
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
 	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
 	assert_report(&rep, 1, 1, 1, 1, 1);
 	assert_int_equal(spool_fx_rows(f), 3);
@@ -307,7 +307,7 @@ static void test_spool_recover_orphan_in_wrong_directory(void **state)
 	spool_fx_assert_rows_have_files(f);
 	/* The bytes are somewhere: indexed in place, or kept in damaged/. */
 	spool_fx_object_path(f, h, path, sizeof(path));
-	snprintf(rel, sizeof(rel), "%s/damaged/%s.dcm", f->dir, h);
+	snprintf(rel, sizeof(rel), "%s/damaged/%s.dcm", f->t.dir, h);
 	assert_true(spool_fx_file_equals(path, a, 600) || spool_fx_file_equals(rel, a, 600));
 }
 

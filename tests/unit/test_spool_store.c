@@ -40,7 +40,7 @@ static void test_spool_commit_stores_object(void **state)
 	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
 	assert_non_null(obj);
 	/* The temporary file is in tmp/ while it is written. */
-	snprintf(path, sizeof(path), "%s/tmp/", f->dir);
+	snprintf(path, sizeof(path), "%s/tmp/", f->t.dir);
 	assert_memory_equal(op_spool_object_path(obj), path, strlen(path));
 	assert_true(spool_fx_exists(op_spool_object_path(obj)));
 	assert_int_equal(spool_fx_write_pieces(obj, data, len), 0);
@@ -513,7 +513,7 @@ static int row_file_ok(struct spool_fx *f, const char *sop)
 	struct stat sb;
 	int ok = 0;
 
-	snprintf(path, sizeof(path), "%s/spool.db", f->dir);
+	snprintf(path, sizeof(path), "%s/spool.db", f->t.dir);
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
 	    sqlite3_prepare_v2(db, "SELECT hash, size FROM instances WHERE sop_instance_uid = ?",
 			       -1, &st, NULL) == SQLITE_OK) {
