@@ -41,6 +41,7 @@
 #define LOGIN_FAILURES 5 /* in LOGIN_WINDOW_MS, then 429 until it ends */
 #define LOGIN_WINDOW_MS 60000
 #define PER_PAGE_MAX 500
+#define PASSWORD_MAX 1099 /* a longer one is refused unchecked */
 #define AUDIT_MAX 1000
 #define ECHO_TIMEOUT_MS 5000
 #define STATIC_MAX (1 << 20)
@@ -76,12 +77,12 @@ struct op_api {
 	int jobs; /* on the thread pool */
 	int closing;
 	op_linktest *linktest; /* running, or NULL */
-	struct job *linktest_job;
+	struct op__api_job *linktest_job;
 	/* Argon2 takes 19 MiB a check: one at a time, the others wait in
 	 * line, so a burst of logins cannot take the uplink over its memory. */
 	int verifying;
-	struct job *verify_head, *verify_tail;
-	struct firmware *firmware; /* a bundle being uploaded, or NULL */
+	struct op__api_verify_job *verify_head, *verify_tail;
+	struct op__api_firmware *firmware; /* a bundle being uploaded, or NULL */
 };
 
 /* What the status shows of the configuration, copied for the thread pool
@@ -94,27 +95,25 @@ struct settings {
 	char receiver_ae[OP_AE_MAX + 1];
 };
 
-struct job;
 typedef void (*endpoint)(op_api *api, op_httpd_req *req, const char *who);
 
-struct job {
+/*
+ * What every job has: the thread pool's plumbing, the request it answers,
+ * who asked, from where and when, and the answer. Each endpoint's job is a
+ * struct of its own with this header as its first member (struct
+ * retry_job { struct op__api_job base; ... }), allocated by its size
+ * (job_new()); work and done get the header and cast it back.
+ */
+struct op__api_job {
 	uv_work_t w;
+	size_t size; /* allocated, and wiped before free: one job holds a password */
 	op_api *api;
 	op_httpd_req *req;
-	void (*work)(struct job *j);
-	void (*done)(struct job *j); /* on the loop, before the answer */
-	endpoint next;               /* after a password check */
-	struct job *waiting;         /* the next password check in line */
-	int login;                   /* the password check is a login */
-	char who[16], from[64];
-	op_uplink_view view;
-	struct settings settings;
+	void (*work)(struct op__api_job *j);
+	void (*done)(struct op__api_job *j); /* on the loop, before the answer */
 	op_spool *spool;
-	char arg[1100], arg2[1100];
-	int n1, n2;
-	long page;
+	char who[16], from[64];
 	int64_t t; /* when the request came, ms since the epoch */
-	uint64_t size;
 	/* the answer */
 	int status;
 	char *body;
@@ -163,7 +162,7 @@ static void reply_error(op_httpd_req *req, int status, const char *headers, cons
 }
 
 /* A job's answer from JSON built on the thread pool. */
-static void job_json(struct job *j, int status, cJSON *obj)
+static void job_json(struct op__api_job *j, int status, cJSON *obj)
 {
 	j->status = status;
 	j->ctype = JSON;
@@ -174,7 +173,7 @@ static void job_json(struct job *j, int status, cJSON *obj)
 		j->status = 500;
 }
 
-static void job_error(struct job *j, int status, const char *msg)
+static void job_error(struct op__api_job *j, int status, const char *msg)
 {
 	cJSON *o = cJSON_CreateObject();
 
@@ -190,16 +189,24 @@ static void free_api(op_api *api)
 	free(api);
 }
 
+/* The answer, then the job: wiped, for the password a check holds. */
+static void job_free(struct op__api_job *j)
+{
+	free(j->body);
+	sodium_memzero(j, j->size);
+	free(j);
+}
+
 static void job_work(uv_work_t *w)
 {
-	struct job *j = w->data;
+	struct op__api_job *j = w->data;
 
 	j->work(j);
 }
 
 static void job_after(uv_work_t *w, int status)
 {
-	struct job *j = w->data;
+	struct op__api_job *j = w->data;
 	op_api *api = j->api;
 
 	(void)status;
@@ -218,21 +225,22 @@ static void job_after(uv_work_t *w, int status)
 		else
 			op_httpd_reply(j->req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
 	}
-	free(j->body);
-	sodium_memzero(j->arg, sizeof(j->arg));
-	free(j);
+	job_free(j);
 	if (api->closing && api->jobs == 0)
 		free_api(api);
 }
 
-static struct job *job_new(op_api *api, op_httpd_req *req, const char *who)
+/* A job of size bytes (an endpoint's struct, its header first), or NULL
+ * with req answered. */
+static void *job_new(op_api *api, op_httpd_req *req, const char *who, size_t size)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct op__api_job *j = calloc(1, size);
 
 	if (!j) {
 		op_httpd_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
 		return NULL;
 	}
+	j->size = size;
 	j->api = api;
 	j->req = req;
 	j->spool = api->host.spool;
@@ -242,21 +250,22 @@ static struct job *job_new(op_api *api, op_httpd_req *req, const char *who)
 	return j;
 }
 
-static void job_start(struct job *j, void (*work)(struct job *), void (*done)(struct job *))
+static void job_start(struct op__api_job *j, void (*work)(struct op__api_job *),
+		      void (*done)(struct op__api_job *))
 {
 	j->work = work;
 	j->done = done;
 	j->w.data = j;
 	if (uv_queue_work(j->api->loop, &j->w, job_work, job_after) < 0) {
 		op_httpd_reply(j->req, 503, JSON, NULL, "{\"error\": \"busy\"}", 17);
-		free(j);
+		job_free(j);
 		return;
 	}
 	j->api->jobs++;
 }
 
 /* Thread pool: records an operator action. */
-static void audit(struct job *j, const char *action, const char *detail)
+static void audit(struct op__api_job *j, const char *action, const char *detail)
 {
 	char q[600];
 
@@ -383,20 +392,34 @@ static void unauthorized(op_httpd_req *req)
 		    "log in");
 }
 
-static void verify_work(struct job *j)
+/* A password check on the thread pool: a login's, or a request's that
+ * carries the password (HTTP Basic) and goes on to next. */
+struct op__api_verify_job {
+	struct op__api_job base;
+	endpoint next;                      /* after a check that is not a login */
+	struct op__api_verify_job *waiting; /* the next check in line */
+	int login;
+	int ok;                          /* the password verified */
+	char password[PASSWORD_MAX + 1]; /* wiped with the job */
+	char hash[sizeof(((op_console_config *)0)->password_hash)];
+};
+
+static void verify_work(struct op__api_job *job)
 {
-	j->n1 = crypto_pwhash_str_verify(j->arg2, j->arg, strlen(j->arg)) == 0;
-	if (!j->n1)
-		audit(j, "login", "failed: wrong password");
+	struct op__api_verify_job *j = (struct op__api_verify_job *)job;
+
+	j->ok = crypto_pwhash_str_verify(j->hash, j->password, strlen(j->password)) == 0;
+	if (!j->ok)
+		audit(job, "login", "failed: wrong password");
 	else if (j->login)
-		audit(j, "login", "ok");
+		audit(job, "login", "ok");
 }
 
-static void verify_done(struct job *j);
+static void verify_done(struct op__api_job *job);
 
 static void next_verify(op_api *api)
 {
-	struct job *j = api->verify_head;
+	struct op__api_verify_job *j = api->verify_head;
 
 	api->verifying = 0;
 	if (!j || api->closing)
@@ -405,24 +428,25 @@ static void next_verify(op_api *api)
 	if (!api->verify_head)
 		api->verify_tail = NULL;
 	api->verifying = 1;
-	job_start(j, verify_work, verify_done);
+	job_start(&j->base, verify_work, verify_done);
 }
 
-static void verify_done(struct job *j)
+static void verify_done(struct op__api_job *job)
 {
-	op_api *api = j->api;
-	op_httpd_req *req = j->req;
+	struct op__api_verify_job *j = (struct op__api_verify_job *)job;
+	op_api *api = job->api;
+	op_httpd_req *req = job->req;
 	struct failures *f;
 	char token[65];
 
 	next_verify(api);
-	free(j->body);
-	j->body = NULL;
-	if (!j->n1) {
-		f = failures_of(api, j->from, 1);
+	free(job->body);
+	job->body = NULL;
+	if (!j->ok) {
+		f = failures_of(api, job->from, 1);
 		f->n++;
-		op_warn("console.login", "result=failed peer=%s failures=%d", j->from, f->n);
-		j->req = NULL;
+		op_warn("console.login", "result=failed peer=%s failures=%d", job->from, f->n);
+		job->req = NULL;
 		if (j->login)
 			reply_error(req, 401, NULL, "wrong password");
 		else
@@ -430,11 +454,11 @@ static void verify_done(struct job *j)
 		return;
 	}
 	/* Only the hash this job verified against counts as good. */
-	if (strcmp(j->arg2, api->cfg.console.password_hash) == 0) {
-		mac_of(api, j->arg, api->good_mac);
+	if (strcmp(j->hash, api->cfg.console.password_hash) == 0) {
+		mac_of(api, j->password, api->good_mac);
 		api->good = 1;
 	}
-	j->req = NULL;
+	job->req = NULL;
 	if (j->login) {
 		cJSON *o = cJSON_CreateObject();
 		char cookie[256];
@@ -443,7 +467,7 @@ static void verify_done(struct job *j)
 		snprintf(cookie, sizeof(cookie),
 			 "Set-Cookie: outpost_session=%s; HttpOnly; SameSite=Strict; Path=/%s\r\n",
 			 token, op_httpd_is_tls(req) ? "; Secure" : "");
-		op_info("console.login", "result=ok peer=%s", j->from);
+		op_info("console.login", "result=ok peer=%s", job->from);
 		cJSON_AddBoolToObject(o, "ok", 1);
 		reply_json(req, 200, o, cookie);
 		return;
@@ -456,7 +480,7 @@ static void verify_done(struct job *j)
 static void check_password(op_api *api, op_httpd_req *req, const char *password, endpoint next,
 			   int login)
 {
-	struct job *j;
+	struct op__api_verify_job *j;
 	int wait = limited(api, op_httpd_peer(req));
 	unsigned char mac[32];
 
@@ -471,14 +495,14 @@ static void check_password(op_api *api, op_httpd_req *req, const char *password,
 			return;
 		}
 	}
-	if (strlen(password) >= sizeof(j->arg)) {
+	if (strlen(password) > PASSWORD_MAX) {
 		reply_error(req, 401, NULL, "wrong password");
 		return;
 	}
-	if (!(j = job_new(api, req, "admin")))
+	if (!(j = job_new(api, req, "admin", sizeof(*j))))
 		return;
-	snprintf(j->arg, sizeof(j->arg), "%s", password);
-	snprintf(j->arg2, sizeof(j->arg2), "%s", api->cfg.console.password_hash);
+	snprintf(j->password, sizeof(j->password), "%s", password);
+	snprintf(j->hash, sizeof(j->hash), "%s", api->cfg.console.password_hash);
 	j->next = next;
 	j->login = login;
 	if (api->verifying) {
@@ -490,7 +514,7 @@ static void check_password(op_api *api, op_httpd_req *req, const char *password,
 		return;
 	}
 	api->verifying = 1;
-	job_start(j, verify_work, verify_done);
+	job_start(&j->base, verify_work, verify_done);
 }
 
 static void authenticate(op_api *api, op_httpd_req *req, endpoint next)
@@ -559,25 +583,35 @@ static void login(op_api *api, op_httpd_req *req)
 	cJSON_Delete(o);
 }
 
-static void audit_work(struct job *j)
+/* An action done on the loop, recorded on the thread pool. */
+struct audit_job {
+	struct op__api_job base;
+	char action[16];
+	/* "failed " and the cloud's URL at the longest (test-link) */
+	char detail[sizeof(((op_cloud_config *)0)->url) + 16];
+};
+
+static void audit_work(struct op__api_job *job)
 {
-	audit(j, j->arg, j->arg2);
+	struct audit_job *j = (struct audit_job *)job;
+
+	audit(job, j->action, j->detail);
 }
 
 /* Audits on the thread pool and answers {"ok": true}. */
 static void audit_and_reply(op_api *api, op_httpd_req *req, const char *who, const char *action,
 			    const char *detail, cJSON *answer)
 {
-	struct job *j = job_new(api, req, who);
+	struct audit_job *j = job_new(api, req, who, sizeof(*j));
 
 	if (!j) {
 		cJSON_Delete(answer);
 		return;
 	}
-	snprintf(j->arg, sizeof(j->arg), "%s", action);
-	snprintf(j->arg2, sizeof(j->arg2), "%s", detail);
-	job_json(j, 200, answer);
-	job_start(j, audit_work, NULL);
+	snprintf(j->action, sizeof(j->action), "%s", action);
+	snprintf(j->detail, sizeof(j->detail), "%s", detail);
+	job_json(&j->base, 200, answer);
+	job_start(&j->base, audit_work, NULL);
 }
 
 static void logout(op_api *api, op_httpd_req *req, const char *who)
@@ -726,25 +760,38 @@ static cJSON *keyvalue_json(const char *dir, const char *name)
 	return o;
 }
 
-/* arg: the firmware folder beside the configuration file. */
-static void status_work(struct job *j)
+/* The engine's state and the settings the status shows, copied on the
+ * loop for the thread pool (/api/status, /metrics, /healthz). */
+struct view_job {
+	struct op__api_job base;
+	op_uplink_view view;
+	struct settings settings;
+};
+
+struct status_job {
+	struct view_job v;
+	char firmware_dir[PATH_MAX]; /* beside the configuration file, or "" */
+};
+
+static void status_work(struct op__api_job *job)
 {
-	const op_uplink_view *v = &j->view;
-	const struct settings *c = &j->settings;
+	const struct status_job *j = (const struct status_job *)job;
+	const op_uplink_view *v = &j->v.view;
+	const struct settings *c = &j->v.settings;
 	op_spool_stats st;
 	struct disk d = disk_of(c->spool_dir);
 	cJSON *o = cJSON_CreateObject(), *x, *q, *arr;
 	uint64_t spool_bytes = 0;
 	char t[32];
 
-	if (op_spool_get_stats(j->spool, &st) < 0) {
+	if (op_spool_get_stats(job->spool, &st) < 0) {
 		cJSON_Delete(o);
-		job_error(j, 503, "the spool database cannot be read (see the uplink's log)");
+		job_error(job, 503, "the spool database cannot be read (see the uplink's log)");
 		return;
 	}
 	cJSON_AddStringToObject(o, "version", OP_VERSION);
-	cJSON_AddNumberToObject(o, "uptime", (double)((j->t - v->started_at) / 1000));
-	iso_time(j->t, t, sizeof(t));
+	cJSON_AddNumberToObject(o, "uptime", (double)((job->t - v->started_at) / 1000));
+	iso_time(job->t, t, sizeof(t));
 	cJSON_AddStringToObject(o, "time", t);
 
 	x = cJSON_AddObjectToObject(o, "link");
@@ -766,7 +813,7 @@ static void status_work(struct job *j)
 	}
 	if (st.oldest_queued_at)
 		cJSON_AddNumberToObject(q, "oldest_queued_age",
-					(double)((j->t - st.oldest_queued_at) / 1000));
+					(double)((job->t - st.oldest_queued_at) / 1000));
 	else
 		cJSON_AddNullToObject(q, "oldest_queued_age");
 	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
@@ -795,12 +842,12 @@ static void status_work(struct job *j)
 		cJSON_AddStringToObject(e, "message", v->errors[i].message);
 		cJSON_AddItemToArray(arr, e);
 	}
-	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, j->t));
+	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, job->t));
 
 	/* The appliance's root slot and its last update (outpost-health-gate). */
 	x = cJSON_AddObjectToObject(o, "firmware");
-	cJSON_AddItemToObject(x, "booted", keyvalue_json(j->arg, "booted"));
-	cJSON_AddItemToObject(x, "last_update", keyvalue_json(j->arg, "last-update"));
+	cJSON_AddItemToObject(x, "booted", keyvalue_json(j->firmware_dir, "booted"));
+	cJSON_AddItemToObject(x, "last_update", keyvalue_json(j->firmware_dir, "last-update"));
 
 	x = cJSON_AddObjectToObject(o, "counters");
 	cJSON_AddNumberToObject(x, "received_instances", (double)st.counters.received_instances);
@@ -811,7 +858,7 @@ static void status_work(struct job *j)
 	cJSON_AddNumberToObject(x, "quarantined", (double)st.counters.quarantined);
 	cJSON_AddNumberToObject(x, "associations_rejected",
 				(double)st.counters.associations_rejected);
-	job_json(j, 200, o);
+	job_json(job, 200, o);
 }
 
 static void settings_of(const op_api *api, struct settings *c)
@@ -824,27 +871,35 @@ static void settings_of(const op_api *api, struct settings *c)
 	snprintf(c->receiver_ae, sizeof(c->receiver_ae), "%s", api->cfg.receiver.ae_title);
 }
 
-static void with_view(op_api *api, op_httpd_req *req, const char *who, void (*work)(struct job *))
+/* A job of size bytes that starts with a struct view_job, filled in. */
+static void *view_job_new(op_api *api, op_httpd_req *req, const char *who, size_t size)
 {
-	struct job *j = job_new(api, req, who);
+	struct view_job *j = job_new(api, req, who, size);
 
 	if (!j)
-		return;
+		return NULL;
 	op_uplink_get_view(api->up, &j->view);
 	settings_of(api, &j->settings);
-	job_start(j, work, NULL);
+	return j;
+}
+
+static void with_view(op_api *api, op_httpd_req *req, const char *who,
+		      void (*work)(struct op__api_job *))
+{
+	struct view_job *j = view_job_new(api, req, who, sizeof(*j));
+
+	if (j)
+		job_start(&j->base, work, NULL);
 }
 
 static void status(op_api *api, op_httpd_req *req, const char *who)
 {
-	struct job *j = job_new(api, req, who);
+	struct status_job *j = view_job_new(api, req, who, sizeof(*j));
 
 	if (!j)
 		return;
-	op_uplink_get_view(api->up, &j->view);
-	settings_of(api, &j->settings);
-	beside_config(api, "firmware", j->arg, sizeof(j->arg));
-	job_start(j, status_work, NULL);
+	beside_config(api, "firmware", j->firmware_dir, sizeof(j->firmware_dir));
+	job_start(&j->v.base, status_work, NULL);
 }
 
 /* Appends to a growing text buffer (the metrics page). */
@@ -886,16 +941,17 @@ static void metric(struct text *t, const char *name, const char *type, const cha
 	    name, type, name, value);
 }
 
-static void metrics_work(struct job *j)
+static void metrics_work(struct op__api_job *job)
 {
+	const struct view_job *j = (const struct view_job *)job;
 	const op_uplink_view *v = &j->view;
 	const struct settings *c = &j->settings;
 	op_spool_stats st;
 	struct disk d = disk_of(c->spool_dir);
 	struct text t = { 0 };
 
-	if (op_spool_get_stats(j->spool, &st) < 0) {
-		job_error(j, 503, "the spool database cannot be read (see the uplink's log)");
+	if (op_spool_get_stats(job->spool, &st) < 0) {
+		job_error(job, 503, "the spool database cannot be read (see the uplink's log)");
 		return;
 	}
 	metric(&t, "received_instances_total", "counter",
@@ -919,7 +975,7 @@ static void metrics_work(struct job *j)
 		    st.state[i].bytes);
 	metric(&t, "oldest_queued_seconds", "gauge",
 	       "Age of the oldest instance not yet uploaded (0: none).",
-	       st.oldest_queued_at ? (uint64_t)((j->t - st.oldest_queued_at) / 1000) : 0);
+	       st.oldest_queued_at ? (uint64_t)((job->t - st.oldest_queued_at) / 1000) : 0);
 	metric(&t, "link_up", "gauge", "1 when the last exchange with the cloud succeeded.",
 	       strcmp(v->link, "up") == 0);
 	put(&t, "# HELP outpost_rate_limit_bits_per_second The upload rate in force.\n"
@@ -935,10 +991,10 @@ static void metrics_work(struct job *j)
 	metric(&t, "associations_rejected_total", "counter",
 	       "Associations the receiver turned away.", st.counters.associations_rejected);
 	metric(&t, "disk_free_bytes", "gauge", "Free bytes on the spool's filesystem.", d.free);
-	j->status = 200;
-	j->ctype = "text/plain; version=0.0.4; charset=utf-8";
-	j->body = t.p;
-	j->len = t.len;
+	job->status = 200;
+	job->ctype = "text/plain; version=0.0.4; charset=utf-8";
+	job->body = t.p;
+	job->len = t.len;
 }
 
 static void metrics(op_api *api, op_httpd_req *req, const char *who)
@@ -982,18 +1038,26 @@ static int query_number(const char *query, const char *key, long min, long max, 
 	return 0;
 }
 
-static void queue_work(struct job *j)
+struct queue_job {
+	struct op__api_job base;
+	int state; /* OP_STATE_*, or -1: all */
+	unsigned per_page;
+	long page; /* from 1 */
+};
+
+static void queue_work(struct op__api_job *job)
 {
-	unsigned per_page = (unsigned)j->n2, n = 0;
+	const struct queue_job *j = (const struct queue_job *)job;
+	unsigned per_page = j->per_page, n = 0;
 	op_spool_study *studies = calloc(per_page, sizeof(*studies));
 	uint64_t total = 0;
 	cJSON *o, *arr;
 	char t[32];
 
-	if (!studies || op_spool_studies(j->spool, j->n1, (unsigned)((j->page - 1) * per_page),
+	if (!studies || op_spool_studies(job->spool, j->state, (unsigned)((j->page - 1) * per_page),
 					 per_page, studies, &n, &total) < 0) {
 		free(studies);
-		job_error(j, 503, "the spool database cannot be read (see the uplink's log)");
+		job_error(job, 503, "the spool database cannot be read (see the uplink's log)");
 		return;
 	}
 	o = cJSON_CreateObject();
@@ -1028,7 +1092,7 @@ static void queue_work(struct job *j)
 		cJSON_AddItemToArray(arr, x);
 	}
 	free(studies);
-	job_json(j, 200, o);
+	job_json(job, 200, o);
 }
 
 static void queue(op_api *api, op_httpd_req *req, const char *who)
@@ -1037,7 +1101,7 @@ static void queue(op_api *api, op_httpd_req *req, const char *who)
 	long page = 1, per_page = 50;
 	char state[32];
 	int st = -1;
-	struct job *j;
+	struct queue_job *j;
 
 	if (query_value(query, "state", state, sizeof(state)) == 0 && *state &&
 	    (st = op_spool_state_parse(state)) < 0) {
@@ -1051,39 +1115,45 @@ static void queue(op_api *api, op_httpd_req *req, const char *who)
 			    PER_PAGE_MAX);
 		return;
 	}
-	if (!(j = job_new(api, req, who)))
+	if (!(j = job_new(api, req, who, sizeof(*j))))
 		return;
-	j->n1 = st;
-	j->n2 = (int)per_page;
+	j->state = st;
+	j->per_page = (unsigned)per_page;
 	j->page = page;
-	job_start(j, queue_work, NULL);
+	job_start(&j->base, queue_work, NULL);
 }
 
 /* --- endpoints: operator actions ------------------------------------------------------------- */
 
-static void retry_work(struct job *j)
+struct retry_job {
+	struct op__api_job base;
+	char study[OP_UID_MAX + 1]; /* "": every quarantined instance */
+};
+
+static void retry_work(struct op__api_job *job)
 {
+	const struct retry_job *j = (const struct retry_job *)job;
 	unsigned n = 0;
 	char detail[160];
 	cJSON *o;
 
-	if (op_spool_retry_quarantined(j->spool, *j->arg ? j->arg : NULL, j->t, &n) < 0) {
-		job_error(j, 503, "the spool database cannot be written (see the uplink's log)");
+	if (op_spool_retry_quarantined(job->spool, *j->study ? j->study : NULL, job->t, &n) < 0) {
+		job_error(job, 503, "the spool database cannot be written (see the uplink's log)");
 		return;
 	}
-	snprintf(detail, sizeof(detail), "%s%.*s requeued=%u", *j->arg ? "study=" : "all",
-		 OP_UID_MAX, j->arg, n);
-	audit(j, "retry", detail);
+	snprintf(detail, sizeof(detail), "%s%.*s requeued=%u", *j->study ? "study=" : "all",
+		 OP_UID_MAX, j->study, n);
+	audit(job, "retry", detail);
 	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "requeued", n);
-	job_json(j, 200, o);
+	job_json(job, 200, o);
 }
 
 static void retry(op_api *api, op_httpd_req *req, const char *who)
 {
 	cJSON *o = parse_body(req), *study = cJSON_GetObjectItemCaseSensitive(o, "study");
 	cJSON *all = cJSON_GetObjectItemCaseSensitive(o, "all");
-	struct job *j;
+	struct retry_job *j;
 
 	if (!(cJSON_IsString(study) && *study->valuestring &&
 	      strlen(study->valuestring) <= OP_UID_MAX) &&
@@ -1093,42 +1163,50 @@ static void retry(op_api *api, op_httpd_req *req, const char *who)
 			    "expected {\"study\": \"STUDY UID\"} or {\"all\": true}");
 		return;
 	}
-	if ((j = job_new(api, req, who))) {
-		snprintf(j->arg, sizeof(j->arg), "%s",
+	if ((j = job_new(api, req, who, sizeof(*j)))) {
+		snprintf(j->study, sizeof(j->study), "%s",
 			 cJSON_IsString(study) ? study->valuestring : "");
-		job_start(j, retry_work, NULL);
+		job_start(&j->base, retry_work, NULL);
 	}
 	cJSON_Delete(o);
 }
 
-static void pause_work(struct job *j)
+struct pause_job {
+	struct op__api_job base;
+	int paused; /* 0: resume */
+};
+
+static void pause_work(struct op__api_job *job)
 {
+	const struct pause_job *j = (const struct pause_job *)job;
 	cJSON *o;
 
-	if (op_spool_setting_set(j->spool, "paused", j->n1 ? "1" : NULL) < 0) {
-		job_error(j, 503, "the spool database cannot be written (see the uplink's log)");
+	if (op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
+		job_error(job, 503, "the spool database cannot be written (see the uplink's log)");
 		return;
 	}
-	audit(j, j->n1 ? "pause" : "resume", "");
+	audit(job, j->paused ? "pause" : "resume", "");
 	o = cJSON_CreateObject();
-	cJSON_AddBoolToObject(o, "paused", j->n1);
-	job_json(j, 200, o);
+	cJSON_AddBoolToObject(o, "paused", j->paused);
+	job_json(job, 200, o);
 }
 
-static void pause_done(struct job *j)
+static void pause_done(struct op__api_job *job)
 {
-	if (j->status == 200)
-		op_uplink_set_paused(j->api->up, j->n1);
+	const struct pause_job *j = (const struct pause_job *)job;
+
+	if (job->status == 200)
+		op_uplink_set_paused(job->api->up, j->paused);
 }
 
 static void set_paused(op_api *api, op_httpd_req *req, const char *who, int paused)
 {
-	struct job *j = job_new(api, req, who);
+	struct pause_job *j = job_new(api, req, who, sizeof(*j));
 
 	if (!j)
 		return;
-	j->n1 = paused;
-	job_start(j, pause_work, pause_done);
+	j->paused = paused;
+	job_start(&j->base, pause_work, pause_done);
 }
 
 static void pause_uploads(op_api *api, op_httpd_req *req, const char *who)
@@ -1141,33 +1219,43 @@ static void resume_uploads(op_api *api, op_httpd_req *req, const char *who)
 	set_paused(api, req, who, 0);
 }
 
-/* arg: the console's rate ("" none), arg2: its schedule ("" none). */
-static void shaping_work(struct job *j)
+/* The console's rate and schedule, "" for none: the configuration's. */
+struct shaping_job {
+	struct op__api_job base;
+	char rate[64];
+	char schedule[sizeof(((op_uplink_view *)0)->schedule)];
+};
+
+static void shaping_work(struct op__api_job *job)
 {
+	const struct shaping_job *j = (const struct shaping_job *)job;
 	char detail[2400];
 
-	if (op_spool_setting_set(j->spool, "shaping.rate", *j->arg ? j->arg : NULL) < 0 ||
-	    op_spool_setting_set(j->spool, "shaping.schedule", *j->arg2 ? j->arg2 : NULL) < 0) {
-		job_error(j, 503, "the spool database cannot be written (see the uplink's log)");
+	if (op_spool_setting_set(job->spool, "shaping.rate", *j->rate ? j->rate : NULL) < 0 ||
+	    op_spool_setting_set(job->spool, "shaping.schedule",
+				 *j->schedule ? j->schedule : NULL) < 0) {
+		job_error(job, 503, "the spool database cannot be written (see the uplink's log)");
 		return;
 	}
-	snprintf(detail, sizeof(detail), "rate=%s schedule=%s", *j->arg ? j->arg : "(config)",
-		 *j->arg2 ? j->arg2 : "(config)");
-	audit(j, "shaping", detail);
-	j->status = 200;
+	snprintf(detail, sizeof(detail), "rate=%s schedule=%s", *j->rate ? j->rate : "(config)",
+		 *j->schedule ? j->schedule : "(config)");
+	audit(job, "shaping", detail);
+	job->status = 200;
 }
 
-static void shaping_done(struct job *j)
+static void shaping_done(struct op__api_job *job)
 {
+	const struct shaping_job *j = (const struct shaping_job *)job;
 	uint64_t rate;
 	op_uplink_view v;
 
-	if (j->status != 200)
+	if (job->status != 200)
 		return;
-	op_rate_parse(j->arg, &rate);
-	op_uplink_set_shaping(j->api->up, *j->arg ? &rate : NULL, *j->arg2 ? j->arg2 : NULL);
-	op_uplink_get_view(j->api->up, &v);
-	job_json(j, 200, rate_json(&v));
+	op_rate_parse(j->rate, &rate);
+	op_uplink_set_shaping(job->api->up, *j->rate ? &rate : NULL,
+			      *j->schedule ? j->schedule : NULL);
+	op_uplink_get_view(job->api->up, &v);
+	job_json(job, 200, rate_json(&v));
 }
 
 static void shaping(op_api *api, op_httpd_req *req, const char *who)
@@ -1178,7 +1266,7 @@ static void shaping(op_api *api, op_httpd_req *req, const char *who)
 	op_schedule parsed;
 	char why[256];
 	uint64_t bps;
-	struct job *j;
+	struct shaping_job *j;
 
 	if (!cJSON_IsObject(o) || (!rate && !schedule) ||
 	    (rate && !cJSON_IsString(rate) && !cJSON_IsNull(rate)) ||
@@ -1206,24 +1294,24 @@ static void shaping(op_api *api, op_httpd_req *req, const char *who)
 		cJSON_Delete(o);
 		return;
 	}
-	if (!(j = job_new(api, req, who))) {
+	if (!(j = job_new(api, req, who, sizeof(*j)))) {
 		cJSON_Delete(o);
 		return;
 	}
 	/* A key left out keeps what the console set before. */
 	op_uplink_get_view(api->up, &v);
 	if (rate)
-		snprintf(j->arg, sizeof(j->arg), "%s",
+		snprintf(j->rate, sizeof(j->rate), "%s",
 			 cJSON_IsString(rate) ? rate->valuestring : "");
 	else if (strcmp(v.rate_source, "console") == 0)
-		op_rate_format(v.configured_rate, j->arg, sizeof(j->arg));
+		op_rate_format(v.configured_rate, j->rate, sizeof(j->rate));
 	if (schedule)
-		snprintf(j->arg2, sizeof(j->arg2), "%s",
+		snprintf(j->schedule, sizeof(j->schedule), "%s",
 			 cJSON_IsString(schedule) ? schedule->valuestring : "");
 	else if (strcmp(v.schedule_source, "console") == 0)
-		snprintf(j->arg2, sizeof(j->arg2), "%s", v.schedule);
+		snprintf(j->schedule, sizeof(j->schedule), "%s", v.schedule);
 	cJSON_Delete(o);
-	job_start(j, shaping_work, shaping_done);
+	job_start(&j->base, shaping_work, shaping_done);
 }
 
 static void reload(op_api *api, op_httpd_req *req, const char *who)
@@ -1278,33 +1366,39 @@ static int remove_tree(const char *dir)
 }
 
 /*
- * arg: the upload directory (upload/ beside the configuration file). The
- * upload (site.ini and its files, in j->body as JSON) is checked by
- * loading the current configuration followed by site.ini, then left as
- * upload/site/ for the appliance's outpost-site.path unit, which
- * provisions from it as from a USB stick (as root) and reloads the
- * services.
+ * The upload (site.ini and its files, as JSON) is checked by loading the
+ * current configuration followed by site.ini, then left as upload/site/
+ * for the appliance's outpost-site.path unit, which provisions from it as
+ * from a USB stick (as root) and reloads the services.
  */
-static void site_work(struct job *j)
+struct site_job {
+	struct op__api_job base;
+	char *upload;          /* the request's body; the work frees it */
+	char dir[PATH_MAX];    /* upload/ beside the configuration file */
+	char config[PATH_MAX]; /* the configuration file */
+};
+
+static void site_work(struct op__api_job *job)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX], check[PATH_MAX], err[640];
-	char path[PATH_MAX + SITE_NAME_MAX + 16];
-	cJSON *o = cJSON_Parse(j->body), *ini = cJSON_GetObjectItemCaseSensitive(o, "site.ini");
+	struct site_job *j = (struct site_job *)job;
+	char tmp[PATH_MAX + 16], dir[PATH_MAX + 16], check[PATH_MAX + 16], err[640];
+	char path[PATH_MAX + SITE_NAME_MAX + 32];
+	cJSON *o = cJSON_Parse(j->upload), *ini = cJSON_GetObjectItemCaseSensitive(o, "site.ini");
 	cJSON *files = cJSON_GetObjectItemCaseSensitive(o, "files"), *f;
 	op_config cfg;
 	FILE *out = NULL, *cur = NULL;
 	int n = 0, rc;
 
-	free(j->body);
-	j->body = NULL;
-	snprintf(tmp, sizeof(tmp), "%s/site.tmp", j->arg);
-	snprintf(dir, sizeof(dir), "%s/site", j->arg);
-	if (mkdir(j->arg, 0750) < 0 && errno != EEXIST) {
-		job_error(j, 500, "cannot write the upload directory (see [console] in README)");
+	free(j->upload);
+	j->upload = NULL;
+	snprintf(tmp, sizeof(tmp), "%s/site.tmp", j->dir);
+	snprintf(dir, sizeof(dir), "%s/site", j->dir);
+	if (mkdir(j->dir, 0750) < 0 && errno != EEXIST) {
+		job_error(job, 500, "cannot write the upload directory (see [console] in README)");
 		goto out;
 	}
 	if (!cJSON_IsString(ini) || (files && !cJSON_IsObject(files))) {
-		job_error(j, 400,
+		job_error(job, 400,
 			  "expected {\"site.ini\": \"...\", \"files\": {\"ca.pem\": \"...\"}}");
 		goto out;
 	}
@@ -1312,7 +1406,7 @@ static void site_work(struct job *j)
 	{
 		if (!cJSON_IsString(f) || !site_name_ok(f->string) || ++n > SITE_FILES ||
 		    strcmp(f->string, "site.ini") == 0 || strcmp(f->string, "outpost.ini") == 0) {
-			job_error(j, 400,
+			job_error(job, 400,
 				  "files: at most 16, named with letters, digits, '.', '_', '-' "
 				  "(not site.ini), each a string");
 			goto out;
@@ -1320,9 +1414,9 @@ static void site_work(struct job *j)
 	}
 	/* The configuration in force, then the site file: what the services
 	 * will load (the appliance starts from its defaults instead). */
-	snprintf(check, sizeof(check), "%s/site.check.ini", j->arg);
+	snprintf(check, sizeof(check), "%s/site.check.ini", j->dir);
 	out = fopen(check, "we");
-	cur = fopen(j->arg2, "re");
+	cur = fopen(j->config, "re");
 	if (out && cur) {
 		char buf[4096];
 		size_t k;
@@ -1334,7 +1428,7 @@ static void site_work(struct job *j)
 	if (cur)
 		fclose(cur);
 	if (!out || fclose(out) != 0) {
-		job_error(j, 500, "cannot write the upload directory");
+		job_error(job, 500, "cannot write the upload directory");
 		goto out;
 	}
 	rc = op_config_load(&cfg, check, err, sizeof(err));
@@ -1344,12 +1438,12 @@ static void site_work(struct job *j)
 
 		snprintf(msg, sizeof(msg), "site.ini refused: %s",
 			 strstr(err, ": ") ? strstr(err, ": ") + 2 : err);
-		job_error(j, 400, msg);
+		job_error(job, 400, msg);
 		goto out;
 	}
 	remove_tree(tmp);
 	if (mkdir(tmp, 0750) < 0) {
-		job_error(j, 500, "cannot write the upload directory");
+		job_error(job, 500, "cannot write the upload directory");
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/site.ini", tmp);
@@ -1367,15 +1461,15 @@ static void site_work(struct job *j)
 	remove_tree(dir);
 	if (rc < 0 || op_rename_durable(tmp, dir) < 0) {
 		remove_tree(tmp);
-		job_error(j, 500, "cannot write the upload directory");
+		job_error(job, 500, "cannot write the upload directory");
 		goto out;
 	}
-	audit(j, "site", "site file uploaded");
+	audit(job, "site", "site file uploaded");
 	cJSON *a = cJSON_CreateObject();
 
 	cJSON_AddBoolToObject(a, "accepted", 1);
 	cJSON_AddStringToObject(a, "path", dir);
-	job_json(j, 202, a);
+	job_json(job, 202, a);
 out:
 	cJSON_Delete(o);
 }
@@ -1385,19 +1479,19 @@ static void site_upload(op_api *api, op_httpd_req *req, const char *who)
 	const char *config = api->host.config_path;
 	size_t len;
 	const char *body = op_request_body(op_httpd_request(req), &len);
-	struct job *j;
+	struct site_job *j;
 
 	if (!config) {
 		reply_error(req, 409, NULL,
 			    "this uplink runs without a configuration file in a data directory");
 		return;
 	}
-	if (!(j = job_new(api, req, who)))
+	if (!(j = job_new(api, req, who, sizeof(*j))))
 		return;
-	beside_config(api, "upload", j->arg, sizeof(j->arg));
-	snprintf(j->arg2, sizeof(j->arg2), "%s", config);
-	j->body = strndup(body, len);
-	job_start(j, site_work, NULL);
+	beside_config(api, "upload", j->dir, sizeof(j->dir));
+	snprintf(j->config, sizeof(j->config), "%s", config);
+	j->upload = strndup(body, len);
+	job_start(&j->base, site_work, NULL);
 }
 
 /* --- a firmware bundle, uploaded ------------------------------------------------------------ */
@@ -1409,17 +1503,17 @@ static void site_upload(op_api *api, op_httpd_req *req, const char *who)
  * update's installer, which checks the signature). One at a time, and
  * only with room left for the receiver's min_free_bytes.
  */
-struct firmware {
+struct op__api_firmware {
 	op_api *api;
 	int fd;
 	uint64_t bytes, expected;
 	int err; /* a failed write's errno */
 	mbedtls_sha256_context sha;
 	char who[16];
-	char part[1100], dest[1100]; /* as a job's arg and arg2 */
+	char part[PATH_MAX], dest[PATH_MAX];
 };
 
-static void firmware_free(struct firmware *fw)
+static void firmware_free(struct op__api_firmware *fw)
 {
 	if (fw->fd >= 0)
 		close(fw->fd);
@@ -1430,7 +1524,7 @@ static void firmware_free(struct firmware *fw)
 
 static int firmware_data(void *ctx, const void *data, size_t len)
 {
-	struct firmware *fw = ctx;
+	struct op__api_firmware *fw = ctx;
 	const char *p = data;
 
 	/* On the loop: a write to the page cache; the fsync is on the pool. */
@@ -1451,50 +1545,56 @@ static int firmware_data(void *ctx, const void *data, size_t len)
 	return 0;
 }
 
-/* Thread pool: arg the part file, arg2 the bundle's name, n1 its fd. */
-static void firmware_work(struct job *j)
+/* A bundle received whole: made durable and renamed on the thread pool. */
+struct firmware_job {
+	struct op__api_job base;
+	int fd; /* the part file's, open for the fsync */
+	uint64_t bytes;
+	char sha256[65]; /* hex */
+	char part[PATH_MAX], dest[PATH_MAX];
+};
+
+static void firmware_work(struct op__api_job *job)
 {
+	const struct firmware_job *j = (const struct firmware_job *)job;
 	char detail[200];
 	cJSON *o;
-	int rc = fsync(j->n1) == 0 ? 0 : -errno;
+	int rc = fsync(j->fd) == 0 ? 0 : -errno;
 
-	close(j->n1);
+	close(j->fd);
 	if (rc == 0)
-		rc = op_rename_durable(j->arg, j->arg2);
+		rc = op_rename_durable(j->part, j->dest);
 	if (rc < 0) {
 		/* Neither name stays: a bundle renamed but not synced would be
 		 * installed after a 500. The destination was free when the
 		 * upload began, and uploads go one at a time. */
-		unlink(j->arg);
-		unlink(j->arg2);
+		unlink(j->part);
+		unlink(j->dest);
 		snprintf(detail, sizeof(detail), "cannot keep the bundle: %s", strerror(-rc));
-		job_error(j, rc == -ENOSPC ? 507 : 500, detail);
+		job_error(job, rc == -ENOSPC ? 507 : 500, detail);
 		return;
 	}
-	snprintf(detail, sizeof(detail), "bundle uploaded: %" PRIu64 " bytes, sha256 %s", j->size,
-		 j->body);
-	audit(j, "firmware", detail);
+	snprintf(detail, sizeof(detail), "bundle uploaded: %" PRIu64 " bytes, sha256 %s", j->bytes,
+		 j->sha256);
+	audit(job, "firmware", detail);
 	o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "accepted", 1);
-	cJSON_AddNumberToObject(o, "bytes", (double)j->size);
-	cJSON_AddStringToObject(o, "sha256", j->body);
-	cJSON_AddStringToObject(o, "path", j->arg2);
-	free(j->body);
-	j->body = NULL;
-	job_json(j, 202, o);
+	cJSON_AddNumberToObject(o, "bytes", (double)j->bytes);
+	cJSON_AddStringToObject(o, "sha256", j->sha256);
+	cJSON_AddStringToObject(o, "path", j->dest);
+	job_json(job, 202, o);
 }
 
-static void firmware_done(struct job *j)
+static void firmware_done(struct op__api_job *job)
 {
-	j->api->firmware = NULL; /* renamed: the next upload may start */
+	job->api->firmware = NULL; /* renamed: the next upload may start */
 }
 
 static void firmware_end(void *ctx, op_httpd_req *req, int status)
 {
-	struct firmware *fw = ctx;
+	struct op__api_firmware *fw = ctx;
 	unsigned char sum[32];
-	char hex[65];
-	struct job *j;
+	struct firmware_job *j;
 
 	if (status != 0) {
 		unlink(fw->part);
@@ -1519,24 +1619,21 @@ static void firmware_end(void *ctx, op_httpd_req *req, int status)
 		return;
 	}
 	mbedtls_sha256_finish_ret(&fw->sha, sum);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", sum[i]);
-	if (!(j = job_new(fw->api, req, fw->who)) || !(j->body = strdup(hex))) {
-		if (j)
-			op_httpd_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
-		free(j);
+	if (!(j = job_new(fw->api, req, fw->who, sizeof(*j)))) {
 		unlink(fw->part);
 		firmware_free(fw);
 		return;
 	}
-	snprintf(j->arg, sizeof(j->arg), "%s", fw->part);
-	snprintf(j->arg2, sizeof(j->arg2), "%s", fw->dest);
-	j->n1 = fw->fd;
-	j->size = fw->bytes;
+	for (int i = 0; i < 32; i++)
+		snprintf(j->sha256 + 2 * i, 3, "%02x", sum[i]);
+	snprintf(j->part, sizeof(j->part), "%s", fw->part);
+	snprintf(j->dest, sizeof(j->dest), "%s", fw->dest);
+	j->fd = fw->fd;
+	j->bytes = fw->bytes;
 	fw->fd = -1;
 	mbedtls_sha256_free(&fw->sha);
 	free(fw); /* api->firmware stays set until the rename (firmware_done) */
-	job_start(j, firmware_work, firmware_done);
+	job_start(&j->base, firmware_work, firmware_done);
 }
 
 static void firmware_upload(op_api *api, op_httpd_req *req, const char *who)
@@ -1545,7 +1642,7 @@ static void firmware_upload(op_api *api, op_httpd_req *req, const char *who)
 	const char *length = op_request_header(r, "Content-Length");
 	uint64_t len = 0, min_free = api->cfg.spool.min_free_bytes;
 	char dir[1024];
-	struct firmware *fw;
+	struct op__api_firmware *fw;
 	struct disk d;
 
 	if (!api->host.config_path) {
@@ -1615,16 +1712,22 @@ static void firmware_upload(op_api *api, op_httpd_req *req, const char *who)
 	op_httpd_receive(req, firmware_data, firmware_end, fw);
 }
 
-static void audit_list_work(struct job *j)
+struct audit_list_job {
+	struct op__api_job base;
+	unsigned limit; /* the newest entries, at most AUDIT_MAX */
+};
+
+static void audit_list_work(struct op__api_job *job)
 {
-	op_spool_audit_entry *e = calloc((size_t)j->n1, sizeof(*e));
+	const struct audit_list_job *j = (const struct audit_list_job *)job;
+	op_spool_audit_entry *e = calloc(j->limit, sizeof(*e));
 	unsigned n = 0;
 	cJSON *arr;
 	char t[32];
 
-	if (!e || op_spool_audit_list(j->spool, (unsigned)j->n1, e, &n) < 0) {
+	if (!e || op_spool_audit_list(job->spool, j->limit, e, &n) < 0) {
 		free(e);
-		job_error(j, 503, "the spool database cannot be read (see the uplink's log)");
+		job_error(job, 503, "the spool database cannot be read (see the uplink's log)");
 		return;
 	}
 	arr = cJSON_CreateArray();
@@ -1640,62 +1743,62 @@ static void audit_list_work(struct job *j)
 		cJSON_AddItemToArray(arr, x);
 	}
 	free(e);
-	job_json(j, 200, arr);
+	job_json(job, 200, arr);
 }
 
 static void audit_list(op_api *api, op_httpd_req *req, const char *who)
 {
 	long limit = 100;
-	struct job *j;
+	struct audit_list_job *j;
 
 	if (query_number(op_request_query(op_httpd_request(req)), "limit", 1, AUDIT_MAX, &limit) <
 	    0) {
 		reply_error(req, 400, NULL, "limit must be from 1 to %d", AUDIT_MAX);
 		return;
 	}
-	if (!(j = job_new(api, req, who)))
+	if (!(j = job_new(api, req, who, sizeof(*j))))
 		return;
-	j->n1 = (int)limit;
-	job_start(j, audit_list_work, NULL);
+	j->limit = (unsigned)limit;
+	job_start(&j->base, audit_list_work, NULL);
 }
 
 /* The link test runs on the loop (https.c); its report is audited on the
  * thread pool, then answered. One at a time. */
 static void test_link_report(void *ctx, cJSON *report)
 {
-	struct job *j = ctx;
-	op_api *api = j->api;
+	struct audit_job *j = ctx;
+	op_api *api = j->base.api;
 	cJSON *ok = cJSON_GetObjectItemCaseSensitive(report, "ok");
 
 	api->linktest = NULL;
 	api->linktest_job = NULL;
 	if (cJSON_IsTrue(ok))
 		op_uplink_link_verified(api->up);
-	snprintf(j->arg, sizeof(j->arg), "test-link");
-	snprintf(j->arg2, sizeof(j->arg2), "%s %s", cJSON_IsTrue(ok) ? "ok" : "failed",
+	snprintf(j->action, sizeof(j->action), "test-link");
+	snprintf(j->detail, sizeof(j->detail), "%s %s", cJSON_IsTrue(ok) ? "ok" : "failed",
 		 *api->cfg.cloud.url ? api->cfg.cloud.url : "(unprovisioned)");
-	job_json(j, 200, report);
-	job_start(j, audit_work, NULL);
+	job_json(&j->base, 200, report);
+	job_start(&j->base, audit_work, NULL);
 }
 
 static void test_link(op_api *api, op_httpd_req *req, const char *who)
 {
 	const op_config *cfg = &api->cfg;
-	struct job *j;
+	struct audit_job *j;
 
 	if (api->linktest_job) {
 		reply_error(req, 409, NULL, "a link test is already running");
 		return;
 	}
-	if (!(j = job_new(api, req, who)))
+	if (!(j = job_new(api, req, who, sizeof(*j))))
 		return;
-	api->linktest_job = j;
+	api->linktest_job = &j->base;
 	if (op_linktest_start(api->loop, op_uplink_tls(api->up), &cfg->cloud,
 			      op_uplink_auth_header(api->up), LINKTEST_TIMEOUT_S, test_link_report,
 			      j, &api->linktest) < 0) {
 		api->linktest_job = NULL;
 		op_httpd_reply(req, 503, JSON, NULL, "{\"error\": \"out of memory\"}", 26);
-		free(j);
+		job_free(&j->base);
 	}
 }
 
@@ -1710,15 +1813,16 @@ static void add_check(cJSON *checks, const char *name, int ok, const char *detai
 		cJSON_AddStringToObject(c, "detail", detail);
 }
 
-static void healthz_work(struct job *j)
+static void healthz_work(struct op__api_job *job)
 {
+	const struct view_job *j = (const struct view_job *)job;
 	const op_uplink_view *v = &j->view;
 	const struct settings *c = &j->settings;
 	char spool[300], echo[300];
 	int spool_ok, echo_rc;
 	cJSON *o = cJSON_CreateObject(), *checks, *cloud;
 
-	spool_ok = op_spool_quick_check(j->spool, spool, sizeof(spool)) == 0;
+	spool_ok = op_spool_quick_check(job->spool, spool, sizeof(spool)) == 0;
 	echo_rc = op_echo("127.0.0.1", c->receiver_port, c->receiver_ae, HEALTH_CALLING_AE,
 			  ECHO_TIMEOUT_MS, echo, sizeof(echo));
 	/* A receiver whose admission rules turn the health check's calling AE
@@ -1734,7 +1838,7 @@ static void healthz_work(struct job *j)
 	cJSON_AddBoolToObject(cloud, "ok", strcmp(v->link, "up") == 0);
 	cJSON_AddStringToObject(cloud, "state", v->link);
 	cJSON_AddStringToObject(cloud, "detail", v->link_reason);
-	job_json(j, spool_ok && echo_rc == 0 ? 200 : 503, o);
+	job_json(job, spool_ok && echo_rc == 0 ? 200 : 503, o);
 }
 
 static const char *content_type(const char *path)
@@ -1759,30 +1863,35 @@ static const char *content_type(const char *path)
 	return "application/octet-stream";
 }
 
-/* arg: the file under web_root. */
-static void static_work(struct job *j)
+struct static_job {
+	struct op__api_job base;
+	char path[PATH_MAX]; /* under web_root */
+};
+
+static void static_work(struct op__api_job *job)
 {
-	FILE *f = fopen(j->arg, "rbe");
+	const struct static_job *j = (const struct static_job *)job;
+	FILE *f = fopen(j->path, "rbe");
 	struct stat st;
 
 	if (!f || fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX) {
 		if (f)
 			fclose(f);
-		job_error(j, 404, "not found");
+		job_error(job, 404, "not found");
 		return;
 	}
-	j->body = malloc((size_t)st.st_size + 1);
-	j->len = j->body ? fread(j->body, 1, (size_t)st.st_size, f) : 0;
+	job->body = malloc((size_t)st.st_size + 1);
+	job->len = job->body ? fread(job->body, 1, (size_t)st.st_size, f) : 0;
 	fclose(f);
-	if (!j->body || j->len != (size_t)st.st_size) {
-		free(j->body);
-		j->body = NULL;
-		job_error(j, 500, "cannot read the file");
+	if (!job->body || job->len != (size_t)st.st_size) {
+		free(job->body);
+		job->body = NULL;
+		job_error(job, 500, "cannot read the file");
 		return;
 	}
-	j->status = 200;
-	j->ctype = content_type(j->arg);
-	snprintf(j->headers, sizeof(j->headers),
+	job->status = 200;
+	job->ctype = content_type(j->path);
+	snprintf(job->headers, sizeof(job->headers),
 		 "Content-Security-Policy: default-src 'self'; img-src 'self' data:; "
 		 "frame-ancestors 'none'\r\n");
 }
@@ -1790,7 +1899,7 @@ static void static_work(struct job *j)
 static void static_file(op_api *api, op_httpd_req *req)
 {
 	const char *path = op_request_path(op_httpd_request(req));
-	struct job *j;
+	struct static_job *j;
 
 	if (strcmp(path, "/") == 0)
 		path = "/index.html";
@@ -1802,10 +1911,10 @@ static void static_file(op_api *api, op_httpd_req *req)
 		reply_error(req, 404, NULL, "not found");
 		return;
 	}
-	if (!(j = job_new(api, req, NULL)))
+	if (!(j = job_new(api, req, NULL, sizeof(*j))))
 		return;
-	snprintf(j->arg, sizeof(j->arg), "%s%s", api->cfg.console.web_root, path);
-	job_start(j, static_work, NULL);
+	snprintf(j->path, sizeof(j->path), "%s%s", api->cfg.console.web_root, path);
+	job_start(&j->base, static_work, NULL);
 }
 
 /* --- routing ------------------------------------------------------------------------------------ */
@@ -1948,19 +2057,17 @@ void op_api_close(op_api *api)
 	if (!api)
 		return;
 	while (api->verify_head) {
-		struct job *j = api->verify_head;
+		struct op__api_verify_job *j = api->verify_head;
 
 		api->verify_head = j->waiting;
-		op_httpd_reply(j->req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
-		free(j->body);
-		sodium_memzero(j->arg, sizeof(j->arg));
-		free(j);
+		op_httpd_reply(j->base.req, 503, JSON, NULL, "{\"error\": \"stopping\"}", 21);
+		job_free(&j->base);
 	}
 	if (api->linktest_job) {
 		op_linktest_cancel(api->linktest);
 		op_httpd_reply(api->linktest_job->req, 503, JSON, NULL, "{\"error\": \"stopping\"}",
 			       21);
-		free(api->linktest_job);
+		job_free(api->linktest_job);
 	}
 	op_httpd_close(api->httpd);
 	api->httpd = NULL;
