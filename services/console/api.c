@@ -212,7 +212,8 @@ int op_api_open(uv_loop_t *loop, const op_config *cfg, const op_api_host *host, 
 	}
 	/* A bundle's upload that a crash or a power cut stopped: its client
 	 * got no answer and nobody finishes it, and it may be large. */
-	op__api_beside_config(api, "upload/firmware.part", part, sizeof(part));
+	op__api_beside_config(api, OP__API_UPLOAD_DIR "/" OP__API_FIRMWARE_PART, part,
+			      sizeof(part));
 	if (*part && unlink(part) == 0)
 		op_warn("console.firmware",
 			"result=removed file=%s reason=\"an upload that a restart or a power cut "

@@ -83,8 +83,8 @@ static void site_work(struct op__api_job *job)
 
 	free(j->upload);
 	j->upload = NULL;
-	snprintf(tmp, sizeof(tmp), "%s/site.tmp", j->dir);
-	snprintf(dir, sizeof(dir), "%s/site", j->dir);
+	snprintf(tmp, sizeof(tmp), "%s/" OP__API_SITE_TMP, j->dir);
+	snprintf(dir, sizeof(dir), "%s/" OP__API_SITE_DIR, j->dir);
 	if (mkdir(j->dir, 0750) < 0 && errno != EEXIST) {
 		op__api_job_error(job, 500,
 				  "cannot write the upload directory (see [console] in README)");
@@ -98,8 +98,10 @@ static void site_work(struct op__api_job *job)
 	}
 	cJSON_ArrayForEach(f, files)
 	{
+		/* outpost.ini: what provisioning writes beside site.ini. */
 		if (!cJSON_IsString(f) || !site_name_ok(f->string) || ++n > SITE_FILES ||
-		    strcmp(f->string, "site.ini") == 0 || strcmp(f->string, "outpost.ini") == 0) {
+		    strcmp(f->string, OP__API_SITE_INI) == 0 ||
+		    strcmp(f->string, "outpost.ini") == 0) {
 			op__api_job_error(
 				job, 400,
 				"files: at most 16, named with letters, digits, '.', '_', '-' "
@@ -109,7 +111,7 @@ static void site_work(struct op__api_job *job)
 	}
 	/* The configuration in force, then the site file: what the services
 	 * will load (the appliance starts from its defaults instead). */
-	snprintf(check, sizeof(check), "%s/site.check.ini", j->dir);
+	snprintf(check, sizeof(check), "%s/" OP__API_SITE_CHECK, j->dir);
 	out = fopen(check, "we");
 	cur = fopen(j->config, "re");
 	if (out && cur) {
@@ -141,7 +143,7 @@ static void site_work(struct op__api_job *job)
 		op__api_job_error(job, 500, "cannot write the upload directory");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "%s/site.ini", tmp);
+	snprintf(path, sizeof(path), "%s/" OP__API_SITE_INI, tmp);
 	rc = op_file_write(path, ini->valuestring, strlen(ini->valuestring), 0640);
 	cJSON_ArrayForEach(f, files)
 	{
@@ -184,7 +186,7 @@ void op__api_site_upload(op_api *api, op_httpd_req *req, const char *who)
 	}
 	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
 		return;
-	op__api_beside_config(api, "upload", j->dir, sizeof(j->dir));
+	op__api_beside_config(api, OP__API_UPLOAD_DIR, j->dir, sizeof(j->dir));
 	snprintf(j->config, sizeof(j->config), "%s", config);
 	j->upload = strndup(body, len);
 	op__api_job_start(&j->base, site_work, NULL);
@@ -368,7 +370,7 @@ void op__api_firmware_upload(op_api *api, op_httpd_req *req, const char *who)
 		op__api_reply_error(req, 409, NULL, "another bundle is being uploaded");
 		return;
 	}
-	op__api_beside_config(api, "upload", dir, sizeof(dir));
+	op__api_beside_config(api, OP__API_UPLOAD_DIR, dir, sizeof(dir));
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
 		op__api_reply_error(req, 500, NULL, "cannot make %s: %s", dir, strerror(errno));
 		return;
@@ -389,8 +391,8 @@ void op__api_firmware_upload(op_api *api, op_httpd_req *req, const char *who)
 	fw->api = api;
 	fw->expected = len;
 	snprintf(fw->who, sizeof(fw->who), "%s", who);
-	snprintf(fw->part, sizeof(fw->part), "%s/firmware.part", dir);
-	snprintf(fw->dest, sizeof(fw->dest), "%s/update.raucb", dir);
+	snprintf(fw->part, sizeof(fw->part), "%s/" OP__API_FIRMWARE_PART, dir);
+	snprintf(fw->dest, sizeof(fw->dest), "%s/" OP__API_FIRMWARE_BUNDLE, dir);
 	if (access(fw->dest, F_OK) == 0) {
 		free(fw);
 		op__api_reply_error(

@@ -35,6 +35,26 @@
 #include "console/linktest.h"
 #include "uplink/control.h"
 
+/*
+ * The files the console leaves beside the configuration file (on the
+ * appliance in /data) for root's scripts, which spell the same names: a
+ * change here is a change there too. OP__API_UPLOAD_DIR is made by
+ * rootfs/deb/outpost-uplink.service. OP__API_UPLOAD_DIR/OP__API_SITE_DIR
+ * is watched by rootfs/overlay/usr/lib/systemd/system/outpost-site.path,
+ * and rootfs/overlay/usr/lib/outpost/provision (outpost-site.service, and
+ * at boot) provisions from its OP__API_SITE_INI, writing outpost.ini beside
+ * it. OP__API_UPLOAD_DIR/OP__API_FIRMWARE_BUNDLE is watched by
+ * outpost-update-upload.path and installed by rootfs/overlay/usr/lib/
+ * outpost/update. The others are the console's own.
+ */
+#define OP__API_UPLOAD_DIR "upload"
+#define OP__API_SITE_DIR "site"                /* a site file to provision */
+#define OP__API_SITE_INI "site.ini"            /* the site's keys, in OP__API_SITE_DIR */
+#define OP__API_SITE_TMP "site.tmp"            /* the next OP__API_SITE_DIR, being written */
+#define OP__API_SITE_CHECK "site.check.ini"    /* the configuration and site.ini, a check */
+#define OP__API_FIRMWARE_PART "firmware.part"  /* a bundle being uploaded */
+#define OP__API_FIRMWARE_BUNDLE "update.raucb" /* a bundle to install */
+
 #define OP__API_JSON "application/json"
 #define OP__API_SESSIONS 64
 #define OP__API_PEERS 64 /* clients whose failed logins are counted */
