@@ -4,6 +4,8 @@
  * PS3.8 section 9.3 gives the PDU layouts used here: a 6-byte header (type,
  * reserved, 32-bit length) and big-endian fields. The DIMSE command set
  * inside P-DATA-TF is Implicit VR Little Endian (PS3.7 section 6.3.1).
+ * This file takes the association's steps and reads what the peer sends;
+ * echo_pdu.c builds what it sends.
  *
  * One call owns one socket and one state (struct echo) on its stack, so
  * calls on several threads never meet. The socket is non-blocking and
@@ -28,41 +30,8 @@
 #include "common/clock.h"
 #include "common/io.h"
 #include "common/parse.h"
+#include "console/echo_pdu.h"
 
-#define UID_APPLICATION_CONTEXT "1.2.840.10008.3.1.1.1"
-#define UID_VERIFICATION "1.2.840.10008.1.1"
-#define UID_IMPLICIT_LE "1.2.840.10008.1.2"
-
-enum {
-	PDU_ASSOCIATE_RQ = 0x01,
-	PDU_ASSOCIATE_AC = 0x02,
-	PDU_ASSOCIATE_RJ = 0x03,
-	PDU_DATA = 0x04,
-	PDU_RELEASE_RQ = 0x05,
-	PDU_RELEASE_RP = 0x06,
-	PDU_ABORT = 0x07,
-};
-
-enum {
-	ITEM_APPLICATION_CONTEXT = 0x10,
-	ITEM_PRESENTATION_CONTEXT_RQ = 0x20,
-	ITEM_PRESENTATION_CONTEXT_AC = 0x21,
-	ITEM_ABSTRACT_SYNTAX = 0x30,
-	ITEM_TRANSFER_SYNTAX = 0x40,
-	ITEM_USER_INFORMATION = 0x50,
-	ITEM_MAX_LENGTH = 0x51,
-	ITEM_IMPLEMENTATION_UID = 0x52,
-	ITEM_IMPLEMENTATION_VERSION = 0x55,
-};
-
-#define PDU_HEADER 6
-#define AC_FIXED 68 /* A-ASSOCIATE-AC body before its items */
-#define PC_ID 1
-/* A fresh association carries this one request: any ID would do. */
-#define MESSAGE_ID 1
-#define C_ECHO_RQ 0x0030
-#define C_ECHO_RSP 0x8030
-#define NO_DATA_SET 0x0101
 /* A C-ECHO-RSP command set is under 200 bytes; this is generous. */
 #define COMMAND_MAX 4096
 
@@ -283,201 +252,6 @@ static void send_abort(struct echo *e)
 	(void)send(e->fd, pdu, sizeof(pdu), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-/* --- building PDUs ----------------------------------------------------------- */
-
-struct out {
-	uint8_t *p;
-	size_t len, cap; /* len > cap: it did not fit */
-};
-
-static void put(struct out *o, const void *src, size_t n)
-{
-	if (o->len <= o->cap && n <= o->cap - o->len)
-		memcpy(o->p + o->len, src, n);
-	o->len += n;
-}
-
-static void put_u8(struct out *o, uint8_t v)
-{
-	put(o, &v, 1);
-}
-
-static void put_be16(struct out *o, uint16_t v)
-{
-	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
-
-	put(o, b, 2);
-}
-
-static void put_be32(struct out *o, uint32_t v)
-{
-	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
-
-	put(o, b, 4);
-}
-
-static void put_le16(struct out *o, uint16_t v)
-{
-	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-
-	put(o, b, 2);
-}
-
-static void put_le32(struct out *o, uint32_t v)
-{
-	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
-
-	put(o, b, 4);
-}
-
-/* Fills in a length field written as a placeholder at `at`, counting
- * what follows it. */
-static void patch_be16(struct out *o, size_t at)
-{
-	size_t n = o->len - at - 2;
-
-	if (o->len <= o->cap) {
-		o->p[at] = (uint8_t)(n >> 8);
-		o->p[at + 1] = (uint8_t)n;
-	}
-}
-
-static void patch_be32(struct out *o, size_t at)
-{
-	size_t n = o->len - at - 4;
-
-	if (o->len <= o->cap) {
-		o->p[at] = (uint8_t)(n >> 24);
-		o->p[at + 1] = (uint8_t)(n >> 16);
-		o->p[at + 2] = (uint8_t)(n >> 8);
-		o->p[at + 3] = (uint8_t)n;
-	}
-}
-
-/* An item or sub-item whose value is a string: type, reserved, length.
- * UIDs go unpadded (PS3.8 annex F). */
-static void put_item(struct out *o, uint8_t type, const char *s)
-{
-	put_u8(o, type);
-	put_u8(o, 0);
-	put_be16(o, (uint16_t)strlen(s));
-	put(o, s, strlen(s));
-}
-
-/* Starts an item holding sub-items; returns where its length goes. */
-static size_t begin_item(struct out *o, uint8_t type)
-{
-	size_t at;
-
-	put_u8(o, type);
-	put_u8(o, 0);
-	at = o->len;
-	put_be16(o, 0);
-	return at;
-}
-
-static void put_ae(struct out *o, const char *ae)
-{
-	char field[16];
-	size_t len = strlen(ae);
-
-	memset(field, ' ', sizeof(field));
-	memcpy(field, ae, len);
-	put(o, field, sizeof(field));
-}
-
-static void build_associate_rq(struct out *o, const char *called, const char *calling)
-{
-	static const uint8_t reserved[32];
-	size_t pdu, item;
-
-	put_u8(o, PDU_ASSOCIATE_RQ);
-	put_u8(o, 0);
-	pdu = o->len;
-	put_be32(o, 0);
-	put_be16(o, 1); /* protocol version */
-	put_be16(o, 0);
-	put_ae(o, called);
-	put_ae(o, calling);
-	put(o, reserved, sizeof(reserved));
-
-	put_item(o, ITEM_APPLICATION_CONTEXT, UID_APPLICATION_CONTEXT);
-
-	item = begin_item(o, ITEM_PRESENTATION_CONTEXT_RQ);
-	put_u8(o, PC_ID);
-	put_u8(o, 0);
-	put_u8(o, 0);
-	put_u8(o, 0);
-	put_item(o, ITEM_ABSTRACT_SYNTAX, UID_VERIFICATION);
-	put_item(o, ITEM_TRANSFER_SYNTAX, UID_IMPLICIT_LE);
-	patch_be16(o, item);
-
-	item = begin_item(o, ITEM_USER_INFORMATION);
-	put_u8(o, ITEM_MAX_LENGTH);
-	put_u8(o, 0);
-	put_be16(o, 4);
-	put_be32(o, OP_ECHO_MAX_PDU);
-	put_item(o, ITEM_IMPLEMENTATION_UID, OP_ECHO_IMPLEMENTATION_UID);
-	put_item(o, ITEM_IMPLEMENTATION_VERSION, OP_ECHO_IMPLEMENTATION_VERSION);
-	patch_be16(o, item);
-
-	patch_be32(o, pdu);
-}
-
-/* An element of the command set, Implicit VR Little Endian. */
-static void put_element(struct out *o, uint16_t element, const void *value, uint32_t len)
-{
-	put_le16(o, 0x0000);
-	put_le16(o, element);
-	put_le32(o, len);
-	put(o, value, len);
-}
-
-static void put_element_us(struct out *o, uint16_t element, uint16_t v)
-{
-	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-
-	put_element(o, element, b, 2);
-}
-
-/* One P-DATA-TF holding the whole C-ECHO-RQ command set in one PDV. */
-static void build_echo_rq(struct out *o)
-{
-	/* UI values have even lengths, padded with NUL (PS3.5 6.2). */
-	static const char sop_class[sizeof(UID_VERIFICATION) & ~(size_t)1] = UID_VERIFICATION;
-	size_t pdu, pdv, group;
-
-	put_u8(o, PDU_DATA);
-	put_u8(o, 0);
-	pdu = o->len;
-	put_be32(o, 0);
-	pdv = o->len;
-	put_be32(o, 0);
-	put_u8(o, PC_ID);
-	put_u8(o, 0x03); /* command, last fragment */
-
-	put_le16(o, 0x0000);
-	put_le16(o, 0x0000); /* CommandGroupLength */
-	put_le32(o, 4);
-	group = o->len;
-	put_le32(o, 0);
-	put_element(o, 0x0002, sop_class, sizeof(sop_class)); /* AffectedSOPClassUID */
-	put_element_us(o, 0x0100, C_ECHO_RQ);                 /* CommandField */
-	put_element_us(o, 0x0110, MESSAGE_ID);                /* MessageID */
-	put_element_us(o, 0x0800, NO_DATA_SET);               /* CommandDataSetType */
-	if (o->len <= o->cap) {
-		size_t n = o->len - group - 4;
-		uint8_t *p = o->p + group;
-
-		p[0] = (uint8_t)n;
-		p[1] = (uint8_t)(n >> 8);
-		p[2] = (uint8_t)(n >> 16);
-		p[3] = (uint8_t)(n >> 24);
-	}
-	patch_be32(o, pdv);
-	patch_be32(o, pdu);
-}
-
 /* --- the steps ---------------------------------------------------------------- */
 
 static int connect_to(struct echo *e)
@@ -588,10 +362,10 @@ static int check_ac(struct echo *e)
 static int associate(struct echo *e, const char *called, const char *calling)
 {
 	uint8_t buf[512];
-	struct out o = { buf, 0, sizeof(buf) };
+	struct op__echo_pdu o = { buf, 0, sizeof(buf) };
 	int rc;
 
-	build_associate_rq(&o, called, calling);
+	op__echo_pdu_associate_rq(&o, called, calling);
 	if (o.len > o.cap)
 		return say(e, -EOVERFLOW, "internal error: A-ASSOCIATE-RQ too long");
 	e->step = "sending A-ASSOCIATE-RQ";
@@ -753,11 +527,11 @@ static int check_rsp(struct echo *e, const uint8_t *c, size_t len)
 static int echo(struct echo *e)
 {
 	uint8_t buf[128], cmd[COMMAND_MAX];
-	struct out o = { buf, 0, sizeof(buf) };
+	struct op__echo_pdu o = { buf, 0, sizeof(buf) };
 	size_t cmd_len = 0;
 	int rc;
 
-	build_echo_rq(&o);
+	op__echo_pdu_echo_rq(&o);
 	if (o.len > o.cap)
 		return say(e, -EOVERFLOW, "internal error: C-ECHO-RQ too long");
 	e->step = "sending C-ECHO-RQ";

@@ -8,6 +8,11 @@
  * read, until the answer has been written. A streamed body goes from the
  * parser to the handler's data callback (op_httpd_receive()). Limits:
  * those of request.h, 64 connections, 60 s without a byte.
+ *
+ * One job, one file (about 800 lines): a connection's life, from accept
+ * through TLS and framing to the answer and the close, is one state
+ * machine over struct conn whose callbacks call each other; only the
+ * listeners stand apart, and they are too small to be a module.
  */
 #include "console/httpd.h"
 

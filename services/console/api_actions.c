@@ -1,0 +1,285 @@
+/*
+ * api_actions: what an operator may do (see internal.h): retry quarantined
+ * instances, pause and resume uploading, set the shaping rate and
+ * schedule, reload the configuration, test the link to the cloud. What
+ * persists is written to the spool on the thread pool, then applied to the
+ * engine on the loop (uplink/control.h); every action is audited.
+ */
+#include "console/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/schedule.h"
+#include "common/spool.h"
+
+#define LINKTEST_TIMEOUT_S 15
+
+/* --- the queue: retry, pause, resume ------------------------------------------------------- */
+
+struct retry_job {
+	struct op__api_job base;
+	char study[OP_UID_MAX + 1]; /* "": every quarantined instance */
+};
+
+static void retry_work(struct op__api_job *job)
+{
+	const struct retry_job *j = (const struct retry_job *)job;
+	unsigned n = 0;
+	char detail[160];
+	cJSON *o;
+
+	if (op_spool_retry_quarantined(job->spool, *j->study ? j->study : NULL, job->t, &n) < 0) {
+		op__api_job_error(job, 503,
+				  "the spool database cannot be written (see the uplink's log)");
+		return;
+	}
+	snprintf(detail, sizeof(detail), "%s%.*s requeued=%u", *j->study ? "study=" : "all",
+		 OP_UID_MAX, j->study, n);
+	op__api_audit(job, "retry", detail);
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "requeued", n);
+	op__api_job_json(job, 200, o);
+}
+
+void op__api_retry(op_api *api, op_httpd_req *req, const char *who)
+{
+	cJSON *o = op__api_parse_body(req), *study = cJSON_GetObjectItemCaseSensitive(o, "study");
+	cJSON *all = cJSON_GetObjectItemCaseSensitive(o, "all");
+	struct retry_job *j;
+
+	if (!(cJSON_IsString(study) && *study->valuestring &&
+	      strlen(study->valuestring) <= OP_UID_MAX) &&
+	    !cJSON_IsTrue(all)) {
+		cJSON_Delete(o);
+		op__api_reply_error(req, 400, NULL,
+				    "expected {\"study\": \"STUDY UID\"} or {\"all\": true}");
+		return;
+	}
+	if ((j = op__api_job_new(api, req, who, sizeof(*j)))) {
+		snprintf(j->study, sizeof(j->study), "%s",
+			 cJSON_IsString(study) ? study->valuestring : "");
+		op__api_job_start(&j->base, retry_work, NULL);
+	}
+	cJSON_Delete(o);
+}
+
+struct pause_job {
+	struct op__api_job base;
+	int paused; /* 0: resume */
+};
+
+static void pause_work(struct op__api_job *job)
+{
+	const struct pause_job *j = (const struct pause_job *)job;
+	cJSON *o;
+
+	if (op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
+		op__api_job_error(job, 503,
+				  "the spool database cannot be written (see the uplink's log)");
+		return;
+	}
+	op__api_audit(job, j->paused ? "pause" : "resume", "");
+	o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "paused", j->paused);
+	op__api_job_json(job, 200, o);
+}
+
+static void pause_done(struct op__api_job *job)
+{
+	const struct pause_job *j = (const struct pause_job *)job;
+
+	if (job->status == 200)
+		op_uplink_set_paused(job->api->up, j->paused);
+}
+
+static void set_paused(op_api *api, op_httpd_req *req, const char *who, int paused)
+{
+	struct pause_job *j = op__api_job_new(api, req, who, sizeof(*j));
+
+	if (!j)
+		return;
+	j->paused = paused;
+	op__api_job_start(&j->base, pause_work, pause_done);
+}
+
+void op__api_pause(op_api *api, op_httpd_req *req, const char *who)
+{
+	set_paused(api, req, who, 1);
+}
+
+void op__api_resume(op_api *api, op_httpd_req *req, const char *who)
+{
+	set_paused(api, req, who, 0);
+}
+
+/* --- shaping ------------------------------------------------------------------------------- */
+
+/* The console's rate and schedule, "" for none: the configuration's. */
+struct shaping_job {
+	struct op__api_job base;
+	char rate[64];
+	char schedule[sizeof(((op_uplink_view *)0)->schedule)];
+};
+
+static void shaping_work(struct op__api_job *job)
+{
+	const struct shaping_job *j = (const struct shaping_job *)job;
+	char detail[2400];
+
+	if (op_spool_setting_set(job->spool, "shaping.rate", *j->rate ? j->rate : NULL) < 0 ||
+	    op_spool_setting_set(job->spool, "shaping.schedule",
+				 *j->schedule ? j->schedule : NULL) < 0) {
+		op__api_job_error(job, 503,
+				  "the spool database cannot be written (see the uplink's log)");
+		return;
+	}
+	snprintf(detail, sizeof(detail), "rate=%s schedule=%s", *j->rate ? j->rate : "(config)",
+		 *j->schedule ? j->schedule : "(config)");
+	op__api_audit(job, "shaping", detail);
+	job->status = 200;
+}
+
+static void shaping_done(struct op__api_job *job)
+{
+	const struct shaping_job *j = (const struct shaping_job *)job;
+	uint64_t rate;
+	op_uplink_view v;
+
+	if (job->status != 200)
+		return;
+	op_rate_parse(j->rate, &rate);
+	op_uplink_set_shaping(job->api->up, *j->rate ? &rate : NULL,
+			      *j->schedule ? j->schedule : NULL);
+	op_uplink_get_view(job->api->up, &v);
+	op__api_job_json(job, 200, op__api_rate_json(&v));
+}
+
+void op__api_shaping(op_api *api, op_httpd_req *req, const char *who)
+{
+	cJSON *o = op__api_parse_body(req), *rate = cJSON_GetObjectItemCaseSensitive(o, "rate");
+	cJSON *schedule = cJSON_GetObjectItemCaseSensitive(o, "schedule");
+	op_uplink_view v;
+	op_schedule parsed;
+	char why[256];
+	uint64_t bps;
+	struct shaping_job *j;
+
+	if (!cJSON_IsObject(o) || (!rate && !schedule) ||
+	    (rate && !cJSON_IsString(rate) && !cJSON_IsNull(rate)) ||
+	    (schedule && !cJSON_IsString(schedule) && !cJSON_IsNull(schedule))) {
+		cJSON_Delete(o);
+		op__api_reply_error(
+			req, 400, NULL,
+			"expected {\"rate\": \"8Mbit\" or null, \"schedule\": \"Mon-Fri "
+			"07:00-19:00 2Mbit; ...\" or null}");
+		return;
+	}
+	if (cJSON_IsString(rate) &&
+	    (op_rate_parse(rate->valuestring, &bps) < 0 || strlen(rate->valuestring) >= 64)) {
+		op__api_reply_error(
+			req, 400, NULL,
+			"rate: '%.64s' is not a rate (bits per second with k, M or G, e.g. "
+			"8Mbit; unlimited; 0 pauses)",
+			rate->valuestring);
+		cJSON_Delete(o);
+		return;
+	}
+	if (cJSON_IsString(schedule) &&
+	    (strlen(schedule->valuestring) >= sizeof(v.schedule) ||
+	     op_schedule_parse(schedule->valuestring, &parsed, why, sizeof(why)) < 0)) {
+		op__api_reply_error(req, 400, NULL, "schedule: %s",
+				    strlen(schedule->valuestring) >= sizeof(v.schedule) ? "too long"
+											: why);
+		cJSON_Delete(o);
+		return;
+	}
+	if (!(j = op__api_job_new(api, req, who, sizeof(*j)))) {
+		cJSON_Delete(o);
+		return;
+	}
+	/* A key left out keeps what the console set before. */
+	op_uplink_get_view(api->up, &v);
+	if (rate)
+		snprintf(j->rate, sizeof(j->rate), "%s",
+			 cJSON_IsString(rate) ? rate->valuestring : "");
+	else if (strcmp(v.rate_source, "console") == 0)
+		op_rate_format(v.configured_rate, j->rate, sizeof(j->rate));
+	if (schedule)
+		snprintf(j->schedule, sizeof(j->schedule), "%s",
+			 cJSON_IsString(schedule) ? schedule->valuestring : "");
+	else if (strcmp(v.schedule_source, "console") == 0)
+		snprintf(j->schedule, sizeof(j->schedule), "%s", v.schedule);
+	cJSON_Delete(o);
+	op__api_job_start(&j->base, shaping_work, shaping_done);
+}
+
+/* --- the configuration and the link -------------------------------------------------------- */
+
+void op__api_reload(op_api *api, op_httpd_req *req, const char *who)
+{
+	char before[sizeof(api->cfg.console.password_hash)], err[640];
+	int changed;
+
+	snprintf(before, sizeof(before), "%s", api->cfg.console.password_hash);
+	if (api->host.reload(api->host.ctx, err, sizeof(err)) < 0) {
+		op__api_reply_error(req, 400, NULL, "%s", err);
+		return;
+	}
+	changed = strcmp(before, api->cfg.console.password_hash) != 0;
+	cJSON *o = cJSON_CreateObject();
+
+	cJSON_AddBoolToObject(o, "ok", 1);
+	op__api_audit_and_reply(api, req, who, changed ? "password" : "reload",
+				changed ? "console password changed" : "configuration reloaded", o);
+}
+
+/* The link test runs on the loop (https.c); its report is audited on the
+ * thread pool, then answered. One at a time. */
+static void test_link_report(void *ctx, cJSON *report)
+{
+	struct op__api_job *j = ctx;
+	op_api *api = j->api;
+	cJSON *ok = cJSON_GetObjectItemCaseSensitive(report, "ok");
+	char detail[sizeof(api->cfg.cloud.url) + 16];
+
+	api->linktest = NULL;
+	api->linktest_job = NULL;
+	if (cJSON_IsTrue(ok))
+		op_uplink_link_verified(api->up);
+	snprintf(detail, sizeof(detail), "%s %s", cJSON_IsTrue(ok) ? "ok" : "failed",
+		 *api->cfg.cloud.url ? api->cfg.cloud.url : "(unprovisioned)");
+	op__api_audit_answer(j, "test-link", detail, report);
+}
+
+void op__api_test_link(op_api *api, op_httpd_req *req, const char *who)
+{
+	const op_config *cfg = &api->cfg;
+	struct op__api_job *j;
+
+	if (api->linktest_job) {
+		op__api_reply_error(req, 409, NULL, "a link test is already running");
+		return;
+	}
+	if (!(j = op__api_audit_job_new(api, req, who)))
+		return;
+	api->linktest_job = j;
+	if (op_linktest_start(api->loop, op_uplink_tls(api->up), &cfg->cloud,
+			      op_uplink_auth_header(api->up), LINKTEST_TIMEOUT_S, test_link_report,
+			      j, &api->linktest) < 0) {
+		api->linktest_job = NULL;
+		op_httpd_reply(req, 503, OP__API_JSON, NULL, "{\"error\": \"out of memory\"}", 26);
+		op__api_job_free(j);
+	}
+}
+
+void op__api_cancel_test_link(op_api *api)
+{
+	if (!api->linktest_job)
+		return;
+	op_linktest_cancel(api->linktest);
+	op_httpd_reply(api->linktest_job->req, 503, OP__API_JSON, NULL, "{\"error\": \"stopping\"}",
+		       21);
+	op__api_job_free(api->linktest_job);
+}

@@ -1,0 +1,609 @@
+/*
+ * api_status: what the console shows (see internal.h): /api/status,
+ * /metrics (Prometheus), /healthz (no login: the appliance's health check
+ * and monitors), /api/queue and /api/audit. The engine's state is copied
+ * on the loop; the spool is read, the disk measured and the receiver
+ * echoed on the thread pool.
+ */
+#include "console/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "common/spool.h"
+#include "console/echo.h"
+
+#define PER_PAGE_MAX 500
+#define AUDIT_MAX 1000
+#define ECHO_TIMEOUT_MS 5000
+#define HEALTH_CALLING_AE "OUTPOST-HEALTH"
+
+static void iso_time(int64_t ms, char *out, size_t size)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* --- status and metrics ------------------------------------------------------------- */
+
+struct op__api_disk op__api_disk_of(const char *dir)
+{
+	struct statvfs v;
+	struct op__api_disk d = { 0, 0, 0 };
+
+	if (statvfs(dir, &v) == 0) {
+		d.total = (uint64_t)v.f_blocks * v.f_frsize;
+		d.free = (uint64_t)v.f_bavail * v.f_frsize;
+		d.ok = 1;
+	}
+	return d;
+}
+
+static void add_rate(cJSON *o, const char *name, uint64_t bps)
+{
+	if (bps == OP_RATE_UNLIMITED)
+		cJSON_AddNullToObject(o, name);
+	else
+		cJSON_AddNumberToObject(o, name, (double)bps);
+}
+
+cJSON *op__api_rate_json(const op_uplink_view *v)
+{
+	cJSON *r = cJSON_CreateObject();
+
+	add_rate(r, "current", v->rate);
+	add_rate(r, "configured", v->configured_rate);
+	cJSON_AddStringToObject(r, "schedule", v->schedule);
+	cJSON_AddStringToObject(r, "source", v->rate_source);
+	cJSON_AddStringToObject(r, "schedule_source", v->schedule_source);
+	return r;
+}
+
+static void add_alarm(cJSON *alarms, const char *id, const char *severity, const char *message)
+{
+	cJSON *a = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(a, "id", id);
+	cJSON_AddStringToObject(a, "severity", severity);
+	cJSON_AddStringToObject(a, "message", message);
+	cJSON_AddItemToArray(alarms, a);
+}
+
+/* What needs the operator: credentials refused, a disk nearly full,
+ * quarantined instances, the link down for long. */
+static cJSON *alarms_json(const op_uplink_view *v, const struct op__api_settings *c,
+			  const op_spool_stats *st, struct op__api_disk d, uint64_t spool_bytes,
+			  int64_t now)
+{
+	cJSON *alarms = cJSON_CreateArray();
+	char msg[512];
+
+	if (v->credentials_refused) {
+		snprintf(msg, sizeof(msg),
+			 "the cloud refused the credentials (%s): check [cloud] auth; sending "
+			 "resumes when they change",
+			 v->link_reason);
+		add_alarm(alarms, "credentials", "error", msg);
+	}
+	if (d.ok && (d.free < 2 * c->min_free_bytes || d.free < d.total / 10)) {
+		snprintf(msg, sizeof(msg),
+			 "the spool's disk is nearly full: %" PRIu64 " MB free (the receiver "
+			 "refuses below %" PRIu64 " MB)",
+			 d.free / 1000000, c->min_free_bytes / 1000000);
+		add_alarm(alarms, "disk", "warning", msg);
+	}
+	if (c->max_bytes && spool_bytes > c->max_bytes / 10 * 9) {
+		snprintf(msg, sizeof(msg), "the spool holds %" PRIu64 " of its %" PRIu64 " MB",
+			 spool_bytes / 1000000, c->max_bytes / 1000000);
+		add_alarm(alarms, "disk", "warning", msg);
+	}
+	if (st->state[OP_STATE_QUARANTINED].instances) {
+		snprintf(msg, sizeof(msg),
+			 "%" PRIu64 " instances are quarantined (refused by the cloud): see the "
+			 "queue, fix the cause, retry",
+			 st->state[OP_STATE_QUARANTINED].instances);
+		add_alarm(alarms, "quarantine", "warning", msg);
+	}
+	if (strcmp(v->link, "down") == 0 && now - v->link_since > 15 * 60 * 1000) {
+		snprintf(msg, sizeof(msg), "the cloud has been unreachable for %" PRId64 " min: %s",
+			 (now - v->link_since) / 60000, v->link_reason);
+		add_alarm(alarms, "link", "error", msg);
+	}
+	return alarms;
+}
+
+/* DIR/NAME, a file of KEY=VALUE lines (the health gate's), as a JSON
+ * object; JSON null when there is none. */
+static cJSON *keyvalue_json(const char *dir, const char *name)
+{
+	char path[PATH_MAX + 64], line[1024];
+	cJSON *o;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!*dir || !(f = fopen(path, "re")))
+		return cJSON_CreateNull();
+	o = cJSON_CreateObject();
+	while (fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '=');
+
+		line[strcspn(line, "\n")] = '\0';
+		if (eq && eq != line) {
+			*eq = '\0';
+			cJSON_AddStringToObject(o, line, eq + 1);
+		}
+	}
+	fclose(f);
+	return o;
+}
+
+/* The engine's state and the settings the status shows, copied on the
+ * loop for the thread pool (/api/status, /metrics, /healthz). */
+struct view_job {
+	struct op__api_job base;
+	op_uplink_view view;
+	struct op__api_settings settings;
+};
+
+struct status_job {
+	struct view_job v;
+	char firmware_dir[PATH_MAX]; /* beside the configuration file, or "" */
+};
+
+static void status_work(struct op__api_job *job)
+{
+	const struct status_job *j = (const struct status_job *)job;
+	const op_uplink_view *v = &j->v.view;
+	const struct op__api_settings *c = &j->v.settings;
+	op_spool_stats st;
+	struct op__api_disk d = op__api_disk_of(c->spool_dir);
+	cJSON *o = cJSON_CreateObject(), *x, *q, *arr;
+	uint64_t spool_bytes = 0;
+	char t[32];
+
+	if (op_spool_get_stats(job->spool, &st) < 0) {
+		cJSON_Delete(o);
+		op__api_job_error(job, 503,
+				  "the spool database cannot be read (see the uplink's log)");
+		return;
+	}
+	cJSON_AddStringToObject(o, "version", OP_VERSION);
+	cJSON_AddNumberToObject(o, "uptime", (double)((job->t - v->started_at) / 1000));
+	iso_time(job->t, t, sizeof(t));
+	cJSON_AddStringToObject(o, "time", t);
+
+	x = cJSON_AddObjectToObject(o, "link");
+	cJSON_AddStringToObject(x, "state", v->link);
+	iso_time(v->link_since ? v->link_since : v->started_at, t, sizeof(t));
+	cJSON_AddStringToObject(x, "since", t);
+	cJSON_AddStringToObject(x, "reason", v->link_reason);
+	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
+	cJSON_AddStringToObject(x, "cloud", c->cloud_url);
+
+	cJSON_AddItemToObject(o, "rate", op__api_rate_json(v));
+
+	q = cJSON_AddObjectToObject(o, "queue");
+	for (int i = 0; i < OP_SPOOL_STATES; i++) {
+		x = cJSON_AddObjectToObject(q, op_spool_state_name(i));
+		cJSON_AddNumberToObject(x, "instances", (double)st.state[i].instances);
+		cJSON_AddNumberToObject(x, "bytes", (double)st.state[i].bytes);
+		spool_bytes += st.state[i].bytes;
+	}
+	if (st.oldest_queued_at)
+		cJSON_AddNumberToObject(q, "oldest_queued_age",
+					(double)((job->t - st.oldest_queued_at) / 1000));
+	else
+		cJSON_AddNullToObject(q, "oldest_queued_age");
+	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
+
+	x = cJSON_AddObjectToObject(o, "disk");
+	cJSON_AddStringToObject(x, "path", c->spool_dir);
+	cJSON_AddNumberToObject(x, "total", (double)d.total);
+	cJSON_AddNumberToObject(x, "free", (double)d.free);
+	cJSON_AddNumberToObject(x, "spool_bytes", (double)spool_bytes);
+	cJSON_AddNumberToObject(x, "max_bytes", (double)c->max_bytes);
+	cJSON_AddNumberToObject(x, "min_free_bytes", (double)c->min_free_bytes);
+
+	x = cJSON_AddObjectToObject(o, "throughput");
+	cJSON_AddNumberToObject(x, "interval", 60);
+	arr = cJSON_AddArrayToObject(x, "bytes");
+	for (int i = 0; i < OP_THROUGHPUT_MINUTES; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)v->throughput[i]));
+
+	arr = cJSON_AddArrayToObject(o, "last_errors");
+	for (unsigned i = 0; i < v->n_errors; i++) {
+		cJSON *e = cJSON_CreateObject();
+
+		iso_time(v->errors[i].time, t, sizeof(t));
+		cJSON_AddStringToObject(e, "time", t);
+		cJSON_AddStringToObject(e, "event", v->errors[i].event);
+		cJSON_AddStringToObject(e, "message", v->errors[i].message);
+		cJSON_AddItemToArray(arr, e);
+	}
+	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, job->t));
+
+	/* The appliance's root slot and its last update (outpost-health-gate). */
+	x = cJSON_AddObjectToObject(o, "firmware");
+	cJSON_AddItemToObject(x, "booted", keyvalue_json(j->firmware_dir, "booted"));
+	cJSON_AddItemToObject(x, "last_update", keyvalue_json(j->firmware_dir, "last-update"));
+
+	x = cJSON_AddObjectToObject(o, "counters");
+	cJSON_AddNumberToObject(x, "received_instances", (double)st.counters.received_instances);
+	cJSON_AddNumberToObject(x, "received_bytes", (double)st.counters.received_bytes);
+	cJSON_AddNumberToObject(x, "uploaded_instances", (double)st.counters.uploaded_instances);
+	cJSON_AddNumberToObject(x, "uploaded_bytes", (double)st.counters.uploaded_bytes);
+	cJSON_AddNumberToObject(x, "retries", (double)st.counters.retries);
+	cJSON_AddNumberToObject(x, "quarantined", (double)st.counters.quarantined);
+	cJSON_AddNumberToObject(x, "associations_rejected",
+				(double)st.counters.associations_rejected);
+	op__api_job_json(job, 200, o);
+}
+
+static void settings_of(const op_api *api, struct op__api_settings *c)
+{
+	snprintf(c->spool_dir, sizeof(c->spool_dir), "%s", api->cfg.spool.dir);
+	c->max_bytes = api->cfg.spool.max_bytes;
+	c->min_free_bytes = api->cfg.spool.min_free_bytes;
+	snprintf(c->cloud_url, sizeof(c->cloud_url), "%s", api->cfg.cloud.url);
+	c->receiver_port = api->cfg.receiver.port;
+	snprintf(c->receiver_ae, sizeof(c->receiver_ae), "%s", api->cfg.receiver.ae_title);
+}
+
+/* A job of size bytes that starts with a struct view_job, filled in. */
+static void *view_job_new(op_api *api, op_httpd_req *req, const char *who, size_t size)
+{
+	struct view_job *j = op__api_job_new(api, req, who, size);
+
+	if (!j)
+		return NULL;
+	op_uplink_get_view(api->up, &j->view);
+	settings_of(api, &j->settings);
+	return j;
+}
+
+static void with_view(op_api *api, op_httpd_req *req, const char *who,
+		      void (*work)(struct op__api_job *))
+{
+	struct view_job *j = view_job_new(api, req, who, sizeof(*j));
+
+	if (j)
+		op__api_job_start(&j->base, work, NULL);
+}
+
+void op__api_status(op_api *api, op_httpd_req *req, const char *who)
+{
+	struct status_job *j = view_job_new(api, req, who, sizeof(*j));
+
+	if (!j)
+		return;
+	op__api_beside_config(api, "firmware", j->firmware_dir, sizeof(j->firmware_dir));
+	op__api_job_start(&j->v.base, status_work, NULL);
+}
+
+/* Appends to a growing text buffer (the metrics page). */
+struct text {
+	char *p;
+	size_t len, cap;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if (t->p && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		char *p = realloc(t->p, t->cap + (size_t)n + 4096);
+
+		if (!p)
+			return;
+		t->p = p;
+		t->cap += (size_t)n + 4096;
+	}
+}
+
+static void metric(struct text *t, const char *name, const char *type, const char *help,
+		   uint64_t value)
+{
+	put(t, "# HELP outpost_%s %s\n# TYPE outpost_%s %s\noutpost_%s %" PRIu64 "\n", name, help,
+	    name, type, name, value);
+}
+
+static void metrics_work(struct op__api_job *job)
+{
+	const struct view_job *j = (const struct view_job *)job;
+	const op_uplink_view *v = &j->view;
+	const struct op__api_settings *c = &j->settings;
+	op_spool_stats st;
+	struct op__api_disk d = op__api_disk_of(c->spool_dir);
+	struct text t = { 0 };
+
+	if (op_spool_get_stats(job->spool, &st) < 0) {
+		op__api_job_error(job, 503,
+				  "the spool database cannot be read (see the uplink's log)");
+		return;
+	}
+	metric(&t, "received_instances_total", "counter",
+	       "Instances acknowledged to modalities (duplicates included).",
+	       st.counters.received_instances);
+	metric(&t, "received_bytes_total", "counter", "Bytes of the instances received.",
+	       st.counters.received_bytes);
+	metric(&t, "uploaded_instances_total", "counter", "Instances the cloud confirmed.",
+	       st.counters.uploaded_instances);
+	metric(&t, "uploaded_bytes_total", "counter", "Bytes of the instances uploaded.",
+	       st.counters.uploaded_bytes);
+	put(&t, "# HELP outpost_queue_instances Instances in the spool by state.\n"
+		"# TYPE outpost_queue_instances gauge\n");
+	for (int i = 0; i < OP_SPOOL_STATES; i++)
+		put(&t, "outpost_queue_instances{state=\"%s\"} %" PRIu64 "\n",
+		    op_spool_state_name(i), st.state[i].instances);
+	put(&t, "# HELP outpost_queue_bytes Bytes in the spool by state.\n"
+		"# TYPE outpost_queue_bytes gauge\n");
+	for (int i = 0; i < OP_SPOOL_STATES; i++)
+		put(&t, "outpost_queue_bytes{state=\"%s\"} %" PRIu64 "\n", op_spool_state_name(i),
+		    st.state[i].bytes);
+	metric(&t, "oldest_queued_seconds", "gauge",
+	       "Age of the oldest instance not yet uploaded (0: none).",
+	       st.oldest_queued_at ? (uint64_t)((job->t - st.oldest_queued_at) / 1000) : 0);
+	metric(&t, "link_up", "gauge", "1 when the last exchange with the cloud succeeded.",
+	       strcmp(v->link, "up") == 0);
+	put(&t, "# HELP outpost_rate_limit_bits_per_second The upload rate in force.\n"
+		"# TYPE outpost_rate_limit_bits_per_second gauge\n");
+	if (v->rate == OP_RATE_UNLIMITED)
+		put(&t, "outpost_rate_limit_bits_per_second +Inf\n");
+	else
+		put(&t, "outpost_rate_limit_bits_per_second %" PRIu64 "\n", v->rate);
+	metric(&t, "retries_total", "counter", "Upload attempts that failed and were retried.",
+	       st.counters.retries);
+	metric(&t, "quarantined_total", "counter", "Instances the cloud refused for good.",
+	       st.counters.quarantined);
+	metric(&t, "associations_rejected_total", "counter",
+	       "Associations the receiver turned away.", st.counters.associations_rejected);
+	metric(&t, "disk_free_bytes", "gauge", "Free bytes on the spool's filesystem.", d.free);
+	job->status = 200;
+	job->ctype = "text/plain; version=0.0.4; charset=utf-8";
+	job->body = t.p;
+	job->len = t.len;
+}
+
+void op__api_metrics(op_api *api, op_httpd_req *req, const char *who)
+{
+	with_view(api, req, who, metrics_work);
+}
+
+/* --- /healthz ----------------------------------------------------------------------- */
+
+static void add_check(cJSON *checks, const char *name, int ok, const char *detail)
+{
+	cJSON *c = cJSON_AddObjectToObject(checks, name);
+
+	cJSON_AddBoolToObject(c, "ok", ok);
+	if (detail)
+		cJSON_AddStringToObject(c, "detail", detail);
+}
+
+static void healthz_work(struct op__api_job *job)
+{
+	const struct view_job *j = (const struct view_job *)job;
+	const op_uplink_view *v = &j->view;
+	const struct op__api_settings *c = &j->settings;
+	char spool[300], echo[300];
+	int spool_ok, echo_rc;
+	cJSON *o = cJSON_CreateObject(), *checks, *cloud;
+
+	spool_ok = op_spool_quick_check(job->spool, spool, sizeof(spool)) == 0;
+	echo_rc = op_echo("127.0.0.1", c->receiver_port, c->receiver_ae, HEALTH_CALLING_AE,
+			  ECHO_TIMEOUT_MS, echo, sizeof(echo));
+	/* A receiver whose admission rules turn the health check's calling AE
+	 * or loopback away has still answered at the DICOM level: it is up. */
+	if (echo_rc == -EPROTO && strncmp(echo, "association rejected", 20) == 0)
+		echo_rc = 0;
+	cJSON_AddBoolToObject(o, "healthy", spool_ok && echo_rc == 0);
+	checks = cJSON_AddObjectToObject(o, "checks");
+	add_check(checks, "uplink", 1, NULL);
+	add_check(checks, "spool", spool_ok, spool);
+	add_check(checks, "receiver", echo_rc == 0, echo);
+	cloud = cJSON_AddObjectToObject(o, "cloud");
+	cJSON_AddBoolToObject(cloud, "ok", strcmp(v->link, "up") == 0);
+	cJSON_AddStringToObject(cloud, "state", v->link);
+	cJSON_AddStringToObject(cloud, "detail", v->link_reason);
+	op__api_job_json(job, spool_ok && echo_rc == 0 ? 200 : 503, o);
+}
+
+void op__api_healthz(op_api *api, op_httpd_req *req)
+{
+	with_view(api, req, NULL, healthz_work);
+}
+
+/* --- the queue and the audit log ----------------------------------------------------- */
+
+/* The value of key in a query string, copied into out (no decoding: the
+ * values used are plain words and numbers). */
+static int query_value(const char *query, const char *key, char *out, size_t size)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (strncmp(p, key, klen) == 0 && p[klen] == '=') {
+			size_t n = strcspn(p + klen + 1, "&");
+
+			if (n >= size)
+				return -EINVAL;
+			memcpy(out, p + klen + 1, n);
+			out[n] = '\0';
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int query_number(const char *query, const char *key, long min, long max, long *out)
+{
+	char v[32], *end;
+	long n;
+
+	if (query_value(query, key, v, sizeof(v)) < 0)
+		return 0;
+	n = strtol(v, &end, 10);
+	if (!*v || *end || n < min || n > max)
+		return -EINVAL;
+	*out = n;
+	return 0;
+}
+
+struct queue_job {
+	struct op__api_job base;
+	int state; /* OP_STATE_*, or -1: all */
+	unsigned per_page;
+	long page; /* from 1 */
+};
+
+static void queue_work(struct op__api_job *job)
+{
+	const struct queue_job *j = (const struct queue_job *)job;
+	unsigned per_page = j->per_page, n = 0;
+	op_spool_study *studies = calloc(per_page, sizeof(*studies));
+	uint64_t total = 0;
+	cJSON *o, *arr;
+	char t[32];
+
+	if (!studies || op_spool_studies(job->spool, j->state, (unsigned)((j->page - 1) * per_page),
+					 per_page, studies, &n, &total) < 0) {
+		free(studies);
+		op__api_job_error(job, 503,
+				  "the spool database cannot be read (see the uplink's log)");
+		return;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "page", (double)j->page);
+	cJSON_AddNumberToObject(o, "per_page", per_page);
+	cJSON_AddNumberToObject(o, "total", (double)total);
+	arr = cJSON_AddArrayToObject(o, "studies");
+	for (unsigned i = 0; i < n; i++) {
+		const op_spool_study *s = &studies[i];
+		cJSON *x = cJSON_CreateObject(), *states;
+
+		cJSON_AddStringToObject(x, "study_uid", s->study_uid);
+		cJSON_AddStringToObject(x, "patient_id", s->patient_id);
+		cJSON_AddStringToObject(x, "modality", s->modality);
+		cJSON_AddNumberToObject(x, "instances", (double)s->instances);
+		cJSON_AddNumberToObject(x, "bytes", (double)s->bytes);
+		states = cJSON_AddObjectToObject(x, "states");
+		for (int k = 0; k < OP_SPOOL_STATES; k++)
+			if (s->by_state[k])
+				cJSON_AddNumberToObject(states, op_spool_state_name(k),
+							(double)s->by_state[k]);
+		cJSON_AddNumberToObject(x, "attempts", s->attempts);
+		if (s->last_error[0])
+			cJSON_AddStringToObject(x, "last_error", s->last_error);
+		else
+			cJSON_AddNullToObject(x, "last_error");
+		cJSON_AddBoolToObject(x, "urgent", s->urgent);
+		iso_time(s->received_at, t, sizeof(t));
+		cJSON_AddStringToObject(x, "received_at", t);
+		iso_time(s->changed_at, t, sizeof(t));
+		cJSON_AddStringToObject(x, "changed_at", t);
+		cJSON_AddItemToArray(arr, x);
+	}
+	free(studies);
+	op__api_job_json(job, 200, o);
+}
+
+void op__api_queue(op_api *api, op_httpd_req *req, const char *who)
+{
+	const char *query = op_request_query(op_httpd_request(req));
+	long page = 1, per_page = 50;
+	char state[32];
+	int st = -1;
+	struct queue_job *j;
+
+	if (query_value(query, "state", state, sizeof(state)) == 0 && *state &&
+	    (st = op_spool_state_parse(state)) < 0) {
+		op__api_reply_error(req, 400, NULL,
+				    "state must be one of queued, sending, sent, quarantined");
+		return;
+	}
+	if (query_number(query, "page", 1, 1000000, &page) < 0 ||
+	    query_number(query, "per_page", 1, PER_PAGE_MAX, &per_page) < 0) {
+		op__api_reply_error(req, 400, NULL, "page must be 1 or more; per_page from 1 to %d",
+				    PER_PAGE_MAX);
+		return;
+	}
+	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
+		return;
+	j->state = st;
+	j->per_page = (unsigned)per_page;
+	j->page = page;
+	op__api_job_start(&j->base, queue_work, NULL);
+}
+
+struct audit_list_job {
+	struct op__api_job base;
+	unsigned limit; /* the newest entries, at most AUDIT_MAX */
+};
+
+static void audit_list_work(struct op__api_job *job)
+{
+	const struct audit_list_job *j = (const struct audit_list_job *)job;
+	op_spool_audit_entry *e = calloc(j->limit, sizeof(*e));
+	unsigned n = 0;
+	cJSON *arr;
+	char t[32];
+
+	if (!e || op_spool_audit_list(job->spool, j->limit, e, &n) < 0) {
+		free(e);
+		op__api_job_error(job, 503,
+				  "the spool database cannot be read (see the uplink's log)");
+		return;
+	}
+	arr = cJSON_CreateArray();
+	for (unsigned i = 0; i < n; i++) {
+		cJSON *x = cJSON_CreateObject();
+
+		iso_time(e[i].time, t, sizeof(t));
+		cJSON_AddStringToObject(x, "time", t);
+		cJSON_AddStringToObject(x, "who", e[i].who);
+		cJSON_AddStringToObject(x, "from", e[i].origin);
+		cJSON_AddStringToObject(x, "action", e[i].action);
+		cJSON_AddStringToObject(x, "detail", e[i].detail);
+		cJSON_AddItemToArray(arr, x);
+	}
+	free(e);
+	op__api_job_json(job, 200, arr);
+}
+
+void op__api_audit_list(op_api *api, op_httpd_req *req, const char *who)
+{
+	long limit = 100;
+	struct audit_list_job *j;
+
+	if (query_number(op_request_query(op_httpd_request(req)), "limit", 1, AUDIT_MAX, &limit) <
+	    0) {
+		op__api_reply_error(req, 400, NULL, "limit must be from 1 to %d", AUDIT_MAX);
+		return;
+	}
+	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
+		return;
+	j->limit = (unsigned)limit;
+	op__api_job_start(&j->base, audit_list_work, NULL);
+}
