@@ -275,13 +275,17 @@ $(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c services/console/request.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser
 
-fuzz-smoke: $(BUILD)/fuzz/fuzz_response $(BUILD)/fuzz/fuzz_request
-	scripts/run-fuzz $(BUILD)/fuzz/fuzz_response tests/fuzz/corpus/response 30
-	scripts/run-fuzz $(BUILD)/fuzz/fuzz_request tests/fuzz/corpus/request 30
+# The fuzzers run side by side, one to a core (make -j2).
+FUZZERS := response request
 
-fuzz: $(BUILD)/fuzz/fuzz_response $(BUILD)/fuzz/fuzz_request
-	scripts/run-fuzz $(BUILD)/fuzz/fuzz_response tests/fuzz/corpus/response $(FUZZ_SECONDS)
-	scripts/run-fuzz $(BUILD)/fuzz/fuzz_request tests/fuzz/corpus/request $(FUZZ_SECONDS)
+fuzz-smoke:
+	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%) FUZZ_SECONDS=30
+
+fuzz:
+	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%)
+
+fuzz-run-%: $(BUILD)/fuzz/fuzz_%
+	scripts/run-fuzz $< tests/fuzz/corpus/$* $(FUZZ_SECONDS)
 
 # Each stage timed, the total printed at the end (scripts/run-stages).
 TEST_STAGES := check-style unit unit-asan fuzz-smoke integration integration-asan test-image
