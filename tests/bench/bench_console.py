@@ -10,20 +10,13 @@ HTTPS on loopback: its rate, and the uplink's peak memory after it.
 
     OUTPOST_BUILD=build /usr/bin/python3 tests/bench/bench_console.py [--rows N]
 """
-import argparse
 import os
-import shutil
 import sqlite3
 import statistics
-import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "lib"), HERE]
-
-from bench_receiver import machine_line  # noqa: E402
+from benchkit import machine_line, parser, scratch  # noqa: E402
 from cloud import TestPKI  # noqa: E402
 from console import Api, set_password  # noqa: E402
 from outpost import Receiver, write_ini  # noqa: E402
@@ -47,7 +40,7 @@ def fill(rx, rows, studies):
     con.close()
 
 
-def timed(api, path, n=20):
+def timed(api, path, n):
     times = []
     for _ in range(n):
         t = time.perf_counter()
@@ -71,48 +64,47 @@ def upload(rx, up, api, bundle, how):
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, reps=20)
     ap.add_argument("--rows", type=int, default=100000)
     ap.add_argument("--studies", type=int, default=2000)
     ap.add_argument("--bundle-mib", type=int, default=256)
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="bench-console-")
-    rx = Receiver(os.path.join(work, "rx"))
-    set_password(rx, PASSWORD)
-    rx.start()
-    rx.stop()  # the spool exists; the uplink alone answers the API
-    fill(rx, args.rows, args.studies)
-    up = rx.uplink().start()
-    try:
-        print(f"machine: {machine_line(work)}")
-        start_kb = up.rss_peak_kb()
-        api = Api(rx)
-        threads = [threading.Thread(target=lambda: api.post(
-            "/api/login", {"password": PASSWORD}, auth=False)) for _ in range(8)]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
-        print(f"uplink VmHWM: {start_kb} kB at start, {up.rss_peak_kb()} kB after 8 "
-              f"concurrent logins (goal: 32 MB)")
-        basic = Api(rx, password=PASSWORD)
-        for path in ("/api/status", "/api/queue?per_page=50", "/api/queue?state=sent&page=5",
-                     "/metrics"):
-            med, worst = timed(basic, path)
-            print(f"{path:32s} median {med:7.1f} ms, worst {worst:7.1f} ms "
-                  f"({args.rows} instances, {args.studies} studies)")
-        print(f"uplink VmHWM: {up.rss_peak_kb()} kB")
-        bundle = os.urandom(args.bundle_mib << 20)
-        upload(rx, up, basic, bundle, "HTTP")
-        up.stop()
-        pki = TestPKI(os.path.join(work, "pki"))
-        rx.config["console"].update(tls_cert=pki.server.cert, tls_key=pki.server.key)
-        write_ini(rx.ini, rx.config)
+    with scratch(args, "outpost-bench-console-") as work:
+        rx = Receiver(os.path.join(work, "rx"))
+        set_password(rx, PASSWORD)
+        rx.start()
+        rx.stop()  # the spool exists; the uplink alone answers the API
+        fill(rx, args.rows, args.studies)
         up = rx.uplink().start()
-        https = Api(rx, password=PASSWORD, ca_file=pki.ca_file, timeout=300)
-        assert https.get("/api/status").status == 200  # the password's check, first
-        upload(rx, up, https, bundle, "HTTPS")
-    finally:
-        up.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            print(f"machine: {machine_line(work)}")
+            start_kb = up.rss_peak_kb()
+            api = Api(rx)
+            threads = [threading.Thread(target=lambda: api.post(
+                "/api/login", {"password": PASSWORD}, auth=False)) for _ in range(8)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            print(f"uplink VmHWM: {start_kb} kB at start, {up.rss_peak_kb()} kB after 8 "
+                  f"concurrent logins (goal: 32 MB)")
+            basic = Api(rx, password=PASSWORD)
+            for path in ("/api/status", "/api/queue?per_page=50", "/api/queue?state=sent&page=5",
+                         "/metrics"):
+                med, worst = timed(basic, path, args.reps)
+                print(f"{path:32s} median {med:7.1f} ms, worst {worst:7.1f} ms "
+                      f"({args.rows} instances, {args.studies} studies, {args.reps} requests)")
+            print(f"uplink VmHWM: {up.rss_peak_kb()} kB")
+            bundle = os.urandom(args.bundle_mib << 20)
+            upload(rx, up, basic, bundle, "HTTP")
+            up.stop()
+            pki = TestPKI(os.path.join(work, "pki"))
+            rx.config["console"].update(tls_cert=pki.server.cert, tls_key=pki.server.key)
+            write_ini(rx.ini, rx.config)
+            up = rx.uplink().start()
+            https = Api(rx, password=PASSWORD, ca_file=pki.ca_file, timeout=300)
+            assert https.get("/api/status").status == 200  # the password's check, first
+            upload(rx, up, https, bundle, "HTTPS")
+        finally:
+            up.stop()
 
 
 if __name__ == "__main__":

@@ -40,76 +40,27 @@ Method (docs/BENCHMARKS.md explains how to read the output):
 
 Every process it starts is ended by PID. Exits non-zero when any run fails.
 """
-import argparse
 import os
-import platform
 import resource
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-
+from benchkit import (idle_load, background_load, end_process, log, machine_busy_s,  # noqa: E402
+                      machine_line, med_range, need_space, parser, proc_children, proc_cpu_s,
+                      proc_status_kb, scratch)
 from outpost import BUILD, DCMTK_ENV, Receiver, free_port  # noqa: E402
 import dicomgen  # noqa: E402
 
 STORESCU_TIMEOUT = 180
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def timed_sync():
     t0 = time.perf_counter()
     subprocess.run(["sync"], check=True)
     return time.perf_counter() - t0
-
-
-def proc_status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def machine_busy_s():
-    """CPU time all CPUs spent busy since boot (/proc/stat), in seconds."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # all but idle and iowait
-
-
-def background_load(seconds=1.0):
-    """CPUs kept busy by whatever runs on the machine, sampled for a while."""
-    b0, t0 = machine_busy_s(), time.monotonic()
-    time.sleep(seconds)
-    return (machine_busy_s() - b0) / (time.monotonic() - t0)
-
-
-def proc_cpu_s(pid):
-    """utime + stime of a process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_children(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return out
 
 
 class ChildPeakSampler(threading.Thread):
@@ -135,20 +86,6 @@ class ChildPeakSampler(threading.Thread):
     def stop(self):
         self.halt.set()
         self.join()
-
-
-def end_process(proc, sig=signal.SIGTERM, timeout=20):
-    """sig (SIGTERM), then SIGKILL, by PID; returns the exit status."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 # --- servers ------------------------------------------------------------------
@@ -334,37 +271,6 @@ def one_run(kind, workdir, files, n_assoc):
 # --- report -------------------------------------------------------------------
 
 
-def med_range(values, fmt):
-    return f"{fmt(statistics.median(values))} ({fmt(min(values))}–{fmt(max(values))})"
-
-
-def machine_line(tmpdir):
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "-T", tmpdir],
-                        capture_output=True, text=True).stdout.split()
-    fstype = fs[0] if fs else "?"
-    if fstype == "ext4" and len(fs) > 1:
-        dev = os.path.basename(fs[1])
-        try:
-            with open(f"/sys/fs/ext4/{dev}/journal_task") as f:
-                task = f.read().strip()
-            fstype += " (no journal)" if task in ("", "<none>") else " (journal)"
-        except OSError:
-            pass
-    opts = fs[2] if len(fs) > 2 else ""
-    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} CPUs ({model}), {ram:.0f} GiB RAM, {tmpdir} on {fstype}"
-            f"{' [' + opts + ']' if opts else ''}, Linux {platform.release()}")
-
-
 def report(results, n_files, total_bytes, concurrencies, kinds, reps, args, tmpdir, load):
     out = []
     w = out.append
@@ -428,15 +334,12 @@ def report(results, n_files, total_bytes, concurrencies, kinds, reps, args, tmpd
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=5, help="repetitions per configuration")
+    ap = parser(__doc__, reps=5)
     ap.add_argument("--instances", type=int, default=500)
     ap.add_argument("--associations", default="1,4", help="comma-separated concurrencies")
     ap.add_argument("--servers", default="outpost,storescp,storescp-fork",
                     help="comma-separated: outpost, storescp, storescp-fork "
                          "(storescp-fork runs only with more than one association)")
-    ap.add_argument("--tmpdir", default=None, help="where the study and targets go")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     concurrencies = [int(x) for x in args.associations.split(",")]
     kinds = [k.strip() for k in args.servers.split(",")]
@@ -446,24 +349,17 @@ def main():
     if not os.access(os.path.join(BUILD, "outpost-receiver"), os.X_OK) and "outpost" in kinds:
         sys.exit(f"no {BUILD}/outpost-receiver: run make first")
 
-    t_start = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="outpost-bench-", dir=args.tmpdir)
-    try:
+    with scratch(args, "outpost-bench-") as tmp:
         log(f"generating {args.instances} CT instances in {tmp}/study")
         files = dicomgen.make_ct_study(os.path.join(tmp, "study"), args.instances)
         total_bytes = sum(os.path.getsize(f) for f in files)
         plan = [(n, k) for n in concurrencies for k in kinds
                 if not (k == "storescp-fork" and n == 1)]
         # Targets are only deleted at the end: make sure they fit.
-        need = total_bytes * (args.reps + 1) * len(plan) * 1.1
-        free = shutil.disk_usage(tmp).free
-        if free < need + (1 << 30):
-            sys.exit(f"{tmp}: {free / 1e9:.1f} GB free, the bench needs {need / 1e9:.1f} GB "
-                     "(use --tmpdir or fewer --reps)")
+        need_space(tmp, total_bytes * (args.reps + 1) * len(plan) * 1.1,
+                   "use --tmpdir or fewer --reps")
         timed_sync()
-        load_before = background_load()
-        if load_before > 0.15:
-            log(f"warning: the machine is not idle ({load_before:.2f} CPUs busy)")
+        load_before = idle_load()
         results = {key: [] for key in plan}
         errors = []
         # One untimed warm-up run per server (caches, first-run effects).
@@ -489,19 +385,12 @@ def main():
                             f"RSS {r['rss_kb']} kB, CPU server {r['cpu_s']:.2f} s, "
                             f"storescu {r['scu_cpu_s']:.2f} s, machine {r['busy_s']:.2f} s")
         load_after = background_load()
-        table = report(results, len(files), total_bytes, concurrencies, kinds, args.reps,
-                       sys.argv[1:], tmp, (load_before, load_after))
-        print(table)
-        log(f"bench took {time.monotonic() - t_start:.0f} s")
+        print(report(results, len(files), total_bytes, concurrencies, kinds, args.reps,
+                     sys.argv[1:], tmp, (load_before, load_after)))
         if errors:
             print("\nFAILED runs:\n" + "\n".join(f"- {e}" for e in errors))
             return 1
         return 0
-    finally:
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

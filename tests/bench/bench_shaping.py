@@ -9,22 +9,18 @@ The wire is measured by a metering TCP relay between the uplink and nginx
 
     OUTPOST_BUILD=build /usr/bin/python3 tests/bench/bench_shaping.py [--reps N]
 """
-import argparse
 import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.join(HERE, "..", "lib"), HERE]
+from benchkit import (background_load, idle_load, log, machine_line, parser,  # noqa: E402
+                      proc_cpu_s, scratch)
 
 import pydicom  # noqa: E402
 
 import dicomgen  # noqa: E402
-from bench_receiver import (background_load, log, machine_line,  # noqa: E402
-                            proc_cpu_s)
 from cloud import Cloud, TestPKI  # noqa: E402
 from meter import MeteringRelay  # noqa: E402
 from outpost import Receiver, storescu, wait_for  # noqa: E402
@@ -135,14 +131,11 @@ def urgent_latency(tmp, backlog):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps", type=int, default=3)
+    ap = parser(__doc__, reps=3)
     ap.add_argument("--rates", default="1,8,100", help="Mbit/s, comma-separated")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="outpost-bench-shaping-")
-    t_start = time.monotonic()
-    load_before = background_load()
-    try:
+    with scratch(args, "outpost-bench-shaping-") as tmp:
+        load_before = idle_load()
         out = ["| Rate | Sent MB | Mean error | Worst 1-s window |", "| ---: | ---: | ---: | ---: |"]
         for rate in [int(r) for r in args.rates.split(",")]:
             runs = []
@@ -184,10 +177,7 @@ def main():
               f"(CPUs busy with other work): {load_before:.2f} before, {load_after:.2f} after.")
         print(f"Command: `OUTPOST_BUILD={os.environ.get('OUTPOST_BUILD', 'build')} "
               f"/usr/bin/python3 tests/bench/bench_shaping.py {' '.join(sys.argv[1:])}`.")
-        log(f"bench took {time.monotonic() - t_start:.0f} s")
         return 0
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

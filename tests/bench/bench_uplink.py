@@ -64,7 +64,6 @@ run fails.
 
 Internal: `bench_uplink.py --serve-sink CERT KEY RECORD` runs the sink.
 """
-import argparse
 import json
 import os
 import re
@@ -77,13 +76,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-sys.path.insert(0, HERE)
+from benchkit import (idle_load, background_load, end_process, log,  # noqa: E402
+                      machine_busy_s, machine_line, med_range, need_space, parser,
+                      proc_children, proc_cpu_s, proc_status_kb, scratch)
 
 RUN_TIMEOUT = 180
 POLL_S = 0.005
@@ -374,9 +372,6 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 from outpost import BUILD, DCMTK_ENV, Receiver, write_ini  # noqa: E402
 from cloud import Cloud, TestPKI  # noqa: E402
 import dicomgen  # noqa: E402
-from bench_receiver import (background_load, end_process, log,  # noqa: E402
-                            machine_busy_s, machine_line, med_range, proc_children,
-                            proc_cpu_s, proc_status_kb)
 
 MB = 1e6
 GB = 1e9
@@ -962,15 +957,12 @@ def report(results, plan, n, total_bytes, reps, big, tmp, load, rx_info):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=3, help="repetitions of every pair of runs")
+    ap = parser(__doc__, reps=3)
     ap.add_argument("--instances", type=int, default=500)
     ap.add_argument("--connections", default="1,2", help="comma-separated")
     ap.add_argument("--targets", default="orthanc,sink", help="comma-separated: orthanc, sink")
     ap.add_argument("--big-mib", type=int, default=1024,
                     help="size of the large instance in MiB (0: skip that part)")
-    ap.add_argument("--tmpdir", default=None)
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     conns = [int(x) for x in args.connections.split(",")]
     targets = [t.strip() for t in args.targets.split(",")]
@@ -980,18 +972,14 @@ def main():
         if not os.access(os.path.join(BUILD, prog), os.X_OK):
             sys.exit(f"no {BUILD}/{prog}: run make first")
 
-    t_start = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="outpost-bench-uplink-", dir=args.tmpdir)
     errors = []
-    try:
+    with scratch(args, "outpost-bench-uplink-") as tmp:
         # The study, the template spool, the curl bodies; every Orthanc run's
         # storage (deleted only at the end); the large instance twice (spool, body).
         study = args.instances * 530_000
         need = (study * (3 + 2 * args.reps * len(conns) * ("orthanc" in targets))
                 + 2.2 * args.big_mib * (1 << 20))
-        free = shutil.disk_usage(tmp).free
-        if free < need + (1 << 30):
-            sys.exit(f"{tmp}: {free / 1e9:.1f} GB free, the bench needs {need / 1e9:.1f} GB")
+        need_space(tmp, need)
         pki = TestPKI(os.path.join(tmp, "pki"))
 
         log(f"generating {args.instances} CT instances in {tmp}/study")
@@ -1013,9 +1001,7 @@ def main():
         ctx = {"pki": pki, "template": rx.spool, "bodies": bodies, "expected": expected}
 
         subprocess.run(["sync"], check=True)
-        load_before = background_load()
-        if load_before > 0.15:
-            log(f"warning: the machine is not idle ({load_before:.2f} CPUs busy)")
+        load_before = idle_load()
 
         plan = [(t, c) for t in targets for c in conns]
         results = {(t, c, k): [] for t, c in plan for k in ("uplink", "curl")}
@@ -1053,16 +1039,10 @@ def main():
 
         print(report(results, plan, len(expected), total_bytes, args.reps, big, tmp,
                      (load_before, load_after), (rx_s, rx_rss)))
-        log(f"bench took {time.monotonic() - t_start:.0f} s")
         if errors:
             print("\nFAILED runs:\n" + "\n".join(f"- {e}" for e in errors))
             return 1
         return 0
-    finally:
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
