@@ -16,7 +16,6 @@ import pytest
 import dicomgen
 from console import Api, password_hash, set_password
 from outpost import storescu, wait_for
-from uplink_fixtures import pipelines  # noqa: F401 (fixture)
 
 PASSWORD = "correct horse 8b1f"
 

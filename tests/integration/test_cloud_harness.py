@@ -21,7 +21,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from cloud import Cloud, TestPKI, curl_args, multipart_related
+from cloud import Cloud, curl_args, multipart_related
 from outpost import PYDICOM_FILES, dataset_bytes, wait_for
 
 CT = os.path.join(PYDICOM_FILES, "CT_small.dcm")
@@ -33,17 +33,9 @@ SOP_INSTANCE = "00081155"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return TestPKI(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory, pki):
+def cloud(shared_cloud):
     """One cloud for the tests that leave its configuration as they found it."""
-    c = Cloud(tmp_path_factory.mktemp("cloud"), pki=pki).start()
-    yield c
-    c.stop()
-    assert not c.pids()
+    return shared_cloud
 
 
 @pytest.fixture

@@ -31,7 +31,6 @@ import pytest
 import console
 import dicomgen
 from outpost import ROOT, storescu, wait_for
-from uplink_fixtures import pipelines  # noqa: F401 (fixture)
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "console_check.mjs")

@@ -23,7 +23,7 @@ import dicomgen
 from dul import Client
 from meter import MeteringRelay
 from outpost import dataset_bytes, wait_for
-from uplink_fixtures import log_lines, pipelines  # noqa: F401 (fixture)
+from integration_fixtures import log_lines
 
 MBIT = 1e6
 

@@ -26,25 +26,12 @@ import time
 import pydicom
 import pytest
 
-import dicomgen
-from cloud import REFUSE_PATIENT_ID, Cloud, TestPKI
+from cloud import REFUSE_PATIENT_ID
 from faultproxy import drain
-from outpost import storescu, wait_for
+from integration_fixtures import spooled
+from outpost import wait_for
 
 WINDOW = 4  # seconds the paused uplink is watched
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return TestPKI(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def shared_cloud(tmp_path_factory, pki):
-    c = Cloud(tmp_path_factory.mktemp("cloud"), pki=pki).start()
-    yield c
-    c.stop()
-    assert not c.pids()
 
 
 @pytest.fixture
@@ -53,23 +40,6 @@ def cloud(shared_cloud):
     yield shared_cloud
     if shared_cloud.basic_auth or shared_cloud.bearer_token:
         shared_cloud.restart_with(basic_auth=None, bearer_token=None)
-
-
-def spooled(receivers, tmp_path, cloud_keys, n=3, edit=None):
-    """A started receiver holding a fresh study of n small instances, the
-    files first passed to edit(paths) if given. Returns (receiver, rows
-    in the order received)."""
-    files = dicomgen.make_ct_study(str(tmp_path / "study"), n, rows=64, cols=64)
-    if edit:
-        edit(files)
-    keys = {"timeout": 5, "retry_max_delay": 2}
-    keys.update(cloud_keys)
-    rx = receivers(cloud=keys).start()
-    r = storescu(rx.port, files)
-    assert r.returncode == 0, r.stderr
-    rows = rx.rows("1=1 ORDER BY id")
-    assert len(rows) == n and {row["state"] for row in rows} == {"queued"}
-    return rx, rows
 
 
 def write(path, text):

@@ -33,8 +33,7 @@ import pydicom
 import dicomgen
 from outpost import dataset_bytes, wait_for
 from test_samples import SENDABLE, _batches
-from uplink_fixtures import assert_all_sent, log_lines, uid_of
-from uplink_fixtures import pipeline, pipelines  # noqa: F401 (fixtures)
+from integration_fixtures import assert_all_sent, log_lines, uid_of
 
 
 def test_pydicom_samples_arrive_as_the_receiver_stored_them(pipelines):

@@ -23,7 +23,7 @@ import random
 import pytest
 
 import dicomgen
-from cloud import Cloud, TestPKI
+from cloud import Cloud
 from faultproxy import (FaultProxy, close, drain, drip, drop, garbage, reset, stall_body,
                         stall_response, status, truncate)
 from outpost import storescu
@@ -33,11 +33,6 @@ BATCH = 4       # batch_max_instances: 3 batches of one study
 TIMEOUT = 2     # [cloud] timeout: seconds without progress
 STALL = 4       # longer than TIMEOUT
 DROPS = 6       # kept-alive connections closed under a request
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return TestPKI(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,7 @@ import random
 import time
 
 from outpost import wait_for
-from uplink_fixtures import assert_all_sent, log_lines, uid_of
-from uplink_fixtures import pipelines  # noqa: F401 (fixtures)
+from integration_fixtures import assert_all_sent, log_lines, uid_of
 
 KILLS = 10
 BATCH = 10

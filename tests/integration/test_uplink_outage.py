@@ -34,8 +34,7 @@ import time
 
 import dicomgen
 from outpost import wait_for
-from uplink_fixtures import assert_all_sent, log_lines, uid_of
-from uplink_fixtures import pipelines  # noqa: F401 (fixtures)
+from integration_fixtures import assert_all_sent, log_lines, uid_of
 
 CONNECTIONS = 2
 RETRY_MAX_DELAY = 2  # s

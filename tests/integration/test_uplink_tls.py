@@ -16,25 +16,11 @@ import time
 
 import pytest
 
-import dicomgen
-from cloud import Cloud, TestPKI
 from faultproxy import drain
-from outpost import BUILD, storescu, wait_for
+from integration_fixtures import spooled
+from outpost import BUILD, wait_for
 
 WINDOW = 4  # seconds the uplink is watched failing
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return TestPKI(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def shared_cloud(tmp_path_factory, pki):
-    c = Cloud(tmp_path_factory.mktemp("cloud"), pki=pki).start()
-    yield c
-    c.stop()
-    assert not c.pids()
 
 
 @pytest.fixture
@@ -46,16 +32,10 @@ def cloud(shared_cloud, pki):
         shared_cloud.restart_with(server_cert=pki.server, client_ca=None)
 
 
-def spooled(receivers, tmp_path, cloud_keys, n=3):
-    """A started receiver holding a fresh study of n small instances."""
-    files = dicomgen.make_ct_study(str(tmp_path / "study"), n, rows=64, cols=64)
-    keys = {"timeout": 5, "retry_max_delay": 2}
-    keys.update(cloud_keys)
-    rx = receivers(cloud=keys).start()
-    r = storescu(rx.port, files)
-    assert r.returncode == 0, r.stderr
-    rows = rx.rows()
-    assert len(rows) == n
+def spooled_uids(receivers, tmp_path, cloud_keys, n=3):
+    """A started receiver holding a fresh study of n small instances, and
+    their SOP Instance UIDs."""
+    rx, rows = spooled(receivers, tmp_path, cloud_keys, n)
     return rx, {row["sop_instance_uid"] for row in rows}
 
 
@@ -105,7 +85,7 @@ def test_refused_server_certificate_sends_nothing_and_keeps_the_rows(
                                         "otherhost": lambda: pki.server_cert_for("otherhost"),
                                         "expired": pki.expired_server,
                                         "not_yet_valid": pki.not_yet_valid_server}[case]())
-    rx, uids = spooled(receivers, tmp_path, keys)
+    rx, uids = spooled_uids(receivers, tmp_path, keys)
     posts_before = len(cloud.requests())
     up = rx.uplink().start()
     time.sleep(WINDOW)
@@ -144,7 +124,7 @@ def test_right_pin_is_accepted(receivers, tmp_path, cloud, pki, form):
     pin = pin_of(pki.server.cert)
     assert pin == pki.pin_b64(pki.server.cert)  # outpost-uplink --pin agrees with Python
     value = pin if form == "bare" else "sha256//" + pin
-    rx, uids = spooled(receivers, tmp_path,
+    rx, uids = spooled_uids(receivers, tmp_path,
                        {"url": cloud.url, "ca_file": pki.ca_file, "pin_sha256": value})
     up = rx.uplink().start()
     delivered(rx, cloud, up, uids)
@@ -157,7 +137,7 @@ def test_right_pin_is_accepted(receivers, tmp_path, cloud, pki, form):
 def test_mutual_tls_with_the_client_certificate(receivers, tmp_path, cloud, pki):
     cloud.restart_with(client_ca=pki.client_ca_file)
     client = pki.client()
-    rx, uids = spooled(receivers, tmp_path, {
+    rx, uids = spooled_uids(receivers, tmp_path, {
         "url": cloud.url, "ca_file": pki.ca_file,
         "client_cert": client.cert, "client_key": client.key})
     posts_before = len(cloud.requests())
@@ -178,7 +158,7 @@ def test_mutual_tls_refused_client_certificate_quarantines_nothing(
     if which == "untrusted":
         rogue = pki.untrusted_client()
         keys.update(client_cert=rogue.cert, client_key=rogue.key)
-    rx, uids = spooled(receivers, tmp_path, keys)
+    rx, uids = spooled_uids(receivers, tmp_path, keys)
     posts_before = len(cloud.requests())
     up = rx.uplink().start()
     # Each instance refused more often than it takes to quarantine one the
@@ -221,7 +201,7 @@ def test_a_reload_during_a_handshake_leaves_it_its_settings(receivers, tmp_path,
     server.listen(8)
     try:
         port = server.getsockname()[1]
-        rx, uids = spooled(receivers, tmp_path, {
+        rx, uids = spooled_uids(receivers, tmp_path, {
             "url": f"https://localhost:{port}/dicom-web", "ca_file": pki.ca_file,
             "timeout": 30, "connections": 1})
         up = rx.uplink().start()

@@ -1,7 +1,12 @@
-"""The whole chain for uplink tests: a modality (storescu) -> outpost-receiver
+"""The integration tests' fixtures, in one module (conftest.py loads it
+as a plugin, so a test names a fixture without importing it; helpers such
+as spooled() or log_lines() are imported from here). Every test gets its
+own directory, ports and processes, and every process is ended by PID.
+
+The whole chain for uplink tests: a modality (storescu) -> outpost-receiver
 -> spool -> outpost-uplink -> nginx (HTTPS) -> Orthanc + DICOMweb.
 
-    from uplink_fixtures import pipeline, pipelines  # noqa: F401 (fixtures)
+    from integration_fixtures import log_lines  # helpers; fixtures need no import
 
     def test_x(pipeline):                     # cloud, receiver and uplink running
         pipeline.send(files)                  # storescu; asserts every C-STORE succeeded
@@ -14,21 +19,115 @@
                       start_uplink=False)
 
 Each pipeline has its own fresh test PKI, cloud, ports, spool and logs
-under the test's tmp_path. The receiver and its uplink come from
-conftest's `receivers` factory, so they are stopped by PID and their logs
-checked for sanitizer reports; the clouds are stopped by PID here, after
-the uplinks (an uplink outliving its cloud would only log link failures).
+under the test's tmp_path. The receiver and its uplink come from the
+`receivers` factory, so they are stopped by PID and their logs checked for
+sanitizer reports; the clouds are stopped by PID here, after the uplinks
+(an uplink outliving its cloud would only log link failures).
 
 The [cloud] section defaults to the cloud's URL and CA with
 retry_max_delay = 2 s, so that back-off never makes a test wait long.
+
+A test module that shares one cloud among its tests takes `shared_cloud`
+(module-scoped, on the module's `pki`) and puts back what a test changed
+in a `cloud` fixture of its own.
 """
 import os
+import subprocess
 
 import pydicom
 import pytest
 
+import dicomgen
 from cloud import Cloud, TestPKI
-from outpost import dataset_bytes, storescu, wait_for
+from outpost import Receiver, dataset_bytes, storescu, wait_for
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 32 MiB tmpfs, unmounted at teardown (after the receivers fixture,
+    requested later, has stopped the receivers)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    if subprocess.run(["umount", str(mnt)]).returncode != 0:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@pytest.fixture
+def receivers(tmp_path):
+    """Makes receivers (started later by the test); stops them all by PID."""
+    made = []
+
+    def make(name="rx", **overrides):
+        rx = Receiver(str(tmp_path / name), **overrides)
+        made.append(rx)
+        # Its uplink, when a test makes one, is stopped and checked too.
+        make_uplink = rx.uplink
+
+        def uplink():
+            up = make_uplink()
+            made.append(up)
+            return up
+        rx.uplink = uplink
+        return rx
+
+    yield make
+    # A clean stop lets the sanitizers of an ASan build (make
+    # integration-asan) report leaks; any report fails the test.
+    reports = []
+    for service in made:
+        service.stop()
+        log = service.log()
+        if "Sanitizer" in log or "runtime error:" in log:
+            reports.append(f"{service.log_path}:\n{log[-4000:]}")
+    assert not reports, "\n".join(reports)
+
+
+@pytest.fixture
+def receiver(receivers):
+    return receivers().start()
+
+
+@pytest.fixture(scope="session")
+def ct_study(tmp_path_factory):
+    """The synthesised 500-instance CT study (512x512x16 bit, ~530 KB each)."""
+    d = tmp_path_factory.mktemp("ct_study")
+    return dicomgen.make_ct_study(str(d), 500)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """The module's test PKI (tests/lib/cloud.py)."""
+    return TestPKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def shared_cloud(tmp_path_factory, pki):
+    """One cloud for the module's tests, stopped by PID at its end."""
+    c = Cloud(tmp_path_factory.mktemp("cloud"), pki=pki).start()
+    yield c
+    c.stop()
+    assert not c.pids()
+
+
+def spooled(receivers, tmp_path, cloud_keys, n=3, edit=None):
+    """A started receiver (its uplink not started) holding a fresh study of
+    n small instances, all queued, the files first passed to edit(paths)
+    if given. Returns (receiver, rows in the order received)."""
+    files = dicomgen.make_ct_study(str(tmp_path / "study"), n, rows=64, cols=64)
+    if edit:
+        edit(files)
+    keys = {"timeout": 5, "retry_max_delay": 2}
+    keys.update(cloud_keys)
+    rx = receivers(cloud=keys).start()
+    r = storescu(rx.port, files)
+    assert r.returncode == 0, r.stderr
+    rows = rx.rows("1=1 ORDER BY id")
+    assert len(rows) == n and {row["state"] for row in rows} == {"queued"}
+    return rx, rows
+
 
 # What a test may wait for a drain of a few hundred instances (a ceiling
 # against hangs, not a speed requirement).
