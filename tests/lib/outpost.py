@@ -3,6 +3,7 @@
 Everything here starts real programs on loopback: outpost-receiver, DCMTK's
 storescu/echoscu/storescp. Processes are tracked by PID and ended by PID.
 """
+import fcntl
 import hashlib
 import os
 import random
@@ -11,6 +12,7 @@ import socket
 import sqlite3
 import struct
 import subprocess
+import threading
 import time
 
 from pydicom.filereader import read_file_meta_info
@@ -24,23 +26,77 @@ PYDICOM_FILES = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
 DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 
 
+# Ports handed out by free_port(), machine-wide: every test process on this
+# machine (the pytest-xdist workers of one run, a second run, the image
+# tests, a benchmark) reserves its ports in this one file, so two of them
+# never pick the same port between free_port() and the bind() of the
+# server it is for (bind() is the only check otherwise, and a port is free
+# until then). One line per port, "PORT PID TIME"; the file is read and
+# rewritten under an fcntl record lock on the whole file. An entry lapses
+# when its process is gone or after PORT_HOLD seconds, by which time its
+# server has long bound it (a test that stops and restarts a server on its
+# port, e.g. Cloud.restart_with(), does so within the test).
+PORT_REGISTRY = os.environ.get("OUTPOST_PORT_REGISTRY", "/tmp/outpost-test-ports")
+PORT_HOLD = 30 * 60
+# fcntl locks are per process: the threads of one process take turns here.
+_port_lock = threading.Lock()
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _reserved_ports(f, now):
+    """The live entries of the registry (open, locked), {port: (pid, time)}."""
+    held = {}
+    f.seek(0)
+    for line in f.read().splitlines():
+        try:
+            port, pid, when = (int(x) for x in line.split())
+        except ValueError:
+            continue  # a torn or foreign line: dropped on rewrite
+        if now - when < PORT_HOLD and _pid_alive(pid):
+            held[port] = (pid, when)
+    return held
+
+
 def free_port():
-    """A port nothing listens on, below the kernel's ephemeral range
+    """A port nothing listens on and no other test process on this machine
+    has been given (PORT_REGISTRY), below the kernel's ephemeral range
     (32768-60999 here): a port the kernel hands out (bind to 0) can be
     taken by any outgoing connection before the server that was meant to
     listen on it starts, and a test then fails on "Address already in use"."""
     rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
+    now = int(time.time())
+    with _port_lock, open(os.open(PORT_REGISTRY, os.O_RDWR | os.O_CREAT, 0o666), "r+") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX)  # released when f is closed
+        held = _reserved_ports(f, now)
+        port = None
+        for _ in range(200):
+            candidate = rng.randrange(20000, 32000)
+            if candidate in held:
                 continue
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
+            port = candidate
+            break
+        if port is None:
+            raise RuntimeError(f"no free port in 20000-32000 ({len(held)} reserved "
+                               f"in {PORT_REGISTRY})")
+        held[port] = (os.getpid(), now)
+        f.seek(0)
+        f.truncate()
+        f.write("".join(f"{p} {pid} {when}\n" for p, (pid, when) in held.items()))
+    return port
 
 
 def short_socket_path(workdir):
