@@ -38,9 +38,11 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections import namedtuple
@@ -433,6 +435,8 @@ class Cloud:
         self.orthanc_port = orthanc_port or free_port()
         self.https_port = https_port or free_port()
         self.dicom_port = free_port() if dicom_port else None
+        # nginx's stub_status, plain HTTP on loopback (access_log()).
+        self.status_port = free_port()
         self.orthanc_dir = os.path.join(self.workdir, "orthanc")
         self.nginx_dir = os.path.join(self.workdir, "nginx")
         for d in ("storage", "index"):
@@ -596,6 +600,16 @@ http {{
             proxy_send_timeout {self.upstream_timeout}s;
         }}
 {self.nginx_extra}
+    }}
+
+    # The harness's own window on nginx (Cloud.wait_logged()): requests in
+    # progress. Not in the access log.
+    server {{
+        listen 127.0.0.1:{self.status_port};
+        access_log off;
+        location = /status {{
+            stub_status;
+        }}
     }}
 }}
 """
@@ -810,8 +824,35 @@ http {{
 
     # -- nginx's access log --
 
+    def wait_logged(self, timeout=5):
+        """Waits until nginx has no request in progress, so that every
+        request a client has had its answer to is in the access log. nginx
+        writes a request's line when it frees the request: after the last
+        byte of the answer has gone out, so a client can read the answer
+        before the line is there (and after a lingering close, when the
+        client has closed). Requests still in progress after `timeout`
+        seconds (an upload under way, a paused Orthanc) are not logged yet:
+        the log is then read as it stands."""
+        if self.nginx is None or self.nginx.poll() is not None:
+            return  # stopped: nginx logged what it had before it exited
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.status_port}/status", timeout=2) as resp:
+                    status = resp.read().decode()
+            except OSError:
+                return  # nginx is going away
+            # "Reading: R Writing: W Waiting: K"; this request is one writing.
+            counts = dict(re.findall(r"(Reading|Writing): (\d+)", status))
+            if int(counts["Reading"]) == 0 and int(counts["Writing"]) == 1:
+                return
+            time.sleep(0.01)
+
     def access_log(self):
-        """The access log, one dict per request (see ACCESS_LOG_FORMAT)."""
+        """The access log, one dict per request (see ACCESS_LOG_FORMAT), once
+        nginx has logged the requests it has answered (wait_logged())."""
+        self.wait_logged()
         out = []
         try:
             with open(self.access_log_path) as f:
