@@ -1,6 +1,6 @@
 /*
  * fuzz_request: libFuzzer harness for what the console's server reads from
- * its clients (the LAN): HTTP requests (uplink/request.c, over
+ * its clients (the LAN): HTTP requests (console/request.c, over
  * http-parser), one after another on one connection.
  *
  * The first input byte chooses the size of the pieces the rest arrives

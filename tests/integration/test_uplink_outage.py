@@ -13,10 +13,11 @@ Two flavours of "down" (docs/notes-orthanc.md item 8):
     failed TLS handshake, the same class of failure (requeued without an
     attempt, link down, back-off). Then it closes and nginx comes back.
 
-The bound on attempts, from the back-off rule (uplink.c, backoff_ms): after
-the link's n-th consecutive failure the next probe waits
-min(retry_max_delay, 1 s * 2^(n-1)) scaled by a random factor in [0.5, 1],
-and while the link is down only one connection probes. With
+The bound on attempts, from the back-off rule (services/uplink/link.c,
+op__uplink_backoff_ms): after the link's n-th consecutive failure the
+next probe waits min(retry_max_delay, 1 s * 2^(n-1)) scaled by a random
+factor in [0.5, 1], and while the link is down only one connection
+probes. With
 retry_max_delay = 2 s that wait is at least 0.5 s after the first failure
 and at least 1 s after every later one, so a window of T seconds holds at
 most T/1 + 1 probes, plus one per connection for the requests already on
