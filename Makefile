@@ -240,9 +240,20 @@ unit-asan:
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  scripts/run-unit $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(UNIT_BINS))
 
+# The integration tests, INTEGRATION_JOBS at a time (pytest-xdist): most of
+# their time is spent waiting on the programs and peers they drive, and
+# each test has its own directory, processes and ports (free_port()
+# reserves ports machine-wide, tests/lib/outpost.py). A test file to a
+# worker (--dist loadfile): a module's fixtures (one cloud for
+# test_uplink_tls.py, ...) are made once, and a file's tests run in their
+# order, as they do alone. INTEGRATION_JOBS=1 runs them in this process,
+# one after another.
+INTEGRATION_JOBS ?= 2
+XDIST = $(if $(filter-out 1,$(INTEGRATION_JOBS)),-n $(INTEGRATION_JOBS) --dist loadfile)
+
 integration: all
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 # The integration tests that feed the services hostile or unusual input,
 # run again against the ASan+UBSan build (any sanitizer report fails).
@@ -254,7 +265,7 @@ ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_INTEGRATION) $(PYTEST_ARGS)
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(XDIST) $(ASAN_INTEGRATION) $(PYTEST_ARGS)
 
 # --- fuzzing (libFuzzer, clang-14) ------------------------------------------
 #
