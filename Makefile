@@ -257,10 +257,12 @@ integration: all
 
 # The integration tests that feed the services hostile or unusual input,
 # run again against the ASan+UBSan build (any sanitizer report fails).
-ASAN_INTEGRATION := test_receiver_basics.py test_garbage.py test_samples.py \
-                    test_limits.py test_admission.py test_uplink_faults.py \
-                    test_uplink_tls.py test_api.py test_outpostctl.py \
-                    test_firmware_upload.py
+# The longest files first (about 60 s each), so that the two workers end
+# together.
+ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py \
+                    test_garbage.py test_outpostctl.py test_admission.py \
+                    test_samples.py test_firmware_upload.py test_limits.py \
+                    test_receiver_basics.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
