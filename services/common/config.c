@@ -90,6 +90,7 @@ static const struct key keys[] = {
 	{ "console", "password_hash", K_PWHASH, F(console.password_hash), 0, 0 },
 	{ "console", "web_root", K_STRING, F(console.web_root), 0, 0 },
 	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000 },
+	{ "console", "allowed_hosts", K_CIDR_LIST, F(console.allowed_hosts), 0, 0 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
 };
 
@@ -209,21 +210,36 @@ static int add_ae(void *arg, const char *item)
 	return 0;
 }
 
+/* A K_CIDR_LIST field is an op_cidr[OP_LIST_MAX] followed by its count
+ * ([receiver] and [console] allowed_hosts). */
+_Static_assert(offsetof(op_receiver_config, n_allowed_hosts) ==
+		       offsetof(op_receiver_config, allowed_hosts) + sizeof(op_cidr) * OP_LIST_MAX,
+	       "[receiver] allowed_hosts: the count follows the array");
+_Static_assert(offsetof(op_console_config, n_allowed_hosts) ==
+		       offsetof(op_console_config, allowed_hosts) + sizeof(op_cidr) * OP_LIST_MAX,
+	       "[console] allowed_hosts: the count follows the array");
+
+static int *cidr_count(const void *field)
+{
+	return (int *)((char *)field + sizeof(op_cidr) * OP_LIST_MAX);
+}
+
 static int add_cidr(void *arg, const char *item)
 {
 	struct list_ctx *l = arg;
-	op_receiver_config *r = &l->cfg->receiver;
+	op_cidr *nets = l->field;
+	int *n = cidr_count(l->field);
 
-	if (r->n_allowed_hosts == OP_LIST_MAX) {
+	if (*n == OP_LIST_MAX) {
 		fail(l->p, "%s: more than %d entries", l->key, OP_LIST_MAX);
 		return -E2BIG;
 	}
-	if (op_cidr_parse(item, &r->allowed_hosts[r->n_allowed_hosts]) < 0) {
+	if (op_cidr_parse(item, &nets[*n]) < 0) {
 		fail(l->p, "%s: '%s' is not an IPv4 address or network (e.g. 10.1.2.0/24)", l->key,
 		     item);
 		return -EINVAL;
 	}
-	r->n_allowed_hosts++;
+	(*n)++;
 	return 0;
 }
 
@@ -303,7 +319,7 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 		/* AE titles may contain spaces: commas alone separate them. */
 		return each_item(value, ",", add_ae, &l) == 0;
 	case K_CIDR_LIST:
-		p->cfg->receiver.n_allowed_hosts = 0;
+		*cidr_count(field) = 0;
 		return each_item(value, ", \t", add_cidr, &l) == 0;
 	case K_URL: {
 		op_cloud_config *c = &p->cfg->cloud;
@@ -480,6 +496,12 @@ static int check_together(struct parse *p)
 	if (!*p->cfg->console.tls_cert != !*p->cfg->console.tls_key)
 		return fail_at(p, *p->cfg->console.tls_cert ? "tls_cert" : "tls_key",
 			       "tls_cert and tls_key go together");
+	/* A password or a session cookie must not cross the LAN in clear. */
+	if (*p->cfg->console.listen && !*p->cfg->console.tls_cert &&
+	    strncmp(p->cfg->console.listen_addr, "127.", 4) != 0)
+		return fail_at(p, "listen",
+			       "listen: plain HTTP is served on loopback only (127.0.0.0/8); "
+			       "set tls_cert and tls_key, or listen on 127.0.0.1");
 	return 0;
 }
 
@@ -549,7 +571,6 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 {
 	const char *field = (const char *)cfg + k->offset;
-	const op_receiver_config *r = &cfg->receiver;
 	static const char *const levels[] = { "debug", "info", "warn", "error" };
 	struct in_addr a;
 	char ip[INET_ADDRSTRLEN];
@@ -590,9 +611,10 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 		break;
 	}
 	case K_CIDR_LIST:
-		for (int i = 0; i < r->n_allowed_hosts; i++) {
-			int bits = __builtin_popcount(r->allowed_hosts[i].mask);
-			a.s_addr = htonl(r->allowed_hosts[i].addr);
+		for (int i = 0; i < *cidr_count(field); i++) {
+			const op_cidr *nets = (const op_cidr *)field;
+			int bits = __builtin_popcount(nets[i].mask);
+			a.s_addr = htonl(nets[i].addr);
 			inet_ntop(AF_INET, &a, ip, sizeof(ip));
 			fprintf(out, "%s%s/%d", i ? ", " : "", ip, bits);
 		}

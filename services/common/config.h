@@ -93,6 +93,10 @@ typedef struct op_console_config {
 	char password_hash[256]; /* crypto_pwhash_str (Argon2id); empty: no login */
 	char web_root[1024];     /* the console's static files */
 	uint32_t session_ttl;    /* seconds of inactivity before a session ends */
+	/* Who may connect to listen, checked at accept (as [receiver]
+	 * allowed_hosts: the count follows the array). */
+	op_cidr allowed_hosts[OP_LIST_MAX];
+	int n_allowed_hosts; /* 0 = any host */
 } op_console_config;
 
 typedef struct op_config {

@@ -95,7 +95,7 @@ static void static_file(op_api *api, op_httpd_req *req)
 	if (!(j = op__api_job_new(api, req, NULL, sizeof(*j))))
 		return;
 	snprintf(j->path, sizeof(j->path), "%s%s", api->cfg.console.web_root, path);
-	op__api_job_start(&j->base, static_work, NULL);
+	op__api_job_start_bounded(&j->base, static_work, NULL);
 }
 
 /* --- routing ------------------------------------------------------------------------------------ */
@@ -141,6 +141,10 @@ static void handle(void *ctx, op_httpd_req *req)
 		op__api_healthz(api, req);
 		return;
 	}
+	/* Before anything else, the login included: a form another site's
+	 * page posts must not even count as a login attempt. */
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && !op__api_same_origin(req))
+		return;
 	if (strcmp(path, "/api/login") == 0) {
 		if (strcmp(method, "POST") != 0)
 			op__api_reply_error(req, 405, "Allow: POST\r\n", "use POST");
@@ -176,6 +180,7 @@ static void handle(void *ctx, op_httpd_req *req)
 void op__api_free(op_api *api)
 {
 	sodium_memzero(api->good_key, sizeof(api->good_key));
+	free(api->health_body);
 	free(api);
 }
 
@@ -258,6 +263,7 @@ void op_api_close(op_api *api)
 	if (!api)
 		return;
 	op__api_cancel_checks(api);
+	op__api_cancel_healthz(api);
 	op__api_cancel_test_link(api);
 	op_httpd_close(api->httpd);
 	api->httpd = NULL;

@@ -2,9 +2,17 @@
  * api_auth: who may use the console (see internal.h). The Unix socket is
  * trusted as the local administrator; over TCP a session cookie from
  * /api/login, or the password by HTTP Basic on each request. A password is
- * checked with Argon2 on the thread pool, one check at a time; a client
- * that fails LOGIN_FAILURES times in LOGIN_WINDOW_MS is refused (429)
- * until the window ends.
+ * checked with Argon2 on the thread pool, one check at a time, at most
+ * VERIFY_QUEUE waiting (503 beyond).
+ *
+ * Guessing is bounded where the guess comes in, not where its check ends
+ * (a burst, or requests whose clients reset, would otherwise be checked
+ * many times over the limit): each password to check counts as an
+ * attempt when it arrives; a client with LOGIN_ATTEMPTS in LOGIN_WINDOW_MS
+ * is refused (429) until the window ends, and all clients together get
+ * LOGIN_BUDGET a window. A client's count is kept for its whole window:
+ * when OP__API_PEERS clients are counted, a new one is refused rather than
+ * an old one forgotten. A password that verifies gives its attempt back.
  */
 #include "console/internal.h"
 
@@ -16,43 +24,61 @@
 
 #include "common/log.h"
 
-#define LOGIN_FAILURES 5 /* in LOGIN_WINDOW_MS, then 429 until it ends */
+#define LOGIN_ATTEMPTS 5 /* a client's, in LOGIN_WINDOW_MS, then 429 until it ends */
+#define LOGIN_BUDGET 20  /* every client's, in LOGIN_WINDOW_MS */
 #define LOGIN_WINDOW_MS 60000
+#define VERIFY_QUEUE 8    /* checks waiting for the one running */
 #define PASSWORD_MAX 1099 /* a longer one is refused unchecked */
 
 /* --- sessions and failures ------------------------------------------------------- */
 
-static struct op__api_failures *failures_of(op_api *api, const char *peer, int create)
+/* peer's attempts in its window, or NULL; with create a free entry for
+ * it, or NULL when every entry is in its window. */
+static struct op__api_attempts *attempts_of(op_api *api, const char *peer, int create)
 {
-	struct op__api_failures *oldest = &api->failures[0];
+	struct op__api_attempts *free_entry = NULL;
 	uint64_t now = uv_now(api->loop);
 
 	for (int i = 0; i < OP__API_PEERS; i++) {
-		struct op__api_failures *f = &api->failures[i];
+		struct op__api_attempts *a = &api->attempts[i];
 
-		if (now - f->since >= LOGIN_WINDOW_MS)
-			f->n = 0;
-		if (f->n && strcmp(f->peer, peer) == 0)
-			return f;
-		if (f->n == 0 || f->since < oldest->since)
-			oldest = f;
+		if (a->n && now - a->since >= LOGIN_WINDOW_MS)
+			a->n = 0;
+		if (a->n && strcmp(a->peer, peer) == 0)
+			return a;
+		if (a->n == 0 && !free_entry)
+			free_entry = a;
 	}
-	if (!create)
+	if (!create || !free_entry)
 		return NULL;
-	snprintf(oldest->peer, sizeof(oldest->peer), "%s", peer);
-	oldest->since = now;
-	oldest->n = 0;
-	return oldest;
+	snprintf(free_entry->peer, sizeof(free_entry->peer), "%s", peer);
+	free_entry->since = now;
+	free_entry->n = 0;
+	return free_entry;
 }
 
-/* Seconds until peer may try again, or 0. */
-static int limited(op_api *api, const char *peer)
+/* Counts an attempt of peer's. 0, or the seconds until one may be made,
+ * with why in *why. */
+static int count_attempt(op_api *api, const char *peer, const char **why)
 {
-	struct op__api_failures *f = failures_of(api, peer, 0);
+	uint64_t now = uv_now(api->loop);
+	struct op__api_attempts *a = attempts_of(api, peer, 1);
 
-	if (!f || f->n < LOGIN_FAILURES)
-		return 0;
-	return (int)((LOGIN_WINDOW_MS - (uv_now(api->loop) - f->since)) / 1000) + 1;
+	if (now - api->budget_since >= LOGIN_WINDOW_MS) {
+		api->budget_since = now;
+		api->budget_n = 0;
+	}
+	if (a && a->n >= LOGIN_ATTEMPTS) {
+		*why = "too many failed logins";
+		return (int)((LOGIN_WINDOW_MS - (now - a->since)) / 1000) + 1;
+	}
+	if (api->budget_n >= LOGIN_BUDGET || !a) {
+		*why = "too many logins on this console";
+		return (int)((LOGIN_WINDOW_MS - (now - api->budget_since)) / 1000) + 1;
+	}
+	a->n++;
+	api->budget_n++;
+	return 0;
 }
 
 static void mac_of(op_api *api, const char *password, unsigned char *mac)
@@ -125,18 +151,38 @@ static void new_session(op_api *api, char *token)
 	memcpy(token, s->token, sizeof(s->token));
 }
 
+/* No WWW-Authenticate challenge: a browser that answered one would send
+ * the password with every request, forms posted by other sites included.
+ * Scripts send Basic unasked. */
 static void unauthorized(op_httpd_req *req)
 {
-	const char *xrw = op_request_header(op_httpd_request(req), "X-Requested-With");
+	op__api_reply_error(req, 401, NULL, "log in");
+}
 
-	/* The console's own requests get no WWW-Authenticate: a browser would
-	 * pop up its password dialog over the page's login form. */
-	op__api_reply_error(
-		req, 401,
-		xrw && strcmp(xrw, "outpost-console") == 0
-			? NULL
-			: "WWW-Authenticate: Basic realm=\"outpost\", charset=\"UTF-8\"\r\n",
-		"log in");
+int op__api_same_origin(op_httpd_req *req)
+{
+	const op_request *r = op_httpd_request(req);
+	const char *custom = op_request_header(r, "X-Outpost-Request"), *origin, *host;
+	char want[320];
+
+	/* A custom header: a page of another site cannot send one without
+	 * the console allowing it (CORS), which it never does. The Unix socket
+	 * is no browser's. */
+	if (op_httpd_is_local(req) || (custom && *custom))
+		return 1;
+	origin = op_request_header(r, "Origin");
+	host = op_request_header(r, "Host");
+	if (origin && host) {
+		snprintf(want, sizeof(want), "%s://%s", op_httpd_is_tls(req) ? "https" : "http",
+			 host);
+		if (strcasecmp(origin, want) == 0)
+			return 1;
+	}
+	op__api_reply_error(req, 403, NULL,
+			    "cross-site request refused: a request that changes something needs "
+			    "the header X-Outpost-Request: 1 (the console's page and outpostctl "
+			    "send it), or an Origin equal to the console's address");
+	return 0;
 }
 
 void op__api_end_sessions(op_api *api)
@@ -172,18 +218,38 @@ static void verify_work(struct op__api_job *job)
 
 static void verify_done(struct op__api_job *job);
 
+static void start_verify(op_api *api, struct op__api_verify_job *j)
+{
+	api->verifying = 1;
+	api->counters.password_checks++;
+	if (op__api_job_start(&j->base, verify_work, verify_done) < 0)
+		api->verifying = 0;
+}
+
 static void next_verify(op_api *api)
 {
 	struct op__api_verify_job *j = api->verify_head;
 
 	api->verifying = 0;
-	if (!j || api->closing)
+	/* A check whose client has gone is not made: it counted already. */
+	while (j && op_httpd_gone(j->base.req)) {
+		api->verify_head = j->waiting;
+		api->verify_waiting--;
+		op_httpd_reply(j->base.req, 503, OP__API_JSON, NULL, "{}", 2); /* frees it */
+		op__api_job_free(&j->base);
+		j = api->verify_head;
+	}
+	if (!j) {
+		api->verify_tail = NULL;
+		return;
+	}
+	if (api->closing)
 		return;
 	api->verify_head = j->waiting;
+	api->verify_waiting--;
 	if (!api->verify_head)
 		api->verify_tail = NULL;
-	api->verifying = 1;
-	op__api_job_start(&j->base, verify_work, verify_done);
+	start_verify(api, j);
 }
 
 static void verify_done(struct op__api_job *job)
@@ -191,16 +257,15 @@ static void verify_done(struct op__api_job *job)
 	struct op__api_verify_job *j = (struct op__api_verify_job *)job;
 	op_api *api = job->api;
 	op_httpd_req *req = job->req;
-	struct op__api_failures *f;
+	struct op__api_attempts *a = attempts_of(api, job->from, 0);
 	char token[65];
 
 	next_verify(api);
 	free(job->body);
 	job->body = NULL;
 	if (!j->ok) {
-		f = failures_of(api, job->from, 1);
-		f->n++;
-		op_warn("console.login", "result=failed peer=%s failures=%d", job->from, f->n);
+		op_warn("console.login", "result=failed peer=%s attempts=%d", job->from,
+			a ? a->n : 0);
 		job->req = NULL;
 		if (j->login)
 			op__api_reply_error(req, 401, NULL, "wrong password");
@@ -208,6 +273,8 @@ static void verify_done(struct op__api_job *job)
 			unauthorized(req);
 		return;
 	}
+	if (a && a->n > 0)
+		a->n--; /* the right password is no guess */
 	/* Only the hash this job verified against counts as good. */
 	if (strcmp(j->hash, api->cfg.console.password_hash) == 0) {
 		mac_of(api, j->password, api->good_mac);
@@ -236,20 +303,33 @@ static void check_password(op_api *api, op_httpd_req *req, const char *password,
 			   op__api_endpoint next, int login)
 {
 	struct op__api_verify_job *j;
-	int wait = limited(api, op_httpd_peer(req));
+	struct op__api_attempts *a = attempts_of(api, op_httpd_peer(req), 0);
+	const char *why = "";
 	unsigned char mac[32];
+	char retry[32];
+	int wait;
 
-	if (wait) {
-		op__api_reply_error(req, 429, NULL, "too many failed logins; try again in %d s",
-				    wait);
-		return;
-	}
-	if (!login && api->good) {
-		mac_of(api, password, mac);
-		if (sodium_memcmp(mac, api->good_mac, sizeof(mac)) == 0) {
-			next(api, req, "admin");
+	/* A locked client is refused even its right password. */
+	if (!a || a->n < LOGIN_ATTEMPTS) {
+		if (!login && api->good) {
+			mac_of(api, password, mac);
+			if (sodium_memcmp(mac, api->good_mac, sizeof(mac)) == 0) {
+				next(api, req, "admin");
+				return;
+			}
+		}
+		if (api->verifying && api->verify_waiting >= VERIFY_QUEUE) {
+			api->counters.busy++;
+			op__api_reply_error(req, 503, "Retry-After: 1\r\n",
+					    "too many password checks waiting; try again");
 			return;
 		}
+	}
+	if ((wait = count_attempt(api, op_httpd_peer(req), &why)) > 0) {
+		api->counters.busy++;
+		snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", wait);
+		op__api_reply_error(req, 429, retry, "%s; try again in %d s", why, wait);
+		return;
 	}
 	if (strlen(password) > PASSWORD_MAX) {
 		op__api_reply_error(req, 401, NULL, "wrong password");
@@ -267,10 +347,10 @@ static void check_password(op_api *api, op_httpd_req *req, const char *password,
 		else
 			api->verify_head = j;
 		api->verify_tail = j;
+		api->verify_waiting++;
 		return;
 	}
-	api->verifying = 1;
-	op__api_job_start(&j->base, verify_work, verify_done);
+	start_verify(api, j);
 }
 
 void op__api_cancel_checks(op_api *api)
@@ -279,6 +359,7 @@ void op__api_cancel_checks(op_api *api)
 		struct op__api_verify_job *j = api->verify_head;
 
 		api->verify_head = j->waiting;
+		api->verify_waiting--;
 		op_httpd_reply(j->base.req, 503, OP__API_JSON, NULL, "{\"error\": \"stopping\"}",
 			       21);
 		op__api_job_free(&j->base);

@@ -6,6 +6,7 @@
  */
 #include "console/internal.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -95,6 +96,8 @@ static void job_after(uv_work_t *w, int status)
 
 	(void)status;
 	api->jobs--;
+	if (j->kind >= 0)
+		api->kinds[j->kind].n--;
 	if (api->closing) {
 		free(j->body);
 		j->body = NULL;
@@ -126,6 +129,7 @@ void *op__api_job_new(op_api *api, op_httpd_req *req, const char *who, size_t si
 		return NULL;
 	}
 	j->size = size;
+	j->kind = -1;
 	j->api = api;
 	j->req = req;
 	j->spool = api->host.spool;
@@ -135,18 +139,54 @@ void *op__api_job_new(op_api *api, op_httpd_req *req, const char *who, size_t si
 	return j;
 }
 
-void op__api_job_start(struct op__api_job *j, void (*work)(struct op__api_job *),
-		       void (*done)(struct op__api_job *))
+/* Answers a job that cannot start 503 and frees it. */
+static int refuse(struct op__api_job *j, int rc)
+{
+	j->api->counters.busy++;
+	if (j->req)
+		op_httpd_reply(j->req, 503, OP__API_JSON, "Retry-After: 1\r\n",
+			       "{\"error\": \"busy, try again\"}", 28);
+	op__api_job_free(j);
+	return rc;
+}
+
+int op__api_job_start(struct op__api_job *j, void (*work)(struct op__api_job *),
+		      void (*done)(struct op__api_job *))
 {
 	j->work = work;
 	j->done = done;
 	j->w.data = j;
-	if (uv_queue_work(j->api->loop, &j->w, job_work, job_after) < 0) {
-		op_httpd_reply(j->req, 503, OP__API_JSON, NULL, "{\"error\": \"busy\"}", 17);
-		op__api_job_free(j);
-		return;
-	}
+	if (uv_queue_work(j->api->loop, &j->w, job_work, job_after) < 0)
+		return refuse(j, -ENOMEM);
 	j->api->jobs++;
+	if (j->kind >= 0)
+		j->api->kinds[j->kind].n++;
+	return 0;
+}
+
+int op__api_job_start_bounded(struct op__api_job *j, void (*work)(struct op__api_job *),
+			      void (*done)(struct op__api_job *))
+{
+	op_api *api = j->api;
+	int free_slot = -1;
+
+	for (int i = 0; i < OP__API_KINDS && j->kind < 0; i++) {
+		if (api->kinds[i].work == work)
+			j->kind = i;
+		else if (api->kinds[i].n == 0 && free_slot < 0)
+			free_slot = i;
+	}
+	if (j->kind < 0 && free_slot < 0)
+		return refuse(j, -EBUSY); /* more kinds than OP__API_KINDS: a bug */
+	if (j->kind < 0) {
+		j->kind = free_slot;
+		api->kinds[free_slot].work = work;
+	}
+	if (api->kinds[j->kind].n >= OP__API_JOBS_PER_KIND) {
+		j->kind = -1;
+		return refuse(j, -EBUSY);
+	}
+	return op__api_job_start(j, work, done);
 }
 
 /* --- the audit log -------------------------------------------------------------- */

@@ -153,6 +153,7 @@ struct view_job {
 	struct op__api_job base;
 	op_uplink_view view;
 	struct op__api_settings settings;
+	struct op__api_counters counters;
 };
 
 struct status_job {
@@ -268,6 +269,7 @@ static void *view_job_new(op_api *api, op_httpd_req *req, const char *who, size_
 		return NULL;
 	op_uplink_get_view(api->up, &j->view);
 	settings_of(api, &j->settings);
+	j->counters = api->counters;
 	return j;
 }
 
@@ -277,7 +279,7 @@ static void with_view(op_api *api, op_httpd_req *req, const char *who,
 	struct view_job *j = view_job_new(api, req, who, sizeof(*j));
 
 	if (j)
-		op__api_job_start(&j->base, work, NULL);
+		op__api_job_start_bounded(&j->base, work, NULL);
 }
 
 void op__api_status(op_api *api, op_httpd_req *req, const char *who)
@@ -287,7 +289,7 @@ void op__api_status(op_api *api, op_httpd_req *req, const char *who)
 	if (!j)
 		return;
 	op__api_beside_config(api, "firmware", j->firmware_dir, sizeof(j->firmware_dir));
-	op__api_job_start(&j->v.base, status_work, NULL);
+	op__api_job_start_bounded(&j->v.base, status_work, NULL);
 }
 
 /* Appends to a growing text buffer (the metrics page). */
@@ -380,6 +382,14 @@ static void metrics_work(struct op__api_job *job)
 	metric(&t, "associations_rejected_total", "counter",
 	       "Associations the receiver turned away.", st.counters.associations_rejected);
 	metric(&t, "disk_free_bytes", "gauge", "Free bytes on the spool's filesystem.", d.free);
+	metric(&t, "console_password_checks_total", "counter",
+	       "Console passwords verified (Argon2), logins and HTTP Basic.",
+	       j->counters.password_checks);
+	metric(&t, "console_health_checks_total", "counter",
+	       "Health checks run (spool quick_check and C-ECHO); /healthz shares their results.",
+	       j->counters.health_checks);
+	metric(&t, "console_busy_total", "counter",
+	       "Console requests refused for want of room (503, 429).", j->counters.busy);
 	job->status = 200;
 	job->ctype = "text/plain; version=0.0.4; charset=utf-8";
 	job->body = t.p;
@@ -430,9 +440,73 @@ static void healthz_work(struct op__api_job *job)
 	op__api_job_json(job, spool_ok && echo_rc == 0 ? 200 : 503, o);
 }
 
+/*
+ * /healthz needs no login, so anyone may ask it often; each check is a
+ * quick_check of the spool and a C-ECHO on the thread pool the uploads
+ * share. So one check runs at a time, every request that comes meanwhile
+ * waits for its result, and a result is answered again for HEALTH_FRESH_MS.
+ */
+#define HEALTH_FRESH_MS 2000
+
+static void healthz_answer(op_api *api, op_httpd_req *req)
+{
+	op_httpd_reply(req, api->health_status, OP__API_JSON, NULL, api->health_body,
+		       api->health_len);
+}
+
+static void healthz_done(struct op__api_job *job)
+{
+	op_api *api = job->api;
+
+	api->health_running = 0;
+	free(api->health_body);
+	api->health_body = job->body;
+	api->health_len = job->len;
+	api->health_status = job->status;
+	api->health_at = uv_now(api->loop);
+	job->body = NULL;
+	for (int i = 0; i < api->n_health_waiters; i++)
+		healthz_answer(api, api->health_waiters[i]);
+	api->n_health_waiters = 0;
+}
+
+void op__api_cancel_healthz(op_api *api)
+{
+	for (int i = 0; i < api->n_health_waiters; i++)
+		op_httpd_reply(api->health_waiters[i], 503, OP__API_JSON, NULL,
+			       "{\"error\": \"stopping\"}", 21);
+	api->n_health_waiters = 0;
+}
+
 void op__api_healthz(op_api *api, op_httpd_req *req)
 {
-	with_view(api, req, NULL, healthz_work);
+	struct view_job *j;
+
+	if (api->health_body && uv_now(api->loop) - api->health_at < HEALTH_FRESH_MS) {
+		healthz_answer(api, req);
+		return;
+	}
+	if (api->n_health_waiters == OP__API_HEALTH_WAITERS) {
+		api->counters.busy++;
+		op__api_reply_error(req, 503, "Retry-After: 1\r\n", "busy, try again");
+		return;
+	}
+	api->health_waiters[api->n_health_waiters++] = req;
+	if (api->health_running)
+		return;
+	/* The job answers nobody itself: healthz_done() answers the waiters. */
+	if (!(j = view_job_new(api, req, NULL, sizeof(*j)))) {
+		api->n_health_waiters--; /* answered */
+		return;
+	}
+	j->base.req = NULL;
+	api->health_running = 1;
+	api->counters.health_checks++;
+	if (op__api_job_start(&j->base, healthz_work, healthz_done) < 0) {
+		api->health_running = 0;
+		api->n_health_waiters--;
+		op__api_reply_error(req, 503, "Retry-After: 1\r\n", "busy, try again");
+	}
 }
 
 /* --- the queue and the audit log ----------------------------------------------------- */
@@ -554,7 +628,7 @@ void op__api_queue(op_api *api, op_httpd_req *req, const char *who)
 	j->state = st;
 	j->per_page = (unsigned)per_page;
 	j->page = page;
-	op__api_job_start(&j->base, queue_work, NULL);
+	op__api_job_start_bounded(&j->base, queue_work, NULL);
 }
 
 struct audit_list_job {
@@ -605,5 +679,5 @@ void op__api_audit_list(op_api *api, op_httpd_req *req, const char *who)
 	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
 		return;
 	j->limit = (unsigned)limit;
-	op__api_job_start(&j->base, audit_list_work, NULL);
+	op__api_job_start_bounded(&j->base, audit_list_work, NULL);
 }

@@ -7,7 +7,13 @@
  * complete, bytes that follow wait in conn->pending, and the socket is not
  * read, until the answer has been written. A streamed body goes from the
  * parser to the handler's data callback (op_httpd_receive()). Limits:
- * those of request.h, 64 connections, 60 s without a byte.
+ * those of request.h; 64 TCP connections, MAX_PER_PEER of them from one
+ * address, and 16 on the Unix socket, each counted apart, so that nothing
+ * on the network can keep outpostctl out; a request's headers complete
+ * HEAD_MS after its first byte (a new connection's after the accept);
+ * 60 s without a byte (a body too: an upload may take long but not stall);
+ * the answers a client has not read kept under OUT_MAX, its socket not
+ * read meanwhile.
  *
  * One job, one file (about 800 lines): a connection's life, from accept
  * through TLS and framing to the answer and the close, is one state
@@ -24,13 +30,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "uplink/tls.h"
 
-#define MAX_CONNS 64
+#define MAX_CONNS 64 /* TCP */
+#define MAX_LOCAL 16 /* the Unix socket */
+#define MAX_PER_PEER 8
+#define HEAD_MS 10000
+#define OUT_MAX (64 * 1024)  /* answers queued for a client that does not read */
+#define REFUSED_LOG_MS 10000 /* refused connections: a log line at most this often */
 #define PENDING_BYTES (OP_REQUEST_BODY_MAX + OP_REQUEST_HEADERS_MAX + OP_REQUEST_URL_MAX)
 #define IDLE_MS 60000
 #define DRAIN_MS 5000 /* a refused body's client, quiet this long, is closed */
@@ -57,7 +69,12 @@ struct op_httpd {
 	struct listener tcp, unix_sock;
 	char socket_path[sizeof(((op_console_config *)0)->socket)];
 	struct conn *conns; /* all open connections */
-	int n_conns;
+	int n_tcp, n_local;
+	op_cidr allowed[OP_LIST_MAX]; /* [console] allowed_hosts */
+	int n_allowed;
+	/* Connections refused at accept since the last log line about them. */
+	int refused;
+	uint64_t refused_logged;
 
 	op_tls *tls; /* the TCP listener speaks HTTPS: each connection holds it */
 };
@@ -76,6 +93,7 @@ struct op_httpd_req {
 struct conn {
 	union stream h;
 	uv_timer_t idle;
+	uv_timer_t head; /* HEAD_MS: a request's headers, from its first byte */
 	op_httpd *httpd;
 	struct conn *next, **prev;
 	int closing;
@@ -89,6 +107,7 @@ struct conn {
 	int stopped;  /* reading stopped while busy */
 	int eof;      /* the client has sent all it will: close after the answer */
 	int draining; /* answered before its body: dropping the rest (drain()) */
+	int backlog;  /* over OUT_MAX of answers unsent: not read until they drain */
 	uv_shutdown_t shutdown;
 
 	unsigned char *pending; /* plaintext that came while busy */
@@ -130,6 +149,11 @@ const char *op_httpd_peer(const op_httpd_req *r)
 	return r->peer;
 }
 
+int op_httpd_gone(const op_httpd_req *r)
+{
+	return r->conn == NULL;
+}
+
 static void req_free(op_httpd_req *r)
 {
 	if (!r)
@@ -147,13 +171,25 @@ struct write_req {
 	char data[];
 };
 
+static void resume(struct conn *c);
+
+/* libuv calls back every write, cancelled ones too, before the stream's
+ * close callback: wr->c is still there. */
 static void on_written(uv_write_t *w, int status)
 {
 	struct write_req *wr = (struct write_req *)w;
+	struct conn *c = wr->c;
+	int close_after = wr->close_after;
 
-	if ((status < 0 || wr->close_after) && wr->c)
-		conn_close(wr->c);
 	free(wr);
+	if (status < 0 || close_after || c->closing) {
+		conn_close(c);
+		return;
+	}
+	if (c->backlog && c->h.stream.write_queue_size <= OUT_MAX / 2) {
+		c->backlog = 0;
+		resume(c);
+	}
 }
 
 /* Queues bytes for the socket (copied). */
@@ -167,7 +203,7 @@ static int raw_write(struct conn *c, const void *data, size_t len, int close_aft
 	wr = malloc(sizeof(*wr) + len);
 	if (!wr)
 		return -ENOMEM;
-	wr->c = close_after ? c : NULL;
+	wr->c = c;
 	wr->close_after = close_after;
 	memcpy(wr->data, data, len);
 	buf = uv_buf_init(wr->data, (unsigned)len);
@@ -236,10 +272,10 @@ static const char *status_text(int status)
 	}
 }
 
-static void resume(struct conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_idle(uv_timer_t *t);
+static void on_head(uv_timer_t *t);
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -292,10 +328,13 @@ void op_httpd_reply(op_httpd_req *r, int status, const char *content_type,
 			     "Cache-Control: no-store\r\n"
 			     "X-Content-Type-Options: nosniff\r\n"
 			     "X-Frame-Options: DENY\r\n"
-			     "%s"
+			     "%s%s"
 			     "Connection: %s\r\n\r\n",
 			     status, status_text(status),
 			     content_type ? content_type : "text/plain", len,
+			     /* A browser that has seen the console over TLS
+			      * never tries it in clear again. */
+			     c->tls ? "Strict-Transport-Security: max-age=31536000\r\n" : "",
 			     extra_headers ? extra_headers : "",
 			     keep_alive ? "keep-alive" : "close");
 		out = malloc((size_t)n + len);
@@ -309,6 +348,17 @@ void op_httpd_reply(op_httpd_req *r, int status, const char *content_type,
 					c->busy = 0;
 					free(out);
 					req_free(r);
+					/* A client that sends requests but does not
+					 * read the answers: the answers wait in
+					 * memory up to OUT_MAX, then the client. */
+					if (c->h.stream.write_queue_size > OUT_MAX) {
+						c->backlog = 1;
+						if (!c->stopped) {
+							uv_read_stop(&c->h.stream);
+							c->stopped = 1;
+						}
+						return;
+					}
 					resume(c);
 					return;
 				}
@@ -381,10 +431,13 @@ static void feed(struct conn *c, const char *data, size_t len)
 
 	if (c->closing)
 		return;
-	if (c->busy) {
+	if (c->busy || c->backlog) {
 		hold(c, data, len);
 		return;
 	}
+	/* A request's first byte starts its header deadline. */
+	if (!c->receiving && len && !uv_is_active((uv_handle_t *)&c->head))
+		uv_timer_start(&c->head, on_head, HEAD_MS, 0);
 	rc = op_request_parse(&c->parser, data, len, &used, &done);
 	if (c->receiving) {
 		if (rc == 0)
@@ -402,6 +455,7 @@ static void feed(struct conn *c, const char *data, size_t len)
 		return;
 	}
 	if (rc == 1 || rc == 2) {
+		uv_timer_stop(&c->head);
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			op_request_free(done);
@@ -443,7 +497,7 @@ static void resume(struct conn *c)
 	if (len)
 		feed(c, (const char *)p, len);
 	free(p);
-	if (!c->closing && !c->busy && c->stopped) {
+	if (!c->closing && !c->busy && !c->backlog && c->stopped) {
 		c->stopped = 0;
 		if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
 			conn_close(c);
@@ -508,11 +562,14 @@ static void conn_close(struct conn *c)
 {
 	if (c->closing)
 		return;
-	c->closing = 2; /* the stream and the timer */
+	c->closing = 3; /* the stream and the timers */
 	*c->prev = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	c->httpd->n_conns--;
+	if (c->local)
+		c->httpd->n_local--;
+	else
+		c->httpd->n_tcp--;
 	if (c->req) {
 		/* An answer in preparation finds the connection gone. */
 		c->req->conn = NULL;
@@ -520,6 +577,7 @@ static void conn_close(struct conn *c)
 	}
 	uv_close(&c->h.handle, on_conn_closed);
 	uv_close((uv_handle_t *)&c->idle, on_conn_closed);
+	uv_close((uv_handle_t *)&c->head, on_conn_closed);
 	if (c->receiving) {
 		op_httpd_req *r = c->receiving;
 
@@ -537,6 +595,17 @@ static void on_idle(uv_timer_t *t)
 		uv_timer_again(t);
 		return;
 	}
+	conn_close(c);
+}
+
+/* Headers still incomplete HEAD_MS after their first byte (or after the
+ * accept): a slow client holds no slot for long. */
+static void on_head(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+
+	op_debug("console.timeout", "peer=%s reason=\"request headers not complete in %d s\"",
+		 c->peer, HEAD_MS / 1000);
 	conn_close(c);
 }
 
@@ -611,11 +680,71 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	free(buf->base);
 }
 
+/* Logs connections refused at accept, at most one line a REFUSED_LOG_MS:
+ * a flood of them must not flood the log. */
+static void refused(op_httpd *con, const char *peer, const char *why)
+{
+	uint64_t now = uv_now(con->loop);
+
+	con->refused++;
+	if (con->refused_logged && now - con->refused_logged < REFUSED_LOG_MS)
+		return;
+	op_warn("console.refused", "peer=%s reason=\"%s\" refused=%d", peer, why, con->refused);
+	con->refused = 0;
+	con->refused_logged = now;
+}
+
+/* Who may stay, decided before the connection counts: on TCP an address
+ * in [console] allowed_hosts with fewer than MAX_PER_PEER connections, on
+ * the Unix socket root or the uplink's own user (SO_PEERCRED: the file's
+ * mode alone would let any member of its group in). NULL, or why not. */
+static const char *admit(op_httpd *con, struct conn *c)
+{
+	int same = 0;
+
+	if (c->local) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		uv_os_fd_t fd;
+
+		if (con->n_local >= MAX_LOCAL)
+			return "too many connections on the socket";
+		if (uv_fileno(&c->h.handle, &fd) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+			return "no peer credentials";
+		snprintf(c->peer, sizeof(c->peer), "local uid=%u", (unsigned)cred.uid);
+		if (cred.uid != 0 && cred.uid != geteuid())
+			return "not root or the uplink's user";
+		snprintf(c->peer, sizeof(c->peer), "local");
+		return NULL;
+	} else {
+		struct sockaddr_storage ss;
+		int len = sizeof(ss);
+
+		if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) < 0 ||
+		    ss.ss_family != AF_INET)
+			return "no peer address";
+		uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+		if (con->n_allowed &&
+		    !op_cidr_match(con->allowed, con->n_allowed,
+				   ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr)))
+			return "not in [console] allowed_hosts";
+		if (con->n_tcp >= MAX_CONNS)
+			return "too many connections";
+		for (struct conn *o = con->conns; o; o = o->next)
+			same += !o->local && strcmp(o->peer, c->peer) == 0;
+		if (same >= MAX_PER_PEER)
+			return "too many connections from this address";
+		return NULL;
+	}
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct listener *l = server->data;
 	op_httpd *con = l->httpd;
 	struct conn *c;
+	const char *why;
 	int rc;
 
 	if (status < 0)
@@ -635,27 +764,26 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	c->h.handle.data = c;
 	uv_timer_init(con->loop, &c->idle);
+	uv_timer_init(con->loop, &c->head);
 	c->idle.data = c;
+	c->head.data = c;
+	snprintf(c->peer, sizeof(c->peer), "?");
+	why = uv_accept(server, &c->h.stream) < 0 ? "accept failed" : admit(con, c);
 	c->next = con->conns;
 	if (con->conns)
 		con->conns->prev = &c->next;
 	c->prev = &con->conns;
 	con->conns = c;
-	con->n_conns++;
-	if (uv_accept(server, &c->h.stream) < 0 || con->n_conns > MAX_CONNS) {
+	if (l->local)
+		con->n_local++;
+	else
+		con->n_tcp++;
+	if (why) {
+		refused(con, c->peer, why);
 		conn_close(c);
 		return;
 	}
-	if (l->local) {
-		snprintf(c->peer, sizeof(c->peer), "local");
-	} else {
-		struct sockaddr_storage ss;
-		int len = sizeof(ss);
-
-		snprintf(c->peer, sizeof(c->peer), "?");
-		if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0 &&
-		    ss.ss_family == AF_INET)
-			uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+	if (!l->local) {
 		uv_tcp_nodelay(&c->h.tcp, 1);
 		if (con->tls) {
 			mbedtls_ssl_init(&c->ssl);
@@ -669,6 +797,8 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	op_request_parser_init(&c->parser);
 	uv_timer_start(&c->idle, on_idle, IDLE_MS, IDLE_MS);
+	/* A new connection's first request (and TLS handshake) has HEAD_MS. */
+	uv_timer_start(&c->head, on_head, HEAD_MS, 0);
 	if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
 		conn_close(c);
 }
@@ -748,6 +878,8 @@ int op_httpd_open(uv_loop_t *loop, const op_console_config *cfg, op_httpd_handle
 	con->loop = loop;
 	con->handler = handler;
 	con->ctx = ctx;
+	memcpy(con->allowed, cfg->allowed_hosts, sizeof(con->allowed));
+	con->n_allowed = cfg->n_allowed_hosts;
 	if (*cfg->listen && *cfg->tls_cert)
 		rc = op_tls_open_server(cfg->tls_cert, cfg->tls_key, &con->tls, err, errlen);
 	if (rc < 0)

@@ -52,6 +52,8 @@ int op_httpd_is_local(const op_httpd_req *r);
 int op_httpd_is_tls(const op_httpd_req *r);
 /* The client's address ("127.0.0.1"), or "local" on the Unix socket. */
 const char *op_httpd_peer(const op_httpd_req *r);
+/* Has the client gone (its answer would be dropped)? */
+int op_httpd_gone(const op_httpd_req *r);
 
 /*
  * A request whose body is announced as over 64 KiB comes to the handler

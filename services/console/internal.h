@@ -57,17 +57,28 @@
 
 #define OP__API_JSON "application/json"
 #define OP__API_SESSIONS 64
-#define OP__API_PEERS 64 /* clients whose failed logins are counted */
+#define OP__API_PEERS 64 /* clients whose password attempts are counted */
+#define OP__API_KINDS 8  /* kinds of bounded jobs (op__api_job_start_bounded()) */
+#define OP__API_HEALTH_WAITERS 128
 
 struct op__api_session {
 	char token[65]; /* "" free */
 	uint64_t last;  /* uv_now */
 };
 
-struct op__api_failures {
+/* A client's password attempts in its window; free once the window has
+ * ended, never before (a locked client stays locked). */
+struct op__api_attempts {
 	char peer[64];
-	uint64_t since; /* uv_now of the window's first failure */
+	uint64_t since; /* uv_now of the window's first attempt */
 	int n;
+};
+
+/* What /metrics shows of the console itself. */
+struct op__api_counters {
+	uint64_t password_checks; /* Argon2 verifications started */
+	uint64_t health_checks;   /* spool quick_check + C-ECHO runs */
+	uint64_t busy;            /* requests answered 503 or 429 for want of room */
 };
 
 struct op__api_job;
@@ -81,7 +92,9 @@ struct op_api {
 	op_httpd *httpd;
 	op_config cfg;
 	struct op__api_session sessions[OP__API_SESSIONS];
-	struct op__api_failures failures[OP__API_PEERS];
+	struct op__api_attempts attempts[OP__API_PEERS];
+	uint64_t budget_since; /* the global budget's window (uv_now) */
+	int budget_n;          /* password attempts in it, all clients */
 	/* A keyed hash of the last password that verified, so that scripts
 	 * sending Basic on every request do not pay Argon2 every time. */
 	unsigned char good_key[crypto_generichash_KEYBYTES];
@@ -94,7 +107,23 @@ struct op_api {
 	/* Argon2 takes 19 MiB a check: one at a time, the others wait in
 	 * line, so a burst of logins cannot take the uplink over its memory. */
 	int verifying;
+	int verify_waiting; /* in line, at most VERIFY_QUEUE (api_auth.c) */
 	struct op__api_verify_job *verify_head, *verify_tail;
+	/* Bounded jobs running or queued, by kind (their work function). */
+	struct {
+		void (*work)(struct op__api_job *);
+		int n;
+	} kinds[OP__API_KINDS];
+	/* /healthz: the last result, and who waits for the one check running
+	 * (op__api_healthz()). */
+	char *health_body;
+	size_t health_len;
+	int health_status;
+	uint64_t health_at; /* uv_now, 0: none yet */
+	int health_running;
+	op_httpd_req *health_waiters[OP__API_HEALTH_WAITERS];
+	int n_health_waiters;
+	struct op__api_counters counters;
 	struct op__api_firmware *firmware; /* a bundle being uploaded, or NULL */
 };
 
@@ -127,6 +156,7 @@ struct op__api_job {
 	void (*work)(struct op__api_job *j);
 	void (*done)(struct op__api_job *j); /* on the loop, before the answer */
 	op_spool *spool;
+	int kind; /* its slot in api->kinds, or -1: not bounded */
 	char who[16], from[64];
 	int64_t t; /* when the request came, ms since the epoch */
 	/* the answer */
@@ -161,10 +191,16 @@ cJSON *op__api_parse_body(op_httpd_req *req);
  * but for the header; NULL with req answered (503) when out of memory. */
 void *op__api_job_new(op_api *api, op_httpd_req *req, const char *who, size_t size);
 /* Runs work on the thread pool, then done (may be NULL) on the loop, then
- * sends the answer and frees the job. On failure req is answered (503)
- * and the job freed. */
-void op__api_job_start(struct op__api_job *j, void (*work)(struct op__api_job *),
-		       void (*done)(struct op__api_job *));
+ * sends the answer and frees the job. On failure req (if any) is answered
+ * (503) and the job freed: -EBUSY or -ENOMEM. */
+int op__api_job_start(struct op__api_job *j, void (*work)(struct op__api_job *),
+		      void (*done)(struct op__api_job *));
+/* The same for work anyone may ask for often (reads, files): at most
+ * OP__API_JOBS_PER_KIND of one kind (work) run or wait on the thread pool,
+ * which the uploads share; beyond, 503 with Retry-After. */
+#define OP__API_JOBS_PER_KIND 4
+int op__api_job_start_bounded(struct op__api_job *j, void (*work)(struct op__api_job *),
+			      void (*done)(struct op__api_job *));
 /* Frees the answer and the job, wiped. For a job never started. */
 void op__api_job_free(struct op__api_job *j);
 /* The job's answer: obj (taken; NULL: 500), or {"error": msg}. Thread
@@ -197,12 +233,18 @@ void op__api_logout(op_api *api, op_httpd_req *req, const char *who);
 void op__api_end_sessions(op_api *api);
 /* Answers the password checks waiting in line 503 and frees them. */
 void op__api_cancel_checks(op_api *api);
+/* Is a state-changing request (not GET or HEAD) from the console's own
+ * page or a script, not a form another site made the browser send? 1, or
+ * 0 with req answered 403. */
+int op__api_same_origin(op_httpd_req *req);
 
 /* --- api_status.c ---------------------------------------------------------- */
 
 void op__api_status(op_api *api, op_httpd_req *req, const char *who);
 void op__api_metrics(op_api *api, op_httpd_req *req, const char *who);
 void op__api_healthz(op_api *api, op_httpd_req *req); /* no authentication */
+/* Answers the /healthz requests waiting for a check 503. */
+void op__api_cancel_healthz(op_api *api);
 void op__api_queue(op_api *api, op_httpd_req *req, const char *who);
 void op__api_audit_list(op_api *api, op_httpd_req *req, const char *who);
 

@@ -73,8 +73,12 @@ class Api:
                                                context=ctx)
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
-    def request(self, method, path, body=None, headers=None, auth=True):
+    def request(self, method, path, body=None, headers=None, auth=True, csrf=True):
+        """With csrf, a request that is not GET or HEAD carries the
+        console's custom header (X-Outpost-Request), as its page does."""
         h = dict(headers or {})
+        if csrf and method not in ("GET", "HEAD"):
+            h.setdefault("X-Outpost-Request", "1")
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
             h.setdefault("Content-Type", "application/json")

@@ -35,8 +35,9 @@ class ApiError extends Error {
 }
 
 /*
- * One API call. The X-Requested-With header keeps the server from sending
- * WWW-Authenticate (no browser dialog); the session is the cookie. A 401
+ * One API call. The X-Outpost-Request header is the console's CSRF defence:
+ * a page of another site cannot send it, so the server takes a request
+ * that changes something only with it; the session is the cookie. A 401
  * on anything but the login itself shows the login form.
  */
 async function api(method, path, body, timeoutMs = 15000) {
@@ -44,7 +45,7 @@ async function api(method, path, body, timeoutMs = 15000) {
     method,
     credentials: 'same-origin',
     cache: 'no-store',
-    headers: { 'X-Requested-With': 'outpost-console', Accept: 'application/json' },
+    headers: { 'X-Outpost-Request': '1', Accept: 'application/json' },
   };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
@@ -501,7 +502,7 @@ function onFirmware(ev) {
   const button = $('firmware-upload');
   const xhr = new XMLHttpRequest();
   xhr.open('PUT', '/api/firmware');
-  xhr.setRequestHeader('X-Requested-With', 'outpost-console');
+  xhr.setRequestHeader('X-Outpost-Request', '1');
   xhr.setRequestHeader('Accept', 'application/json');
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total;
