@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <mbedtls/sha256.h>
+#include <mbedtls/x509_crt.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +177,22 @@ static void handle(void *ctx, op_httpd_req *req)
 		static_file(api, req);
 }
 
+/* The SHA-256 of the certificate in path (its first, in DER), "AB:CD:...";
+ * "" when it cannot be read (then the TCP listener is off anyway). */
+static void fingerprint_of(const char *path, char *out, size_t size)
+{
+	mbedtls_x509_crt crt;
+	unsigned char sum[32];
+
+	*out = '\0';
+	mbedtls_x509_crt_init(&crt);
+	if (*path && mbedtls_x509_crt_parse_file(&crt, path) == 0 &&
+	    mbedtls_sha256_ret(crt.raw.p, crt.raw.len, sum, 0) == 0 && size >= 3 * sizeof(sum))
+		for (size_t i = 0; i < sizeof(sum); i++)
+			snprintf(out + 3 * i, size - 3 * i, "%s%02X", i ? ":" : "", sum[i]);
+	mbedtls_x509_crt_free(&crt);
+}
+
 /* --- open, configure, close -------------------------------------------------------------- */
 
 void op__api_free(op_api *api)
@@ -210,6 +228,8 @@ int op_api_open(uv_loop_t *loop, const op_config *cfg, const op_api_host *host, 
 	api->up = host->uplink;
 	api->cfg = *cfg;
 	crypto_generichash_keygen(api->good_key);
+	if (*cfg->console.listen)
+		fingerprint_of(cfg->console.tls_cert, api->fingerprint, sizeof(api->fingerprint));
 	rc = op_httpd_open(loop, &api->cfg.console, handle, api, &api->httpd, err, sizeof(err));
 	if (rc < 0) {
 		op__api_free(api);

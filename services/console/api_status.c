@@ -238,6 +238,13 @@ static void status_work(struct op__api_job *job)
 	cJSON_AddItemToObject(x, "booted", keyvalue_json(j->firmware_dir, "booted"));
 	cJSON_AddItemToObject(x, "last_update", keyvalue_json(j->firmware_dir, "last-update"));
 
+	x = cJSON_AddObjectToObject(o, "console");
+	cJSON_AddBoolToObject(x, "tls", *c->fingerprint != '\0');
+	if (*c->fingerprint)
+		cJSON_AddStringToObject(x, "fingerprint_sha256", c->fingerprint);
+	else
+		cJSON_AddNullToObject(x, "fingerprint_sha256");
+
 	x = cJSON_AddObjectToObject(o, "counters");
 	cJSON_AddNumberToObject(x, "received_instances", (double)st.counters.received_instances);
 	cJSON_AddNumberToObject(x, "received_bytes", (double)st.counters.received_bytes);
@@ -258,6 +265,7 @@ static void settings_of(const op_api *api, struct op__api_settings *c)
 	snprintf(c->cloud_url, sizeof(c->cloud_url), "%s", api->cfg.cloud.url);
 	c->receiver_port = api->cfg.receiver.port;
 	snprintf(c->receiver_ae, sizeof(c->receiver_ae), "%s", api->cfg.receiver.ae_title);
+	snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", api->fingerprint);
 }
 
 /* A job of size bytes that starts with a struct view_job, filled in. */

@@ -75,6 +75,7 @@ struct op_httpd {
 	/* Connections refused at accept since the last log line about them. */
 	int refused;
 	uint64_t refused_logged;
+	char why[96]; /* admit()'s answer, when made up */
 
 	op_tls *tls; /* the TCP listener speaks HTTPS: each connection holds it */
 };
@@ -104,10 +105,11 @@ struct conn {
 	op_httpd_req *req;       /* being answered */
 	op_httpd_req *receiving; /* its streamed body being read */
 	int busy;
-	int stopped;  /* reading stopped while busy */
-	int eof;      /* the client has sent all it will: close after the answer */
-	int draining; /* answered before its body: dropping the rest (drain()) */
-	int backlog;  /* over OUT_MAX of answers unsent: not read until they drain */
+	int stopped;         /* reading stopped while busy */
+	int eof;             /* the client has sent all it will: close after the answer */
+	int draining;        /* answered before its body: dropping the rest (drain()) */
+	int backlog;         /* over OUT_MAX of answers unsent: not read until they drain */
+	int resuming, again; /* in resume(); asked to go on */
 	uv_shutdown_t shutdown;
 
 	unsigned char *pending; /* plaintext that came while busy */
@@ -484,19 +486,32 @@ static void feed(struct conn *c, const char *data, size_t len)
 					 : "malformed HTTP request");
 }
 
-/* After an answer: the requests that came meanwhile. */
+/* After an answer: the requests that came meanwhile. An answer made at
+ * once (a cached /healthz) calls this again from inside feed(): that call
+ * only asks this loop to go on, so that a client's pipelined requests are
+ * taken one after another, not each inside the last (the stack, and every
+ * level's copy of what is pending, would grow with their number). */
 static void resume(struct conn *c)
 {
-	unsigned char *p = c->pending;
-	size_t len = c->pending_len;
-
 	if (c->closing)
 		return;
-	c->pending = NULL;
-	c->pending_len = 0;
-	if (len)
-		feed(c, (const char *)p, len);
-	free(p);
+	if (c->resuming) {
+		c->again = 1;
+		return;
+	}
+	c->resuming = 1;
+	do {
+		unsigned char *p = c->pending;
+		size_t len = c->pending_len;
+
+		c->again = 0;
+		c->pending = NULL;
+		c->pending_len = 0;
+		if (len)
+			feed(c, (const char *)p, len);
+		free(p);
+	} while (c->again && !c->closing && !c->busy && !c->backlog);
+	c->resuming = 0;
 	if (!c->closing && !c->busy && !c->backlog && c->stopped) {
 		c->stopped = 0;
 		if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
@@ -712,10 +727,12 @@ static const char *admit(op_httpd *con, struct conn *c)
 		if (uv_fileno(&c->h.handle, &fd) < 0 ||
 		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 			return "no peer credentials";
-		snprintf(c->peer, sizeof(c->peer), "local uid=%u", (unsigned)cred.uid);
-		if (cred.uid != 0 && cred.uid != geteuid())
-			return "not root or the uplink's user";
 		snprintf(c->peer, sizeof(c->peer), "local");
+		if (cred.uid != 0 && cred.uid != geteuid()) {
+			snprintf(con->why, sizeof(con->why),
+				 "uid %u is not root or the uplink's user", (unsigned)cred.uid);
+			return con->why;
+		}
 		return NULL;
 	} else {
 		struct sockaddr_storage ss;

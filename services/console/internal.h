@@ -124,6 +124,10 @@ struct op_api {
 	op_httpd_req *health_waiters[OP__API_HEALTH_WAITERS];
 	int n_health_waiters;
 	struct op__api_counters counters;
+	/* The console certificate's SHA-256 (of its DER) as browsers show it,
+	 * "AB:CD:...", or "" without TLS: /api/status shows it, so that an
+	 * operator can check what the browser was shown. */
+	char fingerprint[96];
 	struct op__api_firmware *firmware; /* a bundle being uploaded, or NULL */
 };
 
@@ -135,6 +139,7 @@ struct op__api_settings {
 	char cloud_url[1024];
 	uint16_t receiver_port;
 	char receiver_ae[OP_AE_MAX + 1];
+	char fingerprint[96]; /* the console certificate's SHA-256, or "" */
 };
 
 /* An endpoint, called once the request is authenticated; who is "local"

@@ -507,7 +507,16 @@ def test_console_over_https_with_the_appliance_certificate(receivers, tmp_path):
                                                     "tls_key": pki.server.key})
     assert "event=console.listen listener=tcp" in up.log() and "tls=on" in up.log()
     https = Api(rx, password=PASSWORD, ca_file=pki.ca_file)
-    assert https.ok("GET", "/api/status")["version"]
+    status = https.ok("GET", "/api/status")
+    assert status["version"]
+    # The fingerprint an operator compares with the browser's: SHA-256 of
+    # the DER certificate, as browsers show it.
+    import hashlib
+    der = ssl.PEM_cert_to_DER_cert(open(pki.server.cert).read())
+    want = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    assert status["console"] == {"tls": True, "fingerprint_sha256": want}
+    # HSTS: a browser that has seen the console over TLS never tries it in clear.
+    assert https.get("/healthz").headers["Strict-Transport-Security"] == "max-age=31536000"
     r = https.login()
     assert r.status == 200 and "; Secure" in r.headers["Set-Cookie"]
     assert https.get("/").status == 200
