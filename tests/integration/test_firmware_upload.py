@@ -35,7 +35,9 @@ def open_put(rx, length, password=PASSWORD, path="/api/firmware", expect=False, 
     (none by default), in one write."""
     host, port = rx.config["console"]["listen"].rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=30)
-    head = f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+    # X-Outpost-Request: as the console's page sends (CSRF defence).
+    head = (f"PUT {path} HTTP/1.1\r\nHost: x\r\nX-Outpost-Request: 1\r\n"
+            f"Content-Length: {length}\r\n")
     if password:
         token = base64.b64encode(f"admin:{password}".encode()).decode()
         head += f"Authorization: Basic {token}\r\n"
