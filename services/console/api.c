@@ -189,7 +189,8 @@ static void fingerprint_of(const char *path, char *out, size_t size)
 	if (*path && mbedtls_x509_crt_parse_file(&crt, path) == 0 &&
 	    mbedtls_sha256_ret(crt.raw.p, crt.raw.len, sum, 0) == 0 && size >= 3 * sizeof(sum))
 		for (size_t i = 0; i < sizeof(sum); i++)
-			snprintf(out + 3 * i, size - 3 * i, "%s%02X", i ? ":" : "", sum[i]);
+			snprintf(out + 3 * i, size - 3 * i, "%02X%s", sum[i],
+				 i + 1 < sizeof(sum) ? ":" : "");
 	mbedtls_x509_crt_free(&crt);
 }
 

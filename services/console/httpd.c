@@ -114,6 +114,8 @@ struct conn {
 
 	unsigned char *pending; /* plaintext that came while busy */
 	size_t pending_len;
+	size_t pending_off; /* taken so far (resume()) */
+	int from_pending;   /* feed() is reading pending itself */
 
 	op_tls *tls; /* HTTPS: the listener's configuration */
 	int handshaken;
@@ -417,6 +419,12 @@ static int append(struct conn *c, unsigned char **buf, size_t *len, const char *
  * the socket is not read meanwhile: the client waits, not memory. */
 static void hold(struct conn *c, const char *data, size_t len)
 {
+	/* The rest of pending itself, being fed by resume(): it stays where
+	 * it is (a copy per request would cost the square of their number). */
+	if (c->from_pending) {
+		c->pending_off = (size_t)((const unsigned char *)data - c->pending);
+		len = 0;
+	}
 	if (len && append(c, &c->pending, &c->pending_len, data, len) == 0 && !c->stopped) {
 		uv_read_stop(&c->h.stream);
 		c->stopped = 1;
@@ -501,17 +509,28 @@ static void resume(struct conn *c)
 	}
 	c->resuming = 1;
 	do {
-		unsigned char *p = c->pending;
-		size_t len = c->pending_len;
+		size_t off = c->pending_off;
 
 		c->again = 0;
-		c->pending = NULL;
-		c->pending_len = 0;
-		if (len)
-			feed(c, (const char *)p, len);
-		free(p);
+		if (off == c->pending_len)
+			break;
+		/* All taken, unless feed() holds the rest (hold()). */
+		c->pending_off = c->pending_len;
+		c->from_pending = 1;
+		feed(c, (const char *)c->pending + off, c->pending_len - off);
+		c->from_pending = 0;
 	} while (c->again && !c->closing && !c->busy && !c->backlog);
 	c->resuming = 0;
+	if (!c->closing && c->pending_off == c->pending_len) {
+		free(c->pending);
+		c->pending = NULL;
+		c->pending_len = c->pending_off = 0;
+	} else if (!c->closing && c->pending_off) {
+		/* What is left goes to the front, where hold() appends after it. */
+		memmove(c->pending, c->pending + c->pending_off, c->pending_len - c->pending_off);
+		c->pending_len -= c->pending_off;
+		c->pending_off = 0;
+	}
 	if (!c->closing && !c->busy && !c->backlog && c->stopped) {
 		c->stopped = 0;
 		if (uv_read_start(&c->h.stream, on_alloc, on_read) < 0)
@@ -801,7 +820,12 @@ static void on_connection(uv_stream_t *server, int status)
 		return;
 	}
 	if (!l->local) {
+		int sndbuf = OUT_MAX;
+
 		uv_tcp_nodelay(&c->h.tcp, 1);
+		/* The kernel's share of a client's unread answers: bounded too
+		 * (its autotuning would hold megabytes of them first). */
+		uv_send_buffer_size(&c->h.handle, &sndbuf);
 		if (con->tls) {
 			mbedtls_ssl_init(&c->ssl);
 			c->tls = op_tls_ref(con->tls);
