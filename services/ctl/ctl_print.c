@@ -327,7 +327,11 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 		op_ctl_format_duration(v, b, sizeof(b));
 		fprintf(out, ", up %s", b);
 	}
-	fprintf(out, " (at %s)\n\n", str_at(st, "time", "-", c, sizeof(c)));
+	fprintf(out, " (at %s)\n", str_at(st, "time", "-", c, sizeof(c)));
+	/* What the browser should show of the console's certificate. */
+	if (*str_at(st, "console.fingerprint_sha256", "", d, sizeof(d)))
+		fprintf(out, "%-12sHTTPS, certificate SHA-256 %s\n", "Console", d);
+	fputc('\n', out);
 
 	/* The link. */
 	state = str_at(st, "link.state", "-", a, sizeof(a));

@@ -134,8 +134,10 @@ static void test_ctl_print_status(void **state)
 		" \"alarms\": [{\"id\": \"link\", \"severity\": \"warning\", \"message\": "
 		"\"paused\"}],"
 		" \"counters\": {\"received_instances\": 13, \"uploaded_instances\": 2,"
-		"  \"uploaded_bytes\": 2048, \"retries\": 0, \"quarantined\": 1}}");
+		"  \"uploaded_bytes\": 2048, \"retries\": 0, \"quarantined\": 1},"
+		" \"console\": {\"tls\": true, \"fingerprint_sha256\": \"AB:CD\"}}");
 	assert_non_null(strstr(text, "outpost-uplink 0.1.0, up 1 h 0 min"));
+	assert_non_null(strstr(text, "Console     HTTPS, certificate SHA-256 AB:CD\n"));
 	assert_non_null(strstr(text, "Link        paused since 2026-11-28T09:00:00Z (1 h 0 min)"));
 	assert_non_null(strstr(text, "paused by the operator"));
 	assert_non_null(strstr(text, "now 0 (paused), configured unlimited (set by the console)"));
