@@ -19,7 +19,8 @@
  *
  * Same SOP Instance UID again: identical bytes keep the one row
  * (OP_SPOOL_DUPLICATE); other bytes replace the row's file and queue the
- * new version for sending (OP_SPOOL_REPLACED).
+ * new version for sending (OP_SPOOL_REPLACED), unless another calling AE
+ * stored the unsent row (-EPERM, see op_spool_object_commit()).
  *
  * All functions are thread-safe on one op_spool. Errors are negative errno
  * codes; the spool logs what failed (path, sqlite message) itself.
@@ -140,6 +141,10 @@ int op_spool_object_finish(op_spool_object *obj);
  * Makes the object durable and indexes it (see above). Frees obj whatever
  * the result. On 0 the instance is on stable storage; hash_out (optional,
  * OP_HASH_HEX + 1 bytes) receives the content hash in hex.
+ * -EPERM (nothing changed, the new file dropped) when other bytes arrive
+ * for an instance not yet sent that another calling AE title stored: one
+ * modality may not replace another's queued instance by re-using its SOP
+ * Instance UID. The same calling AE still replaces its own.
  */
 int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 			   enum op_spool_outcome *outcome, char *hash_out);
