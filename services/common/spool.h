@@ -288,6 +288,15 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
  * attempts reset. Rows whose file is missing stay. */
 int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n);
 
+/*
+ * Discards the quarantined instances of study_uid for good: their rows,
+ * and their files once no row names them. Rows in any other state are not
+ * touched (a queued or sending instance is never dropped). *n and *bytes
+ * say what went. -ENOENT when the study has no quarantined instance.
+ * Logs spool.discard; the caller audits who asked.
+ */
+int op_spool_discard_quarantined(op_spool *sp, const char *study_uid, unsigned *n, uint64_t *bytes);
+
 /* The operator's settings. get: -ENOENT when unset; set: NULL deletes. */
 int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size);
 int op_spool_setting_set(op_spool *sp, const char *key, const char *value);

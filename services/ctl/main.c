@@ -43,6 +43,8 @@ static void usage(FILE *out)
 		"                                   studies in the spool (S: queued, sending,\n"
 		"                                   sent, quarantined)\n"
 		"  retry STUDY_UID | retry --all    requeue quarantined instances\n"
+		"  discard STUDY_UID [--yes]        delete a study's quarantined instances for\n"
+		"                                   good (asks for the UID again unless --yes)\n"
 		"  pause | resume                   stop or restart uploading (persists)\n"
 		"  shaping RATE | SCHEDULE          set the upload rate (2Mbit, unlimited, 0)\n"
 		"                                   or the weekly schedule ([shaping] syntax)\n"
@@ -211,6 +213,7 @@ enum {
 	O_CLEAR = 1 << 2,
 	O_STATE = 1 << 3,
 	O_PAGE = 1 << 4,
+	O_YES = 1 << 5,
 };
 
 struct args {
@@ -321,6 +324,70 @@ static int cmd_retry(const char *sock, const struct args *a)
 	}
 	n = cJSON_GetObjectItemCaseSensitive(j, "requeued")->valuedouble;
 	printf("requeued %.0f %s\n", n, n == 1 ? "instance" : "instances");
+out:
+	op_ctl_response_free(&r);
+	cJSON_Delete(j);
+	cJSON_Delete(req);
+	free(body);
+	return rc;
+}
+
+/*
+ * The operator confirms a discard by typing the study UID again on the
+ * terminal (or passes --yes, e.g. in a script): it deletes patient data
+ * that never reached the cloud.
+ */
+static int confirm_discard(const char *study)
+{
+	char line[256];
+	size_t n;
+
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "outpostctl: discard deletes instances for good: confirm with "
+				"--yes when not on a terminal\n");
+		return OP_CTL_EXIT_USAGE;
+	}
+	fprintf(stderr,
+		"This deletes the quarantined instances of study %s from the spool for\n"
+		"good; they never reached the cloud. Type the study UID to confirm: ",
+		study);
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = '\0';
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	if (strcmp(line, study) != 0) {
+		fprintf(stderr, "outpostctl: not confirmed: nothing discarded\n");
+		return OP_CTL_EXIT_FAILED;
+	}
+	return 0;
+}
+
+static int cmd_discard(const char *sock, const struct args *a)
+{
+	cJSON *req = cJSON_CreateObject(), *j = NULL, *n, *bytes;
+	char *body = NULL;
+	op_ctl_response r = { 0 };
+	int rc = a->given & O_YES ? 0 : confirm_discard(a->pos[1]);
+
+	if (rc)
+		goto out;
+	rc = OP_CTL_EXIT_FAILED;
+	if (!req || !cJSON_AddStringToObject(req, "study", a->pos[1]) ||
+	    !cJSON_AddStringToObject(req, "confirm", a->pos[1]) ||
+	    !(body = cJSON_PrintUnformatted(req)))
+		goto out;
+	rc = call(sock, "POST", "/api/discard", body, TIMEOUT_MS, &r);
+	if (rc)
+		goto out;
+	j = parse_json(&r, "POST /api/discard");
+	n = cJSON_GetObjectItemCaseSensitive(j, "discarded");
+	bytes = cJSON_GetObjectItemCaseSensitive(j, "bytes");
+	if (!cJSON_IsNumber(n) || !cJSON_IsNumber(bytes)) {
+		rc = OP_CTL_EXIT_FAILED;
+		goto out;
+	}
+	printf("discarded %.0f %s (%.0f bytes)\n", n->valuedouble,
+	       n->valuedouble == 1 ? "instance" : "instances", bytes->valuedouble);
 out:
 	op_ctl_response_free(&r);
 	cJSON_Delete(j);
@@ -516,6 +583,7 @@ static const struct command {
 	{ "health", 0, 0, O_JSON },                   /* GET /healthz */
 	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE }, /* ls: GET /api/queue */
 	{ "retry", 0, 1, O_ALL },                     /* POST /api/retry */
+	{ "discard", 1, 1, O_YES },                   /* POST /api/discard */
 	{ "pause", 0, 0, 0 },                         /* POST /api/pause */
 	{ "resume", 0, 0, 0 },                        /* POST /api/resume */
 	{ "shaping", 0, -1, O_CLEAR },                /* PUT /api/shaping */
@@ -541,11 +609,12 @@ static int bad_usage(const char *fmt, ...)
 /* Checks the command's arguments; returns 0 or OP_CTL_EXIT_USAGE. */
 static int check_args(const struct command *c, const struct args *a)
 {
-	static const char *const names[] = { "--json", "--all", "--clear", "--state", "--page" };
+	static const char *const names[] = { "--json",  "--all",  "--clear",
+					     "--state", "--page", "--yes" };
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	int n = a->npos - 1, ok = 0;
 
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		if ((a->given & (1u << i)) && !(c->options & (1u << i)))
 			return bad_usage("%s does not take %s", c->name, names[i]);
 	if (n < c->min_args || (c->max_args >= 0 && n > c->max_args))
@@ -578,6 +647,7 @@ int main(int argc, char **argv)
 		{ "clear", no_argument, NULL, 'x' },
 		{ "state", required_argument, NULL, 'S' },
 		{ "page", required_argument, NULL, 'P' },
+		{ "yes", no_argument, NULL, 'y' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -600,6 +670,7 @@ int main(int argc, char **argv)
 		case 'j': a.given |= O_JSON; break;
 		case 'a': a.given |= O_ALL; break;
 		case 'x': a.given |= O_CLEAR; break;
+		case 'y': a.given |= O_YES; break;
 		case 'S':
 			a.given |= O_STATE;
 			a.state = optarg;
@@ -672,6 +743,8 @@ int main(int argc, char **argv)
 		rc = cmd_queue(sock, &a);
 	else if (strcmp(cmd->name, "retry") == 0)
 		rc = cmd_retry(sock, &a);
+	else if (strcmp(cmd->name, "discard") == 0)
+		rc = cmd_discard(sock, &a);
 	else if (strcmp(cmd->name, "pause") == 0)
 		rc = cmd_pause(sock, 1);
 	else if (strcmp(cmd->name, "resume") == 0)
