@@ -297,38 +297,47 @@ static int cmd_queue(const char *sock, const struct args *a)
 	return show(sock, target, "GET /api/queue", a, op_ctl_print_queue);
 }
 
-static int cmd_retry(const char *sock, const struct args *a)
+/* POSTs req (NULL: out of memory) to target; *out is the 2xx answer's JSON
+ * (the caller deletes it). Returns 0 or the exit code, having said why. */
+static int post_json(const char *sock, const char *target, const cJSON *req, cJSON **out)
 {
-	cJSON *req = cJSON_CreateObject(), *j = NULL;
-	char *body = NULL;
+	char *body = req ? cJSON_PrintUnformatted(req) : NULL, what[64];
 	op_ctl_response r = { 0 };
-	double n;
 	int rc = OP_CTL_EXIT_FAILED;
 
-	if (!req)
-		goto out;
-	if (a->given & O_ALL)
-		cJSON_AddTrueToObject(req, "all");
-	else
-		cJSON_AddStringToObject(req, "study", a->pos[1]);
-	body = cJSON_PrintUnformatted(req);
+	*out = NULL;
 	if (!body)
 		goto out;
-	rc = call(sock, "POST", "/api/retry", body, TIMEOUT_MS, &r);
+	rc = call(sock, "POST", target, body, TIMEOUT_MS, &r);
 	if (rc)
 		goto out;
-	j = parse_json(&r, "POST /api/retry");
-	if (!j || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "requeued"))) {
+	snprintf(what, sizeof(what), "POST %s", target);
+	if (!(*out = parse_json(&r, what)))
 		rc = OP_CTL_EXIT_FAILED;
-		goto out;
-	}
-	n = cJSON_GetObjectItemCaseSensitive(j, "requeued")->valuedouble;
-	printf("requeued %.0f %s\n", n, n == 1 ? "instance" : "instances");
 out:
 	op_ctl_response_free(&r);
+	free(body);
+	return rc;
+}
+
+static int cmd_retry(const char *sock, const struct args *a)
+{
+	cJSON *req = cJSON_CreateObject(), *j = NULL, *n;
+	int rc;
+
+	if (req && (a->given & O_ALL))
+		cJSON_AddTrueToObject(req, "all");
+	else if (req)
+		cJSON_AddStringToObject(req, "study", a->pos[1]);
+	rc = post_json(sock, "/api/retry", req, &j);
+	n = cJSON_GetObjectItemCaseSensitive(j, "requeued");
+	if (rc == 0 && !cJSON_IsNumber(n))
+		rc = OP_CTL_EXIT_FAILED;
+	if (rc == 0)
+		printf("requeued %.0f %s\n", n->valuedouble,
+		       n->valuedouble == 1 ? "instance" : "instances");
 	cJSON_Delete(j);
 	cJSON_Delete(req);
-	free(body);
 	return rc;
 }
 
@@ -364,35 +373,27 @@ static int confirm_discard(const char *study)
 
 static int cmd_discard(const char *sock, const struct args *a)
 {
-	cJSON *req = cJSON_CreateObject(), *j = NULL, *n, *bytes;
-	char *body = NULL;
-	op_ctl_response r = { 0 };
+	cJSON *req = NULL, *j = NULL, *n, *bytes;
 	int rc = a->given & O_YES ? 0 : confirm_discard(a->pos[1]);
 
 	if (rc)
-		goto out;
-	rc = OP_CTL_EXIT_FAILED;
-	if (!req || !cJSON_AddStringToObject(req, "study", a->pos[1]) ||
-	    !cJSON_AddStringToObject(req, "confirm", a->pos[1]) ||
-	    !(body = cJSON_PrintUnformatted(req)))
-		goto out;
-	rc = call(sock, "POST", "/api/discard", body, TIMEOUT_MS, &r);
-	if (rc)
-		goto out;
-	j = parse_json(&r, "POST /api/discard");
+		return rc;
+	req = cJSON_CreateObject();
+	if (req && (!cJSON_AddStringToObject(req, "study", a->pos[1]) ||
+		    !cJSON_AddStringToObject(req, "confirm", a->pos[1]))) {
+		cJSON_Delete(req);
+		req = NULL;
+	}
+	rc = post_json(sock, "/api/discard", req, &j);
 	n = cJSON_GetObjectItemCaseSensitive(j, "discarded");
 	bytes = cJSON_GetObjectItemCaseSensitive(j, "bytes");
-	if (!cJSON_IsNumber(n) || !cJSON_IsNumber(bytes)) {
+	if (rc == 0 && (!cJSON_IsNumber(n) || !cJSON_IsNumber(bytes)))
 		rc = OP_CTL_EXIT_FAILED;
-		goto out;
-	}
-	printf("discarded %.0f %s (%.0f bytes)\n", n->valuedouble,
-	       n->valuedouble == 1 ? "instance" : "instances", bytes->valuedouble);
-out:
-	op_ctl_response_free(&r);
+	if (rc == 0)
+		printf("discarded %.0f %s (%.0f bytes)\n", n->valuedouble,
+		       n->valuedouble == 1 ? "instance" : "instances", bytes->valuedouble);
 	cJSON_Delete(j);
 	cJSON_Delete(req);
-	free(body);
 	return rc;
 }
 

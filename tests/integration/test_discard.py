@@ -10,18 +10,11 @@ import pydicom
 
 import dicomgen
 from console import Api, password_hash
+from integration_fixtures import flip_byte
 from outpost import BUILD
 
 PASSWORD = "correct horse 8b1f"
 CTL = os.path.join(BUILD, "outpostctl")
-
-
-def flip_byte(path, at):
-    with open(path, "r+b") as f:
-        f.seek(at)
-        b = f.read(1)
-        f.seek(at)
-        f.write(bytes([b[0] ^ 0xFF]))
 
 
 def study_uid(files):

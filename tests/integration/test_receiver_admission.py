@@ -48,20 +48,20 @@ def assert_modality_stores(rx):
 
 
 def test_idle_connections_from_an_allowed_host_do_not_lock_a_modality_out(receivers):
-    rx = receivers(receiver={"acse_timeout": 4}).start()
+    # acse_timeout an hour: the idle connections are not simply timed out
+    # (test_garbage.py shows acse_timeout closing silent ones).
+    rx = receivers(receiver={"acse_timeout": 3600}).start()
     socks = idle_connections(rx.port, IDLE)
     try:
         # At most max_pending_per_host (4) of them are kept: each newer one
         # closed the oldest.
-        wait_for(lambda: rx.log().count("event=assoc.dropped") >= IDLE - 4, 10,
+        wait_for(lambda: rx.log().count("reason=\"idle, closed to make room") >= IDLE - 4, 10,
                  what="the idle connections beyond the per-host cap closed")
+        assert sum(closed_by_peer(s, 0.5) for s in socks) == IDLE - 4
         assert_modality_stores(rx)
         assert "too many connections" not in rx.log()
-        # The ones still open are closed by acse_timeout, counted from the
-        # connect.
-        wait_for(lambda: all(closed_by_peer(s, 0.01) for s in socks), 10,
-                 what="every idle connection closed")
-        assert 'reason="no association request within acse_timeout"' in rx.log()
+        # The modality's connection took the place of one more idle one.
+        assert sum(not closed_by_peer(s, 0.5) for s in socks) == 3
     finally:
         for s in socks:
             s.close()
