@@ -230,14 +230,16 @@ static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, o
 	 * trusted AEs (issue 15), since any LAN host could otherwise jump the
 	 * queue. An untrusted HIGH counts as MEDIUM; LOW only delays the
 	 * sender's own instances and is kept. */
-	inst.priority = urgent || urgent_aet                          ? OP_PRIORITY_HIGH
-			: r->priority == OP_PRIORITY_HIGH && !trusted ? OP_PRIORITY_MEDIUM
-								      : r->priority;
-	if (r->priority == OP_PRIORITY_HIGH && !trusted)
+	inst.priority = r->priority;
+	if (urgent || urgent_aet) {
+		inst.priority = OP_PRIORITY_HIGH;
+	} else if (r->priority == OP_PRIORITY_HIGH && !trusted) {
+		inst.priority = OP_PRIORITY_MEDIUM;
 		op_info("store.priority",
 			"assoc=%lu sop=%s calling=%s priority=medium reason=\"priority HIGH from "
 			"an AE not in trust_priority_from or urgent_calling_aets\"",
 			a->id, sop, op_log_quote(why, sizeof(why), a->calling_aet));
+	}
 	rc = op_spool_object_commit(obj, &inst, &outcome, hash);
 	if (rc < 0)
 		return refuse(a, r, rc, comment, size);
