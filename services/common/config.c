@@ -56,6 +56,7 @@ static const struct key keys[] = {
 	{ "receiver", "allowed_calling_aets", K_AE_LIST, F(receiver.allowed_calling_aets), 0, 0 },
 	{ "receiver", "allowed_hosts", K_CIDR_LIST, F(receiver.allowed_hosts), 0, 0 },
 	{ "receiver", "max_associations", K_INT, F(receiver.max_associations), 1, 256 },
+	{ "receiver", "max_pending_per_host", K_INT, F(receiver.max_pending_per_host), 1, 256 },
 	{ "receiver", "max_pdu", K_INT, F(receiver.max_pdu), OP_PDU_MIN, OP_PDU_MAX },
 	{ "receiver", "acse_timeout", K_INT, F(receiver.acse_timeout), 1, 3600 },
 	{ "receiver", "dimse_timeout", K_INT, F(receiver.dimse_timeout), 1, 86400 },
@@ -82,6 +83,7 @@ static const struct key keys[] = {
 	{ "shaping", "schedule", K_SCHEDULE, F(shaping.schedule), 0, 0 },
 	{ "shaping", "scavenger", K_BOOL, F(shaping.scavenger), 0, 0 },
 	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0 },
+	{ "priority", "trust_priority_from", K_AE_LIST, F(priority.trust_priority_from), 0, 0 },
 	{ "priority", "urgent_match", K_MATCH_LIST, F(priority.urgent_match), 0, 0 },
 	{ "console", "listen", K_LISTEN, F(console.listen), 0, 0 },
 	{ "console", "socket", K_OPT_STRING, F(console.socket), 0, 0 },
@@ -103,6 +105,7 @@ void op_config_defaults(op_config *cfg)
 	snprintf(cfg->receiver.bind, sizeof(cfg->receiver.bind), "0.0.0.0");
 	cfg->receiver.port = 11112;
 	cfg->receiver.max_associations = 16;
+	cfg->receiver.max_pending_per_host = 4;
 	cfg->receiver.max_pdu = OP_PDU_MAX;
 	cfg->receiver.acse_timeout = 30;
 	cfg->receiver.dimse_timeout = 60;

@@ -36,6 +36,7 @@ typedef struct op_receiver_config {
 	op_cidr allowed_hosts[OP_LIST_MAX];
 	int n_allowed_hosts; /* 0 = any host */
 	int max_associations;
+	int max_pending_per_host; /* connections not yet associated, per address */
 	uint32_t max_pdu;
 	int acse_timeout;  /* seconds */
 	int dimse_timeout; /* seconds */
@@ -80,6 +81,9 @@ typedef struct op_shaping_config {
 
 typedef struct op_priority_config {
 	op_ae_list urgent_calling_aets;
+	/* Whose C-STORE priority HIGH is believed, beside urgent_calling_aets
+	 * (whose instances are urgent anyway); other AEs' HIGH is MEDIUM. */
+	op_ae_list trust_priority_from;
 	char urgent_match[1024]; /* "Keyword=Value, ..." */
 } op_priority_config;
 

@@ -35,6 +35,12 @@ void op_log(enum op_log_level level, const char *event, const char *fmt, ...)
  */
 const char *op_log_quote(char *buf, size_t size, const char *s);
 
+/* A buffer size for op_log_quote() that never truncates a value of n
+ * bytes: every byte may become \xNN, plus the quotes and the NUL. Every
+ * peer-supplied string (UIDs, AE titles, comments, a cloud's reasons) goes
+ * through op_log_quote() before it reaches a line. */
+#define OP_LOG_QUOTED(n) (4 * (n) + 3)
+
 #define op_debug(event, ...) op_log(OP_LOG_DEBUG, event, __VA_ARGS__)
 #define op_info(event, ...) op_log(OP_LOG_INFO, event, __VA_ARGS__)
 #define op_warn(event, ...) op_log(OP_LOG_WARN, event, __VA_ARGS__)

@@ -19,7 +19,8 @@
  *
  * Same SOP Instance UID again: identical bytes keep the one row
  * (OP_SPOOL_DUPLICATE); other bytes replace the row's file and queue the
- * new version for sending (OP_SPOOL_REPLACED).
+ * new version for sending (OP_SPOOL_REPLACED), unless another calling AE
+ * stored the unsent row (-EPERM, see op_spool_object_commit()).
  *
  * All functions are thread-safe on one op_spool. Errors are negative errno
  * codes; the spool logs what failed (path, sqlite message) itself.
@@ -140,6 +141,10 @@ int op_spool_object_finish(op_spool_object *obj);
  * Makes the object durable and indexes it (see above). Frees obj whatever
  * the result. On 0 the instance is on stable storage; hash_out (optional,
  * OP_HASH_HEX + 1 bytes) receives the content hash in hex.
+ * -EPERM (nothing changed, the new file dropped) when other bytes arrive
+ * for an instance not yet sent that another calling AE title stored: one
+ * modality may not replace another's queued instance by re-using its SOP
+ * Instance UID. The same calling AE still replaces its own.
  */
 int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 			   enum op_spool_outcome *outcome, char *hash_out);
@@ -282,6 +287,15 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 /* Quarantined instances of study_uid (NULL: all) back to the queue,
  * attempts reset. Rows whose file is missing stay. */
 int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n);
+
+/*
+ * Discards the quarantined instances of study_uid for good: their rows,
+ * and their files once no row names them. Rows in any other state are not
+ * touched (a queued or sending instance is never dropped). *n and *bytes
+ * say what went. -ENOENT when the study has no quarantined instance.
+ * Logs spool.discard; the caller audits who asked.
+ */
+int op_spool_discard_quarantined(op_spool *sp, const char *study_uid, unsigned *n, uint64_t *bytes);
 
 /* The operator's settings. get: -ENOENT when unset; set: NULL deletes. */
 int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size);

@@ -29,6 +29,7 @@ struct op__spool_pending {
 	int rc;
 	enum op_spool_outcome outcome;
 	int may_unlink;                 /* no row held this content before the batch */
+	int refuse_foreign;             /* -EPERM for another AE's bytes over an unsent row */
 	char old_hash[OP_HASH_HEX + 1]; /* replaced version, if unreferenced now */
 	uint64_t old_size;
 	int done;

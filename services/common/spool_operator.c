@@ -1,7 +1,8 @@
 /*
  * spool_operator: the operator's side of the spool (see spool.h): the
  * counters, the stats and studies the console and the metrics show, the
- * retry of quarantined instances, the settings and the audit log.
+ * retry and the discard of quarantined instances, the settings and the
+ * audit log.
  *
  * Reads go through the spool's read-only connection (sp->ro), so that the
  * console never waits for the uplink's transactions nor makes them wait;
@@ -11,11 +12,16 @@
 #include "common/spool_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -221,6 +227,113 @@ int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now,
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
+}
+
+/* A quarantined row to discard, and the file it names as it was seen
+ * before the rows went (see op_spool_discard_quarantined). */
+struct discarded {
+	char hash[OP_HASH_HEX + 1];
+	uint64_t size;
+	ino_t ino; /* 0: no file */
+};
+
+static int plan_discard(op_spool *sp, const char *study_uid, struct discarded **out, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	struct discarded *v = NULL, *grown;
+	size_t cap = 0;
+	char path[PATH_MAX];
+	struct stat sb;
+	int rc;
+
+	*n = 0;
+	rc = sqlite3_prepare_v2(sp->db,
+				"SELECT hash, size FROM instances"
+				" WHERE study_uid = ? AND state = 'quarantined'",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK)
+		op__spool_bind_text(st, 1, study_uid);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 64;
+			if (!(grown = realloc(v, cap * sizeof(*v)))) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			v = grown;
+		}
+		snprintf(v[*n].hash, sizeof(v[*n].hash), "%s", sqlite3_column_text(st, 0));
+		v[*n].size = (uint64_t)sqlite3_column_int64(st, 1);
+		op_spool_object_file(sp, v[*n].hash, path, sizeof(path));
+		v[*n].ino = stat(path, &sb) == 0 ? sb.st_ino : 0;
+		++*n;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "discard", rc);
+}
+
+int op_spool_discard_quarantined(op_spool *sp, const char *study_uid, unsigned *n_out,
+				 uint64_t *bytes_out)
+{
+	struct discarded *v = NULL;
+	sqlite3_stmt *st = NULL;
+	char path[PATH_MAX], q[OP_LOG_QUOTED(OP_UID_MAX)];
+	struct stat sb;
+	size_t n = 0;
+	int rc;
+
+	*n_out = 0;
+	*bytes_out = 0;
+	pthread_mutex_lock(&sp->tx_mu);
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		goto out;
+	rc = plan_discard(sp, study_uid, &v, &n);
+	if (rc == 0 && n == 0) {
+		op__spool_exec(sp, "ROLLBACK");
+		rc = -ENOENT;
+		goto out;
+	}
+	/* Only quarantined rows: one the uplink or the receiver just moved on
+	 * (queued again, being sent) is not the operator's to drop. */
+	if (rc == 0 && (rc = sqlite3_prepare_v2(sp->db,
+						"DELETE FROM instances WHERE study_uid = ? AND"
+						" state = 'quarantined'",
+						-1, &st, NULL)) == SQLITE_OK) {
+		op__spool_bind_text(st, 1, study_uid);
+		rc = sqlite3_step(st);
+		rc = rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "discard", rc);
+	}
+	sqlite3_finalize(st);
+	if (rc == 0)
+		rc = op__spool_exec(sp, "COMMIT");
+	if (rc < 0) {
+		op__spool_exec(sp, "ROLLBACK");
+		goto out;
+	}
+	/* A file goes once no row names it, and only the very file seen
+	 * before: the receiver may meanwhile have renamed the same content
+	 * into place for a row it is about to commit. */
+	for (size_t i = 0; i < n; i++) {
+		op_spool_object_file(sp, v[i].hash, path, sizeof(path));
+		if (v[i].ino && op__spool_hash_in_use(sp, v[i].hash) == 0 && stat(path, &sb) == 0 &&
+		    sb.st_ino == v[i].ino)
+			unlink(path);
+		*bytes_out += v[i].size;
+	}
+	*n_out = (unsigned)n;
+	pthread_mutex_lock(&sp->mu);
+	sp->usage.bytes -= *bytes_out;
+	sp->usage.objects -= n;
+	pthread_mutex_unlock(&sp->mu);
+	op_info("spool.discard", "study=%s instances=%zu bytes=%" PRIu64,
+		op_log_quote(q, sizeof(q), study_uid), n, *bytes_out);
+out:
+	pthread_mutex_unlock(&sp->tx_mu);
+	free(v);
+	return rc;
 }
 
 int op_spool_setting_get(op_spool *sp, const char *key, char *value, size_t size)

@@ -209,6 +209,64 @@ void op_spool_object_abort(op_spool_object *obj)
 
 /* --- group commit -------------------------------------------------------- */
 
+/* Where the dataset starts in a file the receiver wrote: after the 128-byte
+ * preamble, "DICM" and the File Meta Information, whose group length is the
+ * value of its first element, (0002,0000) UL, at offset 140 (PS3.10 7.1).
+ * 0 for a file without a meta header. */
+static off_t dataset_offset(int fd)
+{
+	unsigned char h[144];
+	uint32_t glen;
+
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h + 128, "DICM", 4) != 0 ||
+	    memcmp(h + 132, "\x02\x00\x00\x00UL", 6) != 0)
+		return 0;
+	glen = (uint32_t)h[140] | (uint32_t)h[141] << 8 | (uint32_t)h[142] << 16 |
+	       (uint32_t)h[143] << 24;
+	return (off_t)sizeof(h) + glen;
+}
+
+/*
+ * Do the stored objects a and b (hex hashes) hold the same dataset? Their
+ * meta headers differ when two calling AEs send one dataset (it names the
+ * sender), and that is no replacement. Any failure to read counts as
+ * different.
+ */
+static int same_dataset(op_spool *sp, const char *a, const char *b)
+{
+	char path[PATH_MAX];
+	unsigned char ba[8192], bb[8192];
+	int fa, fb, same = 0;
+	off_t oa, ob;
+
+	op_spool_object_file(sp, a, path, sizeof(path));
+	fa = open(path, O_RDONLY | O_CLOEXEC);
+	op_spool_object_file(sp, b, path, sizeof(path));
+	fb = open(path, O_RDONLY | O_CLOEXEC);
+	if (fa < 0 || fb < 0)
+		goto out;
+	oa = dataset_offset(fa);
+	ob = dataset_offset(fb);
+	for (;;) {
+		ssize_t na = pread(fa, ba, sizeof(ba), oa), nb = pread(fb, bb, sizeof(bb), ob);
+
+		if (na < 0 || na != nb || memcmp(ba, bb, (size_t)na) != 0)
+			break;
+		if (na == 0) {
+			same = 1;
+			break;
+		}
+		oa += na;
+		ob += nb;
+	}
+out:
+	if (fa >= 0)
+		close(fa);
+	if (fb >= 0)
+		close(fb);
+	return same;
+}
+
 /* Inserts or updates one row inside the leader's transaction. */
 static int apply_row(op_spool *sp, struct op__spool_pending *p)
 {
@@ -217,18 +275,21 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 	char old_hash[OP_HASH_HEX + 1] = "";
 	uint64_t old_size = 0;
 	int64_t now = op_clock_wall_ms();
-	int found = 0, rc;
+	int found = 0, foreign = 0, rc;
 
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT hash, size FROM instances WHERE sop_instance_uid = ?", -1,
-				&st, NULL);
+				"SELECT hash, size, state != 'sent' AND calling_aet != ?2"
+				" FROM instances WHERE sop_instance_uid = ?1",
+				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, in->sop_instance_uid);
+		op__spool_bind_text(st, 2, in->calling_aet);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			found = 1;
 			snprintf(old_hash, sizeof(old_hash), "%s", sqlite3_column_text(st, 0));
 			old_size = (uint64_t)sqlite3_column_int64(st, 1);
+			foreign = sqlite3_column_int(st, 2);
 			rc = SQLITE_DONE;
 		}
 	}
@@ -259,6 +320,18 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 		return 0;
 	}
 	p->may_unlink = 1;
+	/* Another modality's instance the cloud does not hold yet is not
+	 * replaced: re-using its SOP Instance UID must not swap what is sent
+	 * (issue 15). The caller answers a failure; nothing changed here. */
+	if (found && foreign && p->refuse_foreign) {
+		if (!same_dataset(sp, old_hash, p->hash))
+			return -EPERM;
+		/* Another sender of the same dataset: a duplicate; its file,
+		 * which no row names, goes like a replaced version. */
+		snprintf(p->old_hash, sizeof(p->old_hash), "%s", p->hash);
+		p->outcome = OP_SPOOL_DUPLICATE;
+		return 0;
+	}
 	if (found) {
 		rc = sqlite3_prepare_v2(
 			sp->db,
@@ -317,8 +390,10 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 	}
 out:
 	if (rc != SQLITE_DONE) {
+		char q[OP_LOG_QUOTED(OP_UID_MAX)];
+
 		op_error("spool.index", "db=%s sop=%s error=\"%s\"", sp->db_path,
-			 in->sop_instance_uid, sqlite3_errmsg(sp->db));
+			 op_log_quote(q, sizeof(q), in->sop_instance_uid), sqlite3_errmsg(sp->db));
 		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
 	}
 	return 0;
@@ -508,6 +583,7 @@ int op_spool_object_commit(op_spool_object *obj, const op_instance *inst,
 	p.inst = inst;
 	p.hash = hash;
 	p.size = obj->size;
+	p.refuse_foreign = 1;
 	rc = op__spool_commit_row(sp, &p);
 	unpin_hash(sp, hash);
 	if (rc == 0) {

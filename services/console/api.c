@@ -111,6 +111,7 @@ static const struct route {
 	{ "GET", "/metrics", op__api_metrics, 0 },
 	{ "GET", "/api/queue", op__api_queue, 0 },
 	{ "POST", "/api/retry", op__api_retry, 0 },
+	{ "POST", "/api/discard", op__api_discard, 0 },
 	{ "POST", "/api/pause", op__api_pause, 0 },
 	{ "POST", "/api/resume", op__api_resume, 0 },
 	{ "PUT", "/api/shaping", op__api_shaping, 0 },

@@ -1,12 +1,14 @@
 /*
- * api_actions: what an operator may do (see internal.h): retry quarantined
- * instances, pause and resume uploading, set the shaping rate and
+ * api_actions: what an operator may do (see internal.h): retry or discard
+ * quarantined instances, pause and resume uploading, set the shaping rate and
  * schedule, reload the configuration, test the link to the cloud. What
  * persists is written to the spool on the thread pool, then applied to the
  * engine on the loop (uplink/control.h); every action is audited.
  */
 #include "console/internal.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,64 @@ void op__api_retry(op_api *api, op_httpd_req *req, const char *who)
 		snprintf(j->study, sizeof(j->study), "%s",
 			 cJSON_IsString(study) ? study->valuestring : "");
 		op__api_job_start(&j->base, retry_work, NULL);
+	}
+	cJSON_Delete(o);
+}
+
+/* Discarding a quarantined study: the operator names it twice (study and
+ * confirm), so that no slip or replayed body drops another. */
+struct discard_job {
+	struct op__api_job base;
+	char study[OP_UID_MAX + 1];
+};
+
+static void discard_work(struct op__api_job *job)
+{
+	const struct discard_job *j = (const struct discard_job *)job;
+	unsigned n = 0;
+	uint64_t bytes = 0;
+	char detail[160];
+	cJSON *o;
+	int rc = op_spool_discard_quarantined(job->spool, j->study, &n, &bytes);
+
+	if (rc == -ENOENT) {
+		op__api_job_error(job, 409,
+				  "the study has no quarantined instance (queued, sending and "
+				  "sent instances are never discarded)");
+		return;
+	}
+	if (rc < 0) {
+		op__api_job_error(job, 503,
+				  "the spool database cannot be written (see the uplink's log)");
+		return;
+	}
+	snprintf(detail, sizeof(detail), "study=%.*s instances=%u bytes=%" PRIu64, OP_UID_MAX,
+		 j->study, n, bytes);
+	op__api_audit(job, "discard", detail);
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "discarded", n);
+	cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+	op__api_job_json(job, 200, o);
+}
+
+void op__api_discard(op_api *api, op_httpd_req *req, const char *who)
+{
+	cJSON *o = op__api_parse_body(req), *study = cJSON_GetObjectItemCaseSensitive(o, "study");
+	cJSON *confirm = cJSON_GetObjectItemCaseSensitive(o, "confirm");
+	struct discard_job *j;
+
+	if (!cJSON_IsString(study) || !*study->valuestring ||
+	    strlen(study->valuestring) > OP_UID_MAX || !cJSON_IsString(confirm) ||
+	    strcmp(study->valuestring, confirm->valuestring) != 0) {
+		cJSON_Delete(o);
+		op__api_reply_error(req, 400, NULL,
+				    "expected {\"study\": \"STUDY UID\", \"confirm\": \"STUDY "
+				    "UID\"} (the same UID twice, to confirm)");
+		return;
+	}
+	if ((j = op__api_job_new(api, req, who, sizeof(*j)))) {
+		snprintf(j->study, sizeof(j->study), "%s", study->valuestring);
+		op__api_job_start(&j->base, discard_work, NULL);
 	}
 	cJSON_Delete(o);
 }

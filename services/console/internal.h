@@ -265,6 +265,7 @@ cJSON *op__api_rate_json(const op_uplink_view *v);
 /* --- api_actions.c --------------------------------------------------------- */
 
 void op__api_retry(op_api *api, op_httpd_req *req, const char *who);
+void op__api_discard(op_api *api, op_httpd_req *req, const char *who);
 void op__api_pause(op_api *api, op_httpd_req *req, const char *who);
 void op__api_resume(op_api *api, op_httpd_req *req, const char *who);
 void op__api_shaping(op_api *api, op_httpd_req *req, const char *who);

@@ -43,6 +43,8 @@ static void usage(FILE *out)
 		"                                   studies in the spool (S: queued, sending,\n"
 		"                                   sent, quarantined)\n"
 		"  retry STUDY_UID | retry --all    requeue quarantined instances\n"
+		"  discard STUDY_UID [--yes]        delete a study's quarantined instances for\n"
+		"                                   good (asks for the UID again unless --yes)\n"
 		"  pause | resume                   stop or restart uploading (persists)\n"
 		"  shaping RATE | SCHEDULE          set the upload rate (2Mbit, unlimited, 0)\n"
 		"                                   or the weekly schedule ([shaping] syntax)\n"
@@ -211,6 +213,7 @@ enum {
 	O_CLEAR = 1 << 2,
 	O_STATE = 1 << 3,
 	O_PAGE = 1 << 4,
+	O_YES = 1 << 5,
 };
 
 struct args {
@@ -294,38 +297,103 @@ static int cmd_queue(const char *sock, const struct args *a)
 	return show(sock, target, "GET /api/queue", a, op_ctl_print_queue);
 }
 
-static int cmd_retry(const char *sock, const struct args *a)
+/* POSTs req (NULL: out of memory) to target; *out is the 2xx answer's JSON
+ * (the caller deletes it). Returns 0 or the exit code, having said why. */
+static int post_json(const char *sock, const char *target, const cJSON *req, cJSON **out)
 {
-	cJSON *req = cJSON_CreateObject(), *j = NULL;
-	char *body = NULL;
+	char *body = req ? cJSON_PrintUnformatted(req) : NULL, what[64];
 	op_ctl_response r = { 0 };
-	double n;
 	int rc = OP_CTL_EXIT_FAILED;
 
-	if (!req)
-		goto out;
-	if (a->given & O_ALL)
-		cJSON_AddTrueToObject(req, "all");
-	else
-		cJSON_AddStringToObject(req, "study", a->pos[1]);
-	body = cJSON_PrintUnformatted(req);
+	*out = NULL;
 	if (!body)
 		goto out;
-	rc = call(sock, "POST", "/api/retry", body, TIMEOUT_MS, &r);
+	rc = call(sock, "POST", target, body, TIMEOUT_MS, &r);
 	if (rc)
 		goto out;
-	j = parse_json(&r, "POST /api/retry");
-	if (!j || !cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(j, "requeued"))) {
+	snprintf(what, sizeof(what), "POST %s", target);
+	if (!(*out = parse_json(&r, what)))
 		rc = OP_CTL_EXIT_FAILED;
-		goto out;
-	}
-	n = cJSON_GetObjectItemCaseSensitive(j, "requeued")->valuedouble;
-	printf("requeued %.0f %s\n", n, n == 1 ? "instance" : "instances");
 out:
 	op_ctl_response_free(&r);
+	free(body);
+	return rc;
+}
+
+static int cmd_retry(const char *sock, const struct args *a)
+{
+	cJSON *req = cJSON_CreateObject(), *j = NULL, *n;
+	int rc;
+
+	if (req && (a->given & O_ALL))
+		cJSON_AddTrueToObject(req, "all");
+	else if (req)
+		cJSON_AddStringToObject(req, "study", a->pos[1]);
+	rc = post_json(sock, "/api/retry", req, &j);
+	n = cJSON_GetObjectItemCaseSensitive(j, "requeued");
+	if (rc == 0 && !cJSON_IsNumber(n))
+		rc = OP_CTL_EXIT_FAILED;
+	if (rc == 0)
+		printf("requeued %.0f %s\n", n->valuedouble,
+		       n->valuedouble == 1 ? "instance" : "instances");
 	cJSON_Delete(j);
 	cJSON_Delete(req);
-	free(body);
+	return rc;
+}
+
+/*
+ * The operator confirms a discard by typing the study UID again on the
+ * terminal (or passes --yes, e.g. in a script): it deletes patient data
+ * that never reached the cloud.
+ */
+static int confirm_discard(const char *study)
+{
+	char line[256];
+	size_t n;
+
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "outpostctl: discard deletes instances for good: confirm with "
+				"--yes when not on a terminal\n");
+		return OP_CTL_EXIT_USAGE;
+	}
+	fprintf(stderr,
+		"This deletes the quarantined instances of study %s from the spool for\n"
+		"good; they never reached the cloud. Type the study UID to confirm: ",
+		study);
+	if (!fgets(line, sizeof(line), stdin))
+		line[0] = '\0';
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	if (strcmp(line, study) != 0) {
+		fprintf(stderr, "outpostctl: not confirmed: nothing discarded\n");
+		return OP_CTL_EXIT_FAILED;
+	}
+	return 0;
+}
+
+static int cmd_discard(const char *sock, const struct args *a)
+{
+	cJSON *req = NULL, *j = NULL, *n, *bytes;
+	int rc = a->given & O_YES ? 0 : confirm_discard(a->pos[1]);
+
+	if (rc)
+		return rc;
+	req = cJSON_CreateObject();
+	if (req && (!cJSON_AddStringToObject(req, "study", a->pos[1]) ||
+		    !cJSON_AddStringToObject(req, "confirm", a->pos[1]))) {
+		cJSON_Delete(req);
+		req = NULL;
+	}
+	rc = post_json(sock, "/api/discard", req, &j);
+	n = cJSON_GetObjectItemCaseSensitive(j, "discarded");
+	bytes = cJSON_GetObjectItemCaseSensitive(j, "bytes");
+	if (rc == 0 && (!cJSON_IsNumber(n) || !cJSON_IsNumber(bytes)))
+		rc = OP_CTL_EXIT_FAILED;
+	if (rc == 0)
+		printf("discarded %.0f %s (%.0f bytes)\n", n->valuedouble,
+		       n->valuedouble == 1 ? "instance" : "instances", bytes->valuedouble);
+	cJSON_Delete(j);
+	cJSON_Delete(req);
 	return rc;
 }
 
@@ -516,6 +584,7 @@ static const struct command {
 	{ "health", 0, 0, O_JSON },                   /* GET /healthz */
 	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE }, /* ls: GET /api/queue */
 	{ "retry", 0, 1, O_ALL },                     /* POST /api/retry */
+	{ "discard", 1, 1, O_YES },                   /* POST /api/discard */
 	{ "pause", 0, 0, 0 },                         /* POST /api/pause */
 	{ "resume", 0, 0, 0 },                        /* POST /api/resume */
 	{ "shaping", 0, -1, O_CLEAR },                /* PUT /api/shaping */
@@ -541,11 +610,12 @@ static int bad_usage(const char *fmt, ...)
 /* Checks the command's arguments; returns 0 or OP_CTL_EXIT_USAGE. */
 static int check_args(const struct command *c, const struct args *a)
 {
-	static const char *const names[] = { "--json", "--all", "--clear", "--state", "--page" };
+	static const char *const names[] = { "--json",  "--all",  "--clear",
+					     "--state", "--page", "--yes" };
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	int n = a->npos - 1, ok = 0;
 
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 6; i++)
 		if ((a->given & (1u << i)) && !(c->options & (1u << i)))
 			return bad_usage("%s does not take %s", c->name, names[i]);
 	if (n < c->min_args || (c->max_args >= 0 && n > c->max_args))
@@ -578,6 +648,7 @@ int main(int argc, char **argv)
 		{ "clear", no_argument, NULL, 'x' },
 		{ "state", required_argument, NULL, 'S' },
 		{ "page", required_argument, NULL, 'P' },
+		{ "yes", no_argument, NULL, 'y' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -600,6 +671,7 @@ int main(int argc, char **argv)
 		case 'j': a.given |= O_JSON; break;
 		case 'a': a.given |= O_ALL; break;
 		case 'x': a.given |= O_CLEAR; break;
+		case 'y': a.given |= O_YES; break;
 		case 'S':
 			a.given |= O_STATE;
 			a.state = optarg;
@@ -672,6 +744,8 @@ int main(int argc, char **argv)
 		rc = cmd_queue(sock, &a);
 	else if (strcmp(cmd->name, "retry") == 0)
 		rc = cmd_retry(sock, &a);
+	else if (strcmp(cmd->name, "discard") == 0)
+		rc = cmd_discard(sock, &a);
 	else if (strcmp(cmd->name, "pause") == 0)
 		rc = cmd_pause(sock, 1);
 	else if (strcmp(cmd->name, "resume") == 0)

@@ -26,6 +26,7 @@ extern "C" {
 #define OP_STATUS_OUT_OF_RESOURCES 0xA700
 #define OP_STATUS_CANNOT_UNDERSTAND 0xC000
 #define OP_STATUS_PROCESSING_FAILURE 0x0110
+#define OP_STATUS_NOT_AUTHORIZED 0x0124
 
 typedef struct op_dicom_net op_dicom_net;
 

@@ -2,9 +2,18 @@
  * receiver: listening, admission and the store path (see receiver.h).
  *
  * Threads: the main thread accepts and reads signals; each connection gets
- * a detached thread that waits (up to acse_timeout) for the association
- * request to be buffered and then runs the association in the DCMTK shim.
- * A silent or slow client therefore only ever holds its own thread.
+ * a detached thread that waits (up to acse_timeout, from the accept) for
+ * the association request to be buffered and then runs the association in
+ * the DCMTK shim. A silent or slow client therefore only ever holds its
+ * own thread.
+ *
+ * Admission happens at accept, before a connection counts toward any
+ * limit: a host outside allowed_hosts is closed at once, and connections
+ * still waiting for their association request ("pending") are capped per
+ * address (max_pending_per_host) and in all: past either cap the oldest
+ * pending one is closed to make room, so that idle connections (slowloris)
+ * can never lock a modality out - a modality's own connection is pending
+ * only for the round trip its association request takes.
  */
 #include "receiver/receiver.h"
 
@@ -35,6 +44,8 @@
 #define EXTRA_CONNECTIONS 16
 #define STOP_GRACE_SECONDS 10
 
+struct conn;
+
 struct op_receiver {
 	op_spool *spool;
 	op_dicom_net *net;
@@ -46,16 +57,21 @@ struct op_receiver {
 	op_receiver_config policy; /* reloadable: admission and timeouts */
 	int connections;           /* connection threads alive */
 	int associations;          /* of them, serving an association */
+	struct conn *pending;      /* of them, waiting for a request; oldest last */
 
 	/* What makes an instance urgent (reloadable; held while it is used). */
 	pthread_rwlock_t urgent_lock;
 	op_ae_list urgent_aets;
+	op_ae_list trusted_aets; /* [priority] trust_priority_from */
 	op_dicom_match *urgent_match;
 };
 
 struct conn {
 	op_receiver *rx;
 	int fd;
+	uint32_t ip;       /* host order */
+	int displaced;     /* closed by accept_one() to make room (under rx->mu) */
+	struct conn *next; /* in rx->pending, while pending */
 };
 
 static const char *status_name(uint16_t s)
@@ -64,11 +80,20 @@ static const char *status_name(uint16_t s)
 	case OP_STATUS_SUCCESS: return "success";
 	case OP_STATUS_OUT_OF_RESOURCES: return "out-of-resources";
 	case OP_STATUS_CANNOT_UNDERSTAND: return "cannot-understand";
+	case OP_STATUS_NOT_AUTHORIZED: return "not-authorized";
 	default: return "processing-failure";
 	}
 }
 
 /* --- handler called by the DCMTK shim -------------------------------------- */
+
+static int listed(const op_ae_list *l, const char *aet)
+{
+	for (int i = 0; i < l->n; i++)
+		if (strcmp(l->aet[i], aet) == 0)
+			return 1;
+	return 0;
+}
 
 static int admit(void *ctx, const op_assoc *a)
 {
@@ -79,9 +104,8 @@ static int admit(void *ctx, const op_assoc *a)
 	int ok_aet, ok_host;
 
 	pthread_mutex_lock(&rx->mu);
-	ok_aet = rx->policy.allowed_calling_aets.n == 0;
-	for (int i = 0; i < rx->policy.allowed_calling_aets.n && !ok_aet; i++)
-		ok_aet = strcmp(rx->policy.allowed_calling_aets.aet[i], a->calling_aet) == 0;
+	ok_aet = rx->policy.allowed_calling_aets.n == 0 ||
+		 listed(&rx->policy.allowed_calling_aets, a->calling_aet);
 	ok_host = rx->policy.n_allowed_hosts == 0 ||
 		  (inet_pton(AF_INET, a->peer_ip, &ip) == 1 &&
 		   op_cidr_match(rx->policy.allowed_hosts, rx->policy.n_allowed_hosts,
@@ -113,6 +137,8 @@ static uint16_t refuse(const op_assoc *a, const op_store_req *r, int rc, char *c
 	const char *why = strerror(-rc);
 	enum op_log_level level = OP_LOG_ERROR;
 
+	char sop[OP_LOG_QUOTED(OP_UID_MAX)], calling[OP_LOG_QUOTED(16)];
+
 	if (rc == -EDQUOT || rc == -ENOSPC) {
 		status = OP_STATUS_OUT_OF_RESOURCES;
 		event = "store.refused";
@@ -120,11 +146,22 @@ static uint16_t refuse(const op_assoc *a, const op_store_req *r, int rc, char *c
 		text = rc == -EDQUOT ? "Outpost spool full" : "Outpost disk full";
 		why = rc == -EDQUOT ? "spool limit reached (max_bytes or min_free_bytes)"
 				    : "disk full (no space or no inodes left)";
+	} else if (rc == -EPERM) {
+		/* PS3.4 B.2.3 / PS3.7 C: "Refused: Not Authorized" - the
+		 * request is understood and refused for who sent it, which a
+		 * modality shows as a failure, not as a full disk. */
+		status = OP_STATUS_NOT_AUTHORIZED;
+		event = "store.refused";
+		level = OP_LOG_WARN;
+		text = "SOP Instance UID queued from another AE";
+		why = "another calling AE title's unsent instance has this SOP Instance UID: "
+		      "the original is kept";
 	}
 	if (comment)
 		snprintf(comment, size, "%s", text);
-	op_log(level, event, "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id, r->sop_instance_uid,
-	       status_name(status), why);
+	op_log(level, event, "assoc=%lu peer=%s calling=%s sop=%s status=%s reason=\"%s\"", a->id,
+	       a->peer_ip, op_log_quote(calling, sizeof(calling), a->calling_aet),
+	       op_log_quote(sop, sizeof(sop), r->sop_instance_uid), status_name(status), why);
 	return status;
 }
 
@@ -145,18 +182,20 @@ static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, o
 {
 	op_receiver *rx = ctx;
 	op_instance inst;
-	int urgent = 0;
+	int urgent = 0, urgent_aet, trusted;
 	enum op_spool_outcome outcome;
 	static const char *const outcomes[] = { "stored", "duplicate", "replaced" };
 	char err[256] = "", hash[OP_HASH_HEX + 1];
+	char sop[OP_LOG_QUOTED(OP_UID_MAX)], other[OP_LOG_QUOTED(OP_UID_MAX)];
+	char why[OP_LOG_QUOTED(sizeof(err))];
 	uint64_t bytes = op_spool_object_size(obj);
 	int rc;
 
+	op_log_quote(sop, sizeof(sop), r->sop_instance_uid);
 	if (recv_rc == -ECONNABORTED) {
 		op_spool_object_abort(obj);
 		op_warn("store.aborted",
-			"assoc=%lu sop=%s reason=\"association ended mid-dataset\"", a->id,
-			r->sop_instance_uid);
+			"assoc=%lu sop=%s reason=\"association ended mid-dataset\"", a->id, sop);
 		return OP_STATUS_PROCESSING_FAILURE;
 	}
 	rc = recv_rc < 0 ? recv_rc : op_spool_object_finish(obj);
@@ -168,31 +207,46 @@ static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, o
 	pthread_rwlock_rdlock(&rx->urgent_lock);
 	rc = op_dicom_read_instance(op_spool_object_path(obj), rx->urgent_match, &urgent, &inst,
 				    err, sizeof(err));
-	for (int i = 0; i < rx->urgent_aets.n && !urgent; i++)
-		urgent = strcmp(rx->urgent_aets.aet[i], a->calling_aet) == 0;
+	trusted = urgent_aet = listed(&rx->urgent_aets, a->calling_aet);
+	if (!trusted)
+		trusted = listed(&rx->trusted_aets, a->calling_aet);
 	pthread_rwlock_unlock(&rx->urgent_lock);
 	if (rc < 0) {
 		op_spool_object_abort(obj);
 		snprintf(comment, size, "%s", err);
-		op_warn("store.rejected", "assoc=%lu sop=%s status=%s reason=\"%s\"", a->id,
-			r->sop_instance_uid, status_name(OP_STATUS_CANNOT_UNDERSTAND), err);
+		op_warn("store.rejected", "assoc=%lu sop=%s status=%s reason=%s", a->id, sop,
+			status_name(OP_STATUS_CANNOT_UNDERSTAND),
+			op_log_quote(why, sizeof(why), err));
 		return OP_STATUS_CANNOT_UNDERSTAND;
 	}
 	if (strcmp(inst.sop_instance_uid, r->sop_instance_uid) != 0)
 		op_warn("store.mismatch",
 			"assoc=%lu command_sop=%s dataset_sop=%s reason=\"indexed by the dataset's "
 			"SOP Instance UID\"",
-			a->id, r->sop_instance_uid, inst.sop_instance_uid);
+			a->id, sop, op_log_quote(other, sizeof(other), inst.sop_instance_uid));
 	snprintf(inst.calling_aet, sizeof(inst.calling_aet), "%s", a->calling_aet);
-	/* Urgent: the C-STORE's priority HIGH, an urgent calling AE, or an
-	 * attribute of [priority] urgent_match. */
-	inst.priority = urgent ? OP_PRIORITY_HIGH : r->priority;
+	/* Urgent: an urgent calling AE, an attribute of [priority]
+	 * urgent_match, or the C-STORE's priority HIGH - believed only from
+	 * trusted AEs (issue 15), since any LAN host could otherwise jump the
+	 * queue. An untrusted HIGH counts as MEDIUM; LOW only delays the
+	 * sender's own instances and is kept. */
+	inst.priority = r->priority;
+	if (urgent || urgent_aet) {
+		inst.priority = OP_PRIORITY_HIGH;
+	} else if (r->priority == OP_PRIORITY_HIGH && !trusted) {
+		inst.priority = OP_PRIORITY_MEDIUM;
+		op_info("store.priority",
+			"assoc=%lu sop=%s calling=%s priority=medium reason=\"priority HIGH from "
+			"an AE not in trust_priority_from or urgent_calling_aets\"",
+			a->id, sop, op_log_quote(why, sizeof(why), a->calling_aet));
+	}
 	rc = op_spool_object_commit(obj, &inst, &outcome, hash);
 	if (rc < 0)
 		return refuse(a, r, rc, comment, size);
 	op_info("store.ok",
 		"assoc=%lu sop=%s study=%s bytes=%" PRIu64 " hash=%s result=%s urgent=%s", a->id,
-		inst.sop_instance_uid, inst.study_uid, bytes, hash, outcomes[outcome],
+		op_log_quote(sop, sizeof(sop), inst.sop_instance_uid),
+		op_log_quote(other, sizeof(other), inst.study_uid), bytes, hash, outcomes[outcome],
 		inst.priority == OP_PRIORITY_HIGH ? "yes" : "no");
 	return OP_STATUS_SUCCESS;
 }
@@ -272,25 +326,41 @@ static int wait_for_request(int fd, int timeout_s)
 	return rc < 0 ? rc : 0;
 }
 
+/* Caller holds rx->mu. */
+static void unlink_pending(op_receiver *rx, struct conn *c)
+{
+	for (struct conn **pp = &rx->pending; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+}
+
 static void *connection_main(void *arg)
 {
 	struct conn *c = arg;
 	op_receiver *rx = c->rx;
-	int acse_timeout, busy, rc;
+	int acse_timeout, busy, displaced, rc;
 
 	pthread_mutex_lock(&rx->mu);
 	acse_timeout = rx->policy.acse_timeout;
 	pthread_mutex_unlock(&rx->mu);
 	rc = wait_for_request(c->fd, acse_timeout);
-	if (rc < 0) {
-		struct sockaddr_in peer;
-		socklen_t len = sizeof(peer);
-		char ip[INET_ADDRSTRLEN] = "?";
+	/* No longer pending: accept_one() cannot shut fd down from now on. */
+	pthread_mutex_lock(&rx->mu);
+	unlink_pending(rx, c);
+	displaced = c->displaced;
+	pthread_mutex_unlock(&rx->mu);
+	if (rc < 0 || displaced) {
+		struct in_addr in = { htonl(c->ip) };
+		char ip[INET_ADDRSTRLEN];
 
-		if (getpeername(c->fd, (struct sockaddr *)&peer, &len) == 0)
-			inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+		inet_ntop(AF_INET, &in, ip, sizeof(ip));
 		op_warn("assoc.dropped", "peer=%s reason=\"%s\"", ip,
-			rc == -EPROTO      ? "not an A-ASSOCIATE-RQ"
+			displaced          ? "idle, closed to make room for a newer connection "
+					     "(max_pending_per_host or the connection limit)"
+			: rc == -EPROTO    ? "not an A-ASSOCIATE-RQ"
 			: rc == -ETIMEDOUT ? "no association request within acse_timeout"
 					   : strerror(-rc));
 		close(c->fd);
@@ -314,6 +384,46 @@ static void *connection_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Makes room for a new connection from ip, under rx->mu: past
+ * max_pending_per_host pending connections from ip, its oldest is closed;
+ * at the connection limit, the oldest pending one of any host. Returns 1
+ * when there is no room (every connection is serving an association).
+ * The connection's own thread sees the shutdown and ends it.
+ */
+static int make_room(op_receiver *rx, uint32_t ip)
+{
+	struct conn *oldest_same = NULL, *oldest = NULL;
+	int same = 0;
+
+	for (struct conn *c = rx->pending; c; c = c->next) {
+		if (c->displaced)
+			continue;
+		oldest = c;
+		if (c->ip == ip) {
+			oldest_same = c;
+			same++;
+		}
+	}
+	if (same < rx->policy.max_pending_per_host) {
+		oldest_same = NULL;
+		if (rx->connections < rx->policy.max_associations + EXTRA_CONNECTIONS)
+			return 0;
+	}
+	struct conn *victim = oldest_same ? oldest_same : oldest;
+	if (!victim)
+		return 1;
+	victim->displaced = 1;
+	shutdown(victim->fd, SHUT_RDWR);
+	return 0;
+}
+
+static int host_allowed(const op_receiver_config *policy, uint32_t ip)
+{
+	return policy->n_allowed_hosts == 0 ||
+	       op_cidr_match(policy->allowed_hosts, policy->n_allowed_hosts, ip);
+}
+
 static void accept_one(op_receiver *rx)
 {
 	struct sockaddr_in peer;
@@ -321,7 +431,8 @@ static void accept_one(op_receiver *rx)
 	pthread_attr_t attr;
 	pthread_t t;
 	struct conn *c;
-	int fd, one = 1, full;
+	int fd, one = 1, full, allowed;
+	uint32_t host;
 	char ip[INET_ADDRSTRLEN];
 
 	fd = accept4(rx->listen_fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC);
@@ -333,26 +444,47 @@ static void accept_one(op_receiver *rx)
 	/* DCMTK leaves Nagle on: each response would wait ~40 ms for an ACK. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+	host = ntohl(peer.sin_addr.s_addr);
+	c = calloc(1, sizeof(*c));
 	pthread_mutex_lock(&rx->mu);
-	full = rx->connections >= rx->policy.max_associations + EXTRA_CONNECTIONS;
-	if (!full)
+	/* The allow-list first: a host outside it holds nothing, not even a
+	 * place among the pending connections. 127.0.0.1 is the box itself
+	 * (the uplink's health check echoes from it): it is let through to
+	 * admit(), which answers it an A-ASSOCIATE-RJ that proves the
+	 * receiver is up. */
+	allowed = host == INADDR_LOOPBACK || host_allowed(&rx->policy, host);
+	full = !allowed || !c || make_room(rx, host);
+	if (!full) {
 		rx->connections++;
+		c->rx = rx;
+		c->fd = fd;
+		c->ip = host;
+		c->next = rx->pending;
+		rx->pending = c;
+	}
 	pthread_mutex_unlock(&rx->mu);
 	if (full) {
-		op_warn("assoc.dropped", "peer=%s reason=\"too many connections\"", ip);
-		close(fd);
-		return;
-	}
-	c = malloc(sizeof(*c));
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (!c || (c->rx = rx, c->fd = fd, pthread_create(&t, &attr, connection_main, c) != 0)) {
-		op_error("listen.thread", "peer=%s error=\"cannot start a thread\"", ip);
+		if (!allowed) {
+			op_warn("assoc.rejected", "peer=%s reason=\"host not in allowed_hosts\"",
+				ip);
+			op_spool_count(rx->spool, "associations_rejected", 1);
+		} else {
+			op_warn("assoc.dropped", "peer=%s reason=\"too many connections\"", ip);
+		}
 		close(fd);
 		free(c);
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, connection_main, c) != 0) {
+		op_error("listen.thread", "peer=%s error=\"cannot start a thread\"", ip);
 		pthread_mutex_lock(&rx->mu);
+		unlink_pending(rx, c);
 		rx->connections--;
 		pthread_mutex_unlock(&rx->mu);
+		close(fd);
+		free(c);
 	}
 	pthread_attr_destroy(&attr);
 }
@@ -407,6 +539,7 @@ int op_receiver_open(const op_config *cfg, op_receiver **out)
 	rx->listen_fd = -1;
 	rx->policy = cfg->receiver;
 	rx->urgent_aets = cfg->priority.urgent_calling_aets;
+	rx->trusted_aets = cfg->priority.trust_priority_from;
 	pthread_mutex_init(&rx->mu, NULL);
 	pthread_cond_init(&rx->idle, NULL);
 	pthread_rwlock_init(&rx->urgent_lock, NULL);
@@ -458,6 +591,7 @@ static void reload(op_receiver *rx, const char *path)
 	old_match = rx->urgent_match;
 	rx->urgent_match = match;
 	rx->urgent_aets = cfg.priority.urgent_calling_aets;
+	rx->trusted_aets = cfg.priority.trust_priority_from;
 	pthread_rwlock_unlock(&rx->urgent_lock);
 	op_dicom_match_free(old_match);
 	limits = (op_spool_limits){ cfg.spool.max_bytes, cfg.spool.min_free_bytes,
@@ -535,6 +669,12 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += STOP_GRACE_SECONDS;
 	pthread_mutex_lock(&rx->mu);
+	/* Connections still silent have nothing to lose: end them now. */
+	for (struct conn *c = rx->pending; c; c = c->next) {
+		if (!c->displaced)
+			shutdown(c->fd, SHUT_RDWR);
+		c->displaced = 1;
+	}
 	while (rx->connections > 0 &&
 	       pthread_cond_timedwait(&rx->idle, &rx->mu, &deadline) != ETIMEDOUT)
 		;

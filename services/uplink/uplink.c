@@ -87,6 +87,8 @@ static void settle(struct slot *s, int http_status)
 	unsigned counts[4] = { 0 };
 	uint64_t bytes = 0;
 	int64_t now = op_clock_wall_ms();
+	char sop[OP_LOG_QUOTED(OP_UID_MAX)], study[OP_LOG_QUOTED(OP_UID_MAX)];
+	char why[OP_LOG_QUOTED(sizeof(s->results[0].reason))];
 
 	for (unsigned i = 0; i < s->n; i++) {
 		op_spool_settlement *t = &s->settle[i];
@@ -113,13 +115,16 @@ static void settle(struct slot *s, int http_status)
 		counts[r->verdict]++;
 		if (r->verdict == OP_VERDICT_SENT)
 			bytes += s->items[i].size;
+		/* UIDs came from a modality, reasons from the cloud. */
+		op_log_quote(sop, sizeof(sop), s->items[i].sop_instance_uid);
+		op_log_quote(why, sizeof(why), r->reason);
 		if (r->verdict == OP_VERDICT_QUARANTINE) {
-			op_error("uplink.quarantine", "sop=%s study=%s reason=\"%s\"",
-				 s->items[i].sop_instance_uid, s->items[i].study_uid, r->reason);
+			op_error("uplink.quarantine", "sop=%s study=%s reason=%s", sop,
+				 op_log_quote(study, sizeof(study), s->items[i].study_uid), why);
 			op__uplink_note_error(up, "uplink.quarantine", r->reason);
 		} else if (r->verdict == OP_VERDICT_RETRY)
-			op_warn("uplink.retry", "sop=%s attempts=%d reason=\"%s\"",
-				s->items[i].sop_instance_uid, s->items[i].attempts + 1, r->reason);
+			op_warn("uplink.retry", "sop=%s attempts=%d reason=%s", sop,
+				s->items[i].attempts + 1, why);
 	}
 	op_info("uplink.batch",
 		"slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u requeued=%u "

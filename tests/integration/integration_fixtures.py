@@ -141,6 +141,15 @@ def cloud_section(cloud, **keys):
     return section
 
 
+def flip_byte(path, at):
+    """Damages a stored object in place (the uplink then quarantines it)."""
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
 def log_lines(service, event):
     """The lines of a service's log about one event (e.g. "uplink.batch")."""
     return [line for line in service.log().splitlines() if f"event={event} " in line + " "]

@@ -15,6 +15,7 @@ import pytest
 
 import dicomgen
 from console import Api, password_hash, set_password
+from integration_fixtures import flip_byte
 from outpost import storescu, wait_for
 
 PASSWORD = "correct horse 8b1f"
@@ -54,14 +55,6 @@ def store(rx, tmp_path, n=3, name="study", **kw):
 
 def audit(api, action):
     return [e for e in api.ok("GET", "/api/audit") if e["action"] == action]
-
-
-def flip_byte(path, at):
-    with open(path, "r+b") as f:
-        f.seek(at)
-        b = f.read(1)
-        f.seek(at)
-        f.write(bytes([b[0] ^ 0x01]))
 
 
 # --- authentication ----------------------------------------------------------------------

@@ -47,7 +47,9 @@ def logged(rx, text, count=1, timeout=15):
 def assert_still_serves(rx, also_stored=()):
     """storescu of CT_small succeeds; the spool holds CT_small and also_stored
     (SOP Instance UIDs) and nothing else, one complete file per row."""
-    r = storescu(rx.port, [CT_SMALL], verbose=True)
+    # Under dul's calling AE title: storescu re-encodes CT_small, and other
+    # bytes from another AE would not replace the unsent instance dul stored.
+    r = storescu(rx.port, [CT_SMALL], verbose=True, calling="DULTEST")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Received Store Response (Success)" in r.stdout + r.stderr
     assert rx.proc.poll() is None

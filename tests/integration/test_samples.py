@@ -297,7 +297,7 @@ def test_mr_small_variants_replace_one_another(receivers, tmp_path):
             assert r.returncode == 0, r.stderr
             new = [line for line in rx.log().splitlines() if "event=store.ok" in line][before:]
             assert len(new) == 1, new
-            assert f"sop={MR_SMALL_UID} " in new[0]
+            assert f'sop="{MR_SMALL_UID}" ' in new[0]
             assert ("result=stored" if i == 0 else "result=replaced") in new[0], new[0]
 
             rows = rx.rows()

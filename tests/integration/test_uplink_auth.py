@@ -161,7 +161,7 @@ def test_instance_refused_by_the_cloud_is_quarantined_the_rest_sent(
     assert "refused by the Outpost test cloud" in cloud.orthanc_log_text()
     # The repeat offender went alone: one request per later attempt, and
     # the instances dropped behind it did not wait for it to be quarantined.
-    assert up.log().count(f"sop={refused} attempts=") == 4  # 4 retries, then quarantine
+    assert up.log().count(f'sop="{refused}" attempts=') == 4  # 4 retries, then quarantine
 
 
 @pytest.mark.parametrize("damage", ["flipped", "missing"])

@@ -107,6 +107,45 @@ static void test_spool_studies_and_retry(void **state)
 	assert_int_equal(s[0].attempts, 0);
 }
 
+/* Discard: only the study's quarantined rows and the files no other row
+ * names; a study with nothing quarantined is left alone (-ENOENT). */
+static void test_spool_discard_quarantined(void **state)
+{
+	struct spool_fx *f = *state;
+	unsigned char *a = spool_fx_content(f, "1.2.9.1", 1000, 1);
+	unsigned char *b = spool_fx_content(f, "1.2.9.2", 2000, 2);
+	unsigned char *c = spool_fx_content(f, "1.2.9.3", 4000, 3);
+	char ha[OP_HASH_HEX + 1], hb[OP_HASH_HEX + 1], hc[OP_HASH_HEX + 1], path[256];
+	uint64_t bytes;
+	unsigned n;
+
+	spool_fx_store_ok(f, a, 1000, "1.2.9.1", OP_SPOOL_STORED, ha);
+	spool_fx_store_ok(f, b, 2000, "1.2.9.2", OP_SPOOL_STORED, hb);
+	spool_fx_store_ok(f, c, 4000, "1.2.9.3", OP_SPOOL_STORED, hc);
+	/* b's bytes also under another study's SOP: its file must stay. */
+	spool_fx_store_ok(f, b, 2000, "1.2.9.4", OP_SPOOL_STORED, NULL);
+	spool_fx_db_exec(f, "UPDATE instances SET study_uid = '1.2.8' WHERE sop_instance_uid ="
+			    " '1.2.9.4'");
+	assert_int_equal(op_spool_discard_quarantined(f->sp, "1.2.826.0.1.1", &n, &bytes), -ENOENT);
+	spool_fx_db_exec(f, "UPDATE instances SET state = 'quarantined' WHERE sop_instance_uid"
+			    " IN ('1.2.9.1', '1.2.9.2', '1.2.9.4')");
+	spool_fx_db_exec(f, "UPDATE instances SET state = 'sending' WHERE sop_instance_uid ="
+			    " '1.2.9.3'");
+	assert_int_equal(op_spool_discard_quarantined(f->sp, "1.2.826.0.1.1", &n, &bytes), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(bytes, 3000);
+	assert_int_equal(spool_fx_rows(f), 2);
+	spool_fx_object_path(f, ha, path, sizeof(path));
+	assert_false(spool_fx_exists(path));
+	spool_fx_object_path(f, hb, path, sizeof(path));
+	assert_true(spool_fx_exists(path));
+	spool_fx_object_path(f, hc, path, sizeof(path));
+	assert_true(spool_fx_exists(path));
+	spool_fx_assert_usage_matches_index(f);
+	assert_int_equal(op_spool_discard_quarantined(f->sp, "1.2.826.0.1.1", &n, &bytes), -ENOENT);
+	assert_int_equal(n, 0);
+}
+
 static void test_spool_settings_and_audit(void **state)
 {
 	struct spool_fx *f = *state;
@@ -141,6 +180,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		SPOOL_FX_TEST(test_spool_counters),
 		SPOOL_FX_TEST(test_spool_studies_and_retry),
+		SPOOL_FX_TEST(test_spool_discard_quarantined),
 		SPOOL_FX_TEST(test_spool_settings_and_audit),
 	};
 

@@ -179,6 +179,95 @@ static void test_spool_commit_replaced(void **state)
 	spool_fx_assert_rows_have_files(f);
 }
 
+/* Stores data as sop from calling AE title aet; returns the commit's code. */
+static int store_from(struct spool_fx *f, const char *aet, const void *data, size_t len,
+		      const char *sop, enum op_spool_outcome *outcome)
+{
+	op_spool_object *obj = NULL;
+	op_instance in;
+
+	spool_fx_fill_inst(&in, sop);
+	snprintf(in.calling_aet, sizeof(in.calling_aet), "%s", aet);
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, data, len), 0);
+	return op_spool_object_commit(obj, &in, outcome, NULL);
+}
+
+/* Part 10 bytes: preamble, DICM, a meta group of one (0002,0016) naming
+ * aet, then dataset. */
+static size_t part10(unsigned char *out, const char *aet, const char *dataset)
+{
+	size_t n = 128, alen = strlen(aet) + strlen(aet) % 2;
+
+	memset(out, 0, sizeof(unsigned char) * 128);
+	memcpy(out + n, "DICM\x02\x00\x00\x00UL\x04\x00", 12);
+	n += 12;
+	uint32_t glen = (uint32_t)(8 + alen);
+	memcpy(out + n, &glen, 4); /* little endian here */
+	n += 4;
+	memcpy(out + n,
+	       "\x02\x00\x16\x00"
+	       "AE",
+	       6);
+	out[n + 6] = (unsigned char)alen;
+	out[n + 7] = 0;
+	memset(out + n + 8, ' ', alen);
+	memcpy(out + n + 8, aet, strlen(aet));
+	n += 8 + alen;
+	memcpy(out + n, dataset, strlen(dataset));
+	return n + strlen(dataset);
+}
+
+/* Issue 15: another calling AE's other bytes do not replace an unsent
+ * instance; the same AE's do, and so do anyone's once it was sent. */
+static void test_spool_commit_foreign_replacement_refused(void **state)
+{
+	struct spool_fx *f = *state;
+	const char *sop = "1.2.3.9";
+	unsigned char *v1 = spool_fx_content(f, sop, 4000, 1);
+	unsigned char *v2 = spool_fx_content(f, sop, 5000, 2);
+	unsigned char a[512], b[512];
+	enum op_spool_outcome outcome;
+	char h1[OP_HASH_HEX + 1], text[128];
+
+	spool_fx_store_ok(f, v1, 4000, sop, OP_SPOOL_STORED, h1); /* from STORESCU */
+	for (int i = 0; i < 2; i++) {
+		spool_fx_db_exec(f, i ? "UPDATE instances SET state = 'quarantined'"
+				      : "UPDATE instances SET state = 'sending'");
+		assert_int_equal(store_from(f, "INTRUDER", v2, 5000, sop, &outcome), -EPERM);
+		spool_fx_row_text(f, sop, "hash", text, sizeof(text));
+		assert_string_equal(text, h1);
+		spool_fx_row_text(f, sop, "calling_aet", text, sizeof(text));
+		assert_string_equal(text, "STORESCU");
+		assert_int_equal(spool_fx_files_in(f, "objects"), 1);
+		assert_int_equal(spool_fx_files_in(f, "tmp"), 0);
+		spool_fx_assert_usage(f, 1, 4000, 0);
+	}
+	spool_fx_db_exec(f, "UPDATE instances SET state = 'queued'");
+	assert_int_equal(store_from(f, "STORESCU", v2, 5000, sop, &outcome), 0);
+	assert_int_equal(outcome, OP_SPOOL_REPLACED);
+	spool_fx_db_exec(f, "UPDATE instances SET state = 'sent'");
+	assert_int_equal(store_from(f, "INTRUDER", v1, 4000, sop, &outcome), 0);
+	assert_int_equal(outcome, OP_SPOOL_REPLACED);
+	spool_fx_assert_usage(f, 1, 4000, 0);
+
+	/* One dataset from two senders: the files differ only in the meta
+	 * header, which names the sender. A duplicate; the first file stays. */
+	size_t na = part10(a, "MOD_A", "SOP=1.2.3.10\ndataset");
+	size_t nb = part10(b, "MOD_BB", "SOP=1.2.3.10\ndataset");
+	assert_int_equal(store_from(f, "MOD_A", a, na, "1.2.3.10", &outcome), 0);
+	assert_int_equal(store_from(f, "MOD_BB", b, nb, "1.2.3.10", &outcome), 0);
+	assert_int_equal(outcome, OP_SPOOL_DUPLICATE);
+	spool_fx_row_text(f, "1.2.3.10", "calling_aet", text, sizeof(text));
+	assert_string_equal(text, "MOD_A");
+	assert_int_equal(spool_fx_files_in(f, "objects"), 2);
+	b[nb - 1] = 'X'; /* the dataset itself differs */
+	assert_int_equal(store_from(f, "MOD_BB", b, nb, "1.2.3.10", &outcome), -EPERM);
+	assert_int_equal(spool_fx_files_in(f, "objects"), 2);
+	assert_int_equal(spool_fx_files_in(f, "tmp"), 0);
+	spool_fx_assert_rows_have_files(f);
+}
+
 /* Two instances whose bytes are equal share one file; replacing one keeps
  * the file the other still names. */
 static void test_spool_shared_content(void **state)
@@ -590,6 +679,7 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_commit_small_objects),
 		SPOOL_FX_TEST(test_spool_commit_duplicate),
 		SPOOL_FX_TEST(test_spool_commit_replaced),
+		SPOOL_FX_TEST(test_spool_commit_foreign_replacement_refused),
 		SPOOL_FX_TEST(test_spool_shared_content),
 		SPOOL_FX_TEST(test_spool_abort),
 		SPOOL_FX_TEST(test_spool_object_misuse),
