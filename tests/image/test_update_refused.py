@@ -17,7 +17,7 @@ from appliance import (INSTALL_TIMEOUT, KEYS, PASSWORD, ROOT, ROOTFS, firmware, 
 from disk import VERSION
 
 
-def test_a_tampered_bundle_changes_nothing_nor_does_a_power_cut_mid_install(
+def test_an_older_or_tampered_bundle_changes_nothing_nor_does_a_power_cut_mid_install(
         boxes, cloud, bundle, tmp_path):
     v2 = bundle("0.2.0-test")
     # An older release, properly signed (the image's own root with an
