@@ -199,16 +199,22 @@ void op__api_site_upload(op_api *api, op_httpd_req *req, const char *who)
  * durable and renamed upload/update.raucb: the appliance's
  * outpost-update-upload.path unit installs it as root (outpostctl
  * update's installer, which checks the signature). One at a time, and
- * only with room left for the receiver's min_free_bytes.
+ * only with room left for the receiver's min_free_bytes: checked before
+ * the body and again every FIRMWARE_CHECK_EVERY bytes of it, since the
+ * receiver (or anything else) may take the disk meanwhile.
  */
+#define FIRMWARE_CHECK_EVERY (1u << 20)
+
 struct op__api_firmware {
 	op_api *api;
 	int fd;
 	uint64_t bytes, expected;
-	int err; /* a failed write's errno */
+	uint64_t checked_at, min_free; /* bytes when the free space was last checked */
+	int err;                       /* a failed write's errno */
+	int low;                       /* stopped: the free space fell below min_free */
 	mbedtls_sha256_context sha;
 	char who[16];
-	char part[PATH_MAX], dest[PATH_MAX];
+	char dir[1024], part[PATH_MAX], dest[PATH_MAX];
 };
 
 static void firmware_free(struct op__api_firmware *fw)
@@ -239,6 +245,16 @@ static int firmware_data(void *ctx, const void *data, size_t len)
 		p += n;
 		len -= (size_t)n;
 		fw->bytes += (uint64_t)n;
+	}
+	if (fw->bytes - fw->checked_at >= FIRMWARE_CHECK_EVERY) {
+		/* statvfs: a quick call, on the loop, once a MiB. */
+		struct op__api_disk d = op__api_disk_of(fw->dir);
+
+		fw->checked_at = fw->bytes;
+		if (d.ok && d.free < fw->min_free) {
+			fw->low = 1;
+			return 507;
+		}
 	}
 	return 0;
 }
@@ -300,10 +316,18 @@ static void firmware_end(void *ctx, op_httpd_req *req, int status)
 			"who=%s result=failed bytes=%" PRIu64 " of=%" PRIu64 " reason=\"%s\"",
 			fw->who, fw->bytes, fw->expected,
 			status < 0      ? "the client went away"
+			: fw->low       ? "the receiver's reserve reached"
 			: status == 507 ? "disk full"
 			: fw->err       ? strerror(fw->err)
 					: "malformed body");
-		if (status == 507)
+		if (status == 507 && fw->low)
+			op__api_reply_error(req, 507, NULL,
+					    "the disk filled up meanwhile: after %" PRIu64
+					    " bytes of the bundle, less than the %" PRIu64
+					    " MB the receiver keeps free ([spool] min_free_bytes) "
+					    "was left",
+					    fw->bytes, fw->min_free >> 20);
+		else if (status == 507)
 			op__api_reply_error(req, 507, NULL,
 					    "the disk filled up after %" PRIu64
 					    " bytes of the bundle",
@@ -390,6 +414,8 @@ void op__api_firmware_upload(op_api *api, op_httpd_req *req, const char *who)
 	}
 	fw->api = api;
 	fw->expected = len;
+	fw->min_free = min_free;
+	snprintf(fw->dir, sizeof(fw->dir), "%s", dir);
 	snprintf(fw->who, sizeof(fw->who), "%s", who);
 	snprintf(fw->part, sizeof(fw->part), "%s/" OP__API_FIRMWARE_PART, dir);
 	snprintf(fw->dest, sizeof(fw->dest), "%s/" OP__API_FIRMWARE_BUNDLE, dir);

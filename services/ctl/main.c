@@ -54,6 +54,8 @@ static void usage(FILE *out)
 		"                                   the terminal, or one line of stdin)\n"
 		"  update BUNDLE                    install a firmware update (.raucb) and\n"
 		"                                   reboot into it (on the appliance, as root)\n"
+		"  update --allow-downgrade BUNDLE  the same, even when it is older than the\n"
+		"                                   running firmware\n"
 		"\n"
 		"Options:\n"
 		"  --config FILE    the configuration file (else $OUTPOST_CONFIG, else\n"
@@ -214,6 +216,7 @@ enum {
 	O_STATE = 1 << 3,
 	O_PAGE = 1 << 4,
 	O_YES = 1 << 5,
+	O_DOWNGRADE = 1 << 6,
 };
 
 struct args {
@@ -562,11 +565,17 @@ out:
 /*
  * The appliance's updater (rootfs/overlay/usr/lib/outpost/update): checks
  * the bundle, installs it into the other root slot with RAUC, shows the
- * progress and reboots into it. Its exit status is outpostctl's.
+ * progress and reboots into it. Its exit status is outpostctl's. It
+ * refuses a bundle older than the running firmware unless told
+ * --allow-downgrade, which only this command, run on the box, passes (the
+ * console's upload and a USB stick never do).
  */
-static int cmd_update(const char *bundle)
+static int cmd_update(const char *bundle, int allow_downgrade)
 {
-	execl(OP_CTL_UPDATER, OP_CTL_UPDATER, bundle, (char *)NULL);
+	if (allow_downgrade)
+		execl(OP_CTL_UPDATER, OP_CTL_UPDATER, "--allow-downgrade", bundle, (char *)NULL);
+	else
+		execl(OP_CTL_UPDATER, OP_CTL_UPDATER, bundle, (char *)NULL);
 	fprintf(stderr, "outpostctl: %s: %s (firmware updates are installed on the appliance)\n",
 		OP_CTL_UPDATER, strerror(errno));
 	return OP_CTL_EXIT_FAILED;
@@ -590,7 +599,7 @@ static const struct command {
 	{ "shaping", 0, -1, O_CLEAR },                /* PUT /api/shaping */
 	{ "test-link", 0, 0, O_JSON },                /* POST /api/test-link */
 	{ "passwd", 0, 0, 0 },                        /* the file, POST /api/reload */
-	{ "update", 1, 1, 0 },                        /* OP_CTL_UPDATER */
+	{ "update", 1, 1, O_DOWNGRADE },              /* OP_CTL_UPDATER */
 };
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -611,11 +620,11 @@ static int bad_usage(const char *fmt, ...)
 static int check_args(const struct command *c, const struct args *a)
 {
 	static const char *const names[] = { "--json",  "--all",  "--clear",
-					     "--state", "--page", "--yes" };
+					     "--state", "--page", "--yes", "--allow-downgrade" };
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	int n = a->npos - 1, ok = 0;
 
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
 		if ((a->given & (1u << i)) && !(c->options & (1u << i)))
 			return bad_usage("%s does not take %s", c->name, names[i]);
 	if (n < c->min_args || (c->max_args >= 0 && n > c->max_args))
@@ -649,6 +658,7 @@ int main(int argc, char **argv)
 		{ "state", required_argument, NULL, 'S' },
 		{ "page", required_argument, NULL, 'P' },
 		{ "yes", no_argument, NULL, 'y' },
+		{ "allow-downgrade", no_argument, NULL, 'D' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -672,6 +682,7 @@ int main(int argc, char **argv)
 		case 'a': a.given |= O_ALL; break;
 		case 'x': a.given |= O_CLEAR; break;
 		case 'y': a.given |= O_YES; break;
+		case 'D': a.given |= O_DOWNGRADE; break;
 		case 'S':
 			a.given |= O_STATE;
 			a.state = optarg;
@@ -707,7 +718,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	if (strcmp(cmd->name, "update") == 0)
-		return cmd_update(a.pos[1]);
+		return cmd_update(a.pos[1], a.given & O_DOWNGRADE);
 
 	if (op_ctl_config_path(a.config, config_path, sizeof(config_path)) < 0)
 		return bad_usage("%s: the configuration file's path is too long", a.config);

@@ -7,9 +7,13 @@ image), or $OUTPOST_IMAGE. The test cloud (Orthanc behind nginx,
 tests/lib/cloud.py) is reached from the guest at 10.0.2.100:443 through
 a guestfwd rule.
 """
+import hashlib
+import http.client
 import os
+import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,6 +33,8 @@ GUEST_CLOUD = "10.0.2.100"
 BOOT_TIMEOUT = 360  # TCG: ~50 s alone, 2-3 min beside another box; a ceiling
 PASSWORD = "image-test-pw-1"
 POWER_OFF = "reboot: Power down"  # the kernel's last line before it powers off
+REFUSED_UNSIGNED = ('outpost-provision: result=refused source=/dev/disk/by-label/OUTPOST '
+                    'reason="the box is provisioned: a stick\'s site file must be signed')
 STATIC_ADDRESS = "10.0.2.77"  # a second address a site's .network file may give
 
 
@@ -43,11 +49,19 @@ class Box:
     power-off ends qemu too; the kernel's last words tell it from a
     reset."""
 
-    def __init__(self, workdir, cloud_port=None, bigger_disk=None):
+    def __init__(self, workdir, cloud_port=None, bigger_disk=None, flash=False):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.disk = os.path.join(self.dir, "disk.img")
-        subprocess.run(["cp", "--sparse=always", IMAGE, self.disk], check=True)
+        self.flash_output = None
+        if flash:  # written by outpost-flash, as a field engineer does
+            subprocess.run(["truncate", "-s", str(os.path.getsize(IMAGE)), self.disk], check=True)
+            r = subprocess.run([os.path.join(ROOT, "firmware", "flash"), IMAGE, self.disk],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, r.stderr
+            self.flash_output = r.stdout
+        else:
+            subprocess.run(["cp", "--sparse=always", IMAGE, self.disk], check=True)
         if bigger_disk:  # the image flashed onto a bigger disk
             subprocess.run(["truncate", "-s", f"+{bigger_disk}", self.disk], check=True)
         self.serial = os.path.join(self.dir, "serial.log")
@@ -55,7 +69,8 @@ class Box:
         self.dicom_port = free_port()
         self.console_port = free_port()
         self.extra_port = free_port()  # to the guest's 11112
-        self.static_port = free_port()  # to the guest's 8080 at STATIC_ADDRESS
+        self.static_port = free_port()  # to the guest's 443 at STATIC_ADDRESS
+        self.plain_port = free_port()  # to the guest's 8080 (no plain HTTP there)
         self.cloud_port = cloud_port
         self.proc = None
         self.supervisor = None
@@ -67,7 +82,8 @@ class Box:
         env = dict(os.environ, OUTPOST_SERIAL=self.serial, OUTPOST_QEMU_SMP="1",
                    OUTPOST_QEMU_RESET="exit",
                    OUTPOST_HOSTFWD=f"{self.extra_port}:11112,"
-                                   f"{self.static_port}:{STATIC_ADDRESS}:8080")
+                                   f"{self.static_port}:{STATIC_ADDRESS}:443,"
+                                   f"{self.plain_port}:8080")
         env.pop("OUTPOST_USB", None)
         if usb:
             env["OUTPOST_USB"] = usb
@@ -146,11 +162,17 @@ class Box:
         except OSError:
             return None
 
+    def fingerprint(self):
+        """The console certificate's SHA-256 as the box last printed it on
+        its serial console (outpost-console-setup), hex without colons."""
+        found = re.findall(r"outpost-console: tls_sha256=([0-9A-F:]{95})", self.log())
+        return found[-1].replace(":", "").lower() if found else None
+
     def api(self, password=None, port=None):
         class _Rx:  # what console.Api needs to know of a receiver
             config = {"console": {"listen": f"127.0.0.1:{port or self.console_port}",
                                   "socket": ""}}
-        return Api(_Rx(), password=password, timeout=20)
+        return PinnedApi(_Rx(), self.fingerprint(), password=password, timeout=20)
 
     def power_cut(self):
         """SIGKILL of qemu: the disk keeps what reached it, nothing more."""
@@ -164,6 +186,48 @@ class Box:
 
     def stop(self):
         self.power_cut()
+
+
+class FingerprintMismatch(ssl.SSLError):
+    pass
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to the box's self-signed console: the certificate is taken when
+    its SHA-256 is the one the box printed, as an operator compares it."""
+
+    def __init__(self, port, fingerprint, timeout):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        super().__init__("127.0.0.1", port, timeout=timeout, context=ctx)
+        self.fingerprint = fingerprint
+
+    def connect(self):
+        super().connect()
+        got = hashlib.sha256(self.sock.getpeercert(binary_form=True)).hexdigest()
+        if got != self.fingerprint:
+            self.sock.close()
+            raise FingerprintMismatch(f"the console's certificate is {got}, the serial "
+                                      f"console said {self.fingerprint}")
+
+
+class PinnedApi(Api):
+    """console.Api over HTTPS pinned to the fingerprint, with the header the
+    console's own page sends on every request (X-Outpost-Request)."""
+
+    def __init__(self, rx, fingerprint, **kw):
+        super().__init__(rx, **kw)
+        self.fingerprint = fingerprint
+
+    def _conn(self):
+        if self.fingerprint is None:
+            raise ConnectionRefusedError("no certificate fingerprint on the serial console yet")
+        return _PinnedHTTPS(self.port, self.fingerprint, self.timeout)
+
+    def request(self, method, path, body=None, headers=None, auth=True):
+        return super().request(method, path, body,
+                               dict(headers or {}, **{"X-Outpost-Request": "1"}), auth)
 
 
 def site_files(cloud, password=PASSWORD, extra="", more=None):
@@ -183,14 +247,20 @@ password_hash = {password_hash(password)}
     }
 
 
-def site_stick(path, cloud, password=PASSWORD, extra="", more=None, bundle=None):
+def site_stick(path, cloud, password=PASSWORD, extra="", more=None, bundle=None, signed=False):
     """A USB stick image (vfat, label OUTPOST) with the site file in outpost/
-    and, with bundle, a firmware update as outpost/update.raucb."""
+    and, with bundle, a firmware update as outpost/update.raucb. signed:
+    with outpost/site.sig by outpost-flash --sign-site and the site key the
+    image trusts (a provisioned box takes only such a stick)."""
     d = path + ".d"
     os.makedirs(os.path.join(d, "outpost"), exist_ok=True)
     for name, text in site_files(cloud, password, extra, more).items():
         with open(os.path.join(d, "outpost", name), "w") as f:
             f.write(text)
+    if signed:
+        subprocess.run([os.path.join(ROOT, "firmware", "flash"), "--sign-site",
+                        os.path.join(d, "outpost"), "--keys", KEYS], check=True,
+                       capture_output=True)
     if bundle:
         os.link(bundle, os.path.join(d, "outpost", "update.raucb"))
     size = 8 + (os.path.getsize(bundle) >> 20) + 8 if bundle else 8
@@ -198,6 +268,21 @@ def site_stick(path, cloud, password=PASSWORD, extra="", more=None, bundle=None)
     subprocess.run(["mkfs.vfat", "-n", "OUTPOST", path], check=True, capture_output=True)
     subprocess.run(["mcopy", "-s", "-i", path, os.path.join(d, "outpost"), "::"], check=True)
     return path
+
+
+def no_http_answer(port, timeout=5):
+    """A plain HTTP request to a forwarded port gets no HTTP answer (the
+    port is closed, or it speaks only TLS): what it got back, or b""."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: outpost\r\n\r\n")
+            got = s.recv(4096)
+        except (socket.timeout, ConnectionError):
+            got = b""
+    assert not got.startswith(b"HTTP/"), got[:200]
+    return got
 
 
 def study(tmp_path, n, name="study", **kw):

@@ -1,5 +1,6 @@
 """Fixtures of the image tests: the image, boxes (ended by PID after each
 test) and the test cloud."""
+import fcntl
 import os
 import subprocess
 
@@ -35,8 +36,8 @@ def image():
 def boxes(tmp_path, image):
     made = []
 
-    def make(name="box", cloud_port=None, bigger_disk=None):
-        b = Box(tmp_path / name, cloud_port, bigger_disk)
+    def make(name="box", cloud_port=None, bigger_disk=None, flash=False):
+        b = Box(tmp_path / name, cloud_port, bigger_disk, flash)
         made.append(b)
         return b
     yield make
@@ -56,21 +57,29 @@ def cloud(tmp_path):
 CHANGES = {"0.3.0-test": "broken", "0.4.0-test": "hangs"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bundle(tmp_path_factory):
     """bundle(version, keys=KEYS): a signed bundle of firmware v2
     (0.2.0-test), v3 (0.3.0-test, its receiver cannot start) or v4
-    (0.4.0-test, it hangs the box in every boot)."""
-    work = tmp_path_factory.mktemp("bundles")
-    rootfs = {}
+    (0.4.0-test, it hangs the box in every boot). Made once per run: the
+    xdist workers share one folder (their base folders' parent), a lock
+    per version."""
+    base = tmp_path_factory.getbasetemp()
+    work = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "bundles"
+    work.mkdir(exist_ok=True)
 
     def make(version, keys=KEYS):
-        if version not in rootfs:
-            rootfs[version] = restamped_rootfs(work, version, CHANGES.get(version))
         out = work / f"outpost-{version}-{os.path.basename(keys)}.raucb"
-        if not out.exists():
-            subprocess.run([os.path.join(ROOT, "firmware", "build-bundle"),
-                            str(rootfs[version]), version, keys, str(out)],
-                           check=True, capture_output=True)
+        with open(work / f".{version}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sqfs = work / f"rootfs-{version}.sqfs"
+            if not sqfs.exists():
+                restamped_rootfs(work, version, CHANGES.get(version))
+            if not out.exists():
+                part = out.with_suffix(".part")
+                subprocess.run([os.path.join(ROOT, "firmware", "build-bundle"),
+                                str(sqfs), version, keys, str(part)],
+                               check=True, capture_output=True)
+                os.rename(part, out)
         return str(out)
     return make

@@ -149,27 +149,56 @@ def test_flash_writes_every_mapped_range_and_keeps_a_larger_file_size(image, tmp
     assert re.search(r"verifying (\d+) of \1 MiB", r.stderr), r.stderr
     assert f"done: {disk} holds outpost {VERSION}" in r.stderr
     image_size, block, ranges = bmap(image)
-    assert range_hashes(disk, block, ranges) == [c for _, _, c in ranges]
+    # Every mapped range is the image's, but the data partition's: the
+    # tool wrote the console's certificate into it after verifying.
+    start, length = gpt(image)["data"]
+    outside = [x for x in ranges if (x[1] + 1) * block <= start or x[0] * block >= start + length]
+    assert len(outside) < len(ranges)
+    assert range_hashes(disk, block, outside) == [c for _, _, c in outside]
     assert os.path.getsize(disk) == max(image_size, 2 << 30 if size == "2G" else 0)
     assert gpt(disk) == gpt(image)
-    fsck_ok(disk, gpt(disk)["data"][0])
+    fsck_ok(disk, start)
+    assert b"BEGIN CERTIFICATE" in debugfs(disk, start, "cat /console/cert.pem")
 
 
 def test_flash_with_site_puts_it_on_the_data_partition(image, tmp_path):
     disk = blank_disk(tmp_path)
     site = site_dir(tmp_path)
-    r = flash("--site", site, image, disk)
+    keys = tmp_path / "keys"
+    subprocess.run([os.path.join(ROOT, "scripts", "make-keys"), str(keys)], check=True,
+                   capture_output=True)
+    r = flash("--site", site, "--keys", keys, image, disk)
     assert r.returncode == 0, r.stderr
-    assert "site file: 3 files read back intact" in r.stderr
+    assert "site file: 4 files read back intact" in r.stderr
     parts = gpt(disk)
     data = parts["data"][0]
     for name, text in SITE.items():
         assert debugfs(disk, data, f"cat /upload/site/{name}").decode() == text
+    # The site file signed with the site key (what a provisioned box's
+    # stick needs): over "sha256  name" of each file, as the box checks it.
+    sig = debugfs(disk, data, "cat /upload/site/site.sig")
+    assert sig == open(os.path.join(site, "site.sig"), "rb").read()
+    manifest = tmp_path / "manifest"
+    manifest.write_text("".join(f"{hashlib.sha256(SITE[n].encode()).hexdigest()}  {n}\n"
+                                for n in sorted(SITE)))
+    cert = str(keys / "site.cert.pem")
+    v = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                        os.path.join(site, "site.sig"), "-content", str(manifest), "-certfile",
+                        cert, "-nointern", "-CAfile", cert, "-purpose", "any", "-out",
+                        os.devnull], capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    # The console's key and certificate, with the fingerprint it printed.
+    (tmp_path / "cert.pem").write_bytes(debugfs(disk, data, "cat /console/cert.pem"))
+    fp = subprocess.run(["openssl", "x509", "-in", str(tmp_path / "cert.pem"), "-noout",
+                         "-fingerprint", "-sha256"], capture_output=True, text=True, check=True)
+    assert f"sha256 fingerprint {fp.stdout.strip().split('=')[1]}" in r.stdout
+    assert b"PRIVATE KEY" in debugfs(disk, data, "cat /console/key.pem")
+    assert "/100600/0/0/key.pem/" in debugfs(disk, data, "ls -p /console").decode()
     # ls -p: /inode/mode/uid/gid/name/size/
     listing = debugfs(disk, data, "ls -p /upload/site").decode().split("\n")
     files = {f.split("/")[5]: f.split("/")[2:5] for f in listing if f.count("/") >= 6}
     assert {n: m for n, m in files.items() if n not in (".", "..")} == {
-        n: ["100600", "0", "0"] for n in SITE}
+        n: ["100600", "0", "0"] for n in [*SITE, "site.sig"]}
     assert files["."] == ["040700", "0", "0"]
     assert "/040700/0/0/upload/" in debugfs(disk, data, "ls -p /").decode()
     fsck_ok(disk, data)
@@ -196,6 +225,7 @@ def test_dry_run_writes_nothing_and_says_what_it_would_do(image, tmp_path):
     assert f"outpost {VERSION} (qemu-x86_64)" in r.stdout
     assert f"{mapped / MIB:.0f} MiB mapped" in r.stdout
     assert re.search(r"ca\.pem, site\.ini, token -> data partition .*/upload/site/", r.stdout)
+    assert "console: a new TLS key and self-signed certificate" in r.stdout
     assert "dry run: nothing written" in r.stderr
 
 

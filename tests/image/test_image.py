@@ -9,19 +9,26 @@ import subprocess
 
 import pydicom
 
-from appliance import (DCMTK_ENV, PASSWORD, STATIC_ADDRESS, echo, site_files, site_stick,
-                       storescu, study, uids, wait_cloud_holds, wait_for)
+from appliance import (DCMTK_ENV, PASSWORD, STATIC_ADDRESS, echo, no_http_answer,
+                       site_files, site_stick, storescu, study, uids, wait_cloud_holds,
+                       wait_for)
 from disk import gpt
 
 
 # --- 1. boot, receive, upload ------------------------------------------------------------
 
 def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
-    box = boxes(cloud_port=cloud.https_port, bigger_disk="1G")
+    # Written by outpost-flash, which made the console's certificate and
+    # printed its fingerprint: the box keeps it and prints the same one.
+    box = boxes(cloud_port=cloud.https_port, bigger_disk="1G", flash=True)
+    printed = re.search(r"sha256 fingerprint ([0-9A-F:]{95})", box.flash_output).group(1)
     box.start(usb=site_stick(str(tmp_path / "stick.img"), cloud)).wait_ready()
     log = box.log()
     assert "outpost-initramfs: root rootfs-a" in log
     assert "outpost-provision: result=provisioned" in log
+    # Every call below is HTTPS, pinned to the printed fingerprint.
+    assert f"outpost-console: tls_sha256={printed} certificate=kept" in log
+    assert box.fingerprint() == printed.replace(":", "").lower()
     # The data partition took the disk's extra gigabyte.
     assert "outpost-grow-data: partition=/dev/vda4 grown_by_bytes=" in log
     disk = box.api(PASSWORD).ok("GET", "/api/status")["disk"]
@@ -71,6 +78,8 @@ def test_unprovisioned_box_keeps_through_a_power_cut_what_a_site_file_then_drain
         f.write(bytes(1 << 20))
     box.start().wait_ready()
     assert "outpost-grow-data: filesystem=/dev/vda4 created" in box.log()
+    assert re.search(r"outpost-console: tls_sha256=[0-9A-F:]{95} certificate=made", box.log())
+    made = box.fingerprint()
     assert 'outpost-provision: state=unprovisioned reason="no site file yet' in box.log()
     h = box.health()
     assert h["healthy"] is True and h["cloud"]["state"] == "unprovisioned", h
@@ -118,9 +127,17 @@ Gateway=10.0.2.2
     assert box.api(port=box.static_port).get("/healthz", auth=False).status == 200
 
     # The receiver listens on 11112 (the box's own C-ECHO on loopback says
-    # so), yet the firewall lets only 104 and 8080 in.
+    # so), yet the firewall lets only 104 and 443 in.
     assert "event=receiver.ready ae_title=OUTPOST bind=0.0.0.0 port=11112" in box.log()
     h = box.health()
     assert h["checks"]["receiver"]["ok"] is True, h
     r = echo(box.extra_port, timeout=90)
     assert r.returncode != 0, r.stdout + r.stderr
+    # The console: HTTPS only, with the certificate the box made at its
+    # first boot (its data partition was empty) and printed; no plain HTTP
+    # from the LAN, neither on 443 nor on the old 8080.
+    assert box.fingerprint() == made
+    assert re.search(r"outpost-console: tls_sha256=[0-9A-F:]{95} certificate=kept", box.log())
+    no_http_answer(box.console_port)
+    no_http_answer(box.plain_port)
+

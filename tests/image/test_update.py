@@ -7,8 +7,8 @@ image as .rootfs.sqfs) with another firmware version stamped in, signed
 with the keys the image trusts ($OUTPOST_KEYS, make keys). The failing
 one (v3) has a receiver that cannot start.
 """
-from appliance import (INSTALL_TIMEOUT, firmware, grubenv, queue_then_install, site_stick,
-                       uids, wait_cloud_holds)
+from appliance import (INSTALL_TIMEOUT, REFUSED_UNSIGNED, firmware, grubenv,
+                       queue_then_install, site_stick, uids, wait_cloud_holds)
 
 
 def test_an_update_then_a_failing_update_that_rolls_back(boxes, cloud, bundle, tmp_path):
@@ -36,17 +36,22 @@ def test_an_update_then_a_failing_update_that_rolls_back(boxes, cloud, bundle, t
     box.stop()
 
     # v3's receiver cannot start: its health check fails, the box marks it
-    # bad and goes back to v2 by itself, and says so.
-    box.start(usb=site_stick(str(tmp_path / "stick3.img"), cloud, bundle=v3))
+    # bad and goes back to v2 by itself, and says so. The stick's site file
+    # is not signed: the box, provisioned, keeps its own (its password).
+    box.start(usb=site_stick(str(tmp_path / "stick3.img"), cloud, bundle=v3,
+                             password="a-stick-from-the-car-park"))
     at = box.wait_log("outpost-update: result=installed version=0.3.0-test slot=a",
                       timeout=INSTALL_TIMEOUT)
+    assert REFUSED_UNSIGNED in box.log()
+    assert "outpost-provision: result=provisioned" not in box.log()
     at = box.wait_log("outpost-initramfs: root rootfs-a", at)
     at = box.wait_log("outpost-health-gate: result=failed slot=a version=0.3.0-test", at)
     at = box.wait_log("outpost-initramfs: root rootfs-b", at)
     at = box.wait_log("outpost-health-gate: slot=b version=0.2.0-test trial=no", at)
     box.wait_log('outpost-update: result=skipped version=0.3.0-test reason="rolled back before',
                  at)
-    fw = firmware(box)
+    fw = firmware(box)  # (with PASSWORD: the site's, not the stick's)
+    assert box.api("a-stick-from-the-car-park").get("/api/status").status == 401
     assert fw["booted"]["slot"] == "b" and fw["booted"]["version"] == "0.2.0-test", fw
     last = fw["last_update"]
     assert last["result"] == "rolled-back" and last["version"] == "0.3.0-test", last

@@ -130,6 +130,11 @@ def test_update_is_for_the_appliance(receivers, tmp_path):
     assert r.returncode == 1, r
     assert "firmware updates are installed on the appliance" in r.stderr, r.stderr
     assert ctl(receivers(), "update").returncode == 2
+    # Going back is asked for here, and only for update.
+    r = ctl(receivers(), "update", "--allow-downgrade", str(tmp_path / "outpost-0.0.1.raucb"))
+    assert r.returncode == 1 and "installed on the appliance" in r.stderr, r.stderr
+    r = ctl(receivers(), "status", "--allow-downgrade")
+    assert r.returncode == 2 and "status does not take --allow-downgrade" in r.stderr, r.stderr
 
 
 def test_pause_resume(running):

@@ -35,3 +35,30 @@ def gpt(path):
             parts[e[56:128].decode("utf-16-le").rstrip("\0")] = (first * SECTOR,
                                                                  (last - first + 1) * SECTOR)
     return parts
+
+
+def rename_partition(path, old, new):
+    """Gives the partition named old the name new in the primary GPT (its
+    two CRCs made again; the backup is left as it was, and the primary is
+    what firmware and kernel read)."""
+    with open(path, "r+b") as f:
+        f.seek(SECTOR)
+        header = bytearray(f.read(92))
+        size = struct.unpack_from("<I", header, 12)[0]
+        lba, count, esize = struct.unpack_from("<QII", header, 72)
+        f.seek(lba * SECTOR)
+        table = bytearray(f.read(count * esize))
+        for i in range(count):
+            at = i * esize + 56
+            if table[at:at + 72].decode("utf-16-le").rstrip("\0") == old:
+                table[at:at + 72] = new.encode("utf-16-le").ljust(72, b"\0")
+                break
+        else:
+            raise AssertionError(f"{path}: no partition named {old}")
+        struct.pack_into("<I", header, 88, zlib.crc32(table))
+        struct.pack_into("<I", header, 16, 0)
+        struct.pack_into("<I", header, 16, zlib.crc32(header[:size]))
+        f.seek(lba * SECTOR)
+        f.write(table)
+        f.seek(SECTOR)
+        f.write(header)

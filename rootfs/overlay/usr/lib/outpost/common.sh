@@ -20,13 +20,14 @@ record() {
 
 # with_stick COMMAND [ARGS]: runs COMMAND with the USB stick labelled
 # OUTPOST mounted read-only at $stick ($dev its device), then unmounts it.
-# COMMAND's status; 0 when there is no stick.
+# COMMAND's status; 0 when there is no stick. vfat only (no links, devices
+# or owners to trust), and nothing on it runs.
 with_stick() {
 	dev=/dev/disk/by-label/OUTPOST
 	stick=/run/outpost-stick
 	[ -e "$dev" ] || return 0
 	mkdir -p "$stick"
-	mount -o ro "$dev" "$stick" || return 0
+	mount -t vfat -o ro,nosuid,nodev,noexec "$dev" "$stick" || return 0
 	rc=0
 	"$@" || rc=$?
 	umount "$stick"
