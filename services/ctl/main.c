@@ -619,8 +619,8 @@ static int bad_usage(const char *fmt, ...)
 /* Checks the command's arguments; returns 0 or OP_CTL_EXIT_USAGE. */
 static int check_args(const struct command *c, const struct args *a)
 {
-	static const char *const names[] = { "--json",  "--all",  "--clear",
-					     "--state", "--page", "--yes", "--allow-downgrade" };
+	static const char *const names[] = { "--json", "--all", "--clear",          "--state",
+					     "--page", "--yes", "--allow-downgrade" };
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	int n = a->npos - 1, ok = 0;
 
