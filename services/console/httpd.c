@@ -815,7 +815,9 @@ static void on_connection(uv_stream_t *server, int status)
 	else
 		con->n_tcp++;
 	if (why) {
-		refused(con, c->peer, why);
+		/* A client already gone (a reset before the accept) is no news. */
+		if (strcmp(why, "no peer address") != 0)
+			refused(con, c->peer, why);
 		conn_close(c);
 		return;
 	}
