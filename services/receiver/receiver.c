@@ -59,6 +59,13 @@ struct op_receiver {
 	int associations;          /* of them, serving an association */
 	struct conn *pending;      /* of them, waiting for a request; oldest last */
 
+	/* Hosts closed at accept since the last line about them (the accept
+	 * thread's alone): a flood of them is one log line and one counter
+	 * update a second, not a line and an fsync'd transaction each. */
+	unsigned refused_held;
+	char refused_last[INET_ADDRSTRLEN];
+	int64_t refused_next_ms;
+
 	/* What makes an instance urgent (reloadable; held while it is used). */
 	pthread_rwlock_t urgent_lock;
 	op_ae_list urgent_aets;
@@ -418,6 +425,25 @@ static int make_room(op_receiver *rx, uint32_t ip)
 	return 0;
 }
 
+/* Logs and counts the hosts refused at accept, at most once a second
+ * (see refused_held); returns the milliseconds until it may log again
+ * while some are held, else -1. */
+static int report_refused_hosts(op_receiver *rx)
+{
+	int64_t now = op_clock_mono_ms();
+
+	if (!rx->refused_held)
+		return -1;
+	if (now < rx->refused_next_ms)
+		return (int)(rx->refused_next_ms - now);
+	op_warn("assoc.rejected", "peer=%s reason=\"host not in allowed_hosts\" connections=%u",
+		rx->refused_last, rx->refused_held);
+	op_spool_count(rx->spool, "associations_rejected", rx->refused_held);
+	rx->refused_held = 0;
+	rx->refused_next_ms = now + 1000;
+	return -1;
+}
+
 static int host_allowed(const op_receiver_config *policy, uint32_t ip)
 {
 	return policy->n_allowed_hosts == 0 ||
@@ -465,9 +491,9 @@ static void accept_one(op_receiver *rx)
 	pthread_mutex_unlock(&rx->mu);
 	if (full) {
 		if (!allowed) {
-			op_warn("assoc.rejected", "peer=%s reason=\"host not in allowed_hosts\"",
-				ip);
-			op_spool_count(rx->spool, "associations_rejected", 1);
+			rx->refused_held++;
+			snprintf(rx->refused_last, sizeof(rx->refused_last), "%s", ip);
+			report_refused_hosts(rx);
 		} else {
 			op_warn("assoc.dropped", "peer=%s reason=\"too many connections\"", ip);
 		}
@@ -619,7 +645,7 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 {
 	sigset_t set;
 	struct timespec deadline;
-	int sfd, stop = 0, rc = 0, watchdog_ms = op_notify_watchdog_ms();
+	int sfd, stop = 0, rc = 0, watchdog_ms = op_notify_watchdog_ms(), held_ms, timeout_ms;
 	char status[128];
 
 	sigemptyset(&set);
@@ -643,7 +669,12 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 		 * longer comes round is restarted by systemd. */
 		if (watchdog_ms)
 			op_notify_watchdog();
-		n = poll(p, 2, watchdog_ms ? watchdog_ms : -1);
+		held_ms = report_refused_hosts(rx);
+		if (held_ms >= 0 && (!watchdog_ms || held_ms < watchdog_ms))
+			timeout_ms = held_ms;
+		else
+			timeout_ms = watchdog_ms ? watchdog_ms : -1;
+		n = poll(p, 2, timeout_ms);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -660,6 +691,8 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 		}
 	}
 	op_notify_stopping();
+	rx->refused_next_ms = 0; /* what is held is said before stopping */
+	report_refused_hosts(rx);
 	close(sfd);
 	close(rx->listen_fd);
 	rx->listen_fd = -1;

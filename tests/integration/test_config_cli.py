@@ -77,7 +77,7 @@ level = debug
             "ae_title": "SITE_A", "bind": "127.0.0.1", "port": "11999",
             "allowed_calling_aets": "CT1, MR_2, US3, CT SCANNER 4",
             "allowed_hosts": "10.1.2.0/24, 127.0.0.1/32",
-            "max_associations": "4", "max_pdu": "65536",
+            "max_associations": "4", "max_pending_per_host": "4", "max_pdu": "65536",
             "acse_timeout": "30",  # not in the file: the default
             "dimse_timeout": "120",
         },
@@ -91,7 +91,7 @@ level = debug
             "batch_max_bytes": str(64 << 20), "timeout": "60", "retry_max_delay": "300",
         },
         "shaping": {"rate": "unlimited", "burst": "0", "schedule": "", "scavenger": "off"},
-        "priority": {"urgent_calling_aets": "", "urgent_match": ""},
+        "priority": {"urgent_calling_aets": "", "trust_priority_from": "", "urgent_match": ""},
         "console": {"listen": "127.0.0.1:8080", "socket": "var/outpost.sock", "tls_cert": "",
                     "tls_key": "", "password_hash": "",
                     "web_root": os.path.join(ROOT, "services", "console", "web"),

@@ -139,6 +139,8 @@ def test_sighup_changes_the_rate_without_reconnecting(metered, tmp_path):
 def test_urgent_rules_mark_instances(pipelines, tmp_path):  # noqa: F811
     p = pipelines(start_uplink=False,
                   priority={"urgent_calling_aets": "ER CT",
+                            # dul.py's calling AE: its priority HIGH is believed.
+                            "trust_priority_from": "DULTEST",
                             "urgent_match": "RequestedProcedurePriority=STAT"})
     rx = p.receiver
     routine = dicomgen.make_ct_study(str(tmp_path / "routine"), 1)
