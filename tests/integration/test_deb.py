@@ -76,9 +76,18 @@ def test_units_verify_and_are_hardened(deb, unit):
     path, root = deb
     unit_path = root / "usr/lib/systemd/system" / unit
     text = unit_path.read_text()
-    for line in ("Type=notify", "User=outpost", "ProtectSystem=strict", "ReadWritePaths=/data",
-                 "NoNewPrivileges=yes", "Restart=always", "WatchdogSec=30"):
+    # The receiver writes only the spool and cannot reach the cloud's
+    # secrets, what root acts on, or the admin socket.
+    fence = {"outpost-receiver.service": (
+                 "ReadWritePaths=/data/spool",
+                 "InaccessiblePaths=-/data/site -/data/upload -/data/console -/data/firmware"
+                 " -/run/outpost"),
+             "outpost-uplink.service": ("ReadWritePaths=/data",)}[unit]
+    for line in ("Type=notify", "User=outpost", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 "Restart=always", "WatchdogSec=30") + fence:
         assert line in text.splitlines(), line
+    assert any(l.startswith("MemoryMax=") for l in text.splitlines())
+    assert any(l.startswith("TasksMax=") for l in text.splitlines())
     # systemd checks the unit (a copy whose programs are the package's,
     # unpacked here: the host's systemd has the targets it refers to).
     copy = root.parent / "verify" / unit
