@@ -190,6 +190,11 @@ int op_cidr_match(const op_cidr *nets, int n, uint32_t addr)
 	return 0;
 }
 
+int op_cidr_allows(const op_cidr *nets, int n, uint32_t addr)
+{
+	return n == 0 || op_cidr_match(nets, n, addr);
+}
+
 int op_ae_title_valid(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;

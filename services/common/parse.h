@@ -34,6 +34,10 @@ int op_cidr_parse(const char *s, op_cidr *out);
 /* Is addr (host byte order) inside one of the n networks? */
 int op_cidr_match(const op_cidr *nets, int n, uint32_t addr);
 
+/* An allow-list (allowed_hosts): does it let addr in? An empty list
+ * (n == 0) lets everyone in. */
+int op_cidr_allows(const op_cidr *nets, int n, uint32_t addr);
+
 /* Splits an https:// URL into host, port and path (no trailing slash).
  * -EINVAL with the reason in why. */
 int op_url_parse(const char *url, char *host, size_t host_size, uint16_t *port, char *path,

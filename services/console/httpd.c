@@ -761,9 +761,8 @@ static const char *admit(op_httpd *con, struct conn *c)
 		    ss.ss_family != AF_INET)
 			return "no peer address";
 		uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
-		if (con->n_allowed &&
-		    !op_cidr_match(con->allowed, con->n_allowed,
-				   ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr)))
+		if (!op_cidr_allows(con->allowed, con->n_allowed,
+				    ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr)))
 			return "not in [console] allowed_hosts";
 		if (con->n_tcp >= MAX_CONNS)
 			return "too many connections";

@@ -102,6 +102,11 @@ static int listed(const op_ae_list *l, const char *aet)
 	return 0;
 }
 
+static int host_allowed(const op_receiver_config *policy, uint32_t ip)
+{
+	return op_cidr_allows(policy->allowed_hosts, policy->n_allowed_hosts, ip);
+}
+
 static int admit(void *ctx, const op_assoc *a)
 {
 	op_receiver *rx = ctx;
@@ -113,10 +118,9 @@ static int admit(void *ctx, const op_assoc *a)
 	pthread_mutex_lock(&rx->mu);
 	ok_aet = rx->policy.allowed_calling_aets.n == 0 ||
 		 listed(&rx->policy.allowed_calling_aets, a->calling_aet);
-	ok_host = rx->policy.n_allowed_hosts == 0 ||
-		  (inet_pton(AF_INET, a->peer_ip, &ip) == 1 &&
-		   op_cidr_match(rx->policy.allowed_hosts, rx->policy.n_allowed_hosts,
-				 ntohl(ip.s_addr)));
+	ok_host = inet_pton(AF_INET, a->peer_ip, &ip) == 1
+			  ? host_allowed(&rx->policy, ntohl(ip.s_addr))
+			  : rx->policy.n_allowed_hosts == 0;
 	pthread_mutex_unlock(&rx->mu);
 	if (!ok_aet)
 		why = "calling AE title not in allowed_calling_aets";
@@ -442,12 +446,6 @@ static int report_refused_hosts(op_receiver *rx)
 	rx->refused_held = 0;
 	rx->refused_next_ms = now + 1000;
 	return -1;
-}
-
-static int host_allowed(const op_receiver_config *policy, uint32_t ip)
-{
-	return policy->n_allowed_hosts == 0 ||
-	       op_cidr_match(policy->allowed_hosts, policy->n_allowed_hosts, ip);
 }
 
 static void accept_one(op_receiver *rx)
