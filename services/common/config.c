@@ -91,6 +91,7 @@ static const struct key keys[] = {
 	{ "console", "web_root", K_STRING, F(console.web_root), 0, 0 },
 	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
+	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0 },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

@@ -35,8 +35,8 @@ def image():
 def boxes(tmp_path, image):
     made = []
 
-    def make(name="box", cloud_port=None, bigger_disk=None):
-        b = Box(tmp_path / name, cloud_port, bigger_disk)
+    def make(name="box", cloud_port=None, bigger_disk=None, tpm=True):
+        b = Box(tmp_path / name, cloud_port, bigger_disk, tpm)
         made.append(b)
         return b
     yield make
