@@ -7,8 +7,10 @@ file allows it (and then the disk does show the study: the scan below
 finds what is there).
 """
 import os
+import subprocess
 
-from appliance import PASSWORD, site_stick, storescu, study, uids, wait_cloud_holds, wait_for
+from appliance import (IMAGE, PASSWORD, ROOT, site_files, site_stick, storescu, study, uids,
+                       wait_cloud_holds, wait_for)
 from disk import gpt
 
 PATIENT_ID = "PHI-AT-REST-7f3a9c"
@@ -44,12 +46,20 @@ def scan(box):
 
 def test_encrypted_data_partition_unlocks_with_its_tpm_only(boxes, cloud, tmp_path):
     box = boxes(cloud_port=cloud.https_port)
-    box.start(usb=site_stick(str(tmp_path / "stick.img"), cloud)).wait_ready()
+    # Flashed with the site file on its plain data partition: the first
+    # boot encrypts the partition and keeps the site file.
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, text in site_files(cloud).items():
+        (site / name).write_text(text)
+    r = subprocess.run([os.path.join(ROOT, "firmware", "flash"), "--site", str(site), IMAGE,
+                        box.disk], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    box.start().wait_ready()
     log = box.log()
     assert "outpost-grow-data: encryption=luks2 tpm=yes state=created partition=/dev/vda4" in log
-    # outpost-flash's site file is not in this test; the stick's is, and
-    # it landed on the encrypted partition.
-    assert "outpost-provision: result=provisioned" in log
+    assert "outpost-provision: result=provisioned source=/data/upload/site" in log
     api = box.api(PASSWORD)
     enc = api.ok("GET", "/api/status")["firmware"]["encryption"]
     assert (enc["encrypted"], enc["tpm"], enc["receiving"]) == ("yes", "yes", "yes"), enc
