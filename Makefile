@@ -141,7 +141,8 @@ DEPS_TEST  := dcmtk sqlite3 python3 python3-pytest python3-pydicom \
 # Image: the appliance image's build and its qemu tests.
 DEPS_IMAGE := mmdebstrap genimage grub-efi-amd64-bin ovmf qemu-system-x86 squashfs-tools \
               bmap-tools mtools dosfstools busybox-static kmod cpio e2fsprogs socat \
-              util-linux rauc python3-pytest-xdist
+              util-linux rauc python3-pytest-xdist \
+              swtpm swtpm-tools tpm2-tools
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_IMAGE)
 
 # Quick when everything is there: one dpkg-query, no apt-get.

@@ -94,6 +94,7 @@ static const struct key keys[] = {
 	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000 },
 	{ "console", "allowed_hosts", K_CIDR_LIST, F(console.allowed_hosts), 0, 0 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
+	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0 },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

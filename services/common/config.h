@@ -111,6 +111,12 @@ typedef struct op_config {
 	op_priority_config priority;
 	op_console_config console;
 	enum op_log_level log_level;
+	/* Read by the appliance's boot (outpost-grow-data), not the services:
+	 * a box without a TPM receives onto an unencrypted data partition only
+	 * when the site file says so. */
+	struct {
+		int allow_unencrypted;
+	} security;
 } op_config;
 
 /* Fills cfg with the embedded defaults. */

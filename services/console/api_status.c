@@ -237,6 +237,7 @@ static void status_work(struct op__api_job *job)
 	x = cJSON_AddObjectToObject(o, "firmware");
 	cJSON_AddItemToObject(x, "booted", keyvalue_json(j->firmware_dir, "booted"));
 	cJSON_AddItemToObject(x, "last_update", keyvalue_json(j->firmware_dir, "last-update"));
+	cJSON_AddItemToObject(x, "encryption", keyvalue_json(j->firmware_dir, "encryption"));
 
 	x = cJSON_AddObjectToObject(o, "console");
 	cJSON_AddBoolToObject(x, "tls", *c->fingerprint != '\0');

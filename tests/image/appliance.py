@@ -49,7 +49,7 @@ class Box:
     power-off ends qemu too; the kernel's last words tell it from a
     reset."""
 
-    def __init__(self, workdir, cloud_port=None, bigger_disk=None, flash=False):
+    def __init__(self, workdir, cloud_port=None, bigger_disk=None, flash=False, tpm=True):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.disk = os.path.join(self.dir, "disk.img")
@@ -77,6 +77,10 @@ class Box:
         self.lock = threading.Lock()
         self.stopping = False
         self.boots = 0
+        # The box's TPM 2.0 (swtpm): its state outlives power cuts, as a
+        # board's does; tpm=False, a box without one.
+        self.tpm_dir = os.path.join(self.dir, "tpm") if tpm else None
+        self.tpm = None
 
     def start(self, usb=None):
         env = dict(os.environ, OUTPOST_SERIAL=self.serial, OUTPOST_QEMU_SMP="1",
@@ -85,6 +89,7 @@ class Box:
                                    f"{self.static_port}:{STATIC_ADDRESS}:443,"
                                    f"{self.plain_port}:8080")
         env.pop("OUTPOST_USB", None)
+        env["OUTPOST_TPM"] = self.start_tpm() if self.tpm_dir else "none"
         if usb:
             env["OUTPOST_USB"] = usb
         # Each start's serial console goes to its own file (a start may
@@ -114,6 +119,33 @@ class Box:
         self.supervisor.start()
         self.boots += 1
         return self
+
+    def start_tpm(self):
+        """swtpm for this box (once: it serves every qemu start in turn);
+        its control socket."""
+        sock = os.path.join(self.tpm_dir, "ctrl.sock")
+        if self.tpm is None or self.tpm.poll() is not None:
+            os.makedirs(self.tpm_dir, exist_ok=True)
+            if os.path.exists(sock):
+                os.unlink(sock)
+            self.tpm = subprocess.Popen(
+                ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_dir}",
+                 "--ctrl", f"type=unixio,path={sock}",
+                 "--log", f"file={os.path.join(self.dir, 'swtpm.log')}"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(lambda: os.path.exists(sock), 10, interval=0.1, what="swtpm's socket")
+        return sock
+
+    def new_tpm(self):
+        """Another TPM in the box (a fresh swtpm state): the box is off."""
+        self.stop_tpm()
+        shutil.rmtree(self.tpm_dir)
+
+    def stop_tpm(self):
+        if self.tpm is not None:
+            self.tpm.terminate()
+            self.tpm.wait()
+            self.tpm = None
 
     def ended(self):
         """qemu ended other than by a reset of the guest."""
@@ -186,6 +218,7 @@ class Box:
 
     def stop(self):
         self.power_cut()
+        self.stop_tpm()
 
 
 class FingerprintMismatch(ssl.SSLError):

@@ -36,8 +36,8 @@ def image():
 def boxes(tmp_path, image):
     made = []
 
-    def make(name="box", cloud_port=None, bigger_disk=None, flash=False):
-        b = Box(tmp_path / name, cloud_port, bigger_disk, flash)
+    def make(name="box", cloud_port=None, bigger_disk=None, flash=False, tpm=True):
+        b = Box(tmp_path / name, cloud_port, bigger_disk, flash, tpm)
         made.append(b)
         return b
     yield make

@@ -473,6 +473,19 @@ static void test_config_console(void **state)
 	unit_config_assert_error_at(f, 2, "tls_cert and tls_key go together");
 }
 
+/* Read by the appliance's boot (outpost-grow-data) from --check-config's
+ * output: off unless a site file says so. */
+static void test_config_security(void **state)
+{
+	struct unit_config *f = *state;
+
+	op_config_defaults(&f->cfg);
+	assert_int_equal(f->cfg.security.allow_unencrypted, 0);
+	assert_int_equal(unit_config_load_text(f, "[security]\nallow_unencrypted = yes\n"), 0);
+	assert_int_equal(f->cfg.security.allow_unencrypted, 1);
+	unit_config_assert_refused(f, "security", "allow_unencrypted", "maybe");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, unit_config_setup, unit_tmp_teardown)
@@ -492,6 +505,7 @@ int main(void)
 		T(test_config_shaping_priority),
 		T(test_config_console),
 		T(test_config_indented_key),
+		T(test_config_security),
 	};
 #undef T
 
