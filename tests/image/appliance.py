@@ -89,7 +89,7 @@ class Box:
                                    f"{self.static_port}:{STATIC_ADDRESS}:443,"
                                    f"{self.plain_port}:8080")
         env.pop("OUTPOST_USB", None)
-        env["OUTPOST_TPM"] = self.start_tpm() if self.tpm_dir else "none"
+        env["OUTPOST_TPM"] = os.path.join(self.tpm_dir, "ctrl.sock") if self.tpm_dir else "none"
         if usb:
             env["OUTPOST_USB"] = usb
         # Each start's serial console goes to its own file (a start may
@@ -102,6 +102,8 @@ class Box:
             args.append(str(self.cloud_port))
 
         def spawn():
+            if self.tpm_dir:  # a TPM powered up with the board (see start_tpm)
+                self.start_tpm()
             with open(self.stderr, "ab") as err:
                 return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=err)
@@ -121,19 +123,21 @@ class Box:
         return self
 
     def start_tpm(self):
-        """swtpm for this box (once: it serves every qemu start in turn);
-        its control socket."""
+        """A fresh swtpm for each qemu start, on the box's TPM state (kept
+        in tpm_dir across power cuts and reboots, as a board's TPM keeps
+        its NV memory): qemu shuts its swtpm down when the guest resets,
+        and one that a power cut left running is ended first."""
         sock = os.path.join(self.tpm_dir, "ctrl.sock")
-        if self.tpm is None or self.tpm.poll() is not None:
-            os.makedirs(self.tpm_dir, exist_ok=True)
-            if os.path.exists(sock):
-                os.unlink(sock)
-            self.tpm = subprocess.Popen(
-                ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_dir}",
-                 "--ctrl", f"type=unixio,path={sock}",
-                 "--log", f"file={os.path.join(self.dir, 'swtpm.log')}"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_for(lambda: os.path.exists(sock), 10, interval=0.1, what="swtpm's socket")
+        self.stop_tpm()
+        os.makedirs(self.tpm_dir, exist_ok=True)
+        if os.path.exists(sock):
+            os.unlink(sock)
+        self.tpm = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.tpm_dir}",
+             "--ctrl", f"type=unixio,path={sock}",
+             "--log", f"file={os.path.join(self.dir, 'swtpm.log')}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: os.path.exists(sock), 10, interval=0.1, what="swtpm's socket")
         return sock
 
     def new_tpm(self):
@@ -375,7 +379,7 @@ def restamped_rootfs(workdir, version, change=None):
     units = root / "etc/systemd/system"
     if change == "broken":
         d = units / "outpost-receiver.service.d"
-        d.mkdir(parents=True)
+        d.mkdir(parents=True, exist_ok=True)
         (d / "broken.conf").write_text("[Service]\nExecStart=\nExecStart=/bin/false\n")
     elif change == "hangs":
         script = root / "usr/lib/outpost/test-hang"
