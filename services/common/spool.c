@@ -11,6 +11,7 @@
 #include "common/spool_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -119,10 +120,13 @@ int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s)
 /* --- opening ------------------------------------------------------------- */
 
 /* mkdir that tolerates an existing directory; fsyncs the parent when it
- * created something, so the tree survives a power cut. */
+ * created something, so the tree survives a power cut. Group-writable
+ * unless the umask says otherwise: on the appliance the receiver and the
+ * uplink are two users sharing the spool's group (UMask=0007, the top
+ * folder setgid; docs/SECURITY.md). */
 static int make_dir(const char *path, const char *parent)
 {
-	if (mkdir(path, 0750) == 0)
+	if (mkdir(path, 0770) == 0)
 		return op_fsync_dir(parent);
 	return errno == EEXIST ? 0 : -errno;
 }
@@ -160,6 +164,15 @@ static int open_db(op_spool *sp)
 	sqlite3_stmt *st = NULL;
 	int version = 0, rc;
 
+	/* Created here rather than by sqlite (0644 less the umask), so that
+	 * both users may write it: its -wal and -shm files take its mode. */
+	int fd = open(sp->db_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
+	if (fd < 0) {
+		rc = -errno;
+		op_error("spool.open", "db=%s error=\"%s\"", sp->db_path, strerror(errno));
+		return rc;
+	}
+	close(fd);
 	rc = sqlite3_open_v2(sp->db_path, &sp->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 			     NULL);

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -120,6 +121,16 @@ int op_spool_object_begin(op_spool *sp, op_spool_object **out)
 		op_error("spool.create", "path=%s error=\"%s\"", obj->path, strerror(errno));
 		free(obj);
 		return rc == -EDQUOT ? -ENOSPC : rc; /* the filesystem's quota: full */
+	}
+	/* (mkostemps makes it 0600: the uplink, another user on the
+	 * appliance, reads it through the spool's group) */
+	if (fchmod(obj->fd, 0640) < 0) {
+		rc = -errno;
+		op_error("spool.create", "path=%s error=\"%s\"", obj->path, strerror(errno));
+		close(obj->fd);
+		unlink(obj->path);
+		free(obj);
+		return rc;
 	}
 	crypto_generichash_init(&obj->hash, NULL, 0, OP_HASH_BYTES);
 	*out = obj;

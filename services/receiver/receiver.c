@@ -653,8 +653,8 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (sfd < 0)
 		return -errno;
-	op_info("receiver.ready", "ae_title=%s bind=%s port=%d", rx->policy.ae_title,
-		rx->policy.bind, rx->port);
+	op_info("receiver.ready", "ae_title=%s bind=%s port=%d uid=%u gid=%u", rx->policy.ae_title,
+		rx->policy.bind, rx->port, (unsigned)geteuid(), (unsigned)getegid());
 	snprintf(status, sizeof(status), "receiving as %s on port %d", rx->policy.ae_title,
 		 rx->port);
 	op_notify_ready(status);

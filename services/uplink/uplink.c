@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -518,8 +519,8 @@ int op_uplink_start(op_uplink *up)
 	up->tick.data = up;
 	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
 	op__uplink_apply_rate(up, "start");
-	op_info("uplink.ready", "spool=%s state=%s", up->cfg.spool.dir,
-		op__uplink_link_names[up->link]);
+	op_info("uplink.ready", "spool=%s state=%s uid=%u gid=%u", up->cfg.spool.dir,
+		op__uplink_link_names[up->link], (unsigned)geteuid(), (unsigned)getegid());
 	up->watchdog_ms = op_notify_watchdog_ms();
 	if (up->watchdog_ms > TICK_MS)
 		up->watchdog_ms -= TICK_MS; /* the tick's own granularity */

@@ -29,6 +29,10 @@ def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
     # Every call below is HTTPS, pinned to the printed fingerprint.
     assert f"outpost-console: tls_sha256={printed} certificate=kept" in log
     assert box.fingerprint() == printed.replace(":", "").lower()
+    # Two users: the receiver outpost-dicom (989) in the spool's group
+    # (989), the uplink outpost (997, the uid release 0.1.0 gave it).
+    assert re.search(r"event=receiver\.ready .* uid=989 gid=989\b", log), log[-3000:]
+    assert re.search(r"event=uplink\.ready .* uid=997 gid=997\b", log), log[-3000:]
     # The data partition took the disk's extra gigabyte.
     assert "outpost-grow-data: partition=/dev/vda4 grown_by_bytes=" in log
     disk = box.api(PASSWORD).ok("GET", "/api/status")["disk"]

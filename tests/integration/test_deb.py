@@ -47,7 +47,7 @@ def test_package_metadata_and_files(deb):
               "./usr/lib/systemd/system/outpost-receiver.service",
               "./usr/lib/systemd/system/outpost-uplink.service",
               "./usr/lib/sysusers.d/outpost.conf", "./usr/lib/tmpfiles.d/outpost.conf",
-              "./usr/share/outpost/outpost.ini"):
+              "./usr/share/outpost/outpost.ini", "./usr/lib/outpost/spool-owners"):
         assert f in listing, f
     assert "root/root" in listing and "build/" not in listing
     # Stripped: no debug sections in what the image carries.
@@ -83,8 +83,12 @@ def test_units_verify_and_are_hardened(deb, unit):
                  "InaccessiblePaths=-/data/site -/data/upload -/data/console -/data/firmware"
                  " -/run/outpost"),
              "outpost-uplink.service": ("ReadWritePaths=/data",)}[unit]
-    for line in ("Type=notify", "User=outpost", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                 "Restart=always", "WatchdogSec=30") + fence:
+    # Two users: only the spool's group in common (test_two_users.py).
+    user = {"outpost-receiver.service": ("User=outpost-dicom", "Group=outpost-spool",
+                                         "UMask=0007"),
+            "outpost-uplink.service": ("User=outpost", "UMask=0007")}[unit]
+    for line in ("Type=notify", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 "Restart=always", "WatchdogSec=30") + fence + user:
         assert line in text.splitlines(), line
     assert any(l.startswith("MemoryMax=") for l in text.splitlines())
     assert any(l.startswith("TasksMax=") for l in text.splitlines())
@@ -92,7 +96,8 @@ def test_units_verify_and_are_hardened(deb, unit):
     # unpacked here: the host's systemd has the targets it refers to).
     copy = root.parent / "verify" / unit
     copy.parent.mkdir(exist_ok=True)
-    copy.write_text(text.replace("/usr/bin/outpost-", f"{root}/usr/bin/outpost-"))
+    copy.write_text(text.replace("/usr/bin/outpost-", f"{root}/usr/bin/outpost-")
+                    .replace("/usr/lib/outpost/", f"{root}/usr/lib/outpost/"))
     r = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
                        text=True)
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
@@ -110,4 +115,6 @@ def test_sysusers_and_tmpfiles_parse(deb, tmp_path):
                         str(root / "usr/lib/sysusers.d/outpost.conf")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "outpost" in r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    for name in ("outpost", "outpost-dicom", "outpost-spool"):
+        assert f"'{name}'" in out, out

@@ -158,6 +158,7 @@ class Service:
         self.log_path = log_path
         self.proc = None
         self.env = None  # extra environment (e.g. TZ, OUTPOST_TEST_CLOCK)
+        self.run_as = {}  # Popen's user, group, extra_groups, umask
 
     def start(self, timeout=15):
         # The log is appended across restarts: wait for one more ready line.
@@ -166,7 +167,7 @@ class Service:
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, self.program), "--config", self.ini],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            env=dict(os.environ, **self.env) if self.env else None)
+            env=dict(os.environ, **self.env) if self.env else None, **self.run_as)
         log.close()
         wait_for(lambda: self.proc.poll() is not None or
                  self.log().count(f"event={self.ready_event}") >= ready,
