@@ -427,3 +427,31 @@ def grubenv(box):
 
 def firmware(box):
     return box.api(PASSWORD).ok("GET", "/api/status")["firmware"]
+
+
+def scan_disk(disk, patient_id):
+    """What a thief reads on a box's disk file: ({offsets of 'DICM' where a
+    DICOM file's magic sits, 128 bytes into a 4 KiB block of the data
+    partition}, whether the patient's ID or dicomgen's patient name is
+    anywhere on the disk)."""
+    offset, size = gpt(disk)["data"]
+    magic, phi = set(), False
+    chunk, keep = 16 << 20, 64
+    with open(disk, "rb") as f:
+        at, tail = 0, b""
+        while True:
+            buf = f.read(chunk)
+            if not buf:
+                break
+            data = tail + buf
+            phi = phi or patient_id.encode() in data or b"Test^Synthetic" in data
+            base = at - len(tail)
+            i = data.find(b"DICM")
+            while i >= 0:
+                pos = base + i
+                if offset <= pos < offset + size and (pos - offset) % 4096 == 128:
+                    magic.add(pos)
+                i = data.find(b"DICM", i + 1)
+            tail = data[-keep:]
+            at += len(buf)
+    return magic, phi

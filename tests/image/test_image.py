@@ -10,9 +10,11 @@ import subprocess
 import pydicom
 
 from appliance import (DCMTK_ENV, PASSWORD, STATIC_ADDRESS, echo, no_http_answer,
-                       site_files, site_stick, storescu, study, uids, wait_cloud_holds,
-                       wait_for)
+                       scan_disk, site_files, site_stick, storescu, study, uids,
+                       wait_cloud_holds, wait_for)
 from disk import gpt
+
+PATIENT_ID = "PHI-AT-REST-5c2e81"
 
 
 # --- 1. boot, receive, upload ------------------------------------------------------------
@@ -89,7 +91,7 @@ def test_unprovisioned_box_keeps_through_a_power_cut_what_a_site_file_then_drain
     assert h["healthy"] is True and h["cloud"]["state"] == "unprovisioned", h
 
     # Unprovisioned, it receives and buffers; the power goes mid-push.
-    files = study(tmp_path, 200)
+    files = study(tmp_path, 200, patient_id=PATIENT_ID)
     by_path = {f: str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
                for f in files}
     proc = subprocess.Popen(["storescu", "-v", "-aec", "OUTPOST", "localhost",
@@ -109,6 +111,13 @@ def test_unprovisioned_box_keeps_through_a_power_cut_what_a_site_file_then_drain
     proc.wait()
     assert len(acked) == 60
     assert not cloud.instances()
+    # What a thief reads on the disk now: the data partition is LUKS2, its
+    # key sealed to this box's TPM; no DICOM file, no patient's ID or name
+    # (test_luks.py shows the same scan finds them on a plain partition).
+    assert "outpost-grow-data: encryption=luks2 tpm=yes state=created" in box.log()
+    magic, phi = scan_disk(box.disk, PATIENT_ID)
+    assert not magic, f"DICOM files readable on the disk at {sorted(magic)[:5]}"
+    assert not phi, "the patient's ID or name is readable on the disk"
 
     # The same disk boots with a site file: it moves the receiver to 11112
     # and gives the site's own network settings, static addresses without
@@ -126,6 +135,7 @@ Gateway=10.0.2.2
     stick = site_stick(str(tmp_path / "stick.img"), cloud, extra="[receiver]\nport = 11112\n",
                        more={"10-site.network": static})
     box.start(usb=stick).wait_ready()
+    assert "outpost-grow-data: encryption=luks2 tpm=yes state=unlocked" in box.log()
     wait_cloud_holds(cloud, set(acked))
     assert set(cloud.instances()) <= set(by_path.values())  # no half instance
     assert box.api(port=box.static_port).get("/healthz", auth=False).status == 200
