@@ -217,13 +217,16 @@ static void verify_work(struct op__api_job *job)
 }
 
 static void verify_done(struct op__api_job *job);
+static void next_verify(op_api *api);
 
 static void start_verify(op_api *api, struct op__api_verify_job *j)
 {
 	api->verifying = 1;
 	api->counters.password_checks++;
+	/* (refused: answered 500 and freed) the next in line does not wait
+	 * for another attempt to arrive */
 	if (op__api_job_start(&j->base, verify_work, verify_done) < 0)
-		api->verifying = 0;
+		next_verify(api);
 }
 
 static void next_verify(op_api *api)

@@ -6,7 +6,8 @@ disk after a power cut mid-push is checked in test_image.py
 (test_unprovisioned_box_keeps_through_a_power_cut_what_a_site_file_then_drains).
 Here: the first boot's conversion keeps what outpost-flash put on the
 partition, the same disk with another TPM stays locked, and a box without
-a TPM receives onto its plain partition only when the site file allows it.
+a TPM receives onto its plain partition only when the site file allows it
+(and that site file's `[console] allowed_hosts` is applied by nftables).
 """
 import os
 import subprocess
@@ -62,14 +63,19 @@ def test_a_box_without_tpm_receives_unencrypted_only_when_the_site_allows(
     assert h["checks"]["receiver"]["ok"] is False, h
 
     # The site file allows it (through the console): the receiver starts.
+    # It also lets only 10.9.0.0/16 reach the console, which leaves out the
+    # host (10.0.2.2 to the box): nftables itself drops the host's
+    # connections, before the console could see and refuse them.
     files = {"ca.pem": open(cloud.pki.ca_file).read(), "hosts": "10.0.2.100\tcloud.outpost.test\n"}
     ini = open(os.path.join(str(tmp_path / "stick.img") + ".d", "outpost", "site.ini")).read()
-    r = api.put("/api/site", {"site.ini": ini + "\n[security]\nallow_unencrypted = yes\n",
-                              "files": files})
+    r = api.put("/api/site", {"site.ini": ini + "\n[security]\nallow_unencrypted = yes\n"
+                              "[console]\nallowed_hosts = 10.9.0.0/16\n", "files": files})
     assert r.status == 202, r.body
     box.wait_log("event=receiver.ready")
-    enc = api.ok("GET", "/api/status")["firmware"]["encryption"]
-    assert enc["receiving"] == "yes", enc
+    assert "outpost-grow-data: receiving=yes" in box.log()
+    box.wait_log('outpost-console: firewall=443 from="10.9.0.0/16"')
+    assert box.health() is None, "the console answered a host outside allowed_hosts"
+    assert "event=console.refused" not in box.log(), "the console saw the connection"
     files = study(tmp_path, 5, patient_id=PATIENT_ID)
     r = storescu(box.dicom_port, files)
     assert r.returncode == 0 and r.stderr.count("Received Store Response (Success)") == 5
