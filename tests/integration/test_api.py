@@ -176,7 +176,7 @@ def test_status_reports_what_the_spool_holds(receivers, tmp_path):
     assert len(s["throughput"]["bytes"]) == 60
     assert s["rate"]["current"] is None and s["rate"]["source"] == "config"
     # Off the appliance there is no health gate's record.
-    assert s["firmware"] == {"booted": None, "last_update": None}
+    assert s["firmware"] == {"booted": None, "last_update": None, "encryption": None}
 
 
 def test_status_reports_the_health_gates_firmware_record(receivers):

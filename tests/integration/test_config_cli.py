@@ -96,6 +96,7 @@ level = debug
                     "tls_key": "", "password_hash": "",
                     "web_root": os.path.join(ROOT, "services", "console", "web"),
                     "session_ttl": "28800", "allowed_hosts": ""},
+        "security": {"allow_unencrypted": "off"},
         "log": {"level": "debug"},
     }
     # Checking touches nothing.
