@@ -54,9 +54,10 @@ class Box:
         os.makedirs(self.dir, exist_ok=True)
         self.disk = os.path.join(self.dir, "disk.img")
         self.flash_output = None
-        if flash:  # written by outpost-flash, as a field engineer does
+        if flash:  # written by outpost-flash, as a field engineer does (flash=DIR: --site DIR)
             subprocess.run(["truncate", "-s", str(os.path.getsize(IMAGE)), self.disk], check=True)
-            r = subprocess.run([os.path.join(ROOT, "firmware", "flash"), IMAGE, self.disk],
+            site = [] if flash is True else ["--site", str(flash)]
+            r = subprocess.run([os.path.join(ROOT, "firmware", "flash")] + site + [IMAGE, self.disk],
                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
             assert r.returncode == 0, r.stderr
             self.flash_output = r.stdout

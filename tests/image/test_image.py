@@ -20,14 +20,24 @@ PATIENT_ID = "PHI-AT-REST-5c2e81"
 # --- 1. boot, receive, upload ------------------------------------------------------------
 
 def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
-    # Written by outpost-flash, which made the console's certificate and
-    # printed its fingerprint: the box keeps it and prints the same one.
-    box = boxes(cloud_port=cloud.https_port, bigger_disk="1G", flash=True)
+    # Written by outpost-flash with the site file, onto a bigger disk;
+    # outpost-flash made the console's certificate and printed its
+    # fingerprint: the box keeps it and prints the same one.
+    site = tmp_path / "site"
+    site.mkdir()
+    for name, text in site_files(cloud).items():
+        (site / name).write_text(text)
+    box = boxes(cloud_port=cloud.https_port, bigger_disk="1G", flash=site)
     printed = re.search(r"sha256 fingerprint ([0-9A-F:]{95})", box.flash_output).group(1)
-    box.start(usb=site_stick(str(tmp_path / "stick.img"), cloud)).wait_ready()
+    box.start().wait_ready()
     log = box.log()
     assert "outpost-initramfs: root rootfs-a" in log
-    assert "outpost-provision: result=provisioned" in log
+    # The first boot grew the data partition, then encrypted it (LUKS2, its
+    # key sealed to the TPM) and kept what outpost-flash had put there.
+    assert "outpost-grow-data: encryption=luks2 tpm=yes state=created partition=/dev/vda4" in log
+    assert "outpost-provision: result=provisioned source=/data/upload/site" in log
+    enc = box.api(PASSWORD).ok("GET", "/api/status")["firmware"]["encryption"]
+    assert (enc["encrypted"], enc["tpm"], enc["receiving"]) == ("yes", "yes", "yes"), enc
     # Every call below is HTTPS, pinned to the printed fingerprint.
     assert f"outpost-console: tls_sha256={printed} certificate=kept" in log
     assert box.fingerprint() == printed.replace(":", "").lower()
@@ -69,6 +79,15 @@ def test_boot_receive_and_upload_a_study(boxes, cloud, tmp_path):
              interval=1, what="the uploaded site file in force")
     assert "outpost-provision: result=provisioned source=console" in box.log()
     assert [e for e in api.ok("GET", "/api/audit") if e["action"] == "site"]
+
+    # The disk in a box with another TPM (or this one cleared): locked, said
+    # so, nothing starts, nothing is formatted.
+    box.power_cut()
+    box.new_tpm()
+    box.start()
+    box.wait_log("outpost-grow-data: encryption=luks2 tpm=yes state=locked reason=\"the TPM "
+                 "does not unseal the data partition's key")
+    assert box.health() is None
 
 
 # --- 2. power cut; 3. unprovisioned, then provisioned; 4. only DICOM and the console -------

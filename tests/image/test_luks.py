@@ -3,48 +3,18 @@ the box's TPM 2.0 (swtpm under qemu) against PCR 7, unlocked at boot
 without a prompt. Every test box has a TPM, so every image test runs on an
 encrypted partition (the power-cut tests too); what a thief reads on the
 disk after a power cut mid-push is checked in test_image.py
-(test_unprovisioned_box_keeps_through_a_power_cut_what_a_site_file_then_drains).
-Here: the first boot's conversion keeps what outpost-flash put on the
-partition, the same disk with another TPM stays locked, and a box without
-a TPM receives onto its plain partition only when the site file allows it
-(and that site file's `[console] allowed_hosts` is applied by nftables).
+(test_unprovisioned_box_keeps_through_a_power_cut_what_a_site_file_then_drains),
+and the first boot's conversion, which keeps what outpost-flash put on the
+partition, and the same disk locked with another TPM in
+test_boot_receive_and_upload_a_study. Here: a box without a TPM receives
+onto its plain partition only when the site file allows it (and that site
+file's `[console] allowed_hosts` is applied by nftables).
 """
 import os
-import subprocess
 
-from appliance import (IMAGE, PASSWORD, ROOT, scan_disk, site_files, site_stick, storescu,
-                       study, wait_for)
+from appliance import PASSWORD, scan_disk, site_stick, storescu, study, wait_for
 
 PATIENT_ID = "PHI-AT-REST-7f3a9c"
-
-
-def test_encrypted_data_partition_unlocks_with_its_tpm_only(boxes, cloud, tmp_path):
-    box = boxes(cloud_port=cloud.https_port)
-    # Flashed with the site file on its plain data partition: the first
-    # boot encrypts the partition and keeps the site file.
-    site = tmp_path / "site"
-    site.mkdir()
-    for name, text in site_files(cloud).items():
-        (site / name).write_text(text)
-    r = subprocess.run([os.path.join(ROOT, "firmware", "flash"), "--site", str(site), IMAGE,
-                        box.disk], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    box.start().wait_ready()
-    log = box.log()
-    assert "outpost-grow-data: encryption=luks2 tpm=yes state=created partition=/dev/vda4" in log
-    assert "outpost-provision: result=provisioned source=/data/upload/site" in log
-    api = box.api(PASSWORD)
-    enc = api.ok("GET", "/api/status")["firmware"]["encryption"]
-    assert (enc["encrypted"], enc["tpm"], enc["receiving"]) == ("yes", "yes", "yes"), enc
-
-    # The disk in a box with another TPM: locked, said so, nothing starts.
-    box.power_cut()
-    box.new_tpm()
-    box.start()
-    box.wait_log("outpost-grow-data: encryption=luks2 tpm=yes state=locked reason=\"the TPM "
-                 "does not unseal the data partition's key")
-    assert box.health() is None
 
 
 def test_a_box_without_tpm_receives_unencrypted_only_when_the_site_allows(
