@@ -315,7 +315,7 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 {
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	char a[256], b[256], c[256], d[1100], path[64];
-	const char *state;
+	const char *state, *enc;
 	double v, w;
 	int64_t now = parse_time(cJSON_GetStringValue(get(st, "time"))), since;
 	int paused;
@@ -331,6 +331,16 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 	/* What the browser should show of the console's certificate. */
 	if (*str_at(st, "console.fingerprint_sha256", "", d, sizeof(d)))
 		fprintf(out, "%-12sHTTPS, certificate SHA-256 %s\n", "Console", d);
+	/* The data partition, on the appliance (outpost-grow-data's record). */
+	enc = str_at(st, "firmware.encryption.encrypted", "", a, sizeof(a));
+	if (strcmp(enc, "yes") == 0)
+		fprintf(out, "%-12sLUKS2, key sealed to the TPM\n", "Encryption");
+	else if (*enc)
+		fprintf(out, "%-12sNOT encrypted: %s\n", "Encryption",
+			str_at(st, "firmware.encryption.reason", "-", d, sizeof(d)));
+	if (*enc && strcmp(str_at(st, "firmware.encryption.receiving", "", b, sizeof(b)), "yes"))
+		fprintf(out, "%-12snot receiving until the site file allows it ([security] %s)\n",
+			"", "allow_unencrypted");
 	fputc('\n', out);
 
 	/* The link. */

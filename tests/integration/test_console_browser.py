@@ -297,6 +297,8 @@ def test_the_firmware_form_uploads_a_bundle_and_shows_the_records(receivers, tmp
     with open(os.path.join(records, "last-update"), "w") as f:
         f.write("result=installing\nversion=0.3.0\nfrom=console\n"
                 "progress=40% Copying image to rootfs.0\n")
+    with open(os.path.join(records, "encryption"), "w") as f:  # (outpost-grow-data's)
+        f.write("encrypted=no\ntpm=no\nreceiving=no\nreason=no TPM 2.0 on this box\n")
     bundle = tmp_path / "outpost-0.3.0.raucb"
     data = os.urandom(3 << 20)
     bundle.write_bytes(data)
@@ -309,6 +311,9 @@ def test_the_firmware_form_uploads_a_bundle_and_shows_the_records(receivers, tmp
     assert text(page, "firmware-version") == "0.2.0" and text(page, "firmware-slot") == "b"
     assert text(page, "firmware-last").startswith(
         "installing 0.3.0: 40% Copying image to rootfs.0")
+    assert text(page, "firmware-encryption") == (
+        "NOT encrypted: no TPM 2.0 on this box; not receiving until the site file allows it "
+        "([security] allow_unencrypted)")
     # The server's refusal is what the page says.
     page = run_console(rx, tmp_path, "again", action="firmware", file=str(bundle))
     assert not page["firmware"]["ok"]

@@ -70,6 +70,16 @@ def test_status_table_and_json(running):
                   "Last errors"):
         assert label in out, label
     assert f"outpost-uplink {api['version']}" in out
+    assert "Encryption" not in out  # (off the appliance: no record)
+
+    # On an appliance without a TPM (outpost-grow-data's record).
+    records = os.path.join(os.path.dirname(rx.ini), "firmware")
+    os.makedirs(records)
+    with open(os.path.join(records, "encryption"), "w") as f:
+        f.write("encrypted=no\ntpm=no\nreceiving=no\nreason=no TPM 2.0 on this box\n")
+    out = ok(ctl(rx, "status"))
+    assert "Encryption  NOT encrypted: no TPM 2.0 on this box\n" \
+           "            not receiving until the site file allows it" in out, out
 
     mine = json.loads(ok(ctl(rx, "status", "--json")))
     api = Api(rx, unix=True).ok("GET", "/api/status")

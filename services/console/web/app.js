@@ -272,6 +272,17 @@ function renderFirmware(fw) {
     if (last.time) text += `, ${fmtTime(last.time)}`;
   }
   put('firmware-last', text, last ? last.result : '');
+  // The data partition (issue 15): none off the appliance.
+  const enc = fw.encryption;
+  let disk = '—';
+  if (enc) {
+    disk = enc.encrypted === 'yes' ? 'encrypted (LUKS2, key sealed to the TPM)'
+      : `NOT encrypted${enc.reason ? `: ${enc.reason}` : ''}`;
+    if (enc.receiving !== 'yes') {
+      disk += '; not receiving until the site file allows it ([security] allow_unencrypted)';
+    }
+  }
+  put('firmware-encryption', disk, enc ? enc.encrypted : '');
 }
 
 function renderPause(paused) {
