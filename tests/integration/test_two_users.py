@@ -21,7 +21,7 @@ import pytest
 import dicomgen
 from cloud import Cloud, TestPKI
 from integration_fixtures import cloud_section
-from outpost import ROOT, Receiver, storescu, wait_for
+from outpost import BUILD, ROOT, Receiver, storescu, wait_for
 
 SPOOL_GID = 61000  # outpost-spool
 RECEIVER_UID = 61001  # outpost-dicom
@@ -36,8 +36,8 @@ class Box:
     """A cloud, and a folder for one box's receiver and uplink: the cloud's
     CA copied there for the uplink alone (mode 0600)."""
 
-    def __init__(self, cloud, work):
-        self.cloud, self.work = cloud, work
+    def __init__(self, cloud, work, bin_dir):
+        self.cloud, self.work, self.bin_dir = cloud, work, bin_dir
         self.ca = os.path.join(work, "ca.pem")
         shutil.copy(cloud.ca_file, self.ca)
         os.chown(self.ca, UPLINK_UID, UPLINK_UID)
@@ -48,12 +48,14 @@ class Box:
         rx = Receiver(self.work, cloud=cloud_section(self.cloud, ca_file=self.ca), **overrides)
         os.chown(self.work, UPLINK_UID, UPLINK_UID)  # (the console's socket is made there)
         rx.run_as = run_as
+        rx.bin_dir = self.bin_dir
         self.services.append(rx)
         return rx
 
     def uplink(self, rx):
         up = rx.uplink()
         up.run_as = UPLINK
+        up.bin_dir = self.bin_dir
         self.services.append(up)
         return up.start()
 
@@ -61,13 +63,17 @@ class Box:
 @pytest.fixture
 def box(tmp_path):
     # Under /tmp, not pytest's folder (root's, 0700: the users could not
-    # reach their files through it).
+    # reach their files through it); the programs copied there too (the
+    # checkout may be in a folder only root can enter).
     base = tempfile.mkdtemp(prefix="outpost-two-users-")
     os.chmod(base, 0o711)
-    work = os.path.join(base, "box")
+    work, bin_dir = os.path.join(base, "box"), os.path.join(base, "bin")
     os.mkdir(work)
+    os.mkdir(bin_dir)
+    for program in ("outpost-receiver", "outpost-uplink"):
+        shutil.copy(os.path.join(BUILD, program), bin_dir)
     cloud = Cloud(tmp_path / "cloud", pki=TestPKI(tmp_path / "pki")).start()
-    b = Box(cloud, work)
+    b = Box(cloud, work, bin_dir)
     yield b
     for s in reversed(b.services):
         s.stop()

@@ -159,13 +159,14 @@ class Service:
         self.proc = None
         self.env = None  # extra environment (e.g. TZ, OUTPOST_TEST_CLOCK)
         self.run_as = {}  # Popen's user, group, extra_groups, umask
+        self.bin_dir = BUILD  # (another user may need a copy it can reach)
 
     def start(self, timeout=15):
         # The log is appended across restarts: wait for one more ready line.
         ready = self.log().count(f"event={self.ready_event}") + 1
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, self.program), "--config", self.ini],
+            [os.path.join(self.bin_dir, self.program), "--config", self.ini],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             env=dict(os.environ, **self.env) if self.env else None, **self.run_as)
         log.close()
