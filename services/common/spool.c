@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -23,6 +24,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 static const char schema_v1[] =
@@ -52,6 +54,43 @@ static const char schema_v1[] =
 	/* Eviction order of the sent cache. */
 	"CREATE INDEX instances_by_change ON instances (state, state_changed_at);"
 	"CREATE INDEX instances_by_hash ON instances (hash);";
+
+/*
+ * Schema 2 (issue 16): one row per (instance, destination) delivery, the
+ * truth of what each destination holds. The instance's own state,
+ * attempts, next attempt and last error become a summary of its
+ * deliveries (op__spool_refresh), so that what reads instances (the
+ * sent-cache eviction, the operator's study list) needs no change:
+ * 'sending' or 'queued' while any delivery still moves, else
+ * 'quarantined' when any was refused, else 'sent' (every destination holds
+ * it, or it was routed nowhere). study_uid, priority and received_at are
+ * copied so that a destination's queue is claimed from one index.
+ */
+static const char schema_v2_deliveries[] =
+	"CREATE TABLE deliveries ("
+	" instance_id INTEGER NOT NULL REFERENCES instances (id),"
+	" destination TEXT NOT NULL,"
+	" study_uid TEXT NOT NULL,"
+	" priority INTEGER NOT NULL,"
+	" received_at INTEGER NOT NULL,"
+	" state TEXT NOT NULL DEFAULT 'queued'"
+	"  CHECK (state IN ('queued', 'sending', 'sent', 'quarantined')),"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT,"
+	" state_changed_at INTEGER NOT NULL,"
+	" PRIMARY KEY (instance_id, destination)) WITHOUT ROWID;"
+	"CREATE INDEX deliveries_queue ON deliveries"
+	" (destination, state, priority DESC, received_at);"
+	"CREATE INDEX deliveries_by_study ON deliveries (destination, study_uid, state);";
+
+/* Schema 1 -> 2, in the transaction that opens the spool: every instance
+ * had one destination, the cloud, and its row was its delivery. */
+static const char upgrade_v1_v2[] =
+	"INSERT INTO deliveries (instance_id, destination, study_uid, priority, received_at,"
+	" state, attempts, next_attempt_at, last_error, state_changed_at)"
+	" SELECT id, 'cloud', study_uid, priority, received_at, state, attempts,"
+	" next_attempt_at, last_error, state_changed_at FROM instances;";
 
 /*
  * Tables for the operator's side, added without a schema version: an older
@@ -110,6 +149,19 @@ int op__spool_exec(op_spool *sp, const char *sql)
 		sqlite3_free(msg);
 	}
 	return op__spool_sql_err(rc);
+}
+
+int op__spool_exec_text(op_spool *sp, const char *sql, const char *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, arg);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "exec", rc);
 }
 
 int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -221,7 +273,21 @@ static int open_db(op_spool *sp)
 	if (rc == 0 && version == 0) {
 		rc = op__spool_exec(sp, schema_v1);
 		if (rc == 0)
-			rc = op__spool_exec(sp, "PRAGMA user_version=1");
+			rc = op__spool_exec(sp, schema_v2_deliveries);
+		if (rc == 0)
+			rc = op__spool_exec(sp, "PRAGMA user_version=2");
+	}
+	if (rc == 0 && version == 1) {
+		int64_t t0 = op_clock_mono_ms();
+
+		rc = op__spool_exec(sp, schema_v2_deliveries);
+		if (rc == 0)
+			rc = op__spool_exec(sp, upgrade_v1_v2);
+		if (rc == 0)
+			rc = op__spool_exec(sp, "PRAGMA user_version=2");
+		if (rc == 0)
+			op_info("spool.upgrade", "db=%s from=1 to=2 deliveries=%d ms=%" PRId64,
+				sp->db_path, sqlite3_changes(sp->db), op_clock_mono_ms() - t0);
 	}
 	if (rc == 0)
 		rc = op__spool_exec(sp, schema_operator);
@@ -407,4 +473,95 @@ void op__spool_release(op_spool *sp, uint64_t len)
 	pthread_mutex_lock(&sp->mu);
 	sp->usage.reserved -= len;
 	pthread_mutex_unlock(&sp->mu);
+}
+
+/* --- deliveries ---------------------------------------------------------- */
+
+int op__spool_refresh(op_spool *sp, int64_t id, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	char state[16] = "sent";
+	char *error = NULL;
+	int attempts = 0;
+	int64_t next = 0;
+	int rc;
+
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"SELECT CASE WHEN SUM(state = 'sending') THEN 'sending'"
+		" WHEN SUM(state = 'queued') THEN 'queued'"
+		" WHEN SUM(state = 'quarantined') THEN 'quarantined' ELSE 'sent' END,"
+		" COALESCE(MAX(attempts), 0),"
+		" COALESCE(MIN(CASE WHEN state = 'queued' THEN next_attempt_at END), 0),"
+		" (SELECT last_error FROM deliveries WHERE instance_id = ?1 AND state != 'sent'"
+		"  AND last_error IS NOT NULL"
+		"  ORDER BY state = 'quarantined' DESC, state_changed_at DESC LIMIT 1)"
+		" FROM deliveries WHERE instance_id = ?1",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_ROW) {
+		snprintf(state, sizeof(state), "%s", sqlite3_column_text(st, 0));
+		attempts = sqlite3_column_int(st, 1);
+		next = sqlite3_column_int64(st, 2);
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
+		    !(error = strdup((const char *)sqlite3_column_text(st, 3))))
+			rc = SQLITE_NOMEM;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_ROW)
+		goto out;
+	rc = sqlite3_prepare_v2(sp->db,
+				"UPDATE instances SET attempts = ?3, next_attempt_at = ?4,"
+				" last_error = ?5, state_changed_at = CASE WHEN state = ?2"
+				" THEN state_changed_at ELSE ?6 END, state = ?2 WHERE id = ?1",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		op__spool_bind_text(st, 2, state);
+		sqlite3_bind_int(st, 3, attempts);
+		sqlite3_bind_int64(st, 4, next);
+		op__spool_bind_text(st, 5, error);
+		sqlite3_bind_int64(st, 6, now);
+		rc = sqlite3_step(st);
+	}
+out:
+	sqlite3_finalize(st);
+	free(error);
+	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "refresh", rc);
+}
+
+int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	const char *list = in->destinations[0] ? in->destinations : OP_SPOOL_DEFAULT_DESTINATION;
+	int rc = SQLITE_OK;
+
+	if (in->local_only)
+		return 0;
+	/* A destination listed twice (two routes to it) is one delivery. */
+	rc = sqlite3_prepare_v2(sp->db,
+				"INSERT OR IGNORE INTO deliveries (instance_id, destination, study_uid,"
+				" priority, received_at, state_changed_at)"
+				" VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+				-1, &st, NULL);
+	for (const char *p = list; rc == SQLITE_OK && *p;) {
+		size_t len = strcspn(p, ",");
+
+		if (len > 0) {
+			sqlite3_bind_int64(st, 1, id);
+			sqlite3_bind_text(st, 2, p, (int)len, SQLITE_TRANSIENT);
+			op__spool_bind_text(st, 3, in->study_uid);
+			sqlite3_bind_int(st, 4, in->priority);
+			sqlite3_bind_int64(st, 5, now);
+			rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+		}
+		p += len;
+		p += *p == ',';
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_OK ? 0 : op__spool_sql_fail(sp, "deliveries", rc);
 }

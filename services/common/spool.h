@@ -47,7 +47,11 @@ extern "C" {
 #endif
 
 /* Schema version written to PRAGMA user_version. */
-#define OP_SPOOL_SCHEMA_VERSION 1
+#define OP_SPOOL_SCHEMA_VERSION 2
+
+/* Destinations: [cloud] is "cloud"; names are at most 32 characters. */
+#define OP_DEST_NAME_MAX 32
+#define OP_SPOOL_DEFAULT_DESTINATION "cloud"
 
 /* An instance's priority: its C-STORE's, raised to HIGH (urgent) by the
  * receiver's [priority] rules. */
@@ -69,6 +73,11 @@ typedef struct op_instance {
 	char modality[17];
 	char calling_aet[17];
 	int priority; /* OP_PRIORITY_*: the uplink sends the highest first */
+	/* Where it goes (the routes that matched at receive): destination
+	 * names, comma-separated; "" is OP_SPOOL_DEFAULT_DESTINATION. With
+	 * local_only set it goes nowhere and is kept as the sent cache is. */
+	char destinations[9 * (OP_DEST_NAME_MAX + 1)];
+	int local_only;
 } op_instance;
 
 typedef struct op_spool_limits {
@@ -167,11 +176,14 @@ const char *op_spool_db_path(const op_spool *sp);
 
 /* --- The uplink's side ---------------------------------------------------
  *
- * Rows move queued -> sending -> sent | quarantined (or back to queued for
- * a retry). Every change names the row's hash: when a newer version
- * replaced the row while the old one was being sent (the row stays
- * 'sending', with the new hash, so the two are never in flight at once),
- * settling the old one queues the new one instead.
+ * Each destination has its own queue: one delivery per (instance,
+ * destination), written with the instance in the transaction that commits
+ * it. Deliveries move queued -> sending -> sent | quarantined (or back to
+ * queued for a retry). Every change names the instance's hash: when a
+ * newer version replaced the instance while the old one was being sent
+ * (the delivery stays 'sending', so two versions are never in flight to
+ * one destination at once), settling the old one queues the new one
+ * instead. The instance is evictable once every delivery is sent.
  */
 
 typedef struct op_spool_item {
@@ -199,7 +211,8 @@ typedef struct op_spool_settlement {
 	const char *error;       /* RETRY, QUARANTINE, REQUEUE; may be NULL */
 } op_spool_settlement;
 
-/* At the uplink's start: rows a crash left 'sending' go back to 'queued'. */
+/* At the uplink's start: deliveries a crash left 'sending' go back to
+ * 'queued'. */
 int op_spool_requeue_sending(op_spool *sp, unsigned *count);
 
 /*
@@ -212,14 +225,16 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count);
  * urgent ones, for the connection kept for them). *n = 0 when nothing is
  * due.
  */
-int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
-		   int min_priority, op_spool_item *items, unsigned *n);
+int op_spool_claim(op_spool *sp, const char *dest, int64_t now, unsigned max_items,
+		   uint64_t max_bytes, int min_priority, op_spool_item *items, unsigned *n);
 
-/* Records a batch's outcome in one transaction. */
-int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int64_t now);
+/* Records a batch's outcome at dest in one transaction. */
+int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s, unsigned n,
+		    int64_t now);
 
-/* When the next queued row is due (ms since the epoch); INT64_MAX if none. */
-int op_spool_next_due(op_spool *sp, int64_t *when);
+/* When dest's next queued delivery is due (ms since the epoch); INT64_MAX
+ * if none. */
+int op_spool_next_due(op_spool *sp, const char *dest, int64_t *when);
 
 /* Evicts sent objects, oldest sent first, until they take at most
  * keep_sent_bytes. The receiver also evicts them when it needs room. */
@@ -259,7 +274,15 @@ typedef struct op_spool_stats {
 	op_spool_counters counters;
 } op_spool_stats;
 
-int op_spool_get_stats(op_spool *sp, op_spool_stats *out);
+/* Of every instance (dest NULL: states are the instances' summaries,
+ * counters the totals), or of one destination's deliveries and counters. */
+int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out);
+
+/* The destinations that have deliveries (a destination removed from the
+ * configuration may still have some), sorted, at most max names of
+ * OP_DEST_NAME_MAX + 1 bytes each into names. */
+int op_spool_destinations(op_spool *sp, char (*names)[OP_DEST_NAME_MAX + 1], unsigned max,
+			  unsigned *n);
 
 /* Adds delta to a counter (named as the op_spool_counters member). */
 int op_spool_count(op_spool *sp, const char *name, uint64_t delta);
@@ -284,9 +307,11 @@ typedef struct op_spool_study {
 int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, op_spool_study *out,
 		     unsigned *n, uint64_t *total);
 
-/* Quarantined instances of study_uid (NULL: all) back to the queue,
- * attempts reset. Rows whose file is missing stay. */
-int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n);
+/* Quarantined deliveries to dest (NULL: every destination) of study_uid
+ * (NULL: all) back to the queue, attempts reset; *n counts them. Those
+ * whose file is missing stay. */
+int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study_uid, int64_t now,
+			       unsigned *n);
 
 /*
  * Discards the quarantined instances of study_uid for good: their rows,

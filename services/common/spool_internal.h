@@ -81,6 +81,9 @@ int op__spool_sql_fail(op_spool *sp, const char *what, int rc);
 /* Runs sql on db; logs a failure. */
 int op__spool_exec(op_spool *sp, const char *sql);
 
+/* Runs one statement on db with arg bound to ?1; logs a failure. */
+int op__spool_exec_text(op_spool *sp, const char *sql, const char *arg);
+
 /* Binds s (NULL: SQL NULL), which must outlive the statement's use. */
 int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s);
 
@@ -96,6 +99,15 @@ int op__spool_reserve(op_spool *sp, uint64_t len);
 
 /* Gives back what op__spool_reserve() held. */
 void op__spool_release(op_spool *sp, uint64_t len);
+
+/* Sets an instance's state, attempts, next attempt and last error to the
+ * summary of its deliveries (spool.c's schema comment); state_changed_at
+ * moves only when the state does. Inside the caller's transaction. */
+int op__spool_refresh(op_spool *sp, int64_t id, int64_t now);
+
+/* Adds the deliveries in->destinations names (queued) for instance id;
+ * one already there is kept. Inside the caller's transaction. */
+int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, int64_t now);
 
 /* --- spool_store.c: the receiver's side ---------------------------------- */
 

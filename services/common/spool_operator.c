@@ -49,16 +49,26 @@ int op_spool_state_parse(const char *name)
 	return -EINVAL;
 }
 
-int op_spool_get_stats(op_spool *sp, op_spool_stats *out)
+int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 {
 	sqlite3_stmt *st = NULL;
+	size_t prefix = dest ? strlen(dest) + 1 : 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = sqlite3_prepare_v2(sp->ro,
-				"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
-				" GROUP BY state",
-				-1, &st, NULL);
+	if (dest)
+		rc = sqlite3_prepare_v2(sp->ro,
+					"SELECT d.state, COUNT(*), COALESCE(SUM(i.size), 0)"
+					" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+					" WHERE d.destination = ?1 GROUP BY d.state",
+					-1, &st, NULL);
+	else
+		rc = sqlite3_prepare_v2(sp->ro,
+					"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
+					" WHERE ?1 IS NULL GROUP BY state",
+					-1, &st, NULL);
+	if (rc == SQLITE_OK)
+		op__spool_bind_text(st, 1, dest);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int i = op_spool_state_parse((const char *)sqlite3_column_text(st, 0));
 
@@ -70,11 +80,19 @@ int op_spool_get_stats(op_spool *sp, op_spool_stats *out)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if (rc == SQLITE_DONE)
+	if (rc == SQLITE_DONE && dest)
 		rc = sqlite3_prepare_v2(sp->ro,
 					"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
-					" FROM instances WHERE state IN ('queued', 'sending')",
+					" FROM deliveries WHERE destination = ?1"
+					" AND state IN ('queued', 'sending')",
 					-1, &st, NULL);
+	else if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro,
+					"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
+					" FROM instances WHERE ?1 IS NULL AND state IN ('queued', 'sending')",
+					-1, &st, NULL);
+	if (rc == SQLITE_OK)
+		op__spool_bind_text(st, 1, dest);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		out->oldest_queued_at = sqlite3_column_int64(st, 0); /* NULL: 0 */
 		out->studies_queued = (uint64_t)sqlite3_column_int64(st, 1);
@@ -97,6 +115,16 @@ int op_spool_get_stats(op_spool *sp, op_spool_stats *out)
 		};
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 
+		/* A destination's own counters are "NAME:counter". */
+		if (dest && (strncmp(name, dest, prefix - 1) != 0 || name[prefix - 1] != ':')) {
+			rc = SQLITE_OK;
+			continue;
+		}
+		if (!dest && strchr(name, ':')) {
+			rc = SQLITE_OK;
+			continue;
+		}
+		name += prefix;
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 			if (strcmp(name, names[i].name) == 0)
 				*(uint64_t *)((char *)&out->counters + names[i].offset) =
@@ -201,32 +229,61 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "studies", rc);
 }
 
-int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n)
+int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study_uid, int64_t now,
+			       unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	*n = 0;
 	pthread_mutex_lock(&sp->tx_mu);
-	/* A row whose file is missing stays quarantined: sending it would
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		goto out;
+	/* A delivery whose file is missing stays quarantined: sending it would
 	 * fail again at once. The receiver requeues it when the file comes
-	 * back. */
+	 * back. The instances' summaries follow (RETURNING names them). */
 	rc = sqlite3_prepare_v2(sp->db,
-				"UPDATE instances SET state = 'queued', attempts = 0,"
+				"UPDATE deliveries SET state = 'queued', attempts = 0,"
 				" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
 				" WHERE state = 'quarantined' AND (?1 IS NULL OR study_uid = ?1)"
-				" AND last_error IS NOT '" OP__SPOOL_MISSING_REASON "'",
+				" AND (?3 IS NULL OR destination = ?3)"
+				" AND last_error IS NOT '" OP__SPOOL_MISSING_REASON "'"
+				" RETURNING instance_id",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, study_uid);
 		sqlite3_bind_int64(st, 2, now);
-		rc = sqlite3_step(st);
+		op__spool_bind_text(st, 3, dest);
 	}
-	if (rc == SQLITE_DONE)
-		*n = (unsigned)sqlite3_changes(sp->db);
+	int64_t *ids = NULL;
+	size_t n_ids = 0, cap = 0;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		if (n_ids == cap) {
+			int64_t *grown = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*ids));
+			if (!grown) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			ids = grown;
+		}
+		ids[n_ids++] = sqlite3_column_int64(st, 0);
+	}
 	sqlite3_finalize(st);
+	rc = rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
+	for (size_t i = 0; i < n_ids && rc == 0; i++)
+		rc = op__spool_refresh(sp, ids[i], now);
+	free(ids);
+	if (rc == 0)
+		rc = op__spool_exec(sp, "COMMIT");
+	if (rc < 0)
+		op__spool_exec(sp, "ROLLBACK");
+	else
+		*n = (unsigned)n_ids;
+out:
 	pthread_mutex_unlock(&sp->tx_mu);
-	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
+	return rc;
 }
 
 /* A quarantined row to discard, and the file it names as it was seen
@@ -298,6 +355,11 @@ int op_spool_discard_quarantined(op_spool *sp, const char *study_uid, unsigned *
 	}
 	/* Only quarantined rows: one the uplink or the receiver just moved on
 	 * (queued again, being sent) is not the operator's to drop. */
+	if (rc == 0)
+		rc = op__spool_exec_text(sp,
+					 "DELETE FROM deliveries WHERE instance_id IN (SELECT id FROM"
+					 " instances WHERE study_uid = ?1 AND state = 'quarantined')",
+					 study_uid);
 	if (rc == 0 && (rc = sqlite3_prepare_v2(sp->db,
 						"DELETE FROM instances WHERE study_uid = ? AND"
 						" state = 'quarantined'",
@@ -449,4 +511,23 @@ int op_spool_quick_check(op_spool *sp, char *detail, size_t size)
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int op_spool_destinations(op_spool *sp, char (*names)[OP_DEST_NAME_MAX + 1], unsigned max,
+			  unsigned *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->ro,
+				    "SELECT DISTINCT destination FROM deliveries ORDER BY destination",
+				    -1, &st, NULL);
+
+	*n = 0;
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = SQLITE_OK;
+		if (*n < max)
+			snprintf(names[(*n)++], OP_DEST_NAME_MAX + 1, "%s",
+				 sqlite3_column_text(st, 0));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "destinations", rc);
 }

@@ -96,8 +96,21 @@ int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n
 	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		goto out;
-	rc = sqlite3_prepare_v2(sp->db, "DELETE FROM instances WHERE id = ? AND state = 'sent'", -1,
-				&st, NULL);
+	/* The instance is 'sent' only when every delivery is. */
+	rc = sqlite3_prepare_v2(sp->db,
+				"DELETE FROM deliveries WHERE instance_id = ?1 AND"
+				" (SELECT state FROM instances WHERE id = ?1) = 'sent'",
+				-1, &st, NULL);
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		sqlite3_bind_int64(st, 1, v[i].id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(sp->db,
+					"DELETE FROM instances WHERE id = ? AND state = 'sent'", -1,
+					&st, NULL);
 	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
 		sqlite3_bind_int64(st, 1, v[i].id);
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
@@ -141,14 +154,28 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count)
 	int rc;
 
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = op__spool_exec(sp, "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
+	/* Every delivery 'sending' goes back, so every instance 'sending'
+	 * (the summary of its deliveries) becomes 'queued'. */
+	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
+	if (rc == 0)
+		rc = op__spool_exec(sp,
+				    "UPDATE deliveries SET state = 'queued' WHERE state = 'sending'");
 	*count = rc == 0 ? (unsigned)sqlite3_changes(sp->db) : 0;
+	if (rc == 0)
+		rc = op__spool_exec(sp,
+				    "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
+	if (rc == 0)
+		rc = op__spool_exec(sp, "COMMIT");
+	if (rc < 0) {
+		op__spool_exec(sp, "ROLLBACK");
+		*count = 0;
+	}
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;
 }
 
-static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
-		      int min_priority, op_spool_item *items, unsigned *n)
+static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_items,
+		      uint64_t max_bytes, int min_priority, op_spool_item *items, unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
 	char study[OP_UID_MAX + 1] = "";
@@ -156,13 +183,14 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 	int rc;
 
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT study_uid FROM instances WHERE state = 'queued'"
-				" AND next_attempt_at <= ? AND priority >= ?"
-				" ORDER BY priority DESC, received_at, id LIMIT 1",
+				"SELECT study_uid FROM deliveries WHERE destination = ?3"
+				" AND state = 'queued' AND next_attempt_at <= ?1 AND priority >= ?2"
+				" ORDER BY priority DESC, received_at, instance_id LIMIT 1",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, now);
 		sqlite3_bind_int(st, 2, min_priority);
+		op__spool_bind_text(st, 3, dest);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			snprintf(study, sizeof(study), "%s", sqlite3_column_text(st, 0));
@@ -174,14 +202,18 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 	if (rc != SQLITE_ROW)
 		return op__spool_sql_fail(sp, "claim", rc);
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT id, sop_instance_uid, hash, size, attempts, priority"
-				" FROM instances WHERE study_uid = ? AND state = 'queued'"
-				" AND next_attempt_at <= ? ORDER BY received_at, id LIMIT ?",
+				"SELECT i.id, i.sop_instance_uid, i.hash, i.size, d.attempts,"
+				" d.priority FROM deliveries d JOIN instances i"
+				" ON i.id = d.instance_id WHERE d.destination = ?4"
+				" AND d.study_uid = ?1 AND d.state = 'queued'"
+				" AND d.next_attempt_at <= ?2 ORDER BY d.received_at, d.instance_id"
+				" LIMIT ?3",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, study);
 		sqlite3_bind_int64(st, 2, now);
 		sqlite3_bind_int(st, 3, (int)max_items);
+		op__spool_bind_text(st, 4, dest);
 	}
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		op_spool_item *it = &items[*n];
@@ -212,20 +244,26 @@ static int claim_rows(op_spool *sp, int64_t now, unsigned max_items, uint64_t ma
 	if (rc != SQLITE_OK && rc != SQLITE_DONE)
 		return op__spool_sql_fail(sp, "claim", rc);
 	rc = sqlite3_prepare_v2(sp->db,
-				"UPDATE instances SET state = 'sending', state_changed_at = ?"
-				" WHERE id = ?",
+				"UPDATE deliveries SET state = 'sending', state_changed_at = ?1"
+				" WHERE instance_id = ?2 AND destination = ?3",
 				-1, &st, NULL);
 	for (unsigned i = 0; i < *n && rc == SQLITE_OK; i++) {
 		sqlite3_bind_int64(st, 1, now);
 		sqlite3_bind_int64(st, 2, items[i].id);
+		op__spool_bind_text(st, 3, dest);
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
 	}
 	sqlite3_finalize(st);
-	return rc == SQLITE_OK ? 0 : op__spool_sql_fail(sp, "claim", rc);
+	if (rc != SQLITE_OK)
+		return op__spool_sql_fail(sp, "claim", rc);
+	for (unsigned i = 0; i < *n; i++)
+		if ((rc = op__spool_refresh(sp, items[i].id, now)) < 0)
+			return rc;
+	return 0;
 }
 
-int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_bytes,
-		   int min_priority, op_spool_item *items, unsigned *n)
+int op_spool_claim(op_spool *sp, const char *dest, int64_t now, unsigned max_items,
+		   uint64_t max_bytes, int min_priority, op_spool_item *items, unsigned *n)
 {
 	int rc;
 
@@ -235,7 +273,7 @@ int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_b
 	pthread_mutex_lock(&sp->tx_mu);
 	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	if (rc == 0)
-		rc = claim_rows(sp, now, max_items, max_bytes, min_priority, items, n);
+		rc = claim_rows(sp, dest, now, max_items, max_bytes, min_priority, items, n);
 	if (rc == 0)
 		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0) {
@@ -248,10 +286,11 @@ int op_spool_claim(op_spool *sp, int64_t now, unsigned max_items, uint64_t max_b
 
 /* The counters of one settled instance, in the settlement's transaction.
  * Returns SQLITE_DONE or the error. */
-static int count_verdict(op_spool *sp, const op_spool_settlement *s)
+static int count_verdict(op_spool *sp, const char *dest, const op_spool_settlement *s)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t size = 0;
+	char name[OP_DEST_NAME_MAX + 32];
 	int rc;
 
 	switch (s->verdict) {
@@ -269,34 +308,49 @@ static int count_verdict(op_spool *sp, const op_spool_settlement *s)
 		if (op__spool_counter_add(sp, "uploaded_instances", 1) < 0 ||
 		    op__spool_counter_add(sp, "uploaded_bytes", (uint64_t)size) < 0)
 			return SQLITE_ERROR;
-		return SQLITE_DONE;
+		/* Each destination's own, besides the totals. */
+		snprintf(name, sizeof(name), "%s:uploaded_instances", dest);
+		if (op__spool_counter_add(sp, name, 1) < 0)
+			return SQLITE_ERROR;
+		snprintf(name, sizeof(name), "%s:uploaded_bytes", dest);
+		return op__spool_counter_add(sp, name, (uint64_t)size) < 0 ? SQLITE_ERROR
+									   : SQLITE_DONE;
 	case OP_VERDICT_RETRY:
-		return op__spool_counter_add(sp, "retries", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
+		snprintf(name, sizeof(name), "%s:retries", dest);
+		return op__spool_counter_add(sp, "retries", 1) < 0 ||
+				       op__spool_counter_add(sp, name, 1) < 0
+			       ? SQLITE_ERROR
+			       : SQLITE_DONE;
 	case OP_VERDICT_QUARANTINE:
-		return op__spool_counter_add(sp, "quarantined", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
+		snprintf(name, sizeof(name), "%s:quarantined", dest);
+		return op__spool_counter_add(sp, "quarantined", 1) < 0 ||
+				       op__spool_counter_add(sp, name, 1) < 0
+			       ? SQLITE_ERROR
+			       : SQLITE_DONE;
 	default: return SQLITE_DONE;
 	}
 }
 
-int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int64_t now)
+int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s, unsigned n,
+		    int64_t now)
 {
+	/* ?1 instance, ?2 the hash sent, ?3 now, ?4 next attempt, ?5 error,
+	 * ?6 destination. */
+#define SENT_THIS " WHERE instance_id = ?1 AND destination = ?6 AND state = 'sending'" \
+		  " AND (SELECT hash FROM instances WHERE id = ?1) = ?2"
 	static const char *const sql[] = {
-		[OP_VERDICT_SENT] = "UPDATE instances SET state = 'sent', attempts = attempts + 1,"
-				    " last_error = NULL, state_changed_at = ?3"
-				    " WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
+		[OP_VERDICT_SENT] = "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
+				    " last_error = NULL, state_changed_at = ?3" SENT_THIS,
 		[OP_VERDICT_RETRY] =
-			"UPDATE instances SET state = 'queued', attempts = attempts + 1,"
-			" next_attempt_at = ?4, last_error = ?5, state_changed_at = ?3"
-			" WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
-		[OP_VERDICT_QUARANTINE] = "UPDATE instances SET state = 'quarantined',"
+			"UPDATE deliveries SET state = 'queued', attempts = attempts + 1,"
+			" next_attempt_at = ?4, last_error = ?5, state_changed_at = ?3" SENT_THIS,
+		[OP_VERDICT_QUARANTINE] = "UPDATE deliveries SET state = 'quarantined',"
 					  " attempts = attempts + 1, last_error = ?5,"
-					  " state_changed_at = ?3"
-					  " WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
-		[OP_VERDICT_REQUEUE] =
-			"UPDATE instances SET state = 'queued', next_attempt_at = ?4,"
-			" last_error = ?5, state_changed_at = ?3"
-			" WHERE id = ?1 AND hash = ?2 AND state = 'sending'",
+					  " state_changed_at = ?3" SENT_THIS,
+		[OP_VERDICT_REQUEUE] = "UPDATE deliveries SET state = 'queued', next_attempt_at = ?4,"
+				       " last_error = ?5, state_changed_at = ?3" SENT_THIS,
 	};
+#undef SENT_THIS
 	int rc;
 
 	pthread_mutex_lock(&sp->tx_mu);
@@ -316,30 +370,35 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 			sqlite3_bind_int64(st, 3, now);
 			sqlite3_bind_int64(st, 4, s[i].next_attempt_at);
 			op__spool_bind_text(st, 5, s[i].error);
+			op__spool_bind_text(st, 6, dest);
 			r = sqlite3_step(st);
 		}
 		sqlite3_finalize(st);
 		st = NULL;
 		if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 1)
-			r = count_verdict(sp, &s[i]);
+			r = count_verdict(sp, dest, &s[i]);
 		/* The row was replaced by a newer version while this one was
 		 * sent: queue the newer one. */
 		else if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 0) {
 			r = sqlite3_prepare_v2(
 				sp->db,
-				"UPDATE instances SET state = 'queued', state_changed_at = ?3"
-				" WHERE id = ?1 AND hash != ?2 AND state = 'sending'",
+				"UPDATE deliveries SET state = 'queued', state_changed_at = ?3"
+				" WHERE instance_id = ?1 AND destination = ?4 AND state = 'sending'"
+				" AND (SELECT hash FROM instances WHERE id = ?1) != ?2",
 				-1, &st, NULL);
 			if (r == SQLITE_OK) {
 				sqlite3_bind_int64(st, 1, s[i].id);
 				op__spool_bind_text(st, 2, s[i].hash);
 				sqlite3_bind_int64(st, 3, now);
+				op__spool_bind_text(st, 4, dest);
 				r = sqlite3_step(st);
 			}
 			sqlite3_finalize(st);
 		}
 		if (r != SQLITE_DONE)
 			rc = op__spool_sql_fail(sp, "settle", r);
+		else
+			rc = op__spool_refresh(sp, s[i].id, now);
 	}
 	if (rc == 0)
 		rc = op__spool_exec(sp, "COMMIT");
@@ -349,7 +408,7 @@ int op_spool_settle(op_spool *sp, const op_spool_settlement *s, unsigned n, int6
 	return rc;
 }
 
-int op_spool_next_due(op_spool *sp, int64_t *when)
+int op_spool_next_due(op_spool *sp, const char *dest, int64_t *when)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
@@ -357,8 +416,11 @@ int op_spool_next_due(op_spool *sp, int64_t *when)
 	*when = INT64_MAX;
 	pthread_mutex_lock(&sp->tx_mu);
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT MIN(next_attempt_at) FROM instances WHERE state = 'queued'",
+				"SELECT MIN(next_attempt_at) FROM deliveries"
+				" WHERE destination = ? AND state = 'queued'",
 				-1, &st, NULL);
+	if (rc == SQLITE_OK)
+		op__spool_bind_text(st, 1, dest);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL)
 		*when = sqlite3_column_int64(st, 0);

@@ -250,7 +250,7 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 
 	rc = sqlite3_prepare_v2(sp->db,
 				"SELECT id, hash, sop_instance_uid FROM instances"
-				" WHERE state != 'quarantined'",
+				" WHERE state IN ('queued', 'sending')",
 				-1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct stat sb;
@@ -276,15 +276,21 @@ static int quarantine_missing(op_spool *sp, op_spool_recovery *rep)
 	st = NULL;
 	if (rc != SQLITE_DONE)
 		goto out;
+	/* Every delivery not yet sent is quarantined; an instance routed
+	 * nowhere keeps its row (as the sent cache would) until evicted. */
 	rc = sqlite3_prepare_v2(sp->db,
-				"UPDATE instances SET state = 'quarantined',"
+				"UPDATE deliveries SET state = 'quarantined',"
 				" last_error = '" OP__SPOOL_MISSING_REASON "', state_changed_at = ?"
-				" WHERE id = ?",
+				" WHERE instance_id = ? AND state != 'sent'",
 				-1, &st, NULL);
 	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
-		sqlite3_bind_int64(st, 1, op_clock_wall_ms());
+		int64_t now = op_clock_wall_ms();
+
+		sqlite3_bind_int64(st, 1, now);
 		sqlite3_bind_int64(st, 2, ids[i]);
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
+		if (rc == SQLITE_OK && op__spool_refresh(sp, ids[i], now) < 0)
+			rc = SQLITE_IOERR;
 		rep->missing++;
 	}
 	if (rc == SQLITE_OK)

@@ -285,11 +285,11 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 	sqlite3_stmt *st = NULL;
 	char old_hash[OP_HASH_HEX + 1] = "";
 	uint64_t old_size = 0;
-	int64_t now = op_clock_wall_ms();
+	int64_t now = op_clock_wall_ms(), id = 0;
 	int found = 0, foreign = 0, rc;
 
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT hash, size, state != 'sent' AND calling_aet != ?2"
+				"SELECT hash, size, state != 'sent' AND calling_aet != ?2, id"
 				" FROM instances WHERE sop_instance_uid = ?1",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
@@ -301,6 +301,7 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 			snprintf(old_hash, sizeof(old_hash), "%s", sqlite3_column_text(st, 0));
 			old_size = (uint64_t)sqlite3_column_int64(st, 1);
 			foreign = sqlite3_column_int(st, 2);
+			id = sqlite3_column_int64(st, 3);
 			rc = SQLITE_DONE;
 		}
 	}
@@ -313,13 +314,13 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 		 * quarantined because its file was missing is queued again. */
 		rc = sqlite3_prepare_v2(
 			sp->db,
-			"UPDATE instances SET state = 'queued', attempts = 0,"
+			"UPDATE deliveries SET state = 'queued', attempts = 0,"
 			" next_attempt_at = 0, last_error = NULL, state_changed_at = ?2"
-			" WHERE sop_instance_uid = ?1 AND state = 'quarantined'"
+			" WHERE instance_id = ?1 AND state = 'quarantined'"
 			" AND last_error = '" OP__SPOOL_MISSING_REASON "'",
 			-1, &st, NULL);
 		if (rc == SQLITE_OK) {
-			op__spool_bind_text(st, 1, in->sop_instance_uid);
+			sqlite3_bind_int64(st, 1, id);
 			sqlite3_bind_int64(st, 2, now);
 			rc = sqlite3_step(st);
 		}
@@ -327,6 +328,8 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 		st = NULL;
 		if (rc != SQLITE_DONE)
 			goto out;
+		if (sqlite3_changes(sp->db) > 0 && (rc = op__spool_refresh(sp, id, now)) < 0)
+			return rc;
 		p->outcome = OP_SPOOL_DUPLICATE;
 		return 0;
 	}
@@ -385,6 +388,35 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 	if (rc != SQLITE_DONE)
 		goto out;
 	p->outcome = found ? OP_SPOOL_REPLACED : OP_SPOOL_STORED;
+	if (!found) {
+		id = sqlite3_last_insert_rowid(sp->db);
+	} else {
+		/* The new version goes again to every destination the old one
+		 * was routed to (a correction reaches whoever had the
+		 * original), and to those its own routes add. */
+		rc = sqlite3_prepare_v2(
+			sp->db,
+			"UPDATE deliveries SET study_uid = ?2, priority = ?3, received_at = ?4,"
+			" state = CASE state WHEN 'sending' THEN 'sending' ELSE 'queued' END,"
+			" attempts = 0, next_attempt_at = 0, last_error = NULL,"
+			" state_changed_at = ?4 WHERE instance_id = ?1",
+			-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, id);
+			op__spool_bind_text(st, 2, in->study_uid);
+			sqlite3_bind_int(st, 3, in->priority);
+			sqlite3_bind_int64(st, 4, now);
+			rc = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+		if (rc != SQLITE_DONE)
+			goto out;
+	}
+	if ((rc = op__spool_add_deliveries(sp, id, in, now)) < 0 ||
+	    (rc = op__spool_refresh(sp, id, now)) < 0)
+		return rc;
+	rc = SQLITE_DONE;
 	if (found) {
 		/* The old file goes once no row names it. */
 		p->old_size = old_size;

@@ -172,7 +172,7 @@ static void status_work(struct op__api_job *job)
 	uint64_t spool_bytes = 0;
 	char t[32];
 
-	if (op_spool_get_stats(job->spool, &st) < 0) {
+	if (op_spool_get_stats(job->spool, NULL, &st) < 0) {
 		cJSON_Delete(o);
 		op__api_job_error(job, 503,
 				  "the spool database cannot be read (see the uplink's log)");
@@ -349,7 +349,7 @@ static void metrics_work(struct op__api_job *job)
 	struct op__api_disk d = op__api_disk_of(c->spool_dir);
 	struct text t = { 0 };
 
-	if (op_spool_get_stats(job->spool, &st) < 0) {
+	if (op_spool_get_stats(job->spool, NULL, &st) < 0) {
 		op__api_job_error(job, 503,
 				  "the spool database cannot be read (see the uplink's log)");
 		return;

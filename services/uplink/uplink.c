@@ -75,7 +75,7 @@ static void settle_work(uv_work_t *w)
 	op_uplink *up = s->up;
 	unsigned evicted = 0;
 
-	s->work_rc = op_spool_settle(up->spool, s->settle, s->n, op_clock_wall_ms());
+	s->work_rc = op_spool_settle(up->spool, "cloud", s->settle, s->n, op_clock_wall_ms());
 	s->evicted_bytes = 0;
 	if (s->work_rc == 0)
 		op_spool_evict_sent(up->spool, s->keep_sent, &evicted, &s->evicted_bytes);
@@ -335,7 +335,7 @@ static void claim_work(uv_work_t *w)
 {
 	struct slot *s = w->data;
 
-	s->work_rc = op_spool_claim(s->up->spool, op_clock_wall_ms(), s->claim_items,
+	s->work_rc = op_spool_claim(s->up->spool, "cloud", op_clock_wall_ms(), s->claim_items,
 				    s->claim_bytes, s->urgent_lane ? 2 : 0, s->items, &s->n);
 }
 

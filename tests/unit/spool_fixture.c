@@ -390,7 +390,7 @@ void spool_fx_store_study(struct spool_fx *f, const char *sop, const char *study
 void spool_fx_claim(struct spool_fx *f, unsigned max_items, uint64_t max_bytes,
 		    op_spool_item *items, unsigned *n)
 {
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, max_items, max_bytes, 0, items, n),
+	assert_int_equal(op_spool_claim(f->sp, "cloud", INT64_MAX / 2, max_items, max_bytes, 0, items, n),
 			 0);
 }
 
@@ -399,5 +399,5 @@ void spool_fx_settle_one(struct spool_fx *f, const op_spool_item *it, enum op_sp
 {
 	op_spool_settlement s = { it->id, it->hash, v, next, error };
 
-	assert_int_equal(op_spool_settle(f->sp, &s, 1, now), 0);
+	assert_int_equal(op_spool_settle(f->sp, "cloud", &s, 1, now), 0);
 }

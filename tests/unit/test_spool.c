@@ -48,7 +48,7 @@ static void test_spool_open_creates_tree(void **state)
 
 	db = spool_fx_db_open(f);
 	assert_int_equal(spool_fx_db_int(db, "PRAGMA user_version", NULL), OP_SPOOL_SCHEMA_VERSION);
-	assert_int_equal(OP_SPOOL_SCHEMA_VERSION, 1);
+	assert_int_equal(OP_SPOOL_SCHEMA_VERSION, 2);
 	spool_fx_db_text(db, "PRAGMA journal_mode", NULL, text, sizeof(text));
 	assert_string_equal(text, "wal");
 	assert_int_equal(spool_fx_db_int(db, "SELECT COUNT(*) FROM instances", NULL), 0);
@@ -110,8 +110,39 @@ static void test_spool_newer_schema(void **state)
 	sqlite3_close(db);
 
 	/* The current version opens. */
+	spool_fx_db_exec(f, "PRAGMA user_version = 2");
+	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
+}
+
+/* Schema 1 (one queue, the cloud's) becomes schema 2 at open: each
+ * instance's row becomes its delivery to "cloud", in its state. (The
+ * integration test opens a spool that the 0.1.0 binaries wrote.) */
+static void test_spool_upgrade_from_1(void **state)
+{
+	struct spool_fx *f = *state;
+	unsigned char *a = spool_fx_content(f, "1.2.3.80", 800, 1);
+	unsigned char *b = spool_fx_content(f, "1.2.3.81", 900, 2);
+	sqlite3 *db;
+
+	spool_fx_store_ok(f, a, 800, "1.2.3.80", OP_SPOOL_STORED, NULL);
+	spool_fx_store_ok(f, b, 900, "1.2.3.81", OP_SPOOL_STORED, NULL);
+	op_spool_close(f->sp);
+	f->sp = NULL;
+	spool_fx_db_exec(f, "DROP TABLE deliveries");
+	spool_fx_db_exec(f, "UPDATE instances SET state = 'quarantined', attempts = 3,"
+			    " last_error = 'refused' WHERE sop_instance_uid = '1.2.3.81'");
 	spool_fx_db_exec(f, "PRAGMA user_version = 1");
 	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
+	db = spool_fx_db_open(f);
+	assert_int_equal(spool_fx_db_int(db, "PRAGMA user_version", NULL), 2);
+	assert_int_equal(spool_fx_db_int(db,
+					 "SELECT COUNT(*) FROM deliveries d JOIN instances i"
+					 " ON i.id = d.instance_id WHERE d.destination = 'cloud'"
+					 " AND d.state = i.state AND d.attempts = i.attempts"
+					 " AND d.last_error IS i.last_error",
+					 NULL),
+			 2);
+	sqlite3_close(db);
 }
 
 /* Rows, usage and files survive close and open. */
@@ -304,6 +335,7 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_open_creates_tree),
 		SPOOL_FX_TEST(test_spool_open_errors),
 		SPOOL_FX_TEST(test_spool_newer_schema),
+		SPOOL_FX_TEST(test_spool_upgrade_from_1),
 		SPOOL_FX_TEST(test_spool_reopen_keeps_rows),
 		SPOOL_FX_TEST(test_spool_concurrent_first_open),
 		/* limits */

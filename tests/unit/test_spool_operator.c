@@ -42,7 +42,7 @@ static void test_spool_counters(void **state)
 
 	op_spool_close(f->sp);
 	assert_int_equal(op_spool_open(f->t.dir, &f->limits, &f->sp), 0);
-	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(op_spool_get_stats(f->sp, NULL, &st), 0);
 	assert_int_equal(st.counters.received_instances, 4);
 	assert_int_equal(st.counters.received_bytes, 11000);
 	assert_int_equal(st.counters.uploaded_instances, 1);
@@ -98,9 +98,9 @@ static void test_spool_studies_and_retry(void **state)
 	assert_int_equal(n, 1);
 	assert_string_equal(s[0].study_uid, "8.1");
 
-	assert_int_equal(op_spool_retry_quarantined(f->sp, "8.1", 2, &requeued), 0);
+	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, "8.1", 2, &requeued), 0);
 	assert_int_equal(requeued, 0);
-	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, 2, &requeued), 0);
+	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, NULL, 2, &requeued), 0);
 	assert_int_equal(requeued, 1);
 	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
 	assert_int_equal(total, 2);

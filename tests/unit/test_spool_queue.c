@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "common/spool.h"
 #include "spool_fixture.h"
@@ -77,10 +78,10 @@ static void test_spool_claim_min_priority(void **state)
 	unsigned n;
 
 	spool_fx_store_study(f, "1.1", "9.1", 1, 300, NULL);
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
 	assert_int_equal(n, 0);
 	spool_fx_store_study(f, "2.1", "9.2", 2, 300, NULL);
-	assert_int_equal(op_spool_claim(f->sp, INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", INT64_MAX / 2, 4, 1 << 20, 2, it, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "2.1");
 }
@@ -105,7 +106,7 @@ static void test_spool_claim_limits(void **state)
 	spool_fx_claim(f, 8, 10, it, &n);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "1.5");
-	assert_int_equal(op_spool_claim(f->sp, 0, 0, 10, 0, it, &n), -EINVAL);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 0, 0, 10, 0, it, &n), -EINVAL);
 }
 
 /* Every verdict, and when retries are due again. */
@@ -122,11 +123,11 @@ static void test_spool_settle_verdicts(void **state)
 	spool_fx_store_study(f, "1.2", "9.1", 1, 300, NULL);
 	spool_fx_store_study(f, "1.3", "9.1", 1, 300, NULL);
 	spool_fx_store_study(f, "1.4", "9.1", 1, 300, NULL);
-	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
+	assert_int_equal(op_spool_next_due(f->sp, "cloud", &due), 0);
 	assert_int_equal(due, 0);
 	spool_fx_claim(f, 4, 1 << 20, it, &n);
 	assert_int_equal(n, 4);
-	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
+	assert_int_equal(op_spool_next_due(f->sp, "cloud", &due), 0);
 	assert_true(due == INT64_MAX);
 
 	spool_fx_settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
@@ -165,16 +166,16 @@ static void test_spool_settle_verdicts(void **state)
 		0);
 	sqlite3_close(db);
 
-	assert_int_equal(op_spool_next_due(f->sp, &due), 0);
+	assert_int_equal(op_spool_next_due(f->sp, "cloud", &due), 0);
 	assert_int_equal(due, 2000);
-	assert_int_equal(op_spool_claim(f->sp, 1999, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 1999, 4, 1 << 20, 0, it, &n), 0);
 	assert_int_equal(n, 0);
 	/* An instance attempted before goes alone; the others together. */
-	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "1.2");
 	assert_int_equal(it[0].attempts, 1);
-	assert_int_equal(op_spool_claim(f->sp, 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(it[0].sop_instance_uid, "1.4");
 	assert_int_equal(it[0].attempts, 0);
@@ -294,6 +295,155 @@ static void test_spool_makes_room_from_sent(void **state)
 	assert_int_equal(op_spool_object_begin(f->sp, &obj), -EDQUOT);
 }
 
+/* Stores sop (study 9.9) for the destinations in dests ("" = the
+ * default, NULL = routed nowhere). */
+static void store_routed(struct spool_fx *f, const char *sop, const char *dests)
+{
+	unsigned char *data = spool_fx_content(f, sop, 1000, 7);
+	op_spool_object *obj;
+	enum op_spool_outcome outcome;
+	op_instance in;
+
+	spool_fx_fill_inst(&in, sop);
+	snprintf(in.study_uid, sizeof(in.study_uid), "9.9");
+	snprintf(in.destinations, sizeof(in.destinations), "%s", dests ? dests : "");
+	in.local_only = dests == NULL;
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, data, 1000), 0);
+	assert_int_equal(op_spool_object_commit(obj, &in, &outcome, NULL), 0);
+	usleep(2000);
+}
+
+static void settle_at(struct spool_fx *f, const char *dest, const op_spool_item *it,
+		      enum op_spool_verdict v, const char *error)
+{
+	op_spool_settlement s = { it->id, it->hash, v, 0, error };
+
+	assert_int_equal(op_spool_settle(f->sp, dest, &s, 1, 5000), 0);
+}
+
+static void assert_delivery(struct spool_fx *f, const char *sop, const char *dest,
+			    const char *state)
+{
+	sqlite3 *db = spool_fx_db_open(f);
+	char sql[256], text[64];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT d.state FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+		 " WHERE i.sop_instance_uid = ?1 AND d.destination = '%s'",
+		 dest);
+	spool_fx_db_text(db, sql, sop, text, sizeof(text));
+	sqlite3_close(db);
+	assert_string_equal(text, state);
+}
+
+/* Each destination has its own queue: one being sent does not hide the
+ * instance from another, and the instance stays until both have it. */
+static void test_spool_destinations_independent(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_item it[4];
+	unsigned n, evicted;
+	uint64_t freed;
+	char text[32];
+
+	store_routed(f, "1.1", "cloud,ai,ai");
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, &it[1], &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(op_spool_claim(f->sp, "ai", 5000, 4, 1 << 20, 0, &it[1], &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(op_spool_claim(f->sp, "other", 5000, 4, 1 << 20, 0, &it[2], &n), 0);
+	assert_int_equal(n, 0);
+
+	settle_at(f, "cloud", &it[0], OP_VERDICT_SENT, NULL);
+	assert_delivery(f, "1.1", "cloud", "sent");
+	spool_fx_row_text(f, "1.1", "state", text, sizeof(text));
+	assert_string_equal(text, "sending");
+	settle_at(f, "ai", &it[1], OP_VERDICT_RETRY, "connection refused");
+	spool_fx_row_text(f, "1.1", "state", text, sizeof(text));
+	assert_string_equal(text, "queued");
+	spool_fx_row_text(f, "1.1", "last_error", text, sizeof(text));
+	assert_string_equal(text, "connection refused");
+	/* Not evictable: the AI service does not have it yet. */
+	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
+	assert_int_equal(evicted, 0);
+
+	assert_int_equal(op_spool_claim(f->sp, "ai", 5000, 4, 1 << 20, 0, &it[1], &n), 0);
+	assert_int_equal(n, 1);
+	settle_at(f, "ai", &it[1], OP_VERDICT_SENT, NULL);
+	spool_fx_row_text(f, "1.1", "state", text, sizeof(text));
+	assert_string_equal(text, "sent");
+	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
+	assert_int_equal(evicted, 1);
+	assert_int_equal(spool_fx_rows(f), 0);
+	sqlite3 *db = spool_fx_db_open(f);
+	assert_int_equal(spool_fx_db_int(db, "SELECT COUNT(*) FROM deliveries", NULL), 0);
+	sqlite3_close(db);
+}
+
+/* A delivery quarantined at one destination keeps the object; the
+ * operator's retry of that destination queues only its delivery. */
+static void test_spool_destination_quarantine_keeps(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_item it[2];
+	op_spool_stats st;
+	unsigned n, evicted;
+	uint64_t freed;
+	char text[32];
+
+	store_routed(f, "1.2", "cloud,pacs");
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(op_spool_claim(f->sp, "pacs", 5000, 4, 1 << 20, 0, &it[1], &n), 0);
+	settle_at(f, "cloud", &it[0], OP_VERDICT_SENT, NULL);
+	settle_at(f, "pacs", &it[1], OP_VERDICT_QUARANTINE, "C-STORE failed: status 0xC000");
+	spool_fx_row_text(f, "1.2", "state", text, sizeof(text));
+	assert_string_equal(text, "quarantined");
+	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
+	assert_int_equal(evicted, 0);
+
+	assert_int_equal(op_spool_get_stats(f->sp, "pacs", &st), 0);
+	assert_int_equal(st.state[OP_STATE_QUARANTINED].instances, 1);
+	assert_int_equal(st.state[OP_STATE_SENT].instances, 0);
+	assert_int_equal(st.counters.quarantined, 1);
+	assert_int_equal(st.counters.uploaded_instances, 0);
+	assert_int_equal(op_spool_get_stats(f->sp, "cloud", &st), 0);
+	assert_int_equal(st.state[OP_STATE_SENT].instances, 1);
+	assert_int_equal(st.counters.uploaded_instances, 1);
+
+	assert_int_equal(op_spool_retry_quarantined(f->sp, "cloud", NULL, 6000, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(op_spool_retry_quarantined(f->sp, "pacs", NULL, 6000, &n), 0);
+	assert_int_equal(n, 1);
+	assert_delivery(f, "1.2", "pacs", "queued");
+	assert_delivery(f, "1.2", "cloud", "sent");
+	spool_fx_row_text(f, "1.2", "state", text, sizeof(text));
+	assert_string_equal(text, "queued");
+}
+
+/* Routed nowhere ([routing] default = none): kept like the sent cache. */
+static void test_spool_local_only(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_item it[2];
+	unsigned n;
+	char text[32];
+	char names[4][OP_DEST_NAME_MAX + 1];
+
+	store_routed(f, "1.3", NULL);
+	store_routed(f, "1.4", "");
+	spool_fx_row_text(f, "1.3", "state", text, sizeof(text));
+	assert_string_equal(text, "sent");
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "1.4");
+	assert_int_equal(op_spool_destinations(f->sp, names, 4, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names[0], "cloud");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -306,6 +456,9 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_requeue_sending),
 		SPOOL_FX_TEST(test_spool_evict_sent),
 		SPOOL_FX_TEST(test_spool_makes_room_from_sent),
+		SPOOL_FX_TEST(test_spool_destinations_independent),
+		SPOOL_FX_TEST(test_spool_destination_quarantine_keeps),
+		SPOOL_FX_TEST(test_spool_local_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
