@@ -32,7 +32,8 @@ static void retry_work(struct op__api_job *job)
 	char detail[160];
 	cJSON *o;
 
-	if (op_spool_retry_quarantined(job->spool, NULL, *j->study ? j->study : NULL, job->t, &n) < 0) {
+	if (op_spool_retry_quarantined(job->spool, NULL, *j->study ? j->study : NULL, job->t, &n) <
+	    0) {
 		op__api_job_error(job, 503,
 				  "the spool database cannot be written (see the uplink's log)");
 		return;

@@ -390,8 +390,9 @@ void spool_fx_store_study(struct spool_fx *f, const char *sop, const char *study
 void spool_fx_claim(struct spool_fx *f, unsigned max_items, uint64_t max_bytes,
 		    op_spool_item *items, unsigned *n)
 {
-	assert_int_equal(op_spool_claim(f->sp, "cloud", INT64_MAX / 2, max_items, max_bytes, 0, items, n),
-			 0);
+	assert_int_equal(
+		op_spool_claim(f->sp, "cloud", INT64_MAX / 2, max_items, max_bytes, 0, items, n),
+		0);
 }
 
 void spool_fx_settle_one(struct spool_fx *f, const op_spool_item *it, enum op_spool_verdict v,
