@@ -543,11 +543,12 @@ int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, in
 	if (in->local_only)
 		return 0;
 	/* A destination listed twice (two routes to it) is one delivery. */
-	rc = sqlite3_prepare_v2(sp->db,
-				"INSERT OR IGNORE INTO deliveries (instance_id, destination, study_uid,"
-				" priority, received_at, state_changed_at)"
-				" VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"INSERT OR IGNORE INTO deliveries (instance_id, destination, study_uid,"
+		" priority, received_at, state_changed_at)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+		-1, &st, NULL);
 	for (const char *p = list; rc == SQLITE_OK && *p;) {
 		size_t len = strcspn(p, ",");
 

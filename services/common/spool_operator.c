@@ -57,16 +57,18 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 
 	memset(out, 0, sizeof(*out));
 	if (dest)
-		rc = sqlite3_prepare_v2(sp->ro,
-					"SELECT d.state, COUNT(*), COALESCE(SUM(i.size), 0)"
-					" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
-					" WHERE d.destination = ?1 GROUP BY d.state",
-					-1, &st, NULL);
+		rc = sqlite3_prepare_v2(
+			sp->ro,
+			"SELECT d.state, COUNT(*), COALESCE(SUM(i.size), 0)"
+			" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+			" WHERE d.destination = ?1 GROUP BY d.state",
+			-1, &st, NULL);
 	else
-		rc = sqlite3_prepare_v2(sp->ro,
-					"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
-					" WHERE ?1 IS NULL GROUP BY state",
-					-1, &st, NULL);
+		rc = sqlite3_prepare_v2(
+			sp->ro,
+			"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
+			" WHERE ?1 IS NULL GROUP BY state",
+			-1, &st, NULL);
 	if (rc == SQLITE_OK)
 		op__spool_bind_text(st, 1, dest);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -87,10 +89,11 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 					" AND state IN ('queued', 'sending')",
 					-1, &st, NULL);
 	else if (rc == SQLITE_DONE)
-		rc = sqlite3_prepare_v2(sp->ro,
-					"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
-					" FROM instances WHERE ?1 IS NULL AND state IN ('queued', 'sending')",
-					-1, &st, NULL);
+		rc = sqlite3_prepare_v2(
+			sp->ro,
+			"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
+			" FROM instances WHERE ?1 IS NULL AND state IN ('queued', 'sending')",
+			-1, &st, NULL);
 	if (rc == SQLITE_OK)
 		op__spool_bind_text(st, 1, dest);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -356,10 +359,11 @@ int op_spool_discard_quarantined(op_spool *sp, const char *study_uid, unsigned *
 	/* Only quarantined rows: one the uplink or the receiver just moved on
 	 * (queued again, being sent) is not the operator's to drop. */
 	if (rc == 0)
-		rc = op__spool_exec_text(sp,
-					 "DELETE FROM deliveries WHERE instance_id IN (SELECT id FROM"
-					 " instances WHERE study_uid = ?1 AND state = 'quarantined')",
-					 study_uid);
+		rc = op__spool_exec_text(
+			sp,
+			"DELETE FROM deliveries WHERE instance_id IN (SELECT id FROM"
+			" instances WHERE study_uid = ?1 AND state = 'quarantined')",
+			study_uid);
 	if (rc == 0 && (rc = sqlite3_prepare_v2(sp->db,
 						"DELETE FROM instances WHERE study_uid = ? AND"
 						" state = 'quarantined'",
@@ -517,9 +521,9 @@ int op_spool_destinations(op_spool *sp, char (*names)[OP_DEST_NAME_MAX + 1], uns
 			  unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(sp->ro,
-				    "SELECT DISTINCT destination FROM deliveries ORDER BY destination",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+		sp->ro, "SELECT DISTINCT destination FROM deliveries ORDER BY destination", -1, &st,
+		NULL);
 
 	*n = 0;
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -158,12 +158,12 @@ int op_spool_requeue_sending(op_spool *sp, unsigned *count)
 	 * (the summary of its deliveries) becomes 'queued'. */
 	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	if (rc == 0)
-		rc = op__spool_exec(sp,
-				    "UPDATE deliveries SET state = 'queued' WHERE state = 'sending'");
+		rc = op__spool_exec(
+			sp, "UPDATE deliveries SET state = 'queued' WHERE state = 'sending'");
 	*count = rc == 0 ? (unsigned)sqlite3_changes(sp->db) : 0;
 	if (rc == 0)
-		rc = op__spool_exec(sp,
-				    "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
+		rc = op__spool_exec(
+			sp, "UPDATE instances SET state = 'queued' WHERE state = 'sending'");
 	if (rc == 0)
 		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0) {
@@ -336,8 +336,9 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 {
 	/* ?1 instance, ?2 the hash sent, ?3 now, ?4 next attempt, ?5 error,
 	 * ?6 destination. */
-#define SENT_THIS " WHERE instance_id = ?1 AND destination = ?6 AND state = 'sending'" \
-		  " AND (SELECT hash FROM instances WHERE id = ?1) = ?2"
+#define SENT_THIS                                                                                  \
+	" WHERE instance_id = ?1 AND destination = ?6 AND state = 'sending'"                       \
+	" AND (SELECT hash FROM instances WHERE id = ?1) = ?2"
 	static const char *const sql[] = {
 		[OP_VERDICT_SENT] = "UPDATE deliveries SET state = 'sent', attempts = attempts + 1,"
 				    " last_error = NULL, state_changed_at = ?3" SENT_THIS,
@@ -347,8 +348,9 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 		[OP_VERDICT_QUARANTINE] = "UPDATE deliveries SET state = 'quarantined',"
 					  " attempts = attempts + 1, last_error = ?5,"
 					  " state_changed_at = ?3" SENT_THIS,
-		[OP_VERDICT_REQUEUE] = "UPDATE deliveries SET state = 'queued', next_attempt_at = ?4,"
-				       " last_error = ?5, state_changed_at = ?3" SENT_THIS,
+		[OP_VERDICT_REQUEUE] =
+			"UPDATE deliveries SET state = 'queued', next_attempt_at = ?4,"
+			" last_error = ?5, state_changed_at = ?3" SENT_THIS,
 	};
 #undef SENT_THIS
 	int rc;
