@@ -189,6 +189,8 @@ const char *op_spool_db_path(const op_spool *sp);
 typedef struct op_spool_item {
 	int64_t id;
 	char sop_instance_uid[OP_UID_MAX + 1];
+	char sop_class_uid[OP_UID_MAX + 1];
+	char transfer_syntax[OP_UID_MAX + 1];
 	char study_uid[OP_UID_MAX + 1];
 	char hash[OP_HASH_HEX + 1];
 	uint64_t size;

@@ -203,7 +203,8 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 		return op__spool_sql_fail(sp, "claim", rc);
 	rc = sqlite3_prepare_v2(sp->db,
 				"SELECT i.id, i.sop_instance_uid, i.hash, i.size, d.attempts,"
-				" d.priority FROM deliveries d JOIN instances i"
+				" d.priority, i.sop_class_uid, i.transfer_syntax"
+				" FROM deliveries d JOIN instances i"
 				" ON i.id = d.instance_id WHERE d.destination = ?4"
 				" AND d.study_uid = ?1 AND d.state = 'queued'"
 				" AND d.next_attempt_at <= ?2 ORDER BY d.received_at, d.instance_id"
@@ -236,6 +237,10 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 		it->size = size;
 		it->attempts = sqlite3_column_int(st, 4);
 		it->priority = sqlite3_column_int(st, 5);
+		snprintf(it->sop_class_uid, sizeof(it->sop_class_uid), "%s",
+			 sqlite3_column_text(st, 6));
+		snprintf(it->transfer_syntax, sizeof(it->transfer_syntax), "%s",
+			 sqlite3_column_text(st, 7));
 		bytes += size;
 		(*n)++;
 	}

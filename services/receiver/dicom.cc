@@ -35,6 +35,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fnmatch.h>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -138,10 +139,12 @@ static int uid_valid(const char *s)
 }
 
 struct op_dicom_match {
+	enum op_dicom_match_mode mode;
 	std::vector<std::pair<DcmTagKey, std::string>> conditions;
 };
 
-int op_dicom_match_compile(const char *text, op_dicom_match **out, char *err, size_t errlen)
+int op_dicom_match_compile(const char *text, enum op_dicom_match_mode mode, op_dicom_match **out,
+			   char *err, size_t errlen)
 {
 	std::unique_ptr<op_dicom_match> m(new (std::nothrow) op_dicom_match());
 	std::string all(text ? text : "");
@@ -150,6 +153,7 @@ int op_dicom_match_compile(const char *text, op_dicom_match **out, char *err, si
 	*out = NULL;
 	if (!m)
 		return -ENOMEM;
+	m->mode = mode;
 	while (pos <= all.size()) {
 		size_t comma = all.find(',', pos);
 		std::string item = all.substr(pos, comma == std::string::npos ? std::string::npos
@@ -164,7 +168,7 @@ int op_dicom_match_compile(const char *text, op_dicom_match **out, char *err, si
 		DcmTag tag;
 		if (eq == std::string::npos ||
 		    DcmTag::findTagFromName(keyword.c_str(), tag).bad()) {
-			snprintf(err, errlen, "urgent_match: '%s' is not a DICOM attribute keyword",
+			snprintf(err, errlen, "'%s' is not a DICOM attribute keyword",
 				 keyword.c_str());
 			return -EINVAL;
 		}
@@ -180,8 +184,8 @@ void op_dicom_match_free(op_dicom_match *m)
 	delete m;
 }
 
-/* Does any value of the attribute (first found, sequences searched) equal
- * value, ignoring case and padding? */
+/* Does any value of the attribute (first found, sequences searched) match
+ * the pattern value (* and ?), ignoring case and padding? */
 static bool has_value(DcmDataset *ds, const DcmTagKey &tag, const std::string &value)
 {
 	DcmElement *el = NULL;
@@ -191,14 +195,30 @@ static bool has_value(DcmDataset *ds, const DcmTagKey &tag, const std::string &v
 		return false;
 	for (unsigned long i = 0; i < el->getVM(); i++) {
 		if (el->getOFString(v, i, OFTrue /* normalized */).good() &&
-		    strcasecmp(v.c_str(), value.c_str()) == 0)
+		    fnmatch(value.c_str(), v.c_str(), FNM_CASEFOLD | FNM_NOESCAPE) == 0)
 			return true;
 	}
 	return false;
 }
 
-int op_dicom_read_instance(const char *path, const op_dicom_match *match, int *matched,
-			   op_instance *out, char *err, size_t errlen)
+/* Does the match list hold for ds? */
+static bool holds(DcmDataset *ds, const op_dicom_match *m)
+{
+	if (!m)
+		return false;
+	for (const auto &c : m->conditions) {
+		bool h = has_value(ds, c.first, c.second);
+
+		if (h && m->mode == OP_MATCH_ANY)
+			return true;
+		if (!h && m->mode == OP_MATCH_ALL)
+			return false;
+	}
+	return m->mode == OP_MATCH_ALL;
+}
+
+int op_dicom_read_instance(const char *path, const op_dicom_match *const *match, int n,
+			   int *matched, op_instance *out, char *err, size_t errlen)
 {
 	DcmFileFormat ff;
 	const char *v = NULL;
@@ -251,12 +271,8 @@ int op_dicom_read_instance(const char *path, const op_dicom_match *match, int *m
 	v = NULL;
 	ds->findAndGetString(DCM_Modality, v);
 	copy(out->modality, sizeof(out->modality), v);
-	if (matched) {
-		*matched = 0;
-		for (size_t i = 0; match && i < match->conditions.size() && !*matched; i++)
-			*matched = has_value(ds, match->conditions[i].first,
-					     match->conditions[i].second);
-	}
+	for (int i = 0; i < n; i++)
+		matched[i] = holds(ds, match[i]);
 	return 0;
 }
 

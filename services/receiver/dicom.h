@@ -102,27 +102,32 @@ void op_dicom_serve(op_dicom_net *net, int fd, int busy);
  */
 int op_dicom_pdu_ready(const unsigned char *buf, size_t len, size_t *need);
 
-/* Attribute conditions ([priority] urgent_match): "Keyword=Value, ...";
- * any one that holds makes an instance urgent. */
+/* Attribute conditions: "Keyword=Value, ..." (values may hold the
+ * wildcards * and ?; case is ignored). [priority] urgent_match holds when
+ * any one condition does; a route's conditions hold when all do. */
 typedef struct op_dicom_match op_dicom_match;
 
+enum op_dicom_match_mode { OP_MATCH_ANY, OP_MATCH_ALL };
+
 /* Compiles a match list against DICOM's dictionary. An empty text gives
- * NULL (nothing matches). -EINVAL with the reason in err (an unknown
+ * NULL (which matches nothing). -EINVAL with the reason in err (an unknown
  * keyword). */
-int op_dicom_match_compile(const char *text, op_dicom_match **out, char *err, size_t errlen);
+int op_dicom_match_compile(const char *text, enum op_dicom_match_mode mode, op_dicom_match **out,
+			   char *err, size_t errlen);
 
 /* Accepts NULL. */
 void op_dicom_match_free(op_dicom_match *m);
 
 /*
  * Reads the attributes Outpost indexes from a DICOM file (with or without
- * a meta header). With a match list, *matched tells whether an attribute
- * anywhere in the dataset (sequences included) has one of its values
- * (case-insensitive; any value of a multi-valued attribute). Returns 0, or
+ * a meta header). With n match lists, matched[i] tells whether match[i]
+ * holds: a condition holds when the attribute, anywhere in the dataset
+ * (sequences included), has a value that matches (any value of a
+ * multi-valued attribute); a NULL list holds for nothing. Returns 0, or
  * -EINVAL with the reason in err.
  */
-int op_dicom_read_instance(const char *path, const op_dicom_match *match, int *matched,
-			   op_instance *out, char *err, size_t errlen);
+int op_dicom_read_instance(const char *path, const op_dicom_match *const *match, int n,
+			   int *matched, op_instance *out, char *err, size_t errlen);
 
 /* The storage SOP classes and transfer syntaxes accepted, for the
  * conformance statement: writes Markdown tables. */

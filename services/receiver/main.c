@@ -17,6 +17,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "receiver/dicom.h"
+#include "receiver/router.h"
 #include "receiver/receiver.h"
 
 static void usage(FILE *out)
@@ -40,8 +41,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config_path = NULL;
-	op_dicom_match *match = NULL;
-	char err[256];
+	op_router *router = NULL;
+	char err[640];
 	int check = 0, opt, rc;
 	op_config cfg;
 	op_receiver *rx = NULL;
@@ -61,15 +62,15 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	/* urgent_match names DICOM attributes: only DCMTK's dictionary can
-	 * check them, so here rather than in the config module. */
+	/* urgent_match and routes name DICOM attributes: only DCMTK's
+	 * dictionary can check them, so here rather than in the config
+	 * module. */
 	rc = op_config_from_command_line(&cfg, config_path, 0);
-	if (rc < 0 &&
-	    op_dicom_match_compile(cfg.priority.urgent_match, &match, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s: %s\n", config_path ? config_path : "(embedded defaults)", err);
+	if (rc < 0 && op_router_open(&cfg, config_path, &router, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
 		return 2;
 	}
-	op_dicom_match_free(match);
+	op_router_close(router);
 	if (rc < 0 && check) {
 		op_config_print(&cfg, stdout);
 		return 0;
@@ -88,7 +89,7 @@ int main(int argc, char **argv)
 
 	op_info("receiver.start", "version=%s config=%s spool=%s", OP_VERSION,
 		config_path ? config_path : "(embedded defaults)", cfg.spool.dir);
-	rc = op_receiver_open(&cfg, &rx);
+	rc = op_receiver_open(&cfg, config_path, &rx);
 	if (rc < 0)
 		return 1;
 	rc = op_receiver_run(rx, config_path);

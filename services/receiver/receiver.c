@@ -38,6 +38,7 @@
 #include "common/notify.h"
 #include "common/spool.h"
 #include "receiver/dicom.h"
+#include "receiver/router.h"
 
 /* Threads waiting for an association request, beyond max_associations,
  * before new connections are closed outright. */
@@ -66,11 +67,13 @@ struct op_receiver {
 	char refused_last[INET_ADDRSTRLEN];
 	int64_t refused_next_ms;
 
-	/* What makes an instance urgent (reloadable; held while it is used). */
+	/* Where an instance goes and what makes it urgent (reloadable; held
+	 * while it is used). */
 	pthread_rwlock_t urgent_lock;
 	op_ae_list urgent_aets;
 	op_ae_list trusted_aets; /* [priority] trust_priority_from */
-	op_dicom_match *urgent_match;
+	op_router *router;
+	const char *config_path; /* for the router's messages */
 };
 
 struct conn {
@@ -193,7 +196,8 @@ static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, o
 {
 	op_receiver *rx = ctx;
 	op_instance inst;
-	int urgent = 0, urgent_aet, trusted;
+	op_router_origin origin = { a->calling_aet, a->called_aet, a->peer_ip };
+	int urgent = 0, route_urgent = 0, urgent_aet, trusted;
 	enum op_spool_outcome outcome;
 	static const char *const outcomes[] = { "stored", "duplicate", "replaced" };
 	char err[256] = "", hash[OP_HASH_HEX + 1];
@@ -216,8 +220,9 @@ static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, o
 	}
 	memset(&inst, 0, sizeof(inst));
 	pthread_rwlock_rdlock(&rx->urgent_lock);
-	rc = op_dicom_read_instance(op_spool_object_path(obj), rx->urgent_match, &urgent, &inst,
-				    err, sizeof(err));
+	rc = op_router_read(rx->router, op_spool_object_path(obj), &origin, &inst, &urgent,
+			    &route_urgent, err, sizeof(err));
+	urgent |= route_urgent;
 	trusted = urgent_aet = listed(&rx->urgent_aets, a->calling_aet);
 	if (!trusted)
 		trusted = listed(&rx->trusted_aets, a->calling_aet);
@@ -515,10 +520,30 @@ static void accept_one(op_receiver *rx)
 
 /* --- life cycle ------------------------------------------------------------ */
 
+/* Says where instances go from now on (at start, and after a reload:
+ * instances received before keep the destinations they were given). */
+static void log_routes(const op_router *r, const op_config *cfg, const char *why)
+{
+	op_info("receiver.routes",
+		"routes=%d destinations=%d default=%s applies_to=\"instances received from now "
+		"on\" reason=%s",
+		op_router_routes(r), cfg->n_destinations + 1,
+		*cfg->routing.default_to ? cfg->routing.default_to : "none", why);
+}
+
+/* Recovery's reader: a file found without its row is routed on its
+ * attributes alone (the association it came on is not known: conditions
+ * on it do not hold). */
 static int read_instance(void *ctx, const char *path, op_instance *inst, char *err, size_t len)
 {
-	(void)ctx;
-	return op_dicom_read_instance(path, NULL, NULL, inst, err, len);
+	op_receiver *rx = ctx;
+	op_router_origin none = { NULL, NULL, NULL };
+	int urgent, route_urgent, rc;
+
+	rc = op_router_read(rx->router, path, &none, inst, &urgent, &route_urgent, err, len);
+	if (rc == 0 && (urgent || route_urgent))
+		inst->priority = OP_PRIORITY_HIGH;
+	return rc;
 }
 
 static int listen_on(const op_receiver_config *rc, int *port_out)
@@ -544,7 +569,7 @@ static int listen_on(const op_receiver_config *rc, int *port_out)
 	return fd;
 }
 
-int op_receiver_open(const op_config *cfg, op_receiver **out)
+int op_receiver_open(const op_config *cfg, const char *config_path, op_receiver **out)
 {
 	op_receiver *rx = calloc(1, sizeof(*rx));
 	op_spool_limits limits = { cfg->spool.max_bytes, cfg->spool.min_free_bytes,
@@ -554,13 +579,14 @@ int op_receiver_open(const op_config *cfg, op_receiver **out)
 				 cfg->receiver.acse_timeout, cfg->receiver.dimse_timeout,
 				 cfg->log_level == OP_LOG_DEBUG };
 	op_dicom_handler h = { NULL, admit, store_begin, store_end, assoc_end };
-	char err[256];
+	char err[640];
 	int rc;
 
 	*out = NULL;
 	if (!rx)
 		return -ENOMEM;
 	rx->listen_fd = -1;
+	rx->config_path = config_path;
 	rx->policy = cfg->receiver;
 	rx->urgent_aets = cfg->priority.urgent_calling_aets;
 	rx->trusted_aets = cfg->priority.trust_priority_from;
@@ -568,14 +594,15 @@ int op_receiver_open(const op_config *cfg, op_receiver **out)
 	pthread_cond_init(&rx->idle, NULL);
 	pthread_rwlock_init(&rx->urgent_lock, NULL);
 	h.ctx = rx;
-	rc = op_dicom_match_compile(cfg->priority.urgent_match, &rx->urgent_match, err,
-				    sizeof(err));
+	rc = op_router_open(cfg, config_path, &rx->router, err, sizeof(err));
 	if (rc < 0)
 		op_error("receiver.open", "error=\"%s\"", err);
 	else
 		rc = op_spool_open(cfg->spool.dir, &limits, &rx->spool);
 	if (rc == 0)
-		rc = op_spool_recover(rx->spool, read_instance, NULL, &rep);
+		log_routes(rx->router, cfg, "start");
+	if (rc == 0)
+		rc = op_spool_recover(rx->spool, read_instance, rx, &rep);
 	if (rc == 0 && (rc = op_dicom_net_open(&opt, &h, &rx->net)) < 0)
 		op_error("receiver.open", "error=\"cannot set up DCMTK's network layer\"");
 	if (rc == 0 && (rc = listen_on(&cfg->receiver, &rx->port)) < 0)
@@ -599,7 +626,7 @@ static void reload(op_receiver *rx, const char *path)
 {
 	op_config cfg;
 	op_spool_limits limits;
-	op_dicom_match *match = NULL, *old_match;
+	op_router *router = NULL, *old_router;
 	char err[640];
 
 	if (!path) {
@@ -607,17 +634,18 @@ static void reload(op_receiver *rx, const char *path)
 		return;
 	}
 	if (op_config_load(&cfg, path, err, sizeof(err)) < 0 ||
-	    op_dicom_match_compile(cfg.priority.urgent_match, &match, err, sizeof(err)) < 0) {
+	    op_router_open(&cfg, path, &router, err, sizeof(err)) < 0) {
 		op_error("config.reload", "result=refused error=\"%s\"", err);
 		return;
 	}
 	pthread_rwlock_wrlock(&rx->urgent_lock);
-	old_match = rx->urgent_match;
-	rx->urgent_match = match;
+	old_router = rx->router;
+	rx->router = router;
 	rx->urgent_aets = cfg.priority.urgent_calling_aets;
 	rx->trusted_aets = cfg.priority.trust_priority_from;
 	pthread_rwlock_unlock(&rx->urgent_lock);
-	op_dicom_match_free(old_match);
+	op_router_close(old_router);
+	log_routes(router, &cfg, "reload");
 	limits = (op_spool_limits){ cfg.spool.max_bytes, cfg.spool.min_free_bytes,
 				    cfg.spool.keep_sent_bytes };
 	op_spool_set_limits(rx->spool, &limits);
@@ -723,7 +751,7 @@ void op_receiver_close(op_receiver *rx)
 		close(rx->listen_fd);
 	op_dicom_net_close(rx->net);
 	op_spool_close(rx->spool);
-	op_dicom_match_free(rx->urgent_match);
+	op_router_close(rx->router);
 	pthread_rwlock_destroy(&rx->urgent_lock);
 	pthread_mutex_destroy(&rx->mu);
 	pthread_cond_destroy(&rx->idle);

@@ -13,9 +13,10 @@ typedef struct op_receiver op_receiver;
 
 /*
  * Opens the spool (running start-up recovery), sets up DICOM and binds the
- * listening socket. Returns 0, or a negative errno after logging why.
+ * listening socket. cfg was read from config_path (NULL: the defaults),
+ * named in messages. Returns 0, or a negative errno after logging why.
  */
-int op_receiver_open(const op_config *cfg, op_receiver **out);
+int op_receiver_open(const op_config *cfg, const char *config_path, op_receiver **out);
 
 /* The port actually listened on. */
 int op_receiver_port(const op_receiver *rx);

@@ -98,7 +98,7 @@ static void read_file(struct slot *s)
 {
 	/* At a shaped rate, chunks of the burst meter smoothly. */
 	uv_buf_t buf =
-		uv_buf_init((char *)s->chunk, (unsigned)op_shaper_chunk(&s->up->shaper, CHUNK));
+		uv_buf_init((char *)s->chunk, (unsigned)op_shaper_chunk(s->up->shaper, CHUNK));
 	int rc;
 
 	s->fs.data = s;

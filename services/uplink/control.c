@@ -49,17 +49,29 @@ void op__uplink_apply_rate(op_uplink *up, const char *why)
 	char text[32];
 	struct tm tm;
 
-	localtime_r(&t, &tm);
-	rate = op_schedule_rate(
-		*up->schedule_override ? &up->schedule_override_parsed : &up->cfg.shaping.parsed,
-		up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
-	if (rate == up->shaper.rate && burst == up->shaped_burst)
+	/* The bucket is shared by every destination; one engine (the first
+	 * the host opened) sets it from the schedule and the operator's
+	 * settings, the others follow what it holds. */
+	if (up->drives_shaper) {
+		localtime_r(&t, &tm);
+		rate = op_schedule_rate(*up->schedule_override ? &up->schedule_override_parsed
+							       : &up->cfg.shaping.parsed,
+					up->rate_overridden ? up->rate_override
+							    : up->cfg.shaping.rate,
+					&tm);
+		if (rate != up->shaper->rate || burst != up->shaped_burst) {
+			op_shaper_set(up->shaper, rate, burst, op_clock_mono_ns());
+			up->shaped_burst = burst;
+			op_rate_format(rate, text, sizeof(text));
+			op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text,
+				up->shaper->burst, why);
+		}
+	}
+	if (up->shaper->rate == up->seen_rate && up->shaper->burst == up->seen_burst)
 		return;
-	op_shaper_set(&up->shaper, rate, burst, op_clock_mono_ns());
-	up->shaped_burst = burst;
-	op_rate_format(rate, text, sizeof(text));
-	op_info("uplink.rate", "rate=%s burst=%" PRIu64 " reason=%s", text, up->shaper.burst, why);
-	if (rate == 0)
+	up->seen_rate = up->shaper->rate;
+	up->seen_burst = up->shaper->burst;
+	if (up->seen_rate == 0)
 		pause_requests(up, "paused: the shaping rate is 0");
 	/* Writes held back at the old rate ask again at the new one; the
 	 * connections stay up. */
@@ -127,8 +139,8 @@ void op__uplink_count_throughput(op_uplink *up)
 		       (size_t)gap * sizeof(up->throughput[0]));
 	}
 	up->throughput_minute = minute;
-	up->throughput[OP_THROUGHPUT_MINUTES - 1] += up->shaper.bytes - up->throughput_seen;
-	up->throughput_seen = up->shaper.bytes;
+	up->throughput[OP_THROUGHPUT_MINUTES - 1] += up->own.bytes - up->throughput_seen;
+	up->throughput_seen = up->own.bytes;
 }
 
 void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
@@ -141,7 +153,7 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
 		 up->operator_paused ? "paused by the operator" : up->link_reason);
 	v->paused_by_operator = up->operator_paused;
 	v->credentials_refused = up->link == LINK_PAUSED;
-	v->rate = up->shaper.rate;
+	v->rate = up->shaper->rate;
 	v->configured_rate = up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
 	v->rate_source = up->rate_overridden ? "console" : "config";
 	snprintf(v->schedule, sizeof(v->schedule), "%s",
@@ -202,16 +214,29 @@ void op__uplink_load_settings(op_uplink *up)
 
 int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t errlen)
 {
-	op_config cfg = *new_cfg;
+	const op_cloud_config *cc = op__uplink_section(new_cfg, up->name);
+	op_cloud_config next;
 
-	if (cfg.cloud.connections != up->cfg.cloud.connections ||
-	    cfg.cloud.batch_max_instances != up->cfg.cloud.batch_max_instances)
+	if (!cc) {
+		/* Removed from the file: it keeps its settings (its deliveries
+		 * still wait) until the next start. */
 		op_warn("config.reload",
-			"reason=\"[cloud] connections and batch_max_instances take "
-			"effect at the next start\"");
-	cfg.cloud.connections = up->cfg.cloud.connections;
-	cfg.cloud.batch_max_instances = up->cfg.cloud.batch_max_instances;
-	up->cfg = cfg;
+			"destination=%s reason=\"no longer configured: it stops at the next start\"",
+			up->name);
+		cc = &up->cc;
+	}
+	next = *cc;
+	if (next.connections != up->cc.connections ||
+	    next.batch_max_instances != up->cc.batch_max_instances)
+		op_warn("config.reload",
+			"destination=%s reason=\"connections and batch_max_instances take "
+			"effect at the next start\"",
+			up->name);
+	next.connections = up->cc.connections;
+	next.batch_max_instances = up->cc.batch_max_instances;
+	up->cfg = *new_cfg;
+	up->cc = next;
+	op__uplink_apply_own_rate(up);
 	up->batch_bytes = 0;
 	/* Idle connections were made with the old settings. */
 	for (int i = 0; i < up->n_slots; i++) {

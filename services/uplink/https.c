@@ -60,6 +60,7 @@ struct op_https {
 	int writes_pending;
 	uint64_t bytes_out;
 	op_shaper *shaper; /* shared by all connections; NULL: unshaped */
+	op_shaper *cap;    /* a second bucket a write must also pass; NULL: none */
 	int urgent, scavenger;
 
 	/* the request */
@@ -200,7 +201,7 @@ static int flush(op_https *c)
 		c->out_cap = 0;
 	}
 	o = c->held;
-	wait = c->shaper ? op_shaper_take(c->shaper, o->len, c->urgent, op_clock_mono_ns()) : 0;
+	wait = op_shaper_take2(c->shaper, c->cap, o->len, c->urgent, op_clock_mono_ns());
 	if (wait) {
 		uv_timer_stop(&c->timer);
 		if (wait != OP_SHAPER_WAIT_FOREVER)
@@ -564,6 +565,7 @@ int op_https_open(uv_loop_t *loop, op_tls *tls, const op_https_options *opt, op_
 	snprintf(c->port, sizeof(c->port), "%u", opt->port);
 	c->timeout_ms = opt->timeout_s * 1000;
 	c->shaper = opt->shaper;
+	c->cap = opt->cap;
 	c->scavenger = opt->scavenger;
 	mbedtls_ssl_init(&c->ssl);
 	uv_tcp_init(loop, &c->tcp);

@@ -53,6 +53,7 @@ typedef struct op_https_options {
 	uint16_t port;
 	int timeout_s;     /* the longest time without progress before a request fails */
 	op_shaper *shaper; /* meters every write, shared by connections; NULL: none */
+	op_shaper *cap;    /* and a second bucket, e.g. one destination's own rate; NULL: none */
 	int scavenger;     /* TCP-LP congestion control on the socket */
 } op_https_options;
 

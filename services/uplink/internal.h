@@ -75,6 +75,10 @@ struct slot {
 struct op_uplink {
 	uv_loop_t *loop;
 	op_config cfg;
+	/* The destination this engine sends to: "cloud" ([cloud]) or a
+	 * [destination NAME]; cc is its section, taken from cfg. */
+	char name[OP_DEST_NAME_MAX + 1];
+	op_cloud_config cc;
 	op_spool *spool; /* the host's */
 	op_tls *tls;
 	struct slot slots[MAX_SLOTS];
@@ -95,8 +99,11 @@ struct op_uplink {
 	struct timespec token_mtime;
 	off_t token_size;
 
-	op_shaper shaper;      /* every byte written, all connections */
-	uint64_t shaped_burst; /* the [shaping] burst the shaper has */
+	op_shaper *shaper;     /* [shaping]: every byte written, every destination (the host's) */
+	op_shaper own;         /* this destination's own rate, inside the shared bucket */
+	int drives_shaper;     /* sets the shared bucket's rate: the cloud's engine does */
+	uint64_t shaped_burst; /* the [shaping] burst it was last set to */
+	uint64_t seen_rate, seen_burst; /* the bucket's, when this engine last acted on them */
 	time_t clock_offset;   /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
 	int scavenger;         /* TCP-LP, when the kernel has it */
 
@@ -173,6 +180,13 @@ int op__uplink_load_auth(op_uplink *up, int force);
  * unprovisioned. why is logged. -EINVAL, logged, when the TLS settings
  * cannot be loaded: the previous ones stay. */
 int op__uplink_apply_cloud(op_uplink *up, const char *why);
+
+/* The section of destination name in cfg ([cloud] for "cloud"); NULL
+ * when cfg has no such destination. */
+const op_cloud_config *op__uplink_section(const op_config *cfg, const char *name);
+
+/* Gives the destination's own bucket its rate (cc.rate). */
+void op__uplink_apply_own_rate(op_uplink *up);
 
 /* --- control.c: the control interface, shaping, the operator's settings --------- */
 

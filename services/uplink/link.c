@@ -60,7 +60,7 @@ void op__uplink_link_failed(op_uplink *up, const char *reason)
 	int64_t delay;
 
 	up->link_failures++;
-	delay = op__uplink_backoff_ms(up->link_failures, up->cfg.cloud.retry_max_delay);
+	delay = op__uplink_backoff_ms(up->link_failures, up->cc.retry_max_delay);
 	up->next_probe_at = op_clock_wall_ms() + delay;
 	op__uplink_set_link(up, LINK_DOWN, reason);
 	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64, up->link_failures, delay);
@@ -91,7 +91,7 @@ static int read_secret(const char *path, char *out, size_t size)
 
 int op__uplink_load_auth(op_uplink *up, int force)
 {
-	const op_cloud_config *c = &up->cfg.cloud;
+	const op_cloud_config *c = &up->cc;
 	char secret[512], plain[800], old[sizeof(up->auth)];
 	unsigned char b64[1100];
 	size_t len = 0;
@@ -140,21 +140,21 @@ int op__uplink_apply_cloud(op_uplink *up, const char *why)
 	char err[512];
 	op_tls *tls = NULL;
 
-	if (!*up->cfg.cloud.url) {
+	if (!*up->cc.url) {
 		op__uplink_set_link(up, LINK_UNPROVISIONED, "no [cloud] url configured");
 		return 0;
 	}
-	if (op_tls_open(&up->cfg.cloud, &tls, err, sizeof(err)) < 0) {
+	if (op_tls_open(&up->cc, &tls, err, sizeof(err)) < 0) {
 		op_error("uplink.tls", "error=\"%s\"", err);
 		return -EINVAL;
 	}
 	op_tls_close(up->tls);
 	up->tls = tls;
 	op__uplink_load_auth(up, 1);
-	op_info("uplink.cloud", "url=%s connections=%d auth=%s reason=%s", up->cfg.cloud.url,
-		up->cfg.cloud.connections,
-		up->cfg.cloud.auth == OP_AUTH_NONE    ? "none"
-		: up->cfg.cloud.auth == OP_AUTH_BASIC ? "basic"
+	op_info("uplink.cloud", "url=%s connections=%d auth=%s reason=%s", up->cc.url,
+		up->cc.connections,
+		up->cc.auth == OP_AUTH_NONE    ? "none"
+		: up->cc.auth == OP_AUTH_BASIC ? "basic"
 						      : "bearer",
 		why);
 	if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
@@ -162,4 +162,20 @@ int op__uplink_apply_cloud(op_uplink *up, const char *why)
 		op__uplink_set_link(up, LINK_STARTING, "not yet connected");
 	}
 	return 0;
+}
+
+const op_cloud_config *op__uplink_section(const op_config *cfg, const char *name)
+{
+	if (strcmp(name, OP_SPOOL_DEFAULT_DESTINATION) == 0)
+		return &cfg->cloud;
+	for (int i = 0; i < cfg->n_destinations; i++)
+		if (strcmp(cfg->destinations[i].name, name) == 0)
+			return &cfg->destinations[i].cloud;
+	return NULL;
+}
+
+void op__uplink_apply_own_rate(op_uplink *up)
+{
+	if (up->own.rate != up->cc.rate)
+		op_shaper_set(&up->own, up->cc.rate, 0, op_clock_mono_ns());
 }

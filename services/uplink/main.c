@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/notify.h"
@@ -31,7 +32,11 @@ struct host {
 	op_config cfg;
 	const char *config_path; /* NULL: the embedded defaults */
 	op_spool *spool;
-	op_uplink *up;
+	op_shaper shaper; /* [shaping]: one bucket for every destination */
+	/* One engine per destination: [cloud] first, then each
+	 * [destination NAME] in the file's order. */
+	op_uplink *up[OP_DEST_MAX + 1];
+	int n_up;
 	op_api *api;
 	uv_signal_t sig[3];
 	int signals; /* open */
@@ -59,7 +64,15 @@ static int reload(void *ctx, char *err, size_t errlen)
 	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", h->cfg.spool.dir);
 	op_log_set_level(cfg.log_level);
 	op_api_configure(h->api, &cfg);
-	rc = op_uplink_reload(h->up, &cfg, err, errlen);
+	rc = 0;
+	for (int i = 0; i < h->n_up; i++) {
+		int r = op_uplink_reload(h->up[i], &cfg, err, errlen);
+
+		rc = rc < 0 ? rc : r;
+	}
+	if (cfg.n_destinations != h->cfg.n_destinations)
+		op_warn("config.reload",
+			"reason=\"destinations added or removed take effect at the next start\"");
 	h->cfg = cfg;
 	if (rc < 0) {
 		op_error("config.reload", "result=partial reason=\"%s\"", err);
@@ -90,7 +103,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 	op_info("uplink.stopping", "signal=%d", signum);
 	op_notify_stopping();
 	close_signals(h);
-	op_uplink_stop(h->up);
+	for (int i = 0; i < h->n_up; i++)
+		op_uplink_stop(h->up[i]);
 	op_api_close(h->api); /* its work in flight finishes, answering nobody */
 	h->api = NULL;
 }
@@ -103,12 +117,26 @@ static int start(struct host *h)
 	op_api_host api_host = { .spool = NULL, .reload = reload, .ctx = h };
 	int rc;
 
+	unsigned requeued = 0;
+
 	rc = op_spool_open(h->cfg.spool.dir, &limits, &h->spool);
 	if (rc == 0)
-		rc = op_uplink_open(&h->loop, &h->cfg, h->spool, &h->up);
+		rc = op_spool_requeue_sending(h->spool, &requeued);
+	if (rc == 0 && requeued)
+		op_info("uplink.recover", "requeued=%u reason=\"'sending' when the uplink stopped\"",
+			requeued);
+	op_shaper_init(&h->shaper, op_clock_mono_ns());
+	if (rc == 0)
+		rc = op_uplink_open(&h->loop, &h->cfg, h->spool, OP_SPOOL_DEFAULT_DESTINATION,
+				    &h->shaper, &h->up[h->n_up++]);
+	for (int i = 0; rc == 0 && i < h->cfg.n_destinations; i++)
+		rc = op_uplink_open(&h->loop, &h->cfg, h->spool, h->cfg.destinations[i].name,
+				    &h->shaper, &h->up[h->n_up++]);
 	if (rc < 0)
 		return rc;
-	api_host.uplink = h->up;
+	api_host.uplink = h->up[0];
+	api_host.uplinks = h->up;
+	api_host.n_uplinks = h->n_up;
 	api_host.spool = h->spool;
 	api_host.config_path = h->config_path;
 	for (int i = 0; i < 3; i++) {
@@ -119,8 +147,8 @@ static int start(struct host *h)
 	h->signals = 1;
 	/* The console first: a client that saw "ready" finds it there. */
 	rc = op_api_open(&h->loop, &h->cfg, &api_host, &h->api);
-	if (rc == 0)
-		rc = op_uplink_start(h->up);
+	for (int i = 0; rc == 0 && i < h->n_up; i++)
+		rc = op_uplink_start(h->up[i]);
 	return rc;
 }
 
@@ -182,7 +210,8 @@ int main(int argc, char **argv)
 	close_signals(&h);
 	op_api_close(h.api);
 	uv_run(&h.loop, UV_RUN_DEFAULT);
-	op_uplink_close(h.up);
+	for (int i = 0; i < h.n_up; i++)
+		op_uplink_close(h.up[i]);
 	op_spool_close(h.spool);
 	uv_loop_close(&h.loop);
 	op_info("uplink.stop", "result=%s", rc == 0 ? "ok" : "failed");

@@ -77,3 +77,19 @@ uint64_t op_shaper_chunk(const op_shaper *s, uint64_t max)
 		return max;
 	return s->burst;
 }
+
+uint64_t op_shaper_take2(op_shaper *a, op_shaper *b, uint64_t len, int urgent, uint64_t now_ns)
+{
+	/* A zero-length ask counts nothing: neither bucket counts a write the
+	 * other holds back. */
+	uint64_t wa = a ? op_shaper_take(a, 0, urgent, now_ns) : 0;
+	uint64_t wb = b ? op_shaper_take(b, 0, urgent, now_ns) : 0;
+
+	if (wa || wb)
+		return wa > wb ? wa : wb;
+	if (a)
+		op_shaper_take(a, len, urgent, now_ns);
+	if (b)
+		op_shaper_take(b, len, urgent, now_ns);
+	return 0;
+}

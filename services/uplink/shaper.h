@@ -43,6 +43,11 @@ void op_shaper_set(op_shaper *s, uint64_t rate_bps, uint64_t burst, uint64_t now
  * paused); nothing is counted. */
 uint64_t op_shaper_take(op_shaper *s, uint64_t len, int urgent, uint64_t now_ns);
 
+/* op_shaper_take() through two buckets (either may be NULL), e.g. the
+ * shared one and a destination's own: 0 when both let len bytes go now
+ * (then both count them), else the longer wait (neither counts). */
+uint64_t op_shaper_take2(op_shaper *a, op_shaper *b, uint64_t len, int urgent, uint64_t now_ns);
+
 /* The largest write worth making at once: the burst, or a big chunk when
  * unlimited. */
 uint64_t op_shaper_chunk(const op_shaper *s, uint64_t max);

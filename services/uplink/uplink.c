@@ -75,7 +75,7 @@ static void settle_work(uv_work_t *w)
 	op_uplink *up = s->up;
 	unsigned evicted = 0;
 
-	s->work_rc = op_spool_settle(up->spool, "cloud", s->settle, s->n, op_clock_wall_ms());
+	s->work_rc = op_spool_settle(up->spool, up->name, s->settle, s->n, op_clock_wall_ms());
 	s->evicted_bytes = 0;
 	if (s->work_rc == 0)
 		op_spool_evict_sent(up->spool, s->keep_sent, &evicted, &s->evicted_bytes);
@@ -110,7 +110,7 @@ static void settle(struct slot *s, int http_status)
 		if (r->verdict == OP_VERDICT_RETRY)
 			t->next_attempt_at =
 				now + op__uplink_backoff_ms(s->items[i].attempts + 1,
-							    up->cfg.cloud.retry_max_delay);
+							    up->cc.retry_max_delay);
 		else if (r->verdict == OP_VERDICT_REQUEUE && up->link == LINK_DOWN)
 			t->next_attempt_at = up->next_probe_at;
 		counts[r->verdict]++;
@@ -135,7 +135,7 @@ static void settle(struct slot *s, int http_status)
 		counts[OP_VERDICT_REQUEUE], bytes);
 	if (s->urgent_sending) {
 		s->urgent_sending = 0;
-		up->shaper.urgent_active--;
+		up->shaper->urgent_active--;
 	}
 	s->state = SLOT_SETTLING;
 	s->work.data = s;
@@ -202,7 +202,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 				   "client_cert",
 			 status);
 		up->next_probe_at =
-			op_clock_wall_ms() + (int64_t)up->cfg.cloud.retry_max_delay * 1000;
+			op_clock_wall_ms() + (int64_t)up->cc.retry_max_delay * 1000;
 		op__uplink_set_link(up, LINK_PAUSED, s->small);
 		break;
 	case OP_STOW_SPLIT:
@@ -272,7 +272,7 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 void op__uplink_send_batch(struct slot *s)
 {
 	op_uplink *up = s->up;
-	const op_cloud_config *c = &up->cfg.cloud;
+	const op_cloud_config *c = &up->cc;
 	op_https_handler h = { s, op__uplink_next_chunk, on_response, on_failure };
 	uint64_t sizes[1000], length;
 	char head[2048], host[300];
@@ -308,7 +308,8 @@ void op__uplink_send_batch(struct slot *s)
 		s->conn = NULL;
 	}
 	if (!s->conn) {
-		op_https_options opt = { c->host, c->port, c->timeout, &up->shaper, up->scavenger };
+		op_https_options opt = { c->host, c->port, c->timeout, up->shaper, &up->own,
+					 up->scavenger };
 
 		rc = op_https_open(up->loop, up->tls, &opt, &s->conn);
 		if (rc < 0) {
@@ -319,7 +320,7 @@ void op__uplink_send_batch(struct slot *s)
 	op_https_set_urgent(s->conn, s->items[0].priority >= OP_PRIORITY_HIGH);
 	if (s->items[0].priority >= OP_PRIORITY_HIGH && !s->urgent_sending) {
 		s->urgent_sending = 1;
-		up->shaper.urgent_active++;
+		up->shaper->urgent_active++;
 	}
 	rc = op_https_request(s->conn, head, (size_t)n, &h);
 	if (rc < 0) {
@@ -335,7 +336,7 @@ static void claim_work(uv_work_t *w)
 {
 	struct slot *s = w->data;
 
-	s->work_rc = op_spool_claim(s->up->spool, "cloud", op_clock_wall_ms(), s->claim_items,
+	s->work_rc = op_spool_claim(s->up->spool, s->up->name, op_clock_wall_ms(), s->claim_items,
 				    s->claim_bytes, s->urgent_lane ? 2 : 0, s->items, &s->n);
 }
 
@@ -367,7 +368,7 @@ void op__uplink_claim(struct slot *s)
 	/* A file read of the last request still in flight holds s->fs. A rate
 	 * of 0 (the schedule's pause) sends nothing. */
 	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED ||
-	    up->shaper.rate == 0 || up->operator_paused)
+	    up->shaper->rate == 0 || up->operator_paused)
 		return;
 	if (up->link == LINK_PAUSED || up->link == LINK_DOWN) {
 		/* One probe at a time, when its back-off has passed. */
@@ -380,7 +381,7 @@ void op__uplink_claim(struct slot *s)
 	s->state = SLOT_CLAIMING;
 	s->work.data = s;
 	s->claim_items = s->cap;
-	s->claim_bytes = up->cfg.cloud.batch_max_bytes;
+	s->claim_bytes = up->cc.batch_max_bytes;
 	if (up->batch_bytes && up->batch_bytes < s->claim_bytes)
 		s->claim_bytes = up->batch_bytes; /* the first instance still goes, alone */
 	if (uv_queue_work(up->loop, &s->work, claim_work, claim_done) < 0)
@@ -392,7 +393,7 @@ static void on_tick(uv_timer_t *t)
 	op_uplink *up = t->data;
 
 	/* A token rewritten on disk may end a pause at once. */
-	if (up->link == LINK_PAUSED && up->cfg.cloud.auth == OP_AUTH_BEARER &&
+	if (up->link == LINK_PAUSED && up->cc.auth == OP_AUTH_BEARER &&
 	    op__uplink_load_auth(up, 0)) {
 		op_info("uplink.auth", "result=reloaded reason=\"token_file changed\"");
 		up->next_probe_at = 0;
@@ -412,12 +413,12 @@ static void on_tick(uv_timer_t *t)
 
 static int make_slots(op_uplink *up)
 {
-	unsigned cap = (unsigned)up->cfg.cloud.batch_max_instances;
+	unsigned cap = (unsigned)up->cc.batch_max_instances;
 
 	/* One more connection than [cloud] connections, kept for urgent
 	 * studies: one arriving behind a long backlog starts at once instead
 	 * of after the requests in flight. */
-	up->n_slots = up->cfg.cloud.connections + 1;
+	up->n_slots = up->cc.connections + 1;
 	for (int i = 0; i < up->n_slots; i++) {
 		struct slot *s = &up->slots[i];
 
@@ -469,30 +470,40 @@ void op_uplink_stop(op_uplink *up)
 	uv_close((uv_handle_t *)&up->tick, NULL);
 }
 
-int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_uplink **out)
+int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const char *dest,
+		   op_shaper *shaper, op_uplink **out)
 {
 	op_uplink *up = calloc(1, sizeof(*up));
-	unsigned requeued = 0;
-	int rc;
+	const op_cloud_config *cc = op__uplink_section(cfg, dest);
+	int rc = 0;
 
 	*out = NULL;
 	if (!up)
 		return -ENOMEM;
+	if (!cc) {
+		free(up);
+		return -ENOENT;
+	}
 	up->loop = loop;
 	up->cfg = *cfg;
+	up->cc = *cc;
+	snprintf(up->name, sizeof(up->name), "%s", dest);
 	up->spool = spool;
+	up->shaper = shaper;
+	/* The cloud's engine, which the host always opens, sets the shared
+	 * bucket's rate (control.c). */
+	up->drives_shaper = strcmp(dest, OP_SPOOL_DEFAULT_DESTINATION) == 0;
+	up->seen_rate = shaper->rate;
+	up->seen_burst = shaper->burst;
 	up->link = LINK_UNPROVISIONED;
-	rc = op_spool_requeue_sending(up->spool, &requeued);
-	if (rc == 0 && requeued)
-		op_info("uplink.recover",
-			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
+	op_shaper_init(&up->own, op_clock_mono_ns());
+	op__uplink_apply_own_rate(up);
 	if (rc == 0)
 		rc = make_slots(up);
 	if (rc == 0)
 		op__uplink_load_settings(up);
 	up->started_at = op_clock_wall_ms();
 	up->throughput_minute = up->started_at / 60000;
-	op_shaper_init(&up->shaper, op_clock_mono_ns());
 	op__uplink_test_clock(up);
 	if (cfg->shaping.scavenger) {
 		up->scavenger = op__uplink_scavenger_available();

@@ -23,13 +23,18 @@
 
 #include "common/config.h"
 #include "common/spool.h"
+#include "uplink/shaper.h"
 
 typedef struct op_uplink op_uplink;
 
-/* Takes the spool (still the caller's, closed after op_uplink_close()),
- * requeues what a crash left 'sending', and loads TLS and credentials.
- * Returns 0 or a negative errno after logging why. */
-int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_uplink **out);
+/* The engine of destination dest ("cloud" or a [destination NAME] of
+ * cfg): takes the spool and the [shaping] bucket that every destination
+ * shares (both still the caller's, closed after op_uplink_close()), and
+ * loads TLS and credentials. What a crash left 'sending' is the caller's
+ * to requeue first (op_spool_requeue_sending). Returns 0, -ENOENT when
+ * cfg has no such destination, or a negative errno after logging why. */
+int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const char *dest,
+		   op_shaper *shaper, op_uplink **out);
 
 /* Starts sending and tells systemd it is ready; returns at once (the loop
  * runs it). */
