@@ -40,18 +40,24 @@ DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
 # libraries it does not). The layers, lowest last (make check-style keeps
 # the includes to them, scripts/check-layers):
 #
-#   receiver  -> common            outpost-receiver (DCMTK, the one C++ shim)
-#   console   -> uplink -> common  outpost-uplink: the upload engine and the
-#                                  operator's console it hosts (uplink/main.c)
+#   dicom     -> common            the DCMTK shim, the one C++ (receiving,
+#                                  parsing, and the C-STORE sender)
+#   receiver  -> dicom -> common   outpost-receiver
+#   console   -> uplink -> dicom -> common
+#                                  outpost-uplink: the upload engine (STOW-RS
+#                                  and C-STORE) and the operator's console it
+#                                  hosts (uplink/main.c)
 #   ctl       -> common            outpostctl
 LIBS_common   := common
-LIBS_receiver := receiver common
-LIBS_uplink   := uplink common
-LIBS_console  := console uplink common
+LIBS_dicom    := dicom common
+LIBS_receiver := receiver dicom common
+LIBS_uplink   := uplink dicom common
+LIBS_console  := console uplink dicom common
 LIBS_ctl      := ctl common
 
 EXT_common   := -lsqlite3 -linih -lsodium -lsystemd -lm -pthread
-EXT_receiver := $(DCMTK_LIBS)
+EXT_dicom    := $(DCMTK_LIBS)
+EXT_receiver :=
 EXT_uplink   := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 EXT_console  := $(EXT_uplink)
 EXT_ctl      := -lcjson
@@ -74,8 +80,8 @@ lib_path = $(BUILD)/lib/lib$(1).a
 # The archives and shared libraries of a layer and those below it.
 link_libs = $(foreach l,$(LIBS_$(1)),$(call lib_path,$(l)))
 link_ext  = $(sort $(foreach l,$(LIBS_$(1)),$(EXT_$(l))))
-# C++ (the DCMTK shim) needs g++ to link.
-linker = $(if $(filter receiver,$(LIBS_$(1))),$(CXX) $(ALL_CXXFLAGS),$(CC) $(ALL_CFLAGS))
+# C++ (the DCMTK shim) needs g++ to link: any program with the dicom layer.
+linker = $(if $(filter dicom,$(LIBS_$(1))),$(CXX) $(ALL_CXXFLAGS),$(CC) $(ALL_CFLAGS))
 
 define library
 $(call lib_path,$(1)): $(call lib_objs,$(1))
@@ -83,7 +89,7 @@ $(call lib_path,$(1)): $(call lib_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 endef
-$(foreach l,common receiver uplink console ctl,$(eval $(call library,$(l))))
+$(foreach l,common dicom receiver uplink console ctl,$(eval $(call library,$(l))))
 
 $(BUILD)/outpost-receiver: $(BUILD)/obj/services/receiver/main.o $(call link_libs,receiver)
 	$(call linker,receiver) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,receiver)

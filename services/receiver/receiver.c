@@ -37,7 +37,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/spool.h"
-#include "receiver/dicom.h"
+#include "dicom/dicom.h"
 
 /* Threads waiting for an association request, beyond max_associations,
  * before new connections are closed outright. */
