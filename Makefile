@@ -56,7 +56,9 @@ LIBS_console  := console uplink dicom common
 LIBS_ctl      := ctl common
 
 EXT_common   := -lsqlite3 -linih -lsodium -lsystemd -lm -pthread
-EXT_dicom    := $(DCMTK_LIBS)
+# dcmjpeg, dcmjpls: the decoders the sender needs to convert a compressed
+# instance for a peer that takes only uncompressed syntaxes.
+EXT_dicom    := -ldcmjpeg -ldcmjpls $(DCMTK_LIBS)
 EXT_receiver :=
 EXT_uplink   := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 EXT_console  := $(EXT_uplink)
@@ -129,7 +131,14 @@ $(BUILD)/tests/$(1): $(BUILD)/obj/tests/unit/$(1).o $(FIXTURE_LIB) $(call link_l
 endef
 $(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRC)),$(eval $(call unit_test,$(t))))
 
-all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS)
+# Test-only programs (tests/tools/): a layer's C API driven from the
+# integration tests, never part of the production binaries.
+TOOL_BINS := $(BUILD)/tests/dicom_send_cli
+$(BUILD)/tests/dicom_send_cli: $(BUILD)/obj/tests/tools/dicom_send_cli.o $(call link_libs,dicom)
+	@mkdir -p $(dir $@)
+	$(call linker,dicom) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,dicom)
+
+all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS) $(TOOL_BINS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
