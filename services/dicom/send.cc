@@ -300,15 +300,21 @@ static int send_raw(Sender &s, T_ASC_PresentationContextID pid, int fd, uint64_t
 				"the file", got < 0 ? strerror(errno) : "short read");
 			return -EIO;
 		}
+		bool last = left == n;
+		off += n;
+		left -= n;
+		/* PDV fragments are even (PS3.8 E.2): an odd dataset (a deflated
+		 * stream, PS3.5 A.5) ends with the NUL pad byte the standard
+		 * prescribes. max is even, so the pad fits the buffer. */
+		if (n & 1)
+			buf[n++] = 0;
 		if (!may_send(s, n))
 			return -ECANCELED;
-		OFCondition c = write_pdv(s, pid, buf, n, false, left == n);
+		OFCondition c = write_pdv(s, pid, buf, n, false, last);
 		if (c.bad()) {
 			s.broken = std::string("the association broke while sending: ") + c.text();
 			return -ECONNABORTED;
 		}
-		off += n;
-		left -= n;
 	}
 	return 0;
 }

@@ -6,7 +6,9 @@
  *
  * Bytes: an instance whose own transfer syntax the peer accepts is sent as
  * stored: the dataset bytes after the file's meta header, unparsed, in
- * PDVs (not DCMTK's DIMSE_storeUser, which loads and re-encodes the file).
+ * PDVs (not DCMTK's DIMSE_storeUser, which loads and re-encodes the file);
+ * an odd-length dataset (a deflated stream) gets the one NUL pad byte PDVs
+ * need (PS3.5 A.5).
  * Only when the peer accepted a fallback (Explicit or Implicit VR Little
  * Endian) is the dataset decoded and re-encoded, with DCMTK's registered
  * decoders (JPEG, JPEG-LS, RLE; no JPEG 2000).
