@@ -275,7 +275,7 @@ integration: all
 # The integration tests that feed the services hostile or unusual input,
 # run again against the ASan+UBSan build (any sanitizer report fails).
 # The longest files first, so that the workers end together.
-ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py \
+ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py test_dicom_send.py \
                     test_garbage.py test_outpostctl.py test_admission.py \
                     test_samples.py test_firmware_upload.py test_limits.py \
                     test_receiver_basics.py

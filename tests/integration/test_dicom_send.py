@@ -76,6 +76,7 @@ def send(port, files, called="STORESCP", calling="OUTPOSTSCU", options=(), timeo
     proc = subprocess.run([CLI, *options, "127.0.0.1", str(port), called, calling, *files],
                           capture_output=True, text=True, timeout=timeout)
     sent = Sent(proc, time.monotonic() - start)
+    assert "Sanitizer" not in proc.stderr, sent  # the ASan+UBSan build (OUTPOST_BUILD)
     assert proc.returncode in (0, 1), sent
     assert len(sent.results) == len(files), sent
     return sent

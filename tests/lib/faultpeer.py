@@ -92,13 +92,17 @@ class FaultPeer:
 
     def stop(self):
         self.stopping = True
-        self.listener.close()
-        for c in self.conns:
+        # shutdown() wakes the threads blocked in accept() or recv();
+        # close() alone does not on Linux.
+        for s in [self.listener] + self.conns:
             try:
-                c.close()
+                s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
         self.thread.join(5)
+        assert not self.thread.is_alive(), "the fault peer's thread did not end"
+
 
     def _accept(self):
         while not self.stopping:
