@@ -42,7 +42,8 @@ typedef struct op_dicom_peer {
 	char called_ae[17];
 	char calling_ae[17];
 	/* Bounds each wait: connecting, the association's answer, each C-STORE
-	 * response, each write; rounded up to whole seconds (DCMTK's unit). */
+	 * response, each write; rounded up to whole seconds (DCMTK's unit);
+	 * 0 or less: 30 s. */
 	int timeout_ms;
 } op_dicom_peer;
 

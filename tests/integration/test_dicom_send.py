@@ -233,6 +233,15 @@ def test_no_accepted_context_is_quarantined_with_the_syntaxes_offered():
     assert peer.received == []
 
 
+def test_a_refused_sop_class_is_quarantined_and_the_rest_goes():
+    with FaultPeer(refuse_classes=("1.2.840.10008.5.1.4.1.1.481.5",)) as peer:
+        sent = send(peer.port, [sample("rtplan.dcm"), sample("CT_small.dcm")])
+    assert sent.outcomes() == ["QUARANTINE", "SENT"], sent
+    assert sent.results[0]["reason"] == (
+        "the peer does not accept SOP class 1.2.840.10008.5.1.4.1.1.481.5"), sent
+    assert [d for _, _, d in peer.received] == [dataset_bytes(sample("CT_small.dcm"))]
+
+
 def test_the_own_syntax_is_preferred_when_accepted():
     """The fault peer takes the first syntax of each context: all three
     contexts are accepted, and the one with the file's own syntax is used."""

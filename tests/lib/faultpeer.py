@@ -15,6 +15,7 @@ Modes:
 accept: the transfer syntaxes it takes, per presentation context (the
 first proposed one that is in the list); None takes the first proposed
 one; () takes none ("transfer syntaxes not supported").
+refuse_classes: SOP classes it refuses ("abstract syntax not supported").
 events: what happened ("associate", "store", "release", "abort", "closed").
 """
 import socket
@@ -27,7 +28,7 @@ from outpost import free_port
 A_ASSOCIATE_AC = 0x02
 
 
-def associate_ac(rq_body, accept):
+def associate_ac(rq_body, accept, refuse_classes=()):
     """The A-ASSOCIATE-AC answering an A-ASSOCIATE-RQ body, and
     {context id: transfer syntax} of what it accepted."""
     called, calling = rq_body[4:20], rq_body[20:36]
@@ -38,8 +39,13 @@ def associate_ac(rq_body, accept):
             continue
         pc_id = value[0]
         syntaxes = [dul._text(v) for t, v in dul._items(value, 4) if t == 0x40]
+        abstract = [dul._text(v) for t, v in dul._items(value, 4) if t == 0x30][0]
         choice = next((ts for ts in syntaxes if accept is None or ts in accept), None)
-        if choice:
+        if abstract in refuse_classes:
+            # Result 3: abstract syntax not supported.
+            body = struct.pack(">BBBB", pc_id, 0, 3, 0) + dul.item(
+                0x40, dul.IMPLICIT_LE.encode())
+        elif choice:
             taken[pc_id] = choice
             body = struct.pack(">BBBB", pc_id, 0, 0, 0) + dul.item(0x40, choice.encode())
         else:
@@ -71,8 +77,10 @@ def c_store_rsp(message_id, sop_class, sop_instance, status, comment=""):
 
 
 class FaultPeer:
-    def __init__(self, mode="answer", status=0x0000, comment="", accept=None):
+    def __init__(self, mode="answer", status=0x0000, comment="", accept=None,
+                 refuse_classes=()):
         self.mode, self.status, self.comment, self.accept = mode, status, comment, accept
+        self.refuse_classes = refuse_classes
         self.port = free_port()
         self.received, self.events = [], []
         self.listener = socket.socket()
@@ -135,7 +143,7 @@ class FaultPeer:
             pdu_type, body = self._pdu(conn)
             if pdu_type != dul.A_ASSOCIATE_RQ:
                 return
-            ac, _ = associate_ac(body, self.accept)
+            ac, _ = associate_ac(body, self.accept, self.refuse_classes)
             conn.sendall(ac)
             self.events.append("associate")
             command, data = b"", b""
