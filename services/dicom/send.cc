@@ -503,6 +503,12 @@ static void send_one(Sender &s, const op_dicom_item &it, op_dicom_result *r)
 				goto out;
 			}
 		}
+		/* Asked before the command too, so that a pause or a stop falls
+		 * between two instances rather than inside one. */
+		if (!may_send(s, cmd.size())) {
+			outcome(r, OP_DICOM_RETRY, "not sent: %s", s.broken.c_str());
+			goto out;
+		}
 		snprintf(r->transfer_syntax, sizeof(r->transfer_syntax), "%s", c.ts.c_str());
 		OFCondition wc =
 			write_pdv(s, c.id, cmd.data(), (unsigned long)cmd.size(), true, true);

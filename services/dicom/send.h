@@ -88,9 +88,11 @@ typedef struct op_dicom_result {
  * picks per context and the own syntax is preferred when accepted).
  *
  * progress, if not NULL, is called on this thread before each P-DATA-TF
- * PDU of a dataset goes out, with the dataset bytes it carries. It may
- * block (the uplink shapes bandwidth there). A nonzero return aborts the
- * association (A-ABORT) before those bytes are written.
+ * PDU of an instance goes out (its C-STORE-RQ command first, then its
+ * dataset), with the bytes of command or dataset it carries. It may block
+ * (the uplink shapes bandwidth there; a pause before the command holds the
+ * next instance back whole). A nonzero return aborts the association
+ * (A-ABORT) before those bytes are written.
  *
  * res[0..n) is filled in every case. Returns 0 when the association was
  * established (res says what became of each item; some may be RETRY if it

@@ -142,6 +142,14 @@ def padded(data):
     return data + b"\0" if len(data) % 2 else data
 
 
+def command_size(path):
+    """The C-STORE-RQ command set's length for the instance in path: group
+    length, two UIDs (padded to even) and four US elements (PS3.7 9.3.1.1)."""
+    m = meta(path)
+    even = lambda uid: len(uid) + len(uid) % 2  # noqa: E731
+    return 12 + 8 + even(m.SOPClassUID) + 4 * (8 + 2) + 8 + even(m.SOPInstanceUID)
+
+
 def assert_identical(received, files):
     """received: {SOP Instance UID: file bytes} from storescp +B."""
     for f in files:
@@ -162,8 +170,9 @@ def test_a_batch_reaches_storescp_byte_for_byte(storescp):
         assert r["status"] == "0x0000" and r["reason"] == "", sent
         assert r["ts"] == meta(sample(f)).file_meta.TransferSyntaxUID, sent
     assert_identical(storescp.take(), BATCH)
-    # progress counted every dataset byte, nothing more.
-    assert sent.bytes == sum(len(padded(dataset_bytes(sample(f)))) for f in BATCH)
+    # progress counted every byte of each command and dataset, nothing more.
+    assert sent.bytes == sum(command_size(sample(f)) + len(padded(dataset_bytes(sample(f))))
+                             for f in BATCH)
 
 
 @pytest.mark.parametrize("name", SINGLES)
@@ -340,6 +349,22 @@ def test_progress_stops_the_association_with_an_abort():
     assert peer.received == [] and "release" not in peer.events
     # No byte went out beyond what progress allowed (one PDU at most).
     assert sent.bytes < 8000 + 16384
+
+
+def test_a_stop_between_instances_keeps_the_ones_sent():
+    """progress is asked before each command too: a stop after the first
+    instance's last byte aborts before the second one starts."""
+    first = sample("CT_small.dcm")
+    budget = command_size(first) + len(dataset_bytes(first))
+    with FaultPeer() as peer:
+        sent = send(peer.port, [first, sample("rtplan.dcm")],
+                    options=["--stop-after", str(budget)])
+        wait_for(lambda: "abort" in peer.events, 5, what="the A-ABORT")
+    assert sent.returns[0][0] == -errno.ECANCELED, sent
+    assert sent.outcomes() == ["SENT", "RETRY"], sent
+    assert sent.results[1]["reason"] == (
+        "not sent: stopped by the caller (association aborted)"), sent
+    assert [d for _, _, d in peer.received] == [dataset_bytes(first)]
 
 
 def test_progress_may_block_to_shape_the_rate(storescp):
