@@ -40,18 +40,26 @@ DCMTK_LIBS  := -ldcmnet -ldcmdata -loflog -lofstd
 # libraries it does not). The layers, lowest last (make check-style keeps
 # the includes to them, scripts/check-layers):
 #
-#   receiver  -> common            outpost-receiver (DCMTK, the one C++ shim)
-#   console   -> uplink -> common  outpost-uplink: the upload engine and the
-#                                  operator's console it hosts (uplink/main.c)
+#   dicom     -> common            the DCMTK shim, the one C++ (receiving,
+#                                  parsing, and the C-STORE sender)
+#   receiver  -> dicom -> common   outpost-receiver
+#   console   -> uplink -> dicom -> common
+#                                  outpost-uplink: the upload engine (STOW-RS
+#                                  and C-STORE) and the operator's console it
+#                                  hosts (uplink/main.c)
 #   ctl       -> common            outpostctl
 LIBS_common   := common
-LIBS_receiver := receiver common
-LIBS_uplink   := uplink common
-LIBS_console  := console uplink common
+LIBS_dicom    := dicom common
+LIBS_receiver := receiver dicom common
+LIBS_uplink   := uplink dicom common
+LIBS_console  := console uplink dicom common
 LIBS_ctl      := ctl common
 
 EXT_common   := -lsqlite3 -linih -lsodium -lsystemd -lm -pthread
-EXT_receiver := $(DCMTK_LIBS)
+# dcmjpeg, dcmjpls: the decoders the sender needs to convert a compressed
+# instance for a peer that takes only uncompressed syntaxes.
+EXT_dicom    := -ldcmjpeg -ldcmjpls $(DCMTK_LIBS)
+EXT_receiver :=
 EXT_uplink   := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lhttp_parser -lcjson
 EXT_console  := $(EXT_uplink)
 EXT_ctl      := -lcjson
@@ -74,8 +82,8 @@ lib_path = $(BUILD)/lib/lib$(1).a
 # The archives and shared libraries of a layer and those below it.
 link_libs = $(foreach l,$(LIBS_$(1)),$(call lib_path,$(l)))
 link_ext  = $(sort $(foreach l,$(LIBS_$(1)),$(EXT_$(l))))
-# C++ (the DCMTK shim) needs g++ to link.
-linker = $(if $(filter receiver,$(LIBS_$(1))),$(CXX) $(ALL_CXXFLAGS),$(CC) $(ALL_CFLAGS))
+# C++ (the DCMTK shim) needs g++ to link: any program with the dicom layer.
+linker = $(if $(filter dicom,$(LIBS_$(1))),$(CXX) $(ALL_CXXFLAGS),$(CC) $(ALL_CFLAGS))
 
 define library
 $(call lib_path,$(1)): $(call lib_objs,$(1))
@@ -83,7 +91,7 @@ $(call lib_path,$(1)): $(call lib_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 endef
-$(foreach l,common receiver uplink console ctl,$(eval $(call library,$(l))))
+$(foreach l,common dicom receiver uplink console ctl,$(eval $(call library,$(l))))
 
 $(BUILD)/outpost-receiver: $(BUILD)/obj/services/receiver/main.o $(call link_libs,receiver)
 	$(call linker,receiver) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,receiver)
@@ -123,7 +131,14 @@ $(BUILD)/tests/$(1): $(BUILD)/obj/tests/unit/$(1).o $(FIXTURE_LIB) $(call link_l
 endef
 $(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRC)),$(eval $(call unit_test,$(t))))
 
-all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS)
+# Test-only programs (tests/tools/): a layer's C API driven from the
+# integration tests, never part of the production binaries.
+TOOL_BINS := $(BUILD)/tests/dicom_send_cli
+$(BUILD)/tests/dicom_send_cli: $(BUILD)/obj/tests/tools/dicom_send_cli.o $(call link_libs,dicom)
+	@mkdir -p $(dir $@)
+	$(call linker,dicom) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,dicom)
+
+all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS) $(TOOL_BINS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
@@ -260,7 +275,7 @@ integration: all
 # The integration tests that feed the services hostile or unusual input,
 # run again against the ASan+UBSan build (any sanitizer report fails).
 # The longest files first, so that the workers end together.
-ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py \
+ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py test_dicom_send.py \
                     test_garbage.py test_outpostctl.py test_admission.py \
                     test_samples.py test_firmware_upload.py test_limits.py \
                     test_receiver_basics.py

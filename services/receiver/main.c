@@ -16,7 +16,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
-#include "receiver/dicom.h"
+#include "dicom/dicom.h"
 #include "receiver/router.h"
 #include "receiver/receiver.h"
 

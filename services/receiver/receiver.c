@@ -37,7 +37,7 @@
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/spool.h"
-#include "receiver/dicom.h"
+#include "dicom/dicom.h"
 #include "receiver/router.h"
 
 /* Threads waiting for an association request, beyond max_associations,

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/route.h"
-#include "receiver/dicom.h"
+#include "dicom/dicom.h"
 
 struct route {
 	op_route_cond conds[OP_ROUTE_CONDS_MAX];

@@ -1,5 +1,5 @@
 /*
- * test_dicom: the pure functions of the DCMTK shim (services/receiver/
+ * test_dicom: the pure functions of the DCMTK shim (services/dicom/
  * dicom.cc): when an A-ASSOCIATE-RQ is buffered, reading the indexed
  * attributes of a stored file, and which SOP classes and transfer syntaxes
  * the receiver accepts.
@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "receiver/dicom.h"
+#include "dicom/dicom.h"
 
 #define PYDICOM_FILES "/usr/lib/python3/dist-packages/pydicom/data/test_files"
 

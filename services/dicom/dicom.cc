@@ -16,7 +16,7 @@
  * the stored dataset is the received bytes and memory does not grow with
  * object size.
  */
-#include "receiver/dicom.h"
+#include "dicom/dicom.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>

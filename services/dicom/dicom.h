@@ -1,7 +1,8 @@
 /*
- * dicom: DCMTK behind a C API. This header and dicom.cc are the only C++
- * contact in Outpost; everything DICOM-network- or parser-specific lives
- * there, every decision (who may connect, where bytes go, which status to
+ * dicom: DCMTK behind a C API, the receiving side. The DCMTK shim (this
+ * header and dicom.cc, send.h and send.cc for the C-STORE sender) is the
+ * only C++ contact in Outpost; everything DICOM-network- or parser-specific
+ * lives there, every decision (who may connect, where bytes go, which status to
  * answer) is made by the C handler passed in.
  *
  * Threads: op_dicom_serve() runs one association to its end on the calling
