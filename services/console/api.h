@@ -28,9 +28,12 @@ struct op_spool;
 
 /* What the host gives the console: all of it outlives the console. */
 typedef struct op_api_host {
-	struct op_uplink *uplink; /* the engine it steers (uplink/control.h) */
-	struct op_spool *spool;   /* the spool the engine sends from */
-	const char *config_path;  /* the --config file, or NULL: the defaults */
+	struct op_uplink *uplink; /* the cloud's engine (uplink/control.h) */
+	/* Every destination's engine, the cloud's first. */
+	struct op_uplink *const *uplinks;
+	int n_uplinks;
+	struct op_spool *spool;  /* the spool the engine sends from */
+	const char *config_path; /* the --config file, or NULL: the defaults */
 	/* Reloads the configuration file everywhere (as SIGHUP does), then
 	 * calls op_api_configure(). -EINVAL with the reason in err when the
 	 * file is refused. */

@@ -139,7 +139,7 @@ static void request(op_linktest *t)
 {
 	static const op_https_handler h = { NULL, no_body, on_response, on_failure };
 	op_https_handler handler = h;
-	op_https_options opt = { t->cloud.host, t->cloud.port, t->timeout_s, NULL, 0 };
+	op_https_options opt = { t->cloud.host, t->cloud.port, t->timeout_s, NULL, NULL, 0 };
 	char head[2048];
 	int n;
 

@@ -41,8 +41,7 @@ int op_router_open(const op_config *cfg, const char *file, op_router **out, char
 	snprintf(r->default_to, sizeof(r->default_to), "%s", cfg->routing.default_to);
 	if (op_dicom_match_compile(cfg->priority.urgent_match, OP_MATCH_ANY, &r->match[0], why,
 				   sizeof(why)) < 0) {
-		snprintf(err, errlen, "%s: urgent_match: %s", file ? file : "(defaults)",
-			 why);
+		snprintf(err, errlen, "%s: urgent_match: %s", file ? file : "(defaults)", why);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -62,8 +61,8 @@ int op_router_open(const op_config *cfg, const char *file, op_router **out, char
 		op_route_attribute_text(t->conds, t->n_conds, text, sizeof(text));
 		t->has_attributes = *text != '\0';
 		if (t->has_attributes &&
-		    op_dicom_match_compile(text, OP_MATCH_ALL, &r->match[i + 1], why,
-					   sizeof(why)) < 0) {
+		    op_dicom_match_compile(text, OP_MATCH_ALL, &r->match[i + 1], why, sizeof(why)) <
+			    0) {
 			snprintf(err, errlen, "%s:%d: [route %s] when: %s",
 				 file ? file : "(defaults)", rc_->line, rc_->name, why);
 			rc = -EINVAL;
@@ -113,7 +112,8 @@ static void add_names(char *out, size_t size, const char *list)
 			p += *p == ',';
 		}
 		if (!known && len > 0 && have + len + 2 <= size)
-			snprintf(out + have, size - have, "%s%.*s", have ? "," : "", (int)len, list);
+			snprintf(out + have, size - have, "%s%.*s", have ? "," : "", (int)len,
+				 list);
 		list += len;
 		list += *list == ',';
 	}
@@ -125,8 +125,8 @@ int op_router_read(const op_router *r, const char *path, const op_router_origin 
 {
 	int matched[OP_ROUTE_MAX + 1] = { 0 }, any = 0, rc;
 
-	rc = op_dicom_read_instance(path, (const op_dicom_match *const *)r->match,
-				    r->n_routes + 1, matched, inst, err, errlen);
+	rc = op_dicom_read_instance(path, (const op_dicom_match *const *)r->match, r->n_routes + 1,
+				    matched, inst, err, errlen);
 	if (rc < 0)
 		return rc;
 	*urgent_match = matched[0];

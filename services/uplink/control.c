@@ -33,6 +33,11 @@ static void pause_requests(op_uplink *up, const char *why)
 
 		if (s->state != SLOT_SENDING)
 			continue;
+		if (up->type == OP_DEST_DICOM) {
+			/* Its worker stops at the next PDU and requeues. */
+			op__uplink_dicom_stop(s);
+			continue;
+		}
 		s->request_over = 1;
 		if (!s->fs_busy)
 			op__uplink_close_file(s);
@@ -54,11 +59,10 @@ void op__uplink_apply_rate(op_uplink *up, const char *why)
 	 * settings, the others follow what it holds. */
 	if (up->drives_shaper) {
 		localtime_r(&t, &tm);
-		rate = op_schedule_rate(*up->schedule_override ? &up->schedule_override_parsed
-							       : &up->cfg.shaping.parsed,
-					up->rate_overridden ? up->rate_override
-							    : up->cfg.shaping.rate,
-					&tm);
+		rate = op_schedule_rate(
+			*up->schedule_override ? &up->schedule_override_parsed
+					       : &up->cfg.shaping.parsed,
+			up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
 		if (rate != up->shaper->rate || burst != up->shaped_burst) {
 			op_shaper_set(up->shaper, rate, burst, op_clock_mono_ns());
 			up->shaped_burst = burst;
@@ -221,7 +225,8 @@ int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t 
 		/* Removed from the file: it keeps its settings (its deliveries
 		 * still wait) until the next start. */
 		op_warn("config.reload",
-			"destination=%s reason=\"no longer configured: it stops at the next start\"",
+			"destination=%s reason=\"no longer configured: it stops at the next "
+			"start\"",
 			up->name);
 		cc = &up->cc;
 	}
@@ -283,4 +288,33 @@ void op_uplink_set_shaping(op_uplink *up, const uint64_t *rate, const char *sche
 	op__uplink_apply_rate(up, "console");
 	for (int i = 0; i < up->n_slots; i++)
 		op__uplink_claim(&up->slots[i]);
+}
+
+int op_uplink_busy(const op_uplink *up)
+{
+	for (int i = 0; i < up->n_slots; i++)
+		if (up->slots[i].state != SLOT_IDLE)
+			return 1;
+	return 0;
+}
+
+uint64_t op_uplink_bytes(const op_uplink *up)
+{
+	return up->own.bytes;
+}
+
+uint64_t op_uplink_share(const op_uplink *up, uint64_t *cap)
+{
+	*cap = up->cc.rate;
+	return up->own.rate;
+}
+
+void op_uplink_set_share(op_uplink *up, uint64_t share)
+{
+	if (share == up->own.rate)
+		return;
+	op_shaper_set(&up->own, share, 0, op_clock_mono_ns());
+	for (int i = 0; i < up->n_slots; i++)
+		if (up->slots[i].conn)
+			op_https_reshape(up->slots[i].conn);
 }

@@ -71,4 +71,18 @@ void op_uplink_link_verified(op_uplink *up);
 struct op_tls *op_uplink_tls(op_uplink *up);
 const char *op_uplink_auth_header(const op_uplink *up);
 
+/* --- sharing the [shaping] bucket between destinations (the host's) ----- */
+
+/* Has a request in flight (or a batch being claimed or settled)? */
+int op_uplink_busy(const op_uplink *up);
+
+/* Bytes this destination has written in all (its own bucket's count). */
+uint64_t op_uplink_bytes(const op_uplink *up);
+
+/* Its share now (bits/s) and, in *cap, its own `rate`. */
+uint64_t op_uplink_share(const op_uplink *up, uint64_t *cap);
+
+/* Gives it a new share (bits/s, at most its cap: see fair.h). */
+void op_uplink_set_share(op_uplink *up, uint64_t share);
+
 #endif

@@ -10,6 +10,7 @@
 #ifndef OP_UPLINK_INTERNAL_H
 #define OP_UPLINK_INTERNAL_H
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -18,6 +19,7 @@
 
 #include "common/config.h"
 #include "common/spool.h"
+#include "dicom/send.h"
 #include "uplink/control.h"
 #include "uplink/https.h"
 #include "uplink/shaper.h"
@@ -64,6 +66,19 @@ struct slot {
 	char small[256];
 	int request_over; /* answered or failed: the body source stops */
 
+	/* A dicom destination's batch (dimse.c): the files, the sender's
+	 * arguments and results, and the worker's ask to the buckets. */
+	char (*paths)[OP_DIR_MAX + 128];
+	op_dicom_item *ditems;
+	op_dicom_result *dres;
+	unsigned *dmap;
+	int dicom_rc;
+	char dicom_err[256];
+	pthread_mutex_t pace_mu;
+	pthread_cond_t pace_cv;
+	uint64_t pace_want, pace_wait;
+	int pace_asked, pace_stop;
+
 	/* Work on the thread pool reads only these copies, made on the loop. */
 	uv_work_t work;
 	int work_rc;
@@ -78,7 +93,11 @@ struct op_uplink {
 	/* The destination this engine sends to: "cloud" ([cloud]) or a
 	 * [destination NAME]; cc is its section, taken from cfg. */
 	char name[OP_DEST_NAME_MAX + 1];
+	enum op_dest_type type;
 	op_cloud_config cc;
+	op_dicom_dest_config dicom; /* type dicom */
+	uv_async_t pace_async;      /* a dicom worker asks the buckets (dimse.c) */
+	int pace_open;
 	op_spool *spool; /* the host's */
 	op_tls *tls;
 	struct slot slots[MAX_SLOTS];
@@ -104,8 +123,8 @@ struct op_uplink {
 	int drives_shaper;     /* sets the shared bucket's rate: the cloud's engine does */
 	uint64_t shaped_burst; /* the [shaping] burst it was last set to */
 	uint64_t seen_rate, seen_burst; /* the bucket's, when this engine last acted on them */
-	time_t clock_offset;   /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
-	int scavenger;         /* TCP-LP, when the kernel has it */
+	time_t clock_offset;            /* the schedule's clock: OUTPOST_TEST_CLOCK, for tests */
+	int scavenger;                  /* TCP-LP, when the kernel has it */
 
 	/* Set through the console, kept in the spool's settings: they
 	 * override the configuration file until cleared. */
@@ -141,6 +160,20 @@ void op__uplink_send_batch(struct slot *s);
  * and settles the batch (the slot claims again when the spool has it). */
 void op__uplink_settle_all(struct slot *s, enum op_spool_verdict v, const char *reason,
 			   int http_status);
+
+/* Records every instance's verdict (s->results) and settles the batch. */
+void op__uplink_settle(struct slot *s, int http_status);
+
+/* --- dimse.c: a batch to a DICOM node by C-STORE ------------------------------- */
+
+/* Sends the slot's batch on the thread pool (one association). */
+void op__uplink_send_dicom(struct slot *s);
+
+/* The async handle's callback: answers the workers' asks. */
+void op__uplink_pace_answer(uv_async_t *a);
+
+/* Makes the slot's worker stop at its next PDU (pause, stop). */
+void op__uplink_dicom_stop(struct slot *s);
 
 /* --- body.c: the batch's body from the spool files ------------------------------ */
 

@@ -44,15 +44,16 @@ void op__uplink_set_link(op_uplink *up, enum link_state state, const char *reaso
 	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
 	up->link = state;
 	if (state == LINK_UP)
-		op_info("uplink.link", "state=up");
+		op_info("uplink.link", "dest=%s state=up", up->name);
 	else if (state == LINK_PAUSED)
 		op_error("uplink.alarm",
-			 "state=paused reason=\"%s\" action=\"check [cloud] "
+			 "dest=%s state=paused reason=\"%s\" action=\"check the destination's "
 			 "credentials; sending resumes when they change\"",
-			 reason);
+			 up->name, reason);
 	else
 		op_log(up->link_failures ? OP_LOG_WARN : OP_LOG_INFO, "uplink.link",
-		       "state=%s reason=\"%s\"", op__uplink_link_names[state], reason);
+		       "dest=%s state=%s reason=\"%s\"", up->name, op__uplink_link_names[state],
+		       reason);
 }
 
 void op__uplink_link_failed(op_uplink *up, const char *reason)
@@ -63,7 +64,8 @@ void op__uplink_link_failed(op_uplink *up, const char *reason)
 	delay = op__uplink_backoff_ms(up->link_failures, up->cc.retry_max_delay);
 	up->next_probe_at = op_clock_wall_ms() + delay;
 	op__uplink_set_link(up, LINK_DOWN, reason);
-	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64, up->link_failures, delay);
+	op_info("uplink.backoff", "dest=%s failures=%d next_probe_ms=%" PRId64, up->name,
+		up->link_failures, delay);
 }
 
 void op__uplink_link_ok(op_uplink *up)
@@ -140,6 +142,21 @@ int op__uplink_apply_cloud(op_uplink *up, const char *why)
 	char err[512];
 	op_tls *tls = NULL;
 
+	if (!up->cc.enabled) {
+		op__uplink_set_link(up, LINK_UNPROVISIONED,
+				    "disabled in the configuration (enabled = no)");
+		return 0;
+	}
+	if (up->type == OP_DEST_DICOM) {
+		op_info("uplink.destination",
+			"dest=%s type=dicom peer=%s:%u called_ae=%s reason=%s", up->name,
+			up->dicom.host, up->dicom.port, up->dicom.called_ae, why);
+		if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
+			up->next_probe_at = 0;
+			op__uplink_set_link(up, LINK_STARTING, "not yet connected");
+		}
+		return 0;
+	}
 	if (!*up->cc.url) {
 		op__uplink_set_link(up, LINK_UNPROVISIONED, "no [cloud] url configured");
 		return 0;
@@ -151,11 +168,11 @@ int op__uplink_apply_cloud(op_uplink *up, const char *why)
 	op_tls_close(up->tls);
 	up->tls = tls;
 	op__uplink_load_auth(up, 1);
-	op_info("uplink.cloud", "url=%s connections=%d auth=%s reason=%s", up->cc.url,
-		up->cc.connections,
+	op_info("uplink.cloud", "dest=%s url=%s connections=%d auth=%s reason=%s", up->name,
+		up->cc.url, up->cc.connections,
 		up->cc.auth == OP_AUTH_NONE    ? "none"
 		: up->cc.auth == OP_AUTH_BASIC ? "basic"
-						      : "bearer",
+					       : "bearer",
 		why);
 	if (up->link == LINK_UNPROVISIONED || up->link == LINK_PAUSED) {
 		up->next_probe_at = 0;

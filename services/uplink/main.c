@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "common/clock.h"
@@ -24,8 +25,12 @@
 #include "common/spool.h"
 #include "console/api.h"
 #include "uplink/control.h"
+#include "uplink/fair.h"
 #include "uplink/tls.h"
 #include "uplink/uplink.h"
+
+/* How often the destinations' shares of the bucket are recomputed. */
+#define FAIR_MS 250
 
 struct host {
 	uv_loop_t loop;
@@ -37,6 +42,12 @@ struct host {
 	 * [destination NAME] in the file's order. */
 	op_uplink *up[OP_DEST_MAX + 1];
 	int n_up;
+	/* Shares of the bucket between destinations (fair.h), recomputed on
+	 * a timer from what each sent. */
+	uv_timer_t fair_timer;
+	int fair_open;
+	uint64_t fair_bytes[OP_DEST_MAX + 1];
+	uint64_t fair_at; /* uv_now of the last computation */
 	op_api *api;
 	uv_signal_t sig[3];
 	int signals; /* open */
@@ -103,10 +114,35 @@ static void on_signal(uv_signal_t *sig, int signum)
 	op_info("uplink.stopping", "signal=%d", signum);
 	op_notify_stopping();
 	close_signals(h);
+	if (h->fair_open)
+		uv_close((uv_handle_t *)&h->fair_timer, NULL);
+	h->fair_open = 0;
 	for (int i = 0; i < h->n_up; i++)
 		op_uplink_stop(h->up[i]);
 	op_api_close(h->api); /* its work in flight finishes, answering nobody */
 	h->api = NULL;
+}
+
+static void on_fair(uv_timer_t *t)
+{
+	struct host *h = t->data;
+	op_fair_dest d[OP_DEST_MAX + 1];
+	uint64_t now = uv_now(&h->loop), ms = now - h->fair_at;
+
+	if (ms == 0)
+		return;
+	for (int i = 0; i < h->n_up; i++) {
+		uint64_t bytes = op_uplink_bytes(h->up[i]);
+
+		d[i].active = op_uplink_busy(h->up[i]);
+		d[i].share = op_uplink_share(h->up[i], &d[i].cap);
+		d[i].used = (bytes - h->fair_bytes[i]) * 8 * 1000 / ms;
+		h->fair_bytes[i] = bytes;
+	}
+	h->fair_at = now;
+	op_fair_share(h->shaper.rate, d, h->n_up);
+	for (int i = 0; i < h->n_up; i++)
+		op_uplink_set_share(h->up[i], d[i].share);
 }
 
 static int start(struct host *h)
@@ -123,8 +159,8 @@ static int start(struct host *h)
 	if (rc == 0)
 		rc = op_spool_requeue_sending(h->spool, &requeued);
 	if (rc == 0 && requeued)
-		op_info("uplink.recover", "requeued=%u reason=\"'sending' when the uplink stopped\"",
-			requeued);
+		op_info("uplink.recover",
+			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
 	op_shaper_init(&h->shaper, op_clock_mono_ns());
 	if (rc == 0)
 		rc = op_uplink_open(&h->loop, &h->cfg, h->spool, OP_SPOOL_DEFAULT_DESTINATION,
@@ -149,6 +185,18 @@ static int start(struct host *h)
 	rc = op_api_open(&h->loop, &h->cfg, &api_host, &h->api);
 	for (int i = 0; rc == 0 && i < h->n_up; i++)
 		rc = op_uplink_start(h->up[i]);
+	if (rc == 0 && h->n_up > 1) {
+		uv_timer_init(&h->loop, &h->fair_timer);
+		h->fair_timer.data = h;
+		h->fair_open = 1;
+		h->fair_at = uv_now(&h->loop);
+		uv_timer_start(&h->fair_timer, on_fair, FAIR_MS, FAIR_MS);
+	}
+	if (rc == 0) {
+		op_info("uplink.ready", "spool=%s destinations=%d uid=%u gid=%u", h->cfg.spool.dir,
+			h->n_up, (unsigned)geteuid(), (unsigned)getegid());
+		op_notify_ready("uploading");
+	}
 	return rc;
 }
 

@@ -82,7 +82,7 @@ static void settle_work(uv_work_t *w)
 }
 
 /* Records every instance's verdict (s->results) and logs the batch. */
-static void settle(struct slot *s, int http_status)
+void op__uplink_settle(struct slot *s, int http_status)
 {
 	op_uplink *up = s->up;
 	unsigned counts[4] = { 0 };
@@ -108,9 +108,8 @@ static void settle(struct slot *s, int http_status)
 		t->verdict = r->verdict;
 		t->error = r->reason[0] ? r->reason : NULL;
 		if (r->verdict == OP_VERDICT_RETRY)
-			t->next_attempt_at =
-				now + op__uplink_backoff_ms(s->items[i].attempts + 1,
-							    up->cc.retry_max_delay);
+			t->next_attempt_at = now + op__uplink_backoff_ms(s->items[i].attempts + 1,
+									 up->cc.retry_max_delay);
 		else if (r->verdict == OP_VERDICT_REQUEUE && up->link == LINK_DOWN)
 			t->next_attempt_at = up->next_probe_at;
 		counts[r->verdict]++;
@@ -120,17 +119,18 @@ static void settle(struct slot *s, int http_status)
 		op_log_quote(sop, sizeof(sop), s->items[i].sop_instance_uid);
 		op_log_quote(why, sizeof(why), r->reason);
 		if (r->verdict == OP_VERDICT_QUARANTINE) {
-			op_error("uplink.quarantine", "sop=%s study=%s reason=%s", sop,
-				 op_log_quote(study, sizeof(study), s->items[i].study_uid), why);
+			op_error("uplink.quarantine", "dest=%s sop=%s study=%s reason=%s", up->name,
+				 sop, op_log_quote(study, sizeof(study), s->items[i].study_uid),
+				 why);
 			op__uplink_note_error(up, "uplink.quarantine", r->reason);
 		} else if (r->verdict == OP_VERDICT_RETRY)
-			op_warn("uplink.retry", "sop=%s attempts=%d reason=%s", sop,
-				s->items[i].attempts + 1, why);
+			op_warn("uplink.retry", "dest=%s sop=%s attempts=%d reason=%s", up->name,
+				sop, s->items[i].attempts + 1, why);
 	}
 	op_info("uplink.batch",
-		"slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u requeued=%u "
-		"bytes=%" PRIu64,
-		s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
+		"dest=%s slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u "
+		"requeued=%u bytes=%" PRIu64,
+		up->name, s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
 		counts[OP_VERDICT_SENT], counts[OP_VERDICT_RETRY], counts[OP_VERDICT_QUARANTINE],
 		counts[OP_VERDICT_REQUEUE], bytes);
 	if (s->urgent_sending) {
@@ -154,7 +154,7 @@ void op__uplink_settle_all(struct slot *s, enum op_spool_verdict v, const char *
 		snprintf(s->results[i].reason, sizeof(s->results[i].reason), "%.*s",
 			 (int)sizeof(s->results[i].reason) - 1, reason);
 	}
-	settle(s, http_status);
+	op__uplink_settle(s, http_status);
 }
 
 /* --- responses ------------------------------------------------------------------ */
@@ -201,8 +201,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 				   "url and "
 				   "client_cert",
 			 status);
-		up->next_probe_at =
-			op_clock_wall_ms() + (int64_t)up->cc.retry_max_delay * 1000;
+		up->next_probe_at = op_clock_wall_ms() + (int64_t)up->cc.retry_max_delay * 1000;
 		op__uplink_set_link(up, LINK_PAUSED, s->small);
 		break;
 	case OP_STOW_SPLIT:
@@ -216,7 +215,7 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 			up->batch_bytes);
 		break;
 	}
-	settle(s, status);
+	op__uplink_settle(s, status);
 }
 
 static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const char *why)
@@ -262,7 +261,7 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 		return;
 	case OP_HTTPS_BODY:
 		/* damaged_file() has set every verdict. */
-		settle(s, 0);
+		op__uplink_settle(s, 0);
 		return;
 	}
 }
@@ -278,6 +277,10 @@ void op__uplink_send_batch(struct slot *s)
 	char head[2048], host[300];
 	int n, rc;
 
+	if (up->type == OP_DEST_DICOM) {
+		op__uplink_send_dicom(s);
+		return;
+	}
 	if (c->auth == OP_AUTH_BEARER)
 		op__uplink_load_auth(up, 0); /* a token changed on disk is used at once */
 	for (unsigned i = 0; i < s->n; i++)
@@ -308,8 +311,8 @@ void op__uplink_send_batch(struct slot *s)
 		s->conn = NULL;
 	}
 	if (!s->conn) {
-		op_https_options opt = { c->host, c->port, c->timeout, up->shaper, &up->own,
-					 up->scavenger };
+		op_https_options opt = { c->host,    c->port,  c->timeout,
+					 up->shaper, &up->own, up->scavenger };
 
 		rc = op_https_open(up->loop, up->tls, &opt, &s->conn);
 		if (rc < 0) {
@@ -368,7 +371,7 @@ void op__uplink_claim(struct slot *s)
 	/* A file read of the last request still in flight holds s->fs. A rate
 	 * of 0 (the schedule's pause) sends nothing. */
 	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED ||
-	    up->shaper->rate == 0 || up->operator_paused)
+	    up->shaper->rate == 0 || up->operator_paused || !up->cc.enabled)
 		return;
 	if (up->link == LINK_PAUSED || up->link == LINK_DOWN) {
 		/* One probe at a time, when its back-off has passed. */
@@ -432,7 +435,17 @@ static int make_slots(op_uplink *up)
 		s->settle = calloc(cap, sizeof(*s->settle));
 		s->results = calloc(cap, sizeof(*s->results));
 		s->chunk = malloc(CHUNK);
+		pthread_mutex_init(&s->pace_mu, NULL);
+		pthread_cond_init(&s->pace_cv, NULL);
 		if (!s->items || !s->settle || !s->results || !s->chunk)
+			return -ENOMEM;
+		if (up->type != OP_DEST_DICOM)
+			continue;
+		s->paths = calloc(cap, sizeof(*s->paths));
+		s->ditems = calloc(cap, sizeof(*s->ditems));
+		s->dres = calloc(cap, sizeof(*s->dres));
+		s->dmap = calloc(cap, sizeof(*s->dmap));
+		if (!s->paths || !s->ditems || !s->dres || !s->dmap)
 			return -ENOMEM;
 	}
 	return 0;
@@ -449,6 +462,12 @@ static void free_slots(op_uplink *up)
 		free(s->settle);
 		free(s->results);
 		free(s->chunk);
+		free(s->paths);
+		free(s->ditems);
+		free(s->dres);
+		free(s->dmap);
+		pthread_mutex_destroy(&s->pace_mu);
+		pthread_cond_destroy(&s->pace_cv);
 	}
 	up->n_slots = 0;
 }
@@ -466,8 +485,12 @@ void op_uplink_stop(op_uplink *up)
 		up->slots[i].request_over = 1;
 		op_https_close(up->slots[i].conn);
 		up->slots[i].conn = NULL;
+		op__uplink_dicom_stop(&up->slots[i]);
 	}
 	uv_close((uv_handle_t *)&up->tick, NULL);
+	if (up->pace_open)
+		uv_close((uv_handle_t *)&up->pace_async, NULL);
+	up->pace_open = 0;
 }
 
 int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const char *dest,
@@ -488,6 +511,12 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const
 	up->cfg = *cfg;
 	up->cc = *cc;
 	snprintf(up->name, sizeof(up->name), "%s", dest);
+	for (int i = 0; i < cfg->n_destinations; i++) {
+		if (strcmp(cfg->destinations[i].name, dest) == 0) {
+			up->type = cfg->destinations[i].type;
+			up->dicom = cfg->destinations[i].dicom;
+		}
+	}
 	up->spool = spool;
 	up->shaper = shaper;
 	/* The cloud's engine, which the host always opens, sets the shared
@@ -528,17 +557,21 @@ int op_uplink_start(op_uplink *up)
 {
 	uv_timer_init(up->loop, &up->tick);
 	up->tick.data = up;
+	uv_async_init(up->loop, &up->pace_async, op__uplink_pace_answer);
+	up->pace_async.data = up;
+	up->pace_open = 1;
 	uv_timer_start(&up->tick, on_tick, 0, TICK_MS);
 	op__uplink_apply_rate(up, "start");
-	op_info("uplink.ready", "spool=%s state=%s uid=%u gid=%u", up->cfg.spool.dir,
-		op__uplink_link_names[up->link], (unsigned)geteuid(), (unsigned)getegid());
-	up->watchdog_ms = op_notify_watchdog_ms();
-	if (up->watchdog_ms > TICK_MS)
-		up->watchdog_ms -= TICK_MS; /* the tick's own granularity */
-	op_notify_ready("uploading");
-	if (up->watchdog_ms)
-		op_notify_watchdog();
-	up->watchdog_at = uv_now(up->loop);
+	/* One engine feeds systemd's watchdog: the cloud's, which every host
+	 * runs (the others share its loop). */
+	if (up->drives_shaper) {
+		up->watchdog_ms = op_notify_watchdog_ms();
+		if (up->watchdog_ms > TICK_MS)
+			up->watchdog_ms -= TICK_MS; /* the tick's own granularity */
+		if (up->watchdog_ms)
+			op_notify_watchdog();
+		up->watchdog_at = uv_now(up->loop);
+	}
 	return 0;
 }
 

@@ -36,8 +36,8 @@ typedef struct op_uplink op_uplink;
 int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const char *dest,
 		   op_shaper *shaper, op_uplink **out);
 
-/* Starts sending and tells systemd it is ready; returns at once (the loop
- * runs it). */
+/* Starts sending; returns at once (the loop runs it). The cloud's engine
+ * feeds systemd's watchdog; the host says when it is ready. */
 int op_uplink_start(op_uplink *up);
 
 /* Stops: requests in flight are abandoned (their instances are queued

@@ -14,7 +14,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
 def make_ct_study(directory, n, seed=1, rows=512, cols=512, patient_id="TEST0001",
-                  priority=None, study_uid=None):
+                  priority=None, study_uid=None, modality="CT", body_part=None):
     """Writes n instances into directory; returns their paths in order."""
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -34,7 +34,9 @@ def make_ct_study(directory, n, seed=1, rows=512, cols=512, patient_id="TEST0001
         ds.SeriesInstanceUID = series_uid
         ds.PatientID = patient_id
         ds.PatientName = "Test^Synthetic"
-        ds.Modality = "CT"
+        ds.Modality = modality
+        if body_part:
+            ds.BodyPartExamined = body_part
         ds.StudyDate = "20261128"
         ds.InstanceNumber = i + 1
         ds.ImagePositionPatient = [0, 0, float(i)]

@@ -303,10 +303,10 @@ def echoscu(port, aet="OUTPOST", calling="ECHOSCU", timeout=30):
 class Storescp:
     """DCMTK's storescp +B +xa on a free port: the bit-preserving reference."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, port=None):
         self.out = os.path.join(directory, "received")
         os.makedirs(self.out, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = os.path.join(directory, "storescp.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
@@ -317,13 +317,15 @@ class Storescp:
         if self.proc.poll() is not None:
             raise RuntimeError(f"storescp exited {self.proc.returncode}")
 
-    def take(self):
-        """Files received since the last call, {SOP Instance UID: bytes}; removes them."""
+    def take(self, repeats=False):
+        """Files received since the last call, {SOP Instance UID: bytes}; removes them.
+        A UID received twice fails, unless repeats (at-least-once delivery
+        across a crash of the sender)."""
         got = {}
         for name in sorted(os.listdir(self.out)):
             path = os.path.join(self.out, name)
             uid = str(read_file_meta_info(path).MediaStorageSOPInstanceUID)
-            assert uid not in got, f"storescp received {uid} twice in one batch"
+            assert repeats or uid not in got, f"storescp received {uid} twice in one batch"
             with open(path, "rb") as f:
                 got[uid] = f.read()
             os.unlink(path)

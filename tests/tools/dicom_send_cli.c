@@ -138,7 +138,7 @@ int main(int argc, char **argv)
 		jobs[t].index = index + k;
 		for (i = t; i < n; i += (unsigned)threads) {
 			char err[256];
-			if (op_dicom_read_instance(argv[a + i], NULL, NULL, &inst[k], err,
+			if (op_dicom_read_instance(argv[a + i], NULL, 0, NULL, &inst[k], err,
 						   sizeof(err)) != 0) {
 				fprintf(stderr, "dicom_send_cli: %s: %s\n", argv[a + i], err);
 				return 2;

@@ -73,7 +73,7 @@ static int read_inst(const char *path, op_instance *in, char *err, size_t errlen
 		if (null_fd >= 0)
 			close(null_fd);
 	}
-	rc = op_dicom_read_instance(path, NULL, NULL, in, err, errlen);
+	rc = op_dicom_read_instance(path, NULL, 0, NULL, in, err, errlen);
 	if (saved >= 0) {
 		dup2(saved, STDERR_FILENO);
 		close(saved);
@@ -507,9 +507,54 @@ static void test_dicom_print_conformance(void **state)
 	assert_false(virtual_be);
 }
 
+/* --- matching ([priority] urgent_match, routes) ---------------------------------------- */
+
+static int matches(const char *text, enum op_dicom_match_mode mode)
+{
+	op_dicom_match *m = NULL;
+	const op_dicom_match *list[1];
+	op_instance in;
+	char err[256];
+	int matched = -1;
+
+	assert_int_equal(op_dicom_match_compile(text, mode, &m, err, sizeof(err)), 0);
+	list[0] = m;
+	assert_int_equal(op_dicom_read_instance(PYDICOM_FILES "/CT_small.dcm", list, 1, &matched,
+						&in, err, sizeof(err)),
+			 0);
+	op_dicom_match_free(m);
+	return matched;
+}
+
+/* CT_small.dcm: Modality CT, PatientName CompressedSamples^CT1, ImageType
+ * ORIGINAL\PRIMARY\AXIAL, no BodyPartExamined. */
+static void test_dicom_match_modes_and_wildcards(void **state)
+{
+	char err[256];
+	op_dicom_match *m = NULL;
+
+	(void)state;
+	assert_true(matches("Modality=CT", OP_MATCH_ANY));
+	assert_true(matches("Modality=ct", OP_MATCH_ALL));
+	assert_true(matches("PatientName=compressed*^CT?", OP_MATCH_ALL));
+	assert_false(matches("PatientName=compressed", OP_MATCH_ALL));
+	assert_true(matches("ImageType=AX*", OP_MATCH_ANY)); /* any value of several */
+	assert_true(matches("Modality=MR, ImageType=PRIMARY", OP_MATCH_ANY));
+	assert_false(matches("Modality=MR, ImageType=PRIMARY", OP_MATCH_ALL));
+	assert_true(matches("Modality=C?, ImageType=PRIMARY", OP_MATCH_ALL));
+	assert_false(matches("BodyPartExamined=*", OP_MATCH_ALL)); /* absent */
+	/* NULL (an empty text) holds for nothing. */
+	assert_int_equal(op_dicom_match_compile("", OP_MATCH_ALL, &m, err, sizeof(err)), 0);
+	assert_null(m);
+	assert_int_equal(op_dicom_match_compile("Modalty=CT", OP_MATCH_ALL, &m, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "'Modalty' is not a DICOM attribute keyword"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dicom_match_modes_and_wildcards),
 		cmocka_unit_test(test_dicom_pdu_ready_short),
 		cmocka_unit_test(test_dicom_pdu_ready_wrong_type),
 		cmocka_unit_test(test_dicom_pdu_ready_lengths),
