@@ -95,7 +95,8 @@ level = debug
         "console": {"listen": "127.0.0.1:8080", "socket": "var/outpost.sock", "tls_cert": "",
                     "tls_key": "", "password_hash": "",
                     "web_root": os.path.join(ROOT, "services", "console", "web"),
-                    "session_ttl": "28800", "allowed_hosts": ""},
+                    "session_ttl": "28800", "backlog_alarm": "1h",
+                    "allowed_hosts": ""},
         "security": {"allow_unencrypted": "off"},
         "log": {"level": "debug"},
     }
