@@ -572,8 +572,7 @@ int op_config_resolve_path(const char *config_path, const char *value, char *out
 	if (!*value || *value == '/' || !slash)
 		n = snprintf(out, size, "%s", value);
 	else
-		n = snprintf(out, size, "%.*s/%s", (int)(slash - config_path), config_path,
-			     value);
+		n = snprintf(out, size, "%.*s/%s", (int)(slash - config_path), config_path, value);
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 

@@ -218,7 +218,8 @@ static int window_at(const op_schedule *s, int day, int minute)
 
 uint64_t op_schedule_rate(const op_schedule *s, uint64_t default_bps, const struct tm *tm)
 {
-	int w = window_at(s, (tm->tm_wday + 6) % 7 /* tm: Sunday 0 */, tm->tm_hour * 60 + tm->tm_min);
+	int w = window_at(s, (tm->tm_wday + 6) % 7 /* tm: Sunday 0 */,
+			  tm->tm_hour * 60 + tm->tm_min);
 
 	return w < 0 ? default_bps : s->windows[w].rate_bps;
 }

@@ -133,9 +133,16 @@ struct pause_job {
 static void pause_work(struct op__api_job *job)
 {
 	const struct pause_job *j = (const struct pause_job *)job;
+	char since[32];
 	cJSON *o;
 
-	if (op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
+	/* When: the console's "paused by the operator since 14:41" after a
+	 * restart too. A second pause keeps the first one's time. */
+	if (!j->paused ||
+	    op_spool_setting_get(job->spool, "paused.since", since, sizeof(since)) < 0)
+		snprintf(since, sizeof(since), "%" PRId64, job->t);
+	if (op_spool_setting_set(job->spool, "paused.since", j->paused ? since : NULL) < 0 ||
+	    op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
 		op__api_job_error(job, 503,
 				  "the spool database cannot be written (see the uplink's log)");
 		return;

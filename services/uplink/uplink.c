@@ -122,7 +122,8 @@ static void settle(struct slot *s, int http_status)
 		if (r->verdict == OP_VERDICT_QUARANTINE) {
 			op_error("uplink.quarantine", "sop=%s study=%s reason=%s", sop,
 				 op_log_quote(study, sizeof(study), s->items[i].study_uid), why);
-			op__uplink_note_error(up, "uplink.quarantine", r->reason);
+			op__uplink_note_error(up, "uplink.quarantine", r->reason,
+					      s->items[i].study_uid, s->items[i].sop_instance_uid);
 		} else if (r->verdict == OP_VERDICT_RETRY)
 			op_warn("uplink.retry", "sop=%s attempts=%d reason=%s", sop,
 				s->items[i].attempts + 1, why);
@@ -133,6 +134,8 @@ static void settle(struct slot *s, int http_status)
 		s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
 		counts[OP_VERDICT_SENT], counts[OP_VERDICT_RETRY], counts[OP_VERDICT_QUARANTINE],
 		counts[OP_VERDICT_REQUEUE], bytes);
+	if (counts[OP_VERDICT_SENT])
+		up->last_upload_at = now;
 	if (s->urgent_sending) {
 		s->urgent_sending = 0;
 		up->shaper.urgent_active--;
@@ -488,9 +491,9 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, op_up
 			"requeued=%u reason=\"'sending' when the uplink stopped\"", requeued);
 	if (rc == 0)
 		rc = make_slots(up);
+	up->started_at = op_clock_wall_ms();
 	if (rc == 0)
 		op__uplink_load_settings(up);
-	up->started_at = op_clock_wall_ms();
 	up->throughput_minute = up->started_at / 60000;
 	op_shaper_init(&up->shaper, op_clock_mono_ns());
 	op__uplink_test_clock(up);

@@ -481,8 +481,8 @@ static void test_config_backlog_alarm(void **state)
 	static const struct {
 		const char *text;
 		uint32_t seconds;
-	} good[] = { { "90", 90 },     { "90s", 90 },       { "30m", 1800 },
-		     { "2h", 7200 },   { "1d", 86400 },     { "30d", 30 * 86400 } };
+	} good[] = { { "90", 90 },   { "90s", 90 },   { "30m", 1800 },
+		     { "2h", 7200 }, { "1d", 86400 }, { "30d", 30 * 86400 } };
 
 	op_config_defaults(&f->cfg);
 	assert_int_equal(f->cfg.console.backlog_alarm, 3600);
