@@ -67,7 +67,11 @@ static const char schema_operator[] =
 	" value TEXT NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
 	" who TEXT NOT NULL, origin TEXT NOT NULL, action TEXT NOT NULL,"
-	" detail TEXT NOT NULL);";
+	" detail TEXT NOT NULL);"
+	/* The instances ever quarantined: the quarantined counter counts an
+	 * instance once, however often a retry quarantines it again. */
+	"CREATE TABLE IF NOT EXISTS quarantined_once (sop_instance_uid TEXT PRIMARY KEY)"
+	" WITHOUT ROWID;";
 
 /* --- sqlite, for every part of the spool --------------------------------- */
 

@@ -204,7 +204,7 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now, unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, known = 1;
 
 	*n = 0;
 	pthread_mutex_lock(&sp->tx_mu);
@@ -225,8 +225,27 @@ int op_spool_retry_quarantined(op_spool *sp, const char *study_uid, int64_t now,
 	if (rc == SQLITE_DONE)
 		*n = (unsigned)sqlite3_changes(sp->db);
 	sqlite3_finalize(st);
+	st = NULL;
+	/* Nothing requeued: a study the spool does not know at all is the
+	 * operator's typo, not "0 requeued". */
+	if (rc == SQLITE_DONE && *n == 0 && study_uid) {
+		rc = sqlite3_prepare_v2(sp->db,
+					"SELECT 1 FROM instances WHERE study_uid = ? LIMIT 1", -1,
+					&st, NULL);
+		if (rc == SQLITE_OK) {
+			op__spool_bind_text(st, 1, study_uid);
+			rc = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		if (rc == SQLITE_DONE)
+			known = 0;
+		if (rc == SQLITE_ROW)
+			rc = SQLITE_DONE;
+	}
 	pthread_mutex_unlock(&sp->tx_mu);
-	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
+	if (rc != SQLITE_DONE)
+		return op__spool_sql_fail(sp, "retry", rc);
+	return known ? 0 : -ENOENT;
 }
 
 /* A quarantined row to discard, and the file it names as it was seen

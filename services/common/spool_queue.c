@@ -273,6 +273,21 @@ static int count_verdict(op_spool *sp, const op_spool_settlement *s)
 	case OP_VERDICT_RETRY:
 		return op__spool_counter_add(sp, "retries", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
 	case OP_VERDICT_QUARANTINE:
+		/* Instances, not events: one retried and refused again counts
+		 * once. */
+		rc = sqlite3_prepare_v2(sp->db,
+					"INSERT OR IGNORE INTO quarantined_once (sop_instance_uid)"
+					" SELECT sop_instance_uid FROM instances WHERE id = ?",
+					-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, s->id);
+			rc = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (sqlite3_changes(sp->db) == 0)
+			return SQLITE_DONE;
 		return op__spool_counter_add(sp, "quarantined", 1) < 0 ? SQLITE_ERROR : SQLITE_DONE;
 	default: return SQLITE_DONE;
 	}

@@ -32,7 +32,18 @@ static void retry_work(struct op__api_job *job)
 	char detail[160];
 	cJSON *o;
 
-	if (op_spool_retry_quarantined(job->spool, *j->study ? j->study : NULL, job->t, &n) < 0) {
+	int rc = op_spool_retry_quarantined(job->spool, *j->study ? j->study : NULL, job->t, &n);
+
+	if (rc == -ENOENT) {
+		char msg[OP_UID_MAX + 80];
+
+		snprintf(msg, sizeof(msg),
+			 "no study %.*s in the spool (check the Study Instance UID)", OP_UID_MAX,
+			 j->study);
+		op__api_job_error(job, 404, msg);
+		return;
+	}
+	if (rc < 0) {
 		op__api_job_error(job, 503,
 				  "the spool database cannot be written (see the uplink's log)");
 		return;

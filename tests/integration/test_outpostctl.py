@@ -203,6 +203,16 @@ def test_retry(running, tmp_path):
     assert rx.states() == {"queued": 3}
     assert {r["study_uid"] for r in rx.rows()} == {study, other}
 
+    # A study the spool never had: exit 1 and a message naming it (the API
+    # answers 404), not "requeued 0".
+    r = ctl(rx, "retry", "1.2.3.999")
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert "no study 1.2.3.999 in the spool" in r.stderr and "HTTP 404" in r.stderr, r
+    # A known study with nothing quarantined: 0, said why.
+    assert "requeued 0 instances (the study has no quarantined instance)" in ok(
+        ctl(rx, "retry", study))
+
 
 def test_test_link_unprovisioned(running):
     rx = running
