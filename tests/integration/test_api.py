@@ -448,6 +448,29 @@ def test_console_files_are_served_and_nothing_else(receivers):
     assert anonymous.request("DELETE", "/").status == 405
 
 
+def test_head_is_answered_like_get_without_a_body(receivers):
+    """HEAD /healthz (a load balancer's or monitor's check) and every GET
+    route answer as GET does, with GET's Content-Length and no body."""
+    rx, up, api, local = start(receivers)
+    anonymous = Api(rx)
+    for who, path in ((anonymous, "/healthz"), (anonymous, "/"), (anonymous, "/app.js"),
+                      (api, "/api/status"), (api, "/api/queue"), (api, "/metrics"),
+                      (local, "/healthz"), (local, "/api/status")):
+        get = who.get(path)
+        head = who.request("HEAD", path)
+        assert get.status == 200, (path, get.status)
+        assert head.status == 200, (path, head.status, head.body)
+        assert head.body == b"", path
+        assert head.headers["Content-Type"] == get.headers["Content-Type"], path
+        assert int(head.headers["Content-Length"]) > 0, path
+        if path in ("/", "/app.js"):  # the same bytes: the same length
+            assert int(head.headers["Content-Length"]) == len(get.body), path
+    # Still answered as GET is: HEAD needs credentials where GET does.
+    assert anonymous.request("HEAD", "/api/status").status == 401
+    # The listener goes on answering after a HEAD.
+    assert anonymous.get("/healthz").status == 200
+
+
 def raw(rx, data, read=65536):
     host, port = rx.config["console"]["listen"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as s:
