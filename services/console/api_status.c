@@ -172,10 +172,12 @@ static cJSON *alarms_json(const op_uplink_view *v, const struct op__api_settings
 		add_alarm(alarms, "disk", "warning", msg);
 	}
 	if (st->state[OP_STATE_QUARANTINED].instances) {
+		uint64_t n = st->state[OP_STATE_QUARANTINED].instances;
+
 		snprintf(msg, sizeof(msg),
-			 "%" PRIu64 " instances are quarantined (refused by the cloud): see the "
-			 "queue, fix the cause, retry",
-			 st->state[OP_STATE_QUARANTINED].instances);
+			 "%" PRIu64 " %s quarantined (refused by the cloud): see the queue, fix "
+			 "the cause, retry",
+			 n, n == 1 ? "instance is" : "instances are");
 		add_alarm(alarms, "quarantine", "warning", msg);
 	}
 	/* A link down has its own alarm below; up, paused or held, the

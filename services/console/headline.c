@@ -102,6 +102,7 @@ static void held(const op_link_facts *f, op_headline *h)
 void op_headline_of(const op_link_facts *f, op_headline *h)
 {
 	char since[64], rate[32];
+	int n;
 
 	memset(h, 0, sizeof(*h));
 	h->paused_by = "";
@@ -145,20 +146,20 @@ void op_headline_of(const op_link_facts *f, op_headline *h)
 		if (f->last_upload_at)
 			h->since = f->last_upload_at;
 		op_headline_time(h->since, f->now, since, sizeof(since));
-		snprintf(h->text, sizeof(h->text), "idle since %s: nothing queued", since);
-		return;
+		n = snprintf(h->text, sizeof(h->text), "idle since %s: nothing queued", since);
+	} else {
+		h->state = OP_HEADLINE_SENDING;
+		n = snprintf(h->text, sizeof(h->text), "sending");
 	}
-	h->state = OP_HEADLINE_SENDING;
-	snprintf(h->text, sizeof(h->text), "sending");
-	/* A schedule's window sends although the operator's rate is 0: say
-	 * which wins. */
+	/* A schedule's window sends although the rate is 0: say which wins. */
 	if (f->rate_from_window && f->default_rate == 0) {
 		char until[64];
 
 		op_rate_format(f->rate, rate, sizeof(rate));
 		op_headline_time(f->rate_until, f->now, until, sizeof(until));
-		snprintf(h->text, sizeof(h->text),
-			 "sending at %s: the schedule's window overrides the rate 0 %s%s%s", rate,
+		snprintf(h->text + n, sizeof(h->text) - (size_t)n,
+			 "%s at %s: the schedule's window overrides the rate 0 %s%s%s",
+			 f->queued ? "" : ";", rate,
 			 strcmp(f->rate_source, "console") == 0 ? "set in the console"
 								: "of [shaping]",
 			 *until ? " until " : "", until);

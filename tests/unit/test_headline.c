@@ -162,6 +162,14 @@ static void test_headline_held(void **state)
 	assert_string_equal(h.state, "sending");
 	assert_string_equal(h.text, "sending at 2Mbit: the schedule's window overrides the rate "
 				    "0 set in the console until 19:00 CET");
+	f.queued = 0;
+	f.last_upload_at = at(14, 2);
+	op_headline_of(&f, &h);
+	assert_string_equal(h.state, "idle");
+	assert_string_equal(h.text,
+			    "idle since 14:02 CET: nothing queued; at 2Mbit: the "
+			    "schedule's window overrides the rate 0 set in the console until "
+			    "19:00 CET");
 }
 
 static void test_headline_zone(void **state)
