@@ -117,8 +117,8 @@ static double recent_rate(const op_uplink_view *v)
 	return (double)bytes / 300.0;
 }
 
-/* Seconds until what is queued or sending is sent at the recent rate; -1
- * when nothing is being sent. */
+/* Seconds until what is queued or sending is sent at the recent rate; 0
+ * when nothing waits, -1 when nothing is being sent. */
 static int64_t clears_in(const op_uplink_view *v, const op_spool_stats *st)
 {
 	double rate = recent_rate(v);
@@ -126,6 +126,10 @@ static int64_t clears_in(const op_uplink_view *v, const op_spool_stats *st)
 
 	if (!bytes)
 		return 0;
+	/* Paused, held by a rate of 0 or not up: nothing moves now, whatever
+	 * the last minutes sent. */
+	if (v->paused_by_operator || v->rate == 0 || strcmp(v->link_state, "up") != 0)
+		return -1;
 	return rate > 0 ? (int64_t)((double)bytes / rate + 0.5) : -1;
 }
 
