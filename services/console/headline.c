@@ -138,10 +138,8 @@ void op_headline_of(const op_link_facts *f, op_headline *h)
 	}
 	if (strcmp(f->link, "starting") == 0) {
 		h->state = OP_HEADLINE_STARTING;
-		snprintf(h->text, sizeof(h->text), "connecting (%s)", f->link_reason);
-		return;
-	}
-	if (f->queued == 0) {
+		n = snprintf(h->text, sizeof(h->text), "connecting (%s)", f->link_reason);
+	} else if (f->queued == 0) {
 		h->state = OP_HEADLINE_IDLE;
 		if (f->last_upload_at)
 			h->since = f->last_upload_at;
@@ -159,7 +157,7 @@ void op_headline_of(const op_link_facts *f, op_headline *h)
 		op_headline_time(f->rate_until, f->now, until, sizeof(until));
 		snprintf(h->text + n, sizeof(h->text) - (size_t)n,
 			 "%s at %s: the schedule's window overrides the rate 0 %s%s%s",
-			 f->queued ? "" : ";", rate,
+			 strcmp(h->state, OP_HEADLINE_SENDING) == 0 ? "" : ";", rate,
 			 strcmp(f->rate_source, "console") == 0 ? "set in the console"
 								: "of [shaping]",
 			 *until ? " until " : "", until);
