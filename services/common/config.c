@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <limits.h>
 
 enum key_type {
 	K_STRING,
@@ -655,6 +657,20 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 	switch (k->type) {
 	case K_STRING:
 	case K_OPT_STRING:
+		/* The socket as the services use it: a relative default is the
+		 * working directory's (a relative path set in a file was made
+		 * the file's neighbour when loaded), so the printout read again
+		 * means the same. */
+		if (k->offset == offsetof(op_config, console.socket) && *field && *field != '/') {
+			char cwd[PATH_MAX];
+
+			if (getcwd(cwd, sizeof(cwd))) {
+				fprintf(out, "%s/%s", cwd, field);
+				break;
+			}
+		}
+		fputs(field, out);
+		break;
 	case K_AE:
 	case K_IPV4:
 	case K_URL:

@@ -289,7 +289,11 @@ def test_retry_requeues_quarantined_instances_of_one_study_and_audits(pipelines,
 
     # The cause put right (the byte back), retried from the console: sent.
     flip_byte(path, bad["size"] // 2)
-    assert api.ok("POST", "/api/retry", {"study": "1.2.3.4.no.such.study"}) == {"requeued": 0}
+    # A study the spool does not hold: 404, not "0 requeued".
+    r = api.post("/api/retry", {"study": "1.2.3.4.no.such.study"})
+    assert r.status == 404, (r.status, r.body)
+    assert r.json() == {"error": "no study 1.2.3.4.no.such.study in the spool (check the "
+                                 "Study Instance UID)"}
     assert api.ok("POST", "/api/retry", {"study": study["study_uid"]}) == {"requeued": 1}
     p.wait_drained()
     assert p.receiver.states() == {"sent": 3}
