@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/parse.h"
 #include "common/schedule.h"
 #include "common/spool.h"
 
@@ -138,20 +139,25 @@ void op__api_discard(op_api *api, op_httpd_req *req, const char *who)
 
 struct pause_job {
 	struct op__api_job base;
-	int paused; /* 0: resume */
+	int paused;    /* 0: resume */
+	int64_t since; /* the pause's time, as kept in the spool (pause_work) */
 };
 
 static void pause_work(struct op__api_job *job)
 {
-	const struct pause_job *j = (const struct pause_job *)job;
+	struct pause_job *j = (struct pause_job *)job;
 	char since[32];
+	long long kept;
 	cJSON *o;
 
-	/* When: the console's "paused by the operator since 14:41" after a
-	 * restart too. A second pause keeps the first one's time. */
-	if (!j->paused ||
-	    op_spool_setting_get(job->spool, "paused.since", since, sizeof(since)) < 0)
-		snprintf(since, sizeof(since), "%" PRId64, job->t);
+	/* When: the console's "paused by the operator since 14:41", the same
+	 * after a restart. A second pause keeps the first one's time. */
+	j->since = job->t;
+	if (j->paused &&
+	    op_spool_setting_get(job->spool, "paused.since", since, sizeof(since)) == 0 &&
+	    op_parse_int(since, 0, INT64_MAX, &kept) == 0)
+		j->since = kept;
+	snprintf(since, sizeof(since), "%" PRId64, j->since);
 	if (op_spool_setting_set(job->spool, "paused.since", j->paused ? since : NULL) < 0 ||
 	    op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
 		op__api_job_error(job, 503,
@@ -169,7 +175,7 @@ static void pause_done(struct op__api_job *job)
 	const struct pause_job *j = (const struct pause_job *)job;
 
 	if (job->status == 200)
-		op_uplink_set_paused(job->api->up, j->paused);
+		op_uplink_set_paused(job->api->up, j->paused, j->since);
 }
 
 static void set_paused(op_api *api, op_httpd_req *req, const char *who, int paused)

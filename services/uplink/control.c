@@ -277,12 +277,12 @@ void op_uplink_link_verified(op_uplink *up)
 		op__uplink_link_ok(up);
 }
 
-void op_uplink_set_paused(op_uplink *up, int paused)
+void op_uplink_set_paused(op_uplink *up, int paused, int64_t since)
 {
 	if (up->operator_paused == !!paused)
 		return;
 	up->operator_paused = !!paused;
-	up->paused_since = paused ? op_clock_wall_ms() : 0;
+	up->paused_since = paused ? since : 0;
 	if (paused) {
 		op_warn("uplink.paused", "reason=\"paused by the operator\"");
 		pause_requests(up, "paused by the operator");

@@ -56,8 +56,10 @@ typedef struct op_uplink_view {
 void op_uplink_get_view(op_uplink *up, op_uplink_view *v);
 
 /* Pauses (requests in flight end, their instances go back to the queue
- * with no attempt counted) or resumes uploading. Not persisted here. */
-void op_uplink_set_paused(op_uplink *up, int paused);
+ * with no attempt counted) or resumes uploading. since: when the pause
+ * began (ms since the epoch), as the caller kept it with the pause, so
+ * that it reads the same after a restart. Not persisted here. */
+void op_uplink_set_paused(op_uplink *up, int paused, int64_t since);
 
 /* The operator's rate and schedule (NULL: the configuration file's),
  * applied at once on the open connections. Validated by the caller. */
