@@ -288,10 +288,12 @@ static int parse_duration(const char *value, long long min, long long max, long 
 	if (n == 0 || n >= sizeof(num))
 		return -EINVAL;
 	memcpy(num, value, n + 1);
+	/* One unit at most, at the end. */
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
 		if (num[n - 1] == units[i].unit) {
 			mult = units[i].seconds;
 			num[--n] = '\0';
+			break;
 		}
 	if (op_parse_int(num, 0, max, &v) < 0 || v > max / mult || v * mult < min)
 		return -EINVAL;

@@ -497,6 +497,8 @@ static void test_config_backlog_alarm(void **state)
 	unit_config_assert_refused(f, "console", "backlog_alarm", "31d");
 	unit_config_assert_refused(f, "console", "backlog_alarm", "1w");
 	unit_config_assert_refused(f, "console", "backlog_alarm", "h");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "1hs");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "1sh");
 	unit_config_assert_refused(f, "console", "backlog_alarm", "-1h");
 	unit_config_assert_refused(f, "console", "backlog_alarm", "");
 }
