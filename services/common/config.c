@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <limits.h>
 
 enum key_type {
 	K_STRING,
@@ -36,6 +38,7 @@ enum key_type {
 	K_MATCH_LIST,
 	K_LISTEN,
 	K_PWHASH,
+	K_DURATION, /* uint32_t seconds: "90s", "30m", "1h", "2d" or plain seconds */
 };
 
 struct key {
@@ -92,6 +95,7 @@ static const struct key keys[] = {
 	{ "console", "password_hash", K_PWHASH, F(console.password_hash), 0, 0 },
 	{ "console", "web_root", K_STRING, F(console.web_root), 0, 0 },
 	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000 },
+	{ "console", "backlog_alarm", K_DURATION, F(console.backlog_alarm), 60, 30 * 86400 },
 	{ "console", "allowed_hosts", K_CIDR_LIST, F(console.allowed_hosts), 0, 0 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
 	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0 },
@@ -127,6 +131,7 @@ void op_config_defaults(op_config *cfg)
 	snprintf(cfg->console.socket, sizeof(cfg->console.socket), "var/outpost.sock");
 	snprintf(cfg->console.web_root, sizeof(cfg->console.web_root), "%s", OP_WEB_ROOT);
 	cfg->console.session_ttl = 8 * 3600;
+	cfg->console.backlog_alarm = 3600;
 	cfg->log_level = OP_LOG_INFO;
 }
 
@@ -269,6 +274,33 @@ static int check_match(void *arg, const char *item)
 	return 0;
 }
 
+/* "90s", "30m", "1h", "2d" or plain seconds -> seconds in [min, max]. */
+static int parse_duration(const char *value, long long min, long long max, long long *out)
+{
+	static const struct {
+		char unit;
+		long long seconds;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	char num[32];
+	size_t n = strlen(value);
+	long long v, mult = 1;
+
+	if (n == 0 || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, value, n + 1);
+	/* One unit at most, at the end. */
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (num[n - 1] == units[i].unit) {
+			mult = units[i].seconds;
+			num[--n] = '\0';
+			break;
+		}
+	if (op_parse_int(num, 0, max, &v) < 0 || v > max / mult || v * mult < min)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
 static int set_key(struct parse *p, const struct key *k, const char *value)
 {
 	char *field = (char *)p->cfg + k->offset;
@@ -309,6 +341,14 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 			*(uint32_t *)field = (uint32_t)v;
 		else
 			return fail(p, "%s: internal error: bad field size", k->name);
+		return 1;
+	case K_DURATION:
+		if (parse_duration(value, k->min, k->max, &v) < 0)
+			return fail(p,
+				    "%s: '%s' is not a duration from %llds to %llds (a number "
+				    "with s, m, h or d; no unit: seconds)",
+				    k->name, value, k->min, k->max);
+		*(uint32_t *)field = (uint32_t)v;
 		return 1;
 	case K_SIZE:
 		if (op_parse_size(value, &size) < 0)
@@ -528,6 +568,40 @@ static char *read_line(char *str, int num, void *stream)
 	return p->failed ? NULL : s;
 }
 
+int op_config_resolve_path(const char *config_path, const char *value, char *out, size_t size)
+{
+	const char *slash = config_path ? strrchr(config_path, '/') : NULL;
+	int n;
+
+	if (!*value || *value == '/' || !slash)
+		n = snprintf(out, size, "%s", value);
+	else
+		n = snprintf(out, size, "%.*s/%s", (int)(slash - config_path), config_path, value);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* A relative [console] socket set in the file is the file's neighbour,
+ * whatever the working directory of the program reading it (a service,
+ * outpostctl): both must reach the same socket. The default stays
+ * relative to the working directory (the development tree's var/). */
+static int resolve_socket(struct parse *p)
+{
+	char *sock = p->cfg->console.socket, resolved[sizeof(p->cfg->console.socket)];
+
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (keys[i].offset != offsetof(op_config, console.socket) || !p->lines[i])
+			continue;
+		if (op_config_resolve_path(p->path, sock, resolved, sizeof(resolved)) < 0) {
+			p->line = p->lines[i];
+			fail(p, "socket: '%s' beside %s is longer than %zu bytes", sock, p->path,
+			     sizeof(resolved) - 1);
+			return -EINVAL;
+		}
+		memcpy(sock, resolved, sizeof(resolved));
+	}
+	return 0;
+}
+
 int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 {
 	struct parse p = { .cfg = cfg, .path = path, .err = err, .errlen = errlen };
@@ -567,6 +641,8 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 		fail(&p, "syntax error (expected [section] or key = value)");
 		return -EINVAL;
 	}
+	if ((rc = resolve_socket(&p)) < 0)
+		return rc;
 	return check_together(&p);
 }
 
@@ -583,6 +659,20 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 	switch (k->type) {
 	case K_STRING:
 	case K_OPT_STRING:
+		/* The socket as the services use it: a relative default is the
+		 * working directory's (a relative path set in a file was made
+		 * the file's neighbour when loaded), so the printout read again
+		 * means the same. */
+		if (k->offset == offsetof(op_config, console.socket) && *field && *field != '/') {
+			char cwd[PATH_MAX];
+
+			if (getcwd(cwd, sizeof(cwd))) {
+				fprintf(out, "%s/%s", cwd, field);
+				break;
+			}
+		}
+		fputs(field, out);
+		break;
 	case K_AE:
 	case K_IPV4:
 	case K_URL:
@@ -607,6 +697,19 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 			fprintf(out, "%" PRIu32, *(const uint32_t *)field);
 		break;
 	case K_SIZE: fprintf(out, "%" PRIu64, *(const uint64_t *)field); break;
+	case K_DURATION: {
+		uint32_t v = *(const uint32_t *)field;
+
+		if (v % 86400 == 0)
+			fprintf(out, "%" PRIu32 "d", v / 86400);
+		else if (v % 3600 == 0)
+			fprintf(out, "%" PRIu32 "h", v / 3600);
+		else if (v % 60 == 0)
+			fprintf(out, "%" PRIu32 "m", v / 60);
+		else
+			fprintf(out, "%" PRIu32 "s", v);
+		break;
+	}
 	case K_AE_LIST: {
 		const op_ae_list *list = (const op_ae_list *)field;
 

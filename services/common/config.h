@@ -97,6 +97,9 @@ typedef struct op_console_config {
 	char password_hash[256]; /* crypto_pwhash_str (Argon2id); empty: no login */
 	char web_root[1024];     /* the console's static files */
 	uint32_t session_ttl;    /* seconds of inactivity before a session ends */
+	/* The oldest queued instance older than this (seconds) while the link
+	 * is up or paused: an alarm (the backlog does not drain). */
+	uint32_t backlog_alarm;
 	/* Who may connect to listen, checked at accept (as [receiver]
 	 * allowed_hosts: the count follows the array). */
 	op_cidr allowed_hosts[OP_LIST_MAX];
@@ -127,6 +130,14 @@ void op_config_defaults(op_config *cfg);
  * file cannot be read) and writes "FILE:LINE: what is wrong" into err.
  */
 int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * A path named in the file at config_path, as the services and outpostctl
+ * use it: an absolute or empty value as it is, a relative one against the
+ * directory of config_path (as it is when config_path has no directory).
+ * -ENAMETOOLONG when it does not fit size.
+ */
+int op_config_resolve_path(const char *config_path, const char *value, char *out, size_t size);
 
 /* Writes the effective configuration as INI (for --check-config). */
 void op_config_print(const op_config *cfg, FILE *out);

@@ -207,13 +207,38 @@ static int in_window(const op_window *w, int day, int minute)
 	       ((w->days & 1u << yesterday) && minute < w->end);
 }
 
-uint64_t op_schedule_rate(const op_schedule *s, uint64_t default_bps, const struct tm *tm)
+/* The window that gives the rate on day (Monday 0) at minute, or -1. */
+static int window_at(const op_schedule *s, int day, int minute)
 {
-	int day = (tm->tm_wday + 6) % 7; /* tm: Sunday 0; here: Monday 0 */
-	int minute = tm->tm_hour * 60 + tm->tm_min;
-
 	for (int i = 0; i < s->n; i++)
 		if (in_window(&s->windows[i], day, minute))
-			return s->windows[i].rate_bps;
-	return default_bps;
+			return i;
+	return -1;
+}
+
+uint64_t op_schedule_rate(const op_schedule *s, uint64_t default_bps, const struct tm *tm)
+{
+	int w = window_at(s, (tm->tm_wday + 6) % 7 /* tm: Sunday 0 */,
+			  tm->tm_hour * 60 + tm->tm_min);
+
+	return w < 0 ? default_bps : s->windows[w].rate_bps;
+}
+
+int op_schedule_next_change(const op_schedule *s, uint64_t default_bps, const struct tm *tm,
+			    int *from_window)
+{
+	int day = (tm->tm_wday + 6) % 7, minute = tm->tm_hour * 60 + tm->tm_min;
+	int w = window_at(s, day, minute);
+	uint64_t now = w < 0 ? default_bps : s->windows[w].rate_bps;
+
+	*from_window = w >= 0;
+	/* Minute by minute over one week: at most 10080 steps of s->n
+	 * windows, and only the operator's status asks. */
+	for (int k = 1; k <= 7 * 1440; k++) {
+		int m = minute + k, x = window_at(s, (day + m / 1440) % 7, m % 1440);
+
+		if ((x < 0 ? default_bps : s->windows[x].rate_bps) != now)
+			return k;
+	}
+	return -1;
 }

@@ -49,4 +49,15 @@ int op_schedule_parse(const char *text, op_schedule *out, char *err, size_t errl
 /* The rate at local time tm (from localtime_r), given the default. */
 uint64_t op_schedule_rate(const op_schedule *s, uint64_t default_bps, const struct tm *tm);
 
+/*
+ * When the rate at local time tm (as op_schedule_rate() gives it) next
+ * changes: the minutes from the start of tm's minute to the first minute
+ * whose rate differs, or -1 when it stays the same for a week. Wall-clock
+ * minutes: a DST change in between shifts the answer by its hour.
+ * *from_window is 1 when a window gives the rate at tm, 0 when the
+ * default does.
+ */
+int op_schedule_next_change(const op_schedule *s, uint64_t default_bps, const struct tm *tm,
+			    int *from_window);
+
 #endif

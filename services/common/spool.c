@@ -106,7 +106,13 @@ static const char schema_operator[] =
 	" value TEXT NOT NULL) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
 	" who TEXT NOT NULL, origin TEXT NOT NULL, action TEXT NOT NULL,"
-	" detail TEXT NOT NULL);";
+	" detail TEXT NOT NULL);"
+	/* The deliveries ever quarantined: the quarantined counters count
+	 * an instance once per destination, however often a retry
+	 * quarantines it again. */
+	"CREATE TABLE IF NOT EXISTS quarantined_once (destination TEXT NOT NULL,"
+	" sop_instance_uid TEXT NOT NULL, PRIMARY KEY (destination, sop_instance_uid))"
+	" WITHOUT ROWID;";
 
 /* --- sqlite, for every part of the spool --------------------------------- */
 

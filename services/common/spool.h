@@ -263,7 +263,7 @@ typedef struct op_spool_counters {
 	uint64_t received_instances, received_bytes;
 	uint64_t uploaded_instances, uploaded_bytes;
 	uint64_t retries;     /* attempts that failed and will be retried */
-	uint64_t quarantined; /* instances refused for good */
+	uint64_t quarantined; /* instances refused for good, each counted once */
 	uint64_t associations_rejected;
 } op_spool_counters;
 
@@ -311,7 +311,8 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 
 /* Quarantined deliveries to dest (NULL: every destination) of study_uid
  * (NULL: all) back to the queue, attempts reset; *n counts them. Those
- * whose file is missing stay. */
+ * whose file is missing stay. -ENOENT when the spool has no instance of
+ * study_uid at all. */
 int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study_uid, int64_t now,
 			       unsigned *n);
 

@@ -236,7 +236,7 @@ int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study
 			       unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, known = 1;
 
 	*n = 0;
 	pthread_mutex_lock(&sp->tx_mu);
@@ -278,12 +278,30 @@ int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study
 	for (size_t i = 0; i < n_ids && rc == 0; i++)
 		rc = op__spool_refresh(sp, ids[i], now);
 	free(ids);
+	/* Nothing requeued: a study the spool does not know at all is the
+	 * operator's typo, not "0 requeued". */
+	if (rc == 0 && n_ids == 0 && study_uid) {
+		st = NULL;
+		int r = sqlite3_prepare_v2(sp->db, "SELECT 1 FROM instances WHERE study_uid = ? LIMIT 1",
+					   -1, &st, NULL);
+		if (r == SQLITE_OK) {
+			op__spool_bind_text(st, 1, study_uid);
+			r = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		if (r == SQLITE_DONE)
+			known = 0;
+		else if (r != SQLITE_ROW)
+			rc = op__spool_sql_fail(sp, "retry", r);
+	}
 	if (rc == 0)
 		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0)
 		op__spool_exec(sp, "ROLLBACK");
 	else
 		*n = (unsigned)n_ids;
+	if (rc == 0 && !known)
+		rc = -ENOENT;
 out:
 	pthread_mutex_unlock(&sp->tx_mu);
 	return rc;

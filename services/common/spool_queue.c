@@ -327,6 +327,22 @@ static int count_verdict(op_spool *sp, const char *dest, const op_spool_settleme
 			       ? SQLITE_ERROR
 			       : SQLITE_DONE;
 	case OP_VERDICT_QUARANTINE:
+		/* Deliveries, not events: one retried and refused again by the
+		 * same destination counts once. */
+		rc = sqlite3_prepare_v2(sp->db,
+					"INSERT OR IGNORE INTO quarantined_once (destination, sop_instance_uid)"
+					" SELECT ?2, sop_instance_uid FROM instances WHERE id = ?1",
+					-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, s->id);
+			op__spool_bind_text(st, 2, dest);
+			rc = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (sqlite3_changes(sp->db) == 0)
+			return SQLITE_DONE;
 		snprintf(name, sizeof(name), "%s:quarantined", dest);
 		return op__spool_counter_add(sp, "quarantined", 1) < 0 ||
 				       op__spool_counter_add(sp, name, 1) < 0

@@ -130,6 +130,10 @@ static void handle(void *ctx, op_httpd_req *req)
 		   *path = op_request_path(op_httpd_request(req));
 	int path_known = 0;
 
+	/* HEAD is answered as GET without the body (op_httpd_reply() leaves
+	 * it out), wherever GET is. */
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET";
 	/* Only a bundle's body is streamed (op_httpd_receive()). */
 	if (op_httpd_streamed(req) &&
 	    (strcmp(method, "PUT") != 0 || strcmp(path, "/api/firmware") != 0)) {
@@ -138,7 +142,7 @@ static void handle(void *ctx, op_httpd_req *req)
 	}
 	if (strcmp(path, "/healthz") == 0) {
 		if (strcmp(method, "GET") != 0) {
-			op__api_reply_error(req, 405, "Allow: GET\r\n", "use GET");
+			op__api_reply_error(req, 405, "Allow: GET, HEAD\r\n", "use GET");
 			return;
 		}
 		op__api_healthz(api, req);
@@ -173,7 +177,7 @@ static void handle(void *ctx, op_httpd_req *req)
 	else if (strncmp(path, "/api/", 5) == 0)
 		op__api_reply_error(req, 404, NULL, "no such endpoint");
 	else if (strcmp(method, "GET") != 0)
-		op__api_reply_error(req, 405, "Allow: GET\r\n", "use GET");
+		op__api_reply_error(req, 405, "Allow: GET, HEAD\r\n", "use GET");
 	else
 		static_file(api, req);
 }

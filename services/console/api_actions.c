@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/parse.h"
 #include "common/schedule.h"
 #include "common/spool.h"
 
@@ -32,8 +33,18 @@ static void retry_work(struct op__api_job *job)
 	char detail[160];
 	cJSON *o;
 
-	if (op_spool_retry_quarantined(job->spool, NULL, *j->study ? j->study : NULL, job->t, &n) <
-	    0) {
+	int rc = op_spool_retry_quarantined(job->spool, NULL, *j->study ? j->study : NULL, job->t, &n);
+
+	if (rc == -ENOENT) {
+		char msg[OP_UID_MAX + 80];
+
+		snprintf(msg, sizeof(msg),
+			 "no study %.*s in the spool (check the Study Instance UID)", OP_UID_MAX,
+			 j->study);
+		op__api_job_error(job, 404, msg);
+		return;
+	}
+	if (rc < 0) {
 		op__api_job_error(job, 503,
 				  "the spool database cannot be written (see the uplink's log)");
 		return;
@@ -128,15 +139,27 @@ void op__api_discard(op_api *api, op_httpd_req *req, const char *who)
 
 struct pause_job {
 	struct op__api_job base;
-	int paused; /* 0: resume */
+	int paused;    /* 0: resume */
+	int64_t since; /* the pause's time, as kept in the spool (pause_work) */
 };
 
 static void pause_work(struct op__api_job *job)
 {
-	const struct pause_job *j = (const struct pause_job *)job;
+	struct pause_job *j = (struct pause_job *)job;
+	char since[32];
+	long long kept;
 	cJSON *o;
 
-	if (op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
+	/* When: the console's "paused by the operator since 14:41", the same
+	 * after a restart. A second pause keeps the first one's time. */
+	j->since = job->t;
+	if (j->paused &&
+	    op_spool_setting_get(job->spool, "paused.since", since, sizeof(since)) == 0 &&
+	    op_parse_int(since, 0, INT64_MAX, &kept) == 0)
+		j->since = kept;
+	snprintf(since, sizeof(since), "%" PRId64, j->since);
+	if (op_spool_setting_set(job->spool, "paused.since", j->paused ? since : NULL) < 0 ||
+	    op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
 		op__api_job_error(job, 503,
 				  "the spool database cannot be written (see the uplink's log)");
 		return;
@@ -152,7 +175,7 @@ static void pause_done(struct op__api_job *job)
 	const struct pause_job *j = (const struct pause_job *)job;
 
 	if (job->status == 200)
-		op_uplink_set_paused(job->api->up, j->paused);
+		op_uplink_set_paused(job->api->up, j->paused, j->since);
 }
 
 static void set_paused(op_api *api, op_httpd_req *req, const char *who, int paused)

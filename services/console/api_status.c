@@ -19,6 +19,7 @@
 
 #include "common/spool.h"
 #include "console/echo.h"
+#include "console/headline.h"
 
 #define PER_PAGE_MAX 500
 #define AUDIT_MAX 1000
@@ -79,8 +80,75 @@ static void add_alarm(cJSON *alarms, const char *id, const char *severity, const
 	cJSON_AddItemToArray(alarms, a);
 }
 
+/* The link's headline (console/headline.h) from the engine's view and the
+ * queue. */
+static void headline_of(const op_uplink_view *v, const op_spool_stats *st, int64_t now,
+			op_headline *h)
+{
+	op_link_facts f = {
+		.link = v->link_state,
+		.link_since = v->link_since,
+		.link_reason = v->link_reason,
+		.paused_by_operator = v->paused_by_operator,
+		.paused_since = v->paused_since,
+		.rate = v->rate,
+		.rate_since = v->rate_since,
+		.rate_from_window = v->rate_from_window,
+		.rate_until = v->rate_until,
+		.default_rate = v->configured_rate,
+		.rate_source = v->rate_source,
+		.queued = st->state[OP_STATE_QUEUED].instances +
+			  st->state[OP_STATE_SENDING].instances,
+		.last_upload_at = v->last_upload_at,
+		.now = now,
+	};
+
+	op_headline_of(&f, h);
+}
+
+/* Bytes per second sent over the last 5 minutes of the throughput; 0 when
+ * nothing was. */
+static double recent_rate(const op_uplink_view *v)
+{
+	uint64_t bytes = 0;
+
+	for (int i = OP_THROUGHPUT_MINUTES - 5; i < OP_THROUGHPUT_MINUTES; i++)
+		bytes += v->throughput[i];
+	return (double)bytes / 300.0;
+}
+
+/* Seconds until what is queued or sending is sent at the recent rate; 0
+ * when nothing waits, -1 when nothing is being sent. */
+static int64_t clears_in(const op_uplink_view *v, const op_spool_stats *st)
+{
+	double rate = recent_rate(v);
+	uint64_t bytes = st->state[OP_STATE_QUEUED].bytes + st->state[OP_STATE_SENDING].bytes;
+
+	if (!bytes)
+		return 0;
+	/* Paused, held by a rate of 0 or not up: nothing moves now, whatever
+	 * the last minutes sent. */
+	if (v->paused_by_operator || v->rate == 0 || strcmp(v->link_state, "up") != 0)
+		return -1;
+	return rate > 0 ? (int64_t)((double)bytes / rate + 0.5) : -1;
+}
+
+/* "2 h 5 min" for the alarm's text. */
+static void duration_text(int64_t s, char *out, size_t size)
+{
+	if (s < 120)
+		snprintf(out, size, "%" PRId64 " s", s);
+	else if (s < 7200)
+		snprintf(out, size, "%" PRId64 " min", s / 60);
+	else if (s < 2 * 86400)
+		snprintf(out, size, "%" PRId64 " h %" PRId64 " min", s / 3600, s % 3600 / 60);
+	else
+		snprintf(out, size, "%" PRId64 " d %" PRId64 " h", s / 86400, s % 86400 / 3600);
+}
+
 /* What needs the operator: credentials refused, a disk nearly full,
- * quarantined instances, the link down for long. */
+ * quarantined instances, the link down for long, a backlog that does not
+ * drain while the link is up or paused. */
 static cJSON *alarms_json(const op_uplink_view *v, const struct op__api_settings *c,
 			  const op_spool_stats *st, struct op__api_disk d, uint64_t spool_bytes,
 			  int64_t now)
@@ -108,11 +176,37 @@ static cJSON *alarms_json(const op_uplink_view *v, const struct op__api_settings
 		add_alarm(alarms, "disk", "warning", msg);
 	}
 	if (st->state[OP_STATE_QUARANTINED].instances) {
+		uint64_t n = st->state[OP_STATE_QUARANTINED].instances;
+
 		snprintf(msg, sizeof(msg),
-			 "%" PRIu64 " instances are quarantined (refused by the cloud): see the "
-			 "queue, fix the cause, retry",
-			 st->state[OP_STATE_QUARANTINED].instances);
+			 "%" PRIu64 " %s quarantined (refused by the cloud): see the queue, fix "
+			 "the cause, retry",
+			 n, n == 1 ? "instance is" : "instances are");
 		add_alarm(alarms, "quarantine", "warning", msg);
+	}
+	/* A link down has its own alarm below; up, paused or held, the
+	 * backlog ageing past [console] backlog_alarm is this one. */
+	if (st->oldest_queued_at && strcmp(v->link, "down") != 0 &&
+	    now - st->oldest_queued_at > (int64_t)c->backlog_alarm * 1000) {
+		char age[64], limit[64], last[64], clear[64];
+		int64_t s = clears_in(v, st);
+
+		duration_text((now - st->oldest_queued_at) / 1000, age, sizeof(age));
+		duration_text(c->backlog_alarm, limit, sizeof(limit));
+		if (v->last_upload_at)
+			duration_text((now - v->last_upload_at) / 1000, last, sizeof(last));
+		if (s >= 0)
+			duration_text(s, clear, sizeof(clear));
+		snprintf(msg, sizeof(msg),
+			 "backlog: the oldest queued instance is %s old (alarm after %s); %s%s%s; "
+			 "%s%s",
+			 age, limit,
+			 v->last_upload_at ? "last upload " : "no upload since the start",
+			 v->last_upload_at ? last : "", v->last_upload_at ? " ago" : "",
+			 s >= 0 ? "at the current rate it clears in about "
+				: "nothing is being sent",
+			 s >= 0 ? clear : "");
+		add_alarm(alarms, "backlog", "warning", msg);
 	}
 	if (strcmp(v->link, "down") == 0 && now - v->link_since > 15 * 60 * 1000) {
 		snprintf(msg, sizeof(msg), "the cloud has been unreachable for %" PRId64 " min: %s",
@@ -183,13 +277,55 @@ static void status_work(struct op__api_job *job)
 	iso_time(job->t, t, sizeof(t));
 	cJSON_AddStringToObject(o, "time", t);
 
+	{
+		char abbrev[16], offset[16], name[128];
+
+		op_headline_zone(job->t, abbrev, sizeof(abbrev), offset, sizeof(offset), name,
+				 sizeof(name));
+		x = cJSON_AddObjectToObject(o, "timezone");
+		cJSON_AddStringToObject(x, "abbreviation", abbrev);
+		cJSON_AddStringToObject(x, "utc_offset", offset);
+		cJSON_AddStringToObject(x, "name", name);
+	}
+
 	x = cJSON_AddObjectToObject(o, "link");
 	cJSON_AddStringToObject(x, "state", v->link);
-	iso_time(v->link_since ? v->link_since : v->started_at, t, sizeof(t));
+	/* Since when the link is what it says: an operator's pause since the
+	 * pause, not since the link came up. */
+	iso_time(v->paused_by_operator && v->paused_since ? v->paused_since
+		 : v->link_since                          ? v->link_since
+							  : v->started_at,
+		 t, sizeof(t));
 	cJSON_AddStringToObject(x, "since", t);
 	cJSON_AddStringToObject(x, "reason", v->link_reason);
 	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
 	cJSON_AddStringToObject(x, "cloud", c->cloud_url);
+	{
+		op_headline h;
+		cJSON *y = cJSON_AddObjectToObject(x, "headline");
+
+		headline_of(v, &st, job->t, &h);
+		cJSON_AddStringToObject(y, "state", h.state);
+		cJSON_AddStringToObject(y, "text", h.text);
+		cJSON_AddStringToObject(y, "paused_by", h.paused_by);
+		if (h.since) {
+			iso_time(h.since, t, sizeof(t));
+			cJSON_AddStringToObject(y, "since", t);
+		} else {
+			cJSON_AddNullToObject(y, "since");
+		}
+		if (h.until) {
+			iso_time(h.until, t, sizeof(t));
+			cJSON_AddStringToObject(y, "until", t);
+		} else {
+			cJSON_AddNullToObject(y, "until");
+		}
+	}
+	if (v->last_upload_at)
+		cJSON_AddNumberToObject(x, "last_upload_age",
+					(double)((job->t - v->last_upload_at) / 1000));
+	else
+		cJSON_AddNullToObject(x, "last_upload_age");
 
 	cJSON_AddItemToObject(o, "rate", op__api_rate_json(v));
 
@@ -206,6 +342,14 @@ static void status_work(struct op__api_job *job)
 	else
 		cJSON_AddNullToObject(q, "oldest_queued_age");
 	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
+	{
+		int64_t s = clears_in(v, &st);
+
+		if (s >= 0)
+			cJSON_AddNumberToObject(q, "clears_in", (double)s);
+		else
+			cJSON_AddNullToObject(q, "clears_in");
+	}
 
 	x = cJSON_AddObjectToObject(o, "disk");
 	cJSON_AddStringToObject(x, "path", c->spool_dir);
@@ -229,6 +373,15 @@ static void status_work(struct op__api_job *job)
 		cJSON_AddStringToObject(e, "time", t);
 		cJSON_AddStringToObject(e, "event", v->errors[i].event);
 		cJSON_AddStringToObject(e, "message", v->errors[i].message);
+		/* What the error is about: null for the link's own. */
+		if (*v->errors[i].study_uid)
+			cJSON_AddStringToObject(e, "study_uid", v->errors[i].study_uid);
+		else
+			cJSON_AddNullToObject(e, "study_uid");
+		if (*v->errors[i].sop_uid)
+			cJSON_AddStringToObject(e, "sop_uid", v->errors[i].sop_uid);
+		else
+			cJSON_AddNullToObject(e, "sop_uid");
 		cJSON_AddItemToArray(arr, e);
 	}
 	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, job->t));
@@ -267,6 +420,7 @@ static void settings_of(const op_api *api, struct op__api_settings *c)
 	c->receiver_port = api->cfg.receiver.port;
 	snprintf(c->receiver_ae, sizeof(c->receiver_ae), "%s", api->cfg.receiver.ae_title);
 	snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", api->fingerprint);
+	c->backlog_alarm = api->cfg.console.backlog_alarm;
 }
 
 /* A job of size bytes that starts with a struct view_job, filled in. */
@@ -376,8 +530,27 @@ static void metrics_work(struct op__api_job *job)
 	metric(&t, "oldest_queued_seconds", "gauge",
 	       "Age of the oldest instance not yet uploaded (0: none).",
 	       st.oldest_queued_at ? (uint64_t)((job->t - st.oldest_queued_at) / 1000) : 0);
-	metric(&t, "link_up", "gauge", "1 when the last exchange with the cloud succeeded.",
-	       strcmp(v->link, "up") == 0);
+	/* The link alone: a pause is outpost_paused. */
+	metric(&t, "link_up", "gauge",
+	       "1 when the last exchange with the cloud succeeded (whether or not uploads are "
+	       "paused: see outpost_paused).",
+	       strcmp(v->link_state, "up") == 0);
+	{
+		op_headline h;
+
+		headline_of(v, &st, job->t, &h);
+		put(&t, "# HELP outpost_paused 1 when nothing is uploaded because of a pause: "
+			"by=\"operator\" (outpostctl/console pause, or a rate of 0 set there), "
+			"by=\"schedule\" (a schedule window of rate 0), by=\"config\" "
+			"([shaping] rate 0).\n"
+			"# TYPE outpost_paused gauge\n");
+		for (size_t i = 0; i < 3; i++) {
+			static const char *const by[] = { "operator", "schedule", "config" };
+
+			put(&t, "outpost_paused{by=\"%s\"} %d\n", by[i],
+			    strcmp(h.paused_by, by[i]) == 0);
+		}
+	}
 	put(&t, "# HELP outpost_rate_limit_bits_per_second The upload rate in force.\n"
 		"# TYPE outpost_rate_limit_bits_per_second gauge\n");
 	if (v->rate == OP_RATE_UNLIMITED)

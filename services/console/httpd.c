@@ -320,6 +320,8 @@ void op_httpd_reply(op_httpd_req *r, int status, const char *content_type,
 	struct conn *c = r->conn;
 	int keep_alive = r->r && op_request_keep_alive(r->r) && !r->unread && c && !c->eof;
 	int unread = r->unread && c && !c->eof;
+	/* HEAD: GET's headers, Content-Length included, without the body. */
+	int head_only = r->r && strcmp(op_request_method(r->r), "HEAD") == 0;
 	char head[2048];
 	char *out;
 	int n;
@@ -344,6 +346,8 @@ void op_httpd_reply(op_httpd_req *r, int status, const char *content_type,
 		out = malloc((size_t)n + len);
 		if (n > 0 && (size_t)n < sizeof(head) && out) {
 			memcpy(out, head, (size_t)n);
+			if (head_only)
+				len = 0;
 			if (len)
 				memcpy(out + n, body, len);
 			if (conn_write(c, out, (size_t)n + len, !keep_alive && !unread) == 0) {

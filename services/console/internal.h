@@ -139,7 +139,8 @@ struct op__api_settings {
 	char cloud_url[1024];
 	uint16_t receiver_port;
 	char receiver_ae[OP_AE_MAX + 1];
-	char fingerprint[96]; /* the console certificate's SHA-256, or "" */
+	char fingerprint[96];   /* the console certificate's SHA-256, or "" */
+	uint32_t backlog_alarm; /* [console] backlog_alarm, seconds */
 };
 
 /* An endpoint, called once the request is authenticated; who is "local"

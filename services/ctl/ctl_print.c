@@ -188,6 +188,33 @@ static int64_t parse_time(const char *s)
 	return (int64_t)timegm(&tm);
 }
 
+/* An API time ("2026-11-28T10:00:00Z") in the box's local time with its
+ * zone, as the console shows it: "2026-11-28 11:00:00 CET". A text that is
+ * not one is copied as it is. */
+static const char *local_time(const char *iso, char *out, size_t size)
+{
+	int64_t s = parse_time(iso);
+	time_t t = (time_t)s;
+	struct tm tm;
+
+	if (s < 0 || !localtime_r(&t, &tm) || !strftime(out, size, "%Y-%m-%d %H:%M:%S %Z", &tm))
+		snprintf(out, size, "%s", iso ? iso : "-");
+	return out;
+}
+
+/* The member at path, a time, as local_time() writes it; dflt when absent. */
+static const char *time_at(const cJSON *o, const char *path, const char *dflt, char *out,
+			   size_t size)
+{
+	const char *iso = cJSON_GetStringValue(get(o, path));
+
+	if (!iso) {
+		snprintf(out, size, "%s", dflt);
+		return out;
+	}
+	return local_time(iso, out, size);
+}
+
 /* A table printed with its columns aligned. */
 struct table {
 	int ncol;
@@ -311,6 +338,32 @@ static void print_list(const cJSON *list, const char *heading, const char *k1, i
 	}
 }
 
+/* The last errors, newest first: when (local time), what, and the study
+ * and instance each is about. */
+static void print_errors(const cJSON *list, FILE *out)
+{
+	char a[96], b[256], d[1100];
+	const cJSON *item;
+
+	if (!cJSON_GetArraySize(list)) {
+		fprintf(out, "%-12snone\n", "Last errors");
+		return;
+	}
+	fprintf(out, "Last errors\n");
+	cJSON_ArrayForEach(item, list)
+	{
+		fprintf(out, "  %s %s %s\n", time_at(item, "time", "-", a, sizeof(a)),
+			str_at(item, "event", "-", b, sizeof(b)),
+			str_at(item, "message", "-", d, sizeof(d)));
+		if (cJSON_IsString(get(item, "study_uid")))
+			fprintf(out, "    study %s\n",
+				str_at(item, "study_uid", "-", d, sizeof(d)));
+		if (cJSON_IsString(get(item, "sop_uid")))
+			fprintf(out, "    instance %s\n",
+				str_at(item, "sop_uid", "-", d, sizeof(d)));
+	}
+}
+
 void op_ctl_print_status(const cJSON *st, FILE *out)
 {
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
@@ -327,7 +380,7 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 		op_ctl_format_duration(v, b, sizeof(b));
 		fprintf(out, ", up %s", b);
 	}
-	fprintf(out, " (at %s)\n", str_at(st, "time", "-", c, sizeof(c)));
+	fprintf(out, " (at %s)\n", time_at(st, "time", "-", c, sizeof(c)));
 	/* What the browser should show of the console's certificate. */
 	if (*str_at(st, "console.fingerprint_sha256", "", d, sizeof(d)))
 		fprintf(out, "%-12sHTTPS, certificate SHA-256 %s\n", "Console", d);
@@ -343,12 +396,15 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 			"", "allow_unencrypted");
 	fputc('\n', out);
 
-	/* The link. */
+	/* The link: its headline first (console/headline.c), the one line the
+	 * console leads with. */
+	if (*str_at(st, "link.headline.text", "", d, sizeof(d)))
+		fprintf(out, "%-12s%s\n", "Cloud", d);
 	state = str_at(st, "link.state", "-", a, sizeof(a));
 	fprintf(out, "%-12s%s", "Link", state);
 	since = parse_time(cJSON_GetStringValue(get(st, "link.since")));
 	if (since >= 0) {
-		fprintf(out, " since %s", str_at(st, "link.since", "-", b, sizeof(b)));
+		fprintf(out, " since %s", time_at(st, "link.since", "-", b, sizeof(b)));
 		if (now >= since) {
 			op_ctl_format_duration((double)(now - since), c, sizeof(c));
 			fprintf(out, " (%s)", c);
@@ -410,11 +466,11 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 
 	/* Alarms and the last errors. */
 	print_list(get(st, "alarms"), "Alarms", "severity", 8, "id", 12, out);
-	print_list(get(st, "last_errors"), "Last errors", "time", 0, "event", 0, out);
+	print_errors(get(st, "last_errors"), out);
 
-	/* Counters since the uplink started. */
+	/* Counters: totals, kept across restarts. */
 	if (get(st, "counters")) {
-		fprintf(out, "%-12s", "Counters");
+		fprintf(out, "%-12s", "Totals");
 		fprintf(out, "received %.0f",
 			num_at(st, "counters.received_instances", &v) ? v : 0);
 		fprintf(out, ", uploaded %.0f (%s)",
@@ -474,7 +530,7 @@ void op_ctl_print_queue(const cJSON *q, FILE *out)
 			snprintf(tries, sizeof(tries), "%.0f", v);
 			row[6] = tries;
 		}
-		row[7] = str_at(item, "received_at", "-", received, sizeof(received));
+		row[7] = time_at(item, "received_at", "-", received, sizeof(received));
 		row[8] = str_at(item, "last_error", "-", error, sizeof(error));
 		table_add(&t, row);
 	}

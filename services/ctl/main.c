@@ -337,8 +337,12 @@ static int cmd_retry(const char *sock, const struct args *a)
 	if (rc == 0 && !cJSON_IsNumber(n))
 		rc = OP_CTL_EXIT_FAILED;
 	if (rc == 0)
-		printf("requeued %.0f %s\n", n->valuedouble,
-		       n->valuedouble == 1 ? "instance" : "instances");
+		printf("requeued %.0f %s%s\n", n->valuedouble,
+		       n->valuedouble == 1 ? "instance" : "instances",
+		       n->valuedouble == 0
+			       ? (a->given & O_ALL ? " (nothing is quarantined)"
+						   : " (the study has no quarantined instance)")
+			       : "");
 	cJSON_Delete(j);
 	cJSON_Delete(req);
 	return rc;

@@ -19,6 +19,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "uplink/internal.h"
 
 /* --- shaping -------------------------------------------------------------------- */
@@ -47,6 +48,17 @@ static void pause_requests(op_uplink *up, const char *why)
 	}
 }
 
+/* The operator's schedule, else [shaping]'s; and the rate outside it. */
+static const op_schedule *schedule_in_force(const op_uplink *up)
+{
+	return *up->schedule_override ? &up->schedule_override_parsed : &up->cfg.shaping.parsed;
+}
+
+static uint64_t default_rate(const op_uplink *up)
+{
+	return up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
+}
+
 void op__uplink_apply_rate(op_uplink *up, const char *why)
 {
 	time_t t = time(NULL) + up->clock_offset;
@@ -54,15 +66,12 @@ void op__uplink_apply_rate(op_uplink *up, const char *why)
 	char text[32];
 	struct tm tm;
 
-	/* The bucket is shared by every destination; one engine (the first
-	 * the host opened) sets it from the schedule and the operator's
-	 * settings, the others follow what it holds. */
+	/* The bucket is shared by every destination; one engine (the
+	 * cloud's) sets it from the schedule and the operator's settings,
+	 * the others follow what it holds. */
 	if (up->drives_shaper) {
 		localtime_r(&t, &tm);
-		rate = op_schedule_rate(
-			*up->schedule_override ? &up->schedule_override_parsed
-					       : &up->cfg.shaping.parsed,
-			up->rate_overridden ? up->rate_override : up->cfg.shaping.rate, &tm);
+		rate = op_schedule_rate(schedule_in_force(up), default_rate(up), &tm);
 		if (rate != up->shaper->rate || burst != up->shaped_burst) {
 			op_shaper_set(up->shaper, rate, burst, op_clock_mono_ns());
 			up->shaped_burst = burst;
@@ -71,8 +80,11 @@ void op__uplink_apply_rate(op_uplink *up, const char *why)
 				up->shaper->burst, why);
 		}
 	}
-	if (up->shaper->rate == up->seen_rate && up->shaper->burst == up->seen_burst)
+	if (up->shaper->rate == up->seen_rate && up->shaper->burst == up->seen_burst &&
+	    up->rate_since)
 		return;
+	if (up->shaper->rate != up->seen_rate || !up->rate_since)
+		up->rate_since = op_clock_wall_ms();
 	up->seen_rate = up->shaper->rate;
 	up->seen_burst = up->shaper->burst;
 	if (up->seen_rate == 0)
@@ -120,13 +132,16 @@ void op__uplink_test_clock(op_uplink *up)
 
 /* --- what the operator sees ----------------------------------------------------- */
 
-void op__uplink_note_error(op_uplink *up, const char *event, const char *message)
+void op__uplink_note_error(op_uplink *up, const char *event, const char *message, const char *study,
+			   const char *sop)
 {
 	op_uplink_error *e = &up->errors[up->n_errors++ % OP_UPLINK_ERRORS];
 
 	e->time = op_clock_wall_ms();
 	snprintf(e->event, sizeof(e->event), "%s", event);
 	snprintf(e->message, sizeof(e->message), "%s", message);
+	snprintf(e->study_uid, sizeof(e->study_uid), "%s", study ? study : "");
+	snprintf(e->sop_uid, sizeof(e->sop_uid), "%s", sop ? sop : "");
 }
 
 void op__uplink_count_throughput(op_uplink *up)
@@ -152,12 +167,31 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
 	memset(v, 0, sizeof(*v));
 	op__uplink_count_throughput(up);
 	v->link = up->operator_paused ? "paused" : op__uplink_link_names[up->link];
+	v->link_state = op__uplink_link_names[up->link];
 	v->link_since = up->link_since;
 	snprintf(v->link_reason, sizeof(v->link_reason), "%s",
 		 up->operator_paused ? "paused by the operator" : up->link_reason);
 	v->paused_by_operator = up->operator_paused;
+	v->paused_since = up->paused_since;
 	v->credentials_refused = up->link == LINK_PAUSED;
 	v->rate = up->shaper->rate;
+	v->rate_since = up->rate_since ? up->rate_since : up->started_at;
+	v->last_upload_at = up->last_upload_at;
+	{
+		/* On the schedule's clock (a test clock may move it), told on
+		 * the wall clock the operator reads. */
+		time_t t = time(NULL) + up->clock_offset;
+		struct tm tm;
+		int minutes;
+
+		localtime_r(&t, &tm);
+		minutes = op_schedule_next_change(schedule_in_force(up), default_rate(up), &tm,
+						  &v->rate_from_window);
+		if (minutes > 0)
+			v->rate_until =
+				((int64_t)(t - up->clock_offset) - tm.tm_sec + 60LL * minutes) *
+				1000;
+	}
 	v->configured_rate = up->rate_overridden ? up->rate_override : up->cfg.shaping.rate;
 	v->rate_source = up->rate_overridden ? "console" : "config";
 	snprintf(v->schedule, sizeof(v->schedule), "%s",
@@ -202,6 +236,15 @@ void op__uplink_load_settings(op_uplink *up)
 
 	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
 		up->operator_paused = 1;
+		/* When the operator paused (the console keeps it beside the
+		 * pause): the pause's "since" outlives a restart. */
+		up->paused_since = up->started_at;
+		if (op_spool_setting_get(up->spool, "paused.since", v, sizeof(v)) == 0) {
+			long long ms;
+
+			if (op_parse_int(v, 0, INT64_MAX, &ms) == 0)
+				up->paused_since = ms;
+		}
 		op_warn("uplink.paused", "reason=\"paused by the operator (console or outpostctl); "
 					 "resume there\"");
 	}
@@ -264,11 +307,12 @@ void op_uplink_link_verified(op_uplink *up)
 		op__uplink_link_ok(up);
 }
 
-void op_uplink_set_paused(op_uplink *up, int paused)
+void op_uplink_set_paused(op_uplink *up, int paused, int64_t since)
 {
 	if (up->operator_paused == !!paused)
 		return;
 	up->operator_paused = !!paused;
+	up->paused_since = paused ? since : 0;
 	if (paused) {
 		op_warn("uplink.paused", "reason=\"paused by the operator\"");
 		pause_requests(up, "paused by the operator");

@@ -22,17 +22,27 @@ typedef struct op_uplink_error {
 	int64_t time; /* ms since the epoch */
 	char event[32];
 	char message[256];
+	char study_uid[65]; /* what the error is about; "" when the link's */
+	char sop_uid[65];
 } op_uplink_error;
 
 /* What the engine knows of itself, copied (work on the thread pool reads
  * the copy). */
 typedef struct op_uplink_view {
-	const char *link;   /* up, down, paused, starting, unprovisioned */
+	const char *link; /* up, down, paused, starting, unprovisioned */
+	/* The same without the operator's pause ("paused" there: the cloud
+	 * refused the credentials). */
+	const char *link_state;
 	int64_t link_since; /* ms since the epoch */
 	char link_reason[256];
 	int paused_by_operator;
+	int64_t paused_since;     /* ms since the epoch, of the operator's pause */
 	int credentials_refused;  /* paused by a 401/403 */
 	uint64_t rate;            /* the shaper's now (OP_RATE_UNLIMITED) */
+	int64_t rate_since;       /* ms since the epoch: the shaper's rate since then */
+	int rate_from_window;     /* a window of the schedule gives the rate now */
+	int64_t rate_until;       /* ms since the epoch: the rate changes then; 0: not this week */
+	int64_t last_upload_at;   /* ms since the epoch of the last instance sent; 0: none yet */
 	uint64_t configured_rate; /* [shaping] rate, or the operator's */
 	char schedule[1024];      /* in force: the operator's or [shaping]'s */
 	const char *rate_source;  /* "config" or "console" */
@@ -46,8 +56,10 @@ typedef struct op_uplink_view {
 void op_uplink_get_view(op_uplink *up, op_uplink_view *v);
 
 /* Pauses (requests in flight end, their instances go back to the queue
- * with no attempt counted) or resumes uploading. Not persisted here. */
-void op_uplink_set_paused(op_uplink *up, int paused);
+ * with no attempt counted) or resumes uploading. since: when the pause
+ * began (ms since the epoch), as the caller kept it with the pause, so
+ * that it reads the same after a restart. Not persisted here. */
+void op_uplink_set_paused(op_uplink *up, int paused, int64_t since);
 
 /* The operator's rate and schedule (NULL: the configuration file's),
  * applied at once on the open connections. Validated by the caller. */

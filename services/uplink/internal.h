@@ -129,12 +129,15 @@ struct op_uplink {
 	/* Set through the console, kept in the spool's settings: they
 	 * override the configuration file until cleared. */
 	int operator_paused;
+	int64_t paused_since; /* ms since the epoch */
 	int rate_overridden;
 	uint64_t rate_override;
 	char schedule_override[sizeof(((op_shaping_config *)0)->schedule)]; /* "" none */
 	op_schedule schedule_override_parsed;
 
 	int64_t started_at;
+	int64_t rate_since;     /* the shaper's rate changed then (ms since the epoch) */
+	int64_t last_upload_at; /* the cloud confirmed an instance then; 0: not since start */
 	/* Bytes written per wall-clock minute, the last OP_THROUGHPUT_MINUTES. */
 	uint64_t throughput[OP_THROUGHPUT_MINUTES];
 	int64_t throughput_minute; /* minutes since the epoch of the last slot */
@@ -240,8 +243,10 @@ void op__uplink_test_clock(op_uplink *up);
  * schedule), kept in the spool's settings. */
 void op__uplink_load_settings(op_uplink *up);
 
-/* Keeps an error in the ring the operator sees (the last OP_UPLINK_ERRORS). */
-void op__uplink_note_error(op_uplink *up, const char *event, const char *message);
+/* Keeps an error in the ring the operator sees (the last OP_UPLINK_ERRORS);
+ * study and sop name the instance it is about (NULL: the link's). */
+void op__uplink_note_error(op_uplink *up, const char *event, const char *message, const char *study,
+			   const char *sop);
 
 /* Adds what was written since the last call to the current minute. */
 void op__uplink_count_throughput(op_uplink *up);

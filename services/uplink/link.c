@@ -38,7 +38,7 @@ void op__uplink_set_link(op_uplink *up, enum link_state state, const char *reaso
 	if (up->link == state && strcmp(up->link_reason, reason) == 0)
 		return;
 	if (state == LINK_DOWN || state == LINK_PAUSED)
-		op__uplink_note_error(up, "uplink.link", reason);
+		op__uplink_note_error(up, "uplink.link", reason, NULL, NULL);
 	if (up->link != state)
 		up->link_since = op_clock_wall_ms();
 	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);

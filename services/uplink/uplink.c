@@ -122,7 +122,8 @@ void op__uplink_settle(struct slot *s, int http_status)
 			op_error("uplink.quarantine", "dest=%s sop=%s study=%s reason=%s", up->name,
 				 sop, op_log_quote(study, sizeof(study), s->items[i].study_uid),
 				 why);
-			op__uplink_note_error(up, "uplink.quarantine", r->reason);
+			op__uplink_note_error(up, "uplink.quarantine", r->reason,
+					      s->items[i].study_uid, s->items[i].sop_instance_uid);
 		} else if (r->verdict == OP_VERDICT_RETRY)
 			op_warn("uplink.retry", "dest=%s sop=%s attempts=%d reason=%s", up->name,
 				sop, s->items[i].attempts + 1, why);
@@ -133,6 +134,8 @@ void op__uplink_settle(struct slot *s, int http_status)
 		up->name, s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
 		counts[OP_VERDICT_SENT], counts[OP_VERDICT_RETRY], counts[OP_VERDICT_QUARANTINE],
 		counts[OP_VERDICT_REQUEUE], bytes);
+	if (counts[OP_VERDICT_SENT])
+		up->last_upload_at = now;
 	if (s->urgent_sending) {
 		s->urgent_sending = 0;
 		up->shaper->urgent_active--;
@@ -529,9 +532,9 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const
 	op__uplink_apply_own_rate(up);
 	if (rc == 0)
 		rc = make_slots(up);
+	up->started_at = op_clock_wall_ms();
 	if (rc == 0)
 		op__uplink_load_settings(up);
-	up->started_at = op_clock_wall_ms();
 	up->throughput_minute = up->started_at / 60000;
 	op__uplink_test_clock(up);
 	if (cfg->shaping.scavenger) {

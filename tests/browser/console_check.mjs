@@ -19,11 +19,17 @@
  *   pause-click   click the pause button once and wait for its text to
  *                 change ("Pause uploads" <-> "Resume uploads")
  *   pause-toggle  the same twice, back to where it started
+ *   shaping       submit the shaping form three times - a rate, nothing
+ *                 (the page's own error), a rate again - and record after
+ *                 each which of its two messages show ("shaping")
  *
  * The result (--out) is written whatever happened to the login:
  *   {"logged_in": bool, "login_error": text|null, "banner": text|null,
  *    "status_visible": bool, "values": {testid: {"text", "value"}},
- *    "alarms": [...], "studies": [...], "pause": [{before, after}...],
+ *    "alarms": [...], "studies": [...], "errors": [...], "pause": [{before, after}...],
+ *    "shaping": [{ok, error}: the messages' texts, null when hidden],
+ *    "layout": {scroll_width, scroll_height, window_width, uid_cells: [{chars,
+ *               clipped, text}]},
  *    "requests": [urls], "external_requests": [urls], "console_errors": [...],
  *    "page_errors": [uncaught exceptions in the page], "error": text|null}
  * Exit status: 0 when the run went through (the caller judges the result),
@@ -85,7 +91,7 @@ function options() {
   }
   if (!parsed.url) usage('--url (or OUTPOST_CONSOLE_URL) is required');
   if (!parsed.out) usage('--out is required');
-  if (!['read', 'pause-click', 'pause-toggle', 'firmware'].includes(parsed.action)) {
+  if (!['read', 'pause-click', 'pause-toggle', 'firmware', 'shaping'].includes(parsed.action)) {
     usage(`unknown --action ${parsed.action}`);
   }
   if (parsed.action === 'firmware' && !parsed.file) usage('--action firmware needs --file');
@@ -114,6 +120,23 @@ async function readPage(page) {
       if (id in values || e.closest('tbody#studies') || e.querySelector('[data-testid]')) continue;
       values[id] = { text: text(e), value: e.hasAttribute('data-value') ? e.getAttribute('data-value') : null };
     }
+    // The study list's UID cells: how many characters wide (in their own
+    // font) and whether any of the UID is cut off.
+    const uidCells = [...document.querySelectorAll('tbody#studies td.uid span')].map((s) => {
+      const probe = document.createElement('span');
+      probe.textContent = '0'.repeat(40);
+      probe.style.visibility = 'hidden';
+      probe.style.position = 'absolute';
+      probe.style.whiteSpace = 'nowrap';
+      s.parentElement.append(probe);
+      const charWidth = probe.getBoundingClientRect().width / 40;
+      probe.remove();
+      return {
+        chars: Math.floor(s.getBoundingClientRect().width / charWidth),
+        clipped: s.scrollWidth > s.clientWidth + 1 || s.getBoundingClientRect().right > window.innerWidth,
+        text: s.textContent,
+      };
+    });
     const status = document.querySelector('[data-testid="status"]');
     const loginError = document.querySelector('[data-testid="login-error"]');
     const banner = document.querySelector('[data-testid="banner"]');
@@ -121,8 +144,17 @@ async function readPage(page) {
       // A page wider than the window scrolls sideways: unusable on a phone.
       layout: {
         scroll_width: document.documentElement.scrollWidth,
+        scroll_height: document.documentElement.scrollHeight,
         window_width: window.innerWidth,
+        uid_cells: uidCells,
       },
+      errors: [...document.querySelectorAll('[data-testid="last-errors"] li.item')].map((li) => ({
+        study: li.getAttribute('data-study'),
+        sop: li.getAttribute('data-sop'),
+        text: text(li),
+      })),
+      retry_all_disabled: !!document.querySelector('[data-testid="retry-all-button"]')?.disabled,
+      headline_state: document.querySelector('[data-testid="link-headline"]')?.getAttribute('data-state') ?? null,
       status_visible: shown(status),
       status_updated: status ? status.getAttribute('data-updated') : null,
       login_visible: shown(document.querySelector('[data-testid="login-form"]')),
@@ -171,6 +203,34 @@ async function uploadFirmware(page, file, timeout) {
 }
 
 /*
+ * Submits the shaping form with rate (the schedule left empty) and waits
+ * for the page's answer: one of its two messages shown, the form's
+ * button free again. Returns the texts of both (null when hidden).
+ */
+async function submitShaping(page, rate, timeout) {
+  const renders = await page.getAttribute('[data-testid="status"]', 'data-renders');
+  await page.fill('[data-testid="shaping-rate"]', rate);
+  await page.fill('[data-testid="shaping-schedule"]', '');
+  await page.click('[data-testid="shaping-save"]');
+  // A rate goes to the server (a new render follows); an empty form is
+  // refused by the page at once.
+  await page.waitForFunction(
+    ([was, sent]) => {
+      const s = document.querySelector('[data-testid="status"]');
+      const shown = ['shaping-ok', 'shaping-error'].some((id) => !document.querySelector(`[data-testid="${id}"]`).hidden);
+      return shown && (!sent || Number(s.getAttribute('data-renders')) > Number(was));
+    },
+    [renders, rate !== ''], { timeout, polling: 50 });
+  return page.evaluate(() => {
+    const get = (id) => {
+      const e = document.querySelector(`[data-testid="${id}"]`);
+      return e.hidden ? null : e.textContent.trim();
+    };
+    return { ok: get('shaping-ok'), error: get('shaping-error') };
+  });
+}
+
+/*
  * Clicks the pause button and waits for its text to flip, then for the
  * status rendered after the click (data-renders counts renders; the page
  * drops answers of polls that started before an action).
@@ -200,7 +260,8 @@ async function main() {
   const origin = new URL(opt.url).origin;
   const result = {
     url: opt.url, action: opt.action, logged_in: false, login_error: null, banner: null,
-    status_visible: false, values: {}, alarms: [], studies: [], pause: [], firmware: null,
+    status_visible: false, values: {}, alarms: [], studies: [], errors: [], pause: [],
+    shaping: [], firmware: null,
     requests: [], external_requests: [], console_errors: [], page_errors: [], error: null,
   };
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'outpost-console-chromium-'));
@@ -248,6 +309,10 @@ async function main() {
 
     if (result.logged_in && opt.action === 'firmware') {
       result.firmware = await uploadFirmware(page, opt.file, opt.timeout);
+    } else if (result.logged_in && opt.action === 'shaping') {
+      for (const rate of ['2Mbit', '', '3Mbit']) {
+        result.shaping.push(await submitShaping(page, rate, opt.timeout));
+      }
     } else if (result.logged_in && opt.action !== 'read') {
       result.pause.push(await clickPause(page, opt.timeout));
       if (opt.action === 'pause-toggle') result.pause.push(await clickPause(page, opt.timeout));

@@ -289,7 +289,11 @@ def test_retry_requeues_quarantined_instances_of_one_study_and_audits(pipelines,
 
     # The cause put right (the byte back), retried from the console: sent.
     flip_byte(path, bad["size"] // 2)
-    assert api.ok("POST", "/api/retry", {"study": "1.2.3.4.no.such.study"}) == {"requeued": 0}
+    # A study the spool does not hold: 404, not "0 requeued".
+    r = api.post("/api/retry", {"study": "1.2.3.4.no.such.study"})
+    assert r.status == 404, (r.status, r.body)
+    assert r.json() == {"error": "no study 1.2.3.4.no.such.study in the spool (check the "
+                                 "Study Instance UID)"}
     assert api.ok("POST", "/api/retry", {"study": study["study_uid"]}) == {"requeued": 1}
     p.wait_drained()
     assert p.receiver.states() == {"sent": 3}
@@ -446,6 +450,29 @@ def test_console_files_are_served_and_nothing_else(receivers):
                  "/api/nothing"):
         assert anonymous.get(path).status == 404, path
     assert anonymous.request("DELETE", "/").status == 405
+
+
+def test_head_is_answered_like_get_without_a_body(receivers):
+    """HEAD /healthz (a load balancer's or monitor's check) and every GET
+    route answer as GET does, with GET's Content-Length and no body."""
+    rx, up, api, local = start(receivers)
+    anonymous = Api(rx)
+    for who, path in ((anonymous, "/healthz"), (anonymous, "/"), (anonymous, "/app.js"),
+                      (api, "/api/status"), (api, "/api/queue"), (api, "/metrics"),
+                      (local, "/healthz"), (local, "/api/status")):
+        get = who.get(path)
+        head = who.request("HEAD", path)
+        assert get.status == 200, (path, get.status)
+        assert head.status == 200, (path, head.status, head.body)
+        assert head.body == b"", path
+        assert head.headers["Content-Type"] == get.headers["Content-Type"], path
+        assert int(head.headers["Content-Length"]) > 0, path
+        if path in ("/", "/app.js"):  # the same bytes: the same length
+            assert int(head.headers["Content-Length"]) == len(get.body), path
+    # Still answered as GET is: HEAD needs credentials where GET does.
+    assert anonymous.request("HEAD", "/api/status").status == 401
+    # The listener goes on answering after a HEAD.
+    assert anonymous.get("/healthz").status == 200
 
 
 def raw(rx, data, read=65536):

@@ -92,10 +92,14 @@ level = debug
         },
         "shaping": {"rate": "unlimited", "burst": "0", "schedule": "", "scavenger": "off"},
         "priority": {"urgent_calling_aets": "", "trust_priority_from": "", "urgent_match": ""},
-        "console": {"listen": "127.0.0.1:8080", "socket": "var/outpost.sock", "tls_cert": "",
+        "console": {"listen": "127.0.0.1:8080",
+                    # The default socket, as the services use it: the working
+                    # directory's (the printout read again means the same).
+                    "socket": os.path.join(os.getcwd(), "var/outpost.sock"), "tls_cert": "",
                     "tls_key": "", "password_hash": "",
                     "web_root": os.path.join(ROOT, "services", "console", "web"),
-                    "session_ttl": "28800", "allowed_hosts": ""},
+                    "session_ttl": "28800", "backlog_alarm": "1h",
+                    "allowed_hosts": ""},
         "security": {"allow_unencrypted": "off"},
         "log": {"level": "debug"},
     }

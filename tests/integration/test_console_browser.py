@@ -19,12 +19,15 @@ page and the status API (docs/API.md) on its [console] listener.
 Nothing is skipped: without playwright-core in tests/browser/node_modules
 (installed by `make deps`) the tests fail and say so.
 """
+import datetime
 import hashlib
 import json
 import os
 import shutil
 import struct
 import subprocess
+import time
+import zoneinfo
 
 import pytest
 
@@ -101,6 +104,11 @@ def run_console(rx, out_dir, name, action="read", password=PASSWORD, screenshot=
     return result
 
 
+# The box's time zone in these tests: not the browser's (UTC here), so a
+# page that showed the browser's own zone would be caught.
+BOX_TZ = "Europe/Berlin"
+
+
 def start_console(pipelines, password=PASSWORD, **kw):  # noqa: F811
     """A pipeline (cloud, receiver, uplink) whose uplink serves the console
     with `password` set; returns it and an API client."""
@@ -119,6 +127,7 @@ def start_unprovisioned(receivers, password=PASSWORD):
 def _start_uplink(rx, uplink, password):
     if password is not None:
         console.set_password(rx, password)
+    uplink.env = dict(uplink.env or {}, TZ=BOX_TZ)
     uplink.start()
     api = console.Api(rx, password=password)
     wait_for(lambda: _healthz(api), 10, what="the console listener")
@@ -130,6 +139,16 @@ def _healthz(api):
         return api.get("/healthz", auth=False).status in (200, 503)
     except OSError:
         return False
+
+
+def dicomgen_study_uid(path):
+    import pydicom
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def dicomgen_sop_uid(path):
+    import pydicom
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
 def text(result, testid):
@@ -163,6 +182,9 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
     p.send(refused)
     p.wait_drained()
     assert p.receiver.states() == {"sent": len(sent), "quarantined": len(refused)}
+    link_up_since = api.ok("GET", "/api/status")["link"]["since"]
+    time.sleep(1.1)  # the pause's second is not the link's
+    paused_at = int(time.time())
     assert api.ok("POST", "/api/pause") == {"paused": True}
     p.send(queued)
 
@@ -191,6 +213,36 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
     s = after
     assert text(page, "version") == s["version"]
     assert text(page, "link-state") == s["link"]["state"] == "paused"
+    # The headline leads: the operator's pause since the pause (not since
+    # the link came up), in the box's zone, with Resume beside it.
+    since = datetime.datetime.fromisoformat(s["link"]["since"].replace("Z", "+00:00"))
+    assert since.timestamp() >= paused_at, (s["link"]["since"], paused_at, link_up_since)
+    local = since.astimezone(zoneinfo.ZoneInfo(BOX_TZ))
+    assert text(page, "link-headline") == s["link"]["headline"]["text"] == \
+        f"paused by the operator since {local:%H:%M} {local.tzname()}"
+    assert page["headline_state"] == "paused"
+    # Every time shown carries the box's zone; the header names it.
+    zone = local.tzname()
+    assert text(page, "timezone").startswith(f"{zone}, UTC+0"), text(page, "timezone")
+    assert BOX_TZ in text(page, "timezone")
+    assert text(page, "link-since") == f"{local:%Y-%m-%d %H:%M:%S} {zone}"
+    assert text(page, "updated").endswith(f" {zone}")
+    for row in page["studies"]:
+        assert row["cells"][8].endswith(f" {zone}"), row
+    # The last errors name the study and the instance refused.
+    refused_study = dicomgen_study_uid(refused[0])
+    assert [e for e in page["errors"] if e["study"] == refused_study and e["sop"]], page["errors"]
+    assert {e["sop"] for e in page["errors"] if e["study"] == refused_study} <= \
+        {dicomgen_sop_uid(f) for f in refused}
+    # Totals, not "since start": they outlive restarts.
+    assert text(page, "counters-heading") == "Total (kept across restarts)"
+    # The queue card's waiting studies are the table's queued or sending ones.
+    waiting = [r for r in page["studies"] if "queued" in r["cells"][4] or "sending" in r["cells"][4]]
+    assert value(page, "studies-queued") == str(len(waiting)) == "1"
+    assert text(page, "queue-page") == "page 1 of 1 (3 studies)"
+    assert text(page, "last-upload").endswith(" ago"), text(page, "last-upload")
+    assert text(page, "clears-in") == "not at the current rate: nothing is being sent"
+    assert not page["retry_all_disabled"]  # something is quarantined
     for key in ("queued", "sending", "sent", "quarantined"):
         assert text(page, f"queue-{key}-instances") == str(s["queue"][key]["instances"]), key
         assert value(page, f"queue-{key}-instances") == str(s["queue"][key]["instances"]), key
@@ -234,10 +286,15 @@ def test_pause_and_resume_from_the_button(pipelines, tmp_path):  # noqa: F811
     assert s["link"]["paused_by_operator"] is True
     assert s["link"]["state"] == "paused"
     assert text(page, "link-state") == "paused"
+    assert page["headline_state"] == "paused"
+    assert text(page, "link-headline").startswith("paused by the operator since ")
 
+    # One Resume button undoes the pause; the headline says what moves.
     page = run_console(p.receiver, tmp_path, "resume", action="pause-click")
     assert page["pause"] == [{"before": "Resume uploads", "after": "Pause uploads"}]
     assert api.ok("GET", "/api/status")["link"]["paused_by_operator"] is False
+    assert page["headline_state"] in ("idle", "starting", "sending"), page["headline_state"]
+    assert not text(page, "link-headline").startswith("paused")
 
     # Both clicks are in the audit log, newest first, from the browser.
     audit = api.ok("GET", "/api/audit?limit=20")
@@ -274,17 +331,65 @@ def test_no_password_set_shows_the_servers_error(receivers, tmp_path):
     assert page["banner"] == r.json()["error"]
 
 
+# A phone's page with many studies: a few screens at most (issue 16: 50
+# studies made it 18 000 px tall).
+PHONE_HEIGHT_MAX = 9000
+# The UID column on a phone: a whole line beside its label (it was 10).
+PHONE_UID_CHARS_MIN = 28
+
+
 def test_the_console_fits_a_phone(receivers, tmp_path):
     require_browser()
     rx, api = start_unprovisioned(receivers)
-    files = dicomgen.make_ct_study(str(tmp_path / "phone"), 2, rows=8, cols=8)
+    files = []
+    for i in range(60):
+        files += dicomgen.make_ct_study(str(tmp_path / f"phone{i}"), 1, rows=8, cols=8, seed=i)
     assert storescu(rx.port, files).returncode == 0
     page = run_console(rx, tmp_path, "phone", viewport="390x844",
                        screenshot=str(tmp_path / "phone.png"))
     assert page["logged_in"], page
-    assert page["layout"]["window_width"] == 390
-    assert page["layout"]["scroll_width"] <= 390, page["layout"]
-    assert text(page, "queue-queued-instances") == "2"
+    layout = page["layout"]
+    assert layout["window_width"] == 390
+    assert layout["scroll_width"] <= 390, layout
+    assert text(page, "queue-queued-instances") == "60"
+    # A reasonable height: a page of studies, not all 60.
+    assert layout["scroll_height"] <= PHONE_HEIGHT_MAX, layout["scroll_height"]
+    assert text(page, "queue-page") == "page 1 of 6 (60 studies)"
+    assert len(page["studies"]) == 10
+    # Each UID is shown whole, wrapping if it must, in a column wide
+    # enough to read.
+    uids = {r["study_uid"] for r in page["studies"]}
+    assert len(layout["uid_cells"]) == 10
+    for cell in layout["uid_cells"]:
+        assert cell["text"] in uids, cell
+        assert not cell["clipped"], cell
+        assert cell["chars"] >= PHONE_UID_CHARS_MIN, cell
+    # Nothing quarantined: nothing to retry.
+    assert page["retry_all_disabled"]
+
+
+def test_one_study_is_one_study(receivers, tmp_path):
+    """Singular and plural: \"1 study\", not \"1 studies\"."""
+    require_browser()
+    rx, api = start_unprovisioned(receivers)
+    files = dicomgen.make_ct_study(str(tmp_path / "one"), 1, rows=8, cols=8)
+    assert storescu(rx.port, files).returncode == 0
+    page = run_console(rx, tmp_path, "one")
+    assert text(page, "queue-page") == "page 1 of 1 (1 study)"
+    assert "1 studies" not in json.dumps(page["values"])
+
+
+def test_the_shaping_form_shows_only_the_latest_outcome(receivers, tmp_path):
+    require_browser()
+    rx, api = start_unprovisioned(receivers)
+    page = run_console(rx, tmp_path, "shaping", action="shaping")
+    first, empty, again = page["shaping"]
+    assert first["error"] is None and first["ok"].startswith("Applied: now 2 Mbit/s"), first
+    # The page's own refusal hides the earlier success.
+    assert empty == {"ok": None, "error": "Enter a rate, a schedule or both."}, empty
+    # And a success hides that error.
+    assert again["error"] is None and again["ok"].startswith("Applied: now 3 Mbit/s"), again
+    assert api.ok("GET", "/api/status")["rate"]["configured"] == 3000000
 
 
 def test_the_firmware_form_uploads_a_bundle_and_shows_the_records(receivers, tmp_path):

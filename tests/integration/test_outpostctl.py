@@ -203,6 +203,16 @@ def test_retry(running, tmp_path):
     assert rx.states() == {"queued": 3}
     assert {r["study_uid"] for r in rx.rows()} == {study, other}
 
+    # A study the spool never had: exit 1 and a message naming it (the API
+    # answers 404), not "requeued 0".
+    r = ctl(rx, "retry", "1.2.3.999")
+    assert r.returncode == 1, r
+    assert r.stdout == ""
+    assert "no study 1.2.3.999 in the spool" in r.stderr and "HTTP 404" in r.stderr, r
+    # A known study with nothing quarantined: 0, said why.
+    assert "requeued 0 instances (the study has no quarantined instance)" in ok(
+        ctl(rx, "retry", study))
+
 
 def test_test_link_unprovisioned(running):
     rx = running
@@ -364,3 +374,24 @@ def test_help_and_version():
         assert word in r.stdout, word
     r = subprocess.run([CTL, "--version"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and r.stdout.startswith("outpostctl ")
+
+
+def test_relative_socket_is_beside_the_config_file(receivers, tmp_path):
+    """A relative [console] socket is the configuration file's neighbour for
+    the uplink and outpostctl alike, whatever their working directories
+    (issue 16: outpostctl said "not running" from elsewhere)."""
+    rx = receivers(console={"socket": "run/ctl.sock"})
+    os.makedirs(os.path.join(os.path.dirname(rx.ini), "run"))
+    rx.start()
+    rx.uplink().start()
+    beside = os.path.join(os.path.dirname(rx.ini), "run", "ctl.sock")
+    assert os.path.exists(beside)
+    assert not os.path.exists(os.path.join(os.getcwd(), "run", "ctl.sock"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd in (str(elsewhere), "/"):
+        env = {k: v for k, v in os.environ.items() if k != "OUTPOST_CONFIG"}
+        r = subprocess.run([CTL, "--config", rx.ini, "status"], capture_output=True, text=True,
+                           timeout=60, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, (cwd, r.stderr)
+        assert "outpost-uplink" in r.stdout

@@ -16,6 +16,7 @@
 #include "unit_config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +474,62 @@ static void test_config_console(void **state)
 	unit_config_assert_error_at(f, 2, "tls_cert and tls_key go together");
 }
 
+/* [console] backlog_alarm: a duration, 1 h unless set. */
+static void test_config_backlog_alarm(void **state)
+{
+	struct unit_config *f = *state;
+	static const struct {
+		const char *text;
+		uint32_t seconds;
+	} good[] = { { "90", 90 },   { "90s", 90 },   { "30m", 1800 },
+		     { "2h", 7200 }, { "1d", 86400 }, { "30d", 30 * 86400 } };
+
+	op_config_defaults(&f->cfg);
+	assert_int_equal(f->cfg.console.backlog_alarm, 3600);
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "[console]\nbacklog_alarm = %s\n", good[i].text);
+		assert_int_equal(unit_config_load_text(f, text), 0);
+		assert_int_equal(f->cfg.console.backlog_alarm, good[i].seconds);
+	}
+	unit_config_assert_refused(f, "console", "backlog_alarm", "59s");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "31d");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "1w");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "h");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "1hs");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "1sh");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "-1h");
+	unit_config_assert_refused(f, "console", "backlog_alarm", "");
+}
+
+/* A relative socket set in the file is beside the file, whatever the
+ * working directory; an absolute one, an empty one and the default stay. */
+static void test_config_socket_beside_file(void **state)
+{
+	struct unit_config *f = *state;
+	char want[PATH_MAX + 32], *slash;
+	char out[16];
+
+	assert_int_equal(unit_config_load_text(f, "[console]\nsocket = run/outpost.sock\n"), 0);
+	snprintf(want, sizeof(want), "%s", f->tmp.path);
+	slash = strrchr(want, '/');
+	assert_non_null(slash);
+	snprintf(slash + 1, sizeof(want) - (size_t)(slash + 1 - want), "run/outpost.sock");
+	assert_string_equal(f->cfg.console.socket, want);
+	assert_int_equal(unit_config_load_text(f, "[console]\nsocket = /run/o.sock\n"), 0);
+	assert_string_equal(f->cfg.console.socket, "/run/o.sock");
+	assert_int_equal(unit_config_load_text(f, "[console]\nlisten =\n"), 0);
+	assert_string_equal(f->cfg.console.socket, "var/outpost.sock");
+	/* The one function both outpostctl and the services use. */
+	assert_int_equal(op_config_resolve_path("etc/o.ini", "s.sock", out, sizeof(out)), 0);
+	assert_string_equal(out, "etc/s.sock");
+	assert_int_equal(op_config_resolve_path("o.ini", "s.sock", out, sizeof(out)), 0);
+	assert_string_equal(out, "s.sock");
+	assert_int_equal(op_config_resolve_path("/a/long/dir/o.ini", "s.sock", out, sizeof(out)),
+			 -ENAMETOOLONG);
+}
+
 /* Read by the appliance's boot (outpost-grow-data) from --check-config's
  * output: off unless a site file says so. */
 static void test_config_security(void **state)
@@ -504,6 +561,8 @@ int main(void)
 		T(test_config_long_list_continued),
 		T(test_config_shaping_priority),
 		T(test_config_console),
+		T(test_config_backlog_alarm),
+		T(test_config_socket_beside_file),
 		T(test_config_indented_key),
 		T(test_config_security),
 	};

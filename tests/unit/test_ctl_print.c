@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctl/ctl_client.h"
 #include "ctl/ctl_print.h"
@@ -115,11 +116,14 @@ static void test_ctl_print_status(void **state)
 	char *text;
 
 	(void)state;
+	setenv("TZ", "Europe/Berlin", 1);
+	tzset();
 	text = printed(
 		op_ctl_print_status,
 		"{\"version\": \"0.1.0\", \"uptime\": 3600, \"time\": \"2026-11-28T10:00:00Z\","
 		" \"link\": {\"state\": \"paused\", \"since\": \"2026-11-28T09:00:00Z\","
-		"  \"reason\": \"\", \"paused_by_operator\": true},"
+		"  \"reason\": \"\", \"paused_by_operator\": true, \"headline\": {\"state\": "
+		"\"paused\", \"text\": \"paused by the operator since 10:00 CET\"}},"
 		" \"rate\": {\"current\": 0, \"configured\": null, \"schedule\": \"\","
 		"  \"source\": \"console\"},"
 		" \"queue\": {\"queued\": {\"instances\": 10, \"bytes\": 5300000},"
@@ -130,7 +134,9 @@ static void test_ctl_print_status(void **state)
 		" \"disk\": {\"path\": \"/spool\", \"total\": 1e9, \"free\": 5e8,"
 		"  \"spool_bytes\": 5302148, \"max_bytes\": 0, \"min_free_bytes\": 1048576},"
 		" \"last_errors\": [{\"time\": \"2026-11-28T09:30:00Z\", \"event\": "
-		"\"uplink.link\", \"message\": \"cannot connect\"}],"
+		"\"uplink.link\", \"message\": \"cannot connect\", \"study_uid\": null},"
+		" {\"time\": \"2026-11-28T09:20:00Z\", \"event\": \"uplink.quarantine\", "
+		"\"message\": \"refused\", \"study_uid\": \"1.2.3\", \"sop_uid\": \"1.2.3.4\"}],"
 		" \"alarms\": [{\"id\": \"link\", \"severity\": \"warning\", \"message\": "
 		"\"paused\"}],"
 		" \"counters\": {\"received_instances\": 13, \"uploaded_instances\": 2,"
@@ -138,7 +144,11 @@ static void test_ctl_print_status(void **state)
 		" \"console\": {\"tls\": true, \"fingerprint_sha256\": \"AB:CD\"}}");
 	assert_non_null(strstr(text, "outpost-uplink 0.1.0, up 1 h 0 min"));
 	assert_non_null(strstr(text, "Console     HTTPS, certificate SHA-256 AB:CD\n"));
-	assert_non_null(strstr(text, "Link        paused since 2026-11-28T09:00:00Z (1 h 0 min)"));
+	assert_non_null(
+		strstr(text, "outpost-uplink 0.1.0, up 1 h 0 min (at 2026-11-28 11:00:00 CET)"));
+	assert_non_null(strstr(text, "Cloud       paused by the operator since 10:00 CET\n"));
+	assert_non_null(
+		strstr(text, "Link        paused since 2026-11-28 10:00:00 CET (1 h 0 min)"));
 	assert_non_null(strstr(text, "paused by the operator"));
 	assert_non_null(strstr(text, "now 0 (paused), configured unlimited (set by the console)"));
 	assert_non_null(strstr(text, "Schedule    none"));
@@ -147,8 +157,12 @@ static void test_ctl_print_status(void **state)
 	assert_non_null(strstr(text, "oldest queued instance: 12 s old; 1 study queued"));
 	assert_non_null(strstr(text, "/spool: 477 MiB free of 954 MiB"));
 	assert_non_null(strstr(text, "warning  link"));
-	assert_non_null(strstr(text, "uplink.link cannot connect"));
-	assert_non_null(strstr(text, "received 13, uploaded 2 (2 KiB)"));
+	assert_non_null(
+		strstr(text, "  2026-11-28 10:30:00 CET uplink.link cannot connect\n  2026"));
+	/* An error about an instance names its study and the instance. */
+	assert_non_null(strstr(text, "uplink.quarantine refused\n    study 1.2.3\n"
+				     "    instance 1.2.3.4\n"));
+	assert_non_null(strstr(text, "Totals      received 13, uploaded 2 (2 KiB)"));
 	free(text);
 
 	/* Nothing known: no crash, dashes. */

@@ -107,6 +107,40 @@ static void test_schedule_example(void **state)
 	assert_true(rate_at(&s, 2026, 12, 7, 3, 0) == DEFAULT);    /* Mon night: Sun not listed */
 }
 
+/* When the rate next changes, and whether a window gives it: what the
+ * console's "held by schedule until 19:00" says. */
+static void test_schedule_next_change(void **state)
+{
+	op_schedule s, none;
+	char err[256];
+	struct tm tm;
+	int win = -1;
+
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	assert_int_equal(op_schedule_parse("Mon-Fri 07:00-19:00 0; Sat 10:00-11:00 2Mbit", &s, err,
+					   sizeof(err)),
+			 0);
+	tm = at(2026, 11, 30, 14, 41); /* Monday, in the window of rate 0 */
+	assert_int_equal(op_schedule_next_change(&s, DEFAULT, &tm, &win), 4 * 60 + 19);
+	assert_int_equal(win, 1);
+	tm = at(2026, 11, 30, 19, 0); /* the default until Tuesday 07:00 */
+	assert_int_equal(op_schedule_next_change(&s, DEFAULT, &tm, &win), 12 * 60);
+	assert_int_equal(win, 0);
+	tm = at(2026, 12, 4, 20, 0); /* Friday evening: the default until Sat 10:00 */
+	assert_int_equal(op_schedule_next_change(&s, DEFAULT, &tm, &win), 14 * 60);
+	assert_int_equal(win, 0);
+	/* The default equal to a window's rate: no change at its edge. */
+	tm = at(2026, 12, 5, 10, 30);
+	assert_int_equal(op_schedule_next_change(&s, MBIT(2), &tm, &win), 44 * 60 + 30);
+	assert_int_equal(win, 1);
+	/* No schedule: the rate never changes. */
+	assert_int_equal(op_schedule_parse("", &none, err, sizeof(err)), 0);
+	assert_int_equal(op_schedule_next_change(&none, 0, &tm, &win), -1);
+	assert_int_equal(win, 0);
+}
+
 /* A window across midnight belongs to its start day; days wrap. */
 static void test_schedule_midnight_and_wrapping_days(void **state)
 {
@@ -188,6 +222,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rate_parse),
 		cmocka_unit_test(test_schedule_example),
+		cmocka_unit_test(test_schedule_next_change),
 		cmocka_unit_test(test_schedule_midnight_and_wrapping_days),
 		cmocka_unit_test(test_schedule_dst),
 		cmocka_unit_test(test_schedule_errors),

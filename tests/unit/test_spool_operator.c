@@ -100,11 +100,47 @@ static void test_spool_studies_and_retry(void **state)
 
 	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, "8.1", 2, &requeued), 0);
 	assert_int_equal(requeued, 0);
+	/* A study the spool never had is not "0 requeued". */
+	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, "8.9", 2, &requeued), -ENOENT);
+	assert_int_equal(requeued, 0);
 	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, NULL, 2, &requeued), 0);
 	assert_int_equal(requeued, 1);
 	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(s[0].attempts, 0);
+}
+
+/* The quarantined counter counts instances: a retried instance that the
+ * cloud refuses again is not counted twice (issue 16); another is. */
+static void test_spool_requarantine_counts_once(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_stats st;
+	op_spool_item it[4];
+	char h[OP_HASH_HEX + 1];
+	unsigned n, requeued;
+
+	spool_fx_store_study(f, "3.1", "7.1", 1, 100, h);
+	spool_fx_claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 1);
+	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(st.counters.quarantined, 1);
+	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, 2, &requeued), 0);
+	assert_int_equal(requeued, 1);
+	spool_fx_claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused again", 3);
+	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(st.state[OP_STATE_QUARANTINED].instances, 1);
+	assert_int_equal(st.counters.quarantined, 1);
+	/* Another instance is another count. */
+	spool_fx_store_study(f, "3.2", "7.1", 1, 100, h);
+	spool_fx_claim(f, 4, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 4);
+	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(st.counters.quarantined, 2);
 }
 
 /* Discard: only the study's quarantined rows and the files no other row
@@ -181,6 +217,7 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_counters),
 		SPOOL_FX_TEST(test_spool_studies_and_retry),
 		SPOOL_FX_TEST(test_spool_discard_quarantined),
+		SPOOL_FX_TEST(test_spool_requarantine_counts_once),
 		SPOOL_FX_TEST(test_spool_settings_and_audit),
 	};
 

@@ -11,6 +11,10 @@
 
 const POLL_MS = 5000;
 const PER_PAGE = 50;
+// A phone shows each study as a block of lines: fewer a page keeps the
+// page a few screens tall (issue 16: 50 were 18 000 px).
+const PER_PAGE_PHONE = 10;
+const PHONE = '(max-width: 699px)';
 const STATES = ['queued', 'sending', 'sent', 'quarantined'];
 
 const $ = (id) => document.getElementById(id);
@@ -23,7 +27,12 @@ const ui = {
   loggedOut: false, // a 401 seen: no polling until a login succeeds
   paused: null, // link.paused_by_operator as last known
   queue: { state: '', page: 1, total: 0 },
+  tz: null, // the box's time zone (status.timezone): every time is shown in it
 };
+
+function perPage() {
+  return window.matchMedia(PHONE).matches ? PER_PAGE_PHONE : PER_PAGE;
+}
 
 /* --- the API ------------------------------------------------------------ */
 
@@ -79,6 +88,11 @@ async function api(method, path, body, timeoutMs = 15000) {
 
 /* --- formatting ---------------------------------------------------------- */
 
+/* "1 study", "2 studies". */
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function fmtInt(n) {
   return n === null || n === undefined ? '—' : String(n);
 }
@@ -118,13 +132,53 @@ function fmtAge(s) {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
+/* "+01:00" -> 60; null when it is not one. */
+function parseOffset(text) {
+  const m = /^([+-])(\d\d):(\d\d)$/.exec(text || '');
+  return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) : null;
+}
+
+function fmtOffset(min) {
+  const p = (x) => String(x).padStart(2, '0');
+  const a = Math.abs(min);
+  return `${min < 0 ? '-' : '+'}${p(Math.floor(a / 60))}:${p(a % 60)}`;
+}
+
+/* The box's offset from UTC at moment d, in minutes: from its zone's name
+   when the browser knows it (DST included), else the offset it has now. */
+function boxOffset(d) {
+  const tz = ui.tz || {};
+  if (tz.name) {
+    try {
+      const f = new Intl.DateTimeFormat('en-US', {
+        timeZone: tz.name, hourCycle: 'h23', year: 'numeric', month: '2-digit',
+        day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+      });
+      const v = Object.fromEntries(f.formatToParts(d).map((x) => [x.type, x.value]));
+      const wall = Date.UTC(Number(v.year), Number(v.month) - 1, Number(v.day),
+        Number(v.hour) % 24, Number(v.minute), Number(v.second));
+      return Math.round((wall - Math.floor(d.getTime() / 1000) * 1000) / 60000);
+    } catch (e) {
+      /* A zone this browser does not know: the offset below. */
+    }
+  }
+  const now = parseOffset(tz.utc_offset);
+  return now === null ? 0 : now;
+}
+
+/* A moment in the box's time zone, with the zone: "2026-11-30 14:41:07 CET". */
 function fmtTime(iso) {
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
+  const tz = ui.tz || {};
+  const off = boxOffset(d);
+  const s = new Date(d.getTime() + off * 60000);
   const p = (x) => String(x).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ` +
-    `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  const zone = tz.abbreviation && off === parseOffset(tz.utc_offset) ? tz.abbreviation
+    : off === 0 ? 'UTC' : `UTC${fmtOffset(off)}`;
+  return `${s.getUTCFullYear()}-${p(s.getUTCMonth() + 1)}-${p(s.getUTCDate())} ` +
+    `${p(s.getUTCHours())}:${p(s.getUTCMinutes())}:${p(s.getUTCSeconds())} ${zone}`;
 }
 
 /* Sets an element's text, and its exact value (a number; '' when the
@@ -198,12 +252,30 @@ async function onLogout() {
 
 /* --- status -------------------------------------------------------------- */
 
+/*
+ * One link's headline: what moves and why, as the server words it
+ * (console/headline.c), so the console and outpostctl say the same. One
+ * link (the cloud) today; a box with several destinations calls this once
+ * per link.
+ */
+function renderHeadline(e, link) {
+  const h = link.headline || {};
+  e.textContent = h.text || link.state || '—';
+  e.dataset.state = h.state || '';
+  e.dataset.pausedBy = h.paused_by || '';
+}
+
 function renderStatus(s) {
+  const tz = s.timezone || {};
+  ui.tz = tz;
   put('version', s.version);
   put('uptime', fmtAge(s.uptime), s.uptime);
   put('updated', fmtTime(s.time));
+  put('timezone', [tz.abbreviation, tz.utc_offset ? `UTC${tz.utc_offset}` : '', tz.name]
+    .filter((x, i, a) => x && a.indexOf(x) === i).join(', ') || 'UTC');
 
   const link = s.link || {};
+  renderHeadline(byTest('link-headline'), link);
   const state = byTest('link-state');
   state.textContent = link.state || '—';
   state.dataset.state = link.state || '';
@@ -230,6 +302,18 @@ function renderStatus(s) {
   }
   put('oldest-queued', fmtAge(q.oldest_queued_age), q.oldest_queued_age);
   put('studies-queued', fmtInt(q.studies_queued), q.studies_queued);
+  put('last-upload', link.last_upload_age === null || link.last_upload_age === undefined
+    ? 'none since the uplink started' : `${fmtAge(link.last_upload_age)} ago`, link.last_upload_age);
+  const waiting = ((q.queued || {}).instances || 0) + ((q.sending || {}).instances || 0);
+  let clears = 'nothing waiting';
+  if (waiting && (q.clears_in === null || q.clears_in === undefined)) {
+    clears = 'not at the current rate: nothing is being sent';
+  } else if (waiting) {
+    clears = `in about ${fmtAge(q.clears_in)} at the current rate`;
+  }
+  put('clears-in', clears, waiting ? q.clears_in : 0);
+  // Nothing quarantined: nothing to retry.
+  $('retry-all').disabled = !((q.quarantined || {}).instances > 0);
 
   const d = s.disk || {};
   put('disk-free', fmtBytes(d.free), d.free);
@@ -251,6 +335,7 @@ function renderStatus(s) {
 
   renderFirmware(s.firmware || {});
   renderAlarms(s.alarms || []);
+  renderErrors(s.last_errors || []);
   renderChart((s.throughput && s.throughput.bytes) || [], (s.throughput && s.throughput.interval) || 60);
 
   $('meta').hidden = false;
@@ -309,6 +394,26 @@ function renderAlarms(alarms) {
   }
 }
 
+/* The last errors, newest first, each with the study and instance it is
+   about (none for the link's own). */
+function renderErrors(errors) {
+  const ul = $('errors');
+  ul.replaceChildren();
+  ul.dataset.count = String(errors.length);
+  if (!errors.length) {
+    ul.append(el('li', { class: 'none' }, 'None.'));
+    return;
+  }
+  for (const e of errors) {
+    const li = el('li', { class: 'item', 'data-study': e.study_uid || '', 'data-sop': e.sop_uid || '' },
+      el('span', { class: 'when' }, fmtTime(e.time)), ' ', el('b', {}, e.event || ''), ' ',
+      e.message || '');
+    if (e.study_uid) li.append(el('div', { class: 'uid' }, `Study ${e.study_uid}`));
+    if (e.sop_uid) li.append(el('div', { class: 'uid' }, `Instance ${e.sop_uid}`));
+    ul.append(li);
+  }
+}
+
 function renderChart(bytes, interval) {
   const svg = $('chart');
   const NS = 'http://www.w3.org/2000/svg';
@@ -349,8 +454,8 @@ function renderChart(bytes, interval) {
 
 function renderQueue(r) {
   ui.queue.total = r.total || 0;
-  const pages = Math.max(1, Math.ceil(ui.queue.total / (r.per_page || PER_PAGE)));
-  put('queue-page', `page ${r.page || ui.queue.page} of ${pages} (${ui.queue.total} studies)`,
+  const pages = Math.max(1, Math.ceil(ui.queue.total / (r.per_page || perPage())));
+  put('queue-page', `page ${r.page || ui.queue.page} of ${pages} (${plural(ui.queue.total, 'study', 'studies')})`,
     ui.queue.total);
   $('prev').disabled = ui.queue.page <= 1;
   $('next').disabled = ui.queue.page >= pages;
@@ -370,7 +475,9 @@ function renderQueue(r) {
       action = b;
     }
     tbody.append(el('tr', { 'data-testid': 'study-row', 'data-study': st.study_uid || '' },
-      el('td', { class: 'uid', 'data-label': 'Study UID' }, st.study_uid),
+      // The whole UID, wrapping where it must (a phone), and in the title.
+      el('td', { class: 'uid', 'data-label': 'Study UID', title: st.study_uid || '' },
+        el('span', {}, st.study_uid)),
       el('td', { 'data-label': 'Patient ID' }, st.patient_id),
       el('td', { 'data-label': 'Modality' }, st.modality),
       el('td', { class: 'num', 'data-label': 'Instances' }, fmtInt(st.instances)),
@@ -385,7 +492,7 @@ function renderQueue(r) {
 
 /* The study list; `current` says whether its answer is still wanted. */
 async function loadQueue(current = () => true) {
-  const q = new URLSearchParams({ page: String(ui.queue.page), per_page: String(PER_PAGE) });
+  const q = new URLSearchParams({ page: String(ui.queue.page), per_page: String(perPage()) });
   if (ui.queue.state) q.set('state', ui.queue.state);
   try {
     const r = await api('GET', `/api/queue?${q}`);
@@ -403,7 +510,7 @@ async function retry(body, button) {
   try {
     const r = await api('POST', '/api/retry', body);
     showMessage('queue-error', '');
-    flash(`${r.requeued} instance${r.requeued === 1 ? '' : 's'} back in the queue.`);
+    flash(`${plural(r.requeued, 'instance', 'instances')} back in the queue.`);
   } catch (e) {
     if (e.status !== 401) showMessage('queue-error', e.message);
   } finally {
@@ -465,18 +572,23 @@ async function onTestLink() {
   }
 }
 
+/* The shaping form's outcome: only the latest shows, success or error. */
+function shapingOutcome(ok, text) {
+  showMessage('shaping-ok', ok ? text : '');
+  showMessage('shaping-error', ok ? '' : text);
+}
+
 async function putShaping(body) {
   holdPolling();
-  showMessage('shaping-error', '');
-  showMessage('shaping-ok', '');
+  shapingOutcome(true, '');
   try {
     const r = await api('PUT', '/api/shaping', body);
-    showMessage('shaping-ok', `Applied: now ${fmtRate(r && r.current)}` +
+    shapingOutcome(true, `Applied: now ${fmtRate(r && r.current)}` +
       (r && r.schedule ? `, schedule ${r.schedule}` : ''));
     $('rate').value = '';
     $('schedule').value = '';
   } catch (e) {
-    if (e.status !== 401) showMessage('shaping-error', e.message);
+    if (e.status !== 401) shapingOutcome(false, e.message);
   }
   await refresh();
 }
@@ -489,7 +601,7 @@ function onShaping(ev) {
   if (rate) body.rate = rate;
   if (schedule) body.schedule = schedule;
   if (!Object.keys(body).length) {
-    showMessage('shaping-error', 'Enter a rate, a schedule or both.');
+    shapingOutcome(false, 'Enter a rate, a schedule or both.');
     return;
   }
   putShaping(body);
