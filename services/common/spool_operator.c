@@ -282,7 +282,8 @@ int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study
 	 * operator's typo, not "0 requeued". */
 	if (rc == 0 && n_ids == 0 && study_uid) {
 		st = NULL;
-		int r = sqlite3_prepare_v2(sp->db, "SELECT 1 FROM instances WHERE study_uid = ? LIMIT 1",
+		int r = sqlite3_prepare_v2(sp->db,
+					   "SELECT 1 FROM instances WHERE study_uid = ? LIMIT 1",
 					   -1, &st, NULL);
 		if (r == SQLITE_OK) {
 			op__spool_bind_text(st, 1, study_uid);

@@ -329,10 +329,11 @@ static int count_verdict(op_spool *sp, const char *dest, const op_spool_settleme
 	case OP_VERDICT_QUARANTINE:
 		/* Deliveries, not events: one retried and refused again by the
 		 * same destination counts once. */
-		rc = sqlite3_prepare_v2(sp->db,
-					"INSERT OR IGNORE INTO quarantined_once (destination, sop_instance_uid)"
-					" SELECT ?2, sop_instance_uid FROM instances WHERE id = ?1",
-					-1, &st, NULL);
+		rc = sqlite3_prepare_v2(
+			sp->db,
+			"INSERT OR IGNORE INTO quarantined_once (destination, sop_instance_uid)"
+			" SELECT ?2, sop_instance_uid FROM instances WHERE id = ?1",
+			-1, &st, NULL);
 		if (rc == SQLITE_OK) {
 			sqlite3_bind_int64(st, 1, s->id);
 			op__spool_bind_text(st, 2, dest);

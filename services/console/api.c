@@ -232,6 +232,10 @@ int op_api_open(uv_loop_t *loop, const op_config *cfg, const op_api_host *host, 
 	api->loop = loop;
 	api->host = *host;
 	api->up = host->uplink;
+	for (int i = 0; i < host->n_uplinks && i <= OP_DEST_MAX; i++)
+		api->ups[api->n_ups++] = host->uplinks[i];
+	if (api->n_ups == 0 && host->uplink)
+		api->ups[api->n_ups++] = host->uplink;
 	api->cfg = *cfg;
 	crypto_generichash_keygen(api->good_key);
 	if (*cfg->console.listen)
@@ -296,4 +300,34 @@ void op_api_close(op_api *api)
 	api->closing = 1;
 	if (api->jobs == 0)
 		op__api_free(api);
+}
+
+op_uplink *op__api_uplink_named(op_api *api, const char *name)
+{
+	for (int i = 0; name && *name && i < api->n_ups; i++)
+		if (strcmp(op_uplink_name(api->ups[i]), name) == 0)
+			return api->ups[i];
+	return NULL;
+}
+
+int op__api_destination_arg(op_api *api, op_httpd_req *req, const cJSON *o, char *out, size_t size)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "destination");
+	char msg[128];
+
+	*out = '\0';
+	if (!d || cJSON_IsNull(d))
+		return 0;
+	if (!cJSON_IsString(d) || strlen(d->valuestring) >= size) {
+		op__api_reply_error(req, 400, NULL, "\"destination\" is a destination's name");
+		return -1;
+	}
+	if (!op__api_uplink_named(api, d->valuestring)) {
+		snprintf(msg, sizeof(msg), "no destination %.40s (see the status' destinations)",
+			 d->valuestring);
+		op__api_reply_error(req, 404, NULL, msg);
+		return -1;
+	}
+	snprintf(out, size, "%s", d->valuestring);
+	return 0;
 }

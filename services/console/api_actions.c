@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/parse.h"
 #include "common/schedule.h"
 #include "common/spool.h"
+#include "console/echo.h"
 
 #define LINKTEST_TIMEOUT_S 15
 
@@ -23,7 +25,8 @@
 
 struct retry_job {
 	struct op__api_job base;
-	char study[OP_UID_MAX + 1]; /* "": every quarantined instance */
+	char study[OP_UID_MAX + 1];      /* "": every quarantined instance */
+	char dest[OP_DEST_NAME_MAX + 1]; /* "": every destination */
 };
 
 static void retry_work(struct op__api_job *job)
@@ -33,7 +36,8 @@ static void retry_work(struct op__api_job *job)
 	char detail[160];
 	cJSON *o;
 
-	int rc = op_spool_retry_quarantined(job->spool, NULL, *j->study ? j->study : NULL, job->t, &n);
+	int rc = op_spool_retry_quarantined(job->spool, *j->dest ? j->dest : NULL,
+					    *j->study ? j->study : NULL, job->t, &n);
 
 	if (rc == -ENOENT) {
 		char msg[OP_UID_MAX + 80];
@@ -49,8 +53,8 @@ static void retry_work(struct op__api_job *job)
 				  "the spool database cannot be written (see the uplink's log)");
 		return;
 	}
-	snprintf(detail, sizeof(detail), "%s%.*s requeued=%u", *j->study ? "study=" : "all",
-		 OP_UID_MAX, j->study, n);
+	snprintf(detail, sizeof(detail), "%s%.*s requeued=%u%s%s", *j->study ? "study=" : "all",
+		 OP_UID_MAX, j->study, n, *j->dest ? " destination=" : "", j->dest);
 	op__api_audit(job, "retry", detail);
 	o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "requeued", n);
@@ -62,6 +66,7 @@ void op__api_retry(op_api *api, op_httpd_req *req, const char *who)
 	cJSON *o = op__api_parse_body(req), *study = cJSON_GetObjectItemCaseSensitive(o, "study");
 	cJSON *all = cJSON_GetObjectItemCaseSensitive(o, "all");
 	struct retry_job *j;
+	char dest[OP_DEST_NAME_MAX + 1];
 
 	if (!(cJSON_IsString(study) && *study->valuestring &&
 	      strlen(study->valuestring) <= OP_UID_MAX) &&
@@ -71,9 +76,14 @@ void op__api_retry(op_api *api, op_httpd_req *req, const char *who)
 				    "expected {\"study\": \"STUDY UID\"} or {\"all\": true}");
 		return;
 	}
+	if (op__api_destination_arg(api, req, o, dest, sizeof(dest)) < 0) {
+		cJSON_Delete(o);
+		return;
+	}
 	if ((j = op__api_job_new(api, req, who, sizeof(*j)))) {
 		snprintf(j->study, sizeof(j->study), "%s",
 			 cJSON_IsString(study) ? study->valuestring : "");
+		snprintf(j->dest, sizeof(j->dest), "%s", dest);
 		op__api_job_start(&j->base, retry_work, NULL);
 	}
 	cJSON_Delete(o);
@@ -139,34 +149,48 @@ void op__api_discard(op_api *api, op_httpd_req *req, const char *who)
 
 struct pause_job {
 	struct op__api_job base;
-	int paused;    /* 0: resume */
-	int64_t since; /* the pause's time, as kept in the spool (pause_work) */
+	int paused; /* 0: resume */
+	/* The destinations it applies to (all, or the one named), and each
+	 * pause's time as kept in the spool (pause_work). */
+	op_uplink *ups[OP_DEST_MAX + 1];
+	int n;
+	int64_t since[OP_DEST_MAX + 1];
+	char dest[OP_DEST_NAME_MAX + 1]; /* "": every destination */
 };
 
 static void pause_work(struct op__api_job *job)
 {
 	struct pause_job *j = (struct pause_job *)job;
-	char since[32];
+	char since[32], key_paused[64], key_since[64];
 	long long kept;
 	cJSON *o;
 
-	/* When: the console's "paused by the operator since 14:41", the same
-	 * after a restart. A second pause keeps the first one's time. */
-	j->since = job->t;
-	if (j->paused &&
-	    op_spool_setting_get(job->spool, "paused.since", since, sizeof(since)) == 0 &&
-	    op_parse_int(since, 0, INT64_MAX, &kept) == 0)
-		j->since = kept;
-	snprintf(since, sizeof(since), "%" PRId64, j->since);
-	if (op_spool_setting_set(job->spool, "paused.since", j->paused ? since : NULL) < 0 ||
-	    op_spool_setting_set(job->spool, "paused", j->paused ? "1" : NULL) < 0) {
-		op__api_job_error(job, 503,
-				  "the spool database cannot be written (see the uplink's log)");
-		return;
+	for (int i = 0; i < j->n; i++) {
+		op_uplink_setting_key(j->ups[i], "paused", key_paused, sizeof(key_paused));
+		op_uplink_setting_key(j->ups[i], "paused.since", key_since, sizeof(key_since));
+		/* When: the console's "paused by the operator since 14:41", the
+		 * same after a restart. A second pause keeps the first one's
+		 * time. */
+		j->since[i] = job->t;
+		if (j->paused &&
+		    op_spool_setting_get(job->spool, key_since, since, sizeof(since)) == 0 &&
+		    op_parse_int(since, 0, INT64_MAX, &kept) == 0)
+			j->since[i] = kept;
+		snprintf(since, sizeof(since), "%" PRId64, j->since[i]);
+		if (op_spool_setting_set(job->spool, key_since, j->paused ? since : NULL) < 0 ||
+		    op_spool_setting_set(job->spool, key_paused, j->paused ? "1" : NULL) < 0) {
+			op__api_job_error(job, 503,
+					  "the spool database cannot be written (see the uplink's "
+					  "log)");
+			return;
+		}
 	}
-	op__api_audit(job, j->paused ? "pause" : "resume", "");
+	snprintf(key_paused, sizeof(key_paused), "%s%s", *j->dest ? "destination=" : "", j->dest);
+	op__api_audit(job, j->paused ? "pause" : "resume", key_paused);
 	o = cJSON_CreateObject();
 	cJSON_AddBoolToObject(o, "paused", j->paused);
+	if (*j->dest)
+		cJSON_AddStringToObject(o, "destination", j->dest);
 	op__api_job_json(job, 200, o);
 }
 
@@ -175,16 +199,28 @@ static void pause_done(struct op__api_job *job)
 	const struct pause_job *j = (const struct pause_job *)job;
 
 	if (job->status == 200)
-		op_uplink_set_paused(job->api->up, j->paused, j->since);
+		for (int i = 0; i < j->n; i++)
+			op_uplink_set_paused(j->ups[i], j->paused, j->since[i]);
 }
 
 static void set_paused(op_api *api, op_httpd_req *req, const char *who, int paused)
 {
-	struct pause_job *j = op__api_job_new(api, req, who, sizeof(*j));
+	cJSON *o = op__api_parse_body(req);
+	char dest[OP_DEST_NAME_MAX + 1];
+	struct pause_job *j;
 
-	if (!j)
+	if (op__api_destination_arg(api, req, o, dest, sizeof(dest)) < 0) {
+		cJSON_Delete(o);
+		return;
+	}
+	cJSON_Delete(o);
+	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
 		return;
 	j->paused = paused;
+	snprintf(j->dest, sizeof(j->dest), "%s", dest);
+	for (int i = 0; i < api->n_ups; i++)
+		if (!*dest || strcmp(op_uplink_name(api->ups[i]), dest) == 0)
+			j->ups[j->n++] = api->ups[i];
 	op__api_job_start(&j->base, pause_work, pause_done);
 }
 
@@ -319,51 +355,195 @@ void op__api_reload(op_api *api, op_httpd_req *req, const char *who)
 				changed ? "console password changed" : "configuration reloaded", o);
 }
 
-/* The link test runs on the loop (https.c); its report is audited on the
- * thread pool, then answered. One at a time. */
+/*
+ * A test of the links: the destination named, or every one, one after
+ * another - a stow-rs destination by linktest.c's steps, a dicom one by a
+ * C-ECHO (echo.h, on the thread pool). The answer is the one report, or,
+ * for all of them, the cloud's report with "ok" true only when every test
+ * passed and "destinations" holding every report.
+ */
+struct linkrun {
+	struct op__api_job *job; /* NULL once cancelled */
+	op_api *api;
+	op_uplink *ups[OP_DEST_MAX + 1];
+	int n, next, single, all_ok;
+	cJSON *reports;
+	/* the C-ECHO in flight */
+	uv_work_t work;
+	op_dicom_dest_config peer;
+	int timeout_ms, echo_rc, echo_running;
+	int64_t echo_ms;
+	char echo_detail[256];
+};
+
+static void linkrun_step(struct linkrun *r);
+
+static void linkrun_add(struct linkrun *r, op_uplink *up, cJSON *report)
+{
+	cJSON *ok = cJSON_GetObjectItemCaseSensitive(report, "ok");
+
+	cJSON_AddStringToObject(report, "destination", op_uplink_name(up));
+	if (cJSON_IsTrue(ok))
+		op_uplink_link_verified(up);
+	else
+		r->all_ok = 0;
+	cJSON_AddItemToArray(r->reports, report);
+}
+
 static void test_link_report(void *ctx, cJSON *report)
 {
-	struct op__api_job *j = ctx;
-	op_api *api = j->api;
-	cJSON *ok = cJSON_GetObjectItemCaseSensitive(report, "ok");
-	char detail[sizeof(api->cfg.cloud.url) + 16];
+	struct linkrun *r = ctx;
 
-	api->linktest = NULL;
+	r->api->linktest = NULL;
+	linkrun_add(r, r->ups[r->next - 1], report);
+	linkrun_step(r);
+}
+
+static void echo_work(uv_work_t *w)
+{
+	struct linkrun *r = w->data;
+	int64_t t0 = op_clock_mono_ms();
+
+	r->echo_rc = op_echo(r->peer.host, r->peer.port, r->peer.called_ae, r->peer.calling_ae,
+			     r->timeout_ms, r->echo_detail, sizeof(r->echo_detail));
+	r->echo_ms = op_clock_mono_ms() - t0;
+}
+
+static void echo_done(uv_work_t *w, int status)
+{
+	struct linkrun *r = w->data;
+	cJSON *report, *steps, *step;
+	char peer[320];
+
+	(void)status;
+	r->echo_running = 0;
+	if (!r->job) { /* cancelled while the echo ran */
+		cJSON_Delete(r->reports);
+		free(r);
+		return;
+	}
+	report = cJSON_CreateObject();
+	cJSON_AddBoolToObject(report, "ok", r->echo_rc == 0);
+	snprintf(peer, sizeof(peer), "%s:%u (%s)", r->peer.host, r->peer.port, r->peer.called_ae);
+	cJSON_AddStringToObject(report, "peer", peer);
+	steps = cJSON_AddArrayToObject(report, "steps");
+	step = cJSON_CreateObject();
+	cJSON_AddStringToObject(step, "step", "echo");
+	cJSON_AddBoolToObject(step, "ok", r->echo_rc == 0);
+	cJSON_AddNumberToObject(step, "ms", (double)r->echo_ms);
+	cJSON_AddStringToObject(step, "detail", r->echo_detail);
+	cJSON_AddItemToArray(steps, step);
+	linkrun_add(r, r->ups[r->next - 1], report);
+	linkrun_step(r);
+}
+
+static void linkrun_step(struct linkrun *r)
+{
+	op_api *api = r->api;
+	struct op__api_job *j = r->job;
+	cJSON *answer;
+	char detail[256];
+	size_t len = 0;
+
+	while (r->next < r->n) {
+		op_uplink *up = r->ups[r->next++];
+		const op_cloud_config *cc = op_uplink_cloud_config(up);
+
+		if (op_uplink_dicom_peer(up, &r->peer)) {
+			r->timeout_ms = LINKTEST_TIMEOUT_S * 1000;
+			r->work.data = r;
+			r->echo_running = 1;
+			if (uv_queue_work(api->loop, &r->work, echo_work, echo_done) == 0)
+				return;
+			snprintf(r->echo_detail, sizeof(r->echo_detail), "cannot start the echo");
+			r->echo_rc = -ENOMEM;
+			echo_done(&r->work, 0);
+			return;
+		}
+		if (op_linktest_start(api->loop, op_uplink_tls(up), cc, op_uplink_auth_header(up),
+				      LINKTEST_TIMEOUT_S, test_link_report, r, &api->linktest) == 0)
+			return;
+		r->all_ok = 0;
+	}
+	/* Every test done: answer. */
 	api->linktest_job = NULL;
-	if (cJSON_IsTrue(ok))
-		op_uplink_link_verified(api->up);
-	snprintf(detail, sizeof(detail), "%s %s", cJSON_IsTrue(ok) ? "ok" : "failed",
-		 *api->cfg.cloud.url ? api->cfg.cloud.url : "(unprovisioned)");
-	op__api_audit_answer(j, "test-link", detail, report);
+	api->linkrun = NULL;
+	if (r->single || cJSON_GetArraySize(r->reports) == 0) {
+		answer = cJSON_DetachItemFromArray(r->reports, 0);
+		if (!answer)
+			answer = cJSON_CreateObject();
+	} else {
+		answer = cJSON_Duplicate(cJSON_GetArrayItem(r->reports, 0), 1);
+		cJSON_ReplaceItemInObjectCaseSensitive(answer, "ok", cJSON_CreateBool(r->all_ok));
+		cJSON_AddItemToObject(answer, "destinations", r->reports);
+		r->reports = NULL;
+	}
+	len += (size_t)snprintf(detail, sizeof(detail), "%s", r->all_ok ? "ok" : "failed");
+	for (int i = 0; i < r->n && len < sizeof(detail); i++)
+		len += (size_t)snprintf(detail + len, sizeof(detail) - len, " %s",
+					op_uplink_name(r->ups[i]));
+	cJSON_Delete(r->reports);
+	free(r);
+	op__api_audit_answer(j, "test-link", detail, answer);
 }
 
 void op__api_test_link(op_api *api, op_httpd_req *req, const char *who)
 {
-	const op_config *cfg = &api->cfg;
-	struct op__api_job *j;
+	cJSON *o = op__api_parse_body(req);
+	char dest[OP_DEST_NAME_MAX + 1];
+	struct linkrun *r;
 
 	if (api->linktest_job) {
+		cJSON_Delete(o);
 		op__api_reply_error(req, 409, NULL, "a link test is already running");
 		return;
 	}
-	if (!(j = op__api_audit_job_new(api, req, who)))
+	if (op__api_destination_arg(api, req, o, dest, sizeof(dest)) < 0) {
+		cJSON_Delete(o);
 		return;
-	api->linktest_job = j;
-	if (op_linktest_start(api->loop, op_uplink_tls(api->up), &cfg->cloud,
-			      op_uplink_auth_header(api->up), LINKTEST_TIMEOUT_S, test_link_report,
-			      j, &api->linktest) < 0) {
-		api->linktest_job = NULL;
-		op_httpd_reply(req, 503, OP__API_JSON, NULL, "{\"error\": \"out of memory\"}", 26);
-		op__api_job_free(j);
 	}
+	cJSON_Delete(o);
+	if (!(r = calloc(1, sizeof(*r))) || !(r->reports = cJSON_CreateArray()) ||
+	    !(r->job = op__api_audit_job_new(api, req, who))) {
+		if (r)
+			cJSON_Delete(r->reports);
+		free(r);
+		if (!r)
+			op_httpd_reply(req, 503, OP__API_JSON, NULL,
+				       "{\"error\": \"out of memory\"}", 26);
+		return;
+	}
+	r->api = api;
+	r->all_ok = 1;
+	r->single = *dest != '\0';
+	for (int i = 0; i < api->n_ups; i++)
+		if (!*dest || strcmp(op_uplink_name(api->ups[i]), dest) == 0)
+			r->ups[r->n++] = api->ups[i];
+	api->linktest_job = r->job;
+	api->linkrun = r;
+	linkrun_step(r);
 }
 
 void op__api_cancel_test_link(op_api *api)
 {
+	struct linkrun *r = api->linkrun;
+
 	if (!api->linktest_job)
 		return;
 	op_linktest_cancel(api->linktest);
+	api->linktest = NULL;
 	op_httpd_reply(api->linktest_job->req, 503, OP__API_JSON, NULL, "{\"error\": \"stopping\"}",
 		       21);
 	op__api_job_free(api->linktest_job);
+	api->linktest_job = NULL;
+	api->linkrun = NULL;
+	/* An echo in flight frees the run when it returns. */
+	if (r && r->echo_running) {
+		r->job = NULL;
+		return;
+	}
+	if (r) {
+		cJSON_Delete(r->reports);
+		free(r);
+	}
 }

@@ -245,7 +245,11 @@ static cJSON *keyvalue_json(const char *dir, const char *name)
  * loop for the thread pool (/api/status, /metrics, /healthz). */
 struct view_job {
 	struct op__api_job base;
-	op_uplink_view view;
+	op_uplink_view view; /* the cloud's */
+	/* Every destination's, the cloud's first (its rate and schedule
+	 * facts are the shared bucket's: the cloud's engine sets it). */
+	op_uplink_view dests[OP_DEST_MAX + 1];
+	int n_dests;
 	struct op__api_settings settings;
 	struct op__api_counters counters;
 };
@@ -254,6 +258,128 @@ struct status_job {
 	struct view_job v;
 	char firmware_dir[PATH_MAX]; /* beside the configuration file, or "" */
 };
+
+/* The link's headline (headline.h) into x.headline. */
+static void add_headline(cJSON *x, const op_uplink_view *v, const op_spool_stats *st, int64_t now)
+{
+	op_headline h;
+	cJSON *y = cJSON_AddObjectToObject(x, "headline");
+	char t[32];
+
+	headline_of(v, st, now, &h);
+	cJSON_AddStringToObject(y, "state", h.state);
+	cJSON_AddStringToObject(y, "text", h.text);
+	cJSON_AddStringToObject(y, "paused_by", h.paused_by);
+	if (h.since) {
+		iso_time(h.since, t, sizeof(t));
+		cJSON_AddStringToObject(y, "since", t);
+	} else {
+		cJSON_AddNullToObject(y, "since");
+	}
+	if (h.until) {
+		iso_time(h.until, t, sizeof(t));
+		cJSON_AddStringToObject(y, "until", t);
+	} else {
+		cJSON_AddNullToObject(y, "until");
+	}
+}
+
+static void add_rate_or_null(cJSON *o, const char *name, uint64_t bps)
+{
+	if (bps == OP_RATE_UNLIMITED)
+		cJSON_AddNullToObject(o, name);
+	else
+		cJSON_AddNumberToObject(o, name, (double)bps);
+}
+
+/* One destination: its link and headline, its own queue and totals. NULL
+ * when the spool cannot be read. */
+static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
+{
+	op_spool_stats st;
+	cJSON *o, *x, *q, *arr;
+	char t[32];
+
+	if (op_spool_get_stats(job->spool, v->name, &st) < 0)
+		return NULL;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", v->name);
+	cJSON_AddStringToObject(o, "type", v->type);
+	cJSON_AddBoolToObject(o, "enabled", v->enabled);
+	cJSON_AddStringToObject(o, "peer", v->peer);
+	x = cJSON_AddObjectToObject(o, "link");
+	cJSON_AddStringToObject(x, "state", v->link);
+	iso_time(v->paused_by_operator && v->paused_since ? v->paused_since
+		 : v->link_since                          ? v->link_since
+							  : v->started_at,
+		 t, sizeof(t));
+	cJSON_AddStringToObject(x, "since", t);
+	cJSON_AddStringToObject(x, "reason", v->link_reason);
+	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
+	add_headline(x, v, &st, job->t);
+	if (v->last_upload_at)
+		cJSON_AddNumberToObject(x, "last_upload_age",
+					(double)((job->t - v->last_upload_at) / 1000));
+	else
+		cJSON_AddNullToObject(x, "last_upload_age");
+	x = cJSON_AddObjectToObject(o, "rate");
+	add_rate_or_null(x, "cap", v->cap);
+	add_rate_or_null(x, "share", v->share);
+	q = cJSON_AddObjectToObject(o, "queue");
+	for (int i = 0; i < OP_SPOOL_STATES; i++) {
+		x = cJSON_AddObjectToObject(q, op_spool_state_name(i));
+		cJSON_AddNumberToObject(x, "instances", (double)st.state[i].instances);
+		cJSON_AddNumberToObject(x, "bytes", (double)st.state[i].bytes);
+	}
+	if (st.oldest_queued_at)
+		cJSON_AddNumberToObject(q, "oldest_queued_age",
+					(double)((job->t - st.oldest_queued_at) / 1000));
+	else
+		cJSON_AddNullToObject(q, "oldest_queued_age");
+	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
+	{
+		int64_t s = clears_in(v, &st);
+
+		if (s >= 0)
+			cJSON_AddNumberToObject(q, "clears_in", (double)s);
+		else
+			cJSON_AddNullToObject(q, "clears_in");
+	}
+	x = cJSON_AddObjectToObject(o, "counters");
+	cJSON_AddNumberToObject(x, "uploaded_instances", (double)st.counters.uploaded_instances);
+	cJSON_AddNumberToObject(x, "uploaded_bytes", (double)st.counters.uploaded_bytes);
+	cJSON_AddNumberToObject(x, "retries", (double)st.counters.retries);
+	cJSON_AddNumberToObject(x, "quarantined", (double)st.counters.quarantined);
+	arr = cJSON_AddArrayToObject(o, "last_errors");
+	for (unsigned i = 0; i < v->n_errors; i++) {
+		cJSON *e = cJSON_CreateObject();
+
+		iso_time(v->errors[i].time, t, sizeof(t));
+		cJSON_AddStringToObject(e, "time", t);
+		cJSON_AddStringToObject(e, "event", v->errors[i].event);
+		cJSON_AddStringToObject(e, "message", v->errors[i].message);
+		cJSON_AddItemToArray(arr, e);
+	}
+	return o;
+}
+
+/* A destination other than the cloud (whose alarms are alarms_json's)
+ * down for long. */
+static void destination_alarm(cJSON *alarms, const op_uplink_view *v, int64_t now)
+{
+	char msg[512];
+
+	if (strcmp(v->name, OP_SPOOL_DEFAULT_DESTINATION) == 0)
+		return;
+	if ((strcmp(v->link, "down") == 0 && now - v->link_since > 15 * 60 * 1000) ||
+	    v->credentials_refused) {
+		snprintf(msg, sizeof(msg), "destination %s %s for %" PRId64 " min: %s", v->name,
+			 v->credentials_refused ? "has refused the credentials"
+						: "has been unreachable",
+			 (now - v->link_since) / 60000, v->link_reason);
+		add_alarm(alarms, "destination", "error", msg);
+	}
+}
 
 static void status_work(struct op__api_job *job)
 {
@@ -300,27 +426,7 @@ static void status_work(struct op__api_job *job)
 	cJSON_AddStringToObject(x, "reason", v->link_reason);
 	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
 	cJSON_AddStringToObject(x, "cloud", c->cloud_url);
-	{
-		op_headline h;
-		cJSON *y = cJSON_AddObjectToObject(x, "headline");
-
-		headline_of(v, &st, job->t, &h);
-		cJSON_AddStringToObject(y, "state", h.state);
-		cJSON_AddStringToObject(y, "text", h.text);
-		cJSON_AddStringToObject(y, "paused_by", h.paused_by);
-		if (h.since) {
-			iso_time(h.since, t, sizeof(t));
-			cJSON_AddStringToObject(y, "since", t);
-		} else {
-			cJSON_AddNullToObject(y, "since");
-		}
-		if (h.until) {
-			iso_time(h.until, t, sizeof(t));
-			cJSON_AddStringToObject(y, "until", t);
-		} else {
-			cJSON_AddNullToObject(y, "until");
-		}
-	}
+	add_headline(x, v, &st, job->t);
 	if (v->last_upload_at)
 		cJSON_AddNumberToObject(x, "last_upload_age",
 					(double)((job->t - v->last_upload_at) / 1000));
@@ -385,6 +491,21 @@ static void status_work(struct op__api_job *job)
 		cJSON_AddItemToArray(arr, e);
 	}
 	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, job->t));
+	arr = cJSON_AddArrayToObject(o, "destinations");
+	for (int i = 0; i < j->v.n_dests; i++) {
+		cJSON *dj = destination_json(&j->v.dests[i], job);
+
+		if (!dj) {
+			cJSON_Delete(o);
+			op__api_job_error(
+				job, 503,
+				"the spool database cannot be read (see the uplink's log)");
+			return;
+		}
+		cJSON_AddItemToArray(arr, dj);
+		destination_alarm(cJSON_GetObjectItemCaseSensitive(o, "alarms"), &j->v.dests[i],
+				  job->t);
+	}
 
 	/* The appliance's root slot and its last update (outpost-health-gate). */
 	x = cJSON_AddObjectToObject(o, "firmware");
@@ -431,6 +552,16 @@ static void *view_job_new(op_api *api, op_httpd_req *req, const char *who, size_
 	if (!j)
 		return NULL;
 	op_uplink_get_view(api->up, &j->view);
+	for (int i = 0; i < api->n_ups; i++) {
+		op_uplink_view *d = &j->dests[j->n_dests++];
+
+		op_uplink_get_view(api->ups[i], d);
+		d->rate_since = j->view.rate_since;
+		d->rate_from_window = j->view.rate_from_window;
+		d->rate_until = j->view.rate_until;
+		d->configured_rate = j->view.configured_rate;
+		d->rate_source = j->view.rate_source;
+	}
 	settings_of(api, &j->settings);
 	j->counters = api->counters;
 	return j;
@@ -492,6 +623,71 @@ static void metric(struct text *t, const char *name, const char *type, const cha
 {
 	put(t, "# HELP outpost_%s %s\n# TYPE outpost_%s %s\noutpost_%s %" PRIu64 "\n", name, help,
 	    name, type, name, value);
+}
+
+/* Each destination's own series, labelled destination="NAME" (the
+ * unlabelled ones above are the totals, and the cloud's link). */
+static int destination_metrics(struct text *t, const struct view_job *j, struct op__api_job *job)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} series[] = {
+		{ "destination_link_up", "gauge",
+		  "1 when the last exchange with the destination succeeded." },
+		{ "destination_paused", "gauge",
+		  "1 when the operator paused the destination (see also outpost_paused)." },
+		{ "destination_queue_instances", "gauge",
+		  "The destination's deliveries by state." },
+		{ "destination_oldest_queued_seconds", "gauge",
+		  "Age of the destination's oldest delivery not yet sent (0: none)." },
+		{ "destination_uploaded_instances_total", "counter",
+		  "Instances the destination confirmed." },
+		{ "destination_uploaded_bytes_total", "counter",
+		  "Bytes of the instances the destination confirmed." },
+		{ "destination_retries_total", "counter",
+		  "Attempts to the destination that failed and were retried." },
+		{ "destination_quarantined_total", "counter",
+		  "Instances the destination refused for good." },
+	};
+	op_spool_stats st[OP_DEST_MAX + 1];
+
+	for (int i = 0; i < j->n_dests; i++)
+		if (op_spool_get_stats(job->spool, j->dests[i].name, &st[i]) < 0)
+			return -EIO;
+	for (size_t s = 0; s < sizeof(series) / sizeof(series[0]); s++) {
+		put(t, "# HELP outpost_%s %s\n# TYPE outpost_%s %s\n", series[s].name,
+		    series[s].help, series[s].name, series[s].type);
+		for (int i = 0; i < j->n_dests; i++) {
+			const op_uplink_view *v = &j->dests[i];
+			const op_spool_stats *x = &st[i];
+			uint64_t value = 0;
+
+			switch (s) {
+			case 0: value = strcmp(v->link_state, "up") == 0; break;
+			case 1: value = (uint64_t)v->paused_by_operator; break;
+			case 2:
+				for (int k = 0; k < OP_SPOOL_STATES; k++)
+					put(t,
+					    "outpost_%s{destination=\"%s\",state=\"%s\"} %" PRIu64
+					    "\n",
+					    series[s].name, v->name, op_spool_state_name(k),
+					    x->state[k].instances);
+				continue;
+			case 3:
+				value = x->oldest_queued_at
+						? (uint64_t)((job->t - x->oldest_queued_at) / 1000)
+						: 0;
+				break;
+			case 4: value = x->counters.uploaded_instances; break;
+			case 5: value = x->counters.uploaded_bytes; break;
+			case 6: value = x->counters.retries; break;
+			case 7: value = x->counters.quarantined; break;
+			}
+			put(t, "outpost_%s{destination=\"%s\"} %" PRIu64 "\n", series[s].name,
+			    v->name, value);
+		}
+	}
+	return 0;
 }
 
 static void metrics_work(struct op__api_job *job)
@@ -572,6 +768,12 @@ static void metrics_work(struct op__api_job *job)
 	       j->counters.health_checks);
 	metric(&t, "console_busy_total", "counter",
 	       "Console requests refused for want of room (503, 429).", j->counters.busy);
+	if (destination_metrics(&t, j, job) < 0) {
+		free(t.p);
+		op__api_job_error(job, 503,
+				  "the spool database cannot be read (see the uplink's log)");
+		return;
+	}
 	job->status = 200;
 	job->ctype = "text/plain; version=0.0.4; charset=utf-8";
 	job->body = t.p;

@@ -88,7 +88,10 @@ struct op__api_firmware;
 struct op_api {
 	uv_loop_t *loop;
 	op_api_host host;
-	op_uplink *up; /* host.uplink */
+	op_uplink *up; /* host.uplink: the cloud's engine */
+	/* Every destination's engine (the cloud's first); names never change. */
+	op_uplink *ups[OP_DEST_MAX + 1];
+	int n_ups;
 	op_httpd *httpd;
 	op_config cfg;
 	struct op__api_session sessions[OP__API_SESSIONS];
@@ -104,6 +107,7 @@ struct op_api {
 	int closing;
 	op_linktest *linktest; /* running, or NULL */
 	struct op__api_job *linktest_job;
+	struct linkrun *linkrun; /* the destinations being tested, or NULL */
 	/* Argon2 takes 19 MiB a check: one at a time, the others wait in
 	 * line, so a burst of logins cannot take the uplink over its memory. */
 	int verifying;
@@ -280,4 +284,12 @@ void op__api_cancel_test_link(op_api *api);
 void op__api_site_upload(op_api *api, op_httpd_req *req, const char *who);
 void op__api_firmware_upload(op_api *api, op_httpd_req *req, const char *who);
 
+/* The engine of destination name; NULL when there is none. A NULL or ""
+ * name: NULL too (the caller means every destination). */
+op_uplink *op__api_uplink_named(op_api *api, const char *name);
+
+/* Reads {"destination": "NAME"} from a request body o (absent: every
+ * destination, *out ""); answers 400 or 404 and returns -1 when it names
+ * none. */
+int op__api_destination_arg(op_api *api, op_httpd_req *req, const cJSON *o, char *out, size_t size);
 #endif

@@ -166,6 +166,16 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
 {
 	memset(v, 0, sizeof(*v));
 	op__uplink_count_throughput(up);
+	snprintf(v->name, sizeof(v->name), "%s", up->name);
+	v->type = up->type == OP_DEST_DICOM ? "dicom" : "stow-rs";
+	v->enabled = up->cc.enabled;
+	if (up->type == OP_DEST_DICOM)
+		snprintf(v->peer, sizeof(v->peer), "%s:%u (%s)", up->dicom.host, up->dicom.port,
+			 up->dicom.called_ae);
+	else
+		snprintf(v->peer, sizeof(v->peer), "%.299s", up->cc.url);
+	v->share = up->own.rate;
+	v->cap = up->cc.rate;
 	v->link = up->operator_paused ? "paused" : op__uplink_link_names[up->link];
 	v->link_state = op__uplink_link_names[up->link];
 	v->link_since = up->link_since;
@@ -231,22 +241,26 @@ static int set_schedule_override(op_uplink *up, const char *text)
 
 void op__uplink_load_settings(op_uplink *up)
 {
-	char v[1024];
+	char v[1024], key[64];
 	uint64_t rate;
 
-	if (op_spool_setting_get(up->spool, "paused", v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
+	op_uplink_setting_key(up, "paused", key, sizeof(key));
+	if (op_spool_setting_get(up->spool, key, v, sizeof(v)) == 0 && strcmp(v, "1") == 0) {
 		up->operator_paused = 1;
 		/* When the operator paused (the console keeps it beside the
 		 * pause): the pause's "since" outlives a restart. */
 		up->paused_since = up->started_at;
-		if (op_spool_setting_get(up->spool, "paused.since", v, sizeof(v)) == 0) {
+		op_uplink_setting_key(up, "paused.since", key, sizeof(key));
+		if (op_spool_setting_get(up->spool, key, v, sizeof(v)) == 0) {
 			long long ms;
 
 			if (op_parse_int(v, 0, INT64_MAX, &ms) == 0)
 				up->paused_since = ms;
 		}
-		op_warn("uplink.paused", "reason=\"paused by the operator (console or outpostctl); "
-					 "resume there\"");
+		op_warn("uplink.paused",
+			"dest=%s reason=\"paused by the operator (console or outpostctl); resume "
+			"there\"",
+			up->name);
 	}
 	if (op_spool_setting_get(up->spool, "shaping.rate", v, sizeof(v)) == 0 &&
 	    op_rate_parse(v, &rate) == 0) {
@@ -314,11 +328,11 @@ void op_uplink_set_paused(op_uplink *up, int paused, int64_t since)
 	up->operator_paused = !!paused;
 	up->paused_since = paused ? since : 0;
 	if (paused) {
-		op_warn("uplink.paused", "reason=\"paused by the operator\"");
+		op_warn("uplink.paused", "dest=%s reason=\"paused by the operator\"", up->name);
 		pause_requests(up, "paused by the operator");
 		return;
 	}
-	op_info("uplink.resumed", "reason=\"resumed by the operator\"");
+	op_info("uplink.resumed", "dest=%s reason=\"resumed by the operator\"", up->name);
 	up->next_probe_at = 0;
 	for (int i = 0; i < up->n_slots; i++)
 		op__uplink_claim(&up->slots[i]);
@@ -361,4 +375,31 @@ void op_uplink_set_share(op_uplink *up, uint64_t share)
 	for (int i = 0; i < up->n_slots; i++)
 		if (up->slots[i].conn)
 			op_https_reshape(up->slots[i].conn);
+}
+
+const char *op_uplink_name(const op_uplink *up)
+{
+	return up->name;
+}
+
+void op_uplink_setting_key(const op_uplink *up, const char *base, char *out, size_t size)
+{
+	/* The cloud's keys are those of the releases before destinations. */
+	if (strcmp(up->name, OP_SPOOL_DEFAULT_DESTINATION) == 0)
+		snprintf(out, size, "%s", base);
+	else
+		snprintf(out, size, "%s:%s", base, up->name);
+}
+
+const op_cloud_config *op_uplink_cloud_config(const op_uplink *up)
+{
+	return &up->cc;
+}
+
+int op_uplink_dicom_peer(const op_uplink *up, op_dicom_dest_config *out)
+{
+	if (up->type != OP_DEST_DICOM)
+		return 0;
+	*out = up->dicom;
+	return 1;
 }

@@ -29,6 +29,12 @@ typedef struct op_uplink_error {
 /* What the engine knows of itself, copied (work on the thread pool reads
  * the copy). */
 typedef struct op_uplink_view {
+	char name[OP_DEST_NAME_MAX + 1]; /* the destination */
+	const char *type;                /* "stow-rs" or "dicom" */
+	int enabled;
+	char peer[300];   /* where it sends: the URL, or host:port (called AE) */
+	uint64_t share;   /* its share of the bucket now (bits/s; OP_RATE_UNLIMITED) */
+	uint64_t cap;     /* its own rate (bits/s; OP_RATE_UNLIMITED) */
 	const char *link; /* up, down, paused, starting, unprovisioned */
 	/* The same without the operator's pause ("paused" there: the cloud
 	 * refused the credentials). */
@@ -82,6 +88,21 @@ void op_uplink_link_verified(op_uplink *up);
  * ("" when none), for a test of the link. NULL when unprovisioned. */
 struct op_tls *op_uplink_tls(op_uplink *up);
 const char *op_uplink_auth_header(const op_uplink *up);
+
+/* The destination's section ([cloud] or its [destination NAME]). */
+const op_cloud_config *op_uplink_cloud_config(const op_uplink *up);
+
+/* A dicom destination's peer into *out: 1; 0 for a stow-rs one. */
+int op_uplink_dicom_peer(const op_uplink *up, op_dicom_dest_config *out);
+
+/* The destination's name ("cloud" or a [destination NAME]): fixed for the
+ * engine's life, so any thread may read it. */
+const char *op_uplink_name(const op_uplink *up);
+
+/* The spool setting that keeps base ("paused", "paused.since") for this
+ * destination: base itself for the cloud, "base:NAME" for the others.
+ * Any thread. */
+void op_uplink_setting_key(const op_uplink *up, const char *base, char *out, size_t size);
 
 /* --- sharing the [shaping] bucket between destinations (the host's) ----- */
 

@@ -95,8 +95,9 @@ void op__uplink_pace_answer(uv_async_t *a)
 
 		pthread_mutex_lock(&s->pace_mu);
 		if (s->pace_asked) {
-			s->pace_wait = op_shaper_take2(up->shaper, &up->own, s->pace_want,
-						       s->items[0].priority >= OP_PRIORITY_HIGH, now);
+			s->pace_wait =
+				op_shaper_take2(up->shaper, &up->own, s->pace_want,
+						s->items[0].priority >= OP_PRIORITY_HIGH, now);
 			s->pace_asked = 0;
 			pthread_cond_signal(&s->pace_cv);
 		}
@@ -142,12 +143,12 @@ static void dicom_work(uv_work_t *w)
 	}
 	if (n == 0)
 		return;
-	s->dicom_rc = op_dicom_send(&peer, items, n, res, pace, s, s->dicom_err,
-				    sizeof(s->dicom_err));
+	s->dicom_rc =
+		op_dicom_send(&peer, items, n, res, pace, s, s->dicom_err, sizeof(s->dicom_err));
 	for (unsigned k = 0; k < n; k++) {
 		op_stow_result *r = &s->results[map[k]];
 
-		r->verdict = res[k].outcome == OP_DICOM_SENT	  ? OP_VERDICT_SENT
+		r->verdict = res[k].outcome == OP_DICOM_SENT    ? OP_VERDICT_SENT
 			     : res[k].outcome == OP_DICOM_RETRY ? OP_VERDICT_RETRY
 								: OP_VERDICT_QUARANTINE;
 		snprintf(r->reason, sizeof(r->reason), "%s", res[k].reason);

@@ -124,14 +124,14 @@ static void test_spool_requarantine_counts_once(void **state)
 	spool_fx_claim(f, 4, 1 << 20, it, &n);
 	assert_int_equal(n, 1);
 	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 1);
-	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(op_spool_get_stats(f->sp, NULL, &st), 0);
 	assert_int_equal(st.counters.quarantined, 1);
-	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, 2, &requeued), 0);
+	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, NULL, 2, &requeued), 0);
 	assert_int_equal(requeued, 1);
 	spool_fx_claim(f, 4, 1 << 20, it, &n);
 	assert_int_equal(n, 1);
 	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused again", 3);
-	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(op_spool_get_stats(f->sp, NULL, &st), 0);
 	assert_int_equal(st.state[OP_STATE_QUARANTINED].instances, 1);
 	assert_int_equal(st.counters.quarantined, 1);
 	/* Another instance is another count. */
@@ -139,7 +139,7 @@ static void test_spool_requarantine_counts_once(void **state)
 	spool_fx_claim(f, 4, 1 << 20, it, &n);
 	assert_int_equal(n, 1);
 	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 4);
-	assert_int_equal(op_spool_get_stats(f->sp, &st), 0);
+	assert_int_equal(op_spool_get_stats(f->sp, NULL, &st), 0);
 	assert_int_equal(st.counters.quarantined, 2);
 }
 
