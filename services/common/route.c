@@ -133,8 +133,9 @@ int op_route_parse_when(const char *when, op_route_cond *out, int max, int *n, c
 			/* An empty item: "a=1,,b=2", a trailing comma, or
 			 * nothing at all; each is a typo, not "always". */
 			snprintf(err, errlen, "%s",
-				 *when ? "an empty condition (two commas, or one at an end)"
-				       : "no condition (write key=value, ...)");
+				 count == 0 && !comma
+					 ? "no condition (write key=value, ...)"
+					 : "an empty condition (two commas, or one at an end)");
 			goto out;
 		}
 		if (count == max) {
