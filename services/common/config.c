@@ -661,6 +661,10 @@ static void begin_named(struct parse *p, int dest, const char *name, size_t n)
 	const char *what = dest ? "destination" : "route";
 	op_config *c = p->cfg;
 
+	if (n == 0) {
+		fail(p, "[%s] needs a name: [%s NAME]", what, what);
+		return;
+	}
 	if (!name_valid(name, n)) {
 		fail(p, "[%s %.*s]: a name is 1-%d letters, digits, - and _", what, (int)n, name,
 		     OP_NAME_MAX);
