@@ -963,6 +963,9 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 	int rc;
 
 	_Static_assert(N_KEYS <= sizeof(p.lines) / sizeof(p.lines[0]), "struct parse: lines");
+	_Static_assert(N_DICOM_KEYS <=
+			       sizeof(p.dest[0].dicom_lines) / sizeof(p.dest[0].dicom_lines[0]),
+		       "struct parse: dicom_lines");
 	memset(&p, 0, sizeof(p));
 	p.cfg = cfg;
 	p.path = path;
