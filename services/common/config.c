@@ -6,6 +6,7 @@
  * printed, or documented in one place and spelled differently in another.
  */
 #include "common/config.h"
+#include "common/route.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -39,6 +40,8 @@ enum key_type {
 	K_LISTEN,
 	K_PWHASH,
 	K_DURATION, /* uint32_t seconds: "90s", "30m", "1h", "2d" or plain seconds */
+	K_OPT_AE,    /* an AE title or empty */
+	K_DEST_NAME, /* [routing] default: a destination's name, or none */
 };
 
 struct key {
@@ -81,6 +84,8 @@ static const struct key keys[] = {
 	{ "cloud", "batch_max_bytes", K_SIZE, F(cloud.batch_max_bytes), 0, 0 },
 	{ "cloud", "timeout", K_INT, F(cloud.timeout), 1, 3600 },
 	{ "cloud", "retry_max_delay", K_INT, F(cloud.retry_max_delay), 1, 86400 },
+	{ "cloud", "rate", K_RATE, F(cloud.rate), 0, 0 },
+	{ "cloud", "enabled", K_BOOL, F(cloud.enabled), 0, 0 },
 	{ "shaping", "rate", K_RATE, F(shaping.rate), 0, 0 },
 	{ "shaping", "burst", K_SIZE, F(shaping.burst), 0, 0 },
 	{ "shaping", "schedule", K_SCHEDULE, F(shaping.schedule), 0, 0 },
@@ -99,9 +104,77 @@ static const struct key keys[] = {
 	{ "console", "allowed_hosts", K_CIDR_LIST, F(console.allowed_hosts), 0, 0 },
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
 	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0 },
+	/* Last: --check-config prints the destinations and routes it names
+	 * before it (see op_config_print). */
+	{ "routing", "default", K_DEST_NAME, F(routing.default_to), 0, 0 },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+/*
+ * A [destination NAME] of type stow-rs takes the [cloud] keys above, with
+ * their offsets moved from op_config to op_cloud_config (cloud_field); one
+ * of type dicom takes these, with offsets into op_dicom_dest_config, and
+ * the [cloud] keys of dicom_cloud_keys.
+ */
+#define D(member)                                                                                  \
+	offsetof(op_dicom_dest_config, member), sizeof(((op_dicom_dest_config *)0)->member)
+
+static const struct key dicom_keys[] = {
+	{ "dicom", "host", K_STRING, D(host), 0, 0 },
+	{ "dicom", "port", K_INT, D(port), 1, 65535 },
+	{ "dicom", "called_ae", K_AE, D(called_ae), 0, 0 },
+	{ "dicom", "calling_ae", K_OPT_AE, D(calling_ae), 0, 0 },
+};
+
+#define N_DICOM_KEYS (sizeof(dicom_keys) / sizeof(dicom_keys[0]))
+
+/* The [cloud] keys that mean something to a DICOM peer too. */
+static const char *const dicom_cloud_keys[] = { "connections", "timeout", "retry_max_delay", "rate",
+						"enabled" };
+
+static int is_cloud_key(const struct key *k)
+{
+	return strcmp(k->section, "cloud") == 0;
+}
+
+static int dicom_takes(const struct key *k)
+{
+	for (size_t i = 0; i < sizeof(dicom_cloud_keys) / sizeof(dicom_cloud_keys[0]); i++)
+		if (strcmp(k->name, dicom_cloud_keys[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Where a [cloud] key k lives in the op_cloud_config c. */
+static char *cloud_field(const struct key *k, const op_cloud_config *c)
+{
+	return (char *)c + (k->offset - offsetof(op_config, cloud));
+}
+
+static void cloud_defaults(op_cloud_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->auth = OP_AUTH_NONE;
+	c->connections = 2;
+	c->batch_max_instances = 50;
+	c->batch_max_bytes = 64ULL << 20;
+	c->timeout = 60;
+	c->retry_max_delay = 300;
+	c->rate = OP_RATE_UNLIMITED;
+	c->enabled = 1;
+}
+
+/* Letters, digits, '-' and '_', 1 to OP_NAME_MAX of them. */
+static int name_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > OP_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_')
+			return 0;
+	return 1;
+}
 
 void op_config_defaults(op_config *cfg)
 {
@@ -118,12 +191,7 @@ void op_config_defaults(op_config *cfg)
 	cfg->spool.max_bytes = 0;
 	cfg->spool.min_free_bytes = 512ULL << 20;
 	cfg->spool.keep_sent_bytes = 1ULL << 30;
-	cfg->cloud.auth = OP_AUTH_NONE;
-	cfg->cloud.connections = 2;
-	cfg->cloud.batch_max_instances = 50;
-	cfg->cloud.batch_max_bytes = 64ULL << 20;
-	cfg->cloud.timeout = 60;
-	cfg->cloud.retry_max_delay = 300;
+	cloud_defaults(&cfg->cloud);
 	cfg->shaping.rate = OP_RATE_UNLIMITED;
 	snprintf(cfg->console.listen, sizeof(cfg->console.listen), "127.0.0.1:8080");
 	snprintf(cfg->console.listen_addr, sizeof(cfg->console.listen_addr), "127.0.0.1");
@@ -133,6 +201,7 @@ void op_config_defaults(op_config *cfg)
 	cfg->console.session_ttl = 8 * 3600;
 	cfg->console.backlog_alarm = 3600;
 	cfg->log_level = OP_LOG_INFO;
+	snprintf(cfg->routing.default_to, sizeof(cfg->routing.default_to), "cloud");
 }
 
 static const char *const auth_names[] = { "none", "basic", "bearer" };
@@ -150,6 +219,19 @@ struct parse {
 	size_t errlen;
 	int failed;
 	int lines[64]; /* the line each key was set on (0: default) */
+	/* The section of the keys that follow: on_key's section name is cut
+	 * by inih at 49 characters, so the header line decides. */
+	enum { SEC_OTHER, SEC_DEST, SEC_ROUTE } sec;
+	int cur; /* SEC_DEST, SEC_ROUTE: the index of the section */
+	struct {
+		int type_line;      /* 0: no type key */
+		int lines[64];      /* as lines, by index in keys */
+		int dicom_lines[8]; /* by index in dicom_keys */
+	} dest[OP_DEST_MAX];
+	struct {
+		int header_line;
+		int to_line;
+	} route[OP_ROUTE_MAX];
 };
 
 static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -301,9 +383,10 @@ static int parse_duration(const char *value, long long min, long long max, long 
 	return 0;
 }
 
-static int set_key(struct parse *p, const struct key *k, const char *value)
+/* Sets the key k, whose field is at field, from value. Returns 1, or 0 for
+ * inih after fail(). */
+static int set_key(struct parse *p, const struct key *k, const char *value, char *field)
 {
-	char *field = (char *)p->cfg + k->offset;
 	struct list_ctx l = { p, k->name, p->cfg, field };
 	struct in_addr a;
 	uint64_t size;
@@ -319,8 +402,9 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 				    k->size - 1);
 		snprintf(field, k->size, "%s", value);
 		return 1;
+	case K_OPT_AE:
 	case K_AE:
-		if (!op_ae_title_valid(value))
+		if ((*value || k->type == K_AE) && !op_ae_title_valid(value))
 			return fail(p,
 				    "%s: '%s' is not an AE title (1-16 characters, no backslash)",
 				    k->name, value);
@@ -366,7 +450,7 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 		*cidr_count(field) = 0;
 		return each_item(value, ", \t", add_cidr, &l) == 0;
 	case K_URL: {
-		op_cloud_config *c = &p->cfg->cloud;
+		op_cloud_config *c = (op_cloud_config *)(field - offsetof(op_cloud_config, url));
 		const char *why = "";
 
 		if (*value && op_url_parse(value, c->host, sizeof(c->host), &c->port, c->path,
@@ -458,6 +542,18 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 			return fail(p, "%s is too long", k->name);
 		snprintf(field, k->size, "%s", value);
 		return 1;
+	case K_DEST_NAME:
+		/* Whether the destination exists is known at the end of the
+		 * file (check_routing). */
+		if (strcmp(value, "none") == 0)
+			value = "";
+		else if (!name_valid(value, strlen(value)))
+			return fail(p,
+				    "%s: '%s' is not a destination name (cloud, a [destination "
+				    "NAME] or none)",
+				    k->name, value);
+		snprintf(field, k->size, "%s", value);
+		return 1;
 	case K_LOG_LEVEL:
 		if (op_log_level_parse(value, (enum op_log_level *)field) < 0)
 			return fail(p, "%s: '%s' is not one of debug, info, warn, error", k->name,
@@ -467,10 +563,116 @@ static int set_key(struct parse *p, const struct key *k, const char *value)
 	return fail(p, "%s: internal error: unknown key type", k->name);
 }
 
+/* A key of a [destination NAME] section. Whether it suits the type is
+ * checked at the end of the file (check_destinations): type may come last. */
+static int dest_key(struct parse *p, const char *name, const char *value)
+{
+	op_destination_config *d = &p->cfg->destinations[p->cur];
+
+	if (strcmp(name, "type") == 0) {
+		if (strcmp(value, "stow-rs") == 0)
+			d->type = OP_DEST_STOW;
+		else if (strcmp(value, "dicom") == 0)
+			d->type = OP_DEST_DICOM;
+		else
+			return fail(p, "type: '%s' is not stow-rs or dicom", value);
+		p->dest[p->cur].type_line = p->line;
+		return 1;
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (is_cloud_key(&keys[i]) && strcmp(keys[i].name, name) == 0) {
+			p->dest[p->cur].lines[i] = p->line;
+			return set_key(p, &keys[i], value, cloud_field(&keys[i], &d->cloud));
+		}
+	}
+	for (size_t i = 0; i < N_DICOM_KEYS; i++) {
+		if (strcmp(dicom_keys[i].name, name) == 0) {
+			p->dest[p->cur].dicom_lines[i] = p->line;
+			return set_key(p, &dicom_keys[i], value,
+				       (char *)&d->dicom + dicom_keys[i].offset);
+		}
+	}
+	return fail(p, "unknown key '%s' in [destination %s]", name, d->name);
+}
+
+struct to_ctx {
+	struct parse *p;
+	op_route_config *r;
+};
+
+static int add_to(void *arg, const char *item)
+{
+	struct to_ctx *t = arg;
+
+	if (!name_valid(item, strlen(item))) {
+		fail(t->p, "to: '%s' is not a destination name (letters, digits, - and _)", item);
+		return -EINVAL;
+	}
+	for (int i = 0; i < t->r->n_to; i++) {
+		if (strcmp(t->r->to[i], item) == 0) {
+			fail(t->p, "to: '%s' twice", item);
+			return -EINVAL;
+		}
+	}
+	if (t->r->n_to == OP_DEST_MAX + 1) {
+		fail(t->p, "to: more than %d destinations", OP_DEST_MAX + 1);
+		return -E2BIG;
+	}
+	snprintf(t->r->to[t->r->n_to++], OP_NAME_MAX + 1, "%s", item);
+	return 0;
+}
+
+/* A key of a [route NAME] section. */
+static int route_key(struct parse *p, const char *name, const char *value)
+{
+	op_route_config *r = &p->cfg->routes[p->cur];
+
+	if (strcmp(name, "when") == 0) {
+		op_route_cond conds[OP_ROUTE_CONDS_MAX];
+		char why[400];
+		int n;
+
+		if (strlen(value) >= sizeof(r->when))
+			return fail(p, "when is too long (at most %zu characters)",
+				    sizeof(r->when) - 1);
+		if (op_route_parse_when(value, conds, OP_ROUTE_CONDS_MAX, &n, why, sizeof(why)) < 0)
+			return fail(p, "when: %s", why);
+		snprintf(r->when, sizeof(r->when), "%s", value);
+		r->line = p->line;
+		return 1;
+	}
+	if (strcmp(name, "to") == 0) {
+		struct to_ctx t = { p, r };
+
+		r->n_to = 0;
+		p->route[p->cur].to_line = p->line;
+		if (each_item(value, ",", add_to, &t) != 0)
+			return p->failed ? 0 : fail(p, "to is too long");
+		if (r->n_to == 0)
+			return fail(p, "to: no destination (cloud, or a [destination NAME])");
+		return 1;
+	}
+	if (strcmp(name, "urgent") == 0) {
+		if (strcmp(value, "yes") == 0)
+			r->urgent = 1;
+		else if (strcmp(value, "no") == 0)
+			r->urgent = 0;
+		else
+			return fail(p, "urgent: '%s' is not yes or no", value);
+		return 1;
+	}
+	return fail(p, "unknown key '%s' in [route %s]", name, r->name);
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *p = user;
 	int known_section = 0;
+
+	if (p->sec == SEC_DEST)
+		return dest_key(p, name, value);
+	if (p->sec == SEC_ROUTE)
+		return route_key(p, name, value);
 
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (strcmp(keys[i].section, section) != 0)
@@ -478,7 +680,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		known_section = 1;
 		if (strcmp(keys[i].name, name) == 0) {
 			p->lines[i] = p->line;
-			return set_key(p, &keys[i], value);
+			return set_key(p, &keys[i], value, (char *)p->cfg + keys[i].offset);
 		}
 	}
 	if (!*section)
@@ -493,9 +695,87 @@ static int on_key(void *user, const char *section, const char *name, const char 
  * only through its keys, so an empty unknown section would pass and a
  * non-empty one would be reported at its first key's line.
  */
+/* A [destination NAME] (dest set) or [route NAME] header: name[0..n). */
+static void begin_named(struct parse *p, int dest, const char *name, size_t n)
+{
+	const char *what = dest ? "destination" : "route";
+	op_config *c = p->cfg;
+
+	if (n == 0) {
+		fail(p, "[%s] needs a name: [%s NAME]", what, what);
+		return;
+	}
+	if (!name_valid(name, n)) {
+		fail(p, "[%s %.*s]: a name is 1-%d letters, digits, - and _", what, (int)n, name,
+		     OP_NAME_MAX);
+		return;
+	}
+	if (dest) {
+		op_destination_config *d;
+
+		if (n == 5 && memcmp(name, "cloud", 5) == 0) {
+			fail(p, "[destination cloud]: cloud is the [cloud] section's name");
+			return;
+		}
+		for (int i = 0; i < c->n_destinations; i++) {
+			if (strlen(c->destinations[i].name) == n &&
+			    memcmp(c->destinations[i].name, name, n) == 0) {
+				fail(p, "[destination %.*s] again (first on line %d)", (int)n, name,
+				     c->destinations[i].line);
+				return;
+			}
+		}
+		if (c->n_destinations == OP_DEST_MAX) {
+			fail(p, "more than %d [destination NAME] sections", OP_DEST_MAX);
+			return;
+		}
+		p->cur = c->n_destinations++;
+		d = &c->destinations[p->cur];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->name, sizeof(d->name), "%.*s", (int)n, name);
+		cloud_defaults(&d->cloud);
+		d->line = p->line;
+		p->sec = SEC_DEST;
+	} else {
+		op_route_config *r;
+
+		for (int i = 0; i < c->n_routes; i++) {
+			if (strlen(c->routes[i].name) == n &&
+			    memcmp(c->routes[i].name, name, n) == 0) {
+				fail(p, "[route %.*s] again (first on line %d)", (int)n, name,
+				     p->route[i].header_line);
+				return;
+			}
+		}
+		if (c->n_routes == OP_ROUTE_MAX) {
+			fail(p, "more than %d [route NAME] sections", OP_ROUTE_MAX);
+			return;
+		}
+		p->cur = c->n_routes++;
+		r = &c->routes[p->cur];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->name, sizeof(r->name), "%.*s", (int)n, name);
+		p->route[p->cur].header_line = p->line;
+		p->sec = SEC_ROUTE;
+	}
+}
+
+/* Does the header text s[0..n) start with word and then blanks (or end)?
+ * Sets *name to what follows the blanks. */
+static int named_header(const char *s, size_t n, const char *word, const char **name)
+{
+	size_t w = strlen(word);
+
+	if (n < w || memcmp(s, word, w) != 0 || (n > w && s[w] != ' ' && s[w] != '\t'))
+		return 0;
+	for (*name = s + w; *name < s + n && (**name == ' ' || **name == '\t'); (*name)++)
+		;
+	return 1;
+}
+
 static void check_section_line(struct parse *p, const char *s)
 {
-	const char *end;
+	const char *end, *name;
 	int known = 0;
 
 	while (isspace((unsigned char)*s))
@@ -506,6 +786,15 @@ static void check_section_line(struct parse *p, const char *s)
 	end = strchr(s, ']');
 	if (!end) {
 		fail(p, "syntax error (section header without ']')");
+		return;
+	}
+	p->sec = SEC_OTHER;
+	if (named_header(s, (size_t)(end - s), "destination", &name)) {
+		begin_named(p, 1, name, (size_t)(end - name));
+		return;
+	}
+	if (named_header(s, (size_t)(end - s), "route", &name)) {
+		begin_named(p, 0, name, (size_t)(end - name));
 		return;
 	}
 	for (size_t i = 0; i < N_KEYS && !known; i++)
@@ -525,18 +814,158 @@ static int fail_at(struct parse *p, const char *key, const char *msg)
 	return -EINVAL;
 }
 
+/* As fail_at for a [cloud] key, with the lines of [cloud] or of a
+ * destination (by index in keys); at the section's line fallback when the
+ * key kept its default. */
+static int fail_at_cloud(struct parse *p, const int *lines, int fallback, const char *key,
+			 const char *msg)
+{
+	p->line = fallback;
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (is_cloud_key(&keys[i]) && strcmp(keys[i].name, key) == 0 && lines[i])
+			p->line = lines[i];
+	fail(p, "%s", msg);
+	return -EINVAL;
+}
+
+/* The [cloud] keys that only make sense together, in [cloud] or a stow-rs
+ * destination. */
+static int check_cloud(struct parse *p, const op_cloud_config *c, const int *lines, int fallback)
+{
+	if (c->auth == OP_AUTH_BASIC && (!*c->username || !*c->password_file))
+		return fail_at_cloud(p, lines, fallback, "auth",
+				     "auth = basic needs username and password_file");
+	if (c->auth == OP_AUTH_BEARER && !*c->token_file)
+		return fail_at_cloud(p, lines, fallback, "auth", "auth = bearer needs token_file");
+	if (!*c->client_cert != !*c->client_key)
+		return fail_at_cloud(p, lines, fallback,
+				     *c->client_cert ? "client_cert" : "client_key",
+				     "client_cert and client_key go together");
+	return 0;
+}
+
+/* A [destination NAME]: its type, the keys of its type only, the keys its
+ * type needs; then the defaults that depend on the type. */
+static int check_destination(struct parse *p, int i)
+{
+	op_destination_config *d = &p->cfg->destinations[i];
+	const char *type = d->type == OP_DEST_DICOM ? "dicom" : "stow-rs";
+	const char *bad = NULL;
+	int bad_line = 0;
+
+	p->line = d->line;
+	if (!p->dest[i].type_line) {
+		fail(p, "[destination %s] needs type = stow-rs or dicom", d->name);
+		return -EINVAL;
+	}
+	/* The first key, in file order, that the type does not take. */
+	for (size_t k = 0; k < N_KEYS; k++) {
+		int line = p->dest[i].lines[k];
+
+		if (line && d->type == OP_DEST_DICOM && !dicom_takes(&keys[k]) &&
+		    (!bad_line || line < bad_line)) {
+			bad = keys[k].name;
+			bad_line = line;
+		}
+	}
+	for (size_t k = 0; k < N_DICOM_KEYS; k++) {
+		int line = p->dest[i].dicom_lines[k];
+
+		if (line && d->type == OP_DEST_STOW && (!bad_line || line < bad_line)) {
+			bad = dicom_keys[k].name;
+			bad_line = line;
+		}
+	}
+	if (bad) {
+		p->line = bad_line;
+		fail(p, "%s is not a key of a destination of type %s", bad, type);
+		return -EINVAL;
+	}
+	if (d->type == OP_DEST_STOW) {
+		if (!*d->cloud.url) {
+			fail(p, "[destination %s] (type = stow-rs) needs url", d->name);
+			return -EINVAL;
+		}
+		return check_cloud(p, &d->cloud, p->dest[i].lines, d->line);
+	}
+	for (size_t k = 0; k < 3; k++) { /* host, port, called_ae */
+		if (!p->dest[i].dicom_lines[k]) {
+			fail(p, "[destination %s] (type = dicom) needs %s", d->name,
+			     dicom_keys[k].name);
+			return -EINVAL;
+		}
+	}
+	/* One association at a time is what a PACS or a workstation
+	 * expects unless told otherwise. */
+	for (size_t k = 0; k < N_KEYS; k++)
+		if (is_cloud_key(&keys[k]) && strcmp(keys[k].name, "connections") == 0 &&
+		    !p->dest[i].lines[k])
+			d->cloud.connections = 1;
+	if (!*d->dicom.calling_ae)
+		memcpy(d->dicom.calling_ae, p->cfg->receiver.ae_title,
+		       sizeof(d->dicom.calling_ae)); /* same size, terminated */
+	return 0;
+}
+
+static int dest_exists(const op_config *c, const char *name)
+{
+	if (strcmp(name, "cloud") == 0)
+		return 1;
+	for (int i = 0; i < c->n_destinations; i++)
+		if (strcmp(c->destinations[i].name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Destinations, routes and [routing], once the whole file is read: a
+ * route may name a destination defined below it. */
+static int check_routing(struct parse *p)
+{
+	op_config *c = p->cfg;
+	int rc;
+
+	for (int i = 0; i < c->n_destinations; i++) {
+		rc = check_destination(p, i);
+		if (rc)
+			return rc;
+	}
+	for (int i = 0; i < c->n_routes; i++) {
+		op_route_config *r = &c->routes[i];
+
+		p->line = p->route[i].header_line;
+		if (!*r->when || !r->n_to) {
+			fail(p, "[route %s] needs %s", r->name, !*r->when ? "when" : "to");
+			return -EINVAL;
+		}
+		for (int t = 0; t < r->n_to; t++) {
+			if (!dest_exists(c, r->to[t])) {
+				p->line = p->route[i].to_line;
+				fail(p,
+				     "to: no destination named '%s' (cloud, or a [destination "
+				     "NAME])",
+				     r->to[t]);
+				return -EINVAL;
+			}
+		}
+	}
+	if (*c->routing.default_to && !dest_exists(c, c->routing.default_to)) {
+		for (size_t i = 0; i < N_KEYS; i++)
+			if (strcmp(keys[i].section, "routing") == 0)
+				p->line = p->lines[i];
+		fail(p, "default: no destination named '%s' (cloud, a [destination NAME] or none)",
+		     c->routing.default_to);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Keys that only make sense together. */
 static int check_together(struct parse *p)
 {
-	const op_cloud_config *c = &p->cfg->cloud;
+	int rc = check_cloud(p, &p->cfg->cloud, p->lines, 0);
 
-	if (c->auth == OP_AUTH_BASIC && (!*c->username || !*c->password_file))
-		return fail_at(p, "auth", "auth = basic needs username and password_file");
-	if (c->auth == OP_AUTH_BEARER && !*c->token_file)
-		return fail_at(p, "auth", "auth = bearer needs token_file");
-	if (!*c->client_cert != !*c->client_key)
-		return fail_at(p, *c->client_cert ? "client_cert" : "client_key",
-			       "client_cert and client_key go together");
+	if (rc)
+		return rc;
 	if (!*p->cfg->console.tls_cert != !*p->cfg->console.tls_key)
 		return fail_at(p, *p->cfg->console.tls_cert ? "tls_cert" : "tls_key",
 			       "tls_cert and tls_key go together");
@@ -546,7 +975,7 @@ static int check_together(struct parse *p)
 		return fail_at(p, "listen",
 			       "listen: plain HTTP is served on loopback only (127.0.0.0/8); "
 			       "set tls_cert and tls_key, or listen on 127.0.0.1");
-	return 0;
+	return check_routing(p);
 }
 
 /* An ini_reader that counts lines, so errors found by on_key name the line. */
@@ -604,10 +1033,18 @@ static int resolve_socket(struct parse *p)
 
 int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 {
-	struct parse p = { .cfg = cfg, .path = path, .err = err, .errlen = errlen };
+	struct parse p;
 	int rc;
 
 	_Static_assert(N_KEYS <= sizeof(p.lines) / sizeof(p.lines[0]), "struct parse: lines");
+	_Static_assert(N_DICOM_KEYS <=
+			       sizeof(p.dest[0].dicom_lines) / sizeof(p.dest[0].dicom_lines[0]),
+		       "struct parse: dicom_lines");
+	memset(&p, 0, sizeof(p));
+	p.cfg = cfg;
+	p.path = path;
+	p.err = err;
+	p.errlen = errlen;
 	op_config_defaults(cfg);
 	p.file = fopen(path, "re");
 	if (!p.file) {
@@ -648,9 +1085,8 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 
 /* --- printing ------------------------------------------------------------ */
 
-static void print_key(const op_config *cfg, const struct key *k, FILE *out)
+static void print_key(const struct key *k, const char *field, FILE *out)
 {
-	const char *field = (const char *)cfg + k->offset;
 	static const char *const levels[] = { "debug", "info", "warn", "error" };
 	struct in_addr a;
 	char ip[INET_ADDRSTRLEN];
@@ -674,6 +1110,7 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 		fputs(field, out);
 		break;
 	case K_AE:
+	case K_OPT_AE:
 	case K_IPV4:
 	case K_URL:
 	case K_LISTEN:
@@ -727,8 +1164,31 @@ static void print_key(const op_config *cfg, const struct key *k, FILE *out)
 		}
 		break;
 	case K_LOG_LEVEL: fputs(levels[*(const enum op_log_level *)field], out); break;
+	case K_DEST_NAME: fputs(*field ? field : "none", out); break;
 	}
 	fputc('\n', out);
+}
+
+static void print_destination(const op_destination_config *d, FILE *out)
+{
+	int dicom = d->type == OP_DEST_DICOM;
+
+	fprintf(out, "\n[destination %s]\ntype = %s\n", d->name, dicom ? "dicom" : "stow-rs");
+	if (dicom)
+		for (size_t i = 0; i < N_DICOM_KEYS; i++)
+			print_key(&dicom_keys[i], (const char *)&d->dicom + dicom_keys[i].offset,
+				  out);
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (is_cloud_key(&keys[i]) && (!dicom || dicom_takes(&keys[i])))
+			print_key(&keys[i], cloud_field(&keys[i], &d->cloud), out);
+}
+
+static void print_route(const op_route_config *r, FILE *out)
+{
+	fprintf(out, "\n[route %s]\nwhen = %s\nto = ", r->name, r->when);
+	for (int i = 0; i < r->n_to; i++)
+		fprintf(out, "%s%s", i ? ", " : "", r->to[i]);
+	fprintf(out, "\nurgent = %s\n", r->urgent ? "yes" : "no");
 }
 
 void op_config_print(const op_config *cfg, FILE *out)
@@ -738,9 +1198,17 @@ void op_config_print(const op_config *cfg, FILE *out)
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (strcmp(section, keys[i].section) != 0) {
 			section = keys[i].section;
+			/* The destinations and routes before [routing], which
+			 * names one of them. */
+			if (strcmp(section, "routing") == 0) {
+				for (int d = 0; d < cfg->n_destinations; d++)
+					print_destination(&cfg->destinations[d], out);
+				for (int r = 0; r < cfg->n_routes; r++)
+					print_route(&cfg->routes[r], out);
+			}
 			fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
 		}
-		print_key(cfg, &keys[i], out);
+		print_key(&keys[i], (const char *)cfg + keys[i].offset, out);
 	}
 }
 

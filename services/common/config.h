@@ -21,6 +21,9 @@
 #define OP_LIST_MAX 64    /* entries in allowed_calling_aets, allowed_hosts */
 #define OP_PDU_MIN 4096   /* DCMTK's ASC_MINIMUMPDUSIZE */
 #define OP_PDU_MAX 131072 /* DCMTK's ASC_MAXIMUMPDUSIZE */
+#define OP_DEST_MAX 8     /* [destination NAME] sections, besides [cloud] */
+#define OP_ROUTE_MAX 32   /* [route NAME] sections */
+#define OP_NAME_MAX 32    /* destination and route names: letters, digits, '-', '_' */
 
 /* AE titles (allowed_calling_aets, urgent_calling_aets). */
 typedef struct op_ae_list {
@@ -69,7 +72,44 @@ typedef struct op_cloud_config {
 	uint64_t batch_max_bytes;
 	int timeout;         /* seconds without progress before a request fails */
 	int retry_max_delay; /* seconds, the cap of the exponential back-off */
+	uint64_t rate;       /* bits/s: this destination's cap inside [shaping]'s bucket;
+				OP_RATE_UNLIMITED (default) */
+	int enabled;         /* default 1; 0: receives deliveries (routes still add them)
+				but sends nothing */
 } op_cloud_config;
+
+enum op_dest_type { OP_DEST_STOW, OP_DEST_DICOM };
+
+typedef struct op_dicom_dest_config {
+	char host[256];
+	uint16_t port;
+	char called_ae[OP_AE_MAX + 1];
+	/* "" in the file: the receiver's ae_title (filled in by op_config_load
+	 * once the whole file is read). */
+	char calling_ae[OP_AE_MAX + 1];
+} op_dicom_dest_config;
+
+/* A [destination NAME] section. */
+typedef struct op_destination_config {
+	char name[OP_NAME_MAX + 1];
+	enum op_dest_type type;
+	/* type stow-rs: every [cloud] key; type dicom: connections (default
+	 * 1), timeout, retry_max_delay, rate, enabled only. */
+	op_cloud_config cloud;
+	op_dicom_dest_config dicom; /* type dicom */
+	int line;                   /* of the section header, for messages */
+} op_destination_config;
+
+/* A [route NAME] section. */
+typedef struct op_route_config {
+	char name[OP_NAME_MAX + 1];
+	char when[1024]; /* as written (route.h parses it); "" never valid */
+	/* Destination names: "cloud" or a [destination NAME]. */
+	char to[OP_DEST_MAX + 1][OP_NAME_MAX + 1];
+	int n_to;
+	int urgent; /* urgent = yes */
+	int line;   /* of the when key */
+} op_route_config;
 
 typedef struct op_shaping_config {
 	uint64_t rate;       /* bits per second; OP_RATE_UNLIMITED; 0 pauses */
@@ -114,6 +154,16 @@ typedef struct op_config {
 	op_priority_config priority;
 	op_console_config console;
 	enum op_log_level log_level;
+	op_destination_config destinations[OP_DEST_MAX]; /* [destination NAME], in file order */
+	int n_destinations;
+	op_route_config routes[OP_ROUTE_MAX]; /* [route NAME], in file order */
+	int n_routes;
+	/* [routing] default: where an instance no route matches goes: "cloud"
+	 * (the default), a destination's name, or "" for nowhere (written
+	 * `none`). */
+	struct {
+		char default_to[OP_NAME_MAX + 1];
+	} routing;
 	/* Read by the appliance's boot (outpost-grow-data), not the services:
 	 * a box without a TPM receives onto an unencrypted data partition only
 	 * when the site file says so. */

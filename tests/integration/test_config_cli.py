@@ -89,6 +89,7 @@ level = debug
             "username": "", "password_file": "", "token_file": "/etc/outpost/token",
             "connections": "4", "batch_max_instances": "50",
             "batch_max_bytes": str(64 << 20), "timeout": "60", "retry_max_delay": "300",
+            "rate": "unlimited", "enabled": "on",
         },
         "shaping": {"rate": "unlimited", "burst": "0", "schedule": "", "scavenger": "off"},
         "priority": {"urgent_calling_aets": "", "trust_priority_from": "", "urgent_match": ""},
@@ -102,6 +103,7 @@ level = debug
                     "allowed_hosts": ""},
         "security": {"allow_unencrypted": "off"},
         "log": {"level": "debug"},
+        "routing": {"default": "cloud"},
     }
     # Checking touches nothing.
     assert not spool.exists()
@@ -162,7 +164,58 @@ ERRORS = [
     ("shaping-rate", "[shaping]\nrate = 8MB\n", 2, ["rate", "8MB"]),
     ("shaping-schedule", "[shaping]\nschedule = Mon-Fri 07:00-19:00 2Mbit; Sun 25:00-01:00 1M\n",
      2, ["schedule", "window 2"]),
+    ("destination-unknown-in-to", "[route ct]\nwhen = Modality=CT\nto = pacs\n"
+     "[destination pac]\ntype = dicom\nhost = h\nport = 104\ncalled_ae = PACS\n", 3,
+     ["to", "no destination named 'pacs'"]),
+    ("destination-key-of-other-type", "[destination pacs]\ntype = dicom\nhost = h\n"
+     "url = https://pacs/x\n", 4, ["url", "type dicom"]),
+    ("routing-default-unknown", "[routing]\ndefault = pacs\n", 2, ["default", "'pacs'"]),
 ]
+
+
+def test_check_config_prints_destinations_and_routes(tmp_path):
+    ini = tmp_path / "outpost.ini"
+    ini.write_text(PREAMBLE + """\
+[destination ai-vendor]
+type = stow-rs
+url = https://ai.example/dicom-web
+rate = 5Mbit
+
+[destination mammo-ws]
+type = dicom
+host = 10.1.2.30
+port = 104
+called_ae = MAMMO_WS
+
+[route head-ct]
+when = calling_aet=CT_ER, Modality=CT, BodyPartExamined=HEAD
+to = ai-vendor, cloud
+urgent = yes
+
+[routing]
+default = mammo-ws
+""")
+    r = run("--config", str(ini), "--check-config")
+    assert r.returncode == 0, r.stderr
+    out = parse_printout(r.stdout)
+    assert out["destination ai-vendor"]["url"] == "https://ai.example/dicom-web"
+    assert out["destination ai-vendor"]["rate"] == "5Mbit"
+    assert out["destination ai-vendor"]["connections"] == "2"
+    assert out["destination mammo-ws"] == {
+        "type": "dicom", "host": "10.1.2.30", "port": "104", "called_ae": "MAMMO_WS",
+        "calling_ae": "SITE_A", "connections": "1", "timeout": "60",
+        "retry_max_delay": "300", "rate": "unlimited", "enabled": "on",
+    }
+    assert out["route head-ct"] == {
+        "when": "calling_aet=CT_ER, Modality=CT, BodyPartExamined=HEAD",
+        "to": "ai-vendor, cloud", "urgent": "yes",
+    }
+    assert out["routing"] == {"default": "mammo-ws"}
+    again = tmp_path / "printed.ini"
+    again.write_text(r.stdout)
+    r2 = run("--config", str(again), "--check-config")
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stdout == r.stdout
 
 
 @pytest.mark.parametrize("text,line,words", [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS])

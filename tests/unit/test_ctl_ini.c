@@ -269,6 +269,47 @@ static void test_ctl_config_set_adds_section(void **state)
 	}
 }
 
+/* The sections with a name ([destination NAME], [route NAME]) and
+ * [routing] are kept, and are edited like any other. */
+static void test_ctl_config_set_routing_sections(void **state)
+{
+	struct ctl_fx *f = *state;
+	const char *path = write_file(f, "outpost.ini",
+				      "[destination pacs]\ntype = dicom\nhost = pacs.example\n"
+				      "port = 104\ncalled_ae = PACS\n"
+				      "[route ct]\nwhen = Modality=CT\nto = pacs\n"
+				      "[routing]\ndefault = none\n");
+	op_config *cfg = malloc(sizeof(*cfg));
+	char err[640];
+	char *text;
+
+	assert_non_null(cfg);
+	assert_int_equal(
+		op_ctl_config_set(path, "console", "password_hash", HASH, f->err, sizeof(f->err)),
+		0);
+	assert_int_equal(op_ctl_config_set(path, "destination pacs", "port", "11112", f->err,
+					   sizeof(f->err)),
+			 0);
+	text = slurp(path);
+	assert_non_null(strstr(text, "[destination pacs]\ntype = dicom\nhost = pacs.example\n"
+				     "port = 11112\ncalled_ae = PACS\n[route ct]\n"));
+	free(text);
+	assert_int_equal(op_config_load(cfg, path, err, sizeof(err)), 0);
+	assert_string_equal(cfg->console.password_hash, HASH);
+	assert_int_equal(cfg->n_destinations, 1);
+	assert_int_equal(cfg->destinations[0].dicom.port, 11112);
+	assert_int_equal(cfg->n_routes, 1);
+	assert_string_equal(cfg->routing.default_to, "");
+
+	/* A value the configuration refuses leaves the file as it was. */
+	assert_int_not_equal(
+		op_ctl_config_set(path, "route ct", "to", "nowhere", f->err, sizeof(f->err)), 0);
+	assert_non_null(strstr(f->err, "no destination named 'nowhere'"));
+	assert_int_equal(op_config_load(cfg, path, err, sizeof(err)), 0);
+	assert_string_equal(cfg->routes[0].to[0], "pacs");
+	free(cfg);
+}
+
 /* Through a symbolic link, the target is rewritten and the link stays. */
 static void test_ctl_config_set_symlink(void **state)
 {
@@ -322,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_ctl_ini_refuses_newlines),
 		T(test_ctl_config_set_file),
 		T(test_ctl_config_set_adds_section),
+		T(test_ctl_config_set_routing_sections),
 		T(test_ctl_config_set_symlink),
 		T(test_ctl_config_set_refuses_bad_file),
 	};
