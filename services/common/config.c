@@ -39,7 +39,7 @@ enum key_type {
 	K_MATCH_LIST,
 	K_LISTEN,
 	K_PWHASH,
-	K_DURATION, /* uint32_t seconds: "90s", "30m", "1h", "2d" or plain seconds */
+	K_DURATION,  /* uint32_t seconds: "90s", "30m", "1h", "2d" or plain seconds */
 	K_OPT_AE,    /* an AE title or empty */
 	K_DEST_NAME, /* [routing] default: a destination's name, or none */
 };
