@@ -192,7 +192,9 @@ def test_retry(running, tmp_path):
 
     study = store_study(rx, tmp_path, 2, "a")
     other = store_study(rx, tmp_path, 1, "b")
-    with rx.db() as con:
+    with rx.db() as con:  # each instance's one delivery, and its summary
+        con.execute("UPDATE deliveries SET state = 'quarantined', last_error = 'refused', "
+                    "attempts = 3")
         con.execute("UPDATE instances SET state = 'quarantined', last_error = 'refused', "
                     "attempts = 3")
     assert rx.states() == {"quarantined": 3}
