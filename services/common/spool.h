@@ -306,8 +306,8 @@ typedef struct op_spool_study {
  * (OP_STATE_*), or all when state is -1. At most limit (out has room for
  * limit) from offset; *total counts all that match.
  */
-int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, op_spool_study *out,
-		     unsigned *n, uint64_t *total);
+int op_spool_studies(op_spool *sp, const char *dest, int state, unsigned offset, unsigned limit,
+		     op_spool_study *out, unsigned *n, uint64_t *total);
 
 /* Quarantined deliveries to dest (NULL: every destination) of study_uid
  * (NULL: all) back to the queue, attempts reset; *n counts them. Those

@@ -165,9 +165,24 @@ int op_spool_count(op_spool *sp, const char *name, uint64_t delta)
 	return rc;
 }
 
-int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, op_spool_study *out,
-		     unsigned *n, uint64_t *total)
+int op_spool_studies(op_spool *sp, const char *dest, int state, unsigned offset, unsigned limit,
+		     op_spool_study *out, unsigned *n, uint64_t *total)
 {
+	/* One destination's view: its deliveries' states, attempts and
+	 * errors. */
+	static const char list_dest[] =
+		"SELECT d.study_uid, MAX(i.patient_id), MAX(i.modality), COUNT(*), SUM(i.size),"
+		" SUM(d.state = 'queued'), SUM(d.state = 'sending'), SUM(d.state = 'sent'),"
+		" SUM(d.state = 'quarantined'), MAX(d.attempts), MAX(d.priority),"
+		" MIN(d.received_at), MAX(d.state_changed_at),"
+		" (SELECT e.last_error FROM deliveries e WHERE e.destination = ?4"
+		"  AND e.study_uid = d.study_uid AND e.last_error IS NOT NULL"
+		"  ORDER BY e.state_changed_at DESC LIMIT 1)"
+		" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+		" WHERE d.destination = ?4 AND (?1 IS NULL OR d.study_uid IN"
+		"  (SELECT study_uid FROM deliveries WHERE destination = ?4 AND state = ?1))"
+		" GROUP BY d.study_uid ORDER BY MAX(d.state_changed_at) DESC, d.study_uid"
+		" LIMIT ?2 OFFSET ?3";
 	/* ?1: the state filter, NULL for all. The last error is the one of
 	 * the study's most recently changed row that has one. */
 	static const char list[] =
@@ -189,11 +204,15 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 	*n = 0;
 	*total = 0;
 	rc = sqlite3_prepare_v2(sp->ro,
-				"SELECT COUNT(DISTINCT study_uid) FROM instances"
-				" WHERE ?1 IS NULL OR state = ?1",
+				dest ? "SELECT COUNT(DISTINCT study_uid) FROM deliveries"
+				       " WHERE destination = ?2 AND (?1 IS NULL OR state = ?1)"
+				     : "SELECT COUNT(DISTINCT study_uid) FROM instances"
+				       " WHERE ?1 IS NULL OR state = ?1",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, filter);
+		if (dest)
+			op__spool_bind_text(st, 2, dest);
 		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			*total = (uint64_t)sqlite3_column_int64(st, 0);
 			rc = SQLITE_DONE;
@@ -202,11 +221,13 @@ int op_spool_studies(op_spool *sp, int state, unsigned offset, unsigned limit, o
 	sqlite3_finalize(st);
 	st = NULL;
 	if (rc == SQLITE_DONE)
-		rc = sqlite3_prepare_v2(sp->ro, list, -1, &st, NULL);
+		rc = sqlite3_prepare_v2(sp->ro, dest ? list_dest : list, -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, filter);
 		sqlite3_bind_int64(st, 2, limit);
 		sqlite3_bind_int64(st, 3, offset);
+		if (dest)
+			op__spool_bind_text(st, 4, dest);
 	}
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		op_spool_study *s = &out[(*n)++];

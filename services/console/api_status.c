@@ -936,7 +936,8 @@ static int query_number(const char *query, const char *key, long min, long max, 
 
 struct queue_job {
 	struct op__api_job base;
-	int state; /* OP_STATE_*, or -1: all */
+	int state;                       /* OP_STATE_*, or -1: all */
+	char dest[OP_DEST_NAME_MAX + 1]; /* "": the instances' own states */
 	unsigned per_page;
 	long page; /* from 1 */
 };
@@ -950,8 +951,9 @@ static void queue_work(struct op__api_job *job)
 	cJSON *o, *arr;
 	char t[32];
 
-	if (!studies || op_spool_studies(job->spool, j->state, (unsigned)((j->page - 1) * per_page),
-					 per_page, studies, &n, &total) < 0) {
+	if (!studies || op_spool_studies(job->spool, *j->dest ? j->dest : NULL, j->state,
+					 (unsigned)((j->page - 1) * per_page), per_page, studies,
+					 &n, &total) < 0) {
 		free(studies);
 		op__api_job_error(job, 503,
 				  "the spool database cannot be read (see the uplink's log)");
@@ -961,6 +963,8 @@ static void queue_work(struct op__api_job *job)
 	cJSON_AddNumberToObject(o, "page", (double)j->page);
 	cJSON_AddNumberToObject(o, "per_page", per_page);
 	cJSON_AddNumberToObject(o, "total", (double)total);
+	if (*j->dest)
+		cJSON_AddStringToObject(o, "destination", j->dest);
 	arr = cJSON_AddArrayToObject(o, "studies");
 	for (unsigned i = 0; i < n; i++) {
 		const op_spool_study *s = &studies[i];
@@ -996,7 +1000,7 @@ void op__api_queue(op_api *api, op_httpd_req *req, const char *who)
 {
 	const char *query = op_request_query(op_httpd_request(req));
 	long page = 1, per_page = 50;
-	char state[32];
+	char state[32], dest[OP_DEST_NAME_MAX + 1] = "";
 	int st = -1;
 	struct queue_job *j;
 
@@ -1012,9 +1016,15 @@ void op__api_queue(op_api *api, op_httpd_req *req, const char *who)
 				    PER_PAGE_MAX);
 		return;
 	}
+	if (query_value(query, "destination", dest, sizeof(dest)) == 0 && *dest &&
+	    !op__api_uplink_named(api, dest)) {
+		op__api_reply_error(req, 404, NULL, "no destination %s", dest);
+		return;
+	}
 	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
 		return;
 	j->state = st;
+	snprintf(j->dest, sizeof(j->dest), "%s", dest);
 	j->per_page = (unsigned)per_page;
 	j->page = page;
 	op__api_job_start_bounded(&j->base, queue_work, NULL);

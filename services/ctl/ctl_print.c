@@ -421,6 +421,19 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 
 	op_ctl_print_rate(get(st, "rate"), out);
 
+	/* Every destination's headline, when there are more than the cloud. */
+	if (cJSON_GetArraySize(get(st, "destinations")) > 1) {
+		const cJSON *dst;
+
+		fprintf(out, "Destinations\n");
+		cJSON_ArrayForEach(dst, get(st, "destinations"))
+		{
+			fprintf(out, "  %-10s%s (%s)\n", str_at(dst, "name", "-", a, sizeof(a)),
+				str_at(dst, "link.headline.text", "-", d, sizeof(d)),
+				str_at(dst, "type", "-", b, sizeof(b)));
+		}
+	}
+
 	/* The queue. */
 	{
 		const char *head[] = { "STATE", "INSTANCES", "BYTES" };
@@ -480,6 +493,54 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 		fprintf(out, ", quarantined %.0f\n",
 			num_at(st, "counters.quarantined", &v) ? v : 0);
 	}
+}
+
+void op_ctl_print_destination(const cJSON *dst, const char *now_iso, FILE *out)
+{
+	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
+	char a[256], b[256], d[1100], path[64];
+	struct table t = { .ncol = 3, .right = 6 };
+	const char *head[] = { "STATE", "INSTANCES", "BYTES" };
+	double v;
+
+	(void)now_iso;
+	fprintf(out, "%-12s%s (%s, %s)\n", "Destination", str_at(dst, "name", "-", a, sizeof(a)),
+		str_at(dst, "type", "-", b, sizeof(b)), str_at(dst, "peer", "-", d, sizeof(d)));
+	if (!cJSON_IsTrue(get(dst, "enabled")))
+		fprintf(out, "%-12sdisabled in the configuration (enabled = no)\n", "");
+	fprintf(out, "%-12s%s\n", "Now", str_at(dst, "link.headline.text", "-", d, sizeof(d)));
+	fprintf(out, "%-12s%s since %s\n", "Link", str_at(dst, "link.state", "-", a, sizeof(a)),
+		time_at(dst, "link.since", "-", b, sizeof(b)));
+	if (*str_at(dst, "link.reason", "", d, sizeof(d)))
+		fprintf(out, "%-12sreason: %s\n", "", d);
+	fprintf(out, "%-12scap %s, share now %s\n", "Rate", rate_at(dst, "rate.cap", a, sizeof(a)),
+		rate_at(dst, "rate.share", b, sizeof(b)));
+	table_add(&t, head);
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		const char *row[3] = { states[i], "-", "-" };
+
+		snprintf(path, sizeof(path), "queue.%s.instances", states[i]);
+		if (num_at(dst, path, &v)) {
+			snprintf(a, sizeof(a), "%.0f", v);
+			row[1] = a;
+		}
+		snprintf(path, sizeof(path), "queue.%s.bytes", states[i]);
+		row[2] = bytes_at(dst, path, b, sizeof(b));
+		table_add(&t, row);
+	}
+	fprintf(out, "Deliveries\n");
+	table_print(&t, "            ", out);
+	table_free(&t);
+	if (num_at(dst, "queue.oldest_queued_age", &v)) {
+		op_ctl_format_duration(v, a, sizeof(a));
+		fprintf(out, "%-12soldest waiting: %s old\n", "", a);
+	}
+	print_errors(get(dst, "last_errors"), out);
+	fprintf(out, "%-12suploaded %.0f (%s), retries %.0f, quarantined %.0f\n", "Totals",
+		num_at(dst, "counters.uploaded_instances", &v) ? v : 0,
+		bytes_at(dst, "counters.uploaded_bytes", a, sizeof(a)),
+		num_at(dst, "counters.retries", &v) ? v : 0,
+		num_at(dst, "counters.quarantined", &v) ? v : 0);
 }
 
 void op_ctl_print_queue(const cJSON *q, FILE *out)
@@ -577,8 +638,41 @@ int op_ctl_print_test_link(const cJSON *result, FILE *out)
 		row[3] = str_at(item, "detail", "", detail, sizeof(detail));
 		table_add(&t, row);
 	}
-	table_print(&t, "", out);
+	/* Every destination tested: each one's steps (the cloud's among
+	 * them), then the verdict. */
+	if (!get(result, "destinations"))
+		table_print(&t, "", out);
 	table_free(&t);
+	if (get(result, "destinations")) {
+		cJSON_ArrayForEach(item, get(result, "destinations"))
+		{
+			char name[64];
+			const char *row[4];
+			struct table u = { .ncol = 4, .right = 1u << 2 };
+			const cJSON *st;
+
+			fprintf(out, "\n%s:\n",
+				str_at(item, "destination", "-", name, sizeof(name)));
+			table_add(&u, head);
+			cJSON_ArrayForEach(st, get(item, "steps"))
+			{
+				char step[64], ms[32], detail[512];
+				double v;
+
+				row[0] = str_at(st, "step", "-", step, sizeof(step));
+				row[1] = cJSON_IsTrue(get(st, "ok")) ? "ok" : "FAILED";
+				row[2] = "-";
+				if (num_at(st, "ms", &v)) {
+					snprintf(ms, sizeof(ms), "%.0f ms", v);
+					row[2] = ms;
+				}
+				row[3] = str_at(st, "detail", "", detail, sizeof(detail));
+				table_add(&u, row);
+			}
+			table_print(&u, "  ", out);
+			table_free(&u);
+		}
+	}
 	fprintf(out, "link test: %s\n", ok ? "ok" : "FAILED");
 	return ok;
 }

@@ -32,6 +32,8 @@ void op_ctl_format_duration(double seconds, char *buf, size_t size);
  * shown as "-". op_ctl_print_test_link returns whether the link test
  * passed (1) or not (0). */
 void op_ctl_print_status(const cJSON *status, FILE *out);
+/* One of the status' destinations; now is the status' time (ISO). */
+void op_ctl_print_destination(const cJSON *dest, const char *now, FILE *out);
 /* The rate object of /api/status (also PUT /api/shaping's answer), on
  * two lines: "Rate ..." and "Schedule ...". */
 void op_ctl_print_rate(const cJSON *rate, FILE *out);

@@ -38,6 +38,7 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  status [--json]                  the service at a glance\n"
+		"  status --destination NAME        one destination's link, queue and totals\n"
 		"  health [--json]                  /healthz: exit 0 healthy, 1 not\n"
 		"  queue ls [--state S] [--page N] [--json]\n"
 		"                                   studies in the spool (S: queued, sending,\n"
@@ -46,6 +47,9 @@ static void usage(FILE *out)
 		"  discard STUDY_UID [--yes]        delete a study's quarantined instances for\n"
 		"                                   good (asks for the UID again unless --yes)\n"
 		"  pause | resume                   stop or restart uploading (persists)\n"
+		"  --destination NAME               with status, queue, retry, pause, resume\n"
+		"                                   and test-link: that destination only\n"
+		"                                   (without it: every destination)\n"
 		"  shaping RATE | SCHEDULE          set the upload rate (2Mbit, unlimited, 0)\n"
 		"                                   or the weekly schedule ([shaping] syntax)\n"
 		"  shaping --clear                  back to the configuration file's values\n"
@@ -217,10 +221,12 @@ enum {
 	O_PAGE = 1 << 4,
 	O_YES = 1 << 5,
 	O_DOWNGRADE = 1 << 6,
+	O_DEST = 1 << 7,
 };
 
 struct args {
 	const char *config, *socket, *state;
+	const char *dest; /* --destination NAME, or NULL: every destination */
 	long page;
 	unsigned given; /* O_* */
 	char **pos;     /* the command and its arguments */
@@ -254,7 +260,43 @@ static int show(const char *sock, const char *target, const char *what, const st
 
 static int cmd_status(const char *sock, const struct args *a)
 {
-	return show(sock, "/api/status", "GET /api/status", a, op_ctl_print_status);
+	op_ctl_response r;
+	const cJSON *d, *found = NULL;
+	cJSON *j;
+	int rc;
+
+	if (!a->dest)
+		return show(sock, "/api/status", "GET /api/status", a, op_ctl_print_status);
+	/* One destination: its part of the status. */
+	if ((rc = call(sock, "GET", "/api/status", NULL, TIMEOUT_MS, &r)))
+		return rc;
+	if (!(j = parse_json(&r, "GET /api/status"))) {
+		op_ctl_response_free(&r);
+		return OP_CTL_EXIT_FAILED;
+	}
+	cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(j, "destinations"))
+	{
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "name")) ?: "",
+			   a->dest) == 0)
+			found = d;
+	}
+	if (!found) {
+		fprintf(stderr, "outpostctl: no destination %s (outpostctl status lists them)\n",
+			a->dest);
+		rc = OP_CTL_EXIT_FAILED;
+	} else if (a->given & O_JSON) {
+		char *text = cJSON_Print(found);
+
+		printf("%s\n", text ? text : "{}");
+		free(text);
+	} else {
+		op_ctl_print_destination(
+			found, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "time")),
+			stdout);
+	}
+	cJSON_Delete(j);
+	op_ctl_response_free(&r);
+	return rc;
 }
 
 /*
@@ -293,10 +335,11 @@ static int cmd_health(const char *sock, const struct args *a)
 
 static int cmd_queue(const char *sock, const struct args *a)
 {
-	char target[128];
+	char target[256];
 
-	snprintf(target, sizeof(target), "/api/queue?page=%ld%s%s", a->page,
-		 a->state ? "&state=" : "", a->state ? a->state : "");
+	snprintf(target, sizeof(target), "/api/queue?page=%ld%s%s%s%s", a->page,
+		 a->state ? "&state=" : "", a->state ? a->state : "",
+		 a->dest ? "&destination=" : "", a->dest ? a->dest : "");
 	return show(sock, target, "GET /api/queue", a, op_ctl_print_queue);
 }
 
@@ -332,6 +375,8 @@ static int cmd_retry(const char *sock, const struct args *a)
 		cJSON_AddTrueToObject(req, "all");
 	else if (req)
 		cJSON_AddStringToObject(req, "study", a->pos[1]);
+	if (req && a->dest)
+		cJSON_AddStringToObject(req, "destination", a->dest);
 	rc = post_json(sock, "/api/retry", req, &j);
 	n = cJSON_GetObjectItemCaseSensitive(j, "requeued");
 	if (rc == 0 && !cJSON_IsNumber(n))
@@ -404,17 +449,37 @@ static int cmd_discard(const char *sock, const struct args *a)
 	return rc;
 }
 
-static int cmd_pause(const char *sock, int pause)
+/* {"destination": NAME} when --destination was given, else {}. */
+static char *dest_body(const struct args *a)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *body;
+
+	if (o && a->dest)
+		cJSON_AddStringToObject(o, "destination", a->dest);
+	body = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	return body;
+}
+
+static int cmd_pause(const char *sock, const struct args *a, int pause)
 {
 	op_ctl_response r;
-	int rc = call(sock, "POST", pause ? "/api/pause" : "/api/resume", "{}", TIMEOUT_MS, &r);
+	char *body = dest_body(a);
+	int rc = body ? call(sock, "POST", pause ? "/api/pause" : "/api/resume", body, TIMEOUT_MS,
+			     &r)
+		      : OP_CTL_EXIT_FAILED;
 
+	free(body);
 	if (rc)
 		return rc;
 	if (pause)
-		printf("uploading paused (it stays paused across restarts: outpostctl resume)\n");
+		printf("uploading%s%s paused (it stays paused across restarts: outpostctl "
+		       "resume%s%s)\n",
+		       a->dest ? " to " : "", a->dest ? a->dest : "",
+		       a->dest ? " --destination " : "", a->dest ? a->dest : "");
 	else
-		printf("uploading resumed\n");
+		printf("uploading%s%s resumed\n", a->dest ? " to " : "", a->dest ? a->dest : "");
 	op_ctl_response_free(&r);
 	return 0;
 }
@@ -461,8 +526,11 @@ static int cmd_test_link(const char *sock, const struct args *a)
 {
 	op_ctl_response r;
 	cJSON *j;
-	int rc = call(sock, "POST", "/api/test-link", "{}", TEST_LINK_TIMEOUT_MS, &r);
+	char *body = dest_body(a);
+	int rc = body ? call(sock, "POST", "/api/test-link", body, TEST_LINK_TIMEOUT_MS, &r)
+		      : OP_CTL_EXIT_FAILED;
 
+	free(body);
 	if (rc)
 		return rc;
 	j = parse_json(&r, "POST /api/test-link");
@@ -593,17 +661,17 @@ static const struct command {
 	int min_args, max_args; /* after the command's name (-1: any) */
 	unsigned options;
 } commands[] = {
-	{ "status", 0, 0, O_JSON },                   /* GET /api/status */
-	{ "health", 0, 0, O_JSON },                   /* GET /healthz */
-	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE }, /* ls: GET /api/queue */
-	{ "retry", 0, 1, O_ALL },                     /* POST /api/retry */
-	{ "discard", 1, 1, O_YES },                   /* POST /api/discard */
-	{ "pause", 0, 0, 0 },                         /* POST /api/pause */
-	{ "resume", 0, 0, 0 },                        /* POST /api/resume */
-	{ "shaping", 0, -1, O_CLEAR },                /* PUT /api/shaping */
-	{ "test-link", 0, 0, O_JSON },                /* POST /api/test-link */
-	{ "passwd", 0, 0, 0 },                        /* the file, POST /api/reload */
-	{ "update", 1, 1, O_DOWNGRADE },              /* OP_CTL_UPDATER */
+	{ "status", 0, 0, O_JSON | O_DEST },                   /* GET /api/status */
+	{ "health", 0, 0, O_JSON },                            /* GET /healthz */
+	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE | O_DEST }, /* ls: GET /api/queue */
+	{ "retry", 0, 1, O_ALL | O_DEST },                     /* POST /api/retry */
+	{ "discard", 1, 1, O_YES },                            /* POST /api/discard */
+	{ "pause", 0, 0, O_DEST },                             /* POST /api/pause */
+	{ "resume", 0, 0, O_DEST },                            /* POST /api/resume */
+	{ "shaping", 0, -1, O_CLEAR },                         /* PUT /api/shaping */
+	{ "test-link", 0, 0, O_JSON | O_DEST },                /* POST /api/test-link */
+	{ "passwd", 0, 0, 0 },                                 /* the file, POST /api/reload */
+	{ "update", 1, 1, O_DOWNGRADE },                       /* OP_CTL_UPDATER */
 };
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -623,8 +691,10 @@ static int bad_usage(const char *fmt, ...)
 /* Checks the command's arguments; returns 0 or OP_CTL_EXIT_USAGE. */
 static int check_args(const struct command *c, const struct args *a)
 {
-	static const char *const names[] = { "--json", "--all", "--clear",          "--state",
-					     "--page", "--yes", "--allow-downgrade" };
+	static const char *const names[] = {
+		"--json", "--all", "--clear",           "--state",
+		"--page", "--yes", "--allow-downgrade", "--destination"
+	};
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	int n = a->npos - 1, ok = 0;
 
@@ -663,6 +733,7 @@ int main(int argc, char **argv)
 		{ "page", required_argument, NULL, 'P' },
 		{ "yes", no_argument, NULL, 'y' },
 		{ "allow-downgrade", no_argument, NULL, 'D' },
+		{ "destination", required_argument, NULL, 'd' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -687,6 +758,10 @@ int main(int argc, char **argv)
 		case 'x': a.given |= O_CLEAR; break;
 		case 'y': a.given |= O_YES; break;
 		case 'D': a.given |= O_DOWNGRADE; break;
+		case 'd':
+			a.given |= O_DEST;
+			a.dest = optarg;
+			break;
 		case 'S':
 			a.given |= O_STATE;
 			a.state = optarg;
@@ -762,9 +837,9 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd->name, "discard") == 0)
 		rc = cmd_discard(sock, &a);
 	else if (strcmp(cmd->name, "pause") == 0)
-		rc = cmd_pause(sock, 1);
+		rc = cmd_pause(sock, &a, 1);
 	else if (strcmp(cmd->name, "resume") == 0)
-		rc = cmd_pause(sock, 0);
+		rc = cmd_pause(sock, &a, 0);
 	else if (strcmp(cmd->name, "shaping") == 0)
 		rc = cmd_shaping(sock, &a);
 	else if (strcmp(cmd->name, "test-link") == 0)

@@ -19,6 +19,8 @@
  *   pause-click   click the pause button once and wait for its text to
  *                 change ("Pause uploads" <-> "Resume uploads")
  *   pause-toggle  the same twice, back to where it started
+ *   dest-pause:NAME  click destination NAME's own Pause/Resume button once
+ *                 and wait for the page to show its other label
  *   shaping       submit the shaping form three times - a rate, nothing
  *                 (the page's own error), a rate again - and record after
  *                 each which of its two messages show ("shaping")
@@ -91,7 +93,8 @@ function options() {
   }
   if (!parsed.url) usage('--url (or OUTPOST_CONSOLE_URL) is required');
   if (!parsed.out) usage('--out is required');
-  if (!['read', 'pause-click', 'pause-toggle', 'firmware', 'shaping'].includes(parsed.action)) {
+  if (!['read', 'pause-click', 'pause-toggle', 'firmware', 'shaping'].includes(parsed.action) &&
+      !/^dest-pause:[A-Za-z0-9_-]+$/.test(parsed.action)) {
     usage(`unknown --action ${parsed.action}`);
   }
   if (parsed.action === 'firmware' && !parsed.file) usage('--action firmware needs --file');
@@ -255,6 +258,25 @@ async function clickPause(page, timeout) {
   return { before, after: (await button.textContent()).trim() };
 }
 
+/* A destination's own button (data-testid dest-pause-NAME): click once,
+ * wait until the re-rendered page shows the other label. */
+async function clickDestinationPause(page, name, timeout) {
+  const sel = `[data-testid="dest-pause-${name}"]`;
+  await page.waitForSelector(sel, { timeout });
+  const before = (await page.locator(sel).textContent()).trim();
+  const renders = await page.getAttribute('[data-testid="status"]', 'data-renders');
+  await page.click(sel);
+  await page.waitForFunction(
+    ([s, was, old]) => {
+      const b = document.querySelector(s);
+      const st = document.querySelector('[data-testid="status"]');
+      return b && b.textContent.trim() !== old &&
+        Number(st.getAttribute('data-renders')) > Number(was);
+    },
+    [sel, renders, before], { timeout, polling: 50 });
+  return { before, after: (await page.locator(sel).textContent()).trim() };
+}
+
 async function main() {
   const opt = options();
   const origin = new URL(opt.url).origin;
@@ -313,6 +335,10 @@ async function main() {
       for (const rate of ['2Mbit', '', '3Mbit']) {
         result.shaping.push(await submitShaping(page, rate, opt.timeout));
       }
+    } else if (result.logged_in && opt.action.startsWith('dest-pause:')) {
+      result.pause.push(await clickDestinationPause(page, opt.action.slice(11), opt.timeout));
+      await page.waitForSelector(STATUS_SHOWN);
+      Object.assign(result, await readPage(page), { logged_in: true });
     } else if (result.logged_in && opt.action !== 'read') {
       result.pause.push(await clickPause(page, opt.timeout));
       if (opt.action === 'pause-toggle') result.pause.push(await clickPause(page, opt.timeout));

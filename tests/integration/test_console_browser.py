@@ -33,7 +33,7 @@ import pytest
 
 import console
 import dicomgen
-from outpost import ROOT, storescu, wait_for
+from outpost import Storescp, ROOT, storescu, wait_for
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "console_check.mjs")
@@ -304,6 +304,31 @@ def test_pause_and_resume_from_the_button(pipelines, tmp_path):  # noqa: F811
     for e in audit:
         if e["action"] in ("pause", "resume"):
             assert e["from"].startswith("127.0.0.1"), e
+
+
+def test_each_destination_has_its_headline_and_its_pause(pipelines, tmp_path):  # noqa: F811
+    """With a DICOM destination beside the cloud: one line each, and that
+    destination's own Pause and Resume hold and release it alone."""
+    require_browser()
+    ai = Storescp(str(tmp_path / "ai"))
+    try:
+        p, api = start_console(pipelines, **{
+            "destination ai": {"type": "dicom", "host": "127.0.0.1", "port": ai.port,
+                               "called_ae": "STORESCP"}})
+        page = run_console(p.receiver, tmp_path, "dest-pause", action="dest-pause:ai")
+        assert page["pause"] == [{"before": "Pause ai", "after": "Resume ai"}]
+        dests = {d["name"]: d for d in api.ok("GET", "/api/status")["destinations"]}
+        assert dests["ai"]["link"]["paused_by_operator"] is True
+        assert dests["cloud"]["link"]["paused_by_operator"] is False
+        assert text(page, "dest-headline-ai").startswith("paused by the operator since ")
+        assert not text(page, "dest-headline-cloud").startswith("paused")
+        page = run_console(p.receiver, tmp_path, "dest-resume", action="dest-pause:ai")
+        assert page["pause"] == [{"before": "Resume ai", "after": "Pause ai"}]
+        assert not text(page, "dest-headline-ai").startswith("paused")
+        assert {d["name"]: d for d in api.ok("GET", "/api/status")["destinations"]}[
+            "ai"]["link"]["paused_by_operator"] is False
+    finally:
+        ai.stop()
 
 
 def test_wrong_password_shows_an_error_and_no_status(receivers, tmp_path):

@@ -77,7 +77,7 @@ static void test_spool_studies_and_retry(void **state)
 	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused: no",
 			    INT64_C(4000000000000));
 
-	assert_int_equal(op_spool_studies(f->sp, -1, 0, 4, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, 0, 4, s, &n, &total), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(total, 2);
 	assert_string_equal(s[0].study_uid, "8.2"); /* changed last */
@@ -91,10 +91,11 @@ static void test_spool_studies_and_retry(void **state)
 	assert_int_equal(s[1].by_state[OP_STATE_QUEUED], 2);
 	assert_string_equal(s[1].last_error, "");
 
-	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUARANTINED, 0, 4, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, OP_STATE_QUARANTINED, 0, 4, s, &n, &total),
+			 0);
 	assert_int_equal(total, 1);
 	assert_int_equal(n, 1);
-	assert_int_equal(op_spool_studies(f->sp, -1, 1, 1, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, 1, 1, s, &n, &total), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(s[0].study_uid, "8.1");
 
@@ -105,7 +106,7 @@ static void test_spool_studies_and_retry(void **state)
 	assert_int_equal(requeued, 0);
 	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, NULL, 2, &requeued), 0);
 	assert_int_equal(requeued, 1);
-	assert_int_equal(op_spool_studies(f->sp, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(s[0].attempts, 0);
 }

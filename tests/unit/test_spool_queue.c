@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/spool.h"
@@ -413,6 +414,20 @@ static void test_spool_destination_quarantine_keeps(void **state)
 	assert_int_equal(st.state[OP_STATE_SENT].instances, 1);
 	assert_int_equal(st.counters.uploaded_instances, 1);
 
+	/* The study list of one destination: its deliveries' states. */
+	op_spool_study studies[2];
+	uint64_t total;
+	assert_int_equal(
+		op_spool_studies(f->sp, "pacs", OP_STATE_QUARANTINED, 0, 2, studies, &n, &total),
+		0);
+	assert_int_equal(n, 1);
+	assert_int_equal(studies[0].by_state[OP_STATE_QUARANTINED], 1);
+	assert_non_null(strstr(studies[0].last_error, "0xC000"));
+	assert_int_equal(
+		op_spool_studies(f->sp, "cloud", OP_STATE_QUARANTINED, 0, 2, studies, &n, &total),
+		0);
+	assert_int_equal(n, 0);
+	assert_int_equal(total, 0);
 	assert_int_equal(op_spool_retry_quarantined(f->sp, "cloud", NULL, 6000, &n), 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(op_spool_retry_quarantined(f->sp, "pacs", NULL, 6000, &n), 0);

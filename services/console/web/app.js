@@ -265,6 +265,44 @@ function renderHeadline(e, link) {
   e.dataset.pausedBy = h.paused_by || '';
 }
 
+/*
+ * With destinations besides the cloud, one line each: its name, its
+ * headline, and a Pause or Resume of that destination alone (the button
+ * below the list pauses or resumes them all).
+ */
+function renderDestinations(list) {
+  const ul = $('destinations');
+  ul.hidden = list.length < 2;
+  if (ul.hidden) {
+    ul.replaceChildren();
+    return;
+  }
+  ul.replaceChildren(...list.map((d) => {
+    const link = d.link || {};
+    const paused = !!link.paused_by_operator;
+    const line = el('span', { class: 'headline', 'data-testid': `dest-headline-${d.name}` });
+    renderHeadline(line, link);
+    const b = el('button', { type: 'button', 'data-testid': `dest-pause-${d.name}`,
+      'data-paused': String(paused) }, paused ? `Resume ${d.name}` : `Pause ${d.name}`);
+    b.addEventListener('click', () => onPauseDestination(d.name, paused, b));
+    return el('li', { 'data-destination': d.name, 'data-type': d.type || '' },
+      el('span', { class: 'link-name' }, `${d.name}:`), line,
+      el('span', { class: 'muted' }, `(${d.type === 'dicom' ? 'DICOM' : 'STOW-RS'} ${d.peer || ''})`), b);
+  }));
+}
+
+async function onPauseDestination(name, paused, b) {
+  holdPolling();
+  b.disabled = true;
+  showMessage('link-error', '');
+  try {
+    await api('POST', paused ? '/api/resume' : '/api/pause', { destination: name });
+  } catch (e) {
+    if (e.status !== 401) showMessage('link-error', e.message);
+  }
+  await refresh();
+}
+
 function renderStatus(s) {
   const tz = s.timezone || {};
   ui.tz = tz;
@@ -276,6 +314,7 @@ function renderStatus(s) {
 
   const link = s.link || {};
   renderHeadline(byTest('link-headline'), link);
+  renderDestinations(s.destinations || []);
   const state = byTest('link-state');
   state.textContent = link.state || '—';
   state.dataset.state = link.state || '';
@@ -555,9 +594,10 @@ async function onTestLink() {
   ol.hidden = true;
   try {
     const r = await api('POST', '/api/test-link', {}, 180000);
-    for (const s of r.steps || []) {
+    const reports = r.destinations || [r];
+    for (const [dest, s] of reports.flatMap((x) => (x.steps || []).map((s) => [x.destination, s]))) {
       ol.append(el('li', { class: s.ok ? 'ok' : 'failed', 'data-step': s.step || '', 'data-ok': String(!!s.ok) },
-        el('b', {}, s.step || ''), ' ',
+        el('b', {}, (reports.length > 1 ? `${dest}: ` : '') + (s.step || '')), ' ',
         el('span', { class: 'verdict' }, s.ok ? 'ok' : 'failed'), ' ',
         el('span', { class: 'ms' }, `${fmtInt(s.ms)} ms`), ' ',
         el('span', { class: 'detail' }, s.detail || '')));
