@@ -325,6 +325,7 @@ bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_receiver.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_uplink.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_shaping.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_destinations.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console_load.py
 

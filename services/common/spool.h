@@ -309,6 +309,14 @@ typedef struct op_spool_study {
 int op_spool_studies(op_spool *sp, const char *dest, int state, unsigned offset, unsigned limit,
 		     op_spool_study *out, unsigned *n, uint64_t *total);
 
+/* At the uplink's start: the deliveries still to send to a destination
+ * not among known (removed from the configuration) are quarantined with a
+ * reason that says so, so that they keep no object forever unseen: the
+ * operator retries them when it is back, or discards them. *n counts
+ * them; each destination is logged (spool.orphans). */
+int op_spool_orphan_deliveries(op_spool *sp, const char *const *known, unsigned n_known,
+			       int64_t now, unsigned *n);
+
 /* Quarantined deliveries to dest (NULL: every destination) of study_uid
  * (NULL: all) back to the queue, attempts reset; *n counts them. Those
  * whose file is missing stay. -ENOENT when the spool has no instance of

@@ -575,3 +575,69 @@ int op_spool_destinations(op_spool *sp, char (*names)[OP_DEST_NAME_MAX + 1], uns
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : ro_fail(sp, "destinations", rc);
 }
+
+int op_spool_orphan_deliveries(op_spool *sp, const char *const *known, unsigned n_known,
+			       int64_t now, unsigned *n)
+{
+	char names[64][OP_DEST_NAME_MAX + 1];
+	unsigned n_names = 0;
+	int rc;
+
+	*n = 0;
+	rc = op_spool_destinations(sp, names, 64, &n_names);
+	for (unsigned i = 0; i < n_names && rc == 0; i++) {
+		char reason[OP_DEST_NAME_MAX + 80];
+		sqlite3_stmt *st = NULL;
+		int64_t *ids = NULL;
+		size_t n_ids = 0, cap = 0;
+		int found = 0;
+
+		for (unsigned k = 0; k < n_known; k++)
+			found |= strcmp(names[i], known[k]) == 0;
+		if (found)
+			continue;
+		snprintf(reason, sizeof(reason),
+			 "destination %s is no longer configured (retry once it is back)", names[i]);
+		pthread_mutex_lock(&sp->tx_mu);
+		rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
+		if (rc == 0 &&
+		    (rc = sqlite3_prepare_v2(sp->db,
+					     "UPDATE deliveries SET state = 'quarantined',"
+					     " last_error = ?2, state_changed_at = ?3"
+					     " WHERE destination = ?1 AND state IN ('queued', 'sending')"
+					     " RETURNING instance_id",
+					     -1, &st, NULL)) == SQLITE_OK) {
+			op__spool_bind_text(st, 1, names[i]);
+			op__spool_bind_text(st, 2, reason);
+			sqlite3_bind_int64(st, 3, now);
+			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+				if (n_ids == cap) {
+					int64_t *g = realloc(ids, (cap = cap ? 2 * cap : 64) *
+									  sizeof(*ids));
+					if (!g) {
+						rc = SQLITE_NOMEM;
+						break;
+					}
+					ids = g;
+				}
+				ids[n_ids++] = sqlite3_column_int64(st, 0);
+			}
+			sqlite3_finalize(st);
+			rc = rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "orphans", rc);
+		}
+		for (size_t k = 0; k < n_ids && rc == 0; k++)
+			rc = op__spool_refresh(sp, ids[k], now);
+		free(ids);
+		if (rc == 0)
+			rc = op__spool_exec(sp, "COMMIT");
+		else
+			op__spool_exec(sp, "ROLLBACK");
+		pthread_mutex_unlock(&sp->tx_mu);
+		if (rc == 0 && n_ids) {
+			*n += (unsigned)n_ids;
+			op_warn("spool.orphans", "destination=%s deliveries=%zu reason=\"%s\"",
+				names[i], n_ids, reason);
+		}
+	}
+	return rc;
+}

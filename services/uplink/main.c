@@ -168,6 +168,15 @@ static int start(struct host *h)
 	for (int i = 0; rc == 0 && i < h->cfg.n_destinations; i++)
 		rc = op_uplink_open(&h->loop, &h->cfg, h->spool, h->cfg.destinations[i].name,
 				    &h->shaper, &h->up[h->n_up++]);
+	if (rc == 0) {
+		const char *known[OP_DEST_MAX + 1];
+		unsigned orphans = 0;
+
+		for (int i = 0; i < h->n_up; i++)
+			known[i] = op_uplink_name(h->up[i]);
+		rc = op_spool_orphan_deliveries(h->spool, known, (unsigned)h->n_up,
+						op_clock_wall_ms(), &orphans);
+	}
 	if (rc < 0)
 		return rc;
 	api_host.uplink = h->up[0];

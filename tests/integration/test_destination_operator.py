@@ -113,3 +113,32 @@ def test_destination_arguments(tmp_path, pipelines):
         assert r.returncode == 1 and "FAILED" in r.stdout
     finally:
         ai.stop()
+
+
+def test_a_removed_destinations_deliveries_are_quarantined(tmp_path, receivers):
+    """A destination taken out of the file: what it still had to receive is
+    quarantined at the uplink's next start, with a reason that says so,
+    rather than holding its objects forever unseen; the operator can then
+    discard it (or retry once it is back)."""
+    rx = receivers(**{
+        "destination ai": {"type": "dicom", "host": "127.0.0.1", "port": 9,
+                           "called_ae": "AI", "enabled": "no"},
+        "route all": {"when": "Modality=*", "to": "ai"}}).start()
+    files = dicomgen.make_ct_study(str(tmp_path / "s"), 2, rows=32, cols=32)
+    assert storescu(rx.port, files).returncode == 0
+    assert rx.states() == {"queued": 2}
+    rx.stop()
+    del rx.config["destination ai"]
+    del rx.config["route all"]
+    rx.reconfigure()
+    rx.start()
+    up = rx.uplink().start()
+    assert "event=spool.orphans destination=ai deliveries=2" in up.log()
+    assert rx.states() == {"quarantined": 2}
+    with rx.db() as con:
+        reasons = {r[0] for r in con.execute("SELECT last_error FROM deliveries")}
+    assert reasons == {"destination ai is no longer configured (retry once it is back)"}
+    study = json.loads(ok(ctl(rx, "queue", "ls", "--state", "quarantined", "--json")))
+    uid = study["studies"][0]["study_uid"]
+    ok(ctl(rx, "discard", uid, "--yes"))
+    assert rx.rows() == []
