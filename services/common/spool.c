@@ -572,3 +572,30 @@ int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, in
 	sqlite3_finalize(st);
 	return rc == SQLITE_OK ? 0 : op__spool_sql_fail(sp, "deliveries", rc);
 }
+
+int op__spool_step_ids(op_spool *sp, sqlite3_stmt *st, int64_t **ids, size_t *n)
+{
+	size_t cap = 0;
+	int rc;
+
+	*ids = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			int64_t *grown = realloc(*ids, (cap = cap ? 2 * cap : 64) * sizeof(**ids));
+
+			if (!grown) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			*ids = grown;
+		}
+		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	if (rc == SQLITE_DONE)
+		return 0;
+	free(*ids);
+	*ids = NULL;
+	*n = 0;
+	return op__spool_sql_fail(sp, "ids", rc);
+}

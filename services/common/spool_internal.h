@@ -105,6 +105,10 @@ void op__spool_release(op_spool *sp, uint64_t len);
  * moves only when the state does. Inside the caller's transaction. */
 int op__spool_refresh(op_spool *sp, int64_t id, int64_t now);
 
+/* Steps st to its end, collecting its first column (ids) into *ids
+ * (malloc'd, the caller frees) and *n. */
+int op__spool_step_ids(op_spool *sp, sqlite3_stmt *st, int64_t **ids, size_t *n);
+
 /* Adds the deliveries in->destinations names (queued) for instance id;
  * one already there is kept. Inside the caller's transaction. */
 int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, int64_t now);

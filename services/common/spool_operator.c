@@ -281,21 +281,10 @@ int op_spool_retry_quarantined(op_spool *sp, const char *dest, const char *study
 		op__spool_bind_text(st, 3, dest);
 	}
 	int64_t *ids = NULL;
-	size_t n_ids = 0, cap = 0;
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		rc = SQLITE_OK;
-		if (n_ids == cap) {
-			int64_t *grown = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*ids));
-			if (!grown) {
-				rc = SQLITE_NOMEM;
-				break;
-			}
-			ids = grown;
-		}
-		ids[n_ids++] = sqlite3_column_int64(st, 0);
-	}
+	size_t n_ids = 0;
+	rc = rc == SQLITE_OK ? op__spool_step_ids(sp, st, &ids, &n_ids)
+			     : op__spool_sql_fail(sp, "retry", rc);
 	sqlite3_finalize(st);
-	rc = rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "retry", rc);
 	for (size_t i = 0; i < n_ids && rc == 0; i++)
 		rc = op__spool_refresh(sp, ids[i], now);
 	free(ids);
@@ -589,7 +578,7 @@ int op_spool_orphan_deliveries(op_spool *sp, const char *const *known, unsigned 
 		char reason[OP_DEST_NAME_MAX + 80];
 		sqlite3_stmt *st = NULL;
 		int64_t *ids = NULL;
-		size_t n_ids = 0, cap = 0;
+		size_t n_ids = 0;
 		int found = 0;
 
 		for (unsigned k = 0; k < n_known; k++)
@@ -597,33 +586,22 @@ int op_spool_orphan_deliveries(op_spool *sp, const char *const *known, unsigned 
 		if (found)
 			continue;
 		snprintf(reason, sizeof(reason),
-			 "destination %s is no longer configured (retry once it is back)", names[i]);
+			 "destination %s is no longer configured (retry once it is back)",
+			 names[i]);
 		pthread_mutex_lock(&sp->tx_mu);
 		rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
-		if (rc == 0 &&
-		    (rc = sqlite3_prepare_v2(sp->db,
-					     "UPDATE deliveries SET state = 'quarantined',"
-					     " last_error = ?2, state_changed_at = ?3"
-					     " WHERE destination = ?1 AND state IN ('queued', 'sending')"
-					     " RETURNING instance_id",
-					     -1, &st, NULL)) == SQLITE_OK) {
+		if (rc == 0 && (rc = sqlite3_prepare_v2(
+					sp->db,
+					"UPDATE deliveries SET state = 'quarantined',"
+					" last_error = ?2, state_changed_at = ?3"
+					" WHERE destination = ?1 AND state IN ('queued', 'sending')"
+					" RETURNING instance_id",
+					-1, &st, NULL)) == SQLITE_OK) {
 			op__spool_bind_text(st, 1, names[i]);
 			op__spool_bind_text(st, 2, reason);
 			sqlite3_bind_int64(st, 3, now);
-			while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-				if (n_ids == cap) {
-					int64_t *g = realloc(ids, (cap = cap ? 2 * cap : 64) *
-									  sizeof(*ids));
-					if (!g) {
-						rc = SQLITE_NOMEM;
-						break;
-					}
-					ids = g;
-				}
-				ids[n_ids++] = sqlite3_column_int64(st, 0);
-			}
+			rc = op__spool_step_ids(sp, st, &ids, &n_ids);
 			sqlite3_finalize(st);
-			rc = rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "orphans", rc);
 		}
 		for (size_t k = 0; k < n_ids && rc == 0; k++)
 			rc = op__spool_refresh(sp, ids[k], now);

@@ -284,6 +284,53 @@ static void add_headline(cJSON *x, const op_uplink_view *v, const op_spool_stats
 	}
 }
 
+/* o.link: the link's state, since when (an operator's pause since the
+ * pause, not since the link came up), why, and its headline. Returns it. */
+static cJSON *add_link(cJSON *o, const op_uplink_view *v, const op_spool_stats *st, int64_t now)
+{
+	cJSON *x = cJSON_AddObjectToObject(o, "link");
+	char t[32];
+
+	cJSON_AddStringToObject(x, "state", v->link);
+	iso_time(v->paused_by_operator && v->paused_since ? v->paused_since
+		 : v->link_since                          ? v->link_since
+							  : v->started_at,
+		 t, sizeof(t));
+	cJSON_AddStringToObject(x, "since", t);
+	cJSON_AddStringToObject(x, "reason", v->link_reason);
+	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
+	add_headline(x, v, st, now);
+	if (v->last_upload_at)
+		cJSON_AddNumberToObject(x, "last_upload_age",
+					(double)((now - v->last_upload_at) / 1000));
+	else
+		cJSON_AddNullToObject(x, "last_upload_age");
+	return x;
+}
+
+/* o.queue: by state, the oldest waiting, and when it clears. */
+static void add_queue(cJSON *o, const op_uplink_view *v, const op_spool_stats *st, int64_t now)
+{
+	cJSON *q = cJSON_AddObjectToObject(o, "queue"), *x;
+	int64_t s = clears_in(v, st);
+
+	for (int i = 0; i < OP_SPOOL_STATES; i++) {
+		x = cJSON_AddObjectToObject(q, op_spool_state_name(i));
+		cJSON_AddNumberToObject(x, "instances", (double)st->state[i].instances);
+		cJSON_AddNumberToObject(x, "bytes", (double)st->state[i].bytes);
+	}
+	if (st->oldest_queued_at)
+		cJSON_AddNumberToObject(q, "oldest_queued_age",
+					(double)((now - st->oldest_queued_at) / 1000));
+	else
+		cJSON_AddNullToObject(q, "oldest_queued_age");
+	cJSON_AddNumberToObject(q, "studies_queued", (double)st->studies_queued);
+	if (s >= 0)
+		cJSON_AddNumberToObject(q, "clears_in", (double)s);
+	else
+		cJSON_AddNullToObject(q, "clears_in");
+}
+
 static void add_rate_or_null(cJSON *o, const char *name, uint64_t bps)
 {
 	if (bps == OP_RATE_UNLIMITED)
@@ -297,7 +344,7 @@ static void add_rate_or_null(cJSON *o, const char *name, uint64_t bps)
 static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
 {
 	op_spool_stats st;
-	cJSON *o, *x, *q, *arr;
+	cJSON *o, *x, *arr;
 	char t[32];
 
 	if (op_spool_get_stats(job->spool, v->name, &st) < 0)
@@ -307,44 +354,11 @@ static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
 	cJSON_AddStringToObject(o, "type", v->type);
 	cJSON_AddBoolToObject(o, "enabled", v->enabled);
 	cJSON_AddStringToObject(o, "peer", v->peer);
-	x = cJSON_AddObjectToObject(o, "link");
-	cJSON_AddStringToObject(x, "state", v->link);
-	iso_time(v->paused_by_operator && v->paused_since ? v->paused_since
-		 : v->link_since                          ? v->link_since
-							  : v->started_at,
-		 t, sizeof(t));
-	cJSON_AddStringToObject(x, "since", t);
-	cJSON_AddStringToObject(x, "reason", v->link_reason);
-	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
-	add_headline(x, v, &st, job->t);
-	if (v->last_upload_at)
-		cJSON_AddNumberToObject(x, "last_upload_age",
-					(double)((job->t - v->last_upload_at) / 1000));
-	else
-		cJSON_AddNullToObject(x, "last_upload_age");
+	add_link(o, v, &st, job->t);
 	x = cJSON_AddObjectToObject(o, "rate");
 	add_rate_or_null(x, "cap", v->cap);
 	add_rate_or_null(x, "share", v->share);
-	q = cJSON_AddObjectToObject(o, "queue");
-	for (int i = 0; i < OP_SPOOL_STATES; i++) {
-		x = cJSON_AddObjectToObject(q, op_spool_state_name(i));
-		cJSON_AddNumberToObject(x, "instances", (double)st.state[i].instances);
-		cJSON_AddNumberToObject(x, "bytes", (double)st.state[i].bytes);
-	}
-	if (st.oldest_queued_at)
-		cJSON_AddNumberToObject(q, "oldest_queued_age",
-					(double)((job->t - st.oldest_queued_at) / 1000));
-	else
-		cJSON_AddNullToObject(q, "oldest_queued_age");
-	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
-	{
-		int64_t s = clears_in(v, &st);
-
-		if (s >= 0)
-			cJSON_AddNumberToObject(q, "clears_in", (double)s);
-		else
-			cJSON_AddNullToObject(q, "clears_in");
-	}
+	add_queue(o, v, &st, job->t);
 	x = cJSON_AddObjectToObject(o, "counters");
 	cJSON_AddNumberToObject(x, "uploaded_instances", (double)st.counters.uploaded_instances);
 	cJSON_AddNumberToObject(x, "uploaded_bytes", (double)st.counters.uploaded_bytes);
@@ -388,7 +402,7 @@ static void status_work(struct op__api_job *job)
 	const struct op__api_settings *c = &j->v.settings;
 	op_spool_stats st;
 	struct op__api_disk d = op__api_disk_of(c->spool_dir);
-	cJSON *o = cJSON_CreateObject(), *x, *q, *arr;
+	cJSON *o = cJSON_CreateObject(), *x, *arr;
 	uint64_t spool_bytes = 0;
 	char t[32];
 
@@ -414,48 +428,14 @@ static void status_work(struct op__api_job *job)
 		cJSON_AddStringToObject(x, "name", name);
 	}
 
-	x = cJSON_AddObjectToObject(o, "link");
-	cJSON_AddStringToObject(x, "state", v->link);
-	/* Since when the link is what it says: an operator's pause since the
-	 * pause, not since the link came up. */
-	iso_time(v->paused_by_operator && v->paused_since ? v->paused_since
-		 : v->link_since                          ? v->link_since
-							  : v->started_at,
-		 t, sizeof(t));
-	cJSON_AddStringToObject(x, "since", t);
-	cJSON_AddStringToObject(x, "reason", v->link_reason);
-	cJSON_AddBoolToObject(x, "paused_by_operator", v->paused_by_operator);
+	x = add_link(o, v, &st, job->t);
 	cJSON_AddStringToObject(x, "cloud", c->cloud_url);
-	add_headline(x, v, &st, job->t);
-	if (v->last_upload_at)
-		cJSON_AddNumberToObject(x, "last_upload_age",
-					(double)((job->t - v->last_upload_at) / 1000));
-	else
-		cJSON_AddNullToObject(x, "last_upload_age");
 
 	cJSON_AddItemToObject(o, "rate", op__api_rate_json(v));
 
-	q = cJSON_AddObjectToObject(o, "queue");
-	for (int i = 0; i < OP_SPOOL_STATES; i++) {
-		x = cJSON_AddObjectToObject(q, op_spool_state_name(i));
-		cJSON_AddNumberToObject(x, "instances", (double)st.state[i].instances);
-		cJSON_AddNumberToObject(x, "bytes", (double)st.state[i].bytes);
+	add_queue(o, v, &st, job->t);
+	for (int i = 0; i < OP_SPOOL_STATES; i++)
 		spool_bytes += st.state[i].bytes;
-	}
-	if (st.oldest_queued_at)
-		cJSON_AddNumberToObject(q, "oldest_queued_age",
-					(double)((job->t - st.oldest_queued_at) / 1000));
-	else
-		cJSON_AddNullToObject(q, "oldest_queued_age");
-	cJSON_AddNumberToObject(q, "studies_queued", (double)st.studies_queued);
-	{
-		int64_t s = clears_in(v, &st);
-
-		if (s >= 0)
-			cJSON_AddNumberToObject(q, "clears_in", (double)s);
-		else
-			cJSON_AddNullToObject(q, "clears_in");
-	}
 
 	x = cJSON_AddObjectToObject(o, "disk");
 	cJSON_AddStringToObject(x, "path", c->spool_dir);

@@ -364,15 +364,40 @@ static void print_errors(const cJSON *list, FILE *out)
 	}
 }
 
-void op_ctl_print_status(const cJSON *st, FILE *out)
+/* o.queue by state (instances and bytes), as a table under title. */
+static void print_states(const cJSON *o, const char *title, FILE *out)
 {
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
-	char a[256], b[256], c[256], d[1100], path[64];
+	const char *head[] = { "STATE", "INSTANCES", "BYTES" };
+	struct table t = { .ncol = 3, .right = 6 };
+	char a[64], b[64], path[64];
+	double v;
+
+	table_add(&t, head);
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		const char *row[3] = { states[i], "-", "-" };
+
+		snprintf(path, sizeof(path), "queue.%s.instances", states[i]);
+		if (num_at(o, path, &v)) {
+			snprintf(a, sizeof(a), "%.0f", v);
+			row[1] = a;
+		}
+		snprintf(path, sizeof(path), "queue.%s.bytes", states[i]);
+		row[2] = bytes_at(o, path, b, sizeof(b));
+		table_add(&t, row);
+	}
+	fprintf(out, "%s\n", title);
+	table_print(&t, "            ", out);
+	table_free(&t);
+}
+
+void op_ctl_print_status(const cJSON *st, FILE *out)
+{
+	char a[256], b[256], c[256], d[1100];
 	const char *state, *enc;
 	double v, w;
 	int64_t now = parse_time(cJSON_GetStringValue(get(st, "time"))), since;
 	int paused;
-	struct table t = { .ncol = 3, .right = 6 };
 
 	/* The service and its clock. */
 	fprintf(out, "outpost-uplink %s", str_at(st, "version", "-", a, sizeof(a)));
@@ -435,26 +460,7 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 	}
 
 	/* The queue. */
-	{
-		const char *head[] = { "STATE", "INSTANCES", "BYTES" };
-
-		table_add(&t, head);
-	}
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
-		const char *row[3] = { states[i], "-", "-" };
-
-		snprintf(path, sizeof(path), "queue.%s.instances", states[i]);
-		if (num_at(st, path, &v)) {
-			snprintf(a, sizeof(a), "%.0f", v);
-			row[1] = a;
-		}
-		snprintf(path, sizeof(path), "queue.%s.bytes", states[i]);
-		row[2] = bytes_at(st, path, b, sizeof(b));
-		table_add(&t, row);
-	}
-	fprintf(out, "Queue\n");
-	table_print(&t, "            ", out);
-	table_free(&t);
+	print_states(st, "Queue", out);
 	if (num_at(st, "queue.oldest_queued_age", &v)) {
 		op_ctl_format_duration(v, a, sizeof(a));
 		fprintf(out, "%-12soldest queued instance: %s old", "", a);
@@ -497,10 +503,7 @@ void op_ctl_print_status(const cJSON *st, FILE *out)
 
 void op_ctl_print_destination(const cJSON *dst, const char *now_iso, FILE *out)
 {
-	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
-	char a[256], b[256], d[1100], path[64];
-	struct table t = { .ncol = 3, .right = 6 };
-	const char *head[] = { "STATE", "INSTANCES", "BYTES" };
+	char a[256], b[256], d[1100];
 	double v;
 
 	(void)now_iso;
@@ -515,22 +518,7 @@ void op_ctl_print_destination(const cJSON *dst, const char *now_iso, FILE *out)
 		fprintf(out, "%-12sreason: %s\n", "", d);
 	fprintf(out, "%-12scap %s, share now %s\n", "Rate", rate_at(dst, "rate.cap", a, sizeof(a)),
 		rate_at(dst, "rate.share", b, sizeof(b)));
-	table_add(&t, head);
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
-		const char *row[3] = { states[i], "-", "-" };
-
-		snprintf(path, sizeof(path), "queue.%s.instances", states[i]);
-		if (num_at(dst, path, &v)) {
-			snprintf(a, sizeof(a), "%.0f", v);
-			row[1] = a;
-		}
-		snprintf(path, sizeof(path), "queue.%s.bytes", states[i]);
-		row[2] = bytes_at(dst, path, b, sizeof(b));
-		table_add(&t, row);
-	}
-	fprintf(out, "Deliveries\n");
-	table_print(&t, "            ", out);
-	table_free(&t);
+	print_states(dst, "Deliveries", out);
 	if (num_at(dst, "queue.oldest_queued_age", &v)) {
 		op_ctl_format_duration(v, a, sizeof(a));
 		fprintf(out, "%-12soldest waiting: %s old\n", "", a);

@@ -258,8 +258,8 @@ void op__uplink_load_settings(op_uplink *up)
 				up->paused_since = ms;
 		}
 		op_warn("uplink.paused",
-			"dest=%s reason=\"paused by the operator (console or outpostctl); resume "
-			"there\"",
+			"reason=\"paused by the operator (console or outpostctl); resume there\" "
+			"dest=%s",
 			up->name);
 	}
 	if (op_spool_setting_get(up->spool, "shaping.rate", v, sizeof(v)) == 0 &&
@@ -328,11 +328,11 @@ void op_uplink_set_paused(op_uplink *up, int paused, int64_t since)
 	up->operator_paused = !!paused;
 	up->paused_since = paused ? since : 0;
 	if (paused) {
-		op_warn("uplink.paused", "dest=%s reason=\"paused by the operator\"", up->name);
+		op_warn("uplink.paused", "reason=\"paused by the operator\" dest=%s", up->name);
 		pause_requests(up, "paused by the operator");
 		return;
 	}
-	op_info("uplink.resumed", "dest=%s reason=\"resumed by the operator\"", up->name);
+	op_info("uplink.resumed", "reason=\"resumed by the operator\" dest=%s", up->name);
 	up->next_probe_at = 0;
 	for (int i = 0; i < up->n_slots; i++)
 		op__uplink_claim(&up->slots[i]);

@@ -44,16 +44,16 @@ void op__uplink_set_link(op_uplink *up, enum link_state state, const char *reaso
 	snprintf(up->link_reason, sizeof(up->link_reason), "%s", reason);
 	up->link = state;
 	if (state == LINK_UP)
-		op_info("uplink.link", "dest=%s state=up", up->name);
+		op_info("uplink.link", "state=up dest=%s", up->name);
 	else if (state == LINK_PAUSED)
 		op_error("uplink.alarm",
-			 "dest=%s state=paused reason=\"%s\" action=\"check the destination's "
+			 "state=paused dest=%s reason=\"%s\" action=\"check the destination's "
 			 "credentials; sending resumes when they change\"",
 			 up->name, reason);
 	else
 		op_log(up->link_failures ? OP_LOG_WARN : OP_LOG_INFO, "uplink.link",
-		       "dest=%s state=%s reason=\"%s\"", up->name, op__uplink_link_names[state],
-		       reason);
+		       "state=%s reason=\"%s\" dest=%s", op__uplink_link_names[state], reason,
+		       up->name);
 }
 
 void op__uplink_link_failed(op_uplink *up, const char *reason)
@@ -64,8 +64,8 @@ void op__uplink_link_failed(op_uplink *up, const char *reason)
 	delay = op__uplink_backoff_ms(up->link_failures, up->cc.retry_max_delay);
 	up->next_probe_at = op_clock_wall_ms() + delay;
 	op__uplink_set_link(up, LINK_DOWN, reason);
-	op_info("uplink.backoff", "dest=%s failures=%d next_probe_ms=%" PRId64, up->name,
-		up->link_failures, delay);
+	op_info("uplink.backoff", "failures=%d next_probe_ms=%" PRId64 " dest=%s",
+		up->link_failures, delay, up->name);
 }
 
 void op__uplink_link_ok(op_uplink *up)
@@ -168,8 +168,8 @@ int op__uplink_apply_cloud(op_uplink *up, const char *why)
 	op_tls_close(up->tls);
 	up->tls = tls;
 	op__uplink_load_auth(up, 1);
-	op_info("uplink.cloud", "dest=%s url=%s connections=%d auth=%s reason=%s", up->name,
-		up->cc.url, up->cc.connections,
+	op_info("uplink.cloud", "url=%s dest=%s connections=%d auth=%s reason=%s", up->cc.url,
+		up->name, up->cc.connections,
 		up->cc.auth == OP_AUTH_NONE    ? "none"
 		: up->cc.auth == OP_AUTH_BASIC ? "basic"
 					       : "bearer",

@@ -119,21 +119,21 @@ void op__uplink_settle(struct slot *s, int http_status)
 		op_log_quote(sop, sizeof(sop), s->items[i].sop_instance_uid);
 		op_log_quote(why, sizeof(why), r->reason);
 		if (r->verdict == OP_VERDICT_QUARANTINE) {
-			op_error("uplink.quarantine", "dest=%s sop=%s study=%s reason=%s", up->name,
-				 sop, op_log_quote(study, sizeof(study), s->items[i].study_uid),
-				 why);
+			op_error("uplink.quarantine", "sop=%s study=%s reason=%s dest=%s", sop,
+				 op_log_quote(study, sizeof(study), s->items[i].study_uid), why,
+				 up->name);
 			op__uplink_note_error(up, "uplink.quarantine", r->reason,
 					      s->items[i].study_uid, s->items[i].sop_instance_uid);
 		} else if (r->verdict == OP_VERDICT_RETRY)
-			op_warn("uplink.retry", "dest=%s sop=%s attempts=%d reason=%s", up->name,
-				sop, s->items[i].attempts + 1, why);
+			op_warn("uplink.retry", "sop=%s attempts=%d reason=%s dest=%s", sop,
+				s->items[i].attempts + 1, why, up->name);
 	}
 	op_info("uplink.batch",
-		"dest=%s slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u "
-		"requeued=%u bytes=%" PRIu64,
-		up->name, s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
+		"slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u requeued=%u "
+		"bytes=%" PRIu64 " dest=%s",
+		s->index, s->n ? s->items[0].study_uid : "", s->n, http_status,
 		counts[OP_VERDICT_SENT], counts[OP_VERDICT_RETRY], counts[OP_VERDICT_QUARANTINE],
-		counts[OP_VERDICT_REQUEUE], bytes);
+		counts[OP_VERDICT_REQUEUE], bytes, up->name);
 	if (counts[OP_VERDICT_SENT])
 		up->last_upload_at = now;
 	if (s->urgent_sending) {

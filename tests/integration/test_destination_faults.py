@@ -52,7 +52,8 @@ def test_a_failure_status(tmp_path, receivers, status, state):
             wait_for(lambda: all(d["attempts"] >= 2 for d in delivery(rx)), 30,
                      what="two attempts each")
             assert {d["state"] for d in delivery(rx)} <= {"queued", "sending"}
-            assert "event=uplink.retry dest=peer" in rx.up.log()
+            assert any("event=uplink.retry" in line and line.endswith("dest=peer")
+                       for line in rx.up.log().splitlines())
         else:  # refused for good: quarantined with the status and the comment
             wait_for(lambda: {d["state"] for d in delivery(rx)} == {"quarantined"}, 30,
                      what="quarantine")
@@ -80,8 +81,10 @@ def test_the_peer_refuses_the_association(tmp_path, receivers):
     try:
         rx = routed_to(receivers, scp.port)
         send(tmp_path, rx, n=2)
-        wait_for(lambda: "dest=peer state=down" in rx.up.log(), 30, what="the link down")
-        wait_for(lambda: rx.up.log().count("event=uplink.backoff dest=peer") >= 2, 30,
+        wait_for(lambda: any("event=uplink.link state=down" in line and line.endswith("dest=peer")
+                             for line in rx.up.log().splitlines()), 30, what="the link down")
+        wait_for(lambda: sum("event=uplink.backoff" in line and line.endswith("dest=peer")
+                             for line in rx.up.log().splitlines()) >= 2, 30,
                  what="a second probe")
         # Not the instances' fault: back to the queue, no attempt counted.
         assert [d["attempts"] for d in delivery(rx)] == [0, 0]

@@ -153,7 +153,8 @@ def test_a_dead_destination_holds_nobody_back_and_nothing_is_evicted(site):
     # Evicted: what every destination has; kept: the head study.
     wait_for(lambda: {r["sop_instance_uid"] for r in s.rx.rows()} == s.want["ai"], 30,
              what="eviction of what every destination holds")
-    assert "dest=ai state=down" in s.up.log()
+    assert any("event=uplink.link state=down" in line and line.endswith("dest=ai")
+               for line in s.up.log().splitlines())
     # The AI comes back on its port: it drains, then the rest goes too.
     s.start_ai()
     wait_for(lambda: s.drained("ai"), DRAIN_TIMEOUT, what="the AI to drain once back")
