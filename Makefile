@@ -278,7 +278,8 @@ integration: all
 ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py test_dicom_send.py \
                     test_garbage.py test_outpostctl.py test_admission.py \
                     test_samples.py test_firmware_upload.py test_limits.py \
-                    test_receiver_basics.py
+                    test_receiver_basics.py test_routing.py test_destination_faults.py \
+                    test_destination_operator.py test_spool_upgrade.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \

@@ -176,3 +176,32 @@ def test_kill9_of_the_uplink_during_a_three_destination_drain(site):
              what="every destination to drain after ten kill -9")
     s.ai_holds(repeats=True)
     s.assert_holds()
+
+
+def test_a_401_at_one_destination_does_not_hold_the_others(tmp_path, pipelines):
+    """A second STOW-RS destination refusing the credentials: its link is
+    paused (an alarm, no attempt burnt) while the cloud drains fully."""
+    region2 = Cloud(str(tmp_path / "region2"), bearer_token="the right one").start()
+    try:
+        token = tmp_path / "token"
+        token.write_text("a wrong one\n")
+        p = pipelines(start_uplink=False, **{
+            "destination region2": {"type": "stow-rs", "url": region2.url,
+                                    "ca_file": region2.ca_file, "auth": "bearer",
+                                    "token_file": str(token), "retry_max_delay": 2},
+            "route all": {"when": "Modality=*", "to": "cloud, region2"}})
+        files = dicomgen.make_ct_study(str(tmp_path / "s"), 4, rows=32, cols=32)
+        assert storescu(p.receiver.port, files).returncode == 0
+        p.uplink.start()
+        wait_for(lambda: set(p.cloud.instances()) == {uid(f) for f in files}, DRAIN_TIMEOUT,
+                 what="the cloud to drain")
+        wait_for(lambda: any("event=uplink.alarm state=paused" in line and "dest=region2" in line
+                             for line in p.uplink.log().splitlines()), 20,
+                 what="region2's credentials alarm")
+        with p.receiver.db() as con:
+            rows = con.execute("SELECT state, attempts FROM deliveries"
+                               " WHERE destination = 'region2'").fetchall()
+        assert [tuple(r) for r in rows] == [("queued", 0)] * 4
+        assert not region2.instances()
+    finally:
+        region2.stop()
