@@ -308,6 +308,32 @@ static cJSON *add_link(cJSON *o, const op_uplink_view *v, const op_spool_stats *
 	return x;
 }
 
+/* o.last_errors: the newest first, each with what it is about (null for
+ * the link's own). */
+static void add_errors(cJSON *o, const op_uplink_view *v)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, "last_errors");
+	char t[32];
+
+	for (unsigned i = 0; i < v->n_errors; i++) {
+		cJSON *e = cJSON_CreateObject();
+
+		iso_time(v->errors[i].time, t, sizeof(t));
+		cJSON_AddStringToObject(e, "time", t);
+		cJSON_AddStringToObject(e, "event", v->errors[i].event);
+		cJSON_AddStringToObject(e, "message", v->errors[i].message);
+		if (*v->errors[i].study_uid)
+			cJSON_AddStringToObject(e, "study_uid", v->errors[i].study_uid);
+		else
+			cJSON_AddNullToObject(e, "study_uid");
+		if (*v->errors[i].sop_uid)
+			cJSON_AddStringToObject(e, "sop_uid", v->errors[i].sop_uid);
+		else
+			cJSON_AddNullToObject(e, "sop_uid");
+		cJSON_AddItemToArray(arr, e);
+	}
+}
+
 /* o.queue: by state, the oldest waiting, and when it clears. */
 static void add_queue(cJSON *o, const op_uplink_view *v, const op_spool_stats *st, int64_t now)
 {
@@ -344,8 +370,7 @@ static void add_rate_or_null(cJSON *o, const char *name, uint64_t bps)
 static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
 {
 	op_spool_stats st;
-	cJSON *o, *x, *arr;
-	char t[32];
+	cJSON *o, *x;
 
 	if (op_spool_get_stats(job->spool, v->name, &st) < 0)
 		return NULL;
@@ -364,16 +389,7 @@ static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
 	cJSON_AddNumberToObject(x, "uploaded_bytes", (double)st.counters.uploaded_bytes);
 	cJSON_AddNumberToObject(x, "retries", (double)st.counters.retries);
 	cJSON_AddNumberToObject(x, "quarantined", (double)st.counters.quarantined);
-	arr = cJSON_AddArrayToObject(o, "last_errors");
-	for (unsigned i = 0; i < v->n_errors; i++) {
-		cJSON *e = cJSON_CreateObject();
-
-		iso_time(v->errors[i].time, t, sizeof(t));
-		cJSON_AddStringToObject(e, "time", t);
-		cJSON_AddStringToObject(e, "event", v->errors[i].event);
-		cJSON_AddStringToObject(e, "message", v->errors[i].message);
-		cJSON_AddItemToArray(arr, e);
-	}
+	add_errors(o, v);
 	return o;
 }
 
@@ -451,25 +467,7 @@ static void status_work(struct op__api_job *job)
 	for (int i = 0; i < OP_THROUGHPUT_MINUTES; i++)
 		cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)v->throughput[i]));
 
-	arr = cJSON_AddArrayToObject(o, "last_errors");
-	for (unsigned i = 0; i < v->n_errors; i++) {
-		cJSON *e = cJSON_CreateObject();
-
-		iso_time(v->errors[i].time, t, sizeof(t));
-		cJSON_AddStringToObject(e, "time", t);
-		cJSON_AddStringToObject(e, "event", v->errors[i].event);
-		cJSON_AddStringToObject(e, "message", v->errors[i].message);
-		/* What the error is about: null for the link's own. */
-		if (*v->errors[i].study_uid)
-			cJSON_AddStringToObject(e, "study_uid", v->errors[i].study_uid);
-		else
-			cJSON_AddNullToObject(e, "study_uid");
-		if (*v->errors[i].sop_uid)
-			cJSON_AddStringToObject(e, "sop_uid", v->errors[i].sop_uid);
-		else
-			cJSON_AddNullToObject(e, "sop_uid");
-		cJSON_AddItemToArray(arr, e);
-	}
+	add_errors(o, v);
 	cJSON_AddItemToObject(o, "alarms", alarms_json(v, c, &st, d, spool_bytes, job->t));
 	arr = cJSON_AddArrayToObject(o, "destinations");
 	for (int i = 0; i < j->v.n_dests; i++) {

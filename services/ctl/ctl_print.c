@@ -602,15 +602,15 @@ void op_ctl_print_queue(const cJSON *q, FILE *out)
 			total == 1 ? "study" : "studies");
 }
 
-int op_ctl_print_test_link(const cJSON *result, FILE *out)
+/* One link test's steps (its "steps"), as a table. */
+static void print_steps(const cJSON *report, const char *indent, FILE *out)
 {
 	static const char *const head[] = { "STEP", "RESULT", "TIME", "DETAIL" };
 	struct table t = { .ncol = 4, .right = 1u << 2 };
 	const cJSON *item;
-	int ok = cJSON_IsTrue(get(result, "ok"));
 
 	table_add(&t, head);
-	cJSON_ArrayForEach(item, get(result, "steps"))
+	cJSON_ArrayForEach(item, get(report, "steps"))
 	{
 		char step[64], ms[32], detail[512];
 		const char *row[4];
@@ -626,40 +626,25 @@ int op_ctl_print_test_link(const cJSON *result, FILE *out)
 		row[3] = str_at(item, "detail", "", detail, sizeof(detail));
 		table_add(&t, row);
 	}
+	table_print(&t, indent, out);
+	table_free(&t);
+}
+
+int op_ctl_print_test_link(const cJSON *result, FILE *out)
+{
+	const cJSON *item;
+	int ok = cJSON_IsTrue(get(result, "ok"));
+
 	/* Every destination tested: each one's steps (the cloud's among
 	 * them), then the verdict. */
 	if (!get(result, "destinations"))
-		table_print(&t, "", out);
-	table_free(&t);
-	if (get(result, "destinations")) {
-		cJSON_ArrayForEach(item, get(result, "destinations"))
-		{
-			char name[64];
-			const char *row[4];
-			struct table u = { .ncol = 4, .right = 1u << 2 };
-			const cJSON *st;
+		print_steps(result, "", out);
+	cJSON_ArrayForEach(item, get(result, "destinations"))
+	{
+		char name[64];
 
-			fprintf(out, "\n%s:\n",
-				str_at(item, "destination", "-", name, sizeof(name)));
-			table_add(&u, head);
-			cJSON_ArrayForEach(st, get(item, "steps"))
-			{
-				char step[64], ms[32], detail[512];
-				double v;
-
-				row[0] = str_at(st, "step", "-", step, sizeof(step));
-				row[1] = cJSON_IsTrue(get(st, "ok")) ? "ok" : "FAILED";
-				row[2] = "-";
-				if (num_at(st, "ms", &v)) {
-					snprintf(ms, sizeof(ms), "%.0f ms", v);
-					row[2] = ms;
-				}
-				row[3] = str_at(st, "detail", "", detail, sizeof(detail));
-				table_add(&u, row);
-			}
-			table_print(&u, "  ", out);
-			table_free(&u);
-		}
+		fprintf(out, "\n%s:\n", str_at(item, "destination", "-", name, sizeof(name)));
+		print_steps(item, "  ", out);
 	}
 	fprintf(out, "link test: %s\n", ok ? "ok" : "FAILED");
 	return ok;

@@ -374,7 +374,7 @@ void op__uplink_claim(struct slot *s)
 	/* A file read of the last request still in flight holds s->fs. A rate
 	 * of 0 (the schedule's pause) sends nothing. */
 	if (s->state != SLOT_IDLE || s->fs_busy || up->stopping || up->link == LINK_UNPROVISIONED ||
-	    up->shaper->rate == 0 || up->operator_paused || !up->cc.enabled)
+	    up->shaper->rate == 0 || up->operator_paused)
 		return;
 	if (up->link == LINK_PAUSED || up->link == LINK_DOWN) {
 		/* One probe at a time, when its back-off has passed. */
