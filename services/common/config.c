@@ -31,7 +31,7 @@ enum key_type {
 	K_CIDR_LIST,
 	K_LOG_LEVEL,
 	K_URL,
-	K_AUTH,
+	K_ENUM, /* one of the key's names: an int (an enum) */
 	K_PIN,
 	K_RATE,
 	K_SCHEDULE,
@@ -51,62 +51,68 @@ struct key {
 	size_t offset;
 	size_t size;        /* K_STRING: buffer size */
 	long long min, max; /* K_INT */
+	const char *const *names; /* K_ENUM: the values, NULL-terminated */
 };
 
 #define F(member) offsetof(op_config, member), sizeof(((op_config *)0)->member)
 
+static const char *const auth_names[] = { "none", "basic", "bearer", NULL };
+static const char *const tsyntax_names[] = { "original", "jpeg-ls", "auto", NULL };
+
 static const struct key keys[] = {
-	{ "receiver", "ae_title", K_AE, F(receiver.ae_title), 0, 0 },
-	{ "receiver", "bind", K_IPV4, F(receiver.bind), 0, 0 },
-	{ "receiver", "port", K_INT, F(receiver.port), 1, 65535 },
-	{ "receiver", "allowed_calling_aets", K_AE_LIST, F(receiver.allowed_calling_aets), 0, 0 },
-	{ "receiver", "allowed_hosts", K_CIDR_LIST, F(receiver.allowed_hosts), 0, 0 },
-	{ "receiver", "max_associations", K_INT, F(receiver.max_associations), 1, 256 },
-	{ "receiver", "max_pending_per_host", K_INT, F(receiver.max_pending_per_host), 1, 256 },
-	{ "receiver", "max_pdu", K_INT, F(receiver.max_pdu), OP_PDU_MIN, OP_PDU_MAX },
-	{ "receiver", "acse_timeout", K_INT, F(receiver.acse_timeout), 1, 3600 },
-	{ "receiver", "dimse_timeout", K_INT, F(receiver.dimse_timeout), 1, 86400 },
-	{ "spool", "dir", K_STRING, F(spool.dir), 0, 0 },
-	{ "spool", "max_bytes", K_SIZE, F(spool.max_bytes), 0, 0 },
-	{ "spool", "min_free_bytes", K_SIZE, F(spool.min_free_bytes), 0, 0 },
-	{ "spool", "keep_sent_bytes", K_SIZE, F(spool.keep_sent_bytes), 0, 0 },
-	{ "cloud", "url", K_URL, F(cloud.url), 0, 0 },
-	{ "cloud", "ca_file", K_OPT_STRING, F(cloud.ca_file), 0, 0 },
-	{ "cloud", "pin_sha256", K_PIN, F(cloud.pin_sha256), 0, 0 },
-	{ "cloud", "client_cert", K_OPT_STRING, F(cloud.client_cert), 0, 0 },
-	{ "cloud", "client_key", K_OPT_STRING, F(cloud.client_key), 0, 0 },
-	{ "cloud", "auth", K_AUTH, F(cloud.auth), 0, 0 },
-	{ "cloud", "username", K_OPT_STRING, F(cloud.username), 0, 0 },
-	{ "cloud", "password_file", K_OPT_STRING, F(cloud.password_file), 0, 0 },
-	{ "cloud", "token_file", K_OPT_STRING, F(cloud.token_file), 0, 0 },
-	{ "cloud", "connections", K_INT, F(cloud.connections), 1, 16 },
-	{ "cloud", "batch_max_instances", K_INT, F(cloud.batch_max_instances), 1, 1000 },
-	{ "cloud", "batch_max_bytes", K_SIZE, F(cloud.batch_max_bytes), 0, 0 },
-	{ "cloud", "timeout", K_INT, F(cloud.timeout), 1, 3600 },
-	{ "cloud", "retry_max_delay", K_INT, F(cloud.retry_max_delay), 1, 86400 },
-	{ "cloud", "rate", K_RATE, F(cloud.rate), 0, 0 },
-	{ "cloud", "enabled", K_BOOL, F(cloud.enabled), 0, 0 },
-	{ "shaping", "rate", K_RATE, F(shaping.rate), 0, 0 },
-	{ "shaping", "burst", K_SIZE, F(shaping.burst), 0, 0 },
-	{ "shaping", "schedule", K_SCHEDULE, F(shaping.schedule), 0, 0 },
-	{ "shaping", "scavenger", K_BOOL, F(shaping.scavenger), 0, 0 },
-	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0 },
-	{ "priority", "trust_priority_from", K_AE_LIST, F(priority.trust_priority_from), 0, 0 },
-	{ "priority", "urgent_match", K_MATCH_LIST, F(priority.urgent_match), 0, 0 },
-	{ "console", "listen", K_LISTEN, F(console.listen), 0, 0 },
-	{ "console", "socket", K_OPT_STRING, F(console.socket), 0, 0 },
-	{ "console", "tls_cert", K_OPT_STRING, F(console.tls_cert), 0, 0 },
-	{ "console", "tls_key", K_OPT_STRING, F(console.tls_key), 0, 0 },
-	{ "console", "password_hash", K_PWHASH, F(console.password_hash), 0, 0 },
-	{ "console", "web_root", K_STRING, F(console.web_root), 0, 0 },
-	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000 },
-	{ "console", "backlog_alarm", K_DURATION, F(console.backlog_alarm), 60, 30 * 86400 },
-	{ "console", "allowed_hosts", K_CIDR_LIST, F(console.allowed_hosts), 0, 0 },
-	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0 },
-	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0 },
+	{ "receiver", "ae_title", K_AE, F(receiver.ae_title), 0, 0, NULL },
+	{ "receiver", "bind", K_IPV4, F(receiver.bind), 0, 0, NULL },
+	{ "receiver", "port", K_INT, F(receiver.port), 1, 65535, NULL },
+	{ "receiver", "allowed_calling_aets", K_AE_LIST, F(receiver.allowed_calling_aets), 0, 0, NULL },
+	{ "receiver", "allowed_hosts", K_CIDR_LIST, F(receiver.allowed_hosts), 0, 0, NULL },
+	{ "receiver", "max_associations", K_INT, F(receiver.max_associations), 1, 256, NULL },
+	{ "receiver", "max_pending_per_host", K_INT, F(receiver.max_pending_per_host), 1, 256, NULL },
+	{ "receiver", "max_pdu", K_INT, F(receiver.max_pdu), OP_PDU_MIN, OP_PDU_MAX, NULL },
+	{ "receiver", "acse_timeout", K_INT, F(receiver.acse_timeout), 1, 3600, NULL },
+	{ "receiver", "dimse_timeout", K_INT, F(receiver.dimse_timeout), 1, 86400, NULL },
+	{ "spool", "dir", K_STRING, F(spool.dir), 0, 0, NULL },
+	{ "spool", "max_bytes", K_SIZE, F(spool.max_bytes), 0, 0, NULL },
+	{ "spool", "min_free_bytes", K_SIZE, F(spool.min_free_bytes), 0, 0, NULL },
+	{ "spool", "keep_sent_bytes", K_SIZE, F(spool.keep_sent_bytes), 0, 0, NULL },
+	{ "cloud", "url", K_URL, F(cloud.url), 0, 0, NULL },
+	{ "cloud", "ca_file", K_OPT_STRING, F(cloud.ca_file), 0, 0, NULL },
+	{ "cloud", "pin_sha256", K_PIN, F(cloud.pin_sha256), 0, 0, NULL },
+	{ "cloud", "client_cert", K_OPT_STRING, F(cloud.client_cert), 0, 0, NULL },
+	{ "cloud", "client_key", K_OPT_STRING, F(cloud.client_key), 0, 0, NULL },
+	{ "cloud", "auth", K_ENUM, F(cloud.auth), 0, 0, auth_names },
+	{ "cloud", "username", K_OPT_STRING, F(cloud.username), 0, 0, NULL },
+	{ "cloud", "password_file", K_OPT_STRING, F(cloud.password_file), 0, 0, NULL },
+	{ "cloud", "token_file", K_OPT_STRING, F(cloud.token_file), 0, 0, NULL },
+	{ "cloud", "connections", K_INT, F(cloud.connections), 1, 16, NULL },
+	{ "cloud", "batch_max_instances", K_INT, F(cloud.batch_max_instances), 1, 1000, NULL },
+	{ "cloud", "batch_max_bytes", K_SIZE, F(cloud.batch_max_bytes), 0, 0, NULL },
+	{ "cloud", "timeout", K_INT, F(cloud.timeout), 1, 3600, NULL },
+	{ "cloud", "retry_max_delay", K_INT, F(cloud.retry_max_delay), 1, 86400, NULL },
+	{ "cloud", "rate", K_RATE, F(cloud.rate), 0, 0, NULL },
+	{ "cloud", "enabled", K_BOOL, F(cloud.enabled), 0, 0, NULL },
+	{ "cloud", "transfer_syntax", K_ENUM, F(cloud.transfer_syntax), 0, 0, tsyntax_names },
+	{ "uplink", "encode_threads", K_INT, F(uplink.encode_threads), 0, 64, NULL },
+	{ "shaping", "rate", K_RATE, F(shaping.rate), 0, 0, NULL },
+	{ "shaping", "burst", K_SIZE, F(shaping.burst), 0, 0, NULL },
+	{ "shaping", "schedule", K_SCHEDULE, F(shaping.schedule), 0, 0, NULL },
+	{ "shaping", "scavenger", K_BOOL, F(shaping.scavenger), 0, 0, NULL },
+	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0, NULL },
+	{ "priority", "trust_priority_from", K_AE_LIST, F(priority.trust_priority_from), 0, 0, NULL },
+	{ "priority", "urgent_match", K_MATCH_LIST, F(priority.urgent_match), 0, 0, NULL },
+	{ "console", "listen", K_LISTEN, F(console.listen), 0, 0, NULL },
+	{ "console", "socket", K_OPT_STRING, F(console.socket), 0, 0, NULL },
+	{ "console", "tls_cert", K_OPT_STRING, F(console.tls_cert), 0, 0, NULL },
+	{ "console", "tls_key", K_OPT_STRING, F(console.tls_key), 0, 0, NULL },
+	{ "console", "password_hash", K_PWHASH, F(console.password_hash), 0, 0, NULL },
+	{ "console", "web_root", K_STRING, F(console.web_root), 0, 0, NULL },
+	{ "console", "session_ttl", K_INT, F(console.session_ttl), 60, 2592000, NULL },
+	{ "console", "backlog_alarm", K_DURATION, F(console.backlog_alarm), 60, 30 * 86400, NULL },
+	{ "console", "allowed_hosts", K_CIDR_LIST, F(console.allowed_hosts), 0, 0, NULL },
+	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0, NULL },
+	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0, NULL },
 	/* Last: --check-config prints the destinations and routes it names
 	 * before it (see op_config_print). */
-	{ "routing", "default", K_DEST_NAME, F(routing.default_to), 0, 0 },
+	{ "routing", "default", K_DEST_NAME, F(routing.default_to), 0, 0, NULL },
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -121,17 +127,17 @@ static const struct key keys[] = {
 	offsetof(op_dicom_dest_config, member), sizeof(((op_dicom_dest_config *)0)->member)
 
 static const struct key dicom_keys[] = {
-	{ "dicom", "host", K_STRING, D(host), 0, 0 },
-	{ "dicom", "port", K_INT, D(port), 1, 65535 },
-	{ "dicom", "called_ae", K_AE, D(called_ae), 0, 0 },
-	{ "dicom", "calling_ae", K_OPT_AE, D(calling_ae), 0, 0 },
+	{ "dicom", "host", K_STRING, D(host), 0, 0, NULL },
+	{ "dicom", "port", K_INT, D(port), 1, 65535, NULL },
+	{ "dicom", "called_ae", K_AE, D(called_ae), 0, 0, NULL },
+	{ "dicom", "calling_ae", K_OPT_AE, D(calling_ae), 0, 0, NULL },
 };
 
 #define N_DICOM_KEYS (sizeof(dicom_keys) / sizeof(dicom_keys[0]))
 
 /* The [cloud] keys that mean something to a DICOM peer too. */
 static const char *const dicom_cloud_keys[] = { "connections", "timeout", "retry_max_delay", "rate",
-						"enabled" };
+						"enabled", "transfer_syntax" };
 
 static int is_cloud_key(const struct key *k)
 {
@@ -203,8 +209,6 @@ void op_config_defaults(op_config *cfg)
 	cfg->log_level = OP_LOG_INFO;
 	snprintf(cfg->routing.default_to, sizeof(cfg->routing.default_to), "cloud");
 }
-
-static const char *const auth_names[] = { "none", "basic", "bearer" };
 
 /* --- parsing ------------------------------------------------------------- */
 
@@ -461,14 +465,19 @@ static int set_key(struct parse *p, const struct key *k, const char *value, char
 		snprintf(field, k->size, "%s", value);
 		return 1;
 	}
-	case K_AUTH:
-		for (size_t i = 0; i < sizeof(auth_names) / sizeof(auth_names[0]); i++) {
-			if (strcmp(value, auth_names[i]) == 0) {
-				*(enum op_auth *)field = (enum op_auth)i;
+	case K_ENUM: {
+		char all[128] = "";
+
+		for (int i = 0; k->names[i]; i++) {
+			if (strcmp(value, k->names[i]) == 0) {
+				*(int *)field = i;
 				return 1;
 			}
+			snprintf(all + strlen(all), sizeof(all) - strlen(all), "%s%s",
+				 i ? ", " : "", k->names[i]);
 		}
-		return fail(p, "%s: '%s' is not one of none, basic, bearer", k->name, value);
+		return fail(p, "%s: '%s' is not one of %s", k->name, value, all);
+	}
 	case K_PIN: {
 		const char *b64 = strncmp(value, "sha256//", 8) == 0 ? value + 8 : value;
 		size_t n = strlen(b64);
@@ -1116,7 +1125,7 @@ static void print_key(const struct key *k, const char *field, FILE *out)
 	case K_LISTEN:
 	case K_PWHASH:
 	case K_PIN: fputs(field, out); break;
-	case K_AUTH: fputs(auth_names[*(const enum op_auth *)field], out); break;
+	case K_ENUM: fputs(k->names[*(const int *)field], out); break;
 	case K_SCHEDULE:
 	case K_MATCH_LIST: fputs(field, out); break;
 	case K_BOOL: fputs(*(const int *)field ? "on" : "off", out); break;

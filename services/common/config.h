@@ -54,6 +54,9 @@ typedef struct op_spool_config {
 
 enum op_auth { OP_AUTH_NONE, OP_AUTH_BASIC, OP_AUTH_BEARER };
 
+/* transfer_syntax: what a destination is sent (uplink/encode.h). */
+enum op_tsyntax { OP_TS_ORIGINAL, OP_TS_JPEGLS, OP_TS_AUTO };
+
 typedef struct op_cloud_config {
 	char url[1024];         /* https://host[:port]/path; empty: unprovisioned */
 	char host[256];         /* parsed from url */
@@ -76,6 +79,9 @@ typedef struct op_cloud_config {
 				OP_RATE_UNLIMITED (default) */
 	int enabled;         /* default 1; 0: receives deliveries (routes still add them)
 				but sends nothing */
+	/* original (default): as received; jpeg-ls: JPEG-LS Lossless what it
+	 * can code; auto: jpeg-ls while it makes the delivery faster. */
+	enum op_tsyntax transfer_syntax;
 } op_cloud_config;
 
 enum op_dest_type { OP_DEST_STOW, OP_DEST_DICOM };
@@ -153,6 +159,11 @@ typedef struct op_config {
 	op_shaping_config shaping;
 	op_priority_config priority;
 	op_console_config console;
+	struct {
+		/* Threads that compress for upload at once; 0 (the default):
+		 * the cores less one, at least 1. */
+		int encode_threads;
+	} uplink;
 	enum op_log_level log_level;
 	op_destination_config destinations[OP_DEST_MAX]; /* [destination NAME], in file order */
 	int n_destinations;

@@ -112,7 +112,14 @@ static const char schema_operator[] =
 	 * quarantines it again. */
 	"CREATE TABLE IF NOT EXISTS quarantined_once (destination TEXT NOT NULL,"
 	" sop_instance_uid TEXT NOT NULL, PRIMARY KEY (destination, sop_instance_uid))"
-	" WITHOUT ROWID;";
+	" WITHOUT ROWID;"
+	/* What the uplink made of an object for a transfer syntax
+	 * (spool_encoding.c): a copy (its hash and size) or the original to be
+	 * sent (and why). Keyed by the object's hash, as its file is. */
+	"CREATE TABLE IF NOT EXISTS encodings (hash TEXT NOT NULL, syntax TEXT NOT NULL,"
+	" state TEXT NOT NULL CHECK (state IN ('copy', 'original')), reason TEXT,"
+	" copy_hash TEXT, size INTEGER NOT NULL DEFAULT 0, encode_ms INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (hash, syntax)) WITHOUT ROWID;";
 
 /* --- sqlite, for every part of the spool --------------------------------- */
 
@@ -308,7 +315,10 @@ int op__spool_load_usage(op_spool *sp)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(
-		sp->db, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM instances", -1, &st, NULL);
+		sp->db,
+		"SELECT COUNT(*), COALESCE(SUM(size), 0)"
+		" + (SELECT COALESCE(SUM(size), 0) FROM encodings) FROM instances",
+		-1, &st, NULL);
 
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		pthread_mutex_lock(&sp->mu);

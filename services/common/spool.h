@@ -196,7 +196,16 @@ typedef struct op_spool_item {
 	uint64_t size;
 	int attempts; /* before this one */
 	int priority;
+	/* What goes on the wire: the object as claimed, or its encoded copy
+	 * (the uplink sets these after the claim; see "Encoded copies"). */
+	int encoded; /* 1: the copy (op_spool_encoding_file), 0: the object */
+	char file_hash[OP_HASH_HEX + 1];
+	uint64_t file_size;
+	char file_syntax[OP_UID_MAX + 1];
 } op_spool_item;
+
+/* Sets it's file_* to the object itself (encoded 0), as claimed. */
+void op_spool_item_send_object(op_spool_item *it);
 
 enum op_spool_verdict {
 	OP_VERDICT_SENT,       /* the cloud holds it */
@@ -241,6 +250,63 @@ int op_spool_next_due(op_spool *sp, const char *dest, int64_t *when);
 /* Evicts sent objects, oldest sent first, until they take at most
  * keep_sent_bytes. The receiver also evicts them when it needs room. */
 int op_spool_evict_sent(op_spool *sp, uint64_t keep_sent_bytes, unsigned *evicted, uint64_t *freed);
+
+/* --- Encoded copies (uplink/encode.h) ------------------------------------
+ *
+ * A destination may be sent an object re-encoded (JPEG-LS Lossless, proven
+ * lossless). The copy is made once per object and syntax and kept beside
+ * the object, as DIR/objects/ab/<hash>.jls, until no delivery needs it: it
+ * goes when every delivery of the instance is sent, or with the object. It
+ * counts in the spool's usage and limits. What was found is kept too: an
+ * object that cannot be coded, or whose copy failed its proof, is sent as
+ * it is and never encoded again.
+ */
+
+#define OP_SYNTAX_JPEG_LS "1.2.840.10008.1.2.4.80" /* JPEG-LS Lossless */
+
+enum op_encoding_state { OP_ENCODING_NONE, OP_ENCODING_COPY, OP_ENCODING_ORIGINAL };
+
+typedef struct op_spool_encoding {
+	enum op_encoding_state state; /* NONE: not tried yet */
+	char reason[256];             /* ORIGINAL: why the object goes as it is */
+	char hash[OP_HASH_HEX + 1];   /* COPY: the copy's BLAKE2b-256 */
+	uint64_t size;                /* COPY: its bytes */
+	uint64_t encode_ms;           /* what encoding and its proof took */
+} op_spool_encoding;
+
+/* The BLAKE2b-256 of the file at path, as OP_HASH_HEX hex digits into hash
+ * (OP_HASH_HEX + 1 bytes), and its size: how objects are named. */
+int op_spool_hash_file(const char *path, char *hash, uint64_t *size);
+
+/* Where the copy of the object hash is: DIR/objects/ab/<hash>.jls. */
+void op_spool_encoding_file(const op_spool *sp, const char *hash, char *out, size_t size);
+
+/* Creates an empty file in DIR/tmp/ for an encoder to write a copy into
+ * (removed at recovery if left there); its path in out. */
+int op_spool_encoding_tmp(const op_spool *sp, char *out, size_t size);
+
+/* What was found for (hash, syntax): out->state NONE when nothing yet. */
+int op_spool_encoding_get(op_spool *sp, const char *hash, const char *syntax,
+			  op_spool_encoding *out);
+
+/*
+ * Records e for (hash, syntax). For a COPY, tmp (written and fsynced) is
+ * moved into place once the row is committed; it is removed in every other
+ * case. -EDQUOT when the spool has no room for the copy; -ENOENT when the
+ * object has left the spool meanwhile (nothing is recorded).
+ */
+int op_spool_encoding_put(op_spool *sp, const char *hash, const char *syntax,
+			  const op_spool_encoding *e, const char *tmp);
+
+/* Forgets what was found for hash and removes its copy: the copy was found
+ * missing or damaged (it is made again when needed). */
+int op_spool_encoding_drop(op_spool *sp, const char *hash);
+
+/* Forgets what was found for objects no longer in the spool (a newer
+ * version replaced it, the operator discarded it), removes their copies
+ * and the copies left half-written in tmp/; the uplink runs it at start.
+ * *removed counts the files and rows removed. */
+int op_spool_encoding_sweep(op_spool *sp, unsigned *removed);
 
 /* --- The operator's side (status API, metrics) ---------------------------
  *

@@ -134,6 +134,22 @@ void op__spool_hex(const unsigned char *in, size_t n, char *out);
 int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n_out,
 		    uint64_t *freed);
 
+/* --- spool_encoding.c: encoded copies ------------------------------------ */
+
+/* Deletes the encodings of hash inside the caller's transaction, adding
+ * the copies' bytes to *freed; with only_when_sent, only the copies, and
+ * only once every instance row naming hash is 'sent' (no delivery needs a
+ * copy any more). 1 when a copy's file is to go (op__spool_encoding_unlink
+ * after the commit), 0 when none is. Caller holds tx_mu. */
+int op__spool_encoding_forget(op_spool *sp, const char *hash, int only_when_sent,
+			      uint64_t *freed);
+
+/* Removes the copy of hash and takes freed off the usage. */
+void op__spool_encoding_unlink(op_spool *sp, const char *hash, uint64_t freed);
+
+/* Does a copy row name hash? (-1 when the query fails.) */
+int op__spool_encoding_known(op_spool *sp, const char *hash);
+
 /* --- spool_operator.c: the operator's side ------------------------------- */
 
 /* Adds to a counter inside the caller's transaction. */

@@ -85,6 +85,7 @@ int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n
 	struct victim *v = NULL;
 	sqlite3_stmt *st = NULL;
 	char path[PATH_MAX];
+	uint64_t copies = 0;
 	size_t n = 0;
 	int rc;
 
@@ -116,6 +117,9 @@ int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
 	}
 	sqlite3_finalize(st);
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+		if (op__spool_encoding_forget(sp, v[i].hash, 0, &copies) < 0)
+			rc = SQLITE_IOERR;
 	if (rc != SQLITE_OK || (rc = op__spool_exec(sp, "COMMIT")) < 0) {
 		rc = rc < 0 ? rc : op__spool_sql_fail(sp, "evict", rc);
 		op__spool_exec(sp, "ROLLBACK");
@@ -125,9 +129,11 @@ int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n
 		if (op__spool_hash_in_use(sp, v[i].hash) == 0) {
 			op_spool_object_file(sp, v[i].hash, path, sizeof(path));
 			unlink(path);
+			op__spool_encoding_unlink(sp, v[i].hash, 0);
 		}
 		*freed += v[i].size;
 	}
+	*freed += copies;
 	*n_out = (unsigned)n;
 	pthread_mutex_lock(&sp->mu);
 	sp->usage.bytes -= *freed;
@@ -241,6 +247,7 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 			 sqlite3_column_text(st, 6));
 		snprintf(it->transfer_syntax, sizeof(it->transfer_syntax), "%s",
 			 sqlite3_column_text(st, 7));
+		op_spool_item_send_object(it);
 		bytes += size;
 		(*n)++;
 	}
@@ -375,8 +382,12 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 			" last_error = ?5, state_changed_at = ?3" SENT_THIS,
 	};
 #undef SENT_THIS
+	unsigned *gone = calloc(n ? n : 1, sizeof(*gone)), n_gone = 0;
+	uint64_t freed = 0;
 	int rc;
 
+	if (!gone)
+		return -ENOMEM;
 	pthread_mutex_lock(&sp->tx_mu);
 	rc = op__spool_exec(sp, "BEGIN IMMEDIATE");
 	for (unsigned i = 0; i < n && rc == 0; i++) {
@@ -423,12 +434,22 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 			rc = op__spool_sql_fail(sp, "settle", r);
 		else
 			rc = op__spool_refresh(sp, s[i].id, now);
+		/* Sent everywhere: its copy, if any, is needed no more. */
+		if (rc == 0 && s[i].verdict == OP_VERDICT_SENT) {
+			rc = op__spool_encoding_forget(sp, s[i].hash, 1, &freed);
+			if (rc > 0)
+				gone[n_gone++] = i;
+			rc = rc < 0 ? rc : 0;
+		}
 	}
 	if (rc == 0)
 		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0)
 		op__spool_exec(sp, "ROLLBACK");
+	for (unsigned k = 0; rc == 0 && k < n_gone; k++)
+		op__spool_encoding_unlink(sp, s[gone[k]].hash, k == 0 ? freed : 0);
 	pthread_mutex_unlock(&sp->tx_mu);
+	free(gone);
 	return rc;
 }
 

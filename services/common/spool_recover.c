@@ -68,7 +68,7 @@ static int load_hashes(op_spool *sp, char ***out, size_t *n_out)
 	return 0;
 }
 
-static int hash_file(const char *path, char *hash, uint64_t *size)
+int op_spool_hash_file(const char *path, char *hash, uint64_t *size)
 {
 	crypto_generichash_state ctx;
 	unsigned char buf[65536], digest[OP_HASH_BYTES];
@@ -120,7 +120,7 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 	struct stat sb;
 	int exists = 0, rc;
 
-	rc = hash_file(path, hash, &size);
+	rc = op_spool_hash_file(path, hash, &size);
 	if (rc < 0 || strncmp(hash, name, OP_HASH_HEX) != 0) {
 		move_to_damaged(sp, path, name, "content does not match its name");
 		rep->damaged++;
@@ -207,6 +207,14 @@ static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_r
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 			memcpy(name, de->d_name, sizeof(name) - 1); /* d_name is 256 bytes */
 			name[OP_HASH_HEX] = '\0';
+			if (strlen(de->d_name) == OP_HASH_HEX + 4 &&
+			    strcmp(de->d_name + OP_HASH_HEX, ".jls") == 0) {
+				/* An encoded copy: kept with its row (written
+				 * first), else a crash's leftover. */
+				if (op__spool_encoding_known(sp, name) == 0 && unlink(path) == 0)
+					rep->orphans_removed++;
+				continue;
+			}
 			if (strlen(de->d_name) == OP_HASH_HEX + 4 && n_hashes &&
 			    bsearch(&key, hashes, n_hashes, sizeof(*hashes), cmp_hash))
 				continue;

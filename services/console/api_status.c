@@ -365,6 +365,30 @@ static void add_rate_or_null(cJSON *o, const char *name, uint64_t bps)
 		cJSON_AddNumberToObject(o, name, (double)bps);
 }
 
+/* What transfer_syntax does for a destination: the mode in force and why,
+ * and what compression saved since start. */
+static void add_compression(cJSON *o, const op_uplink_compression *c)
+{
+	cJSON *x = cJSON_AddObjectToObject(o, "compression"), *y;
+
+	cJSON_AddStringToObject(x, "setting", c->setting ? c->setting : "original");
+	cJSON_AddStringToObject(x, "mode", c->mode ? c->mode : "original");
+	cJSON_AddStringToObject(x, "why", c->why);
+	y = cJSON_AddObjectToObject(x, "since_start");
+	cJSON_AddNumberToObject(y, "sent_copies", (double)c->sent_copies);
+	cJSON_AddNumberToObject(y, "bytes_before", (double)c->bytes_before);
+	cJSON_AddNumberToObject(y, "bytes_after", (double)c->bytes_after);
+	if (c->bytes_after)
+		cJSON_AddNumberToObject(y, "ratio",
+					(double)c->bytes_before / (double)c->bytes_after);
+	else
+		cJSON_AddNullToObject(y, "ratio");
+	cJSON_AddNumberToObject(y, "encoded", (double)c->encoded);
+	cJSON_AddNumberToObject(y, "encode_ms", (double)c->encode_ms);
+	cJSON_AddNumberToObject(y, "sent_original_mismatch", (double)c->mismatches);
+	cJSON_AddNumberToObject(y, "sent_original_refused", (double)c->refused);
+}
+
 /* One destination: its link and headline, its own queue and totals. NULL
  * when the spool cannot be read. */
 static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
@@ -390,6 +414,7 @@ static cJSON *destination_json(const op_uplink_view *v, struct op__api_job *job)
 	cJSON_AddNumberToObject(x, "retries", (double)st.counters.retries);
 	cJSON_AddNumberToObject(x, "quarantined", (double)st.counters.quarantined);
 	add_errors(o, v);
+	add_compression(o, &v->compression);
 	return o;
 }
 
@@ -626,6 +651,17 @@ static int destination_metrics(struct text *t, const struct view_job *j, struct 
 		  "Attempts to the destination that failed and were retried." },
 		{ "destination_quarantined_total", "counter",
 		  "Instances the destination refused for good." },
+		{ "destination_compressed_bytes_before_total", "counter",
+		  "Bytes, as received, of the instances sent to the destination as JPEG-LS copies "
+		  "(since start)." },
+		{ "destination_compressed_bytes_after_total", "counter",
+		  "Bytes of those copies (since start)." },
+		{ "destination_encode_seconds_total", "counter",
+		  "CPU seconds spent making and proving copies for the destination (since start)." },
+		{ "destination_sent_original_total", "counter",
+		  "Instances sent as received instead of as a copy: the copy failed its proof "
+		  "(reason mismatch) or the destination refused JPEG-LS (reason refused), since "
+		  "start." },
 	};
 	op_spool_stats st[OP_DEST_MAX + 1];
 
@@ -660,6 +696,19 @@ static int destination_metrics(struct text *t, const struct view_job *j, struct 
 			case 5: value = x->counters.uploaded_bytes; break;
 			case 6: value = x->counters.retries; break;
 			case 7: value = x->counters.quarantined; break;
+			case 8: value = v->compression.bytes_before; break;
+			case 9: value = v->compression.bytes_after; break;
+			case 10:
+				put(t, "outpost_%s{destination=\"%s\"} %.3f\n", series[s].name,
+				    v->name, (double)v->compression.encode_ms / 1000.0);
+				continue;
+			case 11:
+				put(t,
+				    "outpost_%s{destination=\"%s\",reason=\"mismatch\"} %" PRIu64
+				    "\noutpost_%s{destination=\"%s\",reason=\"refused\"} %" PRIu64 "\n",
+				    series[s].name, v->name, v->compression.mismatches, series[s].name,
+				    v->name, v->compression.refused);
+				continue;
 			}
 			put(t, "outpost_%s{destination=\"%s\"} %" PRIu64 "\n", series[s].name,
 			    v->name, value);

@@ -448,6 +448,15 @@ static void send_one(Sender &s, const op_dicom_item &it, op_dicom_result *r)
 		if (use < 0 && s.contexts[i].accepted)
 			use = i;
 	}
+	if (own >= 0 && it.own_syntax_only && !s.contexts[own].accepted &&
+	    s.contexts[own].reason != ASC_P_ABSTRACTSYNTAXNOTSUPPORTED) {
+		/* An encoded copy: the original goes instead, never a copy
+		 * decoded again for a fallback. */
+		r->syntax_refused = 1;
+		outcome(r, OP_DICOM_RETRY, "the peer does not accept transfer syntax %s",
+			it.transfer_syntax);
+		goto out;
+	}
 	if (own < 0) {
 		outcome(r, OP_DICOM_RETRY,
 			"not sent: more than %d presentation contexts in one batch (send fewer)",

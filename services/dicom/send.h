@@ -52,6 +52,10 @@ typedef struct op_dicom_item {
 	const char *sop_class_uid;
 	const char *sop_instance_uid;
 	const char *transfer_syntax; /* the file's (as its meta header says) */
+	/* The file is a copy re-encoded for this peer: sent only in its own
+	 * syntax (a peer that refuses it gets RETRY and syntax_refused, and
+	 * the caller sends the original), never converted for a fallback. */
+	int own_syntax_only;
 } op_dicom_item;
 
 typedef enum op_dicom_outcome {
@@ -70,6 +74,8 @@ typedef struct op_dicom_result {
 	op_dicom_outcome outcome;
 	/* The C-STORE-RSP status, or -1 when no response was received. */
 	int status;
+	/* own_syntax_only: the peer refused the item's own syntax. */
+	int syntax_refused;
 	/* The transfer syntax the dataset was sent in ("" if not sent). */
 	char transfer_syntax[65];
 	/* For a warning, RETRY or QUARANTINE: what happened, e.g.

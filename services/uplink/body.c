@@ -17,6 +17,14 @@
 
 #include "uplink/internal.h"
 
+void op__uplink_item_file(const op_uplink *up, const op_spool_item *it, char *path, size_t size)
+{
+	if (it->encoded)
+		op_spool_encoding_file(up->spool, it->hash, path, size);
+	else
+		op_spool_object_file(up->spool, it->hash, path, size);
+}
+
 void op__uplink_close_file(struct slot *s)
 {
 	if (s->fd >= 0) {
@@ -76,7 +84,7 @@ static void on_file_read(uv_fs_t *req)
 		damaged_file(s, why);
 		return;
 	}
-	if (n > 0 && s->off + (uint64_t)n <= it->size) {
+	if (n > 0 && s->off + (uint64_t)n <= it->file_size) {
 		crypto_generichash_update(&s->hash, s->chunk, (size_t)n);
 		s->off += (uint64_t)n;
 		op_https_body_write(s->conn, s->chunk, (size_t)n);
@@ -85,7 +93,7 @@ static void on_file_read(uv_fs_t *req)
 	/* The end of the file, or more than the row says: check it all. */
 	crypto_generichash_final(&s->hash, digest, sizeof(digest));
 	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	if (n > 0 || s->off != it->size || strcmp(hex, it->hash) != 0) {
+	if (n > 0 || s->off != it->file_size || strcmp(hex, it->file_hash) != 0) {
 		damaged_file(s, "spool file damaged: its content does not match its hash");
 		return;
 	}
@@ -143,12 +151,12 @@ void op__uplink_next_chunk(void *ctx, op_https *c)
 	switch (s->phase) {
 	case BODY_HEAD:
 		len = op_stow_part_head(s->small, sizeof(s->small), s->boundary,
-					s->items[s->part].size);
+					s->items[s->part].file_size);
 		s->phase = BODY_OPEN;
 		op_https_body_write(s->conn, s->small, len);
 		return;
 	case BODY_OPEN:
-		op_spool_object_file(s->up->spool, s->items[s->part].hash, path, sizeof(path));
+		op__uplink_item_file(s->up, &s->items[s->part], path, sizeof(path));
 		s->fs.data = s;
 		rc = uv_fs_open(s->up->loop, &s->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open);
 		if (rc < 0)

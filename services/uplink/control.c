@@ -211,6 +211,7 @@ void op_uplink_get_view(op_uplink *up, op_uplink_view *v)
 	memcpy(v->throughput, up->throughput, sizeof(v->throughput));
 	for (unsigned i = 0; i < OP_UPLINK_ERRORS && i < up->n_errors; i++)
 		v->errors[v->n_errors++] = up->errors[(up->n_errors - 1 - i) % OP_UPLINK_ERRORS];
+	v->compression = up->comp;
 }
 
 op_tls *op_uplink_tls(op_uplink *up)
@@ -308,6 +309,7 @@ int op_uplink_reload(op_uplink *up, const op_config *new_cfg, char *err, size_t 
 		}
 	}
 	op__uplink_apply_rate(up, "reload");
+	op__uplink_apply_compression(up, "reload");
 	if (op__uplink_apply_cloud(up, "reload") < 0) {
 		snprintf(err, errlen, "TLS settings refused; the previous ones stay");
 		return -EINVAL;

@@ -28,6 +28,20 @@ typedef struct op_uplink_error {
 
 /* What the engine knows of itself, copied (work on the thread pool reads
  * the copy). */
+/* Compression for this destination (transfer_syntax), since start. */
+typedef struct op_uplink_compression {
+	const char *setting;   /* "original" or "jpeg-ls", as configured */
+	const char *mode;      /* in force: "original" or "jpeg-ls" */
+	char why[160];         /* why that mode is in force */
+	uint64_t bytes_before; /* of the instances sent as copies, as received */
+	uint64_t bytes_after;  /* the same copies' bytes */
+	uint64_t sent_copies;  /* instances sent as copies */
+	uint64_t encoded;      /* copies made for this destination */
+	uint64_t encode_ms;    /* CPU time making and proving them */
+	uint64_t mismatches;   /* proofs that failed: sent as received */
+	uint64_t refused;      /* copies the destination refused: sent as received */
+} op_uplink_compression;
+
 typedef struct op_uplink_view {
 	char name[OP_DEST_NAME_MAX + 1]; /* the destination */
 	const char *type;                /* "stow-rs" or "dicom" */
@@ -57,6 +71,7 @@ typedef struct op_uplink_view {
 	uint64_t throughput[OP_THROUGHPUT_MINUTES]; /* bytes per minute, oldest first */
 	op_uplink_error errors[OP_UPLINK_ERRORS];   /* newest first */
 	unsigned n_errors;
+	op_uplink_compression compression;
 } op_uplink_view;
 
 void op_uplink_get_view(op_uplink *up, op_uplink_view *v);

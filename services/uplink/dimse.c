@@ -37,24 +37,11 @@
 /* Is the file's content the one the spool indexed? */
 static int file_intact(const char *path, const op_spool_item *it)
 {
-	crypto_generichash_state h;
-	unsigned char buf[65536], digest[OP_HASH_BYTES];
 	char hex[OP_HASH_HEX + 1];
-	uint64_t total = 0;
-	size_t n;
-	FILE *f = fopen(path, "rbe");
+	uint64_t size;
 
-	if (!f)
-		return 0;
-	crypto_generichash_init(&h, NULL, 0, sizeof(digest));
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-		crypto_generichash_update(&h, buf, n);
-		total += n;
-	}
-	fclose(f);
-	crypto_generichash_final(&h, digest, sizeof(digest));
-	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	return total == it->size && strcmp(hex, it->hash) == 0;
+	return op_spool_hash_file(path, hex, &size) == 0 && size == it->file_size &&
+	       strcmp(hex, it->file_hash) == 0;
 }
 
 /* The sender's progress callback, on the worker: may these bytes go? */
@@ -129,7 +116,7 @@ static void dicom_work(uv_work_t *w)
 	s->dicom_rc = 0;
 	s->dicom_err[0] = '\0';
 	for (unsigned i = 0; i < s->n; i++) {
-		op_spool_object_file(up->spool, s->items[i].hash, s->paths[i], sizeof(s->paths[i]));
+		op__uplink_item_file(up, &s->items[i], s->paths[i], sizeof(s->paths[i]));
 		if (!file_intact(s->paths[i], &s->items[i])) {
 			s->results[i].verdict = OP_VERDICT_QUARANTINE;
 			snprintf(s->results[i].reason, sizeof(s->results[i].reason),
@@ -138,7 +125,7 @@ static void dicom_work(uv_work_t *w)
 		}
 		items[n] = (op_dicom_item){ s->paths[i], s->items[i].sop_class_uid,
 					    s->items[i].sop_instance_uid,
-					    s->items[i].transfer_syntax };
+					    s->items[i].file_syntax, s->items[i].encoded };
 		map[n++] = i;
 	}
 	if (n == 0)
@@ -152,6 +139,7 @@ static void dicom_work(uv_work_t *w)
 			     : res[k].outcome == OP_DICOM_RETRY ? OP_VERDICT_RETRY
 								: OP_VERDICT_QUARANTINE;
 		snprintf(r->reason, sizeof(r->reason), "%s", res[k].reason);
+		r->syntax_refused = res[k].syntax_refused;
 	}
 }
 
@@ -179,6 +167,7 @@ static void dicom_done(uv_work_t *w, int status)
 		return;
 	}
 	op__uplink_link_ok(up);
+	op__uplink_syntax_refused(s);
 	for (unsigned i = 0; i < s->n; i++)
 		if (s->results[i].verdict == OP_VERDICT_SENT && s->results[i].reason[0])
 			op_warn("uplink.dicom.warning", "dest=%s sop=%s reason=%s", up->name,

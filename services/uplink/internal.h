@@ -21,6 +21,7 @@
 #include "common/spool.h"
 #include "dicom/send.h"
 #include "uplink/control.h"
+#include "uplink/encode.h"
 #include "uplink/https.h"
 #include "uplink/shaper.h"
 #include "uplink/stow.h"
@@ -78,6 +79,9 @@ struct slot {
 	pthread_cond_t pace_cv;
 	uint64_t pace_want, pace_wait;
 	int pace_asked, pace_stop;
+
+	/* The batch at the encoder (encode.h), before it is sent. */
+	op_encode_batch eb;
 
 	/* Work on the thread pool reads only these copies, made on the loop. */
 	uv_work_t work;
@@ -145,6 +149,13 @@ struct op_uplink {
 	op_uplink_error errors[OP_UPLINK_ERRORS];
 	unsigned n_errors; /* ever recorded; the ring holds the last ones */
 
+	/* transfer_syntax jpeg-ls: the host's encoder; NULL sends every
+	 * object as received. A destination that refused the copies' syntax
+	 * gets the originals until the configuration is read again. */
+	op_encoder *encoder;
+	int syntax_refused;
+	op_uplink_compression comp; /* since start */
+
 	int watchdog_ms; /* half of systemd's WatchdogSec; 0: none */
 	uint64_t watchdog_at;
 };
@@ -167,6 +178,15 @@ void op__uplink_settle_all(struct slot *s, enum op_spool_verdict v, const char *
 /* Records every instance's verdict (s->results) and settles the batch. */
 void op__uplink_settle(struct slot *s, int http_status);
 
+/* The copies of the batch the destination refused for their transfer
+ * syntax (s->results' syntax_refused) go back to the queue, and from now
+ * on the originals go instead; 1 if there was any. */
+int op__uplink_syntax_refused(struct slot *s);
+
+/* Decides whether copies are sent (transfer_syntax, the encoder, a
+ * refusal) and says so in the log; at start and at every reload. */
+void op__uplink_apply_compression(op_uplink *up, const char *why);
+
 /* --- dimse.c: a batch to a DICOM node by C-STORE ------------------------------- */
 
 /* Sends the slot's batch on the thread pool (one association). */
@@ -186,6 +206,9 @@ void op__uplink_next_chunk(void *ctx, op_https *c);
 
 /* Closes the file being streamed, if any. */
 void op__uplink_close_file(struct slot *s);
+
+/* The file that goes on the wire for it: its object, or its copy. */
+void op__uplink_item_file(const op_uplink *up, const op_spool_item *it, char *path, size_t size);
 
 /* --- link.c: the link's state, back-off, credentials ---------------------------- */
 

@@ -25,6 +25,7 @@
 #include "common/spool.h"
 #include "console/api.h"
 #include "uplink/control.h"
+#include "uplink/encode.h"
 #include "uplink/fair.h"
 #include "uplink/tls.h"
 #include "uplink/uplink.h"
@@ -48,6 +49,7 @@ struct host {
 	int fair_open;
 	uint64_t fair_bytes[OP_DEST_MAX + 1];
 	uint64_t fair_at; /* uv_now of the last computation */
+	op_encoder *encoder; /* NULL: no destination wants copies */
 	op_api *api;
 	uv_signal_t sig[3];
 	int signals; /* open */
@@ -119,6 +121,8 @@ static void on_signal(uv_signal_t *sig, int signum)
 	h->fair_open = 0;
 	for (int i = 0; i < h->n_up; i++)
 		op_uplink_stop(h->up[i]);
+	/* The encodings in progress end first (their batches are dropped). */
+	op_encoder_stop(h->encoder);
 	op_api_close(h->api); /* its work in flight finishes, answering nobody */
 	h->api = NULL;
 }
@@ -143,6 +147,24 @@ static void on_fair(uv_timer_t *t)
 	op_fair_share(h->shaper.rate, d, h->n_up);
 	for (int i = 0; i < h->n_up; i++)
 		op_uplink_set_share(h->up[i], d[i].share);
+}
+
+/* The encoder, when a destination wants copies (encode.h); and what the
+ * spool holds of objects no longer there goes. */
+static int open_encoder(struct host *h)
+{
+	unsigned swept = 0;
+	int want = 0, rc;
+
+	for (int i = 0; i < h->n_up; i++)
+		want |= op_uplink_wants_encoder(h->up[i]);
+	rc = op_spool_encoding_sweep(h->spool, &swept);
+	if (rc < 0 || !want)
+		return rc;
+	rc = op_encoder_open(&h->loop, h->spool, h->cfg.uplink.encode_threads, &h->encoder);
+	for (int i = 0; rc == 0 && i < h->n_up; i++)
+		op_uplink_set_encoder(h->up[i], h->encoder);
+	return rc;
 }
 
 static int start(struct host *h)
@@ -177,6 +199,8 @@ static int start(struct host *h)
 		rc = op_spool_orphan_deliveries(h->spool, known, (unsigned)h->n_up,
 						op_clock_wall_ms(), &orphans);
 	}
+	if (rc == 0)
+		rc = open_encoder(h);
 	if (rc < 0)
 		return rc;
 	api_host.uplink = h->up[0];
@@ -266,9 +290,11 @@ int main(int argc, char **argv)
 	/* A start that failed half-way leaves handles to close. */
 	close_signals(&h);
 	op_api_close(h.api);
+	op_encoder_stop(h.encoder);
 	uv_run(&h.loop, UV_RUN_DEFAULT);
 	for (int i = 0; i < h.n_up; i++)
 		op_uplink_close(h.up[i]);
+	op_encoder_free(h.encoder);
 	op_spool_close(h.spool);
 	uv_loop_close(&h.loop);
 	op_info("uplink.stop", "result=%s", rc == 0 ? "ok" : "failed");

@@ -159,6 +159,7 @@ enum op_stow_action op_stow_interpret(int http_status, const char *content_type,
 		for (unsigned i = 0; i < n; i++) {
 			memset(&out[i], 0, sizeof(out[i]));
 			out[i].verdict = OP_VERDICT_REQUEUE;
+			out[i].syntax_refused = http_status == 415;
 			snprintf(out[i].reason, sizeof(out[i].reason), "%s",
 				 later ? "the cloud asked to come back later"
 				       : "the cloud refused the request itself");
@@ -198,6 +199,7 @@ enum op_stow_action op_stow_interpret(int http_status, const char *content_type,
 			} else {
 				r->verdict = failure_is_transient(reason) ? OP_VERDICT_RETRY
 									  : OP_VERDICT_QUARANTINE;
+				r->syntax_refused = reason == 0xC122 || reason == 0x0122;
 				snprintf(r->reason, sizeof(r->reason),
 					 "HTTP %d, FailureReason %04X", http_status, reason);
 			}

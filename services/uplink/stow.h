@@ -39,6 +39,11 @@ typedef struct op_stow_result {
 	 * drops the rest of the request with it): the uplink quarantines an
 	 * instance that stays unconfirmed. */
 	int unconfirmed;
+	/* The cloud does not take the transfer syntax it was sent in:
+	 * FailureReason C122 or 0122 (PS3.18 I.2.2), or HTTP 415 for the
+	 * whole request. For an encoded copy the uplink then sends the
+	 * original (dimse.c sets it too, from the association). */
+	int syntax_refused;
 } op_stow_result;
 
 /* A fresh random boundary (hex). */

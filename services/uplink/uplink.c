@@ -115,6 +115,11 @@ void op__uplink_settle(struct slot *s, int http_status)
 		counts[r->verdict]++;
 		if (r->verdict == OP_VERDICT_SENT)
 			bytes += s->items[i].size;
+		if (r->verdict == OP_VERDICT_SENT && s->items[i].encoded) {
+			up->comp.sent_copies++;
+			up->comp.bytes_before += s->items[i].size;
+			up->comp.bytes_after += s->items[i].file_size;
+		}
 		/* UIDs came from a modality, reasons from the cloud. */
 		op_log_quote(sop, sizeof(sop), s->items[i].sop_instance_uid);
 		op_log_quote(why, sizeof(why), r->reason);
@@ -167,7 +172,7 @@ static uint64_t batch_bytes(const struct slot *s)
 	uint64_t total = 0;
 
 	for (unsigned i = 0; i < s->n; i++)
-		total += s->items[i].size;
+		total += s->items[i].file_size;
 	return total;
 }
 
@@ -190,6 +195,8 @@ static void on_response(void *ctx, op_https *c, const op_http_response *r)
 	body = op_http_response_body(r, &len);
 	action = op_stow_interpret(status, op_http_response_content_type(r), body, len, uids, s->n,
 				   s->results);
+	if (op__uplink_syntax_refused(s) && action == OP_STOW_PAUSE && status == 415)
+		action = OP_STOW_OK; /* the originals go next, nothing to pause for */
 	switch (action) {
 	case OP_STOW_OK: op__uplink_link_ok(up); break;
 	case OP_STOW_LINK_DOWN:
@@ -287,7 +294,7 @@ void op__uplink_send_batch(struct slot *s)
 	if (c->auth == OP_AUTH_BEARER)
 		op__uplink_load_auth(up, 0); /* a token changed on disk is used at once */
 	for (unsigned i = 0; i < s->n; i++)
-		sizes[i] = s->items[i].size;
+		sizes[i] = s->items[i].file_size;
 	op_stow_boundary(s->boundary);
 	length = op_stow_body_length(s->boundary, sizes, s->n);
 	if (c->port == 443)
@@ -346,6 +353,69 @@ static void claim_work(uv_work_t *w)
 				    s->claim_bytes, s->urgent_lane ? 2 : 0, s->items, &s->n);
 }
 
+/* The encoder has prepared the slot's batch (loop thread). */
+static void encoded(op_encode_batch *b)
+{
+	struct slot *s = b->ctx;
+	op_uplink *up = s->up;
+
+	up->comp.encoded += b->encoded;
+	up->comp.encode_ms += b->encode_ms;
+	up->comp.mismatches += b->mismatches;
+	if (up->stopping) {
+		s->state = SLOT_IDLE; /* back they go at the next start */
+		return;
+	}
+	op__uplink_send_batch(s);
+}
+
+void op__uplink_apply_compression(op_uplink *up, const char *why)
+{
+	static const char *const names[] = { "original", "jpeg-ls", "auto" };
+	op_uplink_compression *c = &up->comp;
+
+	up->syntax_refused = 0;
+	c->setting = names[up->cc.transfer_syntax];
+	c->mode = "original";
+	if (up->cc.transfer_syntax == OP_TS_ORIGINAL)
+		snprintf(c->why, sizeof(c->why), "transfer_syntax = original");
+	else if (!up->encoder)
+		snprintf(c->why, sizeof(c->why), "the encoder starts with the uplink: restart it");
+	else {
+		c->mode = "jpeg-ls";
+		snprintf(c->why, sizeof(c->why), "transfer_syntax = jpeg-ls");
+	}
+	op_info("uplink.compression", "mode=%s reason=\"%s\" dest=%s why=%s", c->mode, c->why,
+		up->name, why);
+}
+
+int op__uplink_syntax_refused(struct slot *s)
+{
+	op_uplink *up = s->up;
+	int any = 0;
+
+	for (unsigned i = 0; i < s->n; i++) {
+		op_stow_result *r = &s->results[i];
+
+		if (!r->syntax_refused || !s->items[i].encoded)
+			continue;
+		r->verdict = OP_VERDICT_REQUEUE;
+		snprintf(r->reason, sizeof(r->reason), "%s",
+			 "the destination refused JPEG-LS: the original goes instead");
+		up->comp.refused++;
+		any = 1;
+	}
+	if (any && !up->syntax_refused) {
+		up->syntax_refused = 1;
+		up->comp.mode = "original";
+		snprintf(up->comp.why, sizeof(up->comp.why),
+			 "the destination refused JPEG-LS (until the configuration is read again)");
+		op_warn("uplink.compression", "mode=original reason=\"%s\" dest=%s", up->comp.why,
+			up->name);
+	}
+	return any;
+}
+
 static void claim_done(uv_work_t *w, int status)
 {
 	struct slot *s = w->data;
@@ -363,6 +433,12 @@ static void claim_done(uv_work_t *w, int status)
 	s->stale_retried = 0;
 	for (unsigned i = 0; i < s->n; i++)
 		memset(&s->results[i], 0, sizeof(s->results[i]));
+	if (strcmp(s->up->comp.mode, "jpeg-ls") == 0) {
+		s->eb = (op_encode_batch){ .items = s->items, .n = s->n, .dest = s->up->name,
+					   .done = encoded, .ctx = s };
+		op_encoder_submit(s->up->encoder, &s->eb);
+		return;
+	}
 	op__uplink_send_batch(s);
 }
 
@@ -556,8 +632,19 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const
 	return 0;
 }
 
+void op_uplink_set_encoder(op_uplink *up, op_encoder *enc)
+{
+	up->encoder = enc;
+}
+
+int op_uplink_wants_encoder(const op_uplink *up)
+{
+	return up->cc.transfer_syntax != OP_TS_ORIGINAL;
+}
+
 int op_uplink_start(op_uplink *up)
 {
+	op__uplink_apply_compression(up, "start");
 	uv_timer_init(up->loop, &up->tick);
 	up->tick.data = up;
 	uv_async_init(up->loop, &up->pace_async, op__uplink_pace_answer);

@@ -40,6 +40,13 @@ int op_uplink_open(uv_loop_t *loop, const op_config *cfg, op_spool *spool, const
  * feeds systemd's watchdog; the host says when it is ready. */
 int op_uplink_start(op_uplink *up);
 
+/* Does this destination want copies (transfer_syntax)? Then the host
+ * opens the encoder (encode.h) and gives it to every engine before
+ * starting them. */
+int op_uplink_wants_encoder(const op_uplink *up);
+struct op_encoder;
+void op_uplink_set_encoder(op_uplink *up, struct op_encoder *enc);
+
 /* Stops: requests in flight are abandoned (their instances are queued
  * again at the next start) and the engine's handles close, so that the
  * loop can end. */

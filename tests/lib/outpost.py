@@ -301,16 +301,18 @@ def echoscu(port, aet="OUTPOST", calling="ECHOSCU", timeout=30):
 
 
 class Storescp:
-    """DCMTK's storescp +B +xa on a free port: the bit-preserving reference."""
+    """DCMTK's storescp +B +xa on a free port: the bit-preserving reference.
+    accept_all=False: without +xa, it takes the uncompressed syntaxes only."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, accept_all=True):
         self.out = os.path.join(directory, "received")
         os.makedirs(self.out, exist_ok=True)
         self.port = port or free_port()
         self.log_path = os.path.join(directory, "storescp.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                ["storescp", "+B", "+xa", "-od", self.out, str(self.port)],
+                ["storescp", "+B"] + (["+xa"] if accept_all else []) +
+                ["-od", self.out, str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=DCMTK_ENV)
         wait_for(lambda: self.proc.poll() is not None or echoscu(self.port).returncode == 0,
                  10, what="storescp to answer C-ECHO")
