@@ -18,8 +18,12 @@
  * Stored bits only: it drops junk high bits (the proof would fail), and
  * on signed 12-bit data CharLS fails an assert() and aborts the process.
  * It is never used here: this module registers DCMTK's JPEG-LS codecs
- * itself, once per process (shim.h), in raw mode, with
- * no new SOP Instance UID and no Secondary Capture conversion.
+ * itself, once per process (shim.h), in raw mode, with no new SOP
+ * Instance UID and no Secondary Capture conversion.
+ *
+ * Debian's DCMTK keeps CharLS's assert()s. The proof decodes what was just
+ * written; flipping each bit of two samples' JPEG-LS data in turn never
+ * made the decoder abort (it failed, or decoded other values).
  *
  * What is codable: a Part 10 file in Implicit VR Little Endian, Explicit
  * VR Little Endian or Explicit VR Big Endian, with Pixel Data (7FE0,0010)
@@ -28,9 +32,13 @@
  * Allocated; Samples per Pixel 1 (MONOCHROME1, MONOCHROME2, PALETTE
  * COLOR) or 3 (RGB; YBR_FULL with 8 bits), as PS3.5 8.2.3 allows; signed
  * samples only for MONOCHROME1/2; any number of frames; Pixel Data exactly
- * as long as its frames (and the pad byte). Planar Configuration 1 colour
- * is coded colour-by-pixel and becomes 0 (see op_jpls_verify). Everything
- * else is OP_JPLS_NOT_CODABLE, with the reason.
+ * as long as its frames (and the pad byte). Colour is coded as the planar
+ * configuration lays it out (0: one scan, sample-interleaved, JPEG-LS
+ * ILV 2; 1: a scan per component, ILV 0), and Planar Configuration becomes
+ * 0 either way: it describes the decoded pixels (see op_jpls_verify).
+ * Odd widths and heights and many frames need nothing special (a fragment
+ * per frame, a basic offset table). Everything else is
+ * OP_JPLS_NOT_CODABLE, with the reason.
  *
  * Threads: every function may run on several threads at once, each on
  * its own files. DCMTK's codec list is process-wide and locked by DCMTK.
@@ -97,7 +105,7 @@ int op_jpls_encode(const char *src, const char *out, char *err, size_t errlen);
  * as little endian bytes, whatever the VR or byte order they were read
  * with), except:
  *   - Transfer Syntax UID (0002,0010): JPEG-LS Lossless
- *     1.2.840.10008.1.2.4.80 in compressed, required (PS3.5 10, A.4.3);
+ *     1.2.840.10008.1.2.4.80 in compressed, required (PS3.10 7.1, PS3.5 A.4.3);
  *   - File Meta Information Group Length (0002,0000), and every group
  *     length (gggg,0000) of the dataset: they count the bytes of an
  *     encoding (PS3.5 7.2), which has changed;
