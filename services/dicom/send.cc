@@ -10,17 +10,15 @@
  * callback between two PDUs, where an A-ABORT can be sent cleanly.
  */
 #include "dicom/send.h"
+#include "dicom/shim.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcostrmb.h>
-#include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcwcache.h>
 #include <dcmtk/dcmdata/dcxfer.h>
-#include <dcmtk/dcmjpeg/djdecode.h>
-#include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/dimse.h>
@@ -30,7 +28,6 @@
 #include <cstdarg>
 #include <cstring>
 #include <initializer_list>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,18 +49,6 @@ const char *op_dicom_outcome_name(op_dicom_outcome o)
 	return o == OP_DICOM_SENT ? "SENT" : o == OP_DICOM_RETRY ? "RETRY" : "QUARANTINE";
 }
 
-static void say(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!buf || size == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
-}
-
 static void outcome(op_dicom_result *r, op_dicom_outcome o, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void outcome(op_dicom_result *r, op_dicom_outcome o, const char *fmt, ...)
@@ -74,17 +59,6 @@ static void outcome(op_dicom_result *r, op_dicom_outcome o, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
 	va_end(ap);
-}
-
-/* The codecs are registered once per process (DCMTK keeps one list). */
-static void register_codecs()
-{
-	static std::once_flag once;
-	std::call_once(once, [] {
-		DJDecoderRegistration::registerCodecs();
-		DJLSDecoderRegistration::registerCodecs();
-		DcmRLEDecoderRegistration::registerCodecs();
-	});
 }
 
 /* --- the stored file --------------------------------------------------------- */
@@ -154,7 +128,8 @@ static int dataset_offset(int fd, uint64_t size, uint64_t *off, std::string *ts,
 	if (rc == 0 && pos >= size)
 		rc = -EINVAL;
 	if (rc)
-		say(err, errlen, "the file's meta header is damaged or no dataset follows it");
+		op_dicom__say(err, errlen,
+			      "the file's meta header is damaged or no dataset follows it");
 	*off = pos;
 	return rc;
 }
@@ -604,16 +579,16 @@ static int request_error(OFCondition c, T_ASC_Parameters *params, int timeout_s,
 		for (char &ch : why)
 			if (ch == '\n')
 				ch = ' ';
-		say(err, errlen, "association rejected: %s", why.c_str());
+		op_dicom__say(err, errlen, "association rejected: %s", why.c_str());
 		return -EACCES;
 	}
-	say(err, errlen, "association failed: %s", text.c_str());
+	op_dicom__say(err, errlen, "association failed: %s", text.c_str());
 	if (text.find("refused") != std::string::npos)
 		return -ECONNREFUSED;
 	if (c == DUL_READTIMEOUT || text.find("imed out") != std::string::npos ||
 	    text.find("imeout") != std::string::npos) {
-		say(err, errlen, "association failed: no answer within %d s (%s)", timeout_s,
-		    text.c_str());
+		op_dicom__say(err, errlen, "association failed: no answer within %d s (%s)",
+			      timeout_s, text.c_str());
 		return -ETIMEDOUT;
 	}
 	if (c.code() == DULC_UNKNOWNHOST || text.find("nreachable") != std::string::npos)
@@ -658,7 +633,7 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 	int rc = 0;
 	unsigned i;
 
-	say(err, errlen, "%s", "");
+	op_dicom__say(err, errlen, "%s", "");
 	for (i = 0; i < n; i++) {
 		memset(&res[i], 0, sizeof(res[i]));
 		res[i].status = -1;
@@ -666,7 +641,7 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 	}
 	if (!peer || !items || n == 0 || n > OP_DICOM_SEND_MAX || peer->port <= 0 ||
 	    peer->port > 65535 || !peer->host[0] || !peer->called_ae[0] || !peer->calling_ae[0]) {
-		say(err, errlen, "invalid destination or batch");
+		op_dicom__say(err, errlen, "invalid destination or batch");
 		rc = -EINVAL;
 		goto out;
 	}
@@ -674,7 +649,8 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 		if (!items[i].path || !items[i].sop_class_uid || !items[i].sop_instance_uid ||
 		    !items[i].transfer_syntax || !*items[i].sop_class_uid ||
 		    !*items[i].transfer_syntax) {
-			say(err, errlen, "item %u lacks its path, UIDs or transfer syntax", i);
+			op_dicom__say(err, errlen,
+				      "item %u lacks its path, UIDs or transfer syntax", i);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -686,7 +662,8 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 	s.assoc = NULL;
 	s.canceled = false;
 	s.message_id = 1;
-	register_codecs();
+	/* Once per process, shared with jpls.cc (DCMTK keeps one list). */
+	op_jpls__register_codecs();
 
 	/* Process-wide in DCMTK 3.6.7 (send.h). */
 	dcmConnectionTimeout.set(s.timeout_s);
@@ -701,7 +678,8 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 		if (c.good())
 			c = ASC_setPresentationAddresses(params, local, address);
 		if (c.bad()) {
-			say(err, errlen, "setting up the association failed: %s", c.text());
+			op_dicom__say(err, errlen, "setting up the association failed: %s",
+				      c.text());
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -733,7 +711,7 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 	}
 	if (s.canceled) {
 		rc = -ECANCELED;
-		say(err, errlen, "stopped by the caller");
+		op_dicom__say(err, errlen, "stopped by the caller");
 	} else if (s.broken.empty()) {
 		/* A release the peer does not answer is cut short by the socket
 		 * timeout, then aborted: the instances are stored either way. */

@@ -56,28 +56,17 @@ static const char *sample(const char *name)
 /*
  * Reads path. DCMTK logs each oddity of pydicom's deliberately broken
  * samples on stderr (the receiver turns its logger off in
- * op_dicom_net_open); that noise is dropped unless OUTPOST_TEST_VERBOSE is
- * set. cmocka's own messages are not affected.
+ * op_dicom_net_open); unit_stderr_off() drops that noise.
  */
 static int read_inst(const char *path, op_instance *in, char *err, size_t errlen)
 {
-	int saved = -1, null_fd, rc;
+	int saved, rc;
 
 	memset(in, 0x5a, sizeof(*in));
 	err[0] = '\0';
-	if (!getenv("OUTPOST_TEST_VERBOSE")) {
-		null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-		saved = dup(STDERR_FILENO);
-		if (null_fd >= 0 && saved >= 0)
-			dup2(null_fd, STDERR_FILENO);
-		if (null_fd >= 0)
-			close(null_fd);
-	}
+	saved = unit_stderr_off();
 	rc = op_dicom_read_instance(path, NULL, 0, NULL, in, err, errlen);
-	if (saved >= 0) {
-		dup2(saved, STDERR_FILENO);
-		close(saved);
-	}
+	unit_stderr_restore(saved);
 	return rc;
 }
 

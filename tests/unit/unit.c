@@ -10,6 +10,7 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
@@ -55,6 +56,30 @@ void unit_write_bytes(const char *path, const void *data, size_t len)
 	assert_non_null(out);
 	assert_int_equal(fwrite(data, 1, len, out), len);
 	assert_int_equal(fclose(out), 0);
+}
+
+int unit_stderr_off(void)
+{
+	int saved, null_fd;
+
+	if (getenv("OUTPOST_TEST_VERBOSE"))
+		return -1;
+	fflush(stderr);
+	null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	saved = dup(STDERR_FILENO);
+	if (null_fd >= 0 && saved >= 0)
+		dup2(null_fd, STDERR_FILENO);
+	if (null_fd >= 0)
+		close(null_fd);
+	return saved;
+}
+
+void unit_stderr_restore(int saved)
+{
+	if (saved < 0)
+		return;
+	dup2(saved, STDERR_FILENO);
+	close(saved);
 }
 
 char *unit_read_file(const char *path, size_t *len)

@@ -76,6 +76,18 @@ int unit_tmp_teardown(void **state);
 /* Writes text to t's DIR/name; returns the path (t->path). */
 const char *unit_tmp_write(struct unit_tmp *t, const char *name, const char *text);
 
+/* --- noise on stderr ---------------------------------------------------------------- */
+
+/*
+ * Sends stderr to /dev/null until unit_stderr_restore(): DCMTK logs each
+ * oddity of a broken file there. Nothing is dropped when
+ * OUTPOST_TEST_VERBOSE is set. cmocka's own messages go to stdout and are
+ * not affected. Returns what unit_stderr_restore() takes.
+ */
+int unit_stderr_off(void);
+
+void unit_stderr_restore(int saved);
+
 /* --- a reader on another thread ---------------------------------------------------- */
 
 /* Reads fd until its end, or cap bytes, into buf, on a thread of its own:
