@@ -48,6 +48,9 @@ struct host {
 	uv_timer_t fair_timer;
 	int fair_open;
 	uint64_t fair_bytes[OP_DEST_MAX + 1];
+	/* What each sent, smoothed over about a second: a gap between two
+	 * requests is not a destination wanting less. */
+	uint64_t fair_used[OP_DEST_MAX + 1];
 	uint64_t fair_at; /* uv_now of the last computation */
 	op_encoder *encoder; /* NULL: no destination wants copies */
 	op_api *api;
@@ -140,7 +143,13 @@ static void on_fair(uv_timer_t *t)
 
 		d[i].active = op_uplink_busy(h->up[i]);
 		d[i].share = op_uplink_share(h->up[i], &d[i].cap);
-		d[i].used = (bytes - h->fair_bytes[i]) * 8 * 1000 / ms;
+		uint64_t used = (bytes - h->fair_bytes[i]) * 8 * 1000 / ms;
+
+		/* Up at once, down slowly. */
+		h->fair_used[i] = (h->fair_used[i] * 3 + used) / 4;
+		if (h->fair_used[i] < used)
+			h->fair_used[i] = used;
+		d[i].used = h->fair_used[i];
 		h->fair_bytes[i] = bytes;
 	}
 	h->fair_at = now;

@@ -75,6 +75,12 @@ def machine_busy_s():
     return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # all but idle and iowait
 
 
+def machine_iowait_s():
+    """CPU time all CPUs spent idle waiting for I/O since boot (/proc/stat), in seconds."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[5]) / CLK_TCK
+
+
 def background_load(seconds=1.0):
     """CPUs kept busy by whatever runs on the machine, sampled for a while."""
     b0, t0 = machine_busy_s(), time.monotonic()
