@@ -279,7 +279,7 @@ ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py test_di
                     test_garbage.py test_outpostctl.py test_admission.py \
                     test_samples.py test_firmware_upload.py test_limits.py \
                     test_receiver_basics.py test_routing.py test_destination_faults.py \
-                    test_destination_operator.py test_spool_upgrade.py
+                    test_destination_operator.py test_spool_upgrade.py test_compression.py
 
 integration-asan: unit-asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
@@ -327,6 +327,7 @@ bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_uplink.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_shaping.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_destinations.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_compression.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console_load.py
 

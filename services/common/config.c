@@ -49,8 +49,8 @@ struct key {
 	const char *name;
 	enum key_type type;
 	size_t offset;
-	size_t size;        /* K_STRING: buffer size */
-	long long min, max; /* K_INT */
+	size_t size;              /* K_STRING: buffer size */
+	long long min, max;       /* K_INT */
 	const char *const *names; /* K_ENUM: the values, NULL-terminated */
 };
 
@@ -63,10 +63,12 @@ static const struct key keys[] = {
 	{ "receiver", "ae_title", K_AE, F(receiver.ae_title), 0, 0, NULL },
 	{ "receiver", "bind", K_IPV4, F(receiver.bind), 0, 0, NULL },
 	{ "receiver", "port", K_INT, F(receiver.port), 1, 65535, NULL },
-	{ "receiver", "allowed_calling_aets", K_AE_LIST, F(receiver.allowed_calling_aets), 0, 0, NULL },
+	{ "receiver", "allowed_calling_aets", K_AE_LIST, F(receiver.allowed_calling_aets), 0, 0,
+	  NULL },
 	{ "receiver", "allowed_hosts", K_CIDR_LIST, F(receiver.allowed_hosts), 0, 0, NULL },
 	{ "receiver", "max_associations", K_INT, F(receiver.max_associations), 1, 256, NULL },
-	{ "receiver", "max_pending_per_host", K_INT, F(receiver.max_pending_per_host), 1, 256, NULL },
+	{ "receiver", "max_pending_per_host", K_INT, F(receiver.max_pending_per_host), 1, 256,
+	  NULL },
 	{ "receiver", "max_pdu", K_INT, F(receiver.max_pdu), OP_PDU_MIN, OP_PDU_MAX, NULL },
 	{ "receiver", "acse_timeout", K_INT, F(receiver.acse_timeout), 1, 3600, NULL },
 	{ "receiver", "dimse_timeout", K_INT, F(receiver.dimse_timeout), 1, 86400, NULL },
@@ -96,8 +98,10 @@ static const struct key keys[] = {
 	{ "shaping", "burst", K_SIZE, F(shaping.burst), 0, 0, NULL },
 	{ "shaping", "schedule", K_SCHEDULE, F(shaping.schedule), 0, 0, NULL },
 	{ "shaping", "scavenger", K_BOOL, F(shaping.scavenger), 0, 0, NULL },
-	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0, NULL },
-	{ "priority", "trust_priority_from", K_AE_LIST, F(priority.trust_priority_from), 0, 0, NULL },
+	{ "priority", "urgent_calling_aets", K_AE_LIST, F(priority.urgent_calling_aets), 0, 0,
+	  NULL },
+	{ "priority", "trust_priority_from", K_AE_LIST, F(priority.trust_priority_from), 0, 0,
+	  NULL },
 	{ "priority", "urgent_match", K_MATCH_LIST, F(priority.urgent_match), 0, 0, NULL },
 	{ "console", "listen", K_LISTEN, F(console.listen), 0, 0, NULL },
 	{ "console", "socket", K_OPT_STRING, F(console.socket), 0, 0, NULL },
@@ -136,8 +140,8 @@ static const struct key dicom_keys[] = {
 #define N_DICOM_KEYS (sizeof(dicom_keys) / sizeof(dicom_keys[0]))
 
 /* The [cloud] keys that mean something to a DICOM peer too. */
-static const char *const dicom_cloud_keys[] = { "connections", "timeout", "retry_max_delay", "rate",
-						"enabled", "transfer_syntax" };
+static const char *const dicom_cloud_keys[] = { "connections", "timeout", "retry_max_delay",
+						"rate",        "enabled", "transfer_syntax" };
 
 static int is_cloud_key(const struct key *k)
 {

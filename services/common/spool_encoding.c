@@ -153,8 +153,7 @@ out:
 	return rc;
 }
 
-int op__spool_encoding_forget(op_spool *sp, const char *hash, int only_when_sent,
-			       uint64_t *freed)
+int op__spool_encoding_forget(op_spool *sp, const char *hash, int only_when_sent, uint64_t *freed)
 {
 	sqlite3_stmt *st = NULL;
 	int copies = 0, rc;
@@ -234,17 +233,18 @@ static unsigned sweep_tmp(op_spool *sp)
 int op_spool_encoding_sweep(op_spool *sp, unsigned *removed)
 {
 	sqlite3_stmt *st = NULL;
-	char (*gone)[OP_HASH_HEX + 1] = NULL;
+	char(*gone)[OP_HASH_HEX + 1] = NULL;
 	uint64_t freed = 0;
 	size_t n = 0, cap = 0;
 	int rc;
 
 	*removed = 0;
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = sqlite3_prepare_v2(sp->db,
-				"DELETE FROM encodings WHERE hash NOT IN (SELECT hash FROM instances)"
-				" RETURNING hash, size",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"DELETE FROM encodings WHERE hash NOT IN (SELECT hash FROM instances)"
+		" RETURNING hash, size",
+		-1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == cap) {
 			void *more = realloc(gone, (cap = cap ? cap * 2 : 16) * sizeof(*gone));
@@ -284,8 +284,9 @@ int op__spool_encoding_known(op_spool *sp, const char *hash)
 	sqlite3_stmt *st = NULL;
 	int n = -1;
 
-	if (sqlite3_prepare_v2(sp->db, "SELECT COUNT(*) FROM encodings WHERE hash = ? AND"
-				       " state = 'copy'",
+	if (sqlite3_prepare_v2(sp->db,
+			       "SELECT COUNT(*) FROM encodings WHERE hash = ? AND"
+			       " state = 'copy'",
 			       -1, &st, NULL) == SQLITE_OK) {
 		op__spool_bind_text(st, 1, hash);
 		if (sqlite3_step(st) == SQLITE_ROW)

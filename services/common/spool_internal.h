@@ -141,8 +141,7 @@ int op__spool_evict(op_spool *sp, uint64_t keep_sent, uint64_t want, unsigned *n
  * only once every instance row naming hash is 'sent' (no delivery needs a
  * copy any more). 1 when a copy's file is to go (op__spool_encoding_unlink
  * after the commit), 0 when none is. Caller holds tx_mu. */
-int op__spool_encoding_forget(op_spool *sp, const char *hash, int only_when_sent,
-			      uint64_t *freed);
+int op__spool_encoding_forget(op_spool *sp, const char *hash, int only_when_sent, uint64_t *freed);
 
 /* Removes the copy of hash and takes freed off the usage. */
 void op__spool_encoding_unlink(op_spool *sp, const char *hash, uint64_t freed);

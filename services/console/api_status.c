@@ -657,7 +657,8 @@ static int destination_metrics(struct text *t, const struct view_job *j, struct 
 		{ "destination_compressed_bytes_after_total", "counter",
 		  "Bytes of those copies (since start)." },
 		{ "destination_encode_seconds_total", "counter",
-		  "CPU seconds spent making and proving copies for the destination (since start)." },
+		  "CPU seconds spent making and proving copies for the destination (since "
+		  "start)." },
 		{ "destination_sent_original_total", "counter",
 		  "Instances sent as received instead of as a copy: the copy failed its proof "
 		  "(reason mismatch) or the destination refused JPEG-LS (reason refused), since "
@@ -705,9 +706,10 @@ static int destination_metrics(struct text *t, const struct view_job *j, struct 
 			case 11:
 				put(t,
 				    "outpost_%s{destination=\"%s\",reason=\"mismatch\"} %" PRIu64
-				    "\noutpost_%s{destination=\"%s\",reason=\"refused\"} %" PRIu64 "\n",
-				    series[s].name, v->name, v->compression.mismatches, series[s].name,
-				    v->name, v->compression.refused);
+				    "\noutpost_%s{destination=\"%s\",reason=\"refused\"} %" PRIu64
+				    "\n",
+				    series[s].name, v->name, v->compression.mismatches,
+				    series[s].name, v->name, v->compression.refused);
 				continue;
 			}
 			put(t, "outpost_%s{destination=\"%s\"} %" PRIu64 "\n", series[s].name,

@@ -44,8 +44,11 @@ static void damaged_file(struct slot *s, const char *why)
 		s->results[i].verdict = OP_VERDICT_REQUEUE;
 		s->results[i].reason[0] = '\0';
 	}
-	r->verdict = OP_VERDICT_QUARANTINE;
-	snprintf(r->reason, sizeof(r->reason), "%s", why);
+	/* A damaged copy is made again (the encoder checks it before use);
+	 * the object itself is what quarantine is for. */
+	r->verdict = s->items[s->part].encoded ? OP_VERDICT_REQUEUE : OP_VERDICT_QUARANTINE;
+	snprintf(r->reason, sizeof(r->reason), "%s%s",
+		 s->items[s->part].encoded ? "JPEG-LS copy: " : "", why);
 	op__uplink_close_file(s);
 	op_https_body_fail(s->conn, why);
 }

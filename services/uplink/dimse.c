@@ -118,14 +118,17 @@ static void dicom_work(uv_work_t *w)
 	for (unsigned i = 0; i < s->n; i++) {
 		op__uplink_item_file(up, &s->items[i], s->paths[i], sizeof(s->paths[i]));
 		if (!file_intact(s->paths[i], &s->items[i])) {
-			s->results[i].verdict = OP_VERDICT_QUARANTINE;
+			/* A damaged copy is made again (encode.c checks it). */
+			s->results[i].verdict =
+				s->items[i].encoded ? OP_VERDICT_REQUEUE : OP_VERDICT_QUARANTINE;
 			snprintf(s->results[i].reason, sizeof(s->results[i].reason),
-				 "spool file damaged: its content does not match its hash");
+				 "%sspool file damaged: its content does not match its hash",
+				 s->items[i].encoded ? "JPEG-LS copy: " : "");
 			continue;
 		}
 		items[n] = (op_dicom_item){ s->paths[i], s->items[i].sop_class_uid,
-					    s->items[i].sop_instance_uid,
-					    s->items[i].file_syntax, s->items[i].encoded };
+					    s->items[i].sop_instance_uid, s->items[i].file_syntax,
+					    s->items[i].encoded };
 		map[n++] = i;
 	}
 	if (n == 0)

@@ -14,7 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "dicom/jpls.h"
 
 #define MAX_THREADS 64
+#define ENCODE_NICE 10
 
 struct job {
 	op_encode_batch *b;
@@ -36,8 +38,8 @@ struct op_encoder {
 	int n_threads;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* jobs queued, stop, an encoding ended */
-	struct job *jobs;       /* a ring */
+	pthread_cond_t cv; /* jobs queued, stop, an encoding ended */
+	struct job *jobs;  /* a ring */
 	size_t head, len, cap;
 	char (*busy)[OP_HASH_HEX + 1]; /* objects being encoded, one per thread */
 	op_encode_batch *done;         /* for the loop */
@@ -58,14 +60,16 @@ static uint64_t thread_cpu_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The copy recorded for it, if its file is there as recorded. */
+/* The copy recorded for it, if its file is there as recorded (its hash
+ * checked: a copy is made again rather than sent damaged). */
 static int use_copy(op_spool *sp, op_spool_item *it, const op_spool_encoding *e)
 {
-	char path[OP_DIR_MAX + 128];
-	struct stat sb;
+	char path[OP_DIR_MAX + 128], hash[OP_HASH_HEX + 1];
+	uint64_t size;
 
 	op_spool_encoding_file(sp, it->hash, path, sizeof(path));
-	if (stat(path, &sb) != 0 || (uint64_t)sb.st_size != e->size) {
+	if (op_spool_hash_file(path, hash, &size) < 0 || size != e->size ||
+	    strcmp(hash, e->hash) != 0) {
 		op_spool_encoding_drop(sp, it->hash); /* made again below */
 		return 0;
 	}
@@ -87,7 +91,8 @@ static void encode(op_encoder *enc, op_encode_batch *b, op_spool_item *it)
 
 	op_spool_object_file(enc->sp, it->hash, src, sizeof(src));
 	if (op_spool_encoding_tmp(enc->sp, tmp, sizeof(tmp)) < 0) {
-		op_error("uplink.encode", "sop=%s error=\"cannot create a file in the spool's tmp/\"",
+		op_error("uplink.encode",
+			 "sop=%s error=\"cannot create a file in the spool's tmp/\"",
 			 op_log_quote(sop, sizeof(sop), it->sop_instance_uid));
 		return;
 	}
@@ -104,12 +109,14 @@ static void encode(op_encoder *enc, op_encode_batch *b, op_spool_item *it)
 		if (rc == 0) {
 			b->encoded++;
 			b->in_bytes += it->size;
-			op_debug("uplink.encode", "sop=%s bytes=%" PRIu64 " encoded=%" PRIu64
-						  " ms=%" PRIu64 " dest=%s",
+			op_debug("uplink.encode",
+				 "sop=%s bytes=%" PRIu64 " encoded=%" PRIu64 " ms=%" PRIu64
+				 " dest=%s",
 				 sop, it->size, size, e.encode_ms, b->dest);
 			use_copy(enc->sp, it, &e);
 		} else {
-			op_warn("uplink.encode", "sop=%s result=original reason=\"%s\" dest=%s", sop,
+			op_warn("uplink.encode", "sop=%s result=original reason=\"%s\" dest=%s",
+				sop,
 				rc == -EDQUOT ? "no room in the spool for the copy" : strerror(-rc),
 				b->dest);
 		}
@@ -177,6 +184,10 @@ static void *run(void *arg)
 	int slot = ((struct thread_arg *)arg)->slot;
 
 	free(arg);
+	/* Background work: the receiver (another process) and the loop go
+	 * first when the CPU is short (Linux: the nice value is a thread's). */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), ENCODE_NICE) < 0)
+		op_warn("uplink.encoder", "nice=%d error=\"%s\"", ENCODE_NICE, strerror(errno));
 	pthread_mutex_lock(&enc->mu);
 	for (;;) {
 		struct job j;

@@ -82,6 +82,7 @@ struct slot {
 
 	/* The batch at the encoder (encode.h), before it is sent. */
 	op_encode_batch eb;
+	uint64_t sent_at; /* uv_now when its request began */
 
 	/* Work on the thread pool reads only these copies, made on the loop. */
 	uv_work_t work;
@@ -155,6 +156,11 @@ struct op_uplink {
 	op_encoder *encoder;
 	int syntax_refused;
 	op_uplink_compression comp; /* since start */
+	/* transfer_syntax = auto: what one request moves per second (bytes
+	 * on the wire over the request's time, smoothed; 0: not measured
+	 * yet), and what the encoder made of how many bytes. */
+	uint64_t request_rate;
+	uint64_t encoded_in_bytes;
 
 	int watchdog_ms; /* half of systemd's WatchdogSec; 0: none */
 	uint64_t watchdog_at;
@@ -186,6 +192,10 @@ int op__uplink_syntax_refused(struct slot *s);
 /* Decides whether copies are sent (transfer_syntax, the encoder, a
  * refusal) and says so in the log; at start and at every reload. */
 void op__uplink_apply_compression(op_uplink *up, const char *why);
+
+/* transfer_syntax = auto: decides again, from what was measured (each
+ * tick). */
+void op__uplink_check_compression(op_uplink *up);
 
 /* --- dimse.c: a batch to a DICOM node by C-STORE ------------------------------- */
 

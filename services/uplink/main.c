@@ -51,7 +51,7 @@ struct host {
 	/* What each sent, smoothed over about a second: a gap between two
 	 * requests is not a destination wanting less. */
 	uint64_t fair_used[OP_DEST_MAX + 1];
-	uint64_t fair_at; /* uv_now of the last computation */
+	uint64_t fair_at;    /* uv_now of the last computation */
 	op_encoder *encoder; /* NULL: no destination wants copies */
 	op_api *api;
 	uv_signal_t sig[3];

@@ -26,7 +26,7 @@ Method:
   counts it (polled every 20 ms); a run counts only if Orthanc then holds
   every instance;
 - encode CPU: the uplink's /api/status (its local socket),
-  destinations[0].compression.encode_ms over .encoded, read when the last
+  destinations[0].compression.since_start.encode_ms over .encoded, read when the last
   instance is confirmed ("n/a" where the uplink reports no compression);
 - runs are interleaved: each repetition runs every (rate, mode) once;
   medians, with the range in parentheses.
@@ -49,7 +49,7 @@ import phantom  # noqa: E402
 from cloud import Cloud, TestPKI  # noqa: E402
 from console import Api  # noqa: E402
 from meter import MeteringRelay  # noqa: E402
-from outpost import Receiver, storescu  # noqa: E402
+from outpost import Receiver, Storescp, storescu  # noqa: E402
 
 MODES = ("original", "jpeg-ls", "auto")
 RATES = ("20Mbit", "unlimited")
@@ -80,8 +80,7 @@ def one_run(tmp, name, files, uids, total_bytes, mode, rate):
         relay = MeteringRelay(("127.0.0.1", cloud.https_port)).start()
         cloud_section = {"url": f"https://localhost:{relay.port}/dicom-web",
                          "ca_file": cloud.ca_file, "retry_max_delay": 2}
-        if mode != "original":
-            cloud_section["transfer_syntax"] = mode
+        cloud_section["transfer_syntax"] = mode
         sections = {"cloud": cloud_section, "spool": {"keep_sent_bytes": "0"}}
         if rate_bits(rate):
             sections["shaping"] = {"rate": rate}
@@ -114,7 +113,8 @@ def one_run(tmp, name, files, uids, total_bytes, mode, rate):
                 raise RuntimeError(f"{got} of {n} instances confirmed after {limit:.0f} s")
             time.sleep(0.02)
         status = Api(rx, unix=True).ok("GET", "/api/status")
-        comp = (status.get("destinations") or [{}])[0].get("compression") or {}
+        comp = ((status.get("destinations") or [{}])[0].get("compression") or {}).get(
+            "since_start") or {}
         encoded = comp.get("encoded")
         encode_ms = comp.get("encode_ms")
         per_instance = encode_ms / encoded if encoded and encode_ms is not None else None
@@ -122,7 +122,7 @@ def one_run(tmp, name, files, uids, total_bytes, mode, rate):
         if not uids <= held:
             raise RuntimeError(f"Orthanc holds {len(uids & held)} of the {n} instances")
         return {"bytes": relay.total(), "seconds": t_done - t_ack, "encode_ms": per_instance,
-                "send_s": t_ack - t0}
+                "send_s": t_ack - t0, "total_s": t_done - t0}
     finally:
         for service in (uplink, rx):
             if service is not None:
@@ -138,6 +138,59 @@ def verdict(ok):
     return "met" if ok else "NOT met"
 
 
+def ingest_run(tmp, name, files, backlog):
+    """Seconds storescu takes to store files into a receiver whose spool
+    already holds backlog: once with the uplink stopped, once while its
+    encoder makes JPEG-LS copies of the backlog for a storescp on
+    loopback (so that the encoder, not TLS nor Orthanc, is what works)."""
+    out = {}
+    for busy in (False, True):
+        base = os.path.join(tmp, f"{name}-{'busy' if busy else 'idle'}")
+        scp = rx = uplink = None
+        try:
+            scp = Storescp(os.path.join(base, "scp"))
+            rx = Receiver(os.path.join(base, "rx"), cloud={"enabled": "no"},
+                          spool={"keep_sent_bytes": "0"}, routing={"default": "pacs"},
+                          **{"destination pacs": {
+                              "type": "dicom", "host": "127.0.0.1", "port": scp.port,
+                              "called_ae": "STORESCP", "transfer_syntax": "jpeg-ls"}}).start()
+            r = storescu(rx.port, backlog, timeout=600)
+            if r.returncode != 0:
+                raise RuntimeError(f"storescu: {r.stderr[-500:]}")
+            if busy:
+                uplink = rx.uplink().start()
+                t = time.monotonic()
+                while _copies(rx) == 0 and time.monotonic() - t < 30:
+                    time.sleep(0.01)
+            t0 = time.monotonic()
+            r = storescu(rx.port, files, timeout=600)
+            out[busy] = time.monotonic() - t0
+            if r.returncode != 0:
+                raise RuntimeError(f"storescu: {r.stderr[-500:]}")
+            if busy:
+                out["copies"] = _copies(rx)
+                out["backlog_left"] = _queued(rx) - len(files)
+        finally:
+            for service in (uplink, rx, scp):
+                if service is not None:
+                    service.stop()
+    return out
+
+
+def _queued(rx):
+    with rx.db() as con:
+        return con.execute("SELECT COUNT(*) FROM deliveries WHERE state != 'sent'"
+                           ).fetchone()[0]
+
+
+def _copies(rx):
+    """Copies made so far (those sent were removed: counted by the sent
+    deliveries)."""
+    with rx.db() as con:
+        return con.execute("SELECT (SELECT COUNT(*) FROM encodings) + (SELECT COUNT(*) FROM"
+                           " deliveries WHERE state = 'sent')").fetchone()[0]
+
+
 def report(results, rates, modes):
     med = statistics.median
     out = []
@@ -146,13 +199,15 @@ def report(results, rates, modes):
         title = "unlimited" if not rate_bits(rate) else f"[shaping] rate = {rate}"
         out += [f"### {title}", "",
                 "| mode | MB on the wire | x fewer bytes than original | "
-                "s from last ack to cloud | x faster than original | encode ms/instance |",
-                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                "s from last ack to cloud | x faster than original | "
+                "s from first C-STORE to cloud | encode ms/instance |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         base = rows.get("original")
         for m in modes:
             runs = rows[m]
             mb = [r["bytes"] / 1e6 for r in runs]
             s = [r["seconds"] for r in runs]
+            whole = [r["total_s"] for r in runs]
             enc = [r["encode_ms"] for r in runs if r["encode_ms"] is not None]
             fewer = faster = "–"
             if base and m != "original":
@@ -162,6 +217,7 @@ def report(results, rates, modes):
                 fewer = faster = "1.00"
             out.append(f"| {m} | {med_range(mb, lambda v: f'{v:.1f}')} | {fewer} | "
                        f"{med_range(s, lambda v: f'{v:.2f}')} | {faster} | "
+                       f"{med_range(whole, lambda v: f'{v:.2f}')} | "
                        f"{med_range(enc, lambda v: f'{v:.1f}') if enc else 'n/a'} |")
         out.append("")
 
@@ -181,18 +237,23 @@ def report(results, rates, modes):
     else:
         goals.append("- jpeg-ls at 20 Mbit/s, bytes and time: not measured (needs the rate "
                      "20Mbit and the modes original and jpeg-ls).")
+    # The issue's measure is the time from the last acknowledgment; where
+    # the uplink keeps pace with the modality (no shaping) that is a few
+    # tenths of a second, within the poll and the last request's noise, so
+    # auto is judged on the whole upload (first C-STORE to cloud) as well.
     for rate in rates:
-        best = [med_of(rate, m, "seconds") for m in ("original", "jpeg-ls")]
-        auto = med_of(rate, "auto", "seconds")
         label = "unlimited" if not rate_bits(rate) else rate.replace("Mbit", " Mbit/s")
-        if auto is not None and None not in best:
-            b = min(best)
-            goals.append(f"- auto at {label}, within {100 * (GOAL_AUTO - 1):.0f}% of the better "
-                         f"of original and jpeg-ls (time to the cloud): {auto:.2f} s against "
-                         f"{b:.2f} s ({100 * (auto - b) / b:+.0f}%), "
-                         f"{verdict(auto <= GOAL_AUTO * b)}.")
-        else:
-            goals.append(f"- auto at {label}: not measured (needs all three modes).")
+        for key, what in (("seconds", "from the last ack"), ("total_s", "whole upload")):
+            best = [med_of(rate, m, key) for m in ("original", "jpeg-ls")]
+            auto = med_of(rate, "auto", key)
+            if auto is not None and None not in best:
+                b = min(best)
+                goals.append(f"- auto at {label}, within {100 * (GOAL_AUTO - 1):.0f}% of the "
+                             f"better of original and jpeg-ls (time to the cloud, {what}): "
+                             f"{auto:.2f} s against {b:.2f} s ({100 * (auto - b) / b:+.0f}%), "
+                             f"{verdict(auto <= GOAL_AUTO * b)}.")
+            else:
+                goals.append(f"- auto at {label}: not measured (needs all three modes).")
     out += ["Goals:", ""] + goals
     return out
 
@@ -239,12 +300,28 @@ def main():
                         f"{res['seconds']:.2f} s from the last ack to the cloud "
                         f"(storescu {res['send_s']:.1f} s), encode "
                         f"{'n/a' if enc is None else f'{enc:.1f} ms'}/instance")
+        ingest = []
+        # A second study of as many slices is received while the encoder
+        # works on the first (which keeps it busy for longer than that).
+        more = phantom.make_phantom_study(os.path.join(tmp, "study2"), args.instances, seed=2)
+        for rep in range(args.reps):
+            res = ingest_run(tmp, f"ingest-{rep}", more, files)
+            ingest.append(res)
+            log(f"rep {rep + 1} ingest of {len(more)}: {res[False]:.2f} s alone, "
+                f"{res[True]:.2f} s while the encoder works ({res['copies']} copies made; "
+                f"{res['backlog_left']} of the backlog still to go when it ended)")
         missing = [k for k, v in results.items() if not v]
         if missing:
             log(f"no successful run of {missing}")
             return 1
         load_after = background_load()
         print("\n".join(report(results, rates, modes)))
+        idle = statistics.median(r[False] for r in ingest)
+        busy = statistics.median(r[True] for r in ingest)
+        print(f"\nIngest (storescu, {len(more)} instances, one association) "
+              f"into a receiver alone: {idle:.2f} s; while the uplink's encoder makes copies "
+              f"of a backlog: {busy:.2f} s ({100 * (busy - idle) / idle:+.0f}%; goal at most "
+              f"+10%), {verdict(busy <= 1.1 * idle)}.")
         runs = f"{args.reps} run{'s' if args.reps != 1 else ''}"
         print(f"\n{runs} per row, interleaved, medians (range); {args.instances} "
               f"phantom CT slices of 512x512, 12 bits stored ({total_bytes / 1e6:.0f} MB as "

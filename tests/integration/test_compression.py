@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 
 from integration_fixtures import DRAIN_TIMEOUT, log_lines
 from outpost import PYDICOM_FILES, Storescp, dataset_bytes, storescu, wait_for
-from test_destination_operator import status
+from test_destination_operator import metrics, status
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLES = os.path.join(HERE, "..", "unit", "data")  # make-jpls-samples.py's
@@ -125,6 +125,13 @@ def test_what_jpeg_ls_codes_arrives_as_jpeg_ls_with_the_same_pixels(tmp_path, pi
     st = status(p.receiver)["destinations"][0]["compression"]
     assert st["mode"] == "jpeg-ls" and st["since_start"]["sent_copies"] == copies, st
     assert st["since_start"]["bytes_after"] < st["since_start"]["bytes_before"], st
+    m = metrics(p.receiver)
+    assert m['outpost_destination_compressed_bytes_before_total{destination="cloud"}'] == \
+        st["since_start"]["bytes_before"]
+    assert m['outpost_destination_compressed_bytes_after_total{destination="cloud"}'] == \
+        st["since_start"]["bytes_after"]
+    assert m['outpost_destination_encode_seconds_total{destination="cloud"}'] > 0
+    assert m['outpost_destination_sent_original_total{destination="cloud",reason="mismatch"}'] == 0
     # Sent everywhere: no copy is kept.
     assert not [f for f in p.receiver.stored_files() if f.endswith(".jls")]
 
@@ -242,3 +249,58 @@ def test_kill9_while_encoding_leaves_no_copy_behind(tmp_path, pipelines):
         assert con.execute("SELECT COUNT(*) FROM encodings WHERE state = 'copy'"
                            ).fetchone()[0] == 0
     assert kills == 5
+
+
+def test_auto_compresses_on_a_slow_link_and_not_on_a_fast_one(tmp_path, pipelines):
+    slow = pipelines("slow", cloud={"transfer_syntax": "auto"}, shaping={"rate": "4Mbit"})
+    files = smooth_study(str(tmp_path / "s"), 4, rows=64, cols=64)
+    slow.send(files)
+    slow.wait_drained()
+    c = status(slow.receiver)["destinations"][0]["compression"]
+    assert c["setting"] == "auto" and c["mode"] == "jpeg-ls", c
+    assert "the link moves 0.5 MB/s" in c["why"], c
+    assert c["since_start"]["sent_copies"] == 4, c
+    held = slow.cloud.instances()
+    assert {slow.cloud.rest("GET", f"/instances/{i}/metadata/TransferSyntax", raw=True)
+            .decode() for i in held.values()} == {JPEG_LS}
+
+    # Loopback and no shaping: the link outpaces one encoder thread, once
+    # requests have measured it.
+    fast = pipelines("fast", cloud={"transfer_syntax": "auto"}, uplink={"encode_threads": 1})
+    fast.send(smooth_study(str(tmp_path / "f"), 40, rows=256, cols=256))
+    fast.wait_drained()
+    c = status(fast.receiver)["destinations"][0]["compression"]
+    assert "not known" not in c["why"], c
+    link, enc = (float(x.split(" MB/s")[0]) for x in c["why"].split("moves ")[1]
+                 .split("codes ")[:2])
+    assert link > enc and c["mode"] == "original", c
+    assert any("mode=original" in ln for ln in log_lines(fast.uplink, "uplink.compression"))
+
+
+def test_a_damaged_copy_is_made_again_not_sent(tmp_path, pipelines):
+    p = pipelines(start_uplink=False, cloud={"transfer_syntax": "jpeg-ls"})
+    p.cloud.stop_orthanc()  # nginx answers 502: the copies are made, and wait
+    p.uplink.start()
+    files = smooth_study(str(tmp_path / "s"), 3, rows=64, cols=64)
+    p.send(files)
+    copies = lambda: [f for f in p.receiver.stored_files() if f.endswith(".jls")]  # noqa: E731
+    wait_for(lambda: len(copies()) == 3, DRAIN_TIMEOUT, what="three copies")
+    with open(copies()[0], "r+b") as f:  # a disk fault in one copy
+        f.seek(200)
+        b = f.read(1)
+        f.seek(200)
+        f.write(bytes([b[0] ^ 0x40]))
+    p.cloud.start_orthanc()
+    p.wait_drained()
+    rows = {r["sop_instance_uid"]: r for r in p.receiver.rows()}
+    assert {r["state"] for r in rows.values()} == {"sent"}
+    held = p.cloud.instances()
+    for uid, row in rows.items():
+        stored = tmp_path / f"{uid}.dcm"
+        stored.write_bytes(p.cloud.instance_file(uid))
+        assert p.cloud.rest("GET", f"/instances/{held[uid]}/metadata/TransferSyntax",
+                            raw=True).decode() == JPEG_LS
+        assert pixels_le(str(stored), str(tmp_path)) == \
+            pixels_le(p.receiver.object_path(row["hash"]), str(tmp_path)), uid
+    assert len(log_lines(p.uplink, "spool.encoding.dropped")) == 1
+    assert not log_lines(p.uplink, "uplink.quarantine")

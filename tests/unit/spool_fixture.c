@@ -286,7 +286,11 @@ void spool_fx_assert_usage_matches_index(struct spool_fx *f)
 {
 	sqlite3 *db = spool_fx_db_open(f);
 	long long n = spool_fx_db_int(db, "SELECT COUNT(*) FROM instances", NULL);
-	long long bytes = spool_fx_db_int(db, "SELECT COALESCE(SUM(size), 0) FROM instances", NULL);
+	long long bytes =
+		spool_fx_db_int(db,
+				"SELECT COALESCE(SUM(size), 0) + (SELECT COALESCE(SUM(size),"
+				" 0) FROM encodings) FROM instances",
+				NULL);
 
 	sqlite3_close(db);
 	spool_fx_assert_usage(f, (uint64_t)n, (uint64_t)bytes, 0);

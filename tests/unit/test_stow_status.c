@@ -155,6 +155,36 @@ static void test_stow_failure_reasons(void **state)
 		}
 }
 
+/* The transfer syntax refused (C122, 0122; HTTP 415 for the request):
+ * flagged, so that the uplink sends the original of a copy instead; no
+ * other reason is. */
+static void test_stow_syntax_refused(void **state)
+{
+	static const char *const uids[] = { "1.2.3" };
+	static const struct {
+		const char *body;
+		int refused;
+	} cases[] = {
+		{ RESPONSE("", FAIL("1.2.3", "49442")), 1 }, /* C122 */
+		{ RESPONSE("", FAIL("1.2.3", "290")), 1 },   /* 0122 */
+		{ RESPONSE("", FAIL("1.2.3", "49152")), 0 }, /* C000 */
+		{ RESPONSE("", FAIL("1.2.3", "272")), 0 },   /* 0110 */
+		{ RESPONSE("", FAIL("1.2.3", "292")), 0 },   /* 0124 */
+	};
+	op_stow_result out[1];
+
+	(void)state;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		interpret(409, cases[c].body, uids, 1, out);
+		assert_int_equal(out[0].syntax_refused, cases[c].refused);
+	}
+	assert_int_equal(interpret(415, "Unsupported Media Type", uids, 1, out), OP_STOW_PAUSE);
+	assert_int_equal(out[0].syntax_refused, 1);
+	assert_int_equal(out[0].verdict, OP_VERDICT_REQUEUE);
+	interpret(400, "Bad Request", uids, 1, out);
+	assert_int_equal(out[0].syntax_refused, 0);
+}
+
 /* A fraction is no US value either, even one that truncates to 0110. */
 static void test_stow_failure_reason_fraction(void **state)
 {
@@ -234,6 +264,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_stow_body_ignored, unit_release_all),
 		cmocka_unit_test_teardown(test_stow_failure_reasons, unit_release_all),
 		cmocka_unit_test_teardown(test_stow_failure_reason_fraction, unit_release_all),
+		cmocka_unit_test_teardown(test_stow_syntax_refused, unit_release_all),
 		cmocka_unit_test_teardown(test_stow_no_instances, unit_release_all),
 		cmocka_unit_test_teardown(test_stow_odd_statuses, unit_release_all),
 	};
