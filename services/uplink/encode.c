@@ -132,7 +132,7 @@ static void encode(op_encoder *enc, op_encode_batch *b, op_spool_item *it)
 	if (rc == OP_JPLS_MISMATCH) {
 		b->mismatches++;
 		op_error("uplink.encode.mismatch", "sop=%s reason=%s dest=%s", sop, why, b->dest);
-		snprintf(e.reason, sizeof(e.reason), "the copy failed its proof: %s", err);
+		snprintf(e.reason, sizeof(e.reason), "the copy failed its proof: %.200s", err);
 	} else {
 		snprintf(e.reason, sizeof(e.reason), "%s", err[0] ? err : "cannot be coded");
 	}
