@@ -141,6 +141,7 @@ void op__uplink_settle(struct slot *s, int http_status)
 		uint64_t rate = wire * 1000 / took;
 
 		up->request_rate = up->request_rate ? (up->request_rate * 3 + rate) / 4 : rate;
+		op__uplink_check_compression(up);
 	}
 	op_info("uplink.batch",
 		"slot=%d study=%s instances=%u http=%d sent=%u retry=%u quarantined=%u requeued=%u "

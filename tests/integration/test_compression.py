@@ -269,8 +269,9 @@ def test_auto_compresses_on_a_slow_link_and_not_on_a_fast_one(tmp_path, pipeline
     fast = pipelines("fast", cloud={"transfer_syntax": "auto"}, uplink={"encode_threads": 1})
     fast.send(smooth_study(str(tmp_path / "f"), 40, rows=256, cols=256))
     fast.wait_drained()
+    wait_for(lambda: "not known" not in status(fast.receiver)["destinations"][0]
+             ["compression"]["why"], 10, interval=0.2, what="auto to have measured the link")
     c = status(fast.receiver)["destinations"][0]["compression"]
-    assert "not known" not in c["why"], c
     link, enc = (float(x.split(" MB/s")[0]) for x in c["why"].split("moves ")[1]
                  .split("codes ")[:2])
     assert link > enc and c["mode"] == "original", c

@@ -89,8 +89,9 @@ level = debug
             "username": "", "password_file": "", "token_file": "/etc/outpost/token",
             "connections": "4", "batch_max_instances": "50",
             "batch_max_bytes": str(64 << 20), "timeout": "60", "retry_max_delay": "300",
-            "rate": "unlimited", "enabled": "on",
+            "rate": "unlimited", "enabled": "on", "transfer_syntax": "original",
         },
+        "uplink": {"encode_threads": "0"},
         "shaping": {"rate": "unlimited", "burst": "0", "schedule": "", "scavenger": "off"},
         "priority": {"urgent_calling_aets": "", "trust_priority_from": "", "urgent_match": ""},
         "console": {"listen": "127.0.0.1:8080",
@@ -205,6 +206,7 @@ default = mammo-ws
         "type": "dicom", "host": "10.1.2.30", "port": "104", "called_ae": "MAMMO_WS",
         "calling_ae": "SITE_A", "connections": "1", "timeout": "60",
         "retry_max_delay": "300", "rate": "unlimited", "enabled": "on",
+        "transfer_syntax": "original",
     }
     assert out["route head-ct"] == {
         "when": "calling_aet=CT_ER, Modality=CT, BodyPartExamined=HEAD",
