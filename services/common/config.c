@@ -59,6 +59,11 @@ struct key {
 static const char *const auth_names[] = { "none", "basic", "bearer", NULL };
 static const char *const tsyntax_names[] = { "original", "jpeg-ls", "auto", NULL };
 
+const char *op_config_tsyntax_name(enum op_tsyntax t)
+{
+	return t >= OP_TS_ORIGINAL && t <= OP_TS_AUTO ? tsyntax_names[t] : "?";
+}
+
 static const struct key keys[] = {
 	{ "receiver", "ae_title", K_AE, F(receiver.ae_title), 0, 0, NULL },
 	{ "receiver", "bind", K_IPV4, F(receiver.bind), 0, 0, NULL },

@@ -57,6 +57,9 @@ enum op_auth { OP_AUTH_NONE, OP_AUTH_BASIC, OP_AUTH_BEARER };
 /* transfer_syntax: what a destination is sent (uplink/encode.h). */
 enum op_tsyntax { OP_TS_ORIGINAL, OP_TS_JPEGLS, OP_TS_AUTO };
 
+/* "original", "jpeg-ls" or "auto", as the file writes it. */
+const char *op_config_tsyntax_name(enum op_tsyntax t);
+
 typedef struct op_cloud_config {
 	char url[1024];         /* https://host[:port]/path; empty: unprovisioned */
 	char host[256];         /* parsed from url */

@@ -113,10 +113,10 @@ void op__uplink_settle(struct slot *s, int http_status)
 		else if (r->verdict == OP_VERDICT_REQUEUE && up->link == LINK_DOWN)
 			t->next_attempt_at = up->next_probe_at;
 		counts[r->verdict]++;
-		if (r->verdict == OP_VERDICT_SENT)
+		if (r->verdict == OP_VERDICT_SENT) {
 			bytes += s->items[i].size;
-		if (r->verdict == OP_VERDICT_SENT)
 			wire += s->items[i].file_size;
+		}
 		if (r->verdict == OP_VERDICT_SENT && s->items[i].encoded) {
 			up->comp.sent_copies++;
 			up->comp.bytes_before += s->items[i].size;
@@ -291,14 +291,13 @@ static void on_failure(void *ctx, op_https *c, enum op_https_stage stage, const 
 void op__uplink_send_batch(struct slot *s)
 {
 	op_uplink *up = s->up;
-
-	s->sent_at = uv_now(up->loop);
 	const op_cloud_config *c = &up->cc;
 	op_https_handler h = { s, op__uplink_next_chunk, on_response, on_failure };
 	uint64_t sizes[1000], length;
 	char head[2048], host[300];
 	int n, rc;
 
+	s->sent_at = uv_now(up->loop);
 	if (up->type == OP_DEST_DICOM) {
 		op__uplink_send_dicom(s);
 		return;
@@ -411,6 +410,7 @@ static void auto_decide(op_uplink *up)
 	uint64_t link = UINT64_MAX, enc, limit = up->shaper->rate;
 	int threads = op_encoder_threads(up->encoder);
 	int jpls = up->comp.mode && strcmp(up->comp.mode, "jpeg-ls") == 0;
+	int measured = up->comp.encode_ms && up->encoded_in_bytes >= (4ULL << 20);
 	char why[160];
 
 	if (up->own.rate < limit)
@@ -419,17 +419,14 @@ static void auto_decide(op_uplink *up)
 		link = limit / 8;
 	if (up->request_rate && up->request_rate * (uint64_t)up->cc.connections < link)
 		link = up->request_rate * (uint64_t)up->cc.connections;
-	enc = up->comp.encode_ms && up->encoded_in_bytes >= (4ULL << 20)
-		      ? up->encoded_in_bytes * 1000 / up->comp.encode_ms
-		      : AUTO_ENCODER_GUESS;
+	enc = measured ? up->encoded_in_bytes * 1000 / up->comp.encode_ms : AUTO_ENCODER_GUESS;
 	enc *= (uint64_t)threads;
 	if (link == UINT64_MAX) {
 		set_mode(up, "original", "auto: the link's pace is not known yet");
 		return;
 	}
 	snprintf(why, sizeof(why), "auto: the link moves %.1f MB/s, the encoder codes %.1f MB/s%s",
-		 (double)link / 1e6, (double)enc / 1e6,
-		 up->encoded_in_bytes >= (4ULL << 20) ? "" : " (not measured yet)");
+		 (double)link / 1e6, (double)enc / 1e6, measured ? "" : " (not measured yet)");
 	if (!jpls && enc > link + link / 10)
 		set_mode(up, "jpeg-ls", why);
 	else if (jpls && enc < link - link / 10)
@@ -440,12 +437,11 @@ static void auto_decide(op_uplink *up)
 
 void op__uplink_apply_compression(op_uplink *up, const char *why)
 {
-	static const char *const names[] = { "original", "jpeg-ls", "auto" };
 	op_uplink_compression *c = &up->comp;
 	char text[160];
 
 	up->syntax_refused = 0;
-	c->setting = names[up->cc.transfer_syntax];
+	c->setting = op_config_tsyntax_name(up->cc.transfer_syntax);
 	c->mode = NULL;
 	snprintf(text, sizeof(text), "transfer_syntax = %s (%s)", c->setting, why);
 	if (up->cc.transfer_syntax == OP_TS_ORIGINAL)
