@@ -224,6 +224,29 @@ void op_spool_object_file(const op_spool *sp, const char *hash, char *out, size_
 	snprintf(out, size, "%s/objects/%.2s/%s.dcm", sp->dir, hash, hash);
 }
 
+/* Waiting for the other service's write lock (the receiver and the uplink
+ * share the database). sqlite's own busy handler sleeps 1, 2, 5, 10 ms...
+ * between tries: a receiver commit that meets one uplink settlement (a
+ * millisecond or two) would wait 3-8 ms, as long as storing the instance.
+ * Short sleeps first, then a millisecond; BUSY after about 10 s. */
+#define BUSY_SHORT_TRIES 50
+#define BUSY_SHORT_US 100
+#define BUSY_LONG_US 1000
+#define BUSY_TIMEOUT_MS 10000
+
+static int on_busy(void *arg, int tries)
+{
+	(void)arg;
+	if (tries < BUSY_SHORT_TRIES) {
+		usleep(BUSY_SHORT_US);
+		return 1;
+	}
+	if ((tries - BUSY_SHORT_TRIES) * (BUSY_LONG_US / 1000) >= BUSY_TIMEOUT_MS)
+		return 0;
+	usleep(BUSY_LONG_US);
+	return 1;
+}
+
 static int open_db(op_spool *sp)
 {
 	sqlite3_stmt *st = NULL;
@@ -246,7 +269,7 @@ static int open_db(op_spool *sp)
 			 sp->db ? sqlite3_errmsg(sp->db) : sqlite3_errstr(rc));
 		return op__spool_sql_err(rc);
 	}
-	sqlite3_busy_timeout(sp->db, 10000);
+	sqlite3_busy_handler(sp->db, on_busy, NULL);
 	/* Switching a new database to WAL needs an exclusive lock, and sqlite
 	 * answers BUSY at once, without its busy handler, when another process
 	 * switches it at the same moment (the receiver and the uplink starting
@@ -370,7 +393,7 @@ int op_spool_open(const char *dir, const op_spool_limits *limits, op_spool **out
 		rc = -EIO;
 	}
 	if (rc == 0)
-		sqlite3_busy_timeout(sp->ro, 10000);
+		sqlite3_busy_handler(sp->ro, on_busy, NULL);
 out:
 	if (rc < 0)
 		op_spool_close(sp);

@@ -290,9 +290,12 @@ int op_spool_encoding_get(op_spool *sp, const char *hash, const char *syntax,
 			  op_spool_encoding *out);
 
 /*
- * Records e for (hash, syntax). For a COPY, tmp (written and fsynced) is
- * moved into place once the row is committed; it is removed in every other
- * case. -EDQUOT when the spool has no room for the copy; -ENOENT when the
+ * Records e for (hash, syntax). For a COPY, tmp (written) is moved into
+ * place once the row is committed; it is removed in every other case.
+ * Neither the copy, the rename nor the row is synced to disk: a copy can
+ * be made again, and it is checked against the row's hash before use; a
+ * row lost with a power cut leaves a copy without a row, which recovery
+ * removes. (What the receiver has acknowledged is never written here.) -EDQUOT when the spool has no room for the copy; -ENOENT when the
  * object has left the spool meanwhile (nothing is recorded).
  */
 int op_spool_encoding_put(op_spool *sp, const char *hash, const char *syntax,
@@ -307,6 +310,11 @@ int op_spool_encoding_drop(op_spool *sp, const char *hash);
  * and the copies left half-written in tmp/; the uplink runs it at start.
  * *removed counts the files and rows removed. */
 int op_spool_encoding_sweep(op_spool *sp, unsigned *removed);
+
+/* A number that changes when the receiver stores an instance (the index's
+ * newest row); -1 on an error. Read on the read-only connection: it never
+ * waits for a writer, and may be called from the uplink's loop. */
+int64_t op_spool_stored_mark(op_spool *sp);
 
 /* --- The operator's side (status API, metrics) ---------------------------
  *

@@ -8,6 +8,13 @@
  * place, so a file in objects/ never lacks its row; a row whose file is
  * missing (a crash between the two) is found by the uplink before it sends
  * and dropped (op_spool_encoding_drop), and the copy made again.
+ *
+ * Nothing here is synced to disk (no fsync of the copy nor of its
+ * directory, and the row committed with synchronous=NORMAL): a copy is
+ * disposable. After a power cut a copy may be missing, short or damaged
+ * (its hash does not match the row: dropped and made again), or lack its
+ * row (recovery removes it). Syncing cost the receiver's ingest, which
+ * shares the disk and the database with the encoder (docs/BENCHMARKS.md).
  */
 #include "common/spool_internal.h"
 
@@ -116,7 +123,7 @@ static int insert_row(op_spool *sp, const char *hash, const char *syntax,
 int op_spool_encoding_put(op_spool *sp, const char *hash, const char *syntax,
 			  const op_spool_encoding *e, const char *tmp)
 {
-	char path[PATH_MAX], dir[OP_DIR_MAX + 16];
+	char path[PATH_MAX];
 	int reserved = 0, rc;
 
 	if (e->state != OP_ENCODING_COPY && e->state != OP_ENCODING_ORIGINAL)
@@ -128,11 +135,13 @@ int op_spool_encoding_put(op_spool *sp, const char *hash, const char *syntax,
 		reserved = 1;
 	}
 	pthread_mutex_lock(&sp->tx_mu);
+	/* (the connection's setting: put back before tx_mu is let go) */
+	op__spool_exec(sp, "PRAGMA synchronous=NORMAL");
 	rc = insert_row(sp, hash, syntax, e);
+	op__spool_exec(sp, "PRAGMA synchronous=FULL");
 	if (rc == 0 && e->state == OP_ENCODING_COPY) {
 		op_spool_encoding_file(sp, hash, path, sizeof(path));
-		snprintf(dir, sizeof(dir), "%s/objects/%.2s", sp->dir, hash);
-		if (rename(tmp, path) < 0 || op_fsync_dir(dir) < 0) {
+		if (rename(tmp, path) < 0) {
 			rc = -errno;
 			op_error("spool.encoding", "hash=%s path=%s error=\"%s\"", hash, path,
 				 strerror(errno));
@@ -277,6 +286,19 @@ out:
 	pthread_mutex_unlock(&sp->tx_mu);
 	free(gone);
 	return rc;
+}
+
+int64_t op_spool_stored_mark(op_spool *sp)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_prepare_v2(sp->ro, "SELECT max(rowid) FROM instances", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
 }
 
 int op__spool_encoding_known(op_spool *sp, const char *hash)

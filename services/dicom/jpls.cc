@@ -595,8 +595,8 @@ static void corrupt(DcmDataset *ds, const DcmRepresentationParameter *param)
 	data[item->getLength() / 2] ^= 0x10;
 }
 
-/* Writes ff to out in JPEG-LS Lossless (see jpls.h for the meta header),
- * and fsyncs it. On failure out is removed. */
+/* Writes ff to out in JPEG-LS Lossless (see jpls.h for the meta header;
+ * not fsync'ed, see there). On failure out is removed. */
 static int write_file(DcmFileFormat &ff, const char *out, char *err, size_t errlen)
 {
 	DcmWriteCache cache;
@@ -627,10 +627,6 @@ static int write_file(DcmFileFormat &ff, const char *out, char *err, size_t errl
 		} else if (e) {
 			op_dicom__say(err, errlen, "writing %s failed: %s", out, strerror(e));
 		}
-	}
-	if (e == 0 && fsync(fd) != 0) {
-		e = errno;
-		op_dicom__say(err, errlen, "fsync of %s failed: %s", out, strerror(e));
 	}
 	if (close(fd) != 0 && e == 0) {
 		e = errno;

@@ -72,8 +72,10 @@ enum op_jpls_result {
  *
  * out is created or truncated (mode 0640, O_NOFOLLOW); the
  * caller gives a temporary name and renames it. It must not name src.
- * out is written completely and fsync'ed before OP_JPLS_OK is returned;
- * on any other result out does not exist afterwards.
+ * out is written completely (not fsync'ed: a copy is checked against its
+ * recorded hash before it is used, and made again when it does not match)
+ * before OP_JPLS_OK is returned; on any other result out does not exist
+ * afterwards.
  *
  * out's File Meta Information is src's, but for Transfer Syntax UID
  * (JPEG-LS Lossless), its group length, and Implementation Class UID and

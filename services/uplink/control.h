@@ -32,7 +32,7 @@ typedef struct op_uplink_error {
 typedef struct op_uplink_compression {
 	const char *setting;   /* "original" or "jpeg-ls", as configured */
 	const char *mode;      /* in force: "original" or "jpeg-ls" */
-	char why[160];         /* why that mode is in force */
+	char why[192];         /* why that mode is in force */
 	uint64_t bytes_before; /* of the instances sent as copies, as received */
 	uint64_t bytes_after;  /* the same copies' bytes */
 	uint64_t sent_copies;  /* instances sent as copies */

@@ -24,6 +24,15 @@
 
 #define MAX_THREADS 64
 #define ENCODE_NICE 10
+/* While the receiver stores (it stored in the last RECEIVING_MS), a
+ * thread rests OP_ENCODE_REST_TIMES as long as its last encoding took (at
+ * most REST_MAX_MS) before the next: the encoder then works a quarter of
+ * the time. A nice value alone is not enough: on a busy receiver's spare
+ * core it slowed the ingest by 16-24% (a sibling hyperthread, memory
+ * bandwidth, the disk; docs/BENCHMARKS.md). */
+#define RECEIVING_MS 1000
+#define RECEIVING_CHECK_MS 100
+#define REST_MAX_MS 1000
 
 struct job {
 	op_encode_batch *b;
@@ -44,6 +53,9 @@ struct op_encoder {
 	char (*busy)[OP_HASH_HEX + 1]; /* objects being encoded, one per thread */
 	op_encode_batch *done;         /* for the loop */
 	int stop;
+	int64_t stored_mark;   /* op_spool_stored_mark() when last looked */
+	uint64_t mark_at;      /* when that was (ms, monotonic) */
+	uint64_t receiving_at; /* when it last changed: the receiver stored */
 };
 
 int op_encode_syntax_codable(const char *ts)
@@ -173,6 +185,50 @@ static void claim_hash(op_encoder *enc, int slot, const char *hash)
 	memcpy(enc->busy[slot], hash, OP_HASH_HEX + 1);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whether the receiver has stored lately (enc->mu held). */
+static int receiving(op_encoder *enc, uint64_t now)
+{
+	if (now - enc->mark_at >= RECEIVING_CHECK_MS) {
+		int64_t v = op_spool_stored_mark(enc->sp);
+
+		if (v != enc->stored_mark) {
+			enc->stored_mark = v;
+			enc->receiving_at = now;
+		}
+		enc->mark_at = now;
+	}
+	return enc->receiving_at && now - enc->receiving_at < RECEIVING_MS;
+}
+
+/* After an encoding that took worked_ms: rests while the receiver stores
+ * (enc->mu held; given up while waiting). */
+static void rest(op_encoder *enc, uint64_t worked_ms)
+{
+	uint64_t now = now_ms(), until;
+	struct timespec ts;
+
+	if (!receiving(enc, now))
+		return;
+	until = now + (worked_ms * OP_ENCODE_REST_TIMES < REST_MAX_MS
+			       ? worked_ms * OP_ENCODE_REST_TIMES
+			       : REST_MAX_MS);
+	while (!enc->stop && now_ms() < until) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(until - now_ms()) * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&enc->cv, &enc->mu, &ts);
+	}
+}
+
 struct thread_arg {
 	op_encoder *enc;
 	int slot;
@@ -190,6 +246,7 @@ static void *run(void *arg)
 		op_warn("uplink.encoder", "nice=%d error=\"%s\"", ENCODE_NICE, strerror(errno));
 	pthread_mutex_lock(&enc->mu);
 	for (;;) {
+		uint64_t t0, worked;
 		struct job j;
 
 		while (!enc->stop && enc->len == 0)
@@ -201,7 +258,9 @@ static void *run(void *arg)
 		enc->len--;
 		claim_hash(enc, slot, j.b->items[j.i].hash);
 		pthread_mutex_unlock(&enc->mu);
+		t0 = now_ms();
 		prepare(enc, j.b, &j.b->items[j.i]);
+		worked = now_ms() - t0;
 		pthread_mutex_lock(&enc->mu);
 		enc->busy[slot][0] = '\0';
 		pthread_cond_broadcast(&enc->cv);
@@ -210,6 +269,7 @@ static void *run(void *arg)
 			enc->done = j.b;
 			uv_async_send(&enc->async);
 		}
+		rest(enc, worked);
 	}
 	pthread_mutex_unlock(&enc->mu);
 	return NULL;
@@ -256,6 +316,8 @@ int op_encoder_open(uv_loop_t *loop, op_spool *sp, int threads, op_encoder **out
 		threads = MAX_THREADS;
 	enc->loop = loop;
 	enc->sp = sp;
+	enc->stored_mark = op_spool_stored_mark(sp);
+	enc->mark_at = now_ms();
 	enc->busy = calloc((size_t)threads, sizeof(*enc->busy));
 	if (!enc->busy) {
 		free(enc);
@@ -298,6 +360,16 @@ int op_encoder_open(uv_loop_t *loop, op_spool *sp, int threads, op_encoder **out
 	op_info("uplink.encoder", "threads=%d", enc->n_threads);
 	*out = enc;
 	return 0;
+}
+
+int op_encoder_resting(op_encoder *enc)
+{
+	int r;
+
+	pthread_mutex_lock(&enc->mu);
+	r = receiving(enc, now_ms());
+	pthread_mutex_unlock(&enc->mu);
+	return r;
 }
 
 void op_encoder_submit(op_encoder *enc, op_encode_batch *b)

@@ -63,6 +63,15 @@ void op_encoder_free(op_encoder *e);
 /* How many threads encode. */
 int op_encoder_threads(const op_encoder *e);
 
+/* While the receiver is storing, each encoder thread rests this many times
+ * as long as its last encoding took: the encoder codes at 1 / (1 + this)
+ * of its pace, and the receiver goes first. */
+#define OP_ENCODE_REST_TIMES 3
+
+/* Is the receiver storing (it stored within the last second), so that the
+ * encoder rests? Loop thread or any; never waits on the spool's writers. */
+int op_encoder_resting(op_encoder *e);
+
 /* Is this transfer syntax one that JPEG-LS copies are made from (Implicit
  * and Explicit VR Little Endian, Explicit VR Big Endian)? */
 int op_encode_syntax_codable(const char *ts);

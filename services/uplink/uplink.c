@@ -403,15 +403,16 @@ static void set_mode(op_uplink *up, const char *mode, const char *why)
  * of them; otherwise the encoder would. The link's pace is what one
  * request moved per second times the connections, or the shaping rate in
  * force when that is lower; the encoder's, what it coded per CPU second
- * times its threads. A tenth either way before changing its mind.
+ * times its threads, a quarter of that while the receiver is storing (the
+ * encoder rests then). A tenth either way before changing its mind.
  */
 static void auto_decide(op_uplink *up)
 {
 	uint64_t link = UINT64_MAX, enc, limit = up->shaper->rate;
 	int threads = op_encoder_threads(up->encoder);
 	int jpls = up->comp.mode && strcmp(up->comp.mode, "jpeg-ls") == 0;
-	int measured = up->comp.encode_ms && up->encoded_in_bytes >= (4ULL << 20);
-	char why[160];
+	int measured = up->comp.encode_ms && up->encoded_in_bytes >= (4ULL << 20), resting;
+	char why[192];
 
 	if (up->own.rate < limit)
 		limit = up->own.rate;
@@ -421,12 +422,17 @@ static void auto_decide(op_uplink *up)
 		link = up->request_rate * (uint64_t)up->cc.connections;
 	enc = measured ? up->encoded_in_bytes * 1000 / up->comp.encode_ms : AUTO_ENCODER_GUESS;
 	enc *= (uint64_t)threads;
+	resting = op_encoder_resting(up->encoder);
+	if (resting)
+		enc /= 1 + OP_ENCODE_REST_TIMES;
 	if (link == UINT64_MAX) {
 		set_mode(up, "original", "auto: the link's pace is not known yet");
 		return;
 	}
-	snprintf(why, sizeof(why), "auto: the link moves %.1f MB/s, the encoder codes %.1f MB/s%s",
-		 (double)link / 1e6, (double)enc / 1e6, measured ? "" : " (not measured yet)");
+	snprintf(why, sizeof(why),
+		 "auto: the link moves %.1f MB/s, the encoder codes %.1f MB/s%s%s",
+		 (double)link / 1e6, (double)enc / 1e6, measured ? "" : " (not measured yet)",
+		 resting ? " (a quarter of its pace while the receiver stores)" : "");
 	if (!jpls && enc > link + link / 10)
 		set_mode(up, "jpeg-ls", why);
 	else if (jpls && enc < link - link / 10)

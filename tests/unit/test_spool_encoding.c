@@ -181,6 +181,30 @@ static void test_spool_encoding_drop_sweep_recover(void **state)
 	assert_true(copy_exists(f, a));
 }
 
+/* The mark the encoder watches moves when an instance is stored, not when
+ * the uplink claims, settles or records a copy. */
+static void test_spool_stored_mark(void **state)
+{
+	struct spool_fx *f = *state;
+	char a[OP_HASH_HEX + 1], b[OP_HASH_HEX + 1];
+	op_spool_item it[2];
+	int64_t empty, one, two;
+	unsigned n;
+
+	empty = op_spool_stored_mark(f->sp);
+	assert_true(empty >= 0);
+	spool_fx_store_study(f, "1.1", "9.1", 1, 3000, a);
+	one = op_spool_stored_mark(f->sp);
+	assert_true(one != empty);
+	spool_fx_claim(f, 2, 1 << 20, it, &n);
+	put_copy(f, a, 1000, 0);
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_RETRY, 0, "later", 1);
+	assert_true(op_spool_stored_mark(f->sp) == one);
+	spool_fx_store_study(f, "1.2", "9.1", 1, 2000, b);
+	two = op_spool_stored_mark(f->sp);
+	assert_true(two != one);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -188,6 +212,7 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_encoding_limits),
 		SPOOL_FX_TEST(test_spool_encoding_gone_when_sent),
 		SPOOL_FX_TEST(test_spool_encoding_drop_sweep_recover),
+		SPOOL_FX_TEST(test_spool_stored_mark),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
