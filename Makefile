@@ -250,9 +250,12 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 unit: all
 	@scripts/run-unit $(UNIT_BINS)
 
-unit-asan:
+# The programs and unit tests built with ASan and UBSan, in $(BUILD)/asan.
+asan:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
 	  CFLAGS="$(ASAN_FLAGS)" CXXFLAGS="$(ASAN_FLAGS)" all
+
+unit-asan: asan
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  scripts/run-unit $(patsubst $(BUILD)/%,$(BUILD)/asan/%,$(UNIT_BINS))
 
@@ -274,14 +277,15 @@ integration: all
 
 # The integration tests that feed the services hostile or unusual input,
 # run again against the ASan+UBSan build (any sanitizer report fails).
-# The longest files first, so that the workers end together.
+# The longest files first, so that the workers end together (conftest.py
+# puts those it knows as longest first, then these in this order).
 ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py test_dicom_send.py \
                     test_garbage.py test_outpostctl.py test_admission.py \
                     test_samples.py test_firmware_upload.py test_limits.py \
                     test_receiver_basics.py test_routing.py test_destination_faults.py \
                     test_destination_operator.py test_spool_upgrade.py test_compression.py
 
-integration-asan: unit-asan
+integration-asan: asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(XDIST) $(ASAN_INTEGRATION) $(PYTEST_ARGS)
@@ -352,4 +356,4 @@ clean:
 
 .SECONDARY:
 
-.PHONY: all deb keys image bundle qemu test-image install-flash deps run unit unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean
+.PHONY: all deb keys image bundle qemu test-image install-flash deps run unit asan unit-asan integration integration-asan fuzz fuzz-smoke test bench check-style format conformance clean

@@ -416,6 +416,10 @@ def test_orthanc_aborts_for_an_unknown_calling_ae(orthanc):
                 called="OUTPOSTCLOUD", calling="STRANGER")
     assert sent.returns == [(0, "")], sent
     assert sent.outcomes() == ["RETRY", "RETRY"], sent
-    assert sent.results[0]["reason"] == (
-        "no C-STORE response: Peer aborted Association (or never connected)"), sent
+    # The abort comes after the last data PDU, or (a loaded machine, an
+    # instance of many PDUs) while they are still being written.
+    assert sent.results[0]["reason"] in (
+        "no C-STORE response: Peer aborted Association (or never connected)",
+        "not stored: the association broke while sending: TCP I/O Error (Connection reset "
+        "by peer) occurred in routine: writeDataPDU"), sent
     assert orthanc.instances() == {}
