@@ -295,8 +295,9 @@ int op_spool_encoding_get(op_spool *sp, const char *hash, const char *syntax,
  * Neither the copy, the rename nor the row is synced to disk: a copy can
  * be made again, and it is checked against the row's hash before use; a
  * row lost with a power cut leaves a copy without a row, which recovery
- * removes. (What the receiver has acknowledged is never written here.) -EDQUOT when the spool has no room for the copy; -ENOENT when the
- * object has left the spool meanwhile (nothing is recorded).
+ * removes. (What the receiver has acknowledged is never written here.)
+ * -EDQUOT when the spool has no room for the copy; -ENOENT when the object
+ * has left the spool meanwhile (nothing is recorded).
  */
 int op_spool_encoding_put(op_spool *sp, const char *hash, const char *syntax,
 			  const op_spool_encoding *e, const char *tmp);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "dicom/jpls.h"
 
@@ -53,9 +54,9 @@ struct op_encoder {
 	char (*busy)[OP_HASH_HEX + 1]; /* objects being encoded, one per thread */
 	op_encode_batch *done;         /* for the loop */
 	int stop;
-	int64_t stored_mark;   /* op_spool_stored_mark() when last looked */
-	uint64_t mark_at;      /* when that was (ms, monotonic) */
-	uint64_t receiving_at; /* when it last changed: the receiver stored */
+	int64_t stored_mark;  /* op_spool_stored_mark() when last looked */
+	int64_t mark_at;      /* when that was (ms, monotonic) */
+	int64_t receiving_at; /* when it last changed: the receiver stored */
 };
 
 int op_encode_syntax_codable(const char *ts)
@@ -185,16 +186,8 @@ static void claim_hash(op_encoder *enc, int slot, const char *hash)
 	memcpy(enc->busy[slot], hash, OP_HASH_HEX + 1);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Whether the receiver has stored lately (enc->mu held). */
-static int receiving(op_encoder *enc, uint64_t now)
+static int receiving(op_encoder *enc, int64_t now)
 {
 	if (now - enc->mark_at >= RECEIVING_CHECK_MS) {
 		int64_t v = op_spool_stored_mark(enc->sp);
@@ -210,9 +203,9 @@ static int receiving(op_encoder *enc, uint64_t now)
 
 /* After an encoding that took worked_ms: rests while the receiver stores
  * (enc->mu held; given up while waiting). */
-static void rest(op_encoder *enc, uint64_t worked_ms)
+static void rest(op_encoder *enc, int64_t worked_ms)
 {
-	uint64_t now = now_ms(), until;
+	int64_t now = op_clock_mono_ms(), until;
 	struct timespec ts;
 
 	if (!receiving(enc, now))
@@ -220,9 +213,9 @@ static void rest(op_encoder *enc, uint64_t worked_ms)
 	until = now + (worked_ms * OP_ENCODE_REST_TIMES < REST_MAX_MS
 			       ? worked_ms * OP_ENCODE_REST_TIMES
 			       : REST_MAX_MS);
-	while (!enc->stop && now_ms() < until) {
+	while (!enc->stop && op_clock_mono_ms() < until) {
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)(until - now_ms()) * 1000000L;
+		ts.tv_nsec += (long)(until - op_clock_mono_ms()) * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&enc->cv, &enc->mu, &ts);
@@ -246,7 +239,7 @@ static void *run(void *arg)
 		op_warn("uplink.encoder", "nice=%d error=\"%s\"", ENCODE_NICE, strerror(errno));
 	pthread_mutex_lock(&enc->mu);
 	for (;;) {
-		uint64_t t0, worked;
+		int64_t t0, worked;
 		struct job j;
 
 		while (!enc->stop && enc->len == 0)
@@ -258,9 +251,9 @@ static void *run(void *arg)
 		enc->len--;
 		claim_hash(enc, slot, j.b->items[j.i].hash);
 		pthread_mutex_unlock(&enc->mu);
-		t0 = now_ms();
+		t0 = op_clock_mono_ms();
 		prepare(enc, j.b, &j.b->items[j.i]);
-		worked = now_ms() - t0;
+		worked = op_clock_mono_ms() - t0;
 		pthread_mutex_lock(&enc->mu);
 		enc->busy[slot][0] = '\0';
 		pthread_cond_broadcast(&enc->cv);
@@ -317,7 +310,7 @@ int op_encoder_open(uv_loop_t *loop, op_spool *sp, int threads, op_encoder **out
 	enc->loop = loop;
 	enc->sp = sp;
 	enc->stored_mark = op_spool_stored_mark(sp);
-	enc->mark_at = now_ms();
+	enc->mark_at = op_clock_mono_ms();
 	enc->busy = calloc((size_t)threads, sizeof(*enc->busy));
 	if (!enc->busy) {
 		free(enc);
@@ -367,7 +360,7 @@ int op_encoder_resting(op_encoder *enc)
 	int r;
 
 	pthread_mutex_lock(&enc->mu);
-	r = receiving(enc, now_ms());
+	r = receiving(enc, op_clock_mono_ms());
 	pthread_mutex_unlock(&enc->mu);
 	return r;
 }
