@@ -58,10 +58,16 @@ struct key {
 
 static const char *const auth_names[] = { "none", "basic", "bearer", NULL };
 static const char *const tsyntax_names[] = { "original", "jpeg-ls", "auto", NULL };
+static const char *const commitment_names[] = { "local", "cloud", NULL };
 
 const char *op_config_tsyntax_name(enum op_tsyntax t)
 {
 	return t >= OP_TS_ORIGINAL && t <= OP_TS_AUTO ? tsyntax_names[t] : "?";
+}
+
+const char *op_config_commitment_name(enum op_commitment c)
+{
+	return c >= OP_COMMIT_LOCAL && c <= OP_COMMIT_CLOUD ? commitment_names[c] : "?";
 }
 
 static const struct key keys[] = {
@@ -77,10 +83,15 @@ static const struct key keys[] = {
 	{ "receiver", "max_pdu", K_INT, F(receiver.max_pdu), OP_PDU_MIN, OP_PDU_MAX, NULL },
 	{ "receiver", "acse_timeout", K_INT, F(receiver.acse_timeout), 1, 3600, NULL },
 	{ "receiver", "dimse_timeout", K_INT, F(receiver.dimse_timeout), 1, 86400, NULL },
+	{ "receiver", "allow_query", K_BOOL, F(receiver.allow_query), 0, 0, NULL },
+	{ "receiver", "commitment", K_ENUM, F(receiver.commitment), 0, 0, commitment_names },
+	{ "receiver", "commitment_timeout", K_DURATION, F(receiver.commitment_timeout), 60,
+	  30 * 86400, NULL },
 	{ "spool", "dir", K_STRING, F(spool.dir), 0, 0, NULL },
 	{ "spool", "max_bytes", K_SIZE, F(spool.max_bytes), 0, 0, NULL },
 	{ "spool", "min_free_bytes", K_SIZE, F(spool.min_free_bytes), 0, 0, NULL },
 	{ "spool", "keep_sent_bytes", K_SIZE, F(spool.keep_sent_bytes), 0, 0, NULL },
+	{ "spool", "keep_sent_days", K_INT, F(spool.keep_sent_days), 0, 3650, NULL },
 	{ "cloud", "url", K_URL, F(cloud.url), 0, 0, NULL },
 	{ "cloud", "ca_file", K_OPT_STRING, F(cloud.ca_file), 0, 0, NULL },
 	{ "cloud", "pin_sha256", K_PIN, F(cloud.pin_sha256), 0, 0, NULL },
@@ -120,7 +131,7 @@ static const struct key keys[] = {
 	{ "log", "level", K_LOG_LEVEL, F(log_level), 0, 0, NULL },
 	{ "security", "allow_unencrypted", K_BOOL, F(security.allow_unencrypted), 0, 0, NULL },
 	/* Last: --check-config prints the destinations and routes it names
-	 * before it (see op_config_print). */
+	 * (and the peers) before it (see op_config_print). */
 	{ "routing", "default", K_DEST_NAME, F(routing.default_to), 0, 0, NULL },
 };
 
@@ -143,6 +154,18 @@ static const struct key dicom_keys[] = {
 };
 
 #define N_DICOM_KEYS (sizeof(dicom_keys) / sizeof(dicom_keys[0]))
+
+/* The keys of a [peer NAME], with offsets into op_peer_config; all of
+ * them required (check_peers). */
+#define P(member) offsetof(op_peer_config, member), sizeof(((op_peer_config *)0)->member)
+
+static const struct key peer_keys[] = {
+	{ "peer", "ae_title", K_AE, P(ae_title), 0, 0, NULL }, /* first: check_peers */
+	{ "peer", "host", K_STRING, P(host), 0, 0, NULL },
+	{ "peer", "port", K_INT, P(port), 1, 65535, NULL },
+};
+
+#define N_PEER_KEYS (sizeof(peer_keys) / sizeof(peer_keys[0]))
 
 /* The [cloud] keys that mean something to a DICOM peer too. */
 static const char *const dicom_cloud_keys[] = { "connections", "timeout", "retry_max_delay",
@@ -202,10 +225,14 @@ void op_config_defaults(op_config *cfg)
 	cfg->receiver.max_pdu = OP_PDU_MAX;
 	cfg->receiver.acse_timeout = 30;
 	cfg->receiver.dimse_timeout = 60;
+	cfg->receiver.allow_query = 1;
+	cfg->receiver.commitment = OP_COMMIT_CLOUD;
+	cfg->receiver.commitment_timeout = 86400;
 	snprintf(cfg->spool.dir, sizeof(cfg->spool.dir), "var/spool");
 	cfg->spool.max_bytes = 0;
 	cfg->spool.min_free_bytes = 512ULL << 20;
 	cfg->spool.keep_sent_bytes = 1ULL << 30;
+	cfg->spool.keep_sent_days = 0;
 	cloud_defaults(&cfg->cloud);
 	cfg->shaping.rate = OP_RATE_UNLIMITED;
 	snprintf(cfg->console.listen, sizeof(cfg->console.listen), "127.0.0.1:8080");
@@ -221,6 +248,9 @@ void op_config_defaults(op_config *cfg)
 
 /* --- parsing ------------------------------------------------------------- */
 
+/* The kind of section the keys that follow belong to. */
+enum section { SEC_OTHER, SEC_DEST, SEC_ROUTE, SEC_PEER };
+
 struct parse {
 	op_config *cfg;
 	const char *path;
@@ -234,8 +264,8 @@ struct parse {
 	int lines[64]; /* the line each key was set on (0: default) */
 	/* The section of the keys that follow: on_key's section name is cut
 	 * by inih at 49 characters, so the header line decides. */
-	enum { SEC_OTHER, SEC_DEST, SEC_ROUTE } sec;
-	int cur; /* SEC_DEST, SEC_ROUTE: the index of the section */
+	enum section sec;
+	int cur; /* SEC_DEST, SEC_ROUTE, SEC_PEER: the index of the section */
 	struct {
 		int type_line;      /* 0: no type key */
 		int lines[64];      /* as lines, by index in keys */
@@ -245,6 +275,7 @@ struct parse {
 		int header_line;
 		int to_line;
 	} route[OP_ROUTE_MAX];
+	int peer_lines[OP_PEER_MAX][N_PEER_KEYS]; /* by index in peer_keys */
 };
 
 static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -682,6 +713,21 @@ static int route_key(struct parse *p, const char *name, const char *value)
 	return fail(p, "unknown key '%s' in [route %s]", name, r->name);
 }
 
+/* A key of a [peer NAME] section. Whether all are there, and the AE title
+ * unique, is checked at the end of the file (check_peers). */
+static int peer_key(struct parse *p, const char *name, const char *value)
+{
+	op_peer_config *pe = &p->cfg->peers[p->cur];
+
+	for (size_t i = 0; i < N_PEER_KEYS; i++) {
+		if (strcmp(peer_keys[i].name, name) == 0) {
+			p->peer_lines[p->cur][i] = p->line;
+			return set_key(p, &peer_keys[i], value, (char *)pe + peer_keys[i].offset);
+		}
+	}
+	return fail(p, "unknown key '%s' in [peer %s]", name, pe->name);
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *p = user;
@@ -691,6 +737,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		return dest_key(p, name, value);
 	if (p->sec == SEC_ROUTE)
 		return route_key(p, name, value);
+	if (p->sec == SEC_PEER)
+		return peer_key(p, name, value);
 
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (strcmp(keys[i].section, section) != 0)
@@ -713,10 +761,36 @@ static int on_key(void *user, const char *section, const char *name, const char 
  * only through its keys, so an empty unknown section would pass and a
  * non-empty one would be reported at its first key's line.
  */
-/* A [destination NAME] (dest set) or [route NAME] header: name[0..n). */
-static void begin_named(struct parse *p, int dest, const char *name, size_t n)
+/* A [peer NAME] header whose name is valid. */
+static void begin_peer(struct parse *p, const char *name, size_t n)
 {
-	const char *what = dest ? "destination" : "route";
+	op_config *c = p->cfg;
+	op_peer_config *pe;
+
+	for (unsigned i = 0; i < c->n_peers; i++) {
+		if (strlen(c->peers[i].name) == n && memcmp(c->peers[i].name, name, n) == 0) {
+			fail(p, "[peer %.*s] again (first on line %u)", (int)n, name,
+			     c->peers[i].line);
+			return;
+		}
+	}
+	if (c->n_peers == OP_PEER_MAX) {
+		fail(p, "more than %d [peer NAME] sections", OP_PEER_MAX);
+		return;
+	}
+	p->cur = (int)c->n_peers++;
+	pe = &c->peers[p->cur];
+	memset(pe, 0, sizeof(*pe));
+	snprintf(pe->name, sizeof(pe->name), "%.*s", (int)n, name);
+	pe->line = (unsigned)p->line;
+	p->sec = SEC_PEER;
+}
+
+/* A [destination NAME], [route NAME] or [peer NAME] header (sec says
+ * which): name[0..n). */
+static void begin_named(struct parse *p, enum section sec, const char *name, size_t n)
+{
+	const char *what = sec == SEC_DEST ? "destination" : sec == SEC_ROUTE ? "route" : "peer";
 	op_config *c = p->cfg;
 
 	if (n == 0) {
@@ -728,7 +802,9 @@ static void begin_named(struct parse *p, int dest, const char *name, size_t n)
 		     OP_NAME_MAX);
 		return;
 	}
-	if (dest) {
+	if (sec == SEC_PEER) {
+		begin_peer(p, name, n);
+	} else if (sec == SEC_DEST) {
 		op_destination_config *d;
 
 		if (n == 5 && memcmp(name, "cloud", 5) == 0) {
@@ -808,11 +884,15 @@ static void check_section_line(struct parse *p, const char *s)
 	}
 	p->sec = SEC_OTHER;
 	if (named_header(s, (size_t)(end - s), "destination", &name)) {
-		begin_named(p, 1, name, (size_t)(end - name));
+		begin_named(p, SEC_DEST, name, (size_t)(end - name));
 		return;
 	}
 	if (named_header(s, (size_t)(end - s), "route", &name)) {
-		begin_named(p, 0, name, (size_t)(end - name));
+		begin_named(p, SEC_ROUTE, name, (size_t)(end - name));
+		return;
+	}
+	if (named_header(s, (size_t)(end - s), "peer", &name)) {
+		begin_named(p, SEC_PEER, name, (size_t)(end - name));
 		return;
 	}
 	for (size_t i = 0; i < N_KEYS && !known; i++)
@@ -977,6 +1057,34 @@ static int check_routing(struct parse *p)
 	return 0;
 }
 
+/* Every [peer NAME] has all its keys, and no two share an AE title: a
+ * C-MOVE destination or a commitment report must find one node. */
+static int check_peers(struct parse *p)
+{
+	const op_config *c = p->cfg;
+
+	for (unsigned i = 0; i < c->n_peers; i++) {
+		const op_peer_config *pe = &c->peers[i];
+
+		for (size_t k = 0; k < N_PEER_KEYS; k++) {
+			if (!p->peer_lines[i][k]) {
+				p->line = (int)pe->line;
+				fail(p, "[peer %s] needs %s", pe->name, peer_keys[k].name);
+				return -EINVAL;
+			}
+		}
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(c->peers[j].ae_title, pe->ae_title) == 0) {
+				p->line = p->peer_lines[i][0]; /* ae_title */
+				fail(p, "ae_title: '%s' is also [peer %s]'s (line %d)",
+				     pe->ae_title, c->peers[j].name, p->peer_lines[j][0]);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Keys that only make sense together. */
 static int check_together(struct parse *p)
 {
@@ -993,7 +1101,8 @@ static int check_together(struct parse *p)
 		return fail_at(p, "listen",
 			       "listen: plain HTTP is served on loopback only (127.0.0.0/8); "
 			       "set tls_cert and tls_key, or listen on 127.0.0.1");
-	return check_routing(p);
+	rc = check_routing(p);
+	return rc ? rc : check_peers(p);
 }
 
 /* An ini_reader that counts lines, so errors found by on_key name the line. */
@@ -1101,6 +1210,50 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen)
 	return check_together(&p);
 }
 
+/* --- looking up ---------------------------------------------------------- */
+
+/* Is ae_title the n characters at aet? */
+static int same_aet(const char *ae_title, const char *aet, size_t n)
+{
+	return strlen(ae_title) == n && memcmp(ae_title, aet, n) == 0;
+}
+
+int op_config_peer_by_aet(const op_config *c, const char *aet, op_peer_config *out)
+{
+	size_t n = strlen(aet);
+
+	_Static_assert(sizeof(out->name) == sizeof(c->destinations[0].name), "peer name");
+	_Static_assert(sizeof(out->ae_title) == sizeof(c->destinations[0].dicom.called_ae),
+		       "peer ae_title");
+	_Static_assert(sizeof(out->host) == sizeof(c->destinations[0].dicom.host), "peer host");
+	/* DICOM pads an AE title to even length, or to 16, with spaces. */
+	while (n > 0 && aet[n - 1] == ' ')
+		n--;
+	for (unsigned i = 0; i < c->n_peers; i++) {
+		if (same_aet(c->peers[i].ae_title, aet, n)) {
+			if (out)
+				*out = c->peers[i];
+			return 0;
+		}
+	}
+	for (int i = 0; i < c->n_destinations; i++) {
+		const op_destination_config *d = &c->destinations[i];
+
+		if (d->type != OP_DEST_DICOM || !same_aet(d->dicom.called_ae, aet, n))
+			continue;
+		if (out) {
+			memset(out, 0, sizeof(*out));
+			memcpy(out->name, d->name, sizeof(out->name));
+			memcpy(out->ae_title, d->dicom.called_ae, sizeof(out->ae_title));
+			memcpy(out->host, d->dicom.host, sizeof(out->host));
+			out->port = d->dicom.port;
+			out->line = (unsigned)d->line;
+		}
+		return 0;
+	}
+	return -ENOENT;
+}
+
 /* --- printing ------------------------------------------------------------ */
 
 static void print_key(const struct key *k, const char *field, FILE *out)
@@ -1201,6 +1354,13 @@ static void print_destination(const op_destination_config *d, FILE *out)
 			print_key(&keys[i], cloud_field(&keys[i], &d->cloud), out);
 }
 
+static void print_peer(const op_peer_config *pe, FILE *out)
+{
+	fprintf(out, "\n[peer %s]\n", pe->name);
+	for (size_t i = 0; i < N_PEER_KEYS; i++)
+		print_key(&peer_keys[i], (const char *)pe + peer_keys[i].offset, out);
+}
+
 static void print_route(const op_route_config *r, FILE *out)
 {
 	fprintf(out, "\n[route %s]\nwhen = %s\nto = ", r->name, r->when);
@@ -1217,10 +1377,13 @@ void op_config_print(const op_config *cfg, FILE *out)
 		if (strcmp(section, keys[i].section) != 0) {
 			section = keys[i].section;
 			/* The destinations and routes before [routing], which
-			 * names one of them. */
+			 * names one of them; the peers, other DICOM nodes,
+			 * beside the destinations. */
 			if (strcmp(section, "routing") == 0) {
 				for (int d = 0; d < cfg->n_destinations; d++)
 					print_destination(&cfg->destinations[d], out);
+				for (unsigned e = 0; e < cfg->n_peers; e++)
+					print_peer(&cfg->peers[e], out);
 				for (int r = 0; r < cfg->n_routes; r++)
 					print_route(&cfg->routes[r], out);
 			}

@@ -23,13 +23,25 @@
 #define OP_PDU_MAX 131072 /* DCMTK's ASC_MAXIMUMPDUSIZE */
 #define OP_DEST_MAX 8     /* [destination NAME] sections, besides [cloud] */
 #define OP_ROUTE_MAX 32   /* [route NAME] sections */
-#define OP_NAME_MAX 32    /* destination and route names: letters, digits, '-', '_' */
+#define OP_NAME_MAX 32    /* destination, route and peer names: letters, digits, '-', '_' */
+#define OP_PEER_MAX 32    /* [peer NAME] sections */
 
 /* AE titles (allowed_calling_aets, urgent_calling_aets). */
 typedef struct op_ae_list {
 	char aet[OP_LIST_MAX][OP_AE_MAX + 1];
 	int n;
 } op_ae_list;
+
+/*
+ * [receiver] commitment: when a Storage Commitment request is answered
+ * with success. local: once the instance is durably in the spool; cloud:
+ * once the cloud destination confirmed it (STOW-RS), failure once it is
+ * quarantined, waiting up to commitment_timeout for the rest.
+ */
+enum op_commitment { OP_COMMIT_LOCAL, OP_COMMIT_CLOUD };
+
+/* "local" or "cloud", as the file writes it ("?" for another value). */
+const char *op_config_commitment_name(enum op_commitment c);
 
 typedef struct op_receiver_config {
 	char ae_title[OP_AE_MAX + 1];
@@ -43,6 +55,13 @@ typedef struct op_receiver_config {
 	uint32_t max_pdu;
 	int acse_timeout;  /* seconds */
 	int dimse_timeout; /* seconds */
+	/* Default 1; 0: C-FIND, C-MOVE and C-GET are not accepted at
+	 * association, from any host. */
+	int allow_query;
+	enum op_commitment commitment; /* default OP_COMMIT_CLOUD */
+	/* Seconds a cloud commitment waits for the instances neither
+	 * confirmed nor quarantined (60 to 30 days; default 86400). */
+	uint32_t commitment_timeout;
 } op_receiver_config;
 
 typedef struct op_spool_config {
@@ -50,6 +69,9 @@ typedef struct op_spool_config {
 	uint64_t max_bytes;       /* 0 = no limit but the disk */
 	uint64_t min_free_bytes;  /* refuse when the disk would have less */
 	uint64_t keep_sent_bytes; /* sent objects kept as a local cache */
+	/* Sent objects kept at least this many days (0-3650; default 0),
+	 * besides keep_sent_bytes; max_bytes and min_free_bytes still win. */
+	uint32_t keep_sent_days;
 } op_spool_config;
 
 enum op_auth { OP_AUTH_NONE, OP_AUTH_BASIC, OP_AUTH_BEARER };
@@ -120,6 +142,19 @@ typedef struct op_route_config {
 	int line;   /* of the when key */
 } op_route_config;
 
+/*
+ * A [peer NAME] section: a DICOM node the box may send C-MOVE results or
+ * Storage Commitment reports to (a move destination, a commitment SCU
+ * listening for N-EVENT-REPORT), named by its AE title.
+ */
+typedef struct op_peer_config {
+	char name[OP_NAME_MAX + 1];
+	char ae_title[OP_AE_MAX + 1]; /* unique among the peers */
+	char host[256];
+	uint16_t port;
+	unsigned line; /* of the section header, for messages; 0: not from a [peer] */
+} op_peer_config;
+
 typedef struct op_shaping_config {
 	uint64_t rate;       /* bits per second; OP_RATE_UNLIMITED; 0 pauses */
 	uint64_t burst;      /* bytes; 0: a tenth of a second at the rate */
@@ -172,6 +207,8 @@ typedef struct op_config {
 	int n_destinations;
 	op_route_config routes[OP_ROUTE_MAX]; /* [route NAME], in file order */
 	int n_routes;
+	op_peer_config peers[OP_PEER_MAX]; /* [peer NAME], in file order */
+	unsigned n_peers;
 	/* [routing] default: where an instance no route matches goes: "cloud"
 	 * (the default), a destination's name, or "" for nowhere (written
 	 * `none`). */
@@ -202,6 +239,16 @@ int op_config_load(op_config *cfg, const char *path, char *err, size_t errlen);
  * -ENAMETOOLONG when it does not fit size.
  */
 int op_config_resolve_path(const char *config_path, const char *value, char *out, size_t size);
+
+/*
+ * The DICOM node whose AE title is aet (trailing spaces ignored, as DICOM
+ * pads AE titles; otherwise exact and case-sensitive): a [peer NAME]
+ * first, then a [destination NAME] of type dicom by its called_ae (out's
+ * name, ae_title, host and port from it, line its header's). Copies it
+ * into out (which may be NULL to only ask). Returns 0, or -ENOENT when
+ * nothing matches. Pure: any thread, given c does not change meanwhile.
+ */
+int op_config_peer_by_aet(const op_config *c, const char *aet, op_peer_config *out);
 
 /* Writes the effective configuration as INI (for --check-config). */
 void op_config_print(const op_config *cfg, FILE *out);
