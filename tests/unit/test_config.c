@@ -2,7 +2,8 @@
  * test_config: services/common/config.c, the keys and their values:
  * defaults, every key, the syntax inih accepts, ranges and refused values
  * (sizes, CIDRs, AE titles, lists; their parsers are test_parse's), long
- * lines and lists, [shaping], [priority] and [console]. What it says of a
+ * lines and lists, [shaping], [priority], [console], and the query/retrieve
+ * and commitment keys of [receiver] and [spool]. What it says of a
  * refused file: test_config_errors; its printout: test_config_print.
  *
  * Each test writes its files into its own mkdtemp directory, removed after.
@@ -41,10 +42,15 @@ static void test_config_defaults(void **state)
 	assert_int_equal(c.receiver.max_pdu, OP_PDU_MAX);
 	assert_int_equal(c.receiver.acse_timeout, 30);
 	assert_int_equal(c.receiver.dimse_timeout, 60);
+	assert_int_equal(c.receiver.allow_query, 1);
+	assert_int_equal(c.receiver.commitment, OP_COMMIT_CLOUD);
+	assert_int_equal(c.receiver.commitment_timeout, 86400);
 	assert_string_equal(c.spool.dir, "var/spool");
 	assert_int_equal(c.spool.max_bytes, 0);
 	assert_int_equal(c.spool.min_free_bytes, 512ULL << 20);
 	assert_int_equal(c.spool.keep_sent_bytes, 1ULL << 30);
+	assert_int_equal(c.spool.keep_sent_days, 0);
+	assert_int_equal(c.n_peers, 0);
 	assert_int_equal(c.log_level, OP_LOG_INFO);
 	/* The defaults are themselves a valid configuration. */
 	assert_true(op_ae_title_valid(c.receiver.ae_title));
@@ -503,6 +509,66 @@ static void test_config_backlog_alarm(void **state)
 	unit_config_assert_refused(f, "console", "backlog_alarm", "");
 }
 
+/* [receiver] allow_query, commitment and commitment_timeout, [spool]
+ * keep_sent_days: what the file may say, and what it may not. */
+static void test_config_query_commitment(void **state)
+{
+	struct unit_config *f = *state;
+	static const struct {
+		const char *text;
+		uint32_t seconds;
+	} timeouts[] = { { "60", 60 }, { "90m", 5400 }, { "24h", 86400 }, { "30d", 30 * 86400 } };
+
+	assert_int_equal(unit_config_load_text(f, "[receiver]\n"
+						  "allow_query = off\n"
+						  "commitment = local\n"
+						  "[spool]\n"
+						  "keep_sent_days = 3650\n"),
+			 0);
+	assert_int_equal(f->cfg.receiver.allow_query, 0);
+	assert_int_equal(f->cfg.receiver.commitment, OP_COMMIT_LOCAL);
+	assert_int_equal(f->cfg.receiver.commitment_timeout, 86400); /* the default */
+	assert_int_equal(f->cfg.spool.keep_sent_days, 3650);
+	assert_int_equal(unit_config_load_text(f, "[receiver]\n"
+						  "allow_query = yes\n"
+						  "commitment = cloud\n"
+						  "[spool]\n"
+						  "keep_sent_days = 0\n"),
+			 0);
+	assert_int_equal(f->cfg.receiver.allow_query, 1);
+	assert_int_equal(f->cfg.receiver.commitment, OP_COMMIT_CLOUD);
+	assert_int_equal(f->cfg.spool.keep_sent_days, 0);
+	for (size_t i = 0; i < sizeof(timeouts) / sizeof(timeouts[0]); i++) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "[receiver]\ncommitment_timeout = %s\n",
+			 timeouts[i].text);
+		assert_int_equal(unit_config_load_text(f, text), 0);
+		assert_int_equal(f->cfg.receiver.commitment_timeout, timeouts[i].seconds);
+	}
+	assert_string_equal(op_config_commitment_name(OP_COMMIT_LOCAL), "local");
+	assert_string_equal(op_config_commitment_name(OP_COMMIT_CLOUD), "cloud");
+	assert_string_equal(op_config_commitment_name((enum op_commitment)7), "?");
+
+	unit_config_assert_refused(f, "receiver", "allow_query", "maybe");
+	unit_config_assert_refused(f, "receiver", "allow_query", "");
+	unit_config_assert_refused(f, "receiver", "commitment", "remote");
+	unit_config_assert_refused(f, "receiver", "commitment", "Local");
+	unit_config_assert_refused(f, "receiver", "commitment", "");
+	unit_config_assert_refused(f, "receiver", "commitment_timeout", "59");
+	unit_config_assert_refused(f, "receiver", "commitment_timeout", "31d");
+	unit_config_assert_refused(f, "receiver", "commitment_timeout", "2592001");
+	unit_config_assert_refused(f, "receiver", "commitment_timeout", "1w");
+	unit_config_assert_refused(f, "receiver", "commitment_timeout", "");
+	unit_config_assert_refused(f, "spool", "keep_sent_days", "3651");
+	unit_config_assert_refused(f, "spool", "keep_sent_days", "-1");
+	unit_config_assert_refused(f, "spool", "keep_sent_days", "7d");
+	unit_config_assert_refused(f, "spool", "keep_sent_days", "");
+	/* They are keys of their sections only. */
+	unit_config_assert_refused(f, "spool", "commitment", "local");
+	unit_config_assert_refused(f, "receiver", "keep_sent_days", "1");
+}
+
 /* A relative socket set in the file is beside the file, whatever the
  * working directory; an absolute one, an empty one and the default stay. */
 static void test_config_socket_beside_file(void **state)
@@ -562,6 +628,7 @@ int main(void)
 		T(test_config_shaping_priority),
 		T(test_config_console),
 		T(test_config_backlog_alarm),
+		T(test_config_query_commitment),
 		T(test_config_socket_beside_file),
 		T(test_config_indented_key),
 		T(test_config_security),

@@ -39,10 +39,14 @@ static void assert_config_equal(const op_config *a, const op_config *b)
 	assert_int_equal(ra->max_pdu, rb->max_pdu);
 	assert_int_equal(ra->acse_timeout, rb->acse_timeout);
 	assert_int_equal(ra->dimse_timeout, rb->dimse_timeout);
+	assert_int_equal(ra->allow_query, rb->allow_query);
+	assert_int_equal(ra->commitment, rb->commitment);
+	assert_int_equal(ra->commitment_timeout, rb->commitment_timeout);
 	assert_string_equal(a->spool.dir, b->spool.dir);
 	assert_int_equal(a->spool.max_bytes, b->spool.max_bytes);
 	assert_int_equal(a->spool.min_free_bytes, b->spool.min_free_bytes);
 	assert_int_equal(a->spool.keep_sent_bytes, b->spool.keep_sent_bytes);
+	assert_int_equal(a->spool.keep_sent_days, b->spool.keep_sent_days);
 	assert_int_equal(a->log_level, b->log_level);
 }
 
@@ -103,6 +107,8 @@ static void test_config_print_round_trip(void **state)
 	orig.spool.max_bytes = UINT64_MAX;
 	orig.spool.min_free_bytes = 0;
 	orig.spool.keep_sent_bytes = 1;
+	orig.spool.keep_sent_days = 3650;
+	orig.receiver.commitment_timeout = 30 * 86400 - 1; /* printed in seconds */
 	orig.log_level = OP_LOG_ERROR;
 	round_trip(f, &orig, "extremes.ini", &back);
 	assert_config_equal(&orig, &back);

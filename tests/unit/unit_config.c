@@ -59,12 +59,16 @@ const char unit_config_every_key[] = "; every key, none at its default\n"
 				     "max_pdu = 16384\n"
 				     "acse_timeout = 5\n"
 				     "dimse_timeout = 600\n"
+				     "allow_query = no\n"
+				     "commitment = local\n"
+				     "commitment_timeout = 2h\n"
 				     "\n"
 				     "[spool]\n"
 				     "dir = /data/spool\n"
 				     "max_bytes = 10G\n"
 				     "min_free_bytes = 64M\n"
 				     "keep_sent_bytes = 2G\n"
+				     "keep_sent_days = 30\n"
 				     "\n"
 				     "[log]\n"
 				     "level = debug\n";
@@ -88,9 +92,13 @@ void unit_config_assert_every_key(const op_config *c)
 	assert_int_equal(r->max_pdu, 16384);
 	assert_int_equal(r->acse_timeout, 5);
 	assert_int_equal(r->dimse_timeout, 600);
+	assert_int_equal(r->allow_query, 0);
+	assert_int_equal(r->commitment, OP_COMMIT_LOCAL);
+	assert_int_equal(r->commitment_timeout, 2 * 3600);
 	assert_string_equal(c->spool.dir, "/data/spool");
 	assert_int_equal(c->spool.max_bytes, 10ULL << 30);
 	assert_int_equal(c->spool.min_free_bytes, 64ULL << 20);
 	assert_int_equal(c->spool.keep_sent_bytes, 2ULL << 30);
+	assert_int_equal(c->spool.keep_sent_days, 30);
 	assert_int_equal(c->log_level, OP_LOG_DEBUG);
 }
