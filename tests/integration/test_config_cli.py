@@ -80,9 +80,11 @@ level = debug
             "max_associations": "4", "max_pending_per_host": "4", "max_pdu": "65536",
             "acse_timeout": "30",  # not in the file: the default
             "dimse_timeout": "120",
+            "allow_query": "on", "commitment": "cloud", "commitment_timeout": "1d",
         },
         "spool": {"dir": str(spool), "max_bytes": str(2 << 30),
-                  "min_free_bytes": str(512 << 10), "keep_sent_bytes": str(1 << 40)},
+                  "min_free_bytes": str(512 << 10), "keep_sent_bytes": str(1 << 40),
+                  "keep_sent_days": "0"},
         "cloud": {
             "url": "https://pacs.example.org:8443/dicom-web/", "ca_file": "",
             "pin_sha256": "", "client_cert": "", "client_key": "", "auth": "bearer",
@@ -171,10 +173,20 @@ ERRORS = [
     ("destination-key-of-other-type", "[destination pacs]\ntype = dicom\nhost = h\n"
      "url = https://pacs/x\n", 4, ["url", "type dicom"]),
     ("routing-default-unknown", "[routing]\ndefault = pacs\n", 2, ["default", "'pacs'"]),
+    ("peer-needs-port", "[peer ws]\nae_title = WS\nhost = h\n", 1, ["[peer ws]", "port"]),
+    ("peer-twice", "[peer ws]\nae_title = WS\nhost = h\nport = 104\n[peer ws]\n", 5,
+     ["[peer ws] again"]),
+    ("peer-ae-title-twice", "[peer a]\nae_title = WS\nhost = h\nport = 104\n"
+     "[peer b]\nae_title = WS\nhost = h\nport = 105\n", 6, ["ae_title", "'WS'", "[peer a]"]),
+    ("peer-port", "[peer ws]\nport = 0\n", 2, ["port", "'0'"]),
+    ("peer-unknown-key", "[peer ws]\ncalled_ae = WS\n", 2, ["unknown key", "[peer ws]"]),
+    ("commitment", "commitment = remote\n", 1, ["commitment", "remote"]),
+    ("commitment-timeout", "commitment_timeout = 59s\n", 1, ["commitment_timeout", "59s"]),
+    ("keep-sent-days", "[spool]\nkeep_sent_days = 3651\n", 2, ["keep_sent_days", "3651"]),
 ]
 
 
-def test_check_config_prints_destinations_and_routes(tmp_path):
+def test_check_config_prints_destinations_peers_and_routes(tmp_path):
     ini = tmp_path / "outpost.ini"
     ini.write_text(PREAMBLE + """\
 [destination ai-vendor]
@@ -187,6 +199,11 @@ type = dicom
 host = 10.1.2.30
 port = 104
 called_ae = MAMMO_WS
+
+[peer reading-ws]
+ae_title = READ WS
+host = 10.1.2.40
+port = 4006
 
 [route head-ct]
 when = calling_aet=CT_ER, Modality=CT, BodyPartExamined=HEAD
@@ -208,6 +225,8 @@ default = mammo-ws
         "retry_max_delay": "300", "rate": "unlimited", "enabled": "on",
         "transfer_syntax": "original",
     }
+    assert out["peer reading-ws"] == {"ae_title": "READ WS", "host": "10.1.2.40",
+                                      "port": "4006"}
     assert out["route head-ct"] == {
         "when": "calling_aet=CT_ER, Modality=CT, BodyPartExamined=HEAD",
         "to": "ai-vendor, cloud", "urgent": "yes",
