@@ -119,7 +119,23 @@ static const char schema_operator[] =
 	"CREATE TABLE IF NOT EXISTS encodings (hash TEXT NOT NULL, syntax TEXT NOT NULL,"
 	" state TEXT NOT NULL CHECK (state IN ('copy', 'original')), reason TEXT,"
 	" copy_hash TEXT, size INTEGER NOT NULL DEFAULT 0, encode_ms INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY (hash, syntax)) WITHOUT ROWID;";
+	" PRIMARY KEY (hash, syntax)) WITHOUT ROWID;"
+	/* What query/retrieve finds an instance by (spool_query.c), one row
+	 * per instance, written with it; an older spool's rows are indexed by
+	 * op_spool_recover. The trigger drops the row with its instance
+	 * (eviction, discard), in an older release's transactions too. */
+	"CREATE TABLE IF NOT EXISTS qr_index (instance_id INTEGER PRIMARY KEY,"
+	" charset TEXT NOT NULL, patient_name TEXT NOT NULL, patient_birth_date TEXT NOT NULL,"
+	" patient_sex TEXT NOT NULL, study_date TEXT NOT NULL, study_time TEXT NOT NULL,"
+	" accession_number TEXT NOT NULL, study_id TEXT NOT NULL,"
+	" study_description TEXT NOT NULL, referring_physician TEXT NOT NULL,"
+	" series_number TEXT NOT NULL, series_description TEXT NOT NULL,"
+	" body_part TEXT NOT NULL, instance_number TEXT NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS qr_index_gone AFTER DELETE ON instances"
+	" BEGIN DELETE FROM qr_index WHERE instance_id = old.id; END;"
+	"CREATE INDEX IF NOT EXISTS instances_by_patient ON instances (patient_id);"
+	"CREATE INDEX IF NOT EXISTS qr_by_study_date ON qr_index (study_date);"
+	"CREATE INDEX IF NOT EXISTS qr_by_accession ON qr_index (accession_number);";
 
 /* --- sqlite, for every part of the spool --------------------------------- */
 

@@ -62,6 +62,29 @@ extern "C" {
 typedef struct op_spool op_spool;
 typedef struct op_spool_object op_spool_object;
 
+/*
+ * What query/retrieve finds an instance by (spool_query.c), read from the
+ * dataset at receive and indexed in the transaction that commits it.
+ * Values as the dataset holds them, padding trimmed, cut to the field;
+ * "" when absent.
+ */
+typedef struct op_qr_attrs {
+	char charset[65];           /* SpecificCharacterSet (0008,0005) */
+	char patient_name[325];     /* PHI: stored, never logged */
+	char patient_birth_date[9]; /* PHI */
+	char patient_sex[17];
+	char study_date[9];
+	char study_time[17];
+	char accession_number[17];
+	char study_id[17];
+	char study_description[65];
+	char referring_physician[325];
+	char series_number[13];
+	char series_description[65];
+	char body_part[17];
+	char instance_number[13];
+} op_qr_attrs;
+
 /* Instance attributes indexed with each object. */
 typedef struct op_instance {
 	char sop_instance_uid[OP_UID_MAX + 1];
@@ -78,12 +101,17 @@ typedef struct op_instance {
 	 * local_only set it goes nowhere and is kept as the sent cache is. */
 	char destinations[9 * (OP_DEST_NAME_MAX + 1)];
 	int local_only;
+	op_qr_attrs qr;
 } op_instance;
 
 typedef struct op_spool_limits {
 	uint64_t max_bytes;      /* objects in the spool; 0 = no limit */
 	uint64_t min_free_bytes; /* free space the disk must keep */
 	uint64_t keep_sent_bytes;
+	/* Sent objects younger than this are kept by the cache's trim
+	 * (op_spool_evict_sent), beyond keep_sent_bytes; making room for new
+	 * objects within the disk limits still takes them. */
+	uint32_t keep_sent_days;
 } op_spool_limits;
 
 enum op_spool_outcome {
@@ -104,6 +132,7 @@ typedef struct op_spool_recovery {
 	unsigned orphans_removed; /* superseded versions of indexed instances */
 	unsigned damaged;         /* unreadable files moved to damaged/ */
 	unsigned missing;         /* rows whose file is gone, now quarantined */
+	unsigned qr_indexed;      /* rows of an older release, now in the query index */
 } op_spool_recovery;
 
 /*
@@ -316,6 +345,73 @@ int op_spool_encoding_sweep(op_spool *sp, unsigned *removed);
  * newest row); -1 on an error. Read on the read-only connection: it never
  * waits for a writer, and may be called from the uplink's loop. */
 int64_t op_spool_stored_mark(op_spool *sp);
+
+/* --- Query and retrieve (spool_query.c) ----------------------------------
+ *
+ * C-FIND, C-MOVE and C-GET over every instance the spool holds (any
+ * state). The index lives in tables of its own (q_studies, q_series,
+ * q_instances), written with the instance row; triggers drop what an
+ * evicted or discarded instance leaves unreferenced. Queries run on the
+ * read-only connection: they never wait for a writer.
+ */
+
+enum op_qr_level { OP_QR_PATIENT, OP_QR_STUDY, OP_QR_SERIES, OP_QR_IMAGE };
+
+/* "PATIENT", "STUDY", "SERIES", "IMAGE"; NULL when out of range. */
+const char *op_qr_level_name(enum op_qr_level level);
+/* The level of a QueryRetrieveLevel value, or -EINVAL. */
+int op_qr_level_parse(const char *name);
+
+/* One attribute of an identifier: its tag (group << 16 | element) and
+ * value as DICOM text (values separated by '\\'; "" for universal
+ * matching). */
+typedef struct op_qr_key {
+	uint32_t tag;
+	const char *value;
+} op_qr_key;
+
+/* The tags the index can answer and match (spool_query.c's table). */
+int op_qr_tag_known(uint32_t tag);
+
+/*
+ * C-FIND: calls answer once per entity at level that matches every key
+ * (PS3.4 C.2.2.2: single value, wildcards * and ?, ranges of dates and
+ * times, lists of UIDs, universal matching; person names ignore case).
+ * Each answer carries the same tags as keys, in order, with the entity's
+ * values (valid during the call; "" when unknown). Keys of a level below
+ * level do not match (they are answered empty). patient_root: the Patient
+ * Root model (at PATIENT level the entity is the patient, by PatientID);
+ * the Study Root model has no PATIENT level (-EINVAL). A nonzero return
+ * from answer stops the query and is returned. -EINVAL when a key's value
+ * cannot be matched (e.g. a malformed range), with the reason in err.
+ */
+int op_spool_find(op_spool *sp, enum op_qr_level level, int patient_root, const op_qr_key *keys,
+		  unsigned n, int (*answer)(void *ctx, const op_qr_key *values, unsigned n),
+		  void *ctx, char *err, size_t errlen);
+
+/* One instance to retrieve: what C-MOVE and C-GET send, byte for byte. */
+typedef struct op_qr_instance {
+	char sop_instance_uid[OP_UID_MAX + 1];
+	char sop_class_uid[OP_UID_MAX + 1];
+	char transfer_syntax[OP_UID_MAX + 1];
+	char hash[OP_HASH_HEX + 1]; /* its file: op_spool_object_file() */
+	uint64_t size;
+} op_qr_instance;
+
+/* The most instances one retrieve sends: DIMSE counts sub-operations in
+ * 16 bits (PS3.7 C.4.2.1.5). */
+#define OP_QR_RETRIEVE_MAX 65535
+
+/*
+ * C-MOVE, C-GET: the instances under the entities at level that match
+ * keys (the unique keys of the level and above, as PS3.4 C.4.2.1.4 says;
+ * other keys are matched as op_spool_find does). *out (free() it) holds
+ * *count of them, by study, series and instance number. -EINVAL as
+ * op_spool_find, or when the unique key of the level is missing; -E2BIG
+ * beyond OP_QR_RETRIEVE_MAX instances.
+ */
+int op_spool_retrieve(op_spool *sp, enum op_qr_level level, int patient_root, const op_qr_key *keys,
+		      unsigned n, op_qr_instance **out, unsigned *count, char *err, size_t errlen);
 
 /* --- The operator's side (status API, metrics) ---------------------------
  *

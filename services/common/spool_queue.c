@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 struct victim {
@@ -27,10 +28,12 @@ struct victim {
 };
 
 /* Plans which sent objects go: oldest sent first, while the sent cache is
- * above keep_sent or until want bytes are planned. */
+ * above keep_sent (of those sent before the keep_sent_days limit), or
+ * until want bytes are planned. */
 static int plan_eviction(op_spool *sp, uint64_t keep_sent, uint64_t want, struct victim **out,
 			 size_t *n_out)
 {
+	int64_t kept_since;
 	sqlite3_stmt *st = NULL;
 	struct victim *v = NULL;
 	size_t n = 0, cap = 0;
@@ -45,13 +48,21 @@ static int plan_eviction(op_spool *sp, uint64_t keep_sent, uint64_t want, struct
 	st = NULL;
 	if (rc != SQLITE_ROW)
 		return op__spool_sql_fail(sp, "evict", rc);
+	pthread_mutex_lock(&sp->mu);
+	kept_since = op_clock_wall_ms() - (int64_t)sp->limits.keep_sent_days * 86400000;
+	pthread_mutex_unlock(&sp->mu);
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT id, hash, size FROM instances WHERE state = 'sent'"
-				" ORDER BY state_changed_at, id",
+				"SELECT id, hash, size, state_changed_at FROM instances"
+				" WHERE state = 'sent' ORDER BY state_changed_at, id",
 				-1, &st, NULL);
 	while (rc == SQLITE_OK && (sent > keep_sent || planned < want) &&
 	       (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = SQLITE_OK;
+		/* In sent order: from here on every row is within the days. */
+		if (planned >= want && sqlite3_column_int64(st, 3) >= kept_since) {
+			rc = SQLITE_DONE;
+			break;
+		}
 		if (n == cap) {
 			struct victim *nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
 			if (!nv) {

@@ -323,6 +323,8 @@ int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_rec
 		rc = walk_objects(sp, hashes, n, read, ctx, rep);
 	if (rc == 0)
 		rc = quarantine_missing(sp, rep);
+	if (rc == 0)
+		rc = op__spool_qr_backfill(sp, read, ctx, &rep->qr_indexed);
 	while (n)
 		free(hashes[--n]);
 	free(hashes);
@@ -333,8 +335,8 @@ int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_rec
 	else
 		op_info("spool.recover",
 			"dir=%s tmp_removed=%u orphans_indexed=%u "
-			"orphans_removed=%u damaged=%u missing=%u",
+			"orphans_removed=%u qr_indexed=%u damaged=%u missing=%u",
 			sp->dir, rep->tmp_removed, rep->orphans_indexed, rep->orphans_removed,
-			rep->damaged, rep->missing);
+			rep->qr_indexed, rep->damaged, rep->missing);
 	return rc;
 }

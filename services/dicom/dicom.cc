@@ -17,6 +17,7 @@
  * object size.
  */
 #include "dicom/dicom.h"
+#include "dicom/shim.h"
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -72,6 +73,31 @@ static void copy(char *dst, size_t size, const char *src)
 
 /* --- accepted syntaxes ----------------------------------------------------- */
 
+/* The Query/Retrieve SOP classes (PS3.4 C.6): FIND, MOVE, GET of both roots. */
+static const char *const QR_CLASSES[] = {
+	UID_FINDPatientRootQueryRetrieveInformationModel,
+	UID_MOVEPatientRootQueryRetrieveInformationModel,
+	UID_GETPatientRootQueryRetrieveInformationModel,
+	UID_FINDStudyRootQueryRetrieveInformationModel,
+	UID_MOVEStudyRootQueryRetrieveInformationModel,
+	UID_GETStudyRootQueryRetrieveInformationModel,
+};
+
+static bool is_qr_class(const char *uid)
+{
+	for (const char *c : QR_CLASSES)
+		if (strcmp(uid, c) == 0)
+			return true;
+	return false;
+}
+
+static bool is_patient_root(const char *uid)
+{
+	return strcmp(uid, UID_FINDPatientRootQueryRetrieveInformationModel) == 0 ||
+	       strcmp(uid, UID_MOVEPatientRootQueryRetrieveInformationModel) == 0 ||
+	       strcmp(uid, UID_GETPatientRootQueryRetrieveInformationModel) == 0;
+}
+
 int op_dicom_sop_class_accepted(const char *uid)
 {
 	if (strcmp(uid, UID_VerificationSOPClass) == 0)
@@ -115,6 +141,11 @@ void op_dicom_print_conformance(FILE *out)
 		const char *uid = dcmAllStorageSOPClassUIDs[i];
 		fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(uid, "?"), uid);
 	}
+	fprintf(out, "\nQuery/retrieve, as SCP ([receiver] allow_query; C-GET sends each "
+		     "storage SOP class above, as SCU, on the contexts the requester proposed "
+		     "with the SCP role):\n\n| SOP class | UID |\n| --- | --- |\n");
+	for (const char *uid : QR_CLASSES)
+		fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(uid, "?"), uid);
 	fprintf(out, "\n| Transfer syntax | UID |\n| --- | --- |\n");
 	for (int x = EXS_LittleEndianImplicit; x <= EXS_PrivateGE_LEI_WithBigEndianPixelData; x++) {
 		if (!xfer_accepted(E_TransferSyntax(x)))
@@ -217,6 +248,44 @@ static bool holds(DcmDataset *ds, const op_dicom_match *m)
 	return m->mode == OP_MATCH_ALL;
 }
 
+/* What query/retrieve finds the instance by (op_qr_attrs): every value of
+ * each attribute, as the dataset holds them. */
+static void read_qr_attrs(DcmDataset *ds, op_qr_attrs *q)
+{
+	struct {
+		DcmTagKey tag;
+		char *dst;
+		size_t size;
+	} const attrs[] = {
+		{ DCM_SpecificCharacterSet, q->charset, sizeof(q->charset) },
+		{ DCM_PatientName, q->patient_name, sizeof(q->patient_name) },
+		{ DCM_PatientBirthDate, q->patient_birth_date, sizeof(q->patient_birth_date) },
+		{ DCM_PatientSex, q->patient_sex, sizeof(q->patient_sex) },
+		{ DCM_StudyDate, q->study_date, sizeof(q->study_date) },
+		{ DCM_StudyTime, q->study_time, sizeof(q->study_time) },
+		{ DCM_AccessionNumber, q->accession_number, sizeof(q->accession_number) },
+		{ DCM_StudyID, q->study_id, sizeof(q->study_id) },
+		{ DCM_StudyDescription, q->study_description, sizeof(q->study_description) },
+		{ DCM_ReferringPhysicianName, q->referring_physician,
+		  sizeof(q->referring_physician) },
+		{ DCM_SeriesNumber, q->series_number, sizeof(q->series_number) },
+		{ DCM_SeriesDescription, q->series_description, sizeof(q->series_description) },
+		{ DCM_BodyPartExamined, q->body_part, sizeof(q->body_part) },
+		{ DCM_InstanceNumber, q->instance_number, sizeof(q->instance_number) },
+	};
+
+	for (const auto &a : attrs) {
+		OFString v;
+		ds->findAndGetOFStringArray(a.tag, v);
+		copy(a.dst, a.size, v.c_str());
+		/* Leading spaces are not significant in these VRs either
+		 * (PS3.5 6.2). */
+		size_t lead = strspn(a.dst, " ");
+		if (lead)
+			memmove(a.dst, a.dst + lead, strlen(a.dst + lead) + 1);
+	}
+}
+
 int op_dicom_read_instance(const char *path, const op_dicom_match *const *match, int n,
 			   int *matched, op_instance *out, char *err, size_t errlen)
 {
@@ -271,6 +340,7 @@ int op_dicom_read_instance(const char *path, const op_dicom_match *const *match,
 	v = NULL;
 	ds->findAndGetString(DCM_Modality, v);
 	copy(out->modality, sizeof(out->modality), v);
+	read_qr_attrs(ds, &out->qr);
 	for (int i = 0; i < n; i++)
 		matched[i] = holds(ds, match[i]);
 	return 0;
@@ -410,7 +480,9 @@ protected:
 			OFCondition c = ASC_getPresentationContext(params, i, &pc);
 			if (c.bad())
 				return c;
-			if (!op_dicom_sop_class_accepted(pc.abstractSyntax)) {
+			bool qr = is_qr_class(pc.abstractSyntax);
+			if ((!qr || !info_.may_query) &&
+			    !op_dicom_sop_class_accepted(pc.abstractSyntax)) {
 				c = ASC_refusePresentationContext(params, pc.presentationContextID,
 								  ASC_P_ABSTRACTSYNTAXNOTSUPPORTED);
 			} else {
@@ -419,10 +491,16 @@ protected:
 					if (op_dicom_transfer_syntax_accepted(
 						    pc.proposedTransferSyntaxes[j]))
 						ts = pc.proposedTransferSyntaxes[j];
+				/* A C-GET requester proposes the SCP role for the
+				 * storage classes it is to be sent: granted. */
+				T_ASC_SC_ROLE role =
+					pc.proposedRole == ASC_SC_ROLE_SCP ||
+							pc.proposedRole == ASC_SC_ROLE_SCUSCP
+						? pc.proposedRole
+						: ASC_SC_ROLE_DEFAULT;
 				if (ts)
-					c = ASC_acceptPresentationContext(params,
-									  pc.presentationContextID,
-									  ts, ASC_SC_ROLE_DEFAULT);
+					c = ASC_acceptPresentationContext(
+						params, pc.presentationContextID, ts, role);
 				else
 					c = ASC_refusePresentationContext(
 						params, pc.presentationContextID,
@@ -437,9 +515,18 @@ protected:
 	OFCondition handleIncomingCommand(T_DIMSE_Message *msg,
 					  const DcmPresentationContextInfo &pc) override
 	{
-		if (msg->CommandField == DIMSE_C_STORE_RQ)
-			return handle_store(msg->msg.CStoreRQ, pc);
-		return DcmThreadSCP::handleIncomingCommand(msg, pc);
+		switch (msg->CommandField) {
+		case DIMSE_C_STORE_RQ: return handle_store(msg->msg.CStoreRQ, pc);
+		case DIMSE_C_FIND_RQ: return handle_find(msg->msg.CFindRQ, pc);
+		case DIMSE_C_MOVE_RQ:
+			return handle_retrieve(msg->msg.CMoveRQ.MessageID,
+					       msg->msg.CMoveRQ.AffectedSOPClassUID,
+					       msg->msg.CMoveRQ.MoveDestination, pc);
+		case DIMSE_C_GET_RQ:
+			return handle_retrieve(msg->msg.CGetRQ.MessageID,
+					       msg->msg.CGetRQ.AffectedSOPClassUID, NULL, pc);
+		default: return DcmThreadSCP::handleIncomingCommand(msg, pc);
+		}
 	}
 
 	void notifyAbortRequest() override { how_ = "abort"; }
@@ -515,6 +602,370 @@ private:
 		if (recv_rc == -ECONNABORTED)
 			return c;
 		return respond(pc.presentationContextID, rq, status, comment);
+	}
+
+	/* --- query/retrieve ---------------------------------------------- */
+
+	/* A request's identifier, as keys: every attribute at its top level
+	 * but QueryRetrieveLevel, with SpecificCharacterSet added when the
+	 * SCU did not ask for it (it is answered when not the default). */
+	struct Identifier {
+		std::vector<op_qr_key> keys;
+		std::vector<std::string> values;
+		std::vector<DcmElement *> asked; /* the request's elements, by key */
+		bool charset_asked = false;
+		std::string level;
+	};
+
+	static bool read_identifier(DcmDataset *ds, Identifier &id)
+	{
+		for (unsigned long i = 0; i < ds->card(); i++) {
+			DcmElement *el = ds->getElement(i);
+			DcmTagKey tag = el->getTag();
+			OFString v;
+			if (tag == DCM_QueryRetrieveLevel) {
+				el->getOFStringArray(v);
+				id.level = v.c_str();
+				while (!id.level.empty() && id.level.back() == ' ')
+					id.level.pop_back();
+				continue;
+			}
+			if (tag.getGroup() == 0x0000 || tag.getGroup() == 0x0002)
+				continue;
+			if (el->ident() != EVR_SQ)
+				el->getOFStringArray(v, OFTrue /* normalized */);
+			if (tag == DCM_SpecificCharacterSet)
+				id.charset_asked = true;
+			id.values.push_back(v.c_str());
+			id.asked.push_back(el);
+		}
+		if (!id.charset_asked) {
+			id.values.push_back("");
+			id.asked.push_back(NULL);
+		}
+		for (size_t i = 0; i < id.values.size(); i++) {
+			DcmTagKey tag = id.asked[i] ? DcmTagKey(id.asked[i]->getTag())
+						    : DcmTagKey(DCM_SpecificCharacterSet);
+			id.keys.push_back(
+				op_qr_key{ (uint32_t)tag.getGroup() << 16 | tag.getElement(),
+					   id.values[i].c_str() });
+		}
+		return op_qr_level_parse(id.level.c_str()) >= 0;
+	}
+
+	/* The answer for one match: the identifier's attributes with the
+	 * match's values. */
+	DcmDataset *answer_dataset(const Identifier &id, const op_qr_key *v, unsigned n)
+	{
+		DcmDataset *ds = new DcmDataset();
+
+		ds->putAndInsertString(DCM_QueryRetrieveLevel, id.level.c_str());
+		for (unsigned i = 0; i < n && i < id.asked.size(); i++) {
+			DcmElement *asked = id.asked[i];
+			if (!asked) { /* SpecificCharacterSet, not asked for */
+				if (*v[i].value)
+					ds->putAndInsertString(DCM_SpecificCharacterSet,
+							       v[i].value);
+				continue;
+			}
+			if (asked->getTag() == DCM_RetrieveAETitle) {
+				ds->putAndInsertString(DCM_RetrieveAETitle, net_->opt.ae_title);
+				continue;
+			}
+			if (asked->ident() == EVR_SQ) {
+				ds->insert(new DcmSequenceOfItems(asked->getTag()));
+				continue;
+			}
+			DcmElement *el = OFstatic_cast(DcmElement *, asked->clone());
+			el->putString(v[i].value);
+			ds->insert(el, OFTrue /* replace */);
+		}
+		return ds;
+	}
+
+	struct Find {
+		Association *self;
+		const Identifier *id;
+		T_ASC_PresentationContextID pid;
+		Uint16 message_id;
+		OFString sop_class;
+		bool cancelled = false;
+		bool broken = false;
+	};
+
+	static int on_answer(void *actx, const op_qr_key *v, unsigned n)
+	{
+		Find *f = (Find *)actx;
+		DcmDataset *ds = f->self->answer_dataset(*f->id, v, n);
+		OFCondition c = f->self->sendFINDResponse(f->pid, f->message_id, f->sop_class, ds,
+							  OP_STATUS_PENDING);
+		delete ds;
+		if (c.bad()) {
+			f->broken = true;
+			f->self->how_ = c.text();
+			return -1;
+		}
+		if (f->self->checkForCANCEL(f->pid, f->message_id).good()) {
+			f->cancelled = true;
+			return 1;
+		}
+		return 0;
+	}
+
+	/* A failure's status detail: its comment, at most 64 characters. */
+	static DcmDataset *comment_detail(const char *comment)
+	{
+		DcmDataset *detail = NULL;
+
+		if (*comment) {
+			detail = new DcmDataset();
+			detail->putAndInsertString(DCM_ErrorComment,
+						   OFString(comment, strnlen(comment, 64)).c_str());
+		}
+		return detail;
+	}
+
+	void fill_req(op_qr_req &r, const Identifier &id, Uint16 message_id, const char *sop_class)
+	{
+		memset(&r, 0, sizeof(r));
+		r.message_id = message_id;
+		r.level = (enum op_qr_level)op_qr_level_parse(id.level.c_str());
+		r.patient_root = is_patient_root(sop_class);
+		r.keys = id.keys.data();
+		r.n = (unsigned)id.keys.size();
+	}
+
+	OFCondition handle_find(T_DIMSE_C_FindRQ &rq, const DcmPresentationContextInfo &pc)
+	{
+		const op_dicom_handler &h = net_->h;
+		DcmDataset *ds = NULL;
+		Identifier id;
+		op_qr_req r;
+		char comment[128] = "";
+		uint16_t status;
+
+		OFCondition c = receiveFINDRequest(rq, pc.presentationContextID, ds);
+		if (c.bad())
+			return c;
+		std::unique_ptr<DcmDataset> owned(ds);
+		Find f;
+		f.self = this;
+		f.id = &id;
+		f.pid = pc.presentationContextID;
+		f.message_id = rq.MessageID;
+		f.sop_class = rq.AffectedSOPClassUID;
+		if (!ds || !read_identifier(ds, id) || !h.find) {
+			op_dicom__say(comment, sizeof(comment), "%s",
+				      "QueryRetrieveLevel missing or not PATIENT, STUDY, SERIES "
+				      "or IMAGE");
+			status = OP_STATUS_IDENTIFIER_MISMATCH;
+		} else {
+			fill_req(r, id, rq.MessageID, rq.AffectedSOPClassUID);
+			status = h.find(h.ctx, &info_, &r, on_answer, &f, comment, sizeof(comment));
+		}
+		if (f.broken)
+			return ASC_abortAssociation(assoc_), DIMSE_SENDFAILED;
+		if (f.cancelled)
+			status = OP_STATUS_CANCEL;
+		std::unique_ptr<DcmDataset> detail(comment_detail(comment));
+		return sendFINDResponse(f.pid, f.message_id, f.sop_class, NULL, status,
+					detail.get());
+	}
+
+	/* A C-MOVE's or C-GET's sub-operations so far. */
+	struct Retrieve {
+		Association *self;
+		T_ASC_PresentationContextID pid;
+		Uint16 message_id;
+		OFString sop_class;
+		bool get;
+		unsigned total = 0, done = 0, completed = 0, failed = 0, warning = 0;
+		std::string failed_uids;
+		bool cancelled = false;
+		bool broken = false;
+		const op_qr_instance *items = NULL;
+	};
+
+	/* A C-GET-RSP; DcmSCP 3.6.7 has no sender for it. */
+	OFCondition send_get_response(const Retrieve &rt, uint16_t status, DcmDataset *ds,
+				      DcmDataset *detail)
+	{
+		T_DIMSE_Message m;
+
+		memset(&m, 0, sizeof(m));
+		m.CommandField = DIMSE_C_GET_RSP;
+		T_DIMSE_C_GetRSP &g = m.msg.CGetRSP;
+		g.MessageIDBeingRespondedTo = rt.message_id;
+		OFStandard::strlcpy(g.AffectedSOPClassUID, rt.sop_class.c_str(),
+				    sizeof(g.AffectedSOPClassUID));
+		g.DimseStatus = status;
+		g.DataSetType = ds ? DIMSE_DATASET_PRESENT : DIMSE_DATASET_NULL;
+		g.NumberOfRemainingSubOperations = (DIC_US)(rt.total - rt.done);
+		g.NumberOfCompletedSubOperations = (DIC_US)rt.completed;
+		g.NumberOfFailedSubOperations = (DIC_US)rt.failed;
+		g.NumberOfWarningSubOperations = (DIC_US)rt.warning;
+		g.opts = O_GET_AFFECTEDSOPCLASSUID | O_GET_NUMBEROFCOMPLETEDSUBOPERATIONS |
+			 O_GET_NUMBEROFFAILEDSUBOPERATIONS | O_GET_NUMBEROFWARNINGSUBOPERATIONS;
+		if (status == OP_STATUS_PENDING || status == OP_STATUS_CANCEL)
+			g.opts |= O_GET_NUMBEROFREMAININGSUBOPERATIONS;
+		return sendDIMSEMessage(rt.pid, &m, ds, detail);
+	}
+
+	OFCondition send_retrieve_response(const Retrieve &rt, uint16_t status, DcmDataset *ds,
+					   DcmDataset *detail)
+	{
+		if (rt.get)
+			return send_get_response(rt, status, ds, detail);
+		return sendMOVEResponse(
+			rt.pid, rt.message_id, rt.sop_class, ds, status, detail,
+			(Uint16)(status == OP_STATUS_PENDING || status == OP_STATUS_CANCEL
+					 ? rt.total - rt.done
+					 : 0),
+			(Uint16)rt.completed, (Uint16)rt.failed, (Uint16)rt.warning);
+	}
+
+	/* After each sub-operation: count it, say so (pending), look for a
+	 * C-CANCEL. */
+	static int on_sent(void *ctx, unsigned i, const op_dicom_result *res)
+	{
+		Retrieve *rt = (Retrieve *)ctx;
+
+		rt->done++;
+		if (res->outcome != OP_DICOM_SENT) {
+			rt->failed++;
+			if (!rt->failed_uids.empty())
+				rt->failed_uids += "\\";
+			rt->failed_uids += rt->items[i].sop_instance_uid;
+		} else if (res->status != 0) {
+			rt->warning++;
+		} else {
+			rt->completed++;
+		}
+		if (rt->done < rt->total) {
+			OFCondition c = rt->self->send_retrieve_response(*rt, OP_STATUS_PENDING,
+									 NULL, NULL);
+			if (c.bad()) {
+				rt->broken = true;
+				return 1;
+			}
+		}
+		if (rt->self->checkForCANCEL(rt->pid, rt->message_id).good()) {
+			rt->cancelled = true;
+			return 1;
+		}
+		return 0;
+	}
+
+	OFCondition handle_retrieve(Uint16 message_id, const char *sop_class, const char *move_dest,
+				    const DcmPresentationContextInfo &pc)
+	{
+		const op_dicom_handler &h = net_->h;
+		T_ASC_PresentationContextID pid = pc.presentationContextID;
+		DcmDataset *ds = NULL;
+		Identifier id;
+		op_qr_req r;
+		op_dicom_peer dest;
+		op_qr_instance *items = NULL;
+		unsigned n = 0;
+		char comment[128] = "";
+		uint16_t status = OP_STATUS_IDENTIFIER_MISMATCH;
+		Retrieve rt;
+
+		OFCondition c = receiveDIMSEDataset(&pid, &ds);
+		if (c.bad())
+			return c;
+		std::unique_ptr<DcmDataset> owned(ds);
+		rt.self = this;
+		rt.pid = pc.presentationContextID;
+		rt.message_id = message_id;
+		rt.sop_class = sop_class;
+		rt.get = move_dest == NULL;
+		memset(&dest, 0, sizeof(dest));
+		if (!ds || !read_identifier(ds, id) || !h.retrieve) {
+			op_dicom__say(comment, sizeof(comment), "%s",
+				      "QueryRetrieveLevel missing or not PATIENT, STUDY, SERIES "
+				      "or IMAGE");
+		} else {
+			fill_req(r, id, message_id, sop_class);
+			if (move_dest)
+				copy(r.move_destination, sizeof(r.move_destination), move_dest);
+			status = h.retrieve(h.ctx, &info_, &r, move_dest ? &dest : NULL, &items, &n,
+					    comment, sizeof(comment));
+		}
+		if (status != OP_STATUS_SUCCESS || n == 0) {
+			free(items);
+			std::unique_ptr<DcmDataset> detail(comment_detail(comment));
+			return send_retrieve_response(rt, status, NULL, detail.get());
+		}
+		rt.total = n;
+		rt.items = items;
+		std::vector<std::string> paths(n);
+		std::vector<op_dicom_item> send(n);
+		std::vector<op_dicom_result> res(n);
+		for (unsigned i = 0; i < n; i++) {
+			char path[OP_DIR_MAX + 128];
+			h.object_file(h.ctx, items[i].hash, path, sizeof(path));
+			paths[i] = path;
+			send[i].path = paths[i].c_str();
+			send[i].sop_class_uid = items[i].sop_class_uid;
+			send[i].sop_instance_uid = items[i].sop_instance_uid;
+			send[i].transfer_syntax = items[i].transfer_syntax;
+			send[i].own_syntax_only = 0;
+		}
+		if (rt.get) {
+			if (op_dicom__send_on(assoc_, net_->opt.dimse_timeout, send.data(), n,
+					      res.data(), on_sent, &rt) < 0)
+				rt.broken = true;
+		} else {
+			/* One association to the destination per OP_DICOM_SEND_MAX. */
+			for (unsigned at = 0; at < n && !rt.cancelled && !rt.broken;) {
+				unsigned k =
+					n - at < OP_DICOM_SEND_MAX ? n - at : OP_DICOM_SEND_MAX;
+				char err[256] = "";
+				int rc = op_dicom__send_each(&dest, send.data() + at, k,
+							     res.data() + at, on_sent, &rt, err,
+							     sizeof(err));
+				if (rc < 0 && rc != -ECANCELED) {
+					/* No association: these all failed. */
+					for (unsigned i = at; i < at + k; i++) {
+						on_sent(&rt, i, &res[i]);
+						if (rt.cancelled || rt.broken)
+							break;
+					}
+					op_dicom__say(comment, sizeof(comment), "%s", err);
+				}
+				at += k;
+			}
+		}
+		free(items);
+		rt.items = NULL;
+		if (rt.broken) {
+			how_ = "the association broke during a retrieve";
+			if (h.retrieve_end)
+				h.retrieve_end(h.ctx, &info_, &r, rt.completed, rt.failed,
+					       rt.warning, OP_STATUS_PROCESSING_FAILURE);
+			return ASC_abortAssociation(assoc_), DIMSE_SENDFAILED;
+		}
+		/* The instances not tried count as failed (PS3.4 C.4.2.3.1),
+		 * but after a cancel, where they are the remaining ones. */
+		if (!rt.cancelled)
+			rt.failed += rt.total - rt.done, rt.done = rt.total;
+		status = rt.cancelled                        ? OP_STATUS_CANCEL
+			 : rt.failed == 0 && rt.warning == 0 ? OP_STATUS_SUCCESS
+			 : rt.completed + rt.warning == 0    ? OP_STATUS_SUBOPS_OUT_OF_RESOURCES
+							     : OP_STATUS_SUBOPS_FAILED;
+		std::unique_ptr<DcmDataset> failed;
+		if (!rt.failed_uids.empty() && status != OP_STATUS_SUCCESS) {
+			failed.reset(new DcmDataset());
+			failed->putAndInsertString(DCM_FailedSOPInstanceUIDList,
+						   rt.failed_uids.c_str());
+		}
+		std::unique_ptr<DcmDataset> detail(
+			status == OP_STATUS_SUCCESS ? NULL : comment_detail(comment));
+		if (h.retrieve_end)
+			h.retrieve_end(h.ctx, &info_, &r, rt.completed, rt.failed, rt.warning,
+				       status);
+		return send_retrieve_response(rt, status, failed.get(), detail.get());
 	}
 
 	op_dicom_net *net_;

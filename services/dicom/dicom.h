@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "common/spool.h"
+#include "dicom/send.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,15 @@ extern "C" {
 #define OP_STATUS_CANNOT_UNDERSTAND 0xC000
 #define OP_STATUS_PROCESSING_FAILURE 0x0110
 #define OP_STATUS_NOT_AUTHORIZED 0x0124
+/* Query/retrieve (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4). */
+#define OP_STATUS_PENDING 0xFF00
+#define OP_STATUS_CANCEL 0xFE00
+#define OP_STATUS_IDENTIFIER_MISMATCH 0xA900
+#define OP_STATUS_MOVE_DESTINATION_UNKNOWN 0xA801
+#define OP_STATUS_TOO_MANY_MATCHES 0xA701        /* "unable to calculate number of matches" */
+#define OP_STATUS_SUBOPS_OUT_OF_RESOURCES 0xA702 /* no sub-operation could be done */
+#define OP_STATUS_SUBOPS_FAILED 0xB000           /* warning: one or more failed */
+#define OP_STATUS_UNABLE_TO_PROCESS 0xC000
 
 typedef struct op_dicom_net op_dicom_net;
 
@@ -37,7 +47,18 @@ typedef struct op_assoc {
 	char calling_aet[17];
 	char called_aet[17];
 	char peer_ip[16];
+	int may_query; /* set by admit: C-FIND, C-MOVE and C-GET are offered */
 } op_assoc;
+
+/* A C-FIND, C-MOVE or C-GET request: its identifier, as keys. */
+typedef struct op_qr_req {
+	unsigned message_id;
+	enum op_qr_level level;
+	int patient_root;      /* the Patient Root model, else Study Root */
+	const op_qr_key *keys; /* the identifier's attributes, but the level */
+	unsigned n;
+	char move_destination[17]; /* C-MOVE */
+} op_qr_req;
 
 /* One C-STORE request, as the command set states it. */
 typedef struct op_store_req {
@@ -51,8 +72,8 @@ typedef struct op_store_req {
 typedef struct op_dicom_handler {
 	void *ctx;
 	/* An association request: 0 accepts it, anything else rejects it
-	 * (permanent, "calling AE title not recognised"). */
-	int (*admit)(void *ctx, const op_assoc *a);
+	 * (permanent, "calling AE title not recognised"). Sets a->may_query. */
+	int (*admit)(void *ctx, op_assoc *a);
 	/* A C-STORE request: the object to receive the dataset into, or NULL
 	 * with *status set (the dataset is then read and dropped). */
 	op_spool_object *(*store_begin)(void *ctx, const op_assoc *a, const op_store_req *r,
@@ -69,6 +90,29 @@ typedef struct op_dicom_handler {
 	/* The association has ended; how is "release", "abort", "rejected",
 	 * "busy" or an error text. */
 	void (*assoc_end)(void *ctx, const op_assoc *a, const char *how);
+	/*
+	 * A C-FIND: calls answer once per match (op_spool_find's contract;
+	 * its nonzero return, the C-CANCEL or a broken association, stops the
+	 * query). Returns the final status (OP_STATUS_SUCCESS, or a failure
+	 * with a comment); the shim answers OP_STATUS_CANCEL itself when the
+	 * SCU cancelled.
+	 */
+	uint16_t (*find)(void *ctx, const op_assoc *a, const op_qr_req *r,
+			 int (*answer)(void *actx, const op_qr_key *values, unsigned n), void *actx,
+			 char *comment, size_t size);
+	/*
+	 * A C-MOVE (dest set: the node r->move_destination names, to fill in)
+	 * or a C-GET (dest NULL): the instances to send into *items (n of
+	 * them; free()). Returns OP_STATUS_SUCCESS, or the failure to answer
+	 * (OP_STATUS_MOVE_DESTINATION_UNKNOWN, ...).
+	 */
+	uint16_t (*retrieve)(void *ctx, const op_assoc *a, const op_qr_req *r, op_dicom_peer *dest,
+			     op_qr_instance **items, unsigned *n, char *comment, size_t size);
+	/* The file of a stored object (op_spool_object_file). */
+	void (*object_file)(void *ctx, const char *hash, char *out, size_t size);
+	/* A C-MOVE or C-GET has ended: what became of its sub-operations. */
+	void (*retrieve_end)(void *ctx, const op_assoc *a, const op_qr_req *r, unsigned completed,
+			     unsigned failed, unsigned warning, uint16_t status);
 } op_dicom_handler;
 
 typedef struct op_dicom_options {

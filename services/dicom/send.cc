@@ -153,6 +153,7 @@ struct Sender {
 	int timeout_s;
 	T_ASC_Association *assoc;
 	std::vector<Context> contexts;
+	bool proposed;      /* the contexts are ours (else the requester's, C-GET) */
 	bool canceled;      /* progress said stop: the association was aborted */
 	std::string broken; /* why the association is no longer usable */
 	DIC_US message_id;
@@ -432,7 +433,7 @@ static void send_one(Sender &s, const op_dicom_item &it, op_dicom_result *r)
 			it.transfer_syntax);
 		goto out;
 	}
-	if (own < 0) {
+	if (own < 0 && s.proposed) {
 		outcome(r, OP_DICOM_RETRY,
 			"not sent: more than %d presentation contexts in one batch (send fewer)",
 			MAX_CONTEXTS / 2);
@@ -622,9 +623,33 @@ static void tune_socket(T_ASC_Association *assoc, int timeout_s)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigned n,
-		  op_dicom_result *res, int (*progress)(void *ctx, uint64_t bytes), void *ctx,
-		  char *err, size_t errlen)
+/* Sends each item in turn, as long as the association lasts and done does
+ * not say stop. */
+static void send_items(Sender &s, const op_dicom_item *items, unsigned n, op_dicom_result *res,
+		       int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx)
+{
+	bool stop = false;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (stop) {
+			outcome(&res[i], OP_DICOM_RETRY, "not sent: stopped");
+			continue;
+		}
+		if (!s.broken.empty()) {
+			outcome(&res[i], OP_DICOM_RETRY, "not sent: %s", s.broken.c_str());
+			continue;
+		}
+		res[i].reason[0] = '\0';
+		send_one(s, items[i], &res[i]);
+		if (done && done(ctx, i, &res[i]) != 0)
+			stop = true;
+	}
+}
+
+static int send_batch(const op_dicom_peer *peer, const op_dicom_item *items, unsigned n,
+		      op_dicom_result *res, int (*progress)(void *ctx, uint64_t bytes),
+		      int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx,
+		      char *err, size_t errlen)
 {
 	T_ASC_Network *net = NULL;
 	T_ASC_Parameters *params = NULL;
@@ -660,6 +685,7 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 	s.ctx = ctx;
 	s.timeout_s = peer->timeout_ms > 0 ? (peer->timeout_ms + 999) / 1000 : 30;
 	s.assoc = NULL;
+	s.proposed = true;
 	s.canceled = false;
 	s.message_id = 1;
 	/* Once per process, shared with jpls.cc (DCMTK keeps one list). */
@@ -701,14 +727,7 @@ int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigne
 	tune_socket(s.assoc, s.timeout_s);
 	read_acceptance(s, s.assoc->params);
 
-	for (i = 0; i < n; i++) {
-		if (!s.broken.empty()) {
-			outcome(&res[i], OP_DICOM_RETRY, "not sent: %s", s.broken.c_str());
-			continue;
-		}
-		res[i].reason[0] = '\0';
-		send_one(s, items[i], &res[i]);
-	}
+	send_items(s, items, n, res, done, ctx);
 	if (s.canceled) {
 		rc = -ECANCELED;
 		op_dicom__say(err, errlen, "stopped by the caller");
@@ -725,4 +744,60 @@ out:
 	if (net)
 		ASC_dropNetwork(&net);
 	return rc;
+}
+
+int op_dicom_send(const op_dicom_peer *peer, const op_dicom_item *items, unsigned n,
+		  op_dicom_result *res, int (*progress)(void *ctx, uint64_t bytes), void *ctx,
+		  char *err, size_t errlen)
+{
+	return send_batch(peer, items, n, res, progress, NULL, ctx, err, errlen);
+}
+
+int op_dicom__send_each(const op_dicom_peer *peer, const op_dicom_item *items, unsigned n,
+			op_dicom_result *res,
+			int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx,
+			char *err, size_t errlen)
+{
+	return send_batch(peer, items, n, res, NULL, done, ctx, err, errlen);
+}
+
+int op_dicom__send_on(T_ASC_Association *assoc, int timeout_s, const op_dicom_item *items,
+		      unsigned n, op_dicom_result *res,
+		      int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx)
+{
+	Sender s;
+	int count = ASC_countPresentationContexts(assoc->params);
+
+	for (unsigned i = 0; i < n; i++) {
+		memset(&res[i], 0, sizeof(res[i]));
+		res[i].status = -1;
+		outcome(&res[i], OP_DICOM_RETRY, "not sent");
+	}
+	s.peer = NULL;
+	s.progress = NULL;
+	s.ctx = NULL;
+	s.timeout_s = timeout_s > 0 ? timeout_s : 30;
+	s.assoc = assoc;
+	s.proposed = false;
+	s.canceled = false;
+	s.message_id = 1;
+	op_jpls__register_codecs();
+	/* The contexts on which the requester takes the SCP role: the storage
+	 * SOP classes it proposed for the C-GET's sub-operations. */
+	for (int i = 0; i < count; i++) {
+		T_ASC_PresentationContext pc;
+		if (ASC_getPresentationContext(assoc->params, i, &pc).bad() ||
+		    pc.resultReason != ASC_P_ACCEPTANCE ||
+		    (pc.acceptedRole != ASC_SC_ROLE_SCP && pc.acceptedRole != ASC_SC_ROLE_SCUSCP))
+			continue;
+		Context c;
+		c.sop_class = pc.abstractSyntax;
+		c.ts = pc.acceptedTransferSyntax;
+		c.id = pc.presentationContextID;
+		c.accepted = true;
+		c.reason = pc.resultReason;
+		s.contexts.push_back(c);
+	}
+	send_items(s, items, n, res, done, ctx);
+	return s.broken.empty() ? 0 : -ECONNABORTED;
 }

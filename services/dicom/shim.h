@@ -13,6 +13,10 @@
 #include <cstddef>
 #include <cstdio>
 
+#include "dicom/send.h"
+
+struct T_ASC_Association;
+
 /* Writes a message into buf (size bytes, NULL or 0: nowhere), cut to fit
  * and terminated. */
 static inline void op_dicom__say(char *buf, size_t size, const char *fmt, ...)
@@ -35,5 +39,26 @@ static inline void op_dicom__say(char *buf, size_t size, const char *fmt, ...)
  * which DCMTK does not guard against each other, never race.
  */
 void op_jpls__register_codecs(void);
+
+/*
+ * What op_dicom_send() does, for a C-MOVE's sub-operations: done, when not
+ * NULL, is called on this thread after each item with its result; a
+ * nonzero return stops the batch between two items (the rest RETRY, "not
+ * sent: stopped") and the association is released. No progress callback.
+ */
+int op_dicom__send_each(const op_dicom_peer *peer, const op_dicom_item *items, unsigned n,
+			op_dicom_result *res,
+			int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx,
+			char *err, size_t errlen);
+
+/*
+ * A C-GET's sub-operations: a C-STORE of each item on assoc, the
+ * association the request came on, over the storage contexts accepted
+ * there (the requester took the SCP role). done as above. Returns 0, or
+ * -ECONNABORTED when the association broke (the rest RETRY).
+ */
+int op_dicom__send_on(T_ASC_Association *assoc, int timeout_s, const op_dicom_item *items,
+		      unsigned n, op_dicom_result *res,
+		      int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx);
 
 #endif

@@ -74,6 +74,7 @@ struct op_receiver {
 	op_ae_list trusted_aets; /* [priority] trust_priority_from */
 	op_router *router;
 	const char *config_path; /* for the router's messages */
+	op_config *peers;        /* where a C-MOVE may send: [peer] and dicom [destination] */
 };
 
 struct conn {
@@ -110,7 +111,7 @@ static int host_allowed(const op_receiver_config *policy, uint32_t ip)
 	return op_cidr_allows(policy->allowed_hosts, policy->n_allowed_hosts, ip);
 }
 
-static int admit(void *ctx, const op_assoc *a)
+static int admit(void *ctx, op_assoc *a)
 {
 	op_receiver *rx = ctx;
 	struct in_addr ip;
@@ -124,6 +125,7 @@ static int admit(void *ctx, const op_assoc *a)
 	ok_host = inet_pton(AF_INET, a->peer_ip, &ip) == 1
 			  ? host_allowed(&rx->policy, ntohl(ip.s_addr))
 			  : rx->policy.n_allowed_hosts == 0;
+	a->may_query = rx->policy.allow_query;
 	pthread_mutex_unlock(&rx->mu);
 	if (!ok_aet)
 		why = "calling AE title not in allowed_calling_aets";
@@ -265,6 +267,136 @@ static uint16_t store_end(void *ctx, const op_assoc *a, const op_store_req *r, o
 		op_log_quote(other, sizeof(other), inst.study_uid), bytes, hash, outcomes[outcome],
 		inst.priority == OP_PRIORITY_HIGH ? "yes" : "no");
 	return OP_STATUS_SUCCESS;
+}
+
+/* --- query and retrieve --------------------------------------------------- */
+
+/* The tags of an identifier, for the log: which attributes were asked and
+ * matched on, never their values (PHI). */
+static void key_tags(const op_qr_req *r, char *out, size_t size)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (unsigned k = 0; k < r->n && o + 10 < size; k++)
+		if (r->keys[k].value[0])
+			o += (size_t)snprintf(out + o, size - o, "%s%08X", o ? "," : "",
+					      (unsigned)r->keys[k].tag);
+}
+
+struct find_count {
+	int (*answer)(void *actx, const op_qr_key *values, unsigned n);
+	void *actx;
+	unsigned matches;
+};
+
+static int count_answer(void *ctx, const op_qr_key *values, unsigned n)
+{
+	struct find_count *fc = ctx;
+
+	fc->matches++;
+	return fc->answer(fc->actx, values, n);
+}
+
+/* A spool query's error -> the status: A900 for what the identifier
+ * asks that cannot be matched, A701 for a retrieve too large to count,
+ * C000 when the spool cannot be read. */
+static uint16_t qr_status(int rc, const char *err, char *comment, size_t size)
+{
+	if (rc >= 0)
+		return OP_STATUS_SUCCESS;
+	snprintf(comment, size, "%s", err[0] ? err : strerror(-rc));
+	return rc == -EINVAL  ? OP_STATUS_IDENTIFIER_MISMATCH
+	       : rc == -E2BIG ? OP_STATUS_TOO_MANY_MATCHES
+			      : OP_STATUS_UNABLE_TO_PROCESS;
+}
+
+static uint16_t find(void *ctx, const op_assoc *a, const op_qr_req *r,
+		     int (*answer)(void *actx, const op_qr_key *values, unsigned n), void *actx,
+		     char *comment, size_t size)
+{
+	op_receiver *rx = ctx;
+	struct find_count fc = { answer, actx, 0 };
+	int64_t t0 = op_clock_mono_ms();
+	char err[256] = "", keys[256], why[OP_LOG_QUOTED(sizeof(err))], calling[OP_LOG_QUOTED(16)];
+	int rc = op_spool_find(rx->spool, r->level, r->patient_root, r->keys, r->n, count_answer,
+			       &fc, err, sizeof(err));
+	/* A positive rc: the SCU cancelled or went away (the shim answers). */
+	uint16_t status = qr_status(rc, err, comment, size);
+
+	key_tags(r, keys, sizeof(keys));
+	op_log(status ? OP_LOG_WARN : OP_LOG_INFO, "qr.find",
+	       "assoc=%lu calling=%s model=%s level=%s keys=%s matches=%u ms=%" PRId64
+	       " status=%04X%s%s",
+	       a->id, op_log_quote(calling, sizeof(calling), a->calling_aet),
+	       r->patient_root ? "patient" : "study", op_qr_level_name(r->level),
+	       keys[0] ? keys : "none", fc.matches, op_clock_mono_ms() - t0, status,
+	       status ? " reason=" : "", status ? op_log_quote(why, sizeof(why), comment) : "");
+	return status;
+}
+
+static uint16_t retrieve(void *ctx, const op_assoc *a, const op_qr_req *r, op_dicom_peer *dest,
+			 op_qr_instance **items, unsigned *n, char *comment, size_t size)
+{
+	op_receiver *rx = ctx;
+	op_peer_config peer;
+	char err[256] = "", keys[256], why[OP_LOG_QUOTED(sizeof(err))], aet[OP_LOG_QUOTED(16)];
+	char calling[OP_LOG_QUOTED(16)];
+	const char *verb = dest ? "qr.move" : "qr.get";
+	int rc = 0;
+
+	key_tags(r, keys, sizeof(keys));
+	op_log_quote(calling, sizeof(calling), a->calling_aet);
+	if (dest) {
+		pthread_rwlock_rdlock(&rx->urgent_lock);
+		rc = op_config_peer_by_aet(rx->peers, r->move_destination, &peer);
+		pthread_rwlock_unlock(&rx->urgent_lock);
+		if (rc < 0) {
+			snprintf(comment, size, "Move destination %s unknown to Outpost",
+				 r->move_destination);
+			op_warn(verb,
+				"assoc=%lu calling=%s destination=%s status=%04X reason=\"no "
+				"[peer] or dicom [destination] has this AE title\"",
+				a->id, calling, op_log_quote(aet, sizeof(aet), r->move_destination),
+				OP_STATUS_MOVE_DESTINATION_UNKNOWN);
+			return OP_STATUS_MOVE_DESTINATION_UNKNOWN;
+		}
+		snprintf(dest->host, sizeof(dest->host), "%s", peer.host);
+		dest->port = (int)peer.port;
+		snprintf(dest->called_ae, sizeof(dest->called_ae), "%s", peer.ae_title);
+		pthread_mutex_lock(&rx->mu);
+		snprintf(dest->calling_ae, sizeof(dest->calling_ae), "%s", rx->policy.ae_title);
+		dest->timeout_ms = rx->policy.dimse_timeout * 1000;
+		pthread_mutex_unlock(&rx->mu);
+	}
+	rc = op_spool_retrieve(rx->spool, r->level, r->patient_root, r->keys, r->n, items, n, err,
+			       sizeof(err));
+	uint16_t status = qr_status(rc, err, comment, size);
+	op_log(status ? OP_LOG_WARN : OP_LOG_INFO, verb,
+	       "assoc=%lu calling=%s%s%s model=%s level=%s keys=%s instances=%u status=%04X%s%s",
+	       a->id, calling, dest ? " destination=" : "",
+	       dest ? op_log_quote(aet, sizeof(aet), r->move_destination) : "",
+	       r->patient_root ? "patient" : "study", op_qr_level_name(r->level),
+	       keys[0] ? keys : "none", rc == 0 ? *n : 0, status, status ? " reason=" : "",
+	       status ? op_log_quote(why, sizeof(why), comment) : "");
+	return status;
+}
+
+static void object_file(void *ctx, const char *hash, char *out, size_t size)
+{
+	op_receiver *rx = ctx;
+
+	op_spool_object_file(rx->spool, hash, out, size);
+}
+
+static void retrieve_end(void *ctx, const op_assoc *a, const op_qr_req *r, unsigned completed,
+			 unsigned failed, unsigned warning, uint16_t status)
+{
+	(void)ctx;
+	op_log(status == OP_STATUS_SUCCESS ? OP_LOG_INFO : OP_LOG_WARN,
+	       r->move_destination[0] ? "qr.move_end" : "qr.get_end",
+	       "assoc=%lu completed=%u failed=%u warning=%u status=%04X", a->id, completed, failed,
+	       warning, status);
 }
 
 static void assoc_end(void *ctx, const op_assoc *a, const char *how)
@@ -573,12 +705,13 @@ int op_receiver_open(const op_config *cfg, const char *config_path, op_receiver 
 {
 	op_receiver *rx = calloc(1, sizeof(*rx));
 	op_spool_limits limits = { cfg->spool.max_bytes, cfg->spool.min_free_bytes,
-				   cfg->spool.keep_sent_bytes };
+				   cfg->spool.keep_sent_bytes, cfg->spool.keep_sent_days };
 	op_spool_recovery rep;
 	op_dicom_options opt = { cfg->receiver.ae_title, cfg->receiver.max_pdu,
 				 cfg->receiver.acse_timeout, cfg->receiver.dimse_timeout,
 				 cfg->log_level == OP_LOG_DEBUG };
-	op_dicom_handler h = { NULL, admit, store_begin, store_end, assoc_end };
+	op_dicom_handler h = { NULL, admit,    store_begin, store_end,   assoc_end,
+			       find, retrieve, object_file, retrieve_end };
 	char err[640];
 	int rc;
 
@@ -590,6 +723,12 @@ int op_receiver_open(const op_config *cfg, const char *config_path, op_receiver 
 	rx->policy = cfg->receiver;
 	rx->urgent_aets = cfg->priority.urgent_calling_aets;
 	rx->trusted_aets = cfg->priority.trust_priority_from;
+	rx->peers = malloc(sizeof(*rx->peers));
+	if (!rx->peers) {
+		free(rx);
+		return -ENOMEM;
+	}
+	*rx->peers = *cfg;
 	pthread_mutex_init(&rx->mu, NULL);
 	pthread_cond_init(&rx->idle, NULL);
 	pthread_rwlock_init(&rx->urgent_lock, NULL);
@@ -625,6 +764,7 @@ int op_receiver_port(const op_receiver *rx)
 static void reload(op_receiver *rx, const char *path)
 {
 	op_config cfg;
+	op_config *peers, *old_peers;
 	op_spool_limits limits;
 	op_router *router = NULL, *old_router;
 	char err[640];
@@ -638,16 +778,25 @@ static void reload(op_receiver *rx, const char *path)
 		op_error("config.reload", "result=refused error=\"%s\"", err);
 		return;
 	}
+	if (!(peers = malloc(sizeof(*peers)))) {
+		op_router_close(router);
+		op_error("config.reload", "result=refused error=\"out of memory\"");
+		return;
+	}
+	*peers = cfg;
 	pthread_rwlock_wrlock(&rx->urgent_lock);
+	old_peers = rx->peers;
+	rx->peers = peers;
 	old_router = rx->router;
 	rx->router = router;
 	rx->urgent_aets = cfg.priority.urgent_calling_aets;
 	rx->trusted_aets = cfg.priority.trust_priority_from;
 	pthread_rwlock_unlock(&rx->urgent_lock);
 	op_router_close(old_router);
+	free(old_peers);
 	log_routes(router, &cfg, "reload");
 	limits = (op_spool_limits){ cfg.spool.max_bytes, cfg.spool.min_free_bytes,
-				    cfg.spool.keep_sent_bytes };
+				    cfg.spool.keep_sent_bytes, cfg.spool.keep_sent_days };
 	op_spool_set_limits(rx->spool, &limits);
 	pthread_mutex_lock(&rx->mu);
 	if (strcmp(cfg.receiver.bind, rx->policy.bind) != 0 ||
@@ -752,6 +901,7 @@ void op_receiver_close(op_receiver *rx)
 	op_dicom_net_close(rx->net);
 	op_spool_close(rx->spool);
 	op_router_close(rx->router);
+	free(rx->peers);
 	pthread_rwlock_destroy(&rx->urgent_lock);
 	pthread_mutex_destroy(&rx->mu);
 	pthread_cond_destroy(&rx->idle);

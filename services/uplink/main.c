@@ -80,6 +80,10 @@ static int reload(void *ctx, char *err, size_t errlen)
 	snprintf(cfg.spool.dir, sizeof(cfg.spool.dir), "%s", h->cfg.spool.dir);
 	op_log_set_level(cfg.log_level);
 	op_api_configure(h->api, &cfg);
+	op_spool_set_limits(h->spool,
+			    &(op_spool_limits){ cfg.spool.max_bytes, cfg.spool.min_free_bytes,
+						cfg.spool.keep_sent_bytes,
+						cfg.spool.keep_sent_days });
 	rc = 0;
 	for (int i = 0; i < h->n_up; i++) {
 		int r = op_uplink_reload(h->up[i], &cfg, err, errlen);
@@ -180,7 +184,7 @@ static int start(struct host *h)
 {
 	static const int signums[3] = { SIGTERM, SIGINT, SIGHUP };
 	op_spool_limits limits = { h->cfg.spool.max_bytes, h->cfg.spool.min_free_bytes,
-				   h->cfg.spool.keep_sent_bytes };
+				   h->cfg.spool.keep_sent_bytes, h->cfg.spool.keep_sent_days };
 	op_api_host api_host = { .spool = NULL, .reload = reload, .ctx = h };
 	int rc;
 

@@ -60,7 +60,7 @@ static void test_spool_open_creates_tree(void **state)
 static void test_spool_open_errors(void **state)
 {
 	struct spool_fx *f = *state;
-	op_spool_limits lim = { 0, 0, 0 };
+	op_spool_limits lim = { 0, 0, 0, 0 };
 	op_spool *sp = NOT_NULL_SPOOL;
 	char path[OP_DIR_MAX + 64];
 
@@ -179,7 +179,7 @@ struct open_arg {
 static void *open_thread(void *p)
 {
 	struct open_arg *a = p;
-	op_spool_limits limits = { 0, 0, 0 };
+	op_spool_limits limits = { 0, 0, 0, 0 };
 	op_spool *sp = NULL;
 
 	a->rc = op_spool_open(a->dir, &limits, &sp);
