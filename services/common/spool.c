@@ -135,7 +135,19 @@ static const char schema_operator[] =
 	" BEGIN DELETE FROM qr_index WHERE instance_id = old.id; END;"
 	"CREATE INDEX IF NOT EXISTS instances_by_patient ON instances (patient_id);"
 	"CREATE INDEX IF NOT EXISTS qr_by_study_date ON qr_index (study_date);"
-	"CREATE INDEX IF NOT EXISTS qr_by_accession ON qr_index (accession_number);";
+	"CREATE INDEX IF NOT EXISTS qr_by_accession ON qr_index (accession_number);"
+	/* Storage commitment requests until reported, then kept for the
+	 * record (spool_commit.c). result NULL: not decided yet. */
+	"CREATE TABLE IF NOT EXISTS commitments (id INTEGER PRIMARY KEY,"
+	" transaction_uid TEXT NOT NULL, calling_aet TEXT NOT NULL, cloud INTEGER NOT NULL,"
+	" received_at INTEGER NOT NULL, deadline INTEGER NOT NULL,"
+	" state TEXT NOT NULL CHECK (state IN ('pending', 'reported')),"
+	" attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT, reported_at INTEGER);"
+	"CREATE INDEX IF NOT EXISTS commitments_due ON commitments (state, next_attempt_at);"
+	"CREATE TABLE IF NOT EXISTS commitment_items (commitment_id INTEGER NOT NULL,"
+	" seq INTEGER NOT NULL, sop_class_uid TEXT NOT NULL, sop_instance_uid TEXT NOT NULL,"
+	" result INTEGER, PRIMARY KEY (commitment_id, seq)) WITHOUT ROWID;";
 
 /* --- sqlite, for every part of the spool --------------------------------- */
 

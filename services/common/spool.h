@@ -413,6 +413,71 @@ typedef struct op_qr_instance {
 int op_spool_retrieve(op_spool *sp, enum op_qr_level level, int patient_root, const op_qr_key *keys,
 		      unsigned n, op_qr_instance **out, unsigned *count, char *err, size_t errlen);
 
+/* --- Storage commitment (spool_commit.c) ---------------------------------
+ *
+ * A request (N-ACTION, PS3.4 J.3.2) is recorded before it is answered and
+ * kept until its report (N-EVENT-REPORT) was delivered: a restart of
+ * either service between the two loses nothing. Each instance's result is
+ * decided once and kept (an instance evicted after the cloud confirmed it
+ * stays committed).
+ */
+
+/* Failure Reasons (PS3.4 J.3.3.1.2), and "not decided yet". */
+#define OP_COMMIT_OK 0x0000
+#define OP_COMMIT_PROCESSING_FAILURE 0x0110 /* quarantined, or unconfirmed at the deadline */
+#define OP_COMMIT_NO_SUCH_INSTANCE 0x0112
+#define OP_COMMIT_CLASS_CONFLICT 0x0119 /* held, with another SOP Class UID */
+#define OP_COMMIT_WAITING 0xFFFF
+
+typedef struct op_commit_item {
+	char sop_class_uid[OP_UID_MAX + 1];
+	char sop_instance_uid[OP_UID_MAX + 1];
+	uint16_t result; /* OP_COMMIT_* */
+} op_commit_item;
+
+/* The most instances one request names. */
+#define OP_COMMIT_MAX_ITEMS 65535
+
+/* A request, and what is known of it (op_spool_commit_get). */
+typedef struct op_commitment_txn {
+	int64_t id;
+	char transaction_uid[OP_UID_MAX + 1];
+	char calling_aet[17];  /* where the report goes */
+	int cloud;             /* [receiver] commitment = cloud when it came */
+	int64_t received_at;   /* ms since the epoch */
+	int64_t deadline;      /* when waiting items become failures */
+	unsigned attempts;     /* reports tried on a new association */
+	op_commit_item *items; /* free() */
+	unsigned n;
+	int final; /* every item decided: the report can go */
+} op_commitment_txn;
+
+/* Records a request: 0 (*id set) once it is on stable storage; due at
+ * due (op_spool_commit_due). cloud: an item is committed only when the
+ * cloud holds it (deliveries to OP_SPOOL_DEFAULT_DESTINATION), else when
+ * the spool does. -EINVAL for no items or more than OP_COMMIT_MAX_ITEMS. */
+int op_spool_commit_request(op_spool *sp, const char *transaction_uid, const char *calling_aet,
+			    int cloud, int64_t now, int64_t deadline, int64_t due,
+			    const op_commit_item *items, unsigned n, int64_t *id);
+
+/* Decides what can be decided of request id at now (the items waiting at
+ * the deadline fail with OP_COMMIT_PROCESSING_FAILURE), keeps it, and
+ * fills *out. -ENOENT when there is no such request pending. */
+int op_spool_commit_get(op_spool *sp, int64_t id, int64_t now, op_commitment_txn *out);
+
+/* Up to max ids of pending requests due at now (oldest first). */
+int op_spool_commit_due(op_spool *sp, int64_t now, int64_t *ids, unsigned max, unsigned *n);
+
+/* Request id's report was delivered: it is done (kept for the record). */
+int op_spool_commit_reported(op_spool *sp, int64_t id, int64_t now);
+
+/* Request id is due again at next (waiting, or its report failed: error,
+ * counted as an attempt, when not NULL). */
+int op_spool_commit_later(op_spool *sp, int64_t id, int64_t next, const char *error);
+
+/* Pending requests: how many, the oldest one's received_at (0: none). */
+int op_spool_commit_pending(op_spool *sp, uint64_t *pending, int64_t *oldest);
+
 /* --- The operator's side (status API, metrics) ---------------------------
  *
  * Counters, settings and the audit log live in tables of their own, which

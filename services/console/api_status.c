@@ -532,6 +532,21 @@ static void status_work(struct op__api_job *job)
 	cJSON_AddNumberToObject(x, "quarantined", (double)st.counters.quarantined);
 	cJSON_AddNumberToObject(x, "associations_rejected",
 				(double)st.counters.associations_rejected);
+
+	/* Storage commitment requests not yet reported (the receiver's). */
+	{
+		uint64_t pending = 0;
+		int64_t oldest = 0;
+
+		op_spool_commit_pending(job->spool, &pending, &oldest);
+		x = cJSON_AddObjectToObject(o, "commitments");
+		cJSON_AddNumberToObject(x, "pending", (double)pending);
+		if (oldest)
+			cJSON_AddNumberToObject(x, "oldest_age",
+						(double)((job->t - oldest) / 1000));
+		else
+			cJSON_AddNullToObject(x, "oldest_age");
+	}
 	op__api_job_json(job, 200, o);
 }
 
@@ -788,6 +803,14 @@ static void metrics_work(struct op__api_job *job)
 	       st.counters.quarantined);
 	metric(&t, "associations_rejected_total", "counter",
 	       "Associations the receiver turned away.", st.counters.associations_rejected);
+	{
+		uint64_t pending = 0;
+		int64_t oldest = 0;
+
+		op_spool_commit_pending(job->spool, &pending, &oldest);
+		metric(&t, "commitments_pending", "gauge",
+		       "Storage commitment requests whose report has not been delivered.", pending);
+	}
 	metric(&t, "disk_free_bytes", "gauge", "Free bytes on the spool's filesystem.", d.free);
 	metric(&t, "console_password_checks_total", "counter",
 	       "Console passwords verified (Argon2), logins and HTTP Basic.",

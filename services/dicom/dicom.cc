@@ -34,6 +34,7 @@
 #include <dcmtk/oflog/oflog.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <fnmatch.h>
@@ -146,6 +147,12 @@ void op_dicom_print_conformance(FILE *out)
 		     "with the SCP role):\n\n| SOP class | UID |\n| --- | --- |\n");
 	for (const char *uid : QR_CLASSES)
 		fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(uid, "?"), uid);
+	fprintf(out, "\nStorage commitment, as SCP ([receiver] commitment; the N-EVENT-REPORT "
+		     "on the request's association while the requester keeps it open, else on a "
+		     "new one to its [peer], proposing the SCP role):\n\n| SOP class | UID "
+		     "|\n| --- | --- |\n| %s | %s |\n",
+		dcmFindNameOfUID(UID_StorageCommitmentPushModelSOPClass, "?"),
+		UID_StorageCommitmentPushModelSOPClass);
 	fprintf(out, "\n| Transfer syntax | UID |\n| --- | --- |\n");
 	for (int x = EXS_LittleEndianImplicit; x <= EXS_PrivateGE_LEI_WithBigEndianPixelData; x++) {
 		if (!xfer_accepted(E_TransferSyntax(x)))
@@ -480,9 +487,11 @@ protected:
 			OFCondition c = ASC_getPresentationContext(params, i, &pc);
 			if (c.bad())
 				return c;
-			bool qr = is_qr_class(pc.abstractSyntax);
-			if ((!qr || !info_.may_query) &&
-			    !op_dicom_sop_class_accepted(pc.abstractSyntax)) {
+			bool qr = is_qr_class(pc.abstractSyntax) && info_.may_query;
+			bool commit = strcmp(pc.abstractSyntax,
+					     UID_StorageCommitmentPushModelSOPClass) == 0 &&
+				      net_->h.commit_request;
+			if (!qr && !commit && !op_dicom_sop_class_accepted(pc.abstractSyntax)) {
 				c = ASC_refusePresentationContext(params, pc.presentationContextID,
 								  ASC_P_ABSTRACTSYNTAXNOTSUPPORTED);
 			} else {
@@ -525,6 +534,7 @@ protected:
 		case DIMSE_C_GET_RQ:
 			return handle_retrieve(msg->msg.CGetRQ.MessageID,
 					       msg->msg.CGetRQ.AffectedSOPClassUID, NULL, pc);
+		case DIMSE_N_ACTION_RQ: return handle_commit(msg->msg.NActionRQ, pc);
 		default: return DcmThreadSCP::handleIncomingCommand(msg, pc);
 		}
 	}
@@ -900,12 +910,26 @@ private:
 		rt.total = n;
 		rt.items = items;
 		std::vector<std::string> paths(n);
+		unsigned total = n;
+		n = 0;
+		for (unsigned i = 0; i < total; i++) {
+			char path[OP_DIR_MAX + 128];
+			/* A file that no longer matches its hash is not sent:
+			 * a failed sub-operation, as the uplink would. */
+			if (h.object_file(h.ctx, &items[i], path, sizeof(path)) < 0) {
+				rt.done++;
+				rt.failed++;
+				if (!rt.failed_uids.empty())
+					rt.failed_uids += "\\";
+				rt.failed_uids += items[i].sop_instance_uid;
+				continue;
+			}
+			items[n] = items[i];
+			paths[n++] = path;
+		}
 		std::vector<op_dicom_item> send(n);
 		std::vector<op_dicom_result> res(n);
 		for (unsigned i = 0; i < n; i++) {
-			char path[OP_DIR_MAX + 128];
-			h.object_file(h.ctx, items[i].hash, path, sizeof(path));
-			paths[i] = path;
 			send[i].path = paths[i].c_str();
 			send[i].sop_class_uid = items[i].sop_class_uid;
 			send[i].sop_instance_uid = items[i].sop_instance_uid;
@@ -966,6 +990,128 @@ private:
 			h.retrieve_end(h.ctx, &info_, &r, rt.completed, rt.failed, rt.warning,
 				       status);
 		return send_retrieve_response(rt, status, failed.get(), detail.get());
+	}
+
+	/* --- storage commitment ------------------------------------------ */
+
+	/* A request's Transaction UID and Referenced SOP Sequence; false,
+	 * with why in comment, when one is missing or malformed. */
+	static bool read_commit_request(DcmDataset *ds, OFString &txn,
+					std::vector<op_commit_item> &items, char *comment,
+					size_t size)
+	{
+		DcmSequenceOfItems *seq = NULL;
+
+		if (ds->findAndGetOFString(DCM_TransactionUID, txn).bad() || txn.empty() ||
+		    txn.length() > OP_UID_MAX) {
+			op_dicom__say(comment, size, "%s", "Transaction UID missing or invalid");
+			return false;
+		}
+		if (ds->findAndGetSequence(DCM_ReferencedSOPSequence, seq).bad() || !seq ||
+		    seq->card() == 0 || seq->card() > OP_COMMIT_MAX_ITEMS) {
+			op_dicom__say(comment, size, "%s",
+				      "Referenced SOP Sequence missing, empty or too long");
+			return false;
+		}
+		for (unsigned long i = 0; i < seq->card(); i++) {
+			DcmItem *it = seq->getItem(i);
+			OFString cls, inst;
+			op_commit_item c;
+			it->findAndGetOFString(DCM_ReferencedSOPClassUID, cls);
+			it->findAndGetOFString(DCM_ReferencedSOPInstanceUID, inst);
+			if (cls.empty() || inst.empty() || cls.length() > OP_UID_MAX ||
+			    inst.length() > OP_UID_MAX) {
+				op_dicom__say(comment, size,
+					      "Referenced SOP Sequence item %lu lacks its UIDs",
+					      i + 1);
+				return false;
+			}
+			memset(&c, 0, sizeof(c));
+			copy(c.sop_class_uid, sizeof(c.sop_class_uid), cls.c_str());
+			copy(c.sop_instance_uid, sizeof(c.sop_instance_uid), inst.c_str());
+			c.result = OP_COMMIT_WAITING;
+			items.push_back(c);
+		}
+		return true;
+	}
+
+	/*
+	 * The report on this association, while the requester keeps it open:
+	 * sent once every item is decided. Anything the requester sends
+	 * meanwhile (its A-RELEASE-RQ, another request) ends the wait, and
+	 * the report is left to a new association.
+	 */
+	void report_here(int64_t id, T_ASC_PresentationContextID pid)
+	{
+		const op_dicom_handler &h = net_->h;
+		auto deadline = std::chrono::steady_clock::now() +
+				std::chrono::seconds(net_->opt.dimse_timeout);
+		bool delivered = false;
+
+		while (std::chrono::steady_clock::now() < deadline) {
+			op_commitment_txn t;
+			/* An SCU that releases right after the N-ACTION-RSP
+			 * (Orthanc) says so within the second. */
+			if (ASC_dataWaiting(assoc_, 1))
+				break;
+			int rc = h.commit_report(h.ctx, id, &t);
+			if (rc < 0)
+				break;
+			if (rc > 0) {
+				Uint16 event_type = 0, status = 0xFFFF;
+				DcmDataset *ds = op_dicom__commit_dataset(&t, &event_type);
+				OFCondition c = sendEVENTREPORTRequest(
+					pid, UID_StorageCommitmentPushModelSOPInstance,
+					assoc_->nextMsgID++, event_type, ds, status);
+				delete ds;
+				free(t.items);
+				delivered = c.good() && status == 0;
+				break;
+			}
+		}
+		h.commit_done(h.ctx, &info_, id, delivered);
+	}
+
+	OFCondition handle_commit(T_DIMSE_N_ActionRQ &rq, const DcmPresentationContextInfo &pc)
+	{
+		const op_dicom_handler &h = net_->h;
+		DcmDataset *ds = NULL;
+		Uint16 action = 0;
+		uint16_t status;
+		int64_t id = 0;
+		char comment[128] = "";
+		OFString txn;
+		std::vector<op_commit_item> items;
+
+		OFCondition c = receiveACTIONRequest(rq, pc.presentationContextID, ds, action);
+		if (c.bad())
+			return c;
+		std::unique_ptr<DcmDataset> owned(ds);
+		if (strcmp(rq.RequestedSOPClassUID, UID_StorageCommitmentPushModelSOPClass) != 0 ||
+		    !h.commit_request)
+			status = STATUS_N_NoSuchSOPClass;
+		else if (strcmp(rq.RequestedSOPInstanceUID,
+				UID_StorageCommitmentPushModelSOPInstance) != 0)
+			status = STATUS_N_NoSuchSOPInstance;
+		else if (action != 1)
+			status = STATUS_N_NoSuchAction;
+		else if (!ds || !read_commit_request(ds, txn, items, comment, sizeof(comment)))
+			/* Said to the handler with no items, for its log. */
+			status = h.commit_request(h.ctx, &info_, txn.c_str(), NULL, 0, &id, comment,
+						  sizeof(comment));
+		else
+			status = h.commit_request(h.ctx, &info_, txn.c_str(), items.data(),
+						  (unsigned)items.size(), &id, comment,
+						  sizeof(comment));
+		c = sendACTIONResponse(pc.presentationContextID, rq.MessageID,
+				       rq.RequestedSOPClassUID, rq.RequestedSOPInstanceUID, status);
+		if (status == 0) {
+			if (c.good())
+				report_here(id, pc.presentationContextID);
+			else
+				h.commit_done(h.ctx, &info_, id, 0);
+		}
+		return c;
 	}
 
 	op_dicom_net *net_;

@@ -108,12 +108,40 @@ typedef struct op_dicom_handler {
 	 */
 	uint16_t (*retrieve)(void *ctx, const op_assoc *a, const op_qr_req *r, op_dicom_peer *dest,
 			     op_qr_instance **items, unsigned *n, char *comment, size_t size);
-	/* The file of a stored object (op_spool_object_file). */
-	void (*object_file)(void *ctx, const char *hash, char *out, size_t size);
+	/* The file of an instance to send (op_spool_object_file): 0 when its
+	 * content still matches its hash, else <0 (it is not sent: a failed
+	 * sub-operation). */
+	int (*object_file)(void *ctx, const op_qr_instance *it, char *out, size_t size);
 	/* A C-MOVE or C-GET has ended: what became of its sub-operations. */
 	void (*retrieve_end)(void *ctx, const op_assoc *a, const op_qr_req *r, unsigned completed,
 			     unsigned failed, unsigned warning, uint16_t status);
+	/*
+	 * Storage commitment (PS3.4 J). A request (N-ACTION): OP_STATUS_SUCCESS
+	 * once it is recorded (*id set), else the failure to answer. Then, on
+	 * the same association while the requester keeps it open (up to
+	 * dimse_timeout), the shim asks commit_report for the report: 1 and
+	 * *out filled (op_spool_commit_get's; the shim frees out->items) when
+	 * every item is decided, 0 while some wait, <0 on error; and says
+	 * with commit_done whether the report went on this association
+	 * (delivered) or is left to another one. A malformed request comes
+	 * with n = 0 and why in comment: to be logged and answered with a
+	 * failure (0x0115, invalid argument value).
+	 */
+	uint16_t (*commit_request)(void *ctx, const op_assoc *a, const char *transaction_uid,
+				   const op_commit_item *items, unsigned n, int64_t *id,
+				   char *comment, size_t size);
+	int (*commit_report)(void *ctx, int64_t id, op_commitment_txn *out);
+	void (*commit_done)(void *ctx, const op_assoc *a, int64_t id, int delivered);
 } op_dicom_handler;
+
+/*
+ * A storage commitment report (N-EVENT-REPORT, event 1 when every item
+ * is committed, else 2 with the Failure Reasons) on a new association to
+ * peer, proposing the SCP role. 0 once the peer answered success; else
+ * -ECONNREFUSED or -EPROTO with why in err. Blocking; any thread.
+ */
+int op_dicom_commit_report(const op_dicom_peer *peer, const op_commitment_txn *t, char *err,
+			   size_t errlen);
 
 typedef struct op_dicom_options {
 	const char *ae_title;

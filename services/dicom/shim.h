@@ -1,6 +1,6 @@
 /*
- * shim: what the C++ files of the DCMTK shim (dicom.cc, send.cc, jpls.cc)
- * share. Internal to services/dicom; no C API, no C caller.
+ * shim: what the C++ files of the DCMTK shim (dicom.cc, send.cc, jpls.cc,
+ * commit.cc) share. Internal to services/dicom; no C API, no C caller.
  */
 #ifndef OP_DICOM_SHIM_H
 #define OP_DICOM_SHIM_H
@@ -13,9 +13,11 @@
 #include <cstddef>
 #include <cstdio>
 
+#include "common/spool.h"
 #include "dicom/send.h"
 
 struct T_ASC_Association;
+class DcmDataset;
 
 /* Writes a message into buf (size bytes, NULL or 0: nowhere), cut to fit
  * and terminated. */
@@ -60,5 +62,9 @@ int op_dicom__send_each(const op_dicom_peer *peer, const op_dicom_item *items, u
 int op_dicom__send_on(T_ASC_Association *assoc, int timeout_s, const op_dicom_item *items,
 		      unsigned n, op_dicom_result *res,
 		      int (*done)(void *ctx, unsigned i, const op_dicom_result *r), void *ctx);
+
+/* A storage commitment report's dataset (commit.cc; the caller deletes
+ * it) and its Event Type ID. */
+DcmDataset *op_dicom__commit_dataset(const op_commitment_txn *t, unsigned short *event_type);
 
 #endif

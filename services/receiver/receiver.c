@@ -75,6 +75,13 @@ struct op_receiver {
 	op_router *router;
 	const char *config_path; /* for the router's messages */
 	op_config *peers;        /* where a C-MOVE may send: [peer] and dicom [destination] */
+
+	/* Storage commitment reports on new associations (commit_main). */
+	pthread_t reporter;
+	int reporter_started;
+	pthread_mutex_t commit_mu; /* stop_reporter, commit_wake */
+	pthread_cond_t commit_wake;
+	int stop_reporter;
 };
 
 struct conn {
@@ -382,11 +389,21 @@ static uint16_t retrieve(void *ctx, const op_assoc *a, const op_qr_req *r, op_di
 	return status;
 }
 
-static void object_file(void *ctx, const char *hash, char *out, size_t size)
+static int object_file(void *ctx, const op_qr_instance *it, char *out, size_t size)
 {
 	op_receiver *rx = ctx;
+	char hex[OP_HASH_HEX + 1], sop[OP_LOG_QUOTED(OP_UID_MAX)];
+	uint64_t bytes;
 
-	op_spool_object_file(rx->spool, hash, out, size);
+	op_spool_object_file(rx->spool, it->hash, out, size);
+	if (op_spool_hash_file(out, hex, &bytes) == 0 && bytes == it->size &&
+	    strcmp(hex, it->hash) == 0)
+		return 0;
+	op_warn("qr.damaged",
+		"sop=%s reason=\"spool file damaged or missing: its content does not "
+		"match its hash; not sent\"",
+		op_log_quote(sop, sizeof(sop), it->sop_instance_uid));
+	return -EBADMSG;
 }
 
 static void retrieve_end(void *ctx, const op_assoc *a, const op_qr_req *r, unsigned completed,
@@ -397,6 +414,191 @@ static void retrieve_end(void *ctx, const op_assoc *a, const op_qr_req *r, unsig
 	       r->move_destination[0] ? "qr.move_end" : "qr.get_end",
 	       "assoc=%lu completed=%u failed=%u warning=%u status=%04X", a->id, completed, failed,
 	       warning, status);
+}
+
+/* --- storage commitment ---------------------------------------------------- */
+
+/* How often requests still waiting for the cloud are looked at again, and
+ * the back-off of reports that could not be delivered. */
+#define COMMIT_POLL_MS 2000
+#define COMMIT_RETRY_MIN_MS 5000
+#define COMMIT_RETRY_MAX_MS (10 * 60 * 1000)
+/* Requests pending at once; beyond, new ones are refused (0x0213). */
+#define COMMIT_PENDING_MAX 10000
+
+static void wake_reporter(op_receiver *rx)
+{
+	pthread_mutex_lock(&rx->commit_mu);
+	pthread_cond_signal(&rx->commit_wake);
+	pthread_mutex_unlock(&rx->commit_mu);
+}
+
+static uint16_t commit_request(void *ctx, const op_assoc *a, const char *transaction_uid,
+			       const op_commit_item *items, unsigned n, int64_t *id, char *comment,
+			       size_t size)
+{
+	op_receiver *rx = ctx;
+	int64_t now = op_clock_wall_ms(), deadline, due, oldest;
+	uint64_t pending;
+	char calling[OP_LOG_QUOTED(16)], txn[OP_LOG_QUOTED(OP_UID_MAX)], why[OP_LOG_QUOTED(128)];
+	int cloud, rc;
+
+	op_log_quote(calling, sizeof(calling), a->calling_aet);
+	op_log_quote(txn, sizeof(txn), transaction_uid);
+	if (n == 0) {
+		op_warn("commit.refused",
+			"assoc=%lu calling=%s transaction=%s status=0115 reason=%s", a->id, calling,
+			txn, op_log_quote(why, sizeof(why), comment));
+		return 0x0115;
+	}
+	if (op_spool_commit_pending(rx->spool, &pending, &oldest) == 0 &&
+	    pending >= COMMIT_PENDING_MAX) {
+		snprintf(comment, size, "Outpost has %u commitment requests pending",
+			 COMMIT_PENDING_MAX);
+		op_warn("commit.refused",
+			"assoc=%lu calling=%s transaction=%s status=0213 reason=%s", a->id, calling,
+			txn, op_log_quote(why, sizeof(why), comment));
+		return 0x0213;
+	}
+	pthread_mutex_lock(&rx->mu);
+	cloud = rx->policy.commitment == OP_COMMIT_CLOUD;
+	deadline = now + (int64_t)rx->policy.commitment_timeout * 1000;
+	/* Not the reporter's while this association may still carry it. */
+	due = op_clock_wall_ms() + ((int64_t)rx->policy.dimse_timeout + 5) * 1000;
+	pthread_mutex_unlock(&rx->mu);
+	rc = op_spool_commit_request(rx->spool, transaction_uid, a->calling_aet, cloud, now,
+				     deadline, due, items, n, id);
+	if (rc < 0) {
+		snprintf(comment, size, "Outpost storage error");
+		op_error("commit.failed",
+			 "assoc=%lu calling=%s transaction=%s status=0110 error=\"%s\"", a->id,
+			 calling, txn, strerror(-rc));
+		return OP_STATUS_PROCESSING_FAILURE;
+	}
+	op_info("commit.request",
+		"assoc=%lu calling=%s transaction=%s instances=%u mode=%s id=%" PRId64, a->id,
+		calling, txn, n, cloud ? "cloud" : "local", *id);
+	return OP_STATUS_SUCCESS;
+}
+
+static int commit_report(void *ctx, int64_t id, op_commitment_txn *out)
+{
+	op_receiver *rx = ctx;
+	int rc = op_spool_commit_get(rx->spool, id, op_clock_wall_ms(), out);
+
+	if (rc < 0)
+		return rc;
+	if (!out->final) {
+		free(out->items);
+		out->items = NULL;
+	}
+	return out->final;
+}
+
+/* Logs a report that went, and records it. */
+static void commit_delivered(op_receiver *rx, const op_commitment_txn *t, const char *how)
+{
+	char calling[OP_LOG_QUOTED(16)], txn[OP_LOG_QUOTED(OP_UID_MAX)];
+	unsigned failed = 0;
+
+	for (unsigned i = 0; i < t->n; i++)
+		failed += t->items[i].result != OP_COMMIT_OK;
+	op_spool_commit_reported(rx->spool, t->id, op_clock_wall_ms());
+	op_log(failed ? OP_LOG_WARN : OP_LOG_INFO, "commit.report",
+	       "id=%" PRId64 " calling=%s transaction=%s committed=%u failed=%u via=%s", t->id,
+	       op_log_quote(calling, sizeof(calling), t->calling_aet),
+	       op_log_quote(txn, sizeof(txn), t->transaction_uid), t->n - failed, failed, how);
+}
+
+static void commit_done(void *ctx, const op_assoc *a, int64_t id, int delivered)
+{
+	op_receiver *rx = ctx;
+	op_commitment_txn t;
+
+	(void)a;
+	if (delivered && op_spool_commit_get(rx->spool, id, op_clock_wall_ms(), &t) == 0) {
+		commit_delivered(rx, &t, "same-association");
+		free(t.items);
+		return;
+	}
+	/* The reporter's now, at once. */
+	op_spool_commit_later(rx->spool, id, 0, NULL);
+	wake_reporter(rx);
+}
+
+/* One due request: looked at again later while items wait, else its
+ * report on a new association to the requester's AE. */
+static void commit_one(op_receiver *rx, int64_t id)
+{
+	op_commitment_txn t;
+	op_peer_config peer;
+	op_dicom_peer dest;
+	int64_t now = op_clock_wall_ms(), backoff;
+	char err[256] = "", aet[OP_LOG_QUOTED(16)], why[OP_LOG_QUOTED(sizeof(err))];
+	int rc;
+
+	if (op_spool_commit_get(rx->spool, id, now, &t) < 0)
+		return;
+	if (!t.final) {
+		op_spool_commit_later(rx->spool, id, now + COMMIT_POLL_MS, NULL);
+		goto out;
+	}
+	memset(&dest, 0, sizeof(dest));
+	pthread_rwlock_rdlock(&rx->urgent_lock);
+	rc = op_config_peer_by_aet(rx->peers, t.calling_aet, &peer);
+	pthread_rwlock_unlock(&rx->urgent_lock);
+	pthread_mutex_lock(&rx->mu);
+	snprintf(dest.calling_ae, sizeof(dest.calling_ae), "%s", rx->policy.ae_title);
+	dest.timeout_ms = rx->policy.dimse_timeout * 1000;
+	pthread_mutex_unlock(&rx->mu);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "no [peer] or dicom [destination] has AE title %s",
+			 t.calling_aet);
+	} else {
+		snprintf(dest.host, sizeof(dest.host), "%s", peer.host);
+		dest.port = (int)peer.port;
+		snprintf(dest.called_ae, sizeof(dest.called_ae), "%s", peer.ae_title);
+		rc = op_dicom_commit_report(&dest, &t, err, sizeof(err));
+	}
+	if (rc == 0) {
+		commit_delivered(rx, &t, "new-association");
+		goto out;
+	}
+	backoff = COMMIT_RETRY_MIN_MS << (t.attempts < 7 ? t.attempts : 7);
+	if (backoff > COMMIT_RETRY_MAX_MS)
+		backoff = COMMIT_RETRY_MAX_MS;
+	op_spool_commit_later(rx->spool, id, now + backoff, err);
+	op_warn("commit.retry",
+		"id=%" PRId64 " calling=%s attempts=%u retry_in_ms=%" PRId64 " reason=%s", id,
+		op_log_quote(aet, sizeof(aet), t.calling_aet), t.attempts + 1, backoff,
+		op_log_quote(why, sizeof(why), err));
+out:
+	free(t.items);
+}
+
+static void *commit_main(void *arg)
+{
+	op_receiver *rx = arg;
+	int64_t ids[32];
+	unsigned n;
+
+	pthread_mutex_lock(&rx->commit_mu);
+	while (!rx->stop_reporter) {
+		struct timespec until;
+
+		pthread_mutex_unlock(&rx->commit_mu);
+		if (op_spool_commit_due(rx->spool, op_clock_wall_ms(), ids, 32, &n) == 0)
+			for (unsigned i = 0; i < n; i++)
+				commit_one(rx, ids[i]);
+		pthread_mutex_lock(&rx->commit_mu);
+		if (n == 32 || rx->stop_reporter)
+			continue;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&rx->commit_wake, &rx->commit_mu, &until);
+	}
+	pthread_mutex_unlock(&rx->commit_mu);
+	return NULL;
 }
 
 static void assoc_end(void *ctx, const op_assoc *a, const char *how)
@@ -710,8 +912,9 @@ int op_receiver_open(const op_config *cfg, const char *config_path, op_receiver 
 	op_dicom_options opt = { cfg->receiver.ae_title, cfg->receiver.max_pdu,
 				 cfg->receiver.acse_timeout, cfg->receiver.dimse_timeout,
 				 cfg->log_level == OP_LOG_DEBUG };
-	op_dicom_handler h = { NULL, admit,    store_begin, store_end,   assoc_end,
-			       find, retrieve, object_file, retrieve_end };
+	op_dicom_handler h = { NULL,         admit,          store_begin,   store_end,
+			       assoc_end,    find,           retrieve,      object_file,
+			       retrieve_end, commit_request, commit_report, commit_done };
 	char err[640];
 	int rc;
 
@@ -731,6 +934,8 @@ int op_receiver_open(const op_config *cfg, const char *config_path, op_receiver 
 	*rx->peers = *cfg;
 	pthread_mutex_init(&rx->mu, NULL);
 	pthread_cond_init(&rx->idle, NULL);
+	pthread_mutex_init(&rx->commit_mu, NULL);
+	pthread_cond_init(&rx->commit_wake, NULL);
 	pthread_rwlock_init(&rx->urgent_lock, NULL);
 	h.ctx = rx;
 	rc = op_router_open(cfg, config_path, &rx->router, err, sizeof(err));
@@ -835,6 +1040,10 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 	snprintf(status, sizeof(status), "receiving as %s on port %d", rx->policy.ae_title,
 		 rx->port);
 	op_notify_ready(status);
+	rx->reporter_started = pthread_create(&rx->reporter, NULL, commit_main, rx) == 0;
+	if (!rx->reporter_started)
+		op_error("commit.reporter", "error=\"cannot start a thread\" reason=\"storage "
+					    "commitment reports wait for the next start\"");
 	while (!stop) {
 		struct pollfd p[2] = { { rx->listen_fd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		struct signalfd_siginfo si;
@@ -866,6 +1075,14 @@ int op_receiver_run(op_receiver *rx, const char *config_path)
 		}
 	}
 	op_notify_stopping();
+	if (rx->reporter_started) {
+		pthread_mutex_lock(&rx->commit_mu);
+		rx->stop_reporter = 1;
+		pthread_cond_signal(&rx->commit_wake);
+		pthread_mutex_unlock(&rx->commit_mu);
+		pthread_join(rx->reporter, NULL);
+		rx->reporter_started = 0;
+	}
 	rx->refused_next_ms = 0; /* what is held is said before stopping */
 	report_refused_hosts(rx);
 	close(sfd);
@@ -902,6 +1119,8 @@ void op_receiver_close(op_receiver *rx)
 	op_spool_close(rx->spool);
 	op_router_close(rx->router);
 	free(rx->peers);
+	pthread_mutex_destroy(&rx->commit_mu);
+	pthread_cond_destroy(&rx->commit_wake);
 	pthread_rwlock_destroy(&rx->urgent_lock);
 	pthread_mutex_destroy(&rx->mu);
 	pthread_cond_destroy(&rx->idle);

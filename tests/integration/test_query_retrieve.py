@@ -603,6 +603,28 @@ def test_move_to_an_unknown_destination_is_refused_and_sends_nothing(receivers, 
         scp.stop()
 
 
+def test_a_damaged_file_is_not_sent(receivers, archive, tmp_path):
+    """A spool file that no longer matches its hash (a disk fault) is not
+    sent, as the uplink would not send it: a failed sub-operation, named
+    in FailedSOPInstanceUIDList (B000), the others sent."""
+    scp = Storescp(str(tmp_path / "scp"))
+    try:
+        rx = loaded(receivers, archive, **peer(scp))
+        files = archive.study_files["head"]
+        victim = pydicom.dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+        [row] = rx.rows("sop_instance_uid = ?", (victim,))
+        flip_byte(rx.object_path(row["hash"]), row["size"] - 10)
+        r = movescu(rx, {"StudyInstanceUID": archive.study_uid["head"]}, "STORESCP")
+        assert r.final["status"] == 0xB000, r
+        assert (r.final["completed"], r.final["failed"]) == (len(files) - 1, 1), r
+        assert victim in r.text, r  # FailedSOPInstanceUIDList
+        assert set(scp.take()) == {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+                                   for f in files[1:]}
+        assert "event=qr.damaged" in rx.log() and victim in rx.log()
+    finally:
+        scp.stop()
+
+
 def test_cancel_stops_a_move(receivers, tmp_path):
     """movescu --cancel 3: a C-CANCEL-RQ once the third Pending response is
     in. With 200 instances the move is far from done then (each
