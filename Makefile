@@ -283,7 +283,10 @@ ASAN_INTEGRATION := test_api.py test_uplink_tls.py test_uplink_faults.py test_di
                     test_garbage.py test_outpostctl.py test_admission.py \
                     test_samples.py test_firmware_upload.py test_limits.py \
                     test_receiver_basics.py test_routing.py test_destination_faults.py \
-                    test_destination_operator.py test_spool_upgrade.py test_compression.py
+                    test_destination_operator.py test_spool_upgrade.py test_compression.py \
+                    test_query_retrieve.py \
+                    test_storage_commitment.py::test_same_association_report_and_unknown_instance \
+                    test_storage_commitment.py::test_malformed_request_is_refused
 
 integration-asan: asan
 	cd tests/integration && OUTPOST_BUILD=$(abspath $(BUILD)/asan) \
@@ -309,11 +312,17 @@ $(BUILD)/fuzz/fuzz_request: tests/fuzz/fuzz_request.c services/console/request.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lhttp_parser
 
+# What a C-FIND/C-MOVE/C-GET identifier becomes in the spool's SQL.
+$(BUILD)/fuzz/fuzz_query: tests/fuzz/fuzz_query.c $(wildcard services/common/spool*.c) \
+                          services/common/clock.c services/common/log.c services/common/file.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) $^ -o $@ -lsqlite3 -lsodium -lsystemd -lpthread
+
 # The fuzzers run side by side, one to a core (make -j2).
-FUZZERS := response request
+FUZZERS := response request query
 
 fuzz-smoke:
-	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%) FUZZ_SECONDS=30
+	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%) FUZZ_SECONDS=20
 
 fuzz:
 	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%)

@@ -147,10 +147,11 @@ void op_dicom_print_conformance(FILE *out)
 		     "with the SCP role):\n\n| SOP class | UID |\n| --- | --- |\n");
 	for (const char *uid : QR_CLASSES)
 		fprintf(out, "| %s | %s |\n", dcmFindNameOfUID(uid, "?"), uid);
-	fprintf(out, "\nStorage commitment, as SCP ([receiver] commitment; the N-EVENT-REPORT "
-		     "on the request's association while the requester keeps it open, else on a "
-		     "new one to its [peer], proposing the SCP role):\n\n| SOP class | UID "
-		     "|\n| --- | --- |\n| %s | %s |\n",
+	fprintf(out,
+		"\nStorage commitment, as SCP ([receiver] commitment; the N-EVENT-REPORT "
+		"on the request's association while the requester keeps it open, else on a "
+		"new one to its [peer], proposing the SCP role):\n\n| SOP class | UID "
+		"|\n| --- | --- |\n| %s | %s |\n",
 		dcmFindNameOfUID(UID_StorageCommitmentPushModelSOPClass, "?"),
 		UID_StorageCommitmentPushModelSOPClass);
 	fprintf(out, "\n| Transfer syntax | UID |\n| --- | --- |\n");
