@@ -11,10 +11,11 @@ says how), described by data/spool-0.1.0.json.
 import json
 import os
 import sqlite3
+import subprocess
 import tarfile
 
 from integration_fixtures import cloud_section, log_lines
-from outpost import wait_for
+from outpost import DCMTK_ENV, wait_for
 from test_outpostctl import ctl, ok
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -67,10 +68,24 @@ def test_a_spool_written_by_0_1_0_is_upgraded_and_drains(tmp_path, pipelines):
     assert {k: settings[k] for k in want["settings"]} == want["settings"]
     assert audit == len(want["audit"])
 
+    # 0.1.0 had no query index: each instance was indexed once, from its
+    # file, at the first start; C-FIND finds the studies by patient.
+    [done] = [line for line in log_lines(rx, "spool.qr_index") if "done=1" in line]
+    assert f"indexed={len(want['instances'])} " in done
+    assert f"qr_indexed={len(want['instances'])} " in log_lines(rx, "spool.recover")[-1]
+    studies = {w["study_uid"] for w in want["instances"].values() if w["patient_id"] == "PAT-B"}
+    r = subprocess.run(["findscu", "-S", "-aec", "OUTPOST", "-k", "QueryRetrieveLevel=STUDY",
+                        "-k", "PatientID=PAT-B", "-k", "StudyInstanceUID", "localhost",
+                        str(rx.port)], capture_output=True, text=True, timeout=60, env=DCMTK_ENV)
+    assert r.returncode == 0, r.stderr
+    assert {s for s in studies if s in r.stdout + r.stderr} == studies and studies
+    assert (r.stdout + r.stderr).count("Find Response:") == len(studies)
+
     # Opening it again changes nothing (the upgrade ran once).
     rx.stop()
     rx.start()
     assert len(log_lines(rx, "spool.upgrade")) == 1
+    assert " qr_indexed=0 " in log_lines(rx, "spool.recover")[-1]
 
     # The operator had paused the uplink in 0.1.0: still paused. Resumed,
     # the queued instances reach the cloud; the quarantined one stays.
