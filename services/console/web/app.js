@@ -602,7 +602,7 @@ function renderQueue(r) {
         fmtName(st.patient_name)),
       el('td', { 'data-label': 'Patient ID' }, st.patient_id),
       el('td', { 'data-label': 'Accession', 'data-testid': 'study-accession' }, st.accession_number),
-      el('td', { 'data-label': 'Study date' }, fmtDate(st.study_date)),
+      el('td', { class: 'nowrap', 'data-label': 'Study date' }, fmtDate(st.study_date)),
       el('td', { 'data-label': 'Description' }, st.study_description),
       el('td', { 'data-label': 'Modalities', 'data-testid': 'study-modalities' }, mods),
       el('td', { 'data-label': 'From (AE)', 'data-testid': 'study-calling-aet' }, st.calling_aet),
@@ -615,7 +615,7 @@ function renderQueue(r) {
       el('td', { class: 'num', 'data-label': 'Attempts' }, fmtInt(st.attempts)),
       el('td', { class: 'err', 'data-label': 'Last error' }, st.last_error || ''),
       el('td', { 'data-label': 'Urgent' }, st.urgent ? el('span', { class: 'badge' }, 'urgent') : ''),
-      el('td', { 'data-label': 'Received' }, fmtTime(st.received_at)),
+      el('td', { class: 'nowrap', 'data-label': 'Received' }, fmtTime(st.received_at)),
       el('td', {}, action)));
   }
 }
