@@ -525,25 +525,48 @@ int op_spool_destinations(op_spool *sp, char (*names)[OP_DEST_NAME_MAX + 1], uns
 /* Adds delta to a counter (named as the op_spool_counters member). */
 int op_spool_count(op_spool *sp, const char *name, uint64_t delta);
 
+/* The longest search text op_spool_studies takes, in bytes. */
+#define OP_SPOOL_SEARCH_MAX 64
+
+/*
+ * A study as the operator sees it. The study-level attributes are the
+ * greatest of its instances' (qr_index): a modality sends the same with
+ * each instance. Text from the datasets is as they hold it, in their
+ * character set (charset); "" when absent or never indexed.
+ */
 typedef struct op_spool_study {
 	char study_uid[OP_UID_MAX + 1];
 	char patient_id[OP_UID_MAX + 1]; /* PHI */
-	char modality[17];
+	char modality[17];               /* the greatest of its instances' */
 	uint64_t instances, bytes;
 	uint64_t by_state[OP_SPOOL_STATES];
 	int attempts; /* the most of any of its instances */
 	int urgent;
 	int64_t received_at, changed_at; /* ms since the epoch */
 	char last_error[512];
+	char patient_name[325]; /* PHI: never logged */
+	char accession_number[17];
+	char study_date[9]; /* YYYYMMDD */
+	char study_description[65];
+	char modalities[128]; /* distinct, '\'-separated (ModalitiesInStudy) */
+	char calling_aet[17]; /* the greatest of its instances' */
+	char charset[65];     /* SpecificCharacterSet of the text above */
 } op_spool_study;
 
 /*
  * Studies, most recently changed first: those with an instance in state
- * (OP_STATE_*), or all when state is -1. At most limit (out has room for
- * limit) from offset; *total counts all that match.
+ * (OP_STATE_*), or all when state is -1; with search (NULL or "": no
+ * search), only those whose patient ID or accession number starts with it
+ * (case-sensitive) or whose patient name contains it ignoring ASCII case
+ * ('*' and '?' are wildcards; a space, ',' or '^' matches any run of
+ * characters, so "doe john" finds "DOE^JOHN"). The search is bound as SQL
+ * parameters, never spliced. At most limit (out has room for limit) from
+ * offset; *total counts all that match. -EINVAL when search is longer than
+ * OP_SPOOL_SEARCH_MAX bytes. A name search reads every instance's index
+ * row; the attributes are read for the page's studies only.
  */
-int op_spool_studies(op_spool *sp, const char *dest, int state, unsigned offset, unsigned limit,
-		     op_spool_study *out, unsigned *n, uint64_t *total);
+int op_spool_studies(op_spool *sp, const char *dest, int state, const char *search, unsigned offset,
+		     unsigned limit, op_spool_study *out, unsigned *n, uint64_t *total);
 
 /* At the uplink's start: the deliveries still to send to a destination
  * not among known (removed from the configuration) are quarantined with a

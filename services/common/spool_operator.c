@@ -36,6 +36,14 @@ static int ro_fail(op_spool *sp, const char *what, int rc)
 	return op__spool_fail_on(sp, sp->ro, what, rc);
 }
 
+/* Column i of st's row into out; "" when NULL. */
+static void column_text(sqlite3_stmt *st, int i, char *out, size_t size)
+{
+	const unsigned char *v = sqlite3_column_text(st, i);
+
+	snprintf(out, size, "%s", v ? (const char *)v : "");
+}
+
 const char *op_spool_state_name(int state)
 {
 	return state >= 0 && state < OP_SPOOL_STATES ? state_names[state] : NULL;
@@ -165,69 +173,142 @@ int op_spool_count(op_spool *sp, const char *name, uint64_t delta)
 	return rc;
 }
 
-int op_spool_studies(op_spool *sp, const char *dest, int state, unsigned offset, unsigned limit,
-		     op_spool_study *out, unsigned *n, uint64_t *total)
+/* The search's patterns: pid_glob a prefix of the patient ID or the
+ * accession number, GLOB's wildcards escaped; name_like a substring of the
+ * name for LIKE ... ESCAPE '\', with the operator's wildcards and
+ * separators (see op_spool_studies). */
+static void search_patterns(const char *search, char *pid_glob, size_t glob_size, char *name_like,
+			    size_t like_size)
 {
-	/* One destination's view: its deliveries' states, attempts and
-	 * errors. */
-	static const char list_dest[] =
-		"SELECT d.study_uid, MAX(i.patient_id), MAX(i.modality), COUNT(*), SUM(i.size),"
-		" SUM(d.state = 'queued'), SUM(d.state = 'sending'), SUM(d.state = 'sent'),"
-		" SUM(d.state = 'quarantined'), MAX(d.attempts), MAX(d.priority),"
-		" MIN(d.received_at), MAX(d.state_changed_at),"
-		" (SELECT e.last_error FROM deliveries e WHERE e.destination = ?4"
-		"  AND e.study_uid = d.study_uid AND e.last_error IS NOT NULL"
-		"  ORDER BY e.state_changed_at DESC LIMIT 1)"
-		" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
-		" WHERE d.destination = ?4 AND (?1 IS NULL OR d.study_uid IN"
-		"  (SELECT study_uid FROM deliveries WHERE destination = ?4 AND state = ?1))"
-		" GROUP BY d.study_uid ORDER BY MAX(d.state_changed_at) DESC, d.study_uid"
-		" LIMIT ?2 OFFSET ?3";
-	/* ?1: the state filter, NULL for all. The last error is the one of
-	 * the study's most recently changed row that has one. */
+	size_t g = 0, l = 0;
+
+	name_like[l++] = '%';
+	for (const char *p = search; *p && g + 4 < glob_size && l + 4 < like_size; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '*' || c == '?' || c == '[') {
+			pid_glob[g++] = '[';
+			pid_glob[g++] = (char)c;
+			pid_glob[g++] = ']';
+		} else {
+			pid_glob[g++] = (char)c;
+		}
+		if (c == ' ' || c == ',' || c == '^') {
+			if (name_like[l - 1] != '%')
+				name_like[l++] = '%';
+		} else if (c == '*') {
+			name_like[l++] = '%';
+		} else if (c == '?') {
+			name_like[l++] = '_';
+		} else {
+			if (c == '%' || c == '_' || c == '\\')
+				name_like[l++] = '\\';
+			name_like[l++] = (char)c;
+		}
+	}
+	pid_glob[g++] = '*';
+	pid_glob[g] = '\0';
+	if (name_like[l - 1] != '%')
+		name_like[l++] = '%';
+	name_like[l] = '\0';
+}
+
+int op_spool_studies(op_spool *sp, const char *dest, int state, const char *search, unsigned offset,
+		     unsigned limit, op_spool_study *out, unsigned *n, uint64_t *total)
+{
+	/*
+	 * Parameters: ?1 the state filter (NULL: all), ?2 limit, ?3 offset,
+	 * ?4 the destination (NULL: the instances' own states), ?5 and ?6 the
+	 * search's patterns. The rows a study is chosen by are "i": instances,
+	 * or one destination's deliveries (their states, attempts and
+	 * errors).
+	 */
+	static const char from_all[] = " FROM instances i WHERE ?4 IS NULL";
+	static const char from_dest[] = " FROM deliveries d JOIN instances i ON i.id = "
+					"d.instance_id WHERE d.destination = ?4";
+	static const char state_all[] =
+		" AND (?1 IS NULL OR i.study_uid IN (SELECT study_uid FROM instances WHERE state = "
+		"?1))";
+	static const char state_dest[] =
+		" AND (?1 IS NULL OR d.study_uid IN (SELECT study_uid FROM deliveries"
+		" WHERE destination = ?4 AND state = ?1))";
+	/* Patient ID and accession by prefix (their indexes serve GLOB); the
+	 * name needs a scan of the index rows. */
+	static const char searched[] =
+		" AND i.study_uid IN (SELECT s.study_uid FROM instances s WHERE s.patient_id GLOB "
+		"?5"
+		" UNION SELECT s.study_uid FROM qr_index q JOIN instances s ON s.id = q.instance_id"
+		" WHERE q.accession_number GLOB ?5"
+		" UNION SELECT s.study_uid FROM qr_index q JOIN instances s ON s.id = q.instance_id"
+		" WHERE q.patient_name LIKE ?6 ESCAPE '\\')";
+	/* The page first, then the attributes of its studies only: their
+	 * instances (of the destination, with one) and index rows. The last
+	 * error is the one of the study's most recently changed row that has
+	 * one. */
 	static const char list[] =
-		"SELECT study_uid, MAX(patient_id), MAX(modality), COUNT(*), SUM(size),"
-		" SUM(state = 'queued'), SUM(state = 'sending'), SUM(state = 'sent'),"
-		" SUM(state = 'quarantined'), MAX(attempts), MAX(priority), MIN(received_at),"
-		" MAX(state_changed_at),"
-		" (SELECT last_error FROM instances e WHERE e.study_uid = i.study_uid"
-		"  AND e.last_error IS NOT NULL ORDER BY e.state_changed_at DESC LIMIT 1)"
-		" FROM instances i"
-		" WHERE ?1 IS NULL OR study_uid IN (SELECT study_uid FROM instances WHERE state = "
-		"?1)"
-		" GROUP BY study_uid ORDER BY MAX(state_changed_at) DESC, study_uid LIMIT ?2 "
-		"OFFSET ?3";
-	const char *filter = op_spool_state_name(state);
+		"WITH page AS (SELECT %s.study_uid AS study_uid, MAX(i.patient_id) AS patient_id,"
+		" MAX(i.modality) AS modality, COUNT(*) AS n, SUM(i.size) AS bytes,"
+		" SUM(%s.state = 'queued') AS queued, SUM(%s.state = 'sending') AS sending,"
+		" SUM(%s.state = 'sent') AS sent, SUM(%s.state = 'quarantined') AS quarantined,"
+		" MAX(%s.attempts) AS attempts, MAX(%s.priority) AS priority,"
+		" MIN(%s.received_at) AS received_at, MAX(%s.state_changed_at) AS changed_at"
+		"%s%s%s GROUP BY 1 ORDER BY changed_at DESC, 1 LIMIT ?2 OFFSET ?3)"
+		" SELECT p.study_uid, p.patient_id, p.modality, p.n, p.bytes, p.queued, p.sending,"
+		" p.sent, p.quarantined, p.attempts, p.priority, p.received_at, p.changed_at,"
+		" (SELECT e.last_error FROM %s e WHERE e.study_uid = p.study_uid%s"
+		"  AND e.last_error IS NOT NULL ORDER BY e.state_changed_at DESC LIMIT 1),"
+		" MAX(q.patient_name), MAX(q.accession_number), MAX(q.study_date),"
+		" MAX(q.study_description), MAX(q.charset),"
+		" replace(group_concat(DISTINCT NULLIF(x.modality, '')), ',', '\\'),"
+		" MAX(x.calling_aet)"
+		" FROM page p JOIN instances x ON x.study_uid = p.study_uid"
+		" LEFT JOIN qr_index q ON q.instance_id = x.id"
+		" WHERE ?4 IS NULL OR EXISTS (SELECT 1 FROM deliveries w"
+		"  WHERE w.instance_id = x.id AND w.destination = ?4)"
+		" GROUP BY p.study_uid ORDER BY p.changed_at DESC, p.study_uid";
+	static const char count_all[] = "SELECT COUNT(DISTINCT i.study_uid) FROM instances i"
+					" WHERE (?1 IS NULL OR i.state = ?1)%s";
+	static const char count_dest[] =
+		"SELECT COUNT(DISTINCT i.study_uid) FROM deliveries i"
+		" WHERE i.destination = ?4 AND (?1 IS NULL OR i.state = ?1)%s";
+	const char *filter = op_spool_state_name(state), *t = dest ? "d" : "i";
+	char sql[4096], pid_glob[3 * OP_SPOOL_SEARCH_MAX + 2],
+		name_like[2 * OP_SPOOL_SEARCH_MAX + 3];
 	sqlite3_stmt *st = NULL;
 	int rc;
 
 	*n = 0;
 	*total = 0;
-	rc = sqlite3_prepare_v2(sp->ro,
-				dest ? "SELECT COUNT(DISTINCT study_uid) FROM deliveries"
-				       " WHERE destination = ?2 AND (?1 IS NULL OR state = ?1)"
-				     : "SELECT COUNT(DISTINCT study_uid) FROM instances"
-				       " WHERE ?1 IS NULL OR state = ?1",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		op__spool_bind_text(st, 1, filter);
-		if (dest)
-			op__spool_bind_text(st, 2, dest);
-		if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			*total = (uint64_t)sqlite3_column_int64(st, 0);
-			rc = SQLITE_DONE;
-		}
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_DONE)
-		rc = sqlite3_prepare_v2(sp->ro, dest ? list_dest : list, -1, &st, NULL);
-	if (rc == SQLITE_OK) {
+	if (search && strlen(search) > OP_SPOOL_SEARCH_MAX)
+		return -EINVAL;
+	if (search && *search)
+		search_patterns(search, pid_glob, sizeof(pid_glob), name_like, sizeof(name_like));
+	else
+		search = NULL;
+	snprintf(sql, sizeof(sql), dest ? count_dest : count_all, search ? searched : "");
+	rc = sqlite3_prepare_v2(sp->ro, sql, -1, &st, NULL);
+	for (int pass = 0; pass < 2 && rc == SQLITE_OK; pass++) {
 		op__spool_bind_text(st, 1, filter);
 		sqlite3_bind_int64(st, 2, limit);
 		sqlite3_bind_int64(st, 3, offset);
-		if (dest)
-			op__spool_bind_text(st, 4, dest);
+		op__spool_bind_text(st, 4, dest);
+		op__spool_bind_text(st, 5, search ? pid_glob : NULL);
+		op__spool_bind_text(st, 6, search ? name_like : NULL);
+		if (pass == 0) {
+			if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+				*total = (uint64_t)sqlite3_column_int64(st, 0);
+				rc = SQLITE_OK;
+			}
+			sqlite3_finalize(st);
+			st = NULL;
+			if (rc != SQLITE_OK)
+				break;
+			snprintf(sql, sizeof(sql), list, t, t, t, t, t, t, t, t, t,
+				 dest ? from_dest : from_all, dest ? state_dest : state_all,
+				 search ? searched : "", dest ? "deliveries" : "instances",
+				 dest ? " AND e.destination = ?4" : "");
+			rc = sqlite3_prepare_v2(sp->ro, sql, -1, &st, NULL);
+		}
 	}
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		op_spool_study *s = &out[(*n)++];
@@ -247,6 +328,14 @@ int op_spool_studies(op_spool *sp, const char *dest, int state, unsigned offset,
 		s->changed_at = sqlite3_column_int64(st, 12);
 		if (err)
 			snprintf(s->last_error, sizeof(s->last_error), "%s", err);
+		/* NULL (no index row): "" */
+		column_text(st, 14, s->patient_name, sizeof(s->patient_name));
+		column_text(st, 15, s->accession_number, sizeof(s->accession_number));
+		column_text(st, 16, s->study_date, sizeof(s->study_date));
+		column_text(st, 17, s->study_description, sizeof(s->study_description));
+		column_text(st, 18, s->charset, sizeof(s->charset));
+		column_text(st, 19, s->modalities, sizeof(s->modalities));
+		column_text(st, 20, s->calling_aet, sizeof(s->calling_aet));
 		rc = *n < limit ? SQLITE_OK : SQLITE_DONE;
 	}
 	sqlite3_finalize(st);

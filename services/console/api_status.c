@@ -8,6 +8,7 @@
 #include "console/internal.h"
 
 #include <errno.h>
+#include <iconv.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -986,10 +987,153 @@ static int query_number(const char *query, const char *key, long min, long max, 
 	return 0;
 }
 
+/* Is s well-formed UTF-8 (no overlong forms, surrogates or values past
+ * U+10FFFF)? */
+static int utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		unsigned c = *p, n, cp;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return 0;
+		for (unsigned i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
+/* A hex digit's value, or -1. */
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The value of key as text a person typed: percent-decoded ('+' is a
+ * space), at most max bytes, no control characters, valid UTF-8, leading
+ * and trailing spaces dropped. 0 (out "" when absent), or -EINVAL.
+ */
+static int query_text(const char *query, const char *key, size_t max, char *out, size_t size)
+{
+	char raw[3 * OP_SPOOL_SEARCH_MAX + 1];
+	size_t n = 0, lead;
+	int rc;
+
+	*out = '\0';
+	rc = query_value(query, key, raw, sizeof(raw));
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0 || size < max + 1)
+		return -EINVAL;
+	for (const char *p = raw; *p; p++) {
+		int c = (unsigned char)*p;
+
+		if (*p == '+') {
+			c = ' ';
+		} else if (*p == '%') {
+			int hi = hex_value(p[1]), lo = hi < 0 ? -1 : hex_value(p[2]);
+
+			if (lo < 0)
+				return -EINVAL;
+			c = hi * 16 + lo;
+			p += 2;
+		}
+		if (c < 0x20 || c == 0x7f || n == max)
+			return -EINVAL;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	if (!utf8_valid(out))
+		return -EINVAL;
+	while (n && out[n - 1] == ' ')
+		out[--n] = '\0';
+	lead = strspn(out, " ");
+	memmove(out, out + lead, n - lead + 1);
+	return 0;
+}
+
+/* The iconv name of a DICOM character set (a SpecificCharacterSet value
+ * without code extensions); NULL: ASCII only (ISO_IR 6, none, or one
+ * whose escape sequences this does not follow). */
+static const char *iconv_charset(const char *charset)
+{
+	static const struct {
+		const char *dicom, *iconv;
+	} sets[] = {
+		{ "ISO_IR 100", "ISO-8859-1" }, { "ISO_IR 101", "ISO-8859-2" },
+		{ "ISO_IR 109", "ISO-8859-3" }, { "ISO_IR 110", "ISO-8859-4" },
+		{ "ISO_IR 144", "ISO-8859-5" }, { "ISO_IR 127", "ISO-8859-6" },
+		{ "ISO_IR 126", "ISO-8859-7" }, { "ISO_IR 138", "ISO-8859-8" },
+		{ "ISO_IR 148", "ISO-8859-9" }, { "ISO_IR 203", "ISO-8859-15" },
+		{ "ISO_IR 166", "TIS-620" },    { "ISO_IR 192", "UTF-8" },
+		{ "GB18030", "GB18030" },       { "GBK", "GBK" },
+	};
+
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+		if (strcmp(charset, sets[i].dicom) == 0)
+			return sets[i].iconv;
+	return NULL;
+}
+
+/*
+ * A dataset's text (in its SpecificCharacterSet) as UTF-8 for JSON: what
+ * cannot be converted is '?', so the answer is always valid JSON text.
+ */
+static void add_dicom_text(cJSON *o, const char *key, const char *charset, const char *in)
+{
+	char buf[1024], *outp = buf, *inp = (char *)in;
+	size_t left = strlen(in), room = sizeof(buf) - 1;
+	const char *from = iconv_charset(charset);
+	iconv_t cd = from ? iconv_open("UTF-8", from) : (iconv_t)-1;
+
+	while (left && room) {
+		if (cd != (iconv_t)-1) {
+			if (iconv(cd, &inp, &left, &outp, &room) != (size_t)-1 || errno == E2BIG)
+				break;
+			iconv(cd, NULL, NULL, NULL, NULL);
+		}
+		/* A byte that is not a character of the set, or not ASCII. */
+		*outp++ = cd == (iconv_t)-1 && (unsigned char)*inp < 0x80 ? *inp : '?';
+		inp++;
+		left--;
+		room--;
+	}
+	*outp = '\0';
+	if (cd != (iconv_t)-1)
+		iconv_close(cd);
+	cJSON_AddStringToObject(o, key, buf);
+}
+
 struct queue_job {
 	struct op__api_job base;
-	int state;                       /* OP_STATE_*, or -1: all */
-	char dest[OP_DEST_NAME_MAX + 1]; /* "": the instances' own states */
+	int state;                            /* OP_STATE_*, or -1: all */
+	char dest[OP_DEST_NAME_MAX + 1];      /* "": the instances' own states */
+	char search[OP_SPOOL_SEARCH_MAX + 1]; /* PHI (a name or an ID): never logged */
 	unsigned per_page;
 	long page; /* from 1 */
 };
@@ -1003,9 +1147,10 @@ static void queue_work(struct op__api_job *job)
 	cJSON *o, *arr;
 	char t[32];
 
-	if (!studies || op_spool_studies(job->spool, *j->dest ? j->dest : NULL, j->state,
-					 (unsigned)((j->page - 1) * per_page), per_page, studies,
-					 &n, &total) < 0) {
+	if (!studies ||
+	    op_spool_studies(job->spool, *j->dest ? j->dest : NULL, j->state,
+			     *j->search ? j->search : NULL, (unsigned)((j->page - 1) * per_page),
+			     per_page, studies, &n, &total) < 0) {
 		free(studies);
 		op__api_job_error(job, 503,
 				  "the spool database cannot be read (see the uplink's log)");
@@ -1023,8 +1168,16 @@ static void queue_work(struct op__api_job *job)
 		cJSON *x = cJSON_CreateObject(), *states;
 
 		cJSON_AddStringToObject(x, "study_uid", s->study_uid);
-		cJSON_AddStringToObject(x, "patient_id", s->patient_id);
+		/* PHI: every client of this API is an authenticated
+		 * administrator (a console session, Basic, the admin socket). */
+		add_dicom_text(x, "patient_name", s->charset, s->patient_name);
+		add_dicom_text(x, "patient_id", s->charset, s->patient_id);
+		add_dicom_text(x, "accession_number", s->charset, s->accession_number);
+		cJSON_AddStringToObject(x, "study_date", s->study_date);
+		add_dicom_text(x, "study_description", s->charset, s->study_description);
 		cJSON_AddStringToObject(x, "modality", s->modality);
+		cJSON_AddStringToObject(x, "modalities", s->modalities);
+		cJSON_AddStringToObject(x, "calling_aet", s->calling_aet);
 		cJSON_AddNumberToObject(x, "instances", (double)s->instances);
 		cJSON_AddNumberToObject(x, "bytes", (double)s->bytes);
 		states = cJSON_AddObjectToObject(x, "states");
@@ -1052,7 +1205,7 @@ void op__api_queue(op_api *api, op_httpd_req *req, const char *who)
 {
 	const char *query = op_request_query(op_httpd_request(req));
 	long page = 1, per_page = 50;
-	char state[32], dest[OP_DEST_NAME_MAX + 1] = "";
+	char state[32], dest[OP_DEST_NAME_MAX + 1] = "", search[OP_SPOOL_SEARCH_MAX + 1];
 	int st = -1;
 	struct queue_job *j;
 
@@ -1073,9 +1226,16 @@ void op__api_queue(op_api *api, op_httpd_req *req, const char *who)
 		op__api_reply_error(req, 404, NULL, "no destination %s", dest);
 		return;
 	}
+	if (query_text(query, "search", OP_SPOOL_SEARCH_MAX, search, sizeof(search)) < 0) {
+		op__api_reply_error(req, 400, NULL,
+				    "search must be at most %d bytes of UTF-8 text, URL-encoded",
+				    OP_SPOOL_SEARCH_MAX);
+		return;
+	}
 	if (!(j = op__api_job_new(api, req, who, sizeof(*j))))
 		return;
 	j->state = st;
+	snprintf(j->search, sizeof(j->search), "%s", search);
 	snprintf(j->dest, sizeof(j->dest), "%s", dest);
 	j->per_page = (unsigned)per_page;
 	j->page = page;

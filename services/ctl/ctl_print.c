@@ -531,39 +531,68 @@ void op_ctl_print_destination(const cJSON *dst, const char *now_iso, FILE *out)
 		num_at(dst, "counters.quarantined", &v) ? v : 0);
 }
 
+/* str_at(), with "-" for a member that is absent or "". */
+static const char *text_at(const cJSON *o, const char *path, char *buf, size_t size)
+{
+	const char *s = str_at(o, path, "-", buf, size);
+
+	return *s ? s : "-";
+}
+
 void op_ctl_print_queue(const cJSON *q, FILE *out)
 {
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
-	static const char *const head[] = { "STUDY UID", "PATIENT", "MOD",      "INST",      "SIZE",
-					    "STATES",    "TRIES",   "RECEIVED", "LAST ERROR" };
+	static const char *const head[] = { "STUDY UID", "PATIENT",     "PATIENT ID", "ACCESSION",
+					    "DATE",      "DESCRIPTION", "MOD",        "FROM",
+					    "INST",      "SIZE",        "STATES",     "TRIES",
+					    "RECEIVED",  "LAST ERROR" };
+	enum { NCOL = sizeof(head) / sizeof(head[0]) };
 	const cJSON *item, *studies = get(q, "studies");
-	struct table t = { .ncol = 9, .right = (1u << 3) | (1u << 4) | (1u << 6) };
+	struct table t = { .ncol = NCOL, .right = (1u << 8) | (1u << 9) | (1u << 11) };
 	double page = 1, per_page = 0, total = 0, pages;
 	int urgent = 0;
 
 	table_add(&t, head);
 	cJSON_ArrayForEach(item, studies)
 	{
-		char uid[160], pid[160], mod[32], inst[32], size[32], st[256], tries[32];
-		char received[64], error[512];
-		const char *row[9];
+		char uid[160], name[1024], pid[160], acc[64], date[32], descr[256], mods[160];
+		char aet[64], inst[32], size[32], st[256], tries[32], received[64], error[512];
+		const char *row[NCOL];
 		size_t o = 0;
 		double v;
 
+		date[0] = mods[0] = '\0'; /* text_at leaves them when it answers "-" */
 		snprintf(uid, sizeof(uid), "%s", cJSON_IsTrue(get(item, "urgent")) ? "*" : "");
 		urgent |= cJSON_IsTrue(get(item, "urgent"));
 		str_at(item, "study_uid", "-", uid + strlen(uid), sizeof(uid) - strlen(uid));
 		if (!cJSON_IsString(get(item, "study_uid")))
 			snprintf(uid + strlen(uid), sizeof(uid) - strlen(uid), "-");
 		row[0] = uid;
-		row[1] = str_at(item, "patient_id", "-", pid, sizeof(pid));
-		row[2] = str_at(item, "modality", "-", mod, sizeof(mod));
-		row[3] = "-";
+		row[1] = text_at(item, "patient_name", name, sizeof(name));
+		row[2] = text_at(item, "patient_id", pid, sizeof(pid));
+		row[3] = text_at(item, "accession_number", acc, sizeof(acc));
+		row[4] = text_at(item, "study_date", date, sizeof(date));
+		/* YYYYMMDD as YYYY-MM-DD */
+		if (strlen(date) == 8 && strspn(date, "0123456789") == 8) {
+			memmove(date + 8, date + 6, 3);
+			memmove(date + 5, date + 4, 2);
+			date[4] = date[7] = '-';
+		}
+		row[5] = text_at(item, "study_description", descr, sizeof(descr));
+		/* Modalities: the study's distinct ones, else the one of old. */
+		row[6] = text_at(item, "modalities", mods, sizeof(mods));
+		if (strcmp(row[6], "-") == 0)
+			row[6] = text_at(item, "modality", mods, sizeof(mods));
+		for (char *c = mods; *c; c++)
+			if (*c == '\\')
+				*c = ',';
+		row[7] = text_at(item, "calling_aet", aet, sizeof(aet));
+		row[8] = "-";
 		if (num_at(item, "instances", &v)) {
 			snprintf(inst, sizeof(inst), "%.0f", v);
-			row[3] = inst;
+			row[8] = inst;
 		}
-		row[4] = bytes_at(item, "bytes", size, sizeof(size));
+		row[9] = bytes_at(item, "bytes", size, sizeof(size));
 		st[0] = '\0';
 		for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
 			char p[32];
@@ -573,14 +602,14 @@ void op_ctl_print_queue(const cJSON *q, FILE *out)
 				o += (size_t)snprintf(st + o, sizeof(st) - o, "%s%s %.0f",
 						      o ? ", " : "", states[i], v);
 		}
-		row[5] = o ? st : "-";
-		row[6] = "-";
+		row[10] = o ? st : "-";
+		row[11] = "-";
 		if (num_at(item, "attempts", &v)) {
 			snprintf(tries, sizeof(tries), "%.0f", v);
-			row[6] = tries;
+			row[11] = tries;
 		}
-		row[7] = time_at(item, "received_at", "-", received, sizeof(received));
-		row[8] = str_at(item, "last_error", "-", error, sizeof(error));
+		row[12] = time_at(item, "received_at", "-", received, sizeof(received));
+		row[13] = str_at(item, "last_error", "-", error, sizeof(error));
 		table_add(&t, row);
 	}
 	num_at(q, "page", &page);

@@ -40,9 +40,11 @@ static void usage(FILE *out)
 		"  status [--json]                  the service at a glance\n"
 		"  status --destination NAME        one destination's link, queue and totals\n"
 		"  health [--json]                  /healthz: exit 0 healthy, 1 not\n"
-		"  queue ls [--state S] [--page N] [--json]\n"
+		"  queue ls [--state S] [--search TEXT] [--page N] [--json]\n"
 		"                                   studies in the spool (S: queued, sending,\n"
-		"                                   sent, quarantined)\n"
+		"                                   sent, quarantined); TEXT: the start of a\n"
+		"                                   patient ID or accession number, or part\n"
+		"                                   of a patient's name\n"
 		"  retry STUDY_UID | retry --all    requeue quarantined instances\n"
 		"  discard STUDY_UID [--yes]        delete a study's quarantined instances for\n"
 		"                                   good (asks for the UID again unless --yes)\n"
@@ -222,11 +224,13 @@ enum {
 	O_YES = 1 << 5,
 	O_DOWNGRADE = 1 << 6,
 	O_DEST = 1 << 7,
+	O_SEARCH = 1 << 8,
 };
 
 struct args {
 	const char *config, *socket, *state;
-	const char *dest; /* --destination NAME, or NULL: every destination */
+	const char *dest;   /* --destination NAME, or NULL: every destination */
+	const char *search; /* --search TEXT (PHI: never printed back) */
 	long page;
 	unsigned given; /* O_* */
 	char **pos;     /* the command and its arguments */
@@ -333,13 +337,40 @@ static int cmd_health(const char *sock, const struct args *a)
 	return rc;
 }
 
+/* s percent-encoded for a query string (all but RFC 3986's unreserved);
+ * cut where out is full. */
+static void url_encode(const char *s, char *out, size_t size)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *s && o + 4 <= size; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    strchr("-._~", c)) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
 static int cmd_queue(const char *sock, const struct args *a)
 {
-	char target[256];
+	char target[1024], search[3 * 128 + 1] = "";
 
-	snprintf(target, sizeof(target), "/api/queue?page=%ld%s%s%s%s", a->page,
+	/* The server checks the length and says so (cut here, it is still
+	 * longer than the server takes). */
+	if (a->search)
+		url_encode(a->search, search, sizeof(search));
+	snprintf(target, sizeof(target), "/api/queue?page=%ld%s%s%s%s%s%s", a->page,
 		 a->state ? "&state=" : "", a->state ? a->state : "",
-		 a->dest ? "&destination=" : "", a->dest ? a->dest : "");
+		 a->dest ? "&destination=" : "", a->dest ? a->dest : "",
+		 a->search ? "&search=" : "", search);
 	return show(sock, target, "GET /api/queue", a, op_ctl_print_queue);
 }
 
@@ -661,17 +692,17 @@ static const struct command {
 	int min_args, max_args; /* after the command's name (-1: any) */
 	unsigned options;
 } commands[] = {
-	{ "status", 0, 0, O_JSON | O_DEST },                   /* GET /api/status */
-	{ "health", 0, 0, O_JSON },                            /* GET /healthz */
-	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE | O_DEST }, /* ls: GET /api/queue */
-	{ "retry", 0, 1, O_ALL | O_DEST },                     /* POST /api/retry */
-	{ "discard", 1, 1, O_YES },                            /* POST /api/discard */
-	{ "pause", 0, 0, O_DEST },                             /* POST /api/pause */
-	{ "resume", 0, 0, O_DEST },                            /* POST /api/resume */
-	{ "shaping", 0, -1, O_CLEAR },                         /* PUT /api/shaping */
-	{ "test-link", 0, 0, O_JSON | O_DEST },                /* POST /api/test-link */
-	{ "passwd", 0, 0, 0 },                                 /* the file, POST /api/reload */
-	{ "update", 1, 1, O_DOWNGRADE },                       /* OP_CTL_UPDATER */
+	{ "status", 0, 0, O_JSON | O_DEST },                              /* GET /api/status */
+	{ "health", 0, 0, O_JSON },                                       /* GET /healthz */
+	{ "queue", 1, 1, O_JSON | O_STATE | O_PAGE | O_DEST | O_SEARCH }, /* ls: GET /api/queue */
+	{ "retry", 0, 1, O_ALL | O_DEST },                                /* POST /api/retry */
+	{ "discard", 1, 1, O_YES },                                       /* POST /api/discard */
+	{ "pause", 0, 0, O_DEST },                                        /* POST /api/pause */
+	{ "resume", 0, 0, O_DEST },                                       /* POST /api/resume */
+	{ "shaping", 0, -1, O_CLEAR },                                    /* PUT /api/shaping */
+	{ "test-link", 0, 0, O_JSON | O_DEST },                           /* POST /api/test-link */
+	{ "passwd", 0, 0, 0 },           /* the file, POST /api/reload */
+	{ "update", 1, 1, O_DOWNGRADE }, /* OP_CTL_UPDATER */
 };
 
 static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -692,8 +723,9 @@ static int bad_usage(const char *fmt, ...)
 static int check_args(const struct command *c, const struct args *a)
 {
 	static const char *const names[] = {
-		"--json", "--all", "--clear",           "--state",
-		"--page", "--yes", "--allow-downgrade", "--destination"
+		"--json",  "--all", "--clear",           "--state",
+		"--page",  "--yes", "--allow-downgrade", "--destination",
+		"--search"
 	};
 	static const char *const states[] = { "queued", "sending", "sent", "quarantined" };
 	int n = a->npos - 1, ok = 0;
@@ -734,6 +766,7 @@ int main(int argc, char **argv)
 		{ "yes", no_argument, NULL, 'y' },
 		{ "allow-downgrade", no_argument, NULL, 'D' },
 		{ "destination", required_argument, NULL, 'd' },
+		{ "search", required_argument, NULL, 'Q' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -761,6 +794,10 @@ int main(int argc, char **argv)
 		case 'd':
 			a.given |= O_DEST;
 			a.dest = optarg;
+			break;
+		case 'Q':
+			a.given |= O_SEARCH;
+			a.search = optarg;
 			break;
 		case 'S':
 			a.given |= O_STATE;

@@ -7,7 +7,7 @@
  *
  *   node console_check.mjs --url http://127.0.0.1:PORT --out result.json
  *        [--action read|pause-click|pause-toggle|firmware]
- *        [--file bundle.raucb] [--screenshot page.png]
+ *        [--file bundle.raucb] [--search TEXT] [--screenshot page.png]
  *        [--viewport 1280x900] [--timeout 30000]
  *
  * The password comes from OUTPOST_CONSOLE_PASSWORD (not an argument, so
@@ -24,6 +24,11 @@
  *   shaping       submit the shaping form three times - a rate, nothing
  *                 (the page's own error), a rate again - and record after
  *                 each which of its two messages show ("shaping")
+ *   studies       type --search TEXT into the study list's search box and
+ *                 record the rows shown ("searched"); click the first
+ *                 row's copy button and record what it copied ("copy");
+ *                 follow the quarantine alarm's link and record the list
+ *                 it leads to ("alarm_link")
  *
  * The result (--out) is written whatever happened to the login:
  *   {"logged_in": bool, "login_error": text|null, "banner": text|null,
@@ -84,6 +89,7 @@ function options() {
         action: { type: 'string', default: 'read' },
         screenshot: { type: 'string', default: '' },
         file: { type: 'string', default: '' },
+        search: { type: 'string', default: '' },
         viewport: { type: 'string', default: '1280x900' },
         timeout: { type: 'string', default: '30000' },
       },
@@ -93,7 +99,7 @@ function options() {
   }
   if (!parsed.url) usage('--url (or OUTPOST_CONSOLE_URL) is required');
   if (!parsed.out) usage('--out is required');
-  if (!['read', 'pause-click', 'pause-toggle', 'firmware', 'shaping'].includes(parsed.action) &&
+  if (!['read', 'pause-click', 'pause-toggle', 'firmware', 'shaping', 'studies'].includes(parsed.action) &&
       !/^dest-pause:[A-Za-z0-9_-]+$/.test(parsed.action)) {
     usage(`unknown --action ${parsed.action}`);
   }
@@ -233,6 +239,50 @@ async function submitShaping(page, rate, timeout) {
   });
 }
 
+/* The study rows as shown, once the list shows state and search. */
+async function studiesShown(page, state, search, timeout) {
+  await page.waitForSelector(`tbody#studies[data-state="${state}"][data-search="${search}"]`,
+    { timeout, state: 'attached' });
+  return page.evaluate(() => ({
+    state_filter: document.querySelector('[data-testid="queue-filter"]').value,
+    search_box: document.querySelector('[data-testid="queue-search"]').value,
+    in_view: (() => {
+      const r = document.querySelector('[data-testid="studies-card"]').getBoundingClientRect();
+      return r.top < window.innerHeight && r.bottom > 0;
+    })(),
+    studies: [...document.querySelectorAll('[data-testid="study-row"]')].map((tr) => ({
+      study_uid: tr.getAttribute('data-study'),
+      patient: tr.querySelector('[data-testid="study-patient"]')?.textContent ?? null,
+      accession: tr.querySelector('[data-testid="study-accession"]')?.textContent ?? null,
+      modalities: tr.querySelector('[data-testid="study-modalities"]')?.textContent ?? null,
+      calling_aet: tr.querySelector('[data-testid="study-calling-aet"]')?.textContent ?? null,
+      uid_shown: tr.querySelector('[data-testid="study-uid"]')?.textContent ?? null,
+      copy_uid: tr.querySelector('[data-testid="copy-uid"]')?.getAttribute('data-uid') ?? null,
+    })),
+  }));
+}
+
+/* The studies action: the search box, a copy button, the alarm's link. */
+async function studiesAction(page, origin, search, timeout) {
+  const out = {};
+  await page.fill('[data-testid="queue-search"]', search);
+  await page.press('[data-testid="queue-search"]', 'Enter');
+  out.searched = await studiesShown(page, '', search, timeout);
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  const copy = page.locator('[data-testid="copy-uid"]').first();
+  await copy.click();
+  await page.waitForSelector('[data-testid="copy-uid"][data-copied]', { timeout });
+  out.copy = {
+    uid: await copy.getAttribute('data-uid'),
+    copied: await copy.getAttribute('data-copied'),
+    clipboard: await page.evaluate(() => navigator.clipboard.readText()).catch((e) => `error: ${e.message}`),
+  };
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.click('[data-testid="alarm-quarantine-link"]');
+  out.alarm_link = await studiesShown(page, 'quarantined', '', timeout);
+  return out;
+}
+
 /*
  * Clicks the pause button and waits for its text to flip, then for the
  * status rendered after the click (data-renders counts renders; the page
@@ -335,6 +385,8 @@ async function main() {
       for (const rate of ['2Mbit', '', '3Mbit']) {
         result.shaping.push(await submitShaping(page, rate, opt.timeout));
       }
+    } else if (result.logged_in && opt.action === 'studies') {
+      Object.assign(result, await studiesAction(page, origin, opt.search, opt.timeout));
     } else if (result.logged_in && opt.action.startsWith('dest-pause:')) {
       result.pause.push(await clickDestinationPause(page, opt.action.slice(11), opt.timeout));
       await page.waitForSelector(STATUS_SHOWN);

@@ -220,6 +220,107 @@ def test_queue_pages_filters_and_shows_attempts(receivers, tmp_path):
         assert r.status == 400 and r.json()["error"], bad
 
 
+def label(files, charset="ISO_IR 100", **attrs):
+    """Sets what staff recognise a study by in its files (pydicom keywords),
+    written in charset."""
+    import pydicom
+
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.SpecificCharacterSet = charset
+        for k, v in attrs.items():
+            setattr(ds, k, v)
+        ds.save_as(f, write_like_original=False)
+
+
+# A name no log line or metric may ever hold; and one in Latin-1.
+SECRET_NAME = "Zyxwick^Quentin"
+LATIN1_NAME = "Müller^Jürgen"
+
+
+def labelled_studies(rx, tmp_path):
+    a = store_labelled(rx, tmp_path, "a", 2, calling="CTSCAN1", patient_id="PID-4711",
+                       PatientName=LATIN1_NAME, AccessionNumber="ACC-77",
+                       StudyDescription="CT Schädel", StudyDate="20261127")
+    b = store_labelled(rx, tmp_path, "b", 1, calling="MRI2", patient_id="X-9",
+                       PatientName=SECRET_NAME, AccessionNumber="Q_1",
+                       StudyDescription="MR KNEE", modality="MR")
+    return a, b
+
+
+def store_labelled(rx, tmp_path, name, n, calling, patient_id, modality="CT", **attrs):
+    files = dicomgen.make_ct_study(str(tmp_path / name), n, rows=16, cols=16,
+                                   patient_id=patient_id, modality=modality)
+    label(files, **attrs)
+    r = storescu(rx.port, files, calling=calling)
+    assert r.returncode == 0, r.stderr
+    return files
+
+
+def test_queue_shows_what_staff_recognise_and_searches(receivers, tmp_path):
+    rx, up, api, local = start(receivers)
+    labelled_studies(rx, tmp_path)
+    q = api.ok("GET", "/api/queue")
+    assert q["total"] == 2
+    by_pid = {s["patient_id"]: s for s in q["studies"]}
+    a = by_pid["PID-4711"]
+    # Latin-1 in the dataset, UTF-8 in the answer.
+    assert a["patient_name"] == LATIN1_NAME
+    assert a["accession_number"] == "ACC-77"
+    assert a["study_date"] == "20261127"
+    assert a["study_description"] == "CT Schädel"
+    assert a["modalities"] == "CT" and a["calling_aet"] == "CTSCAN1"
+    b = by_pid["X-9"]
+    assert b["patient_name"] == SECRET_NAME and b["modalities"] == "MR"
+    assert b["calling_aet"] == "MRI2" and b["accession_number"] == "Q_1"
+    # The admin socket sees the same.
+    assert local.ok("GET", "/api/queue")["studies"] == q["studies"]
+
+    def found(search, client=api):
+        r = client.ok("GET", "/api/queue?search=" + search)
+        assert r["total"] == len(r["studies"])
+        return sorted(s["patient_id"] for s in r["studies"])
+
+    assert found("PID-47") == ["PID-4711"]             # patient ID, by prefix
+    assert found("ACC-77") == ["PID-4711"]             # accession
+    assert found("Q_") == ["X-9"]                      # '_' is no wildcard
+    assert found("zyxwick") == ["X-9"]                 # name, any case
+    assert found("quentin%20zyx*") == []               # order counts
+    assert found("zyxwick+quentin") == ["X-9"]         # '+' and %20 are spaces
+    assert found("zyx*%2C%20q") == ["X-9"]             # "zyx*, q"
+    assert found("%20%20X-9%20") == ["X-9"]            # trimmed
+    assert found("nobody") == []
+    assert found("") == ["PID-4711", "X-9"]
+    assert found("zyxwick", local) == ["X-9"]
+    r = api.ok("GET", "/api/queue?search=zyxwick&state=quarantined")
+    assert r["total"] == 0
+    for bad in ("a" * 65, "%ZZ", "%0A", "%00x", "%FF", "%C3"):
+        r = api.get("/api/queue?search=" + bad)
+        assert r.status == 400 and "search" in r.json()["error"], bad
+    assert found("a" * 64) == []
+
+
+def test_patient_names_stay_out_of_logs_and_metrics(receivers, tmp_path):
+    """PHI goes to an authenticated client of /api/queue only: never into a
+    log line (receiver's or uplink's, searches included) nor /metrics."""
+    rx, up, api, local = start(receivers)
+    labelled_studies(rx, tmp_path)
+    assert api.ok("GET", "/api/queue")["total"] == 2
+    assert api.ok("GET", "/api/queue?search=Zyxwick")["total"] == 1
+    assert api.get("/api/queue?search=Zyxwick" + "x" * 80).status == 400
+    assert local.ok("GET", "/api/queue?search=Quentin")["total"] == 1
+    unauthenticated = Api(rx).get("/api/queue?search=Zyxwick")
+    assert unauthenticated.status == 401 and "Zyxwick" not in unauthenticated.text
+    metrics = api.get("/metrics").text
+    assert "PID-4711" not in metrics  # the metrics name no patient at all
+    up.stop()
+    rx.stop()
+    for where, text in (("metrics", metrics), ("receiver.log", rx.log()),
+                        ("uplink.log", up.log())):
+        for secret in ("zyxwick", "quentin", "müller", "m\xfcller", "jürgen"):
+            assert secret not in text.lower(), (where, secret)
+
+
 def test_metrics_parse_and_match_the_spool(pipelines, tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 

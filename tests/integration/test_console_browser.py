@@ -65,7 +65,7 @@ def require_browser():
 
 
 def run_console(rx, out_dir, name, action="read", password=PASSWORD, screenshot=None,
-                viewport="1280x900", file=None):
+                viewport="1280x900", file=None, search=None):
     """Runs console_check.mjs against rx's uplink; returns its JSON result.
     The password travels in the environment, not on the command line."""
     out = os.path.join(str(out_dir), f"{name}.json")
@@ -76,6 +76,8 @@ def run_console(rx, out_dir, name, action="read", password=PASSWORD, screenshot=
         cmd += ["--screenshot", screenshot]
     if file:
         cmd += ["--file", file]
+    if search is not None:
+        cmd += ["--search", search]
     env = dict(os.environ)
     env.pop("OUTPOST_CONSOLE_PASSWORD", None)
     if password is not None:
@@ -166,6 +168,16 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+# The study table's columns (index.html).
+COL_PATIENT, COL_DATE, COL_MODALITIES, COL_FROM, COL_UID, COL_STATES, COL_RECEIVED = \
+    0, 3, 5, 6, 7, 9, 13
+
+
+def short_uid(uid):
+    """The study UID as the table shows it."""
+    return f"{uid[:8]}…{uid[-8:]}" if len(uid) > 20 else uid
+
+
 def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F811
     require_browser()
     p, api = start_console(pipelines)
@@ -228,7 +240,7 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
     assert text(page, "link-since") == f"{local:%Y-%m-%d %H:%M:%S} {zone}"
     assert text(page, "updated").endswith(f" {zone}")
     for row in page["studies"]:
-        assert row["cells"][8].endswith(f" {zone}"), row
+        assert row["cells"][COL_RECEIVED].endswith(f" {zone}"), row
     # The last errors name the study and the instance refused.
     refused_study = dicomgen_study_uid(refused[0])
     assert [e for e in page["errors"] if e["study"] == refused_study and e["sop"]], page["errors"]
@@ -237,7 +249,8 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
     # Totals, not "since start": they outlive restarts.
     assert text(page, "counters-heading") == "Total (kept across restarts)"
     # The queue card's waiting studies are the table's queued or sending ones.
-    waiting = [r for r in page["studies"] if "queued" in r["cells"][4] or "sending" in r["cells"][4]]
+    waiting = [r for r in page["studies"]
+               if "queued" in r["cells"][COL_STATES] or "sending" in r["cells"][COL_STATES]]
     assert value(page, "studies-queued") == str(len(waiting)) == "1"
     assert text(page, "queue-page") == "page 1 of 1 (3 studies)"
     assert text(page, "last-upload").endswith(" ago"), text(page, "last-upload")
@@ -270,6 +283,10 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
     assert len(page["studies"]) == 3
     for row, st in zip(page["studies"], queue["studies"]):
         assert st["patient_id"] in row["cells"]
+        assert row["cells"][COL_PATIENT] == "Test, Synthetic"  # DICOM's "Test^Synthetic"
+        assert row["cells"][COL_DATE] == "2026-11-28"
+        assert row["cells"][COL_MODALITIES] == "CT"
+        assert row["cells"][COL_FROM] == "STORESCU"
         assert row["retry_button"] == bool(st["states"].get("quarantined"))
 
     assert png_size(shot)[0] == 1280
@@ -359,8 +376,8 @@ def test_no_password_set_shows_the_servers_error(receivers, tmp_path):
 # A phone's page with many studies: a few screens at most (issue 16: 50
 # studies made it 18 000 px tall).
 PHONE_HEIGHT_MAX = 9000
-# The UID column on a phone: a whole line beside its label (it was 10).
-PHONE_UID_CHARS_MIN = 28
+# The UID on a phone: its shortened form whole (issue 16: it was cut to 10).
+PHONE_UID_CHARS_MIN = 17
 
 
 def test_the_console_fits_a_phone(receivers, tmp_path):
@@ -381,16 +398,56 @@ def test_the_console_fits_a_phone(receivers, tmp_path):
     assert layout["scroll_height"] <= PHONE_HEIGHT_MAX, layout["scroll_height"]
     assert text(page, "queue-page") == "page 1 of 6 (60 studies)"
     assert len(page["studies"]) == 10
-    # Each UID is shown whole, wrapping if it must, in a column wide
-    # enough to read.
-    uids = {r["study_uid"] for r in page["studies"]}
+    # Each UID is shown shortened (issue 18), not cut further; its copy
+    # button holds the whole.
+    shorts = {short_uid(r["study_uid"]) for r in page["studies"]}
     assert len(layout["uid_cells"]) == 10
     for cell in layout["uid_cells"]:
-        assert cell["text"] in uids, cell
+        assert cell["text"] in shorts, cell
         assert not cell["clipped"], cell
         assert cell["chars"] >= PHONE_UID_CHARS_MIN, cell
     # Nothing quarantined: nothing to retry.
     assert page["retry_all_disabled"]
+
+
+def test_the_study_list_searches_copies_and_the_alarm_leads_to_quarantine(
+        pipelines, tmp_path):  # noqa: F811
+    """Issue 18: the search box filters the list (by name here), each
+    row's copy button copies the whole study UID, and the quarantine alarm
+    links to the list filtered to quarantined studies."""
+    require_browser()
+    p, api = start_console(pipelines)
+    named = dicomgen.make_ct_study(str(tmp_path / "named"), 1, rows=8, cols=8, seed=21,
+                                   patient_id="NAMED-1", patient_name="Zyxwick^Quentin",
+                                   accession="ACC-21", description="CT HEAD")
+    other = dicomgen.make_ct_study(str(tmp_path / "other"), 1, rows=8, cols=8, seed=22,
+                                   patient_id="OTHER-2")
+    refused = dicomgen.make_ct_study(str(tmp_path / "refused"), 1, rows=8, cols=8, seed=23,
+                                     patient_id="REFUSE-ME")
+    for files in (named, other, refused):
+        p.send(files)
+    p.wait_drained()
+    assert p.receiver.states() == {"sent": 2, "quarantined": 1}
+    named_uid, refused_uid = dicomgen_study_uid(named[0]), dicomgen_study_uid(refused[0])
+
+    page = run_console(p.receiver, tmp_path, "studies", action="studies", search="zyxwick")
+    assert page["logged_in"], page
+    searched = page["searched"]
+    assert [s["study_uid"] for s in searched["studies"]] == [named_uid], searched
+    row = searched["studies"][0]
+    assert row["patient"] == "Zyxwick, Quentin" and row["accession"] == "ACC-21"
+    assert row["modalities"] == "CT" and row["calling_aet"] == "STORESCU"
+    assert row["uid_shown"] == short_uid(named_uid) != named_uid
+    assert row["copy_uid"] == named_uid
+    assert page["copy"] == {"uid": named_uid, "copied": "true", "clipboard": named_uid}, \
+        page["copy"]
+    link = page["alarm_link"]
+    assert link["state_filter"] == "quarantined" and link["search_box"] == "", link
+    assert [s["study_uid"] for s in link["studies"]] == [refused_uid], link
+    assert link["in_view"], link
+    # The search went to the server, bounded and encoded, not filtered here.
+    assert any("/api/queue?" in r and "search=zyxwick" in r for r in page["requests"]), \
+        page["requests"]
 
 
 def test_one_study_is_one_study(receivers, tmp_path):

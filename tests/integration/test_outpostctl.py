@@ -118,6 +118,42 @@ def test_queue_ls(running, tmp_path):
     assert r.returncode == 2, r
 
 
+def test_queue_ls_shows_and_searches_what_staff_recognise(running, tmp_path):
+    rx = running
+    files = dicomgen.make_ct_study(str(tmp_path / "a"), 2, rows=16, cols=16,
+                                   patient_id="PID 4711/b")
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.PatientName = "Müller^Jürgen"
+        ds.AccessionNumber = "ACC-77"
+        ds.StudyDescription = "CT HEAD"
+        ds.save_as(f, write_like_original=False)
+    assert storescu(rx.port, files, calling="CTSCAN1").returncode == 0
+    other = store_study(rx, tmp_path, 1, "b")
+    wait_for(lambda: Api(rx, unix=True).ok("GET", "/api/queue")["total"] >= 2, 10,
+             what="the studies in the queue")
+
+    out = ok(ctl(rx, "queue", "ls"))
+    for heading in ("PATIENT", "PATIENT ID", "ACCESSION", "DATE", "DESCRIPTION", "MOD",
+                    "FROM"):
+        assert heading in out
+    assert re.search(r"Müller\^Jürgen +PID 4711/b +ACC-77 +2026-11-28 +CT HEAD +CT +CTSCAN1",
+                     out), out
+    # The search goes URL-encoded: spaces, '/', '^' and non-ASCII survive.
+    # Names match by their ASCII letters, in any case; '*' stands for the
+    # rest (the name is Latin-1 in the spool, the search UTF-8).
+    for text in ("PID 4711/", "ACC-7", "RGEN", "m*ller^j", "m?ller j"):
+        out = ok(ctl(rx, "queue", "ls", "--search", text))
+        assert "page 1 of 1 (1 study)" in out and other not in out, (text, out)
+    assert "no studies" in ok(ctl(rx, "queue", "ls", "--search", "nobody"))
+    assert other in ok(ctl(rx, "queue", "ls", "--search", "TEST0001", "--state", "queued"))
+    mine = json.loads(ok(ctl(rx, "queue", "ls", "--search", "ACC-77", "--json")))
+    assert [s["patient_name"] for s in mine["studies"]] == ["Müller^Jürgen"]
+    r = ctl(rx, "queue", "ls", "--search", "x" * 65)
+    assert r.returncode == 1 and "search must be at most 64 bytes" in r.stderr, r
+
+
 def test_health(running):
     """What the appliance's health gate runs after a boot."""
     out = ok(ctl(running, "health"))
@@ -339,7 +375,8 @@ def test_socket_option(running, tmp_path):
     [], ["frob"], ["status", "extra"], ["status", "--all"], ["--bogus", "status"],
     ["queue"], ["queue", "rm"], ["queue", "ls", "--page", "0"], ["queue", "ls", "--page", "x"],
     ["retry"], ["retry", "1.2.3", "--all"], ["shaping"], ["shaping", "2Mbit", "--clear"],
-    ["pause", "now"], ["test-link", "--state", "sent"],
+    ["pause", "now"], ["test-link", "--state", "sent"], ["status", "--search", "x"],
+    ["queue", "ls", "--search"],
 ])
 def test_bad_usage(receivers, args):
     rx = receivers()

@@ -14,7 +14,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 
 def make_ct_study(directory, n, seed=1, rows=512, cols=512, patient_id="TEST0001",
-                  priority=None, study_uid=None, modality="CT", body_part=None):
+                  priority=None, study_uid=None, modality="CT", body_part=None,
+                  patient_name="Test^Synthetic", accession=None, description=None):
     """Writes n instances into directory; returns their paths in order."""
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -33,7 +34,11 @@ def make_ct_study(directory, n, seed=1, rows=512, cols=512, patient_id="TEST0001
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.PatientID = patient_id
-        ds.PatientName = "Test^Synthetic"
+        ds.PatientName = patient_name
+        if accession:
+            ds.AccessionNumber = accession
+        if description:
+            ds.StudyDescription = description
         ds.Modality = modality
         if body_part:
             ds.BodyPartExamined = body_part

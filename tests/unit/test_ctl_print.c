@@ -192,6 +192,25 @@ static void test_ctl_print_queue(void **state)
 	assert_non_null(strstr(text, "queued 490, sent 10"));
 	assert_non_null(strstr(text, "* urgent"));
 	assert_non_null(strstr(text, "page 2 of 3 (3 studies)"));
+	/* An answer without the study's attributes (an older uplink): "-". */
+	assert_non_null(strstr(text, "PATIENT"));
+	assert_non_null(strstr(text, "ACCESSION"));
+	free(text);
+
+	/* What staff recognise a study by, in UTF-8. */
+	text = printed(op_ctl_print_queue,
+		       "{\"page\": 1, \"per_page\": 50, \"total\": 1, \"studies\": ["
+		       "{\"study_uid\": \"1.2.4\", \"patient_id\": \"PID-4711\","
+		       " \"patient_name\": \"M\\u00fcller^J\\u00fcrgen\","
+		       " \"accession_number\": \"ACC-77\", \"study_date\": \"20261127\","
+		       " \"study_description\": \"CT\\u001bHEAD\", \"modality\": \"SR\","
+		       " \"modalities\": \"CT\\\\SR\", \"calling_aet\": \"CTSCAN1\","
+		       " \"instances\": 2, \"bytes\": 2000, \"states\": {\"queued\": 2},"
+		       " \"attempts\": 0, \"last_error\": null, \"urgent\": false,"
+		       " \"received_at\": \"2026-11-28T09:59:00Z\"}]}");
+	assert_non_null(strstr(text, "Müller^Jürgen  PID-4711    ACC-77     2026-11-27  CT?HEAD"));
+	assert_non_null(strstr(text, "CT,SR  CTSCAN1"));
+	assert_non_null(strstr(text, "page 1 of 1 (1 study)"));
 	free(text);
 
 	text = printed(op_ctl_print_queue,

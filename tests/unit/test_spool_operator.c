@@ -10,6 +10,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common/spool.h"
 #include "spool_fixture.h"
@@ -77,7 +80,7 @@ static void test_spool_studies_and_retry(void **state)
 	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused: no",
 			    INT64_C(4000000000000));
 
-	assert_int_equal(op_spool_studies(f->sp, NULL, -1, 0, 4, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, NULL, 0, 4, s, &n, &total), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(total, 2);
 	assert_string_equal(s[0].study_uid, "8.2"); /* changed last */
@@ -91,11 +94,11 @@ static void test_spool_studies_and_retry(void **state)
 	assert_int_equal(s[1].by_state[OP_STATE_QUEUED], 2);
 	assert_string_equal(s[1].last_error, "");
 
-	assert_int_equal(op_spool_studies(f->sp, NULL, OP_STATE_QUARANTINED, 0, 4, s, &n, &total),
-			 0);
+	assert_int_equal(
+		op_spool_studies(f->sp, NULL, OP_STATE_QUARANTINED, NULL, 0, 4, s, &n, &total), 0);
 	assert_int_equal(total, 1);
 	assert_int_equal(n, 1);
-	assert_int_equal(op_spool_studies(f->sp, NULL, -1, 1, 1, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, NULL, 1, 1, s, &n, &total), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(s[0].study_uid, "8.1");
 
@@ -106,7 +109,8 @@ static void test_spool_studies_and_retry(void **state)
 	assert_int_equal(requeued, 0);
 	assert_int_equal(op_spool_retry_quarantined(f->sp, NULL, NULL, 2, &requeued), 0);
 	assert_int_equal(requeued, 1);
-	assert_int_equal(op_spool_studies(f->sp, NULL, OP_STATE_QUEUED, 0, 4, s, &n, &total), 0);
+	assert_int_equal(op_spool_studies(f->sp, NULL, OP_STATE_QUEUED, NULL, 0, 4, s, &n, &total),
+			 0);
 	assert_int_equal(total, 2);
 	assert_int_equal(s[0].attempts, 0);
 }
@@ -183,6 +187,176 @@ static void test_spool_discard_quarantined(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* One instance of study with what the operator recognises it by. */
+struct labelled {
+	const char *sop, *study, *pid, *name, *accession, *date, *description, *modality, *aet;
+};
+
+static void store_labelled(struct spool_fx *f, const struct labelled *l)
+{
+	op_spool_object *obj = NULL;
+	enum op_spool_outcome outcome;
+	op_instance in;
+	unsigned char *data = spool_fx_content(f, l->sop, 100, (unsigned)strlen(l->sop));
+
+	spool_fx_fill_inst(&in, l->sop);
+	snprintf(in.study_uid, sizeof(in.study_uid), "%s", l->study);
+	snprintf(in.patient_id, sizeof(in.patient_id), "%s", l->pid);
+	snprintf(in.modality, sizeof(in.modality), "%s", l->modality);
+	snprintf(in.calling_aet, sizeof(in.calling_aet), "%s", l->aet);
+	snprintf(in.qr.charset, sizeof(in.qr.charset), "ISO_IR 100");
+	snprintf(in.qr.patient_name, sizeof(in.qr.patient_name), "%s", l->name);
+	snprintf(in.qr.accession_number, sizeof(in.qr.accession_number), "%s", l->accession);
+	snprintf(in.qr.study_date, sizeof(in.qr.study_date), "%s", l->date);
+	snprintf(in.qr.study_description, sizeof(in.qr.study_description), "%s", l->description);
+	in.priority = OP_PRIORITY_MEDIUM;
+	assert_int_equal(op_spool_object_begin(f->sp, &obj), 0);
+	assert_int_equal(op_spool_object_write(obj, data, 100), 0);
+	assert_int_equal(op_spool_object_commit(obj, &in, &outcome, NULL), 0);
+	usleep(2000); /* a distinct received_at, hence a fixed order */
+}
+
+/* The study's numbers of matches for a search, and the first's UID. */
+static unsigned search_count(struct spool_fx *f, const char *dest, int state, const char *search,
+			     op_spool_study *s, uint64_t *total)
+{
+	unsigned n = 99;
+
+	assert_int_equal(op_spool_studies(f->sp, dest, state, search, 0, 4, s, &n, total), 0);
+	assert_int_equal(n, *total);
+	return n;
+}
+
+/* What staff recognise a study by comes from the query index (issue 18):
+ * the greatest of its instances', modalities distinct; a study whose
+ * instances were never indexed shows "". */
+static void test_spool_studies_show_the_index(void **state)
+{
+	static const struct labelled rows[] = {
+		{ "6.1", "5.1", "PID-100", "DOE^JOHN", "ACC123", "20260101", "CT HEAD", "CT",
+		  "CTSCANNER" },
+		{ "6.2", "5.1", "PID-100", "DOE^JOHN", "ACC123", "20260101", "CT HEAD", "SR",
+		  "CTSCANNER" },
+		{ "6.3", "5.2", "XPID-9", "SMITH^ANNA", "A-9", "20251231", "MR KNEE", "MR",
+		  "MRI1" },
+	};
+	struct spool_fx *f = *state;
+	op_spool_study s[4];
+	char h[OP_HASH_HEX + 1];
+	uint64_t total;
+	unsigned n;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		store_labelled(f, &rows[i]);
+	spool_fx_store_study(f, "6.4", "5.3", 1, 100, h); /* no index attributes */
+	{
+		sqlite3 *db = spool_fx_db_open(f);
+
+		/* As a spool from before the index, not yet back-filled. */
+		assert_int_equal(
+			sqlite3_exec(db,
+				     "DELETE FROM qr_index WHERE instance_id ="
+				     " (SELECT id FROM instances WHERE sop_instance_uid = '6.4')",
+				     NULL, NULL, NULL),
+			SQLITE_OK);
+		sqlite3_close(db);
+	}
+
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, NULL, 0, 4, s, &n, &total), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(s[0].study_uid, "5.3");
+	assert_string_equal(s[0].patient_name, "");
+	assert_string_equal(s[0].modalities, "CT");
+	assert_string_equal(s[0].calling_aet, "STORESCU");
+	assert_string_equal(s[2].study_uid, "5.1");
+	assert_int_equal(s[2].instances, 2);
+	assert_string_equal(s[2].patient_id, "PID-100");
+	assert_string_equal(s[2].patient_name, "DOE^JOHN");
+	assert_string_equal(s[2].accession_number, "ACC123");
+	assert_string_equal(s[2].study_date, "20260101");
+	assert_string_equal(s[2].study_description, "CT HEAD");
+	assert_string_equal(s[2].calling_aet, "CTSCANNER");
+	assert_string_equal(s[2].charset, "ISO_IR 100");
+	assert_true(strcmp(s[2].modalities, "CT\\SR") == 0 ||
+		    strcmp(s[2].modalities, "SR\\CT") == 0);
+	/* Paged: the attributes belong to the page's own studies. */
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, NULL, 1, 1, s, &n, &total), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(total, 3);
+	assert_string_equal(s[0].study_uid, "5.2");
+	assert_string_equal(s[0].patient_name, "SMITH^ANNA");
+	assert_string_equal(s[0].modalities, "MR");
+	/* One destination's view has them too. */
+	assert_int_equal(search_count(f, "cloud", -1, "ACC", s, &total), 1);
+	assert_string_equal(s[0].accession_number, "ACC123");
+	assert_string_equal(s[0].calling_aet, "CTSCANNER");
+}
+
+/* The search: patient ID and accession number by prefix, the name by
+ * substring ignoring case, with wildcards and separators; bound, never
+ * spliced; bounded. */
+static void test_spool_studies_search(void **state)
+{
+	static const struct labelled rows[] = {
+		{ "7.1", "4.1", "PID-100", "DOE^JOHN", "ACC123", "20260101", "CT HEAD", "CT",
+		  "CT1" },
+		{ "7.2", "4.2", "XPID-9", "SMITH^ANNA", "A_9", "20251231", "MR KNEE", "MR", "MR1" },
+		{ "7.3", "4.3", "P%1", "O'BRIEN^PAT", "B*1", "20251230", "CR CHEST", "CR", "CR1" },
+	};
+	struct spool_fx *f = *state;
+	op_spool_study s[4];
+	char longer[OP_SPOOL_SEARCH_MAX + 2];
+	op_spool_item it[4];
+	uint64_t total;
+	unsigned n;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		store_labelled(f, &rows[i]);
+
+	assert_int_equal(search_count(f, NULL, -1, "PID-1", s, &total), 1);
+	assert_string_equal(s[0].study_uid, "4.1");
+	assert_int_equal(search_count(f, NULL, -1, "PID-100", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "PID", s, &total), 1); /* a prefix, not XPID */
+	assert_int_equal(search_count(f, NULL, -1, "pid-100", s, &total), 0); /* IDs: case */
+	assert_int_equal(search_count(f, NULL, -1, "ACC12", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "A_9", s, &total), 1);
+	assert_string_equal(s[0].study_uid, "4.2");
+	assert_int_equal(search_count(f, NULL, -1, "A_", s, &total), 1); /* '_' is literal */
+	assert_int_equal(search_count(f, NULL, -1, "doe", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "oh", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "Doe John", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "doe, john", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "DOE^JOHN", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "s*h^a?na", s, &total), 1);
+	assert_string_equal(s[0].study_uid, "4.2");
+	/* Characters that mean something to SQL, LIKE or GLOB are text. */
+	assert_int_equal(search_count(f, NULL, -1, "o'brien", s, &total), 1);
+	assert_string_equal(s[0].study_uid, "4.3");
+	assert_int_equal(search_count(f, NULL, -1, "P%", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "B*", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "B", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, -1, "%", s, &total), 0);
+	assert_int_equal(search_count(f, NULL, -1, "x' OR '1'='1", s, &total), 0);
+	assert_int_equal(search_count(f, NULL, -1, "nobody", s, &total), 0);
+	/* "": no search. */
+	assert_int_equal(search_count(f, NULL, -1, "", s, &total), 3);
+	/* With the state filter and a destination. */
+	spool_fx_claim(f, 1, 1 << 20, it, &n);
+	assert_int_equal(n, 1);
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_QUARANTINE, 0, "refused", 1);
+	assert_int_equal(search_count(f, NULL, OP_STATE_QUARANTINED, "doe", s, &total), 1);
+	assert_int_equal(search_count(f, NULL, OP_STATE_QUARANTINED, "smith", s, &total), 0);
+	assert_int_equal(search_count(f, "cloud", OP_STATE_QUARANTINED, "doe", s, &total), 1);
+	assert_int_equal(search_count(f, "cloud", OP_STATE_QUEUED, "smith", s, &total), 1);
+	assert_int_equal(search_count(f, "cloud", OP_STATE_QUEUED, "doe", s, &total), 0);
+	/* At most OP_SPOOL_SEARCH_MAX bytes. */
+	memset(longer, 'a', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	assert_int_equal(op_spool_studies(f->sp, NULL, -1, longer, 0, 4, s, &n, &total), -EINVAL);
+	longer[OP_SPOOL_SEARCH_MAX] = '\0';
+	assert_int_equal(search_count(f, NULL, -1, longer, s, &total), 0);
+}
+
 static void test_spool_settings_and_audit(void **state)
 {
 	struct spool_fx *f = *state;
@@ -217,6 +391,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		SPOOL_FX_TEST(test_spool_counters),
 		SPOOL_FX_TEST(test_spool_studies_and_retry),
+		SPOOL_FX_TEST(test_spool_studies_show_the_index),
+		SPOOL_FX_TEST(test_spool_studies_search),
 		SPOOL_FX_TEST(test_spool_discard_quarantined),
 		SPOOL_FX_TEST(test_spool_requarantine_counts_once),
 		SPOOL_FX_TEST(test_spool_settings_and_audit),

@@ -417,15 +417,15 @@ static void test_spool_destination_quarantine_keeps(void **state)
 	/* The study list of one destination: its deliveries' states. */
 	op_spool_study studies[2];
 	uint64_t total;
-	assert_int_equal(
-		op_spool_studies(f->sp, "pacs", OP_STATE_QUARANTINED, 0, 2, studies, &n, &total),
-		0);
+	assert_int_equal(op_spool_studies(f->sp, "pacs", OP_STATE_QUARANTINED, NULL, 0, 2, studies,
+					  &n, &total),
+			 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(studies[0].by_state[OP_STATE_QUARANTINED], 1);
 	assert_non_null(strstr(studies[0].last_error, "0xC000"));
-	assert_int_equal(
-		op_spool_studies(f->sp, "cloud", OP_STATE_QUARANTINED, 0, 2, studies, &n, &total),
-		0);
+	assert_int_equal(op_spool_studies(f->sp, "cloud", OP_STATE_QUARANTINED, NULL, 0, 2, studies,
+					  &n, &total),
+			 0);
 	assert_int_equal(n, 0);
 	assert_int_equal(total, 0);
 	assert_int_equal(op_spool_retry_quarantined(f->sp, "cloud", NULL, 6000, &n), 0);

@@ -26,7 +26,9 @@ const ui = {
   renders: 0, // rounds shown so far (data-renders: tests wait on it)
   loggedOut: false, // a 401 seen: no polling until a login succeeds
   paused: null, // link.paused_by_operator as last known
-  queue: { state: '', page: 1, total: 0 },
+  queue: { state: '', search: '', page: 1, total: 0 },
+  queueSeq: 0, // the newest loadQueue(): only its answer is shown
+  searchTimer: null,
   tz: null, // the box's time zone (status.timezone): every time is shown in it
 };
 
@@ -196,7 +198,9 @@ function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === 'class') e.className = v;
-    else if (k.startsWith('data-') || k === 'title' || k === 'type') e.setAttribute(k, v);
+    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'title' || k === 'type') {
+      e.setAttribute(k, v);
+    }
     else e[k] = v;
   }
   for (const c of children) e.append(c === null || c === undefined ? '' : c);
@@ -428,8 +432,19 @@ function renderAlarms(alarms) {
   }
   for (const a of alarms) {
     const sev = a.severity === 'error' ? 'error' : 'warning';
-    ul.append(el('li', { class: `alarm ${sev}`, 'data-alarm': a.id || '', 'data-severity': sev },
-      el('span', { class: 'sev' }, sev), ' ', a.message || a.id || ''));
+    const li = el('li', { class: `alarm ${sev}`, 'data-alarm': a.id || '', 'data-severity': sev },
+      el('span', { class: 'sev' }, sev), ' ', a.message || a.id || '');
+    // The quarantine alarm leads to the studies it is about.
+    if (a.id === 'quarantine') {
+      const link = el('a', { href: '#studies-card', 'data-testid': 'alarm-quarantine-link' },
+        'Show the quarantined studies');
+      link.addEventListener('click', (ev) => {
+        ev.preventDefault();
+        showStudies('quarantined');
+      });
+      li.append(' ', link);
+    }
+    ul.append(li);
   }
 }
 
@@ -491,8 +506,75 @@ function renderChart(bytes, interval) {
 
 /* --- studies ------------------------------------------------------------- */
 
+/* The study list filtered to a state (the search cleared), in view. */
+function showStudies(state) {
+  ui.queue.state = state;
+  ui.queue.search = '';
+  ui.queue.page = 1;
+  $('queue-state').value = state;
+  $('queue-search').value = '';
+  $('studies-card').scrollIntoView({ block: 'start' });
+  loadQueue();
+}
+
+/* A person name as DICOM holds it ("DOE^JOHN^^DR", alphabetic group
+   first) as people write it: "DOE, JOHN DR". */
+function fmtName(pn) {
+  const parts = String(pn || '').split('=')[0].split('^').map((x) => x.trim());
+  const given = parts.slice(1).filter((x) => x).join(' ');
+  return parts[0] && given ? `${parts[0]}, ${given}` : parts[0] || given;
+}
+
+/* "20261127" -> "2026-11-27"; anything else as it is. */
+function fmtDate(d) {
+  const m = /^(\d{4})(\d\d)(\d\d)$/.exec(d || '');
+  return m ? `${m[1]}-${m[2]}-${m[3]}` : d || '';
+}
+
+/* A UID short enough for a table ("1.2.826.…5.6.7.8"), the whole in the title. */
+function shortUid(uid) {
+  const u = uid || '';
+  return u.length > 20 ? `${u.slice(0, 8)}…${u.slice(-8)}` : u;
+}
+
+/* Copies text; the clipboard API needs a secure context (HTTPS or
+   localhost), else the selection of a hidden text area is copied. */
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = el('textarea', { class: 'offscreen', readOnly: true });
+  area.value = text;
+  document.body.append(area);
+  area.select();
+  const ok = document.execCommand('copy');
+  area.remove();
+  if (!ok) throw new Error('the browser refused to copy');
+}
+
+function copyButton(uid) {
+  const b = el('button', { type: 'button', class: 'small copy', 'data-testid': 'copy-uid',
+    'data-uid': uid, title: 'Copy the whole UID', 'aria-label': 'Copy the study UID' }, 'Copy');
+  b.addEventListener('click', async () => {
+    try {
+      await copyText(uid);
+      b.textContent = 'Copied';
+      b.dataset.copied = 'true';
+    } catch (e) {
+      b.textContent = 'Copy failed';
+      b.dataset.copied = 'false';
+    }
+    setTimeout(() => { b.textContent = 'Copy'; }, 2000);
+  });
+  return b;
+}
+
 function renderQueue(r) {
   ui.queue.total = r.total || 0;
+  // What the rows shown are of (tests wait on these).
+  $('studies').dataset.state = ui.queue.state;
+  $('studies').dataset.search = ui.queue.search;
   const pages = Math.max(1, Math.ceil(ui.queue.total / (r.per_page || perPage())));
   put('queue-page', `page ${r.page || ui.queue.page} of ${pages} (${plural(ui.queue.total, 'study', 'studies')})`,
     ui.queue.total);
@@ -501,7 +583,8 @@ function renderQueue(r) {
   const tbody = $('studies');
   tbody.replaceChildren();
   if (!r.studies || !r.studies.length) {
-    tbody.append(el('tr', {}, el('td', { colSpan: 10, class: 'none' }, 'No studies.')));
+    const none = ui.queue.search ? 'No studies match the search.' : 'No studies.';
+    tbody.append(el('tr', {}, el('td', { colSpan: 15, class: 'none' }, none)));
     return;
   }
   for (const st of r.studies) {
@@ -513,33 +596,43 @@ function renderQueue(r) {
       b.addEventListener('click', () => retry({ study: st.study_uid }, b));
       action = b;
     }
+    const mods = (st.modalities || st.modality || '').split('\\').filter((x) => x).join(', ');
     tbody.append(el('tr', { 'data-testid': 'study-row', 'data-study': st.study_uid || '' },
-      // The whole UID, wrapping where it must (a phone), and in the title.
-      el('td', { class: 'uid', 'data-label': 'Study UID', title: st.study_uid || '' },
-        el('span', {}, st.study_uid)),
+      el('td', { 'data-label': 'Patient', 'data-testid': 'study-patient', title: st.patient_name || '' },
+        fmtName(st.patient_name)),
       el('td', { 'data-label': 'Patient ID' }, st.patient_id),
-      el('td', { 'data-label': 'Modality' }, st.modality),
+      el('td', { 'data-label': 'Accession', 'data-testid': 'study-accession' }, st.accession_number),
+      el('td', { class: 'nowrap', 'data-label': 'Study date' }, fmtDate(st.study_date)),
+      el('td', { 'data-label': 'Description' }, st.study_description),
+      el('td', { 'data-label': 'Modalities', 'data-testid': 'study-modalities' }, mods),
+      el('td', { 'data-label': 'From (AE)', 'data-testid': 'study-calling-aet' }, st.calling_aet),
+      // The UID shortened, the whole in the title and on the clipboard.
+      el('td', { class: 'uid', 'data-label': 'Study UID', title: st.study_uid || '' },
+        el('span', { 'data-testid': 'study-uid' }, shortUid(st.study_uid)), ' ',
+        copyButton(st.study_uid || '')),
       el('td', { class: 'num', 'data-label': 'Instances' }, fmtInt(st.instances)),
       el('td', { 'data-label': 'States' }, summary || '—'),
       el('td', { class: 'num', 'data-label': 'Attempts' }, fmtInt(st.attempts)),
       el('td', { class: 'err', 'data-label': 'Last error' }, st.last_error || ''),
       el('td', { 'data-label': 'Urgent' }, st.urgent ? el('span', { class: 'badge' }, 'urgent') : ''),
-      el('td', { 'data-label': 'Received' }, fmtTime(st.received_at)),
+      el('td', { class: 'nowrap', 'data-label': 'Received' }, fmtTime(st.received_at)),
       el('td', {}, action)));
   }
 }
 
 /* The study list; `current` says whether its answer is still wanted. */
 async function loadQueue(current = () => true) {
+  const seq = ++ui.queueSeq;
   const q = new URLSearchParams({ page: String(ui.queue.page), per_page: String(perPage()) });
   if (ui.queue.state) q.set('state', ui.queue.state);
+  if (ui.queue.search) q.set('search', ui.queue.search);
   try {
     const r = await api('GET', `/api/queue?${q}`);
-    if (!current()) return;
+    if (!current() || seq !== ui.queueSeq) return;
     renderQueue(r);
     showMessage('queue-error', '');
   } catch (e) {
-    if (e.status !== 401 && current()) showMessage('queue-error', e.message);
+    if (e.status !== 401 && current() && seq === ui.queueSeq) showMessage('queue-error', e.message);
   }
 }
 
@@ -761,6 +854,23 @@ document.addEventListener('DOMContentLoaded', () => {
     ui.queue.state = ev.target.value;
     ui.queue.page = 1;
     loadQueue();
+  });
+  // Searching as one types, once typing pauses; Enter searches at once.
+  const search = () => {
+    clearTimeout(ui.searchTimer);
+    const text = $('queue-search').value.trim();
+    if (text === ui.queue.search) return;
+    ui.queue.search = text;
+    ui.queue.page = 1;
+    loadQueue();
+  };
+  $('queue-search').addEventListener('input', () => {
+    clearTimeout(ui.searchTimer);
+    ui.searchTimer = setTimeout(search, 300);
+  });
+  $('queue-search-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    search();
   });
   $('prev').addEventListener('click', () => {
     ui.queue.page = Math.max(1, ui.queue.page - 1);
