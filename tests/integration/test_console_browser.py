@@ -34,6 +34,7 @@ import pytest
 import console
 import dicomgen
 from outpost import Storescp, ROOT, storescu, wait_for
+from test_storage_commitment import ask_and_leave
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 SCRIPT = os.path.join(BROWSER_DIR, "console_check.mjs")
@@ -208,6 +209,11 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
                      and q["sent"]["instances"] == len(sent)
                      and q["quarantined"]["instances"] == len(refused)) else None
     before = wait_for(settled, 15, interval=0.2, what="the status API to show the state")
+    # A storage commitment request whose report has nowhere to go (no
+    # [peer] has its AE title): pending, as the operator should see.
+    ask_and_leave(p.receiver.port, [dicomgen_sop_uid(sent[0])], calling="NOPEER")
+    wait_for(lambda: api.ok("GET", "/api/status")["commitments"]["pending"] == 1, 10,
+             what="the commitment to show as pending")
 
     update = os.environ.get("OUTPOST_UPDATE_SCREENSHOT") == "1"
     shot = SCREENSHOT if update else str(tmp_path / "console.png")
@@ -271,6 +277,9 @@ def test_console_shows_what_the_status_api_says(pipelines, tmp_path):  # noqa: F
         want = s["rate"][key]
         assert value(page, f"rate-{key}") == ("" if want is None else str(want)), key
     assert value(page, "counter-uploaded") == str(s["counters"]["uploaded_instances"])
+    assert value(page, "commitments-pending") == "1" == str(s["commitments"]["pending"])
+    assert text(page, "commitments-pending").startswith("1, the oldest "), \
+        text(page, "commitments-pending")
     assert page["pause_button"] == "Resume uploads"
 
     # The alarms shown are the status's (a quarantine at least).

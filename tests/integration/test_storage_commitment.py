@@ -222,6 +222,32 @@ def n_action_rq(message_id):
     ])
 
 
+def commitment_request(uids, txn="2.25.1234567", sop_class=dul.CT_IMAGE_STORAGE):
+    """An N-ACTION's dataset asking to commit uids, encoded."""
+    ds = Dataset()
+    ds.TransactionUID = txn
+    ds.ReferencedSOPSequence = []
+    for uid in uids:
+        item = Dataset()
+        item.ReferencedSOPClassUID = sop_class
+        item.ReferencedSOPInstanceUID = uid
+        ds.ReferencedSOPSequence.append(item)
+    return encode(ds)
+
+
+def ask_and_leave(port, uids, calling="RAWSCU"):
+    """Asks the receiver on port to commit uids and releases at once (the
+    report then goes to a new association, to calling's [peer])."""
+    with dul.Client(port) as c:
+        c.associate([(COMMITMENT, [dul.EXPLICIT_LE])], calling=calling)
+        pc = c.negotiation.context_for(COMMITMENT)
+        c.send_command(pc, n_action_rq(1))
+        c.send_dataset(pc, commitment_request(uids))
+        rsp = c.recv_command()
+        assert dul._us(rsp[0x0100]) == N_ACTION_RSP and dul._us(rsp[0x0900]) == 0, rsp
+        c.release()
+
+
 def recv_dataset(client):
     """The dataset PDVs that follow a command, decoded (explicit VR LE)."""
     data = b""
@@ -242,20 +268,12 @@ def test_same_association_report_and_unknown_instance(receivers, tmp_path):
     files = study(tmp_path, "s", n=2)
     assert storescu(rx.port, files).returncode == 0
     known = sorted(uids(files))
-    ds = Dataset()
-    ds.TransactionUID = "2.25.1234567"
-    ds.ReferencedSOPSequence = []
-    for uid in known + ["2.25.999"]:
-        item = Dataset()
-        item.ReferencedSOPClassUID = dul.CT_IMAGE_STORAGE
-        item.ReferencedSOPInstanceUID = uid
-        ds.ReferencedSOPSequence.append(item)
     with dul.Client(rx.port) as c:
         c.associate([(COMMITMENT, [dul.EXPLICIT_LE])], calling="RAWSCU")
         pc = c.negotiation.context_for(COMMITMENT)
         assert pc is not None, "the Storage Commitment context was not accepted"
         c.send_command(pc, n_action_rq(1))
-        c.send_dataset(pc, encode(ds))
+        c.send_dataset(pc, commitment_request(known + ["2.25.999"]))
         rsp = c.recv_command()
         assert dul._us(rsp[0x0100]) == N_ACTION_RSP and dul._us(rsp[0x0900]) == 0
         # Kept open: the report comes here.

@@ -355,6 +355,11 @@ function renderStatus(s) {
     clears = `in about ${fmtAge(q.clears_in)} at the current rate`;
   }
   put('clears-in', clears, waiting ? q.clears_in : 0);
+  // Storage commitment reports a modality still waits for.
+  const cm = s.commitments || {};
+  put('commitments-pending',
+      cm.pending ? `${fmtInt(cm.pending)}, the oldest ${fmtAge(cm.oldest_age)} old` : 'none',
+      cm.pending || 0);
   // Nothing quarantined: nothing to retry.
   $('retry-all').disabled = !((q.quarantined || {}).instances > 0);
 
