@@ -536,6 +536,9 @@ protected:
 			return handle_retrieve(msg->msg.CGetRQ.MessageID,
 					       msg->msg.CGetRQ.AffectedSOPClassUID, NULL, pc);
 		case DIMSE_N_ACTION_RQ: return handle_commit(msg->msg.NActionRQ, pc);
+		/* A C-CANCEL that crossed the final response on the wire: the
+		 * operation is over, nothing to cancel (PS3.7 9.3.2.3). */
+		case DIMSE_C_CANCEL_RQ: return EC_Normal;
 		default: return DcmThreadSCP::handleIncomingCommand(msg, pc);
 		}
 	}

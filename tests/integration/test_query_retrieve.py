@@ -627,16 +627,19 @@ def test_a_damaged_file_is_not_sent(receivers, archive, tmp_path):
 
 def test_cancel_stops_a_move(receivers, tmp_path):
     """movescu --cancel 3: a C-CANCEL-RQ once the third Pending response is
-    in. With 200 instances the move is far from done then (each
-    sub-operation is a C-STORE round trip)."""
-    n = 200
+    in. The destination takes a second an instance (storescp
+    --sleep-after 1), so the move of 40 is far from done then, however
+    loaded the machine."""
+    n = 40
     files = dicomgen.make_ct_study(str(tmp_path / "big"), n, rows=16, cols=16)
+    slow = Storescp(str(tmp_path / "slow"), flags=["--sleep-after", "1"])
     scp = Storescp(str(tmp_path / "scp"))
     try:
-        rx = receivers(**peer(scp)).start()
+        rx = receivers(**peer(scp), **{"peer slow": {"ae_title": "SLOWSCP", "host": "127.0.0.1",
+                                                     "port": slow.port}}).start()
         send(rx, files)
         study = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-        r = movescu(rx, {"StudyInstanceUID": study}, "STORESCP", extra=["--cancel", "3"])
+        r = movescu(rx, {"StudyInstanceUID": study}, "SLOWSCP", extra=["--cancel", "3"])
         if not r.pending:
             pytest.fail("no Pending C-MOVE response: movescu cancels after its 3rd "
                         f"response, so a C-CANCEL could not be sent\n{r}")
@@ -647,14 +650,17 @@ def test_cancel_stops_a_move(receivers, tmp_path):
         assert final["remaining"] is not None, r
         assert final["completed"] + final["failed"] + final["warning"] + \
             final["remaining"] == n, r
-        time.sleep(0.5)
-        received = scp.take()
+        # The association to the destination is released once the
+        # sub-operation in flight is done.
+        time.sleep(1.5)
+        received = slow.take()
         assert len(received) == final["completed"] < n, (len(received), r)
         # The receiver serves on: a full move afterwards.
         r = movescu(rx, {"StudyInstanceUID": study}, "STORESCP")
         assert r.final["status"] == SUCCESS and r.final["completed"] == n, r
         assert len(scp.take(repeats=True)) == n
     finally:
+        slow.stop()
         scp.stop()
 
 

@@ -129,7 +129,9 @@ def test_local_commits_what_the_spool_holds(receivers, modality, tmp_path):
     assert report["Status"] == "Success", report
     assert committed(report) == uids(files)
     # Orthanc closed the N-ACTION's association: the report went on one of
-    # Outpost's own, to the [peer]'s address.
+    # Outpost's own, to the [peer]'s address (logged once it is recorded,
+    # just after Orthanc has it).
+    wait_for(lambda: log_lines(rx, "commit.report"), 10, what="the report's log line")
     [line] = log_lines(rx, "commit.report")
     assert "via=new-association" in line and f"committed={len(files)} failed=0" in line
 

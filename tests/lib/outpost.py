@@ -302,16 +302,17 @@ def echoscu(port, aet="OUTPOST", calling="ECHOSCU", timeout=30):
 
 class Storescp:
     """DCMTK's storescp +B +xa on a free port: the bit-preserving reference.
-    accept_all=False: without +xa, it takes the uncompressed syntaxes only."""
+    accept_all=False: without +xa, it takes the uncompressed syntaxes only.
+    flags: more of storescp's options (e.g. a slow peer: --sleep-after 1)."""
 
-    def __init__(self, directory, port=None, accept_all=True):
+    def __init__(self, directory, port=None, accept_all=True, flags=()):
         self.out = os.path.join(directory, "received")
         os.makedirs(self.out, exist_ok=True)
         self.port = port or free_port()
         self.log_path = os.path.join(directory, "storescp.log")
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                ["storescp", "+B"] + (["+xa"] if accept_all else []) +
+                ["storescp", "+B"] + (["+xa"] if accept_all else []) + list(flags) +
                 ["-od", self.out, str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=DCMTK_ENV)
         wait_for(lambda: self.proc.poll() is not None or echoscu(self.port).returncode == 0,
