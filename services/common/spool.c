@@ -149,6 +149,102 @@ static const char schema_operator[] =
 	" seq INTEGER NOT NULL, sop_class_uid TEXT NOT NULL, sop_instance_uid TEXT NOT NULL,"
 	" result INTEGER, PRIMARY KEY (commitment_id, seq)) WITHOUT ROWID;";
 
+/*
+ * What the operator's status counts, kept by triggers in the transactions
+ * that change it (issue 19: /api/status never scans the instances). Per
+ * scope ('' for the instances' summaries, else a destination's
+ * deliveries) and state: instances and bytes; the studies with something
+ * waiting (queued or sending) and how many rows of each. A delivery's
+ * bytes are its instance's size (deliveries go before their instance, in
+ * eviction and discard alike). Older releases' writes keep them too: the
+ * triggers live in the database.
+ */
+static const char schema_tallies[] =
+	"CREATE TABLE IF NOT EXISTS tallies (scope TEXT NOT NULL, state TEXT NOT NULL,"
+	" instances INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (scope, state))"
+	" WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS waiting_studies (scope TEXT NOT NULL,"
+	" study_uid TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (scope, study_uid))"
+	" WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS instances_waiting ON instances (received_at)"
+	" WHERE state IN ('queued', 'sending');"
+	"CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (destination, received_at)"
+	" WHERE state IN ('queued', 'sending');"
+	"CREATE TRIGGER IF NOT EXISTS tally_instance_in AFTER INSERT ON instances BEGIN"
+	" INSERT INTO tallies VALUES ('', new.state, 1, new.size) ON CONFLICT DO UPDATE"
+	"  SET instances = instances + 1, bytes = bytes + excluded.bytes;"
+	" INSERT INTO waiting_studies SELECT '', new.study_uid, 1"
+	"  WHERE new.state IN ('queued', 'sending') ON CONFLICT DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS tally_instance_out AFTER DELETE ON instances BEGIN"
+	" UPDATE tallies SET instances = instances - 1, bytes = bytes - old.size"
+	"  WHERE scope = '' AND state = old.state;"
+	" UPDATE waiting_studies SET n = n - 1 WHERE scope = '' AND study_uid = old.study_uid"
+	"  AND old.state IN ('queued', 'sending');"
+	" DELETE FROM waiting_studies WHERE scope = '' AND study_uid = old.study_uid AND n <= 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS tally_instance_change AFTER UPDATE OF state, size, study_uid"
+	" ON instances WHEN old.state != new.state OR old.size != new.size"
+	" OR old.study_uid != new.study_uid BEGIN"
+	" UPDATE tallies SET instances = instances - 1, bytes = bytes - old.size"
+	"  WHERE scope = '' AND state = old.state;"
+	" INSERT INTO tallies VALUES ('', new.state, 1, new.size) ON CONFLICT DO UPDATE"
+	"  SET instances = instances + 1, bytes = bytes + excluded.bytes;"
+	/* The size its deliveries count changes with it. */
+	" UPDATE tallies SET bytes = bytes + (new.size - old.size) * (SELECT COUNT(*)"
+	"  FROM deliveries d WHERE d.instance_id = new.id AND d.destination = tallies.scope"
+	"  AND d.state = tallies.state) WHERE scope != '' AND new.size != old.size;"
+	" UPDATE waiting_studies SET n = n - 1 WHERE scope = '' AND study_uid = old.study_uid"
+	"  AND old.state IN ('queued', 'sending');"
+	" DELETE FROM waiting_studies WHERE scope = '' AND study_uid = old.study_uid AND n <= 0;"
+	" INSERT INTO waiting_studies SELECT '', new.study_uid, 1"
+	"  WHERE new.state IN ('queued', 'sending') ON CONFLICT DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS tally_delivery_in AFTER INSERT ON deliveries BEGIN"
+	" INSERT INTO tallies VALUES (new.destination, new.state, 1,"
+	"  (SELECT size FROM instances WHERE id = new.instance_id)) ON CONFLICT DO UPDATE"
+	"  SET instances = instances + 1, bytes = bytes + excluded.bytes;"
+	" INSERT INTO waiting_studies SELECT new.destination, new.study_uid, 1"
+	"  WHERE new.state IN ('queued', 'sending') ON CONFLICT DO UPDATE SET n = n + 1;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS tally_delivery_out AFTER DELETE ON deliveries BEGIN"
+	" UPDATE tallies SET instances = instances - 1, bytes = bytes -"
+	"  (SELECT size FROM instances WHERE id = old.instance_id)"
+	"  WHERE scope = old.destination AND state = old.state;"
+	" UPDATE waiting_studies SET n = n - 1 WHERE scope = old.destination"
+	"  AND study_uid = old.study_uid AND old.state IN ('queued', 'sending');"
+	" DELETE FROM waiting_studies WHERE scope = old.destination AND study_uid = old.study_uid"
+	"  AND n <= 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS tally_delivery_change AFTER UPDATE OF state, study_uid"
+	" ON deliveries WHEN old.state != new.state OR old.study_uid != new.study_uid BEGIN"
+	" UPDATE tallies SET instances = instances - 1, bytes = bytes -"
+	"  (SELECT size FROM instances WHERE id = old.instance_id)"
+	"  WHERE scope = old.destination AND state = old.state;"
+	" INSERT INTO tallies VALUES (new.destination, new.state, 1,"
+	"  (SELECT size FROM instances WHERE id = new.instance_id)) ON CONFLICT DO UPDATE"
+	"  SET instances = instances + 1, bytes = bytes + excluded.bytes;"
+	" UPDATE waiting_studies SET n = n - 1 WHERE scope = old.destination"
+	"  AND study_uid = old.study_uid AND old.state IN ('queued', 'sending');"
+	" DELETE FROM waiting_studies WHERE scope = old.destination AND study_uid = old.study_uid"
+	"  AND n <= 0;"
+	" INSERT INTO waiting_studies SELECT new.destination, new.study_uid, 1"
+	"  WHERE new.state IN ('queued', 'sending') ON CONFLICT DO UPDATE SET n = n + 1;"
+	" END;";
+
+/* The tallies of a spool that had none (a new one, or an older release's):
+ * counted once, in the transaction that creates the triggers. */
+static const char tallies_count[] =
+	"INSERT INTO tallies SELECT '', state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
+	" GROUP BY state;"
+	"INSERT INTO tallies SELECT d.destination, d.state, COUNT(*), COALESCE(SUM(i.size), 0)"
+	" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+	" GROUP BY d.destination, d.state;"
+	"INSERT INTO waiting_studies SELECT '', study_uid, COUNT(*) FROM instances"
+	" WHERE state IN ('queued', 'sending') GROUP BY study_uid;"
+	"INSERT INTO waiting_studies SELECT destination, study_uid, COUNT(*) FROM deliveries"
+	" WHERE state IN ('queued', 'sending') GROUP BY destination, study_uid;";
+
 /* --- sqlite, for every part of the spool --------------------------------- */
 
 int op__spool_sql_err(int rc)
@@ -275,6 +371,36 @@ static int on_busy(void *arg, int tries)
 	return 1;
 }
 
+/* Creates the tallies and their triggers when absent, counting them once. */
+static int open_tallies(op_spool *sp)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t t0 = op_clock_mono_ms();
+	int have = 0,
+	    rc = sqlite3_prepare_v2(
+		    sp->db,
+		    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tally_delivery_change'", -1,
+		    &st, NULL);
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		have = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return op__spool_sql_fail(sp, "tallies", rc);
+	if (have)
+		return 0;
+	rc = op__spool_exec(sp,
+			    "DROP TABLE IF EXISTS tallies; DROP TABLE IF EXISTS waiting_studies");
+	if (rc == 0)
+		rc = op__spool_exec(sp, schema_tallies);
+	if (rc == 0)
+		rc = op__spool_exec(sp, tallies_count);
+	if (rc == 0)
+		op_info("spool.tallies", "db=%s counted=1 ms=%" PRId64, sp->db_path,
+			op_clock_mono_ms() - t0);
+	return rc;
+}
+
 static int open_db(op_spool *sp)
 {
 	sqlite3_stmt *st = NULL;
@@ -355,6 +481,8 @@ static int open_db(op_spool *sp)
 	}
 	if (rc == 0)
 		rc = op__spool_exec(sp, schema_operator);
+	if (rc == 0)
+		rc = open_tallies(sp);
 	if (rc == 0)
 		rc = op__spool_exec(sp, "COMMIT");
 	if (rc < 0)

@@ -64,21 +64,13 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (dest)
-		rc = sqlite3_prepare_v2(
-			sp->ro,
-			"SELECT d.state, COUNT(*), COALESCE(SUM(i.size), 0)"
-			" FROM deliveries d JOIN instances i ON i.id = d.instance_id"
-			" WHERE d.destination = ?1 GROUP BY d.state",
-			-1, &st, NULL);
-	else
-		rc = sqlite3_prepare_v2(
-			sp->ro,
-			"SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM instances"
-			" WHERE ?1 IS NULL GROUP BY state",
-			-1, &st, NULL);
+	/* Kept by triggers (spool.c, schema_tallies): nothing here scans the
+	 * instances, however many the spool holds. */
+	rc = sqlite3_prepare_v2(sp->ro,
+				"SELECT state, instances, bytes FROM tallies WHERE scope = ?1", -1,
+				&st, NULL);
 	if (rc == SQLITE_OK)
-		op__spool_bind_text(st, 1, dest);
+		op__spool_bind_text(st, 1, dest ? dest : "");
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int i = op_spool_state_parse((const char *)sqlite3_column_text(st, 0));
 
@@ -90,20 +82,22 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
+	/* The oldest from the partial indexes of what waits. */
 	if (rc == SQLITE_DONE && dest)
-		rc = sqlite3_prepare_v2(sp->ro,
-					"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
-					" FROM deliveries WHERE destination = ?1"
-					" AND state IN ('queued', 'sending')",
-					-1, &st, NULL);
-	else if (rc == SQLITE_DONE)
 		rc = sqlite3_prepare_v2(
 			sp->ro,
-			"SELECT MIN(received_at), COUNT(DISTINCT study_uid)"
-			" FROM instances WHERE ?1 IS NULL AND state IN ('queued', 'sending')",
+			"SELECT (SELECT MIN(received_at) FROM deliveries"
+			" WHERE destination = ?1 AND state IN ('queued', 'sending')),"
+			" (SELECT COUNT(*) FROM waiting_studies WHERE scope = ?1)",
 			-1, &st, NULL);
+	else if (rc == SQLITE_DONE)
+		rc = sqlite3_prepare_v2(sp->ro,
+					"SELECT (SELECT MIN(received_at) FROM instances"
+					" WHERE state IN ('queued', 'sending')),"
+					" (SELECT COUNT(*) FROM waiting_studies WHERE scope = ?1)",
+					-1, &st, NULL);
 	if (rc == SQLITE_OK)
-		op__spool_bind_text(st, 1, dest);
+		op__spool_bind_text(st, 1, dest ? dest : "");
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		out->oldest_queued_at = sqlite3_column_int64(st, 0); /* NULL: 0 */
 		out->studies_queued = (uint64_t)sqlite3_column_int64(st, 1);

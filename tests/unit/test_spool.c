@@ -128,6 +128,12 @@ static void test_spool_upgrade_from_1(void **state)
 	spool_fx_store_ok(f, b, 900, "1.2.3.81", OP_SPOOL_STORED, NULL);
 	op_spool_close(f->sp);
 	f->sp = NULL;
+	/* As release 0.1.0 left it: no deliveries, nor the triggers of the
+	 * status tallies (which name them). */
+	spool_fx_db_exec(f, "DROP TRIGGER tally_instance_in; DROP TRIGGER tally_instance_out;"
+			    " DROP TRIGGER tally_instance_change; DROP TRIGGER tally_delivery_in;"
+			    " DROP TRIGGER tally_delivery_out; DROP TRIGGER tally_delivery_change;"
+			    " DROP TABLE tallies; DROP TABLE waiting_studies");
 	spool_fx_db_exec(f, "DROP TABLE deliveries");
 	spool_fx_db_exec(f, "UPDATE instances SET state = 'quarantined', attempts = 3,"
 			    " last_error = 'refused' WHERE sop_instance_uid = '1.2.3.81'");
