@@ -121,10 +121,14 @@ static const char schema_operator[] =
 	" copy_hash TEXT, size INTEGER NOT NULL DEFAULT 0, encode_ms INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY (hash, syntax)) WITHOUT ROWID;"
 	/* What query/retrieve finds an instance by (spool_query.c), one row
-	 * per instance, written with it; an older spool's rows are indexed by
-	 * op_spool_recover. The trigger drops the row with its instance
-	 * (eviction, discard), in an older release's transactions too. */
+	 * per instance, written with it (the instance's UIDs, patient and
+	 * modality copied, for the triggers below); an older spool's rows are
+	 * indexed by op_spool_recover. The trigger drops the row with its
+	 * instance (eviction, discard), in an older release's transactions
+	 * too. */
 	"CREATE TABLE IF NOT EXISTS qr_index (instance_id INTEGER PRIMARY KEY,"
+	" study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, patient_id TEXT NOT NULL,"
+	" modality TEXT NOT NULL,"
 	" charset TEXT NOT NULL, patient_name TEXT NOT NULL, patient_birth_date TEXT NOT NULL,"
 	" patient_sex TEXT NOT NULL, study_date TEXT NOT NULL, study_time TEXT NOT NULL,"
 	" accession_number TEXT NOT NULL, study_id TEXT NOT NULL,"
@@ -134,8 +138,46 @@ static const char schema_operator[] =
 	"CREATE TRIGGER IF NOT EXISTS qr_index_gone AFTER DELETE ON instances"
 	" BEGIN DELETE FROM qr_index WHERE instance_id = old.id; END;"
 	"CREATE INDEX IF NOT EXISTS instances_by_patient ON instances (patient_id);"
-	"CREATE INDEX IF NOT EXISTS qr_by_study_date ON qr_index (study_date);"
 	"CREATE INDEX IF NOT EXISTS qr_by_accession ON qr_index (accession_number);"
+	/* A row per series and per study, kept by the index's triggers: a
+	 * study-level C-FIND reads one row a study instead of grouping its
+	 * instances (a study's attributes: its latest instance's). */
+	"CREATE TABLE IF NOT EXISTS qr_series (series_uid TEXT PRIMARY KEY,"
+	" study_uid TEXT NOT NULL, modality TEXT NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS qr_series_by_study ON qr_series (study_uid, modality);"
+	"CREATE TABLE IF NOT EXISTS qr_studies (study_uid TEXT PRIMARY KEY,"
+	" patient_id TEXT NOT NULL, charset TEXT NOT NULL, patient_name TEXT NOT NULL,"
+	" patient_birth_date TEXT NOT NULL, patient_sex TEXT NOT NULL, study_date TEXT NOT NULL,"
+	" study_time TEXT NOT NULL, accession_number TEXT NOT NULL, study_id TEXT NOT NULL,"
+	" study_description TEXT NOT NULL, referring_physician TEXT NOT NULL,"
+	" n_series INTEGER NOT NULL, n_instances INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS qr_studies_by_patient ON qr_studies (patient_id);"
+	"CREATE INDEX IF NOT EXISTS qr_studies_by_date ON qr_studies (study_date);"
+	"CREATE TRIGGER IF NOT EXISTS qr_index_in AFTER INSERT ON qr_index BEGIN"
+	" INSERT INTO qr_series VALUES (new.series_uid, new.study_uid, new.modality, 1)"
+	"  ON CONFLICT DO UPDATE SET n = n + 1, modality = excluded.modality;"
+	" INSERT INTO qr_studies VALUES (new.study_uid, new.patient_id, new.charset,"
+	"  new.patient_name, new.patient_birth_date, new.patient_sex, new.study_date,"
+	"  new.study_time, new.accession_number, new.study_id, new.study_description,"
+	"  new.referring_physician,"
+	"  (SELECT COUNT(*) FROM qr_series WHERE study_uid = new.study_uid), 1)"
+	"  ON CONFLICT DO UPDATE SET patient_id = excluded.patient_id, charset = excluded.charset,"
+	"  patient_name = excluded.patient_name,"
+	"  patient_birth_date = excluded.patient_birth_date, patient_sex = excluded.patient_sex,"
+	"  study_date = excluded.study_date, study_time = excluded.study_time,"
+	"  accession_number = excluded.accession_number, study_id = excluded.study_id,"
+	"  study_description = excluded.study_description,"
+	"  referring_physician = excluded.referring_physician, n_series = excluded.n_series,"
+	"  n_instances = n_instances + 1;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS qr_index_out AFTER DELETE ON qr_index BEGIN"
+	" UPDATE qr_series SET n = n - 1 WHERE series_uid = old.series_uid;"
+	" DELETE FROM qr_series WHERE series_uid = old.series_uid AND n <= 0;"
+	" UPDATE qr_studies SET n_instances = n_instances - 1,"
+	"  n_series = (SELECT COUNT(*) FROM qr_series WHERE study_uid = old.study_uid)"
+	"  WHERE study_uid = old.study_uid;"
+	" DELETE FROM qr_studies WHERE study_uid = old.study_uid AND n_instances <= 0;"
+	" END;"
 	/* Storage commitment requests until reported, then kept for the
 	 * record (spool_commit.c). result NULL: not decided yet. */
 	"CREATE TABLE IF NOT EXISTS commitments (id INTEGER PRIMARY KEY,"

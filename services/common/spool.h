@@ -349,10 +349,12 @@ int64_t op_spool_stored_mark(op_spool *sp);
 /* --- Query and retrieve (spool_query.c) ----------------------------------
  *
  * C-FIND, C-MOVE and C-GET over every instance the spool holds (any
- * state). The index lives in tables of its own (q_studies, q_series,
- * q_instances), written with the instance row; triggers drop what an
- * evicted or discarded instance leaves unreferenced. Queries run on the
- * read-only connection: they never wait for a writer.
+ * state). The index lives in tables of its own: qr_index, a row per
+ * instance written with its instances row, and qr_series and qr_studies,
+ * a row per series and study kept by qr_index's triggers (a study-level
+ * C-FIND reads a row a study); triggers drop what an evicted or
+ * discarded instance leaves unreferenced. Queries run on the read-only
+ * connection: they never wait for a writer.
  */
 
 enum op_qr_level { OP_QR_PATIENT, OP_QR_STUDY, OP_QR_SERIES, OP_QR_IMAGE };

@@ -157,7 +157,7 @@ int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta);
 /* --- spool_query.c --- */
 
 /* Writes instance id's query index row (in the caller's transaction). */
-int op__spool_qr_put(op_spool *sp, int64_t id, const op_qr_attrs *q);
+int op__spool_qr_put(op_spool *sp, int64_t id, const op_instance *in);
 
 /* Indexes the instances that have no index row (a spool from an older
  * release), reading their files with read; logs progress. Takes tx_mu. */

@@ -47,36 +47,39 @@ static const struct column {
 	uint32_t tag;
 	enum op_qr_level level;
 	enum kind kind;
-	const char *expr;
+	const char *expr;  /* over an instance's rows (i, q), grouped */
+	const char *sexpr; /* over a study's row (s: qr_studies), for STUDY level */
 } columns[] = {
-	{ 0x00080005, OP_QR_IMAGE, K_TEXT, "q.charset" }, /* answered at every level */
-	{ 0x00100010, OP_QR_PATIENT, K_PN, "q.patient_name" },
-	{ 0x00100020, OP_QR_PATIENT, K_TEXT, "i.patient_id" },
-	{ 0x00100030, OP_QR_PATIENT, K_DATE, "q.patient_birth_date" },
-	{ 0x00100040, OP_QR_PATIENT, K_TEXT, "q.patient_sex" },
-	{ 0x00201200, OP_QR_PATIENT, K_COUNT, "COUNT(DISTINCT i.study_uid)" },
-	{ 0x00201202, OP_QR_PATIENT, K_COUNT, "COUNT(DISTINCT i.series_uid)" },
-	{ 0x00201204, OP_QR_PATIENT, K_COUNT, "COUNT(*)" },
-	{ 0x00080020, OP_QR_STUDY, K_DATE, "q.study_date" },
-	{ 0x00080030, OP_QR_STUDY, K_TIME, "q.study_time" },
-	{ 0x00080050, OP_QR_STUDY, K_TEXT, "q.accession_number" },
-	{ 0x00200010, OP_QR_STUDY, K_TEXT, "q.study_id" },
-	{ 0x0020000D, OP_QR_STUDY, K_UID, "i.study_uid" },
-	{ 0x00081030, OP_QR_STUDY, K_TEXT, "q.study_description" },
-	{ 0x00080090, OP_QR_STUDY, K_PN, "q.referring_physician" },
+	{ 0x00080005, OP_QR_IMAGE, K_TEXT, "q.charset", "s.charset" }, /* at every level */
+	{ 0x00100010, OP_QR_PATIENT, K_PN, "q.patient_name", "s.patient_name" },
+	{ 0x00100020, OP_QR_PATIENT, K_TEXT, "i.patient_id", "s.patient_id" },
+	{ 0x00100030, OP_QR_PATIENT, K_DATE, "q.patient_birth_date", "s.patient_birth_date" },
+	{ 0x00100040, OP_QR_PATIENT, K_TEXT, "q.patient_sex", "s.patient_sex" },
+	{ 0x00201200, OP_QR_PATIENT, K_COUNT, "COUNT(DISTINCT i.study_uid)", NULL },
+	{ 0x00201202, OP_QR_PATIENT, K_COUNT, "COUNT(DISTINCT i.series_uid)", NULL },
+	{ 0x00201204, OP_QR_PATIENT, K_COUNT, "COUNT(*)", NULL },
+	{ 0x00080020, OP_QR_STUDY, K_DATE, "q.study_date", "s.study_date" },
+	{ 0x00080030, OP_QR_STUDY, K_TIME, "q.study_time", "s.study_time" },
+	{ 0x00080050, OP_QR_STUDY, K_TEXT, "q.accession_number", "s.accession_number" },
+	{ 0x00200010, OP_QR_STUDY, K_TEXT, "q.study_id", "s.study_id" },
+	{ 0x0020000D, OP_QR_STUDY, K_UID, "i.study_uid", "s.study_uid" },
+	{ 0x00081030, OP_QR_STUDY, K_TEXT, "q.study_description", "s.study_description" },
+	{ 0x00080090, OP_QR_STUDY, K_PN, "q.referring_physician", "s.referring_physician" },
 	{ 0x00080061, OP_QR_STUDY, K_MODALITIES,
-	  "replace(group_concat(DISTINCT NULLIF(i.modality, '')), ',', '\\')" },
-	{ 0x00201206, OP_QR_STUDY, K_COUNT, "COUNT(DISTINCT i.series_uid)" },
-	{ 0x00201208, OP_QR_STUDY, K_COUNT, "COUNT(*)" },
-	{ 0x0020000E, OP_QR_SERIES, K_UID, "i.series_uid" },
-	{ 0x00080060, OP_QR_SERIES, K_TEXT, "i.modality" },
-	{ 0x00200011, OP_QR_SERIES, K_TEXT, "q.series_number" },
-	{ 0x0008103E, OP_QR_SERIES, K_TEXT, "q.series_description" },
-	{ 0x00180015, OP_QR_SERIES, K_TEXT, "q.body_part" },
-	{ 0x00201209, OP_QR_SERIES, K_COUNT, "COUNT(*)" },
-	{ 0x00080018, OP_QR_IMAGE, K_UID, "i.sop_instance_uid" },
-	{ 0x00080016, OP_QR_IMAGE, K_UID, "i.sop_class_uid" },
-	{ 0x00200013, OP_QR_IMAGE, K_TEXT, "q.instance_number" },
+	  "replace(group_concat(DISTINCT NULLIF(i.modality, '')), ',', '\\')",
+	  "(SELECT replace(group_concat(DISTINCT NULLIF(modality, '')), ',', '\\')"
+	  " FROM qr_series WHERE study_uid = s.study_uid)" },
+	{ 0x00201206, OP_QR_STUDY, K_COUNT, "COUNT(DISTINCT i.series_uid)", "s.n_series" },
+	{ 0x00201208, OP_QR_STUDY, K_COUNT, "COUNT(*)", "s.n_instances" },
+	{ 0x0020000E, OP_QR_SERIES, K_UID, "i.series_uid", NULL },
+	{ 0x00080060, OP_QR_SERIES, K_TEXT, "i.modality", NULL },
+	{ 0x00200011, OP_QR_SERIES, K_TEXT, "q.series_number", NULL },
+	{ 0x0008103E, OP_QR_SERIES, K_TEXT, "q.series_description", NULL },
+	{ 0x00180015, OP_QR_SERIES, K_TEXT, "q.body_part", NULL },
+	{ 0x00201209, OP_QR_SERIES, K_COUNT, "COUNT(*)", NULL },
+	{ 0x00080018, OP_QR_IMAGE, K_UID, "i.sop_instance_uid", NULL },
+	{ 0x00080016, OP_QR_IMAGE, K_UID, "i.sop_class_uid", NULL },
+	{ 0x00200013, OP_QR_IMAGE, K_TEXT, "q.instance_number", NULL },
 };
 
 #define N_COLUMNS (sizeof(columns) / sizeof(columns[0]))
@@ -118,10 +121,15 @@ int op_qr_tag_known(uint32_t tag)
 
 /* --- the index ------------------------------------------------------------ */
 
-int op__spool_qr_put(op_spool *sp, int64_t id, const op_qr_attrs *q)
+int op__spool_qr_put(op_spool *sp, int64_t id, const op_instance *in)
 {
 	sqlite3_stmt *st = NULL;
-	const char *const v[] = { q->charset,
+	const op_qr_attrs *q = &in->qr;
+	const char *const v[] = { in->study_uid,
+				  in->series_uid,
+				  in->patient_id,
+				  in->modality,
+				  q->charset,
 				  q->patient_name,
 				  q->patient_birth_date,
 				  q->patient_sex,
@@ -135,15 +143,28 @@ int op__spool_qr_put(op_spool *sp, int64_t id, const op_qr_attrs *q)
 				  q->series_description,
 				  q->body_part,
 				  q->instance_number };
-	int rc = sqlite3_prepare_v2(
-		sp->db,
-		"INSERT OR REPLACE INTO qr_index (instance_id, charset, patient_name,"
-		" patient_birth_date, patient_sex, study_date, study_time, accession_number,"
-		" study_id, study_description, referring_physician, series_number,"
-		" series_description, body_part, instance_number)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-		-1, &st, NULL);
+	/* A DELETE first, not INSERT OR REPLACE: the series' and study's rows
+	 * follow by the index's delete trigger, which a REPLACE skips. */
+	int rc = sqlite3_prepare_v2(sp->db, "DELETE FROM qr_index WHERE instance_id = ?", -1, &st,
+				    NULL);
 
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, id);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_IOERR;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(
+			sp->db,
+			"INSERT INTO qr_index (instance_id, study_uid, series_uid, patient_id,"
+			" modality, charset, patient_name, patient_birth_date, patient_sex,"
+			" study_date, study_time, accession_number, study_id, study_description,"
+			" referring_physician, series_number, series_description, body_part,"
+			" instance_number) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+			"?12,"
+			" ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+			-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, id);
 		for (int i = 0; i < (int)(sizeof(v) / sizeof(v[0])); i++)
@@ -158,13 +179,15 @@ int op__spool_qr_put(op_spool *sp, int64_t id, const op_qr_attrs *q)
 #define BACKFILL_BATCH 500
 #define BACKFILL_LOG_MS 5000
 
-/* Up to BACKFILL_BATCH ids of instances without an index row. */
+/* Up to BACKFILL_BATCH instances without an index row: ids, hashes, and
+ * what the index copies from their rows (into rows[k]). */
 static int unindexed(op_spool *sp, int64_t after, int64_t *ids, char (*hashes)[OP_HASH_HEX + 1],
-		     unsigned *n)
+		     op_instance *rows, unsigned *n)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(sp->db,
-				    "SELECT i.id, i.hash FROM instances i WHERE i.id > ?1 AND NOT"
+				    "SELECT i.id, i.hash, i.study_uid, i.series_uid, i.patient_id,"
+				    " i.modality FROM instances i WHERE i.id > ?1 AND NOT"
 				    " EXISTS (SELECT 1 FROM qr_index q WHERE q.instance_id = i.id)"
 				    " ORDER BY i.id LIMIT ?2",
 				    -1, &st, NULL);
@@ -174,8 +197,18 @@ static int unindexed(op_spool *sp, int64_t after, int64_t *ids, char (*hashes)[O
 		sqlite3_bind_int64(st, 1, after);
 		sqlite3_bind_int(st, 2, BACKFILL_BATCH);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			op_instance *r = &rows[*n];
+
 			ids[*n] = sqlite3_column_int64(st, 0);
 			snprintf(hashes[*n], OP_HASH_HEX + 1, "%s", sqlite3_column_text(st, 1));
+			snprintf(r->study_uid, sizeof(r->study_uid), "%s",
+				 sqlite3_column_text(st, 2));
+			snprintf(r->series_uid, sizeof(r->series_uid), "%s",
+				 sqlite3_column_text(st, 3));
+			snprintf(r->patient_id, sizeof(r->patient_id), "%s",
+				 sqlite3_column_text(st, 4));
+			snprintf(r->modality, sizeof(r->modality), "%s",
+				 sqlite3_column_text(st, 5));
 			(*n)++;
 		}
 	}
@@ -188,18 +221,19 @@ int op__spool_qr_backfill(op_spool *sp, op_spool_reader read, void *ctx, unsigne
 	int64_t *ids = calloc(BACKFILL_BATCH, sizeof(*ids));
 	char(*hashes)[OP_HASH_HEX + 1] = calloc(BACKFILL_BATCH, sizeof(*hashes));
 	op_instance *inst = calloc(1, sizeof(*inst));
+	op_instance *rows = calloc(BACKFILL_BATCH, sizeof(*rows));
 	int64_t last = 0, t0 = op_clock_mono_ms(), logged = t0;
 	unsigned n = 0, unreadable = 0;
 	int rc;
 
 	*indexed = 0;
-	if (!ids || !hashes || !inst) {
+	if (!ids || !hashes || !inst || !rows) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	/* Reads happen outside the transactions: a slow disk does not hold
 	 * the uplink's claims (recovery runs before the receiver listens). */
-	while ((rc = unindexed(sp, last, ids, hashes, &n)) == 0 && n > 0) {
+	while ((rc = unindexed(sp, last, ids, hashes, rows, &n)) == 0 && n > 0) {
 		char path[PATH_MAX], err[256];
 
 		pthread_mutex_lock(&sp->tx_mu);
@@ -213,7 +247,10 @@ int op__spool_qr_backfill(op_spool *sp, op_spool_reader read, void *ctx, unsigne
 				memset(&inst->qr, 0, sizeof(inst->qr));
 				unreadable++;
 			}
-			rc = op__spool_qr_put(sp, ids[k], &inst->qr);
+			/* The row's UIDs, not the file's: the index follows the
+			 * spool. */
+			rows[k].qr = inst->qr;
+			rc = op__spool_qr_put(sp, ids[k], &rows[k]);
 			last = ids[k];
 		}
 		rc = rc == 0 ? op__spool_exec(sp, "COMMIT") : rc;
@@ -236,6 +273,7 @@ out:
 	free(ids);
 	free(hashes);
 	free(inst);
+	free(rows);
 	return rc;
 }
 
@@ -409,18 +447,25 @@ static int add_match(struct query *qy, const struct column *c, const char *v, ch
 /* What applies to an instance's row: the keys at level and above with a
  * value (universal matching puts no condition). ModalitiesInStudy goes
  * to HAVING; counts only answer. */
-static int add_where(struct query *qy, enum op_qr_level level, const op_qr_key *keys, unsigned n,
-		     char *err, size_t errlen)
+static int add_where(struct query *qy, enum op_qr_level level, int studies, const op_qr_key *keys,
+		     unsigned n, char *err, size_t errlen)
 {
-	add(qy, " FROM instances i LEFT JOIN qr_index q ON q.instance_id = i.id WHERE 1");
+	if (studies)
+		add(qy, " FROM qr_studies s WHERE 1");
+	else
+		add(qy, " FROM instances i LEFT JOIN qr_index q ON q.instance_id = i.id WHERE 1");
 	for (unsigned k = 0; k < n; k++) {
 		const struct column *c = column_of(keys[k].tag);
+		struct column own;
 		int rc;
 
 		if (!c || c->level > level || !keys[k].value[0] || c->kind == K_COUNT ||
 		    c->kind == K_MODALITIES || c->tag == 0x00080005)
 			continue;
-		if ((rc = add_match(qy, c, keys[k].value, err, errlen)) < 0)
+		own = *c;
+		if (studies)
+			own.expr = c->sexpr;
+		if ((rc = add_match(qy, &own, keys[k].value, err, errlen)) < 0)
 			return rc;
 	}
 	for (unsigned k = 0; k < n; k++) {
@@ -428,8 +473,15 @@ static int add_where(struct query *qy, enum op_qr_level level, const op_qr_key *
 		if (c && c->kind == K_MODALITIES && c->level <= level && keys[k].value[0]) {
 			/* The study is matched by any of its series: every
 			 * row of it stays, for the counts. */
-			add(qy, " AND i.study_uid IN (SELECT study_uid FROM instances WHERE ");
-			add_list(qy, "modality", keys[k].value);
+			if (studies) {
+				add(qy, " AND EXISTS (SELECT 1 FROM qr_series WHERE study_uid ="
+					" s.study_uid AND ");
+				add_list(qy, "modality", keys[k].value);
+			} else {
+				add(qy,
+				    " AND i.study_uid IN (SELECT study_uid FROM instances WHERE ");
+				add_list(qy, "modality", keys[k].value);
+			}
 			add(qy, ")");
 		}
 	}
@@ -484,7 +536,9 @@ int op_spool_find(op_spool *sp, enum op_qr_level level, int patient_root, const 
 	}
 	/* Each key's answer: its column (MAX() of a group's rows: one value
 	 * for what the group shares), or '' when it is below the level or
-	 * not indexed. */
+	 * not indexed. STUDY level reads the studies' own rows. */
+	int studies = level == OP_QR_STUDY;
+
 	add(qy, "SELECT ");
 	for (unsigned k = 0; k < n; k++) {
 		const struct column *c = column_of(keys[k].tag);
@@ -494,6 +548,8 @@ int op_spool_find(op_spool *sp, enum op_qr_level level, int patient_root, const 
 			own = c->level == level;
 		if (!own)
 			add(qy, "%s''", k ? ", " : "");
+		else if (studies)
+			add(qy, "%s%s", k ? ", " : "", c->sexpr);
 		else if (c->kind == K_COUNT || c->kind == K_MODALITIES)
 			add(qy, "%s%s", k ? ", " : "", c->expr);
 		else
@@ -501,9 +557,10 @@ int op_spool_find(op_spool *sp, enum op_qr_level level, int patient_root, const 
 	}
 	if (n == 0)
 		add(qy, "1");
-	if ((rc = add_where(qy, level, keys, n, err, errlen)) < 0)
+	if ((rc = add_where(qy, level, studies, keys, n, err, errlen)) < 0)
 		goto out;
-	add(qy, " GROUP BY %s", group_by[level]);
+	if (!studies)
+		add(qy, " GROUP BY %s", group_by[level]);
 	if ((rc = prepare(sp, qy, &st, err, errlen)) < 0)
 		goto out;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -552,7 +609,7 @@ int op_spool_retrieve(op_spool *sp, enum op_qr_level level, int patient_root, co
 	if (!(qy = calloc(1, sizeof(*qy))))
 		return -ENOMEM;
 	add(qy, "SELECT i.sop_instance_uid, i.sop_class_uid, i.transfer_syntax, i.hash, i.size");
-	if ((rc = add_where(qy, level, keys, n, err, errlen)) < 0)
+	if ((rc = add_where(qy, level, 0, keys, n, err, errlen)) < 0)
 		goto out;
 	add(qy, " ORDER BY i.study_uid, CAST(q.series_number AS INTEGER), i.series_uid,"
 		" CAST(q.instance_number AS INTEGER), i.id");

@@ -414,8 +414,7 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 			goto out;
 	}
 	if ((rc = op__spool_add_deliveries(sp, id, in, now)) < 0 ||
-	    (rc = op__spool_refresh(sp, id, now)) < 0 ||
-	    (rc = op__spool_qr_put(sp, id, &in->qr)) < 0)
+	    (rc = op__spool_refresh(sp, id, now)) < 0 || (rc = op__spool_qr_put(sp, id, in)) < 0)
 		return rc;
 	rc = SQLITE_DONE;
 	if (found) {

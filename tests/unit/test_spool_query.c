@@ -40,12 +40,12 @@ static const struct row rows[] = {
 
 #define N_ROWS (sizeof(rows) / sizeof(rows[0]))
 
-static void store_row(struct spool_fx *f, const struct row *r)
+static void store_row(struct spool_fx *f, const struct row *r, unsigned seed)
 {
 	op_spool_object *obj = NULL;
 	enum op_spool_outcome outcome;
 	op_instance in;
-	unsigned char *data = spool_fx_content(f, r->sop, 300, 7);
+	unsigned char *data = spool_fx_content(f, r->sop, 300, seed);
 
 	spool_fx_fill_inst(&in, r->sop);
 	snprintf(in.study_uid, sizeof(in.study_uid), "%s", r->study);
@@ -70,7 +70,7 @@ static int setup(void **state)
 	int rc = spool_fx_setup(state);
 
 	for (size_t i = 0; rc == 0 && i < N_ROWS; i++)
-		store_row(*state, &rows[i]);
+		store_row(*state, &rows[i], 7);
 	return rc;
 }
 
@@ -300,6 +300,9 @@ static void test_evicted_not_found(void **state)
 	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
 	assert_int_equal(evicted, 1);
 	assert_string_equal(find(f, OP_QR_IMAGE, 0, k, 1), "1.1.1;1.1.2;1.1.3;1.2.1");
+	/* The study's own row went with its last instance. */
+	op_qr_key studies[] = { { STUDY_UID, "" }, { STUDY_INSTANCES, "" }, { STUDY_SERIES, "" } };
+	assert_string_equal(find(f, OP_QR_STUDY, 0, studies, 3), "2.1|3|2;2.2|1|1");
 	assert_int_equal(
 		op_spool_retrieve(f->sp, OP_QR_SERIES, 0, series, 1, &items, &n, err, sizeof(err)),
 		0);
@@ -333,6 +336,25 @@ static void test_keep_sent_days(void **state)
 	op_spool_set_limits(f->sp, &f->limits);
 	assert_int_equal(op_spool_evict_sent(f->sp, 0, &evicted, &freed), 0);
 	assert_int_equal(evicted, N_ROWS - 1);
+}
+
+/* A replacement that moves an instance to another study moves its counts
+ * and the study's attributes with it. */
+static void test_replacement_moves_counts(void **state)
+{
+	struct spool_fx *f = *state;
+	struct row moved = rows[2]; /* 1.1.3, the SR series of study 2.1 */
+	op_qr_key k[] = { { STUDY_UID, "" },
+			  { STUDY_INSTANCES, "" },
+			  { STUDY_SERIES, "" },
+			  { MODALITIES, "" },
+			  { ACCESSION, "" } };
+
+	moved.study = "2.9";
+	moved.accession = "ACC9";
+	store_row(f, &moved, 8); /* other bytes, same UID: a new version */
+	assert_string_equal(find(f, OP_QR_STUDY, 0, k, 5),
+			    "2.1|2|1|CT|ACC1;2.2|1|1|MR|ACC2;2.3|1|1|CR|ACC3;2.9|1|1|SR|ACC9");
 }
 
 /* Recovery's reader for an older spool: the name from the file's SOP. */
@@ -383,6 +405,7 @@ int main(void)
 		QUERY_TEST(test_retrieve),
 		QUERY_TEST(test_evicted_not_found),
 		QUERY_TEST(test_keep_sent_days),
+		QUERY_TEST(test_replacement_moves_counts),
 		QUERY_TEST(test_older_spool_indexed),
 	};
 
