@@ -339,6 +339,7 @@ bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_compression.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console_load.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_query.py
 
 # --- style -------------------------------------------------------------------
 
