@@ -415,7 +415,11 @@ def report(r, args, tmp, load):
         if line.startswith("fill: stored") or line.startswith("fill: ") and "settled" in line:
             w(f"- {line[6:]}")
     w(f"- outpost-receiver start on it (until receiver.ready): "
-      f"{', '.join(f'{s:.2f} s' for s in r['starts'])}")
+      f"{', '.join(f'{s:.2f} s' for s in r['starts'])}; its peak RSS after the start "
+      f"{r['start_rss_kb'] / 1024:.0f} MiB, after the queries and retrieves "
+      f"{r.get('end_rss_kb', 0) / 1024:.0f} MiB")
+    for line in r.get("recovery", []):
+        w(f"  - `{line}`")
     w("")
     w(f"C-FIND, Study Root, STUDY level, {len(STUDY_KEYS)} keys, one association, "
       f"{args.queries} queries of each kind (interleaved): latency in ms from C-FIND-RQ to "
@@ -530,7 +534,9 @@ def main():
                 t0 = time.perf_counter()
                 rx.start(timeout=900)
                 r["starts"].append(time.perf_counter() - t0)
-                log(f"receiver started on the spool in {r['starts'][-1]:.2f} s")
+                r["start_rss_kb"] = rx.rss_peak_kb()
+                log(f"receiver started on the spool in {r['starts'][-1]:.2f} s, "
+                    f"peak RSS {r['start_rss_kb'] / 1024:.0f} MiB")
                 if len(r["starts"]) < 2:
                     rx.stop()
             if "find" not in skip:
@@ -564,8 +570,12 @@ def main():
                     if rep:
                         r["get"].append(pair["get"])
                         r["scp"].append(pair["scp"])
+            r["end_rss_kb"] = rx.rss_peak_kb()
         finally:
             rx.stop()
+        # What recovery did at each start (the receiver's own log lines).
+        r["recovery"] = [ln.split(" ", 1)[-1] for ln in rx.log().splitlines()
+                         if "spool.recover" in ln or "spool.qr_index" in ln][:8]
 
         if "ingest" not in skip:
             prev = prev_build(args, tmp)

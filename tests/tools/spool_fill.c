@@ -14,7 +14,11 @@
  *     --sent PCT, --quarantined PCT, --sending PCT
  *                      of the studies (90, 2, 0); the rest stay queued
  *     --seed X         (1)
+ *     --cache-mb M     sqlite's page cache per connection (256; 0: sqlite's
+ *                      default, 2 MB)
  *     --durable        keep every fsync (see below)
+ *     --states-only    store nothing: give DIR's studies their states (a
+ *                      fill stopped while settling, or another mix)
  *
  * Instances: study s (0 <= s < S) has instances [s * N / S, (s+1) * N / S),
  * in K series; its patient, date (2010-01-01 to 2026-12-31), time,
@@ -48,6 +52,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,14 +79,36 @@ int fdatasync(int fd)
 	return durable ? (int)syscall(SYS_fdatasync, fd) : 0;
 }
 
+/*
+ * sqlite's page cache, on every connection this process opens (an
+ * auto-extension runs at each open, before the spool's own pragmas, none
+ * of which is cache_size). sqlite's default of 2 MB holds a small part of
+ * the indexes of a million rows: each insert then reads its leaf pages
+ * back from the kernel, and the fill slows as the spool grows.
+ */
+static int cache_kib = 262144;
+
+static int big_cache(sqlite3 *db, char **err, const void *api)
+{
+	char sql[64];
+
+	(void)err;
+	(void)api;
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size=-%d", cache_kib);
+	sqlite3_exec(db, sql, NULL, NULL, NULL);
+	return SQLITE_OK;
+}
+
 /* --- what a study holds -------------------------------------------------- */
 
 struct opts {
 	uint64_t instances, studies, patients;
 	unsigned series, payload, threads;
 	unsigned sent, quarantined, sending; /* percent of studies */
+	unsigned cache_mb;
 	uint64_t seed;
 	int describe;
+	int states_only; /* no fill: the states of what DIR holds */
 	const char *dir;
 };
 
@@ -300,10 +327,41 @@ static uint64_t study_number(const char *uid)
 	return dot ? strtoull(dot + 1, NULL, 10) : 0;
 }
 
+/* What a queued study's instances go back with, at the end. */
+struct held {
+	int64_t id;
+	char hash[OP_HASH_HEX + 1];
+};
+
+/* Requeues what was held, due at now: queued as received, one attempt
+ * made (the uplink's REQUEUE counts none). */
+static int requeue_held(op_spool *sp, const struct held *h, size_t n, int64_t now)
+{
+	op_spool_settlement st[500];
+	int rc = 0;
+
+	for (size_t done = 0; rc == 0 && done < n;) {
+		unsigned k = 0;
+
+		for (; k < 500 && done + k < n; k++)
+			st[k] = (op_spool_settlement){ .id = h[done + k].id,
+						       .hash = h[done + k].hash,
+						       .verdict = OP_VERDICT_REQUEUE,
+						       .next_attempt_at = now };
+		rc = op_spool_settle(sp, OP_SPOOL_DEFAULT_DESTINATION, st, k, now);
+		done += k;
+	}
+	return rc;
+}
+
 /*
- * Claims every study once and gives it its fate. Claims are made at a
- * fixed now: a study requeued due at now + 1 is not claimed again, and is
- * due (queued) for an uplink that starts later.
+ * Claims every study once and gives it its fate: sent or quarantined
+ * (settled at once), sending (left claimed), or queued. The queued ones
+ * are held (claimed) until every other study is done, then requeued due
+ * at once: requeued on the way, with a next attempt later than the claims'
+ * now, each claim would scan past all of them (claim's first row is the
+ * oldest queued row that is due, and the queue's index does not order by
+ * when a row is due), and the loop would slow with their number.
  */
 static int settle_all(const struct opts *o, op_spool *sp, uint64_t counts[4], uint64_t *studies)
 {
@@ -311,6 +369,8 @@ static int settle_all(const struct opts *o, op_spool *sp, uint64_t counts[4], ui
 	unsigned max = (unsigned)(o->instances / o->studies + 2) * 2;
 	op_spool_item *items = calloc(max, sizeof(*items));
 	op_spool_settlement *st = calloc(max, sizeof(*st));
+	struct held *held = NULL;
+	size_t n_held = 0, cap = 0;
 	int64_t now = wall_ms();
 	unsigned n;
 	int rc;
@@ -328,24 +388,42 @@ static int settle_all(const struct opts *o, op_spool *sp, uint64_t counts[4], ui
 		counts[fate] += n;
 		if (fate == F_SENDING)
 			continue;
+		if (fate == F_QUEUED) {
+			if (n_held + n > cap) {
+				size_t grow = (n_held + n) * 2;
+				struct held *more = realloc(held, grow * sizeof(*held));
+				if (!more) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				held = more;
+				cap = grow;
+			}
+			for (unsigned k = 0; k < n; k++) {
+				held[n_held].id = items[k].id;
+				memcpy(held[n_held].hash, items[k].hash, sizeof(held[0].hash));
+				n_held++;
+			}
+			continue;
+		}
 		for (unsigned k = 0; k < n; k++) {
 			st[k] = (op_spool_settlement){ .id = items[k].id, .hash = items[k].hash };
 			if (fate == F_SENT) {
 				st[k].verdict = OP_VERDICT_SENT;
-			} else if (fate == F_QUARANTINED) {
+			} else {
 				st[k].verdict = OP_VERDICT_QUARANTINE;
 				st[k].error = "spool_fill: refused (a benchmark's fixture)";
-			} else {
-				st[k].verdict = OP_VERDICT_REQUEUE;
-				st[k].next_attempt_at = now + 1;
 			}
 		}
 		if ((rc = op_spool_settle(sp, OP_SPOOL_DEFAULT_DESTINATION, st, n, now)) < 0)
 			break;
 	}
+	if (rc == 0)
+		rc = requeue_held(sp, held, n_held, wall_ms());
 out:
 	free(items);
 	free(st);
+	free(held);
 	return rc;
 }
 
@@ -355,8 +433,8 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: spool_fill [--instances N] [--studies S] [--patients P]"
 			" [--series K] [--payload B] [--threads T] [--sent PCT]"
-			" [--quarantined PCT] [--sending PCT] [--seed X] [--durable]"
-			" [--describe] DIR\n");
+			" [--quarantined PCT] [--sending PCT] [--seed X] [--cache-mb M] [--durable]"
+			" [--states-only] [--describe] DIR\n");
 	return 2;
 }
 
@@ -383,6 +461,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			    .threads = 32,
 			    .sent = 90,
 			    .quarantined = 2,
+			    .cache_mb = 256,
 			    .seed = 1 };
 	for (int a = 1; a < argc; a++) {
 		static const struct {
@@ -401,6 +480,7 @@ static int parse(int argc, char **argv, struct opts *o)
 			FLAG("--quarantined", quarantined, 0, 100),
 			FLAG("--sending", sending, 0, 100),
 			FLAG("--seed", seed, 0, UINT32_MAX),
+			FLAG("--cache-mb", cache_mb, 0, 65536),
 #undef FLAG
 		};
 		size_t f;
@@ -408,6 +488,10 @@ static int parse(int argc, char **argv, struct opts *o)
 
 		if (strcmp(argv[a], "--durable") == 0) {
 			durable = 1;
+			continue;
+		}
+		if (strcmp(argv[a], "--states-only") == 0) {
+			o->states_only = 1;
 			continue;
 		}
 		if (strcmp(argv[a], "--describe") == 0) {
@@ -472,6 +556,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	op_log_set_level(OP_LOG_WARN);
+	cache_kib = (int)o.cache_mb * 1024;
+	if (cache_kib)
+		sqlite3_auto_extension((void (*)(void))big_cache);
 	if (sodium_init() < 0)
 		return 1;
 	if ((rc = op_spool_open(o.dir, &limits, &sp)) < 0) {
@@ -479,8 +566,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("fill: %" PRIu64 " instances, %" PRIu64 " studies, %" PRIu64
-	       " patients, %u series per study, %u bytes each, %u threads, fsync %s\n",
-	       o.instances, o.studies, o.patients, o.series, o.payload, o.threads,
+	       " patients, %u series per study, %u bytes each, %u threads, sqlite cache %u MB,"
+	       " fsync %s\n",
+	       o.instances, o.studies, o.patients, o.series, o.payload, o.threads, o.cache_mb,
 	       durable ? "kept" : "skipped (one syncfs at the end)");
 	fflush(stdout);
 	f.o = &o;
@@ -488,6 +576,11 @@ int main(int argc, char **argv)
 	if (!(tids = calloc(o.threads, sizeof(*tids)))) {
 		rc = -ENOMEM;
 		goto out;
+	}
+	if (o.states_only) {
+		/* Nothing to store: the loop below ends at once. */
+		o.threads = 0;
+		f.stored = o.instances;
 	}
 	t0 = now_s();
 	for (unsigned k = 0; k < o.threads; k++)
@@ -515,8 +608,9 @@ int main(int argc, char **argv)
 	t1 = now_s();
 	if ((rc = f.failed) < 0)
 		goto out;
-	printf("fill: stored %" PRIu64 " in %.1f s: %.0f instances/s\n", (uint64_t)f.stored,
-	       t1 - t0, (double)f.stored / (t1 - t0));
+	if (!o.states_only)
+		printf("fill: stored %" PRIu64 " in %.1f s: %.0f instances/s\n", (uint64_t)f.stored,
+		       t1 - t0, (double)f.stored / (t1 - t0));
 	fflush(stdout);
 	if ((rc = settle_all(&o, sp, counts, &settled)) < 0) {
 		fprintf(stderr, "spool_fill: claiming and settling: %s\n", strerror(-rc));
