@@ -15,7 +15,8 @@ The issue's goals:
 Method (docs/BENCHMARKS.md explains how to read the output):
 - the spool is made by tests/tools/spool_fill (the spool's own API, not by
   receiving: see that file for what it holds and how), once, and kept under
-  /tmp/outpost-bench-query/<the tool's build hash>-<sizes>/spool, so a rerun
+  /tmp/outpost-bench-query/<hash of the tool's build without its debug
+  information and build ID>-<sizes>/spool, so a rerun
   with the same build skips the fill (--refill forces one); the fill's own
   rates are printed from its log either way;
 - outpost-receiver starts on that spool; the time until it logs
@@ -102,7 +103,13 @@ def fill_args(args):
 
 def cached_spool(args):
     """The filled spool's folder (filling it when absent) and the fill's log."""
-    with open(fill_tool(), "rb") as f:
+    # The tool's code, without its debug information and build ID (a hash
+    # of the whole file, debug information included): a comment moves line
+    # numbers, not what the tool stores.
+    stripped = os.path.join(args.tmp, "spool_fill.stripped")
+    subprocess.run(["objcopy", "--strip-debug", "--remove-section=.note.gnu.build-id",
+                    fill_tool(), stripped], check=True)
+    with open(stripped, "rb") as f:
         build_hash = hashlib.sha256(f.read()).hexdigest()[:16]
     key = f"{build_hash}-{args.instances}-{args.studies}-{args.patients}"
     home = os.path.join(args.cache, key)
@@ -512,6 +519,7 @@ def main():
          "ingest": {}, "starts": []}
 
     with scratch(args, "outpost-bench-query-") as tmp:
+        args.tmp = tmp
         home, spool, r["fill_log"], r["cached"] = cached_spool(args)
         for line in r["fill_log"].splitlines():
             if line.startswith("fill:") or line.startswith("RESULT"):
