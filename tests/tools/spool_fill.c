@@ -46,7 +46,8 @@
  * instances: 935 stored/s, 15 studies settled/s).
  *
  * Prints what it did and its rates on stdout ("fill: ..." lines, and a
- * last line "RESULT instances=N ... fill_per_s=R settle_per_s=R").
+ * last line "RESULT instances=N ... fill_per_s=R settle_studies_per_s=R";
+ * instances=0 with --states-only).
  * Exits 0 on success, 1 on a failure, 2 on a usage error.
  */
 #include <errno.h>
@@ -641,7 +642,8 @@ int main(int argc, char **argv)
 	printf("fill: syncfs %.1f s\n", t3 - t2);
 	printf("RESULT instances=%" PRIu64 " studies=%" PRIu64 " fill_s=%.1f fill_per_s=%.0f"
 	       " settle_s=%.1f settle_studies_per_s=%.0f sync_s=%.1f durable=%d\n",
-	       (uint64_t)f.stored, settled, t1 - t0, (double)f.stored / (t1 - t0), t2 - t1,
+	       o.states_only ? 0 : (uint64_t)f.stored, settled, t1 - t0,
+	       o.states_only ? 0 : (double)f.stored / (t1 - t0), t2 - t1,
 	       (double)settled / (t2 - t1), t3 - t2, durable);
 out:
 	free(tids);
