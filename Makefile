@@ -133,10 +133,15 @@ $(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRC)),$(eval $(call unit_test,$(t
 
 # Test-only programs (tests/tools/): a layer's C API driven from the
 # integration tests, never part of the production binaries.
-TOOL_BINS := $(BUILD)/tests/dicom_send_cli
+TOOL_BINS := $(BUILD)/tests/dicom_send_cli $(BUILD)/tests/spool_fill
 $(BUILD)/tests/dicom_send_cli: $(BUILD)/obj/tests/tools/dicom_send_cli.o $(call link_libs,dicom)
 	@mkdir -p $(dir $@)
 	$(call linker,dicom) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,dicom)
+# spool_fill defines fsync() and fdatasync() (skipped unless --durable):
+# -rdynamic so that the shared libsqlite3 calls them too, not libc's.
+$(BUILD)/tests/spool_fill: $(BUILD)/obj/tests/tools/spool_fill.o $(call link_libs,common)
+	@mkdir -p $(dir $@)
+	$(call linker,common) $(ALL_LDFLAGS) -rdynamic $^ -o $@ $(call link_ext,common)
 
 all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS) $(TOOL_BINS)
 
@@ -343,6 +348,7 @@ bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_compression.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console_load.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_query.py
 
 # --- style -------------------------------------------------------------------
 
