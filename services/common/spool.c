@@ -343,6 +343,34 @@ int op__spool_exec_text(op_spool *sp, const char *sql, const char *arg)
 	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "exec", rc);
 }
 
+int op__spool_prepare(op_spool *sp, const char *sql, sqlite3_stmt **st)
+{
+	size_t n = sizeof(sp->stmts) / sizeof(sp->stmts[0]), i;
+
+	for (i = 0; i < n && sp->stmts[i].sql; i++) {
+		if (sp->stmts[i].sql == sql) {
+			*st = sp->stmts[i].st;
+			return SQLITE_OK;
+		}
+	}
+	if (i == n) /* more call sites than slots: a programming error */
+		return SQLITE_MISUSE;
+	int rc = sqlite3_prepare_v3(sp->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+	if (rc == SQLITE_OK) {
+		sp->stmts[i].sql = sql;
+		sp->stmts[i].st = *st;
+	}
+	return rc;
+}
+
+void op__spool_done(sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
@@ -604,6 +632,8 @@ void op_spool_close(op_spool *sp)
 {
 	if (!sp)
 		return;
+	for (size_t i = 0; i < sizeof(sp->stmts) / sizeof(sp->stmts[0]); i++)
+		sqlite3_finalize(sp->stmts[i].st);
 	sqlite3_close(sp->ro);
 	sqlite3_close(sp->db);
 	pthread_mutex_destroy(&sp->mu);
@@ -723,8 +753,8 @@ int op__spool_refresh(op_spool *sp, int64_t id, int64_t now)
 	int64_t next = 0;
 	int rc;
 
-	rc = sqlite3_prepare_v2(
-		sp->db,
+	rc = op__spool_prepare(
+		sp,
 		"SELECT CASE WHEN SUM(state = 'sending') THEN 'sending'"
 		" WHEN SUM(state = 'queued') THEN 'queued'"
 		" WHEN SUM(state = 'quarantined') THEN 'quarantined' ELSE 'sent' END,"
@@ -734,7 +764,7 @@ int op__spool_refresh(op_spool *sp, int64_t id, int64_t now)
 		"  AND last_error IS NOT NULL"
 		"  ORDER BY state = 'quarantined' DESC, state_changed_at DESC LIMIT 1)"
 		" FROM deliveries WHERE instance_id = ?1",
-		-1, &st, NULL);
+		&st);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, id);
 		rc = sqlite3_step(st);
@@ -747,15 +777,15 @@ int op__spool_refresh(op_spool *sp, int64_t id, int64_t now)
 		    !(error = strdup((const char *)sqlite3_column_text(st, 3))))
 			rc = SQLITE_NOMEM;
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc != SQLITE_ROW)
 		goto out;
-	rc = sqlite3_prepare_v2(sp->db,
-				"UPDATE instances SET attempts = ?3, next_attempt_at = ?4,"
-				" last_error = ?5, state_changed_at = CASE WHEN state = ?2"
-				" THEN state_changed_at ELSE ?6 END, state = ?2 WHERE id = ?1",
-				-1, &st, NULL);
+	rc = op__spool_prepare(sp,
+			       "UPDATE instances SET attempts = ?3, next_attempt_at = ?4,"
+			       " last_error = ?5, state_changed_at = CASE WHEN state = ?2"
+			       " THEN state_changed_at ELSE ?6 END, state = ?2 WHERE id = ?1",
+			       &st);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, id);
 		op__spool_bind_text(st, 2, state);
@@ -766,7 +796,7 @@ int op__spool_refresh(op_spool *sp, int64_t id, int64_t now)
 		rc = sqlite3_step(st);
 	}
 out:
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	free(error);
 	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "refresh", rc);
 }
@@ -780,12 +810,12 @@ int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, in
 	if (in->local_only)
 		return 0;
 	/* A destination listed twice (two routes to it) is one delivery. */
-	rc = sqlite3_prepare_v2(
-		sp->db,
+	rc = op__spool_prepare(
+		sp,
 		"INSERT OR IGNORE INTO deliveries (instance_id, destination, study_uid,"
 		" priority, received_at, state_changed_at)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-		-1, &st, NULL);
+		&st);
 	for (const char *p = list; rc == SQLITE_OK && *p;) {
 		size_t len = strcspn(p, ",");
 
@@ -800,7 +830,7 @@ int op__spool_add_deliveries(op_spool *sp, int64_t id, const op_instance *in, in
 		p += len;
 		p += *p == ',';
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	return rc == SQLITE_OK ? 0 : op__spool_sql_fail(sp, "deliveries", rc);
 }
 

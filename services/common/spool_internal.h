@@ -61,6 +61,14 @@ struct op_spool {
 	 * committed (guarded by gc_mu): their files must not be unlinked as
 	 * "old versions" meanwhile. */
 	struct op__spool_pin *pins;
+
+	/* The write path's statements, prepared once (op__spool_prepare):
+	 * their triggers are compiled with them, at every prepare. Used
+	 * under tx_mu, like every statement on db. */
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmts[16];
 };
 
 /* --- spool.c: sqlite, usage and limits ----------------------------------- */
@@ -86,6 +94,15 @@ int op__spool_exec_text(op_spool *sp, const char *sql, const char *arg);
 
 /* Binds s (NULL: SQL NULL), which must outlive the statement's use. */
 int op__spool_bind_text(sqlite3_stmt *st, int i, const char *s);
+
+/* The statement for sql (a string literal: it is cached by its address),
+ * prepared on db at its first use; give it back with op__spool_done()
+ * instead of sqlite3_finalize(). Returns sqlite's code. Caller holds
+ * tx_mu (or is alone on sp, as recovery is). */
+int op__spool_prepare(op_spool *sp, const char *sql, sqlite3_stmt **st);
+
+/* Resets a statement of op__spool_prepare() for its next use. */
+void op__spool_done(sqlite3_stmt *st);
 
 /* Reads the usage again from the rows (another process may have changed
  * them). */

@@ -143,17 +143,17 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 int op__spool_counter_add(op_spool *sp, const char *name, uint64_t delta)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(sp->db,
-				    "INSERT INTO counters (name, value) VALUES (?1, ?2)"
-				    " ON CONFLICT (name) DO UPDATE SET value = value + ?2",
-				    -1, &st, NULL);
+	int rc = op__spool_prepare(sp,
+				   "INSERT INTO counters (name, value) VALUES (?1, ?2)"
+				   " ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+				   &st);
 
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, name);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)delta);
 		rc = sqlite3_step(st);
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "counter", rc);
 }
 

@@ -145,18 +145,17 @@ int op__spool_qr_put(op_spool *sp, int64_t id, const op_instance *in)
 				  q->instance_number };
 	/* A DELETE first, not INSERT OR REPLACE: the series' and study's rows
 	 * follow by the index's delete trigger, which a REPLACE skips. */
-	int rc = sqlite3_prepare_v2(sp->db, "DELETE FROM qr_index WHERE instance_id = ?", -1, &st,
-				    NULL);
+	int rc = op__spool_prepare(sp, "DELETE FROM qr_index WHERE instance_id = ?", &st);
 
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, id);
 		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_IOERR;
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(
-			sp->db,
+		rc = op__spool_prepare(
+			sp,
 			"INSERT INTO qr_index (instance_id, study_uid, series_uid, patient_id,"
 			" modality, charset, patient_name, patient_birth_date, patient_sex,"
 			" study_date, study_time, accession_number, study_id, study_description,"
@@ -164,14 +163,14 @@ int op__spool_qr_put(op_spool *sp, int64_t id, const op_instance *in)
 			" instance_number) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
 			"?12,"
 			" ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-			-1, &st, NULL);
+			&st);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, id);
 		for (int i = 0; i < (int)(sizeof(v) / sizeof(v[0])); i++)
 			op__spool_bind_text(st, i + 2, v[i]);
 		rc = sqlite3_step(st);
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	return rc == SQLITE_DONE ? 0 : op__spool_sql_fail(sp, "qr_index", rc);
 }
 

@@ -288,10 +288,10 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 	int64_t now = op_clock_wall_ms(), id = 0;
 	int found = 0, foreign = 0, rc;
 
-	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT hash, size, state != 'sent' AND calling_aet != ?2, id"
-				" FROM instances WHERE sop_instance_uid = ?1",
-				-1, &st, NULL);
+	rc = op__spool_prepare(sp,
+			       "SELECT hash, size, state != 'sent' AND calling_aet != ?2, id"
+			       " FROM instances WHERE sop_instance_uid = ?1",
+			       &st);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, in->sop_instance_uid);
 		op__spool_bind_text(st, 2, in->calling_aet);
@@ -305,7 +305,7 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 			rc = SQLITE_DONE;
 		}
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc != SQLITE_DONE)
 		goto out;
@@ -347,8 +347,8 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 		return 0;
 	}
 	if (found) {
-		rc = sqlite3_prepare_v2(
-			sp->db,
+		rc = op__spool_prepare(
+			sp,
 			"UPDATE instances SET sop_class_uid = ?2, study_uid = ?3, series_uid = ?4,"
 			" transfer_syntax = ?5, patient_id = ?6, modality = ?7, calling_aet = ?8,"
 			" size = ?9, hash = ?10, received_at = ?11, priority = ?12,"
@@ -358,15 +358,15 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 			" state = CASE state WHEN 'sending' THEN 'sending' ELSE 'queued' END,"
 			" attempts = 0, next_attempt_at = 0, last_error = NULL,"
 			" state_changed_at = ?11 WHERE sop_instance_uid = ?1",
-			-1, &st, NULL);
+			&st);
 	} else {
-		rc = sqlite3_prepare_v2(
-			sp->db,
+		rc = op__spool_prepare(
+			sp,
 			"INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid,"
 			" series_uid, transfer_syntax, patient_id, modality, calling_aet, size,"
 			" hash, received_at, priority, state_changed_at)"
 			" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11)",
-			-1, &st, NULL);
+			&st);
 	}
 	if (rc != SQLITE_OK)
 		goto out;
@@ -383,7 +383,7 @@ static int apply_row(op_spool *sp, struct op__spool_pending *p)
 	sqlite3_bind_int64(st, 11, now);
 	sqlite3_bind_int(st, 12, in->priority);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc != SQLITE_DONE)
 		goto out;
