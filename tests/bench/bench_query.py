@@ -413,7 +413,8 @@ def ms(v):
     return f"{v * 1000:.1f}"
 
 
-def report(r, args, tmp, load):
+def report_spool(r, args):
+    """The spool, C-FIND and C-GET sections."""
     out = []
     w = out.append
     w(f"Spool: {args.instances} instances in {args.studies} studies of {args.patients} "
@@ -466,6 +467,12 @@ def report(r, args, tmp, load):
               f"{med_range([mb / t(b) for _, b in pairs], lambda v: f'{v:.0f}')} | "
               f"{med_range([t(b) / t(a) for a, b in pairs], lambda v: f'{v:.2f}x')} |")
         w("")
+    return out
+
+
+def report(r, args, tmp, load):
+    out = report_spool(r, args) if "fill_log" in r else []
+    w = out.append
     ing = r["ingest"]
     if ing:
         w(f"Ingest: storescu of the same {r['ct_n']} CT instances into outpost-receiver "
@@ -520,10 +527,6 @@ def main():
 
     with scratch(args, "outpost-bench-query-") as tmp:
         args.tmp = tmp
-        home, spool, r["fill_log"], r["cached"] = cached_spool(args)
-        for line in r["fill_log"].splitlines():
-            if line.startswith("fill:") or line.startswith("RESULT"):
-                log(line)
         ct_dir = os.path.join(args.cache, f"ct-{args.ct}")
         if not os.path.isdir(ct_dir):
             log(f"generating {args.ct} CT instances in {ct_dir}")
@@ -533,57 +536,62 @@ def main():
         r["ct_n"], r["ct_bytes"] = len(ct), sum(os.path.getsize(f) for f in ct)
         import pydicom
         ct_study = str(pydicom.dcmread(ct[0], stop_before_pixels=True).StudyInstanceUID)
-        studies = describe(args)
         load_before = idle_load()
+        if not {"find", "get"} <= skip:  # the big spool serves these two only
+            home, spool, r["fill_log"], r["cached"] = cached_spool(args)
+            for line in r["fill_log"].splitlines():
+                if line.startswith("fill:") or line.startswith("RESULT"):
+                    log(line)
+            studies = describe(args)
 
-        rx = Receiver(os.path.join(tmp, "rx"), spool={"dir": spool})
-        try:
-            for _ in range(2):
-                t0 = time.perf_counter()
-                rx.start(timeout=900)
-                r["starts"].append(time.perf_counter() - t0)
-                r["start_rss_kb"] = rx.rss_peak_kb()
-                log(f"receiver started on the spool in {r['starts'][-1]:.2f} s, "
-                    f"peak RSS {r['start_rss_kb'] / 1024:.0f} MiB")
-                if len(r["starts"]) < 2:
-                    rx.stop()
-            if "find" not in skip:
-                plans = plan_queries(studies, args.queries, args.range_days, seed=18)
-                # Untimed warm-up: the first queries read the index from disk.
-                run_finds(rx.port, {k: v[:5] for k, v in plans.items()}, errors)
-                r["lat"], r["counts"] = run_finds(rx.port, plans, errors)
-                for kind, lat in r["lat"].items():
-                    log(f"C-FIND {kind}: median {ms(statistics.median(lat))} ms, "
-                        f"worst {ms(max(lat))} ms")
-                if args.findscu:
-                    r["findscu"] = findscu_runs(rx.port, plans, args.findscu)
-            if "get" not in skip:
-                # Into the big spool (again: identical instances are duplicates).
-                s, p = timed(["storescu", "-aet", "BENCH", "-aec", "OUTPOST", "localhost",
-                              str(rx.port)] + ct)
-                if p.returncode != 0:
-                    raise RuntimeError(f"storescu into the spool: {p.stderr[-800:]}")
-                for rep in range(args.reps + 1):  # the first pair is a warm-up
-                    pair = {}
-                    order = ["get", "scp"] if rep % 2 else ["scp", "get"]
-                    for kind in order:
-                        d = os.path.join(tmp, f"{kind}-{rep}")
-                        pair[kind] = (get_run(rx.port, ct_study, d, len(ct)) if kind == "get"
-                                      else storescp_run(ct, d, tmp))
-                        if "error" in pair[kind]:
-                            errors.append(f"C-GET rep {rep} {kind}: {pair[kind]['error']}")
-                        shutil.rmtree(d, ignore_errors=True)
-                    log(f"C-GET rep {rep}: getscu {pair['get'].get('s', 0):.2f} s, "
-                        f"storescu->storescp {pair['scp'].get('s', 0):.2f} s")
-                    if rep:
-                        r["get"].append(pair["get"])
-                        r["scp"].append(pair["scp"])
-            r["end_rss_kb"] = rx.rss_peak_kb()
-        finally:
-            rx.stop()
-        # What recovery did at each start (the receiver's own log lines).
-        r["recovery"] = [ln.split(" ", 1)[-1] for ln in rx.log().splitlines()
-                         if "spool.recover" in ln or "spool.qr_index" in ln][:8]
+            rx = Receiver(os.path.join(tmp, "rx"), spool={"dir": spool})
+            try:
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    rx.start(timeout=900)
+                    r["starts"].append(time.perf_counter() - t0)
+                    r["start_rss_kb"] = rx.rss_peak_kb()
+                    log(f"receiver started on the spool in {r['starts'][-1]:.2f} s, "
+                        f"peak RSS {r['start_rss_kb'] / 1024:.0f} MiB")
+                    if len(r["starts"]) < 2:
+                        rx.stop()
+                if "find" not in skip:
+                    plans = plan_queries(studies, args.queries, args.range_days, seed=18)
+                    # Untimed warm-up: the first queries read the index from disk.
+                    run_finds(rx.port, {k: v[:5] for k, v in plans.items()}, errors)
+                    r["lat"], r["counts"] = run_finds(rx.port, plans, errors)
+                    for kind, lat in r["lat"].items():
+                        log(f"C-FIND {kind}: median {ms(statistics.median(lat))} ms, "
+                            f"worst {ms(max(lat))} ms")
+                    if args.findscu:
+                        r["findscu"] = findscu_runs(rx.port, plans, args.findscu)
+                if "get" not in skip:
+                    # Into the big spool (again: identical instances are duplicates).
+                    s, p = timed(["storescu", "-aet", "BENCH", "-aec", "OUTPOST", "localhost",
+                                  str(rx.port)] + ct)
+                    if p.returncode != 0:
+                        raise RuntimeError(f"storescu into the spool: {p.stderr[-800:]}")
+                    for rep in range(args.reps + 1):  # the first pair is a warm-up
+                        pair = {}
+                        order = ["get", "scp"] if rep % 2 else ["scp", "get"]
+                        for kind in order:
+                            d = os.path.join(tmp, f"{kind}-{rep}")
+                            pair[kind] = (get_run(rx.port, ct_study, d, len(ct)) if kind == "get"
+                                          else storescp_run(ct, d, tmp))
+                            if "error" in pair[kind]:
+                                errors.append(f"C-GET rep {rep} {kind}: {pair[kind]['error']}")
+                            shutil.rmtree(d, ignore_errors=True)
+                        log(f"C-GET rep {rep}: getscu {pair['get'].get('s', 0):.2f} s, "
+                            f"storescu->storescp {pair['scp'].get('s', 0):.2f} s")
+                        if rep:
+                            r["get"].append(pair["get"])
+                            r["scp"].append(pair["scp"])
+                r["end_rss_kb"] = rx.rss_peak_kb()
+            finally:
+                rx.stop()
+            # What recovery did at each start (the receiver's own log lines).
+            r["recovery"] = [ln.split(" ", 1)[-1] for ln in rx.log().splitlines()
+                             if "spool.recover" in ln or "spool.qr_index" in ln][:8]
 
         if "ingest" not in skip:
             prev = prev_build(args, tmp)
