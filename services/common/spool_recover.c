@@ -23,49 +23,56 @@
 
 #include "common/log.h"
 
-static int cmp_hash(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
+/*
+ * The hashes of the rows whose files live in one fan-out directory (their
+ * first two hex digits), in order, from the hash index: a directory's
+ * worth at a time, so that recovery's memory does not grow with the spool
+ * (about 4000 rows a directory at a million instances).
+ */
+struct dir_hashes {
+	char (*v)[OP_HASH_HEX + 1];
+	size_t n, cap;
+};
 
-/* All hash values of rows, sorted, for lookups while walking the tree. */
-static int load_hashes(op_spool *sp, char ***out, size_t *n_out)
+/* st: SELECT hash ... WHERE hash >= ?1 AND hash < ?2 ORDER BY hash. */
+static int load_dir_hashes(sqlite3_stmt *st, int dir, struct dir_hashes *h)
 {
-	sqlite3_stmt *st = NULL;
-	char **v = NULL;
-	size_t n = 0, cap = 0;
-	int rc = sqlite3_prepare_v2(sp->db, "SELECT hash FROM instances", -1, &st, NULL);
+	char lo[8], hi[8];
+	int rc = SQLITE_OK;
 
+	/* Hex digits are lower case: "ff" ends below "g". */
+	snprintf(lo, sizeof(lo), "%02x", dir);
+	if (dir == 255)
+		snprintf(hi, sizeof(hi), "g");
+	else
+		snprintf(hi, sizeof(hi), "%02x", dir + 1);
+	h->n = 0;
+	sqlite3_reset(st);
+	op__spool_bind_text(st, 1, lo);
+	op__spool_bind_text(st, 2, hi);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? 2 * cap : 1024;
-			char **nv = realloc(v, cap * sizeof(*v));
+		if (h->n == h->cap) {
+			size_t cap = h->cap ? 2 * h->cap : 1024;
+			void *nv = realloc(h->v, cap * sizeof(*h->v));
+
 			if (!nv) {
 				rc = SQLITE_NOMEM;
 				break;
 			}
-			v = nv;
+			h->v = nv;
+			h->cap = cap;
 		}
-		v[n] = strdup((const char *)sqlite3_column_text(st, 0));
-		if (!v[n]) {
-			rc = SQLITE_NOMEM;
-			break;
-		}
-		n++;
+		snprintf(h->v[h->n++], sizeof(*h->v), "%s", sqlite3_column_text(st, 0));
 		rc = SQLITE_OK;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		while (n)
-			free(v[--n]);
-		free(v);
+	if (rc != SQLITE_DONE)
 		return op__spool_sql_err(rc) ? op__spool_sql_err(rc) : -EIO;
-	}
-	if (n)
-		qsort(v, n, sizeof(*v), cmp_hash);
-	*out = v;
-	*n_out = n;
 	return 0;
+}
+
+static int cmp_hash(const void *a, const void *b)
+{
+	return strncmp(a, b, OP_HASH_HEX);
 }
 
 int op_spool_hash_file(const char *path, char *hash, uint64_t *size)
@@ -185,12 +192,17 @@ static int adopt_orphan(op_spool *sp, const char *path, const char *name, op_spo
 	return rc;
 }
 
-static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_reader read,
-			void *ctx, op_spool_recovery *rep)
+static int walk_objects(op_spool *sp, op_spool_reader read, void *ctx, op_spool_recovery *rep)
 {
 	char dir[OP_DIR_MAX + 16], path[PATH_MAX];
-	int rc = 0;
+	struct dir_hashes h = { 0 };
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(sp->db,
+				    "SELECT hash FROM instances WHERE hash >= ?1 AND hash < ?2"
+				    " ORDER BY hash",
+				    -1, &st, NULL);
 
+	rc = op__spool_sql_err(rc);
 	for (int i = 0; i < 256 && rc == 0; i++) {
 		struct dirent *de;
 		DIR *d;
@@ -199,8 +211,9 @@ static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_r
 		d = opendir(dir);
 		if (!d)
 			continue;
+		rc = load_dir_hashes(st, i, &h);
 		while (rc == 0 && (de = readdir(d)) != NULL) {
-			char name[OP_HASH_HEX + 1], *key = name;
+			char name[OP_HASH_HEX + 1];
 
 			if (de->d_name[0] == '.')
 				continue;
@@ -215,13 +228,17 @@ static int walk_objects(op_spool *sp, char **hashes, size_t n_hashes, op_spool_r
 					rep->orphans_removed++;
 				continue;
 			}
-			if (strlen(de->d_name) == OP_HASH_HEX + 4 && n_hashes &&
-			    bsearch(&key, hashes, n_hashes, sizeof(*hashes), cmp_hash))
+			/* A file of another directory's range is not found
+			 * here: adopt_orphan() moves it to its place. */
+			if (strlen(de->d_name) == OP_HASH_HEX + 4 && h.n &&
+			    bsearch(name, h.v, h.n, sizeof(*h.v), cmp_hash))
 				continue;
 			rc = adopt_orphan(sp, path, de->d_name, read, ctx, rep);
 		}
 		closedir(d);
 	}
+	sqlite3_finalize(st);
+	free(h.v);
 	return rc;
 }
 
@@ -311,23 +328,16 @@ out:
 
 int op_spool_recover(op_spool *sp, op_spool_reader read, void *ctx, op_spool_recovery *rep)
 {
-	char **hashes = NULL;
-	size_t n = 0;
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
 	rc = clear_tmp(sp, rep);
 	if (rc == 0)
-		rc = load_hashes(sp, &hashes, &n);
-	if (rc == 0)
-		rc = walk_objects(sp, hashes, n, read, ctx, rep);
+		rc = walk_objects(sp, read, ctx, rep);
 	if (rc == 0)
 		rc = quarantine_missing(sp, rep);
 	if (rc == 0)
 		rc = op__spool_qr_backfill(sp, read, ctx, &rep->qr_indexed);
-	while (n)
-		free(hashes[--n]);
-	free(hashes);
 	if (rc == 0)
 		rc = op__spool_load_usage(sp);
 	if (rc < 0)

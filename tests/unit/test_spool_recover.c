@@ -311,6 +311,38 @@ static void test_spool_recover_orphan_in_wrong_directory(void **state)
 	assert_true(spool_fx_file_equals(path, a, 600) || spool_fx_file_equals(rel, a, 600));
 }
 
+/* An indexed object whose file was moved to the wrong fan-out directory
+ * (by hand, or by fsck): it goes back to its place and stays queued, not
+ * quarantined as missing; a second copy of one in place is removed. The
+ * rows are looked up a directory at a time, by their hashes' first digits. */
+static void test_spool_recover_indexed_file_in_wrong_directory(void **state)
+{
+	struct spool_fx *f = *state;
+	unsigned char *a = spool_fx_content(f, "1.2.3.91", 700, 1);
+	unsigned char *b = spool_fx_content(f, "1.2.3.92", 800, 2);
+	char ha[OP_HASH_HEX + 1], hb[OP_HASH_HEX + 1], path[256], wrong[256], text[64];
+	op_spool_recovery rep;
+
+	spool_fx_store_ok(f, a, 700, "1.2.3.91", OP_SPOOL_STORED, ha);
+	spool_fx_store_ok(f, b, 800, "1.2.3.92", OP_SPOOL_STORED, hb);
+	spool_fx_object_path(f, ha, path, sizeof(path));
+	snprintf(wrong, sizeof(wrong), "objects/%s/%s.dcm", strncmp(ha, "00", 2) ? "00" : "01", ha);
+	spool_fx_put_file(f, wrong, a, 700);
+	assert_int_equal(unlink(path), 0);
+	snprintf(wrong, sizeof(wrong), "objects/%s/%s.dcm", strncmp(hb, "ff", 2) ? "ff" : "fe", hb);
+	spool_fx_put_file(f, wrong, b, 800);
+
+	assert_int_equal(op_spool_recover(f->sp, test_reader, NULL, &rep), 0);
+	assert_int_equal(rep.missing, 0);
+	assert_int_equal(rep.orphans_removed, 1);
+	spool_fx_row_text(f, "1.2.3.91", "state", text, sizeof(text));
+	assert_string_equal(text, "queued");
+	assert_true(spool_fx_file_equals(path, a, 700));
+	spool_fx_assert_rows_have_files(f);
+	assert_int_equal(spool_fx_rows(f), 2);
+	spool_fx_assert_usage_matches_index(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +355,7 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_resend_heals_missing),
 		SPOOL_FX_TEST(test_spool_recover_all_kinds),
 		SPOOL_FX_TEST(test_spool_recover_orphan_in_wrong_directory),
+		SPOOL_FX_TEST(test_spool_recover_indexed_file_in_wrong_directory),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
