@@ -133,7 +133,7 @@ $(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRC)),$(eval $(call unit_test,$(t
 
 # Test-only programs (tests/tools/): a layer's C API driven from the
 # integration tests, never part of the production binaries.
-TOOL_BINS := $(BUILD)/tests/dicom_send_cli $(BUILD)/tests/spool_fill
+TOOL_BINS := $(BUILD)/tests/dicom_send_cli $(BUILD)/tests/spool_fill $(BUILD)/tests/spool_claims
 $(BUILD)/tests/dicom_send_cli: $(BUILD)/obj/tests/tools/dicom_send_cli.o $(call link_libs,dicom)
 	@mkdir -p $(dir $@)
 	$(call linker,dicom) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,dicom)
@@ -142,6 +142,9 @@ $(BUILD)/tests/dicom_send_cli: $(BUILD)/obj/tests/tools/dicom_send_cli.o $(call 
 $(BUILD)/tests/spool_fill: $(BUILD)/obj/tests/tools/spool_fill.o $(call link_libs,common)
 	@mkdir -p $(dir $@)
 	$(call linker,common) $(ALL_LDFLAGS) -rdynamic $^ -o $@ $(call link_ext,common)
+$(BUILD)/tests/spool_claims: $(BUILD)/obj/tests/tools/spool_claims.o $(call link_libs,common)
+	@mkdir -p $(dir $@)
+	$(call linker,common) $(ALL_LDFLAGS) $^ -o $@ $(call link_ext,common)
 
 all: $(BUILD)/outpost-receiver $(BUILD)/outpost-uplink $(BUILD)/outpostctl $(UNIT_BINS) $(TOOL_BINS)
 

@@ -189,7 +189,16 @@ static const char schema_operator[] =
 	"CREATE INDEX IF NOT EXISTS commitments_due ON commitments (state, next_attempt_at);"
 	"CREATE TABLE IF NOT EXISTS commitment_items (commitment_id INTEGER NOT NULL,"
 	" seq INTEGER NOT NULL, sop_class_uid TEXT NOT NULL, sop_instance_uid TEXT NOT NULL,"
-	" result INTEGER, PRIMARY KEY (commitment_id, seq)) WITHOUT ROWID;";
+	" result INTEGER, PRIMARY KEY (commitment_id, seq)) WITHOUT ROWID;"
+	/* A destination's queue in claim order, of what is due: a delivery
+	 * put off (a retry's back-off) waits in deliveries_later, and a claim
+	 * first sets the next attempt of those whose time has come back to 0
+	 * (spool_queue.c), so that no claim passes over rows not yet due. */
+	"CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries"
+	" (destination, priority DESC, received_at)"
+	" WHERE state = 'queued' AND next_attempt_at = 0;"
+	"CREATE INDEX IF NOT EXISTS deliveries_later ON deliveries (destination, next_attempt_at)"
+	" WHERE state = 'queued' AND next_attempt_at > 0;";
 
 /*
  * What the operator's status counts, kept by triggers in the transactions

@@ -199,15 +199,34 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 	uint64_t bytes = 0;
 	int rc;
 
+	/* What was put off and is due now joins the ready (deliveries_ready,
+	 * spool.c): the claim below then reads the queue's first row. Both
+	 * name their index: without statistics sqlite would take
+	 * deliveries_queue, which holds the rows put off too. */
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"UPDATE deliveries INDEXED BY deliveries_later"
+		" SET next_attempt_at = 0 WHERE destination = ?1"
+		" AND state = 'queued' AND next_attempt_at > 0 AND next_attempt_at <= ?2",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		op__spool_bind_text(st, 1, dest);
+		sqlite3_bind_int64(st, 2, now);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE)
+		return op__spool_sql_fail(sp, "claim", rc);
 	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT study_uid FROM deliveries WHERE destination = ?3"
-				" AND state = 'queued' AND next_attempt_at <= ?1 AND priority >= ?2"
+				"SELECT study_uid FROM deliveries INDEXED BY deliveries_ready"
+				" WHERE destination = ?2"
+				" AND state = 'queued' AND next_attempt_at = 0 AND priority >= ?1"
 				" ORDER BY priority DESC, received_at, instance_id LIMIT 1",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, now);
-		sqlite3_bind_int(st, 2, min_priority);
-		op__spool_bind_text(st, 3, dest);
+		sqlite3_bind_int(st, 1, min_priority);
+		op__spool_bind_text(st, 2, dest);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			snprintf(study, sizeof(study), "%s", sqlite3_column_text(st, 0));
@@ -471,10 +490,14 @@ int op_spool_next_due(op_spool *sp, const char *dest, int64_t *when)
 
 	*when = INT64_MAX;
 	pthread_mutex_lock(&sp->tx_mu);
-	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT MIN(next_attempt_at) FROM deliveries"
-				" WHERE destination = ? AND state = 'queued'",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		sp->db,
+		"SELECT CASE WHEN EXISTS (SELECT 1 FROM deliveries"
+		" WHERE destination = ?1 AND state = 'queued' AND next_attempt_at = 0)"
+		" THEN 0 ELSE (SELECT MIN(next_attempt_at) FROM deliveries"
+		" WHERE destination = ?1 AND state = 'queued' AND next_attempt_at > 0)"
+		" END",
+		-1, &st, NULL);
 	if (rc == SQLITE_OK)
 		op__spool_bind_text(st, 1, dest);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW &&

@@ -361,10 +361,7 @@ static int requeue_held(op_spool *sp, const struct held *h, size_t n, int64_t no
  * Claims every study once and gives it its fate: sent or quarantined
  * (settled at once), sending (left claimed), or queued. The queued ones
  * are held (claimed) until every other study is done, then requeued due
- * at once: requeued on the way, with a next attempt later than the claims'
- * now, each claim would scan past all of them (claim's first row is the
- * oldest queued row that is due, and the queue's index does not order by
- * when a row is due), and the loop would slow with their number.
+ * at once: requeued on the way, the loop would claim them again.
  */
 static int settle_all(const struct opts *o, op_spool *sp, uint64_t counts[4], uint64_t *studies)
 {

@@ -110,6 +110,47 @@ static void test_spool_claim_limits(void **state)
 	assert_int_equal(op_spool_claim(f->sp, "cloud", 0, 0, 10, 0, it, &n), -EINVAL);
 }
 
+/* Rows put off (a retry's back-off) wait aside: a claim takes what is due
+ * behind them, and they come back in their place in the queue when their
+ * time has come (deliveries_ready and deliveries_later). */
+static void test_spool_claim_passes_over_what_is_put_off(void **state)
+{
+	struct spool_fx *f = *state;
+	op_spool_item it[4];
+	unsigned n;
+	int64_t due;
+
+	spool_fx_store_study(f, "2.1", "8.1", 1, 300, NULL);
+	spool_fx_store_study(f, "2.2", "8.2", 1, 300, NULL);
+	spool_fx_store_study(f, "2.3", "8.3", 1, 300, NULL);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 1000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.1");
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_RETRY, 5000, "HTTP 503", 1000);
+	assert_int_equal(op_spool_next_due(f->sp, "cloud", &due), 0);
+	assert_int_equal(due, 0); /* 2.2 and 2.3 */
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 1000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.2");
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 1000);
+	/* Due again: before 2.3, which came later. */
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.1");
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_REQUEUE, 9000, "paused", 5000);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 5000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.3");
+	spool_fx_settle_one(f, &it[0], OP_VERDICT_SENT, 0, NULL, 5000);
+	assert_int_equal(op_spool_next_due(f->sp, "cloud", &due), 0);
+	assert_int_equal(due, 9000);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 8999, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(op_spool_claim(f->sp, "cloud", 9000, 4, 1 << 20, 0, it, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(it[0].sop_instance_uid, "2.1");
+}
+
 /* Every verdict, and when retries are due again. */
 static void test_spool_settle_verdicts(void **state)
 {
@@ -474,6 +515,7 @@ int main(void)
 		SPOOL_FX_TEST(test_spool_destinations_independent),
 		SPOOL_FX_TEST(test_spool_destination_quarantine_keeps),
 		SPOOL_FX_TEST(test_spool_local_only),
+		SPOOL_FX_TEST(test_spool_claim_passes_over_what_is_put_off),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
