@@ -352,6 +352,7 @@ bench: deps all
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_console_load.py
 	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_query.py
+	OUTPOST_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/bench/bench_scale.py
 
 # --- style -------------------------------------------------------------------
 

@@ -283,6 +283,89 @@ static const char schema_tallies[] =
 	"  WHERE new.state IN ('queued', 'sending') ON CONFLICT DO UPDATE SET n = n + 1;"
 	" END;";
 
+/*
+ * A row a study, per scope as in tallies: how many of its rows are in each
+ * state and when the last of them changed. The console's study list
+ * (op_spool_studies) picks its page and counts its total from it, most
+ * recently changed first, instead of grouping every row of the spool.
+ * A study's changed_at follows its rows: raised by a row's change, and
+ * read again from the study's rows (by their study index) when the row
+ * that set it goes or moves back in time.
+ */
+static const char schema_study_tallies[] =
+	"CREATE TABLE IF NOT EXISTS study_tallies (scope TEXT NOT NULL, study_uid TEXT NOT NULL,"
+	" queued INTEGER NOT NULL, sending INTEGER NOT NULL, sent INTEGER NOT NULL,"
+	" quarantined INTEGER NOT NULL, changed_at INTEGER NOT NULL,"
+	" PRIMARY KEY (scope, study_uid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS study_tallies_by_change"
+	" ON study_tallies (scope, changed_at DESC, study_uid);";
+
+/*
+ * The triggers of study_tallies on one table (%1$s their name's part, %2$s
+ * the table, %3$s and %4$s the scope of its new and old rows, %5$s what
+ * keeps a study's rows to the old row's scope, %6$s what says the scope
+ * did not change). _move is the common change (same study, later): one
+ * update; _change any other (the old row's study counted again).
+ */
+static const char study_tally_triggers[] =
+	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_in AFTER INSERT ON %2$s BEGIN"
+	" INSERT INTO study_tallies VALUES (%3$s, new.study_uid, new.state = 'queued',"
+	"  new.state = 'sending', new.state = 'sent', new.state = 'quarantined',"
+	"  new.state_changed_at) ON CONFLICT DO UPDATE SET"
+	"  queued = queued + excluded.queued, sending = sending + excluded.sending,"
+	"  sent = sent + excluded.sent, quarantined = quarantined + excluded.quarantined,"
+	"  changed_at = MAX(changed_at, excluded.changed_at);"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_out AFTER DELETE ON %2$s BEGIN"
+	" UPDATE study_tallies SET queued = queued - (old.state = 'queued'),"
+	"  sending = sending - (old.state = 'sending'), sent = sent - (old.state = 'sent'),"
+	"  quarantined = quarantined - (old.state = 'quarantined'),"
+	"  changed_at = CASE WHEN changed_at > old.state_changed_at THEN changed_at"
+	"  ELSE COALESCE((SELECT MAX(state_changed_at) FROM %2$s r"
+	"  WHERE r.study_uid = old.study_uid%5$s), 0) END"
+	"  WHERE scope = %4$s AND study_uid = old.study_uid;"
+	" DELETE FROM study_tallies WHERE scope = %4$s AND study_uid = old.study_uid"
+	"  AND queued + sending + sent + quarantined <= 0;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_move AFTER UPDATE OF state, study_uid,"
+	" state_changed_at ON %2$s WHEN old.study_uid = new.study_uid%6$s"
+	" AND new.state_changed_at >= old.state_changed_at BEGIN"
+	" UPDATE study_tallies SET"
+	"  queued = queued - (old.state = 'queued') + (new.state = 'queued'),"
+	"  sending = sending - (old.state = 'sending') + (new.state = 'sending'),"
+	"  sent = sent - (old.state = 'sent') + (new.state = 'sent'),"
+	"  quarantined = quarantined - (old.state = 'quarantined') + (new.state = 'quarantined'),"
+	"  changed_at = MAX(changed_at, new.state_changed_at)"
+	"  WHERE scope = %3$s AND study_uid = new.study_uid;"
+	" END;"
+	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_change AFTER UPDATE OF state, study_uid,"
+	" state_changed_at ON %2$s WHEN NOT (old.study_uid = new.study_uid%6$s"
+	" AND new.state_changed_at >= old.state_changed_at) BEGIN"
+	" UPDATE study_tallies SET queued = queued - (old.state = 'queued'),"
+	"  sending = sending - (old.state = 'sending'), sent = sent - (old.state = 'sent'),"
+	"  quarantined = quarantined - (old.state = 'quarantined'),"
+	"  changed_at = CASE WHEN changed_at > old.state_changed_at THEN changed_at"
+	"  ELSE COALESCE((SELECT MAX(state_changed_at) FROM %2$s r"
+	"  WHERE r.study_uid = old.study_uid%5$s), 0) END"
+	"  WHERE scope = %4$s AND study_uid = old.study_uid;"
+	" DELETE FROM study_tallies WHERE scope = %4$s AND study_uid = old.study_uid"
+	"  AND queued + sending + sent + quarantined <= 0;"
+	" INSERT INTO study_tallies VALUES (%3$s, new.study_uid, new.state = 'queued',"
+	"  new.state = 'sending', new.state = 'sent', new.state = 'quarantined',"
+	"  new.state_changed_at) ON CONFLICT DO UPDATE SET"
+	"  queued = queued + excluded.queued, sending = sending + excluded.sending,"
+	"  sent = sent + excluded.sent, quarantined = quarantined + excluded.quarantined,"
+	"  changed_at = MAX(changed_at, excluded.changed_at);"
+	" END;";
+
+static const char study_tallies_count[] =
+	"INSERT INTO study_tallies SELECT '', study_uid, SUM(state = 'queued'),"
+	" SUM(state = 'sending'), SUM(state = 'sent'), SUM(state = 'quarantined'),"
+	" MAX(state_changed_at) FROM instances GROUP BY study_uid;"
+	"INSERT INTO study_tallies SELECT destination, study_uid, SUM(state = 'queued'),"
+	" SUM(state = 'sending'), SUM(state = 'sent'), SUM(state = 'quarantined'),"
+	" MAX(state_changed_at) FROM deliveries GROUP BY destination, study_uid;";
+
 /* The tallies of a spool that had none (a new one, or an older release's):
  * counted once, in the transaction that creates the triggers. */
 static const char tallies_count[] =
@@ -450,17 +533,19 @@ static int on_busy(void *arg, int tries)
 	return 1;
 }
 
-/* Creates the tallies and their triggers when absent, counting them once. */
-static int open_tallies(op_spool *sp)
+/* Creates a set of tallies and their triggers when absent (trigger, the
+ * last of them, is not there), counting them once: drop, schema, count. */
+static int open_tally_set(op_spool *sp, const char *trigger, const char *drop, const char *schema,
+			  const char *count, const char *event)
 {
 	sqlite3_stmt *st = NULL;
 	int64_t t0 = op_clock_mono_ms();
 	int have = 0,
-	    rc = sqlite3_prepare_v2(
-		    sp->db,
-		    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'tally_delivery_change'", -1,
-		    &st, NULL);
+	    rc = sqlite3_prepare_v2(sp->db, "SELECT COUNT(*) FROM sqlite_master WHERE name = ?", -1,
+				    &st, NULL);
 
+	if (rc == SQLITE_OK)
+		op__spool_bind_text(st, 1, trigger);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		have = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
@@ -468,15 +553,39 @@ static int open_tallies(op_spool *sp)
 		return op__spool_sql_fail(sp, "tallies", rc);
 	if (have)
 		return 0;
-	rc = op__spool_exec(sp,
-			    "DROP TABLE IF EXISTS tallies; DROP TABLE IF EXISTS waiting_studies");
+	rc = op__spool_exec(sp, drop);
 	if (rc == 0)
-		rc = op__spool_exec(sp, schema_tallies);
+		rc = op__spool_exec(sp, schema);
 	if (rc == 0)
-		rc = op__spool_exec(sp, tallies_count);
+		rc = op__spool_exec(sp, count);
 	if (rc == 0)
-		op_info("spool.tallies", "db=%s counted=1 ms=%" PRId64, sp->db_path,
-			op_clock_mono_ms() - t0);
+		op_info(event, "db=%s counted=1 ms=%" PRId64, sp->db_path, op_clock_mono_ms() - t0);
+	return rc;
+}
+
+/* Creates the tallies and their triggers when absent, counting them once. */
+static int open_tallies(op_spool *sp)
+{
+	int rc =
+		open_tally_set(sp, "tally_delivery_change",
+			       "DROP TABLE IF EXISTS tallies; DROP TABLE IF EXISTS waiting_studies",
+			       schema_tallies, tallies_count, "spool.tallies");
+
+	char schema[16384];
+	size_t n = (size_t)snprintf(schema, sizeof(schema), "%s", schema_study_tallies);
+
+	n += (size_t)snprintf(schema + n, sizeof(schema) - n, study_tally_triggers, "instance",
+			      "instances", "''", "''", "", "");
+	n += (size_t)snprintf(schema + n, sizeof(schema) - n, study_tally_triggers, "delivery",
+			      "deliveries", "new.destination", "old.destination",
+			      " AND r.destination = old.destination",
+			      " AND old.destination = new.destination");
+	if (n >= sizeof(schema))
+		return -ENAMETOOLONG; /* a programming error */
+	if (rc == 0)
+		rc = open_tally_set(sp, "study_tally_delivery_change",
+				    "DROP TABLE IF EXISTS study_tallies", schema,
+				    study_tallies_count, "spool.study_tallies");
 	return rc;
 }
 

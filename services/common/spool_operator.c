@@ -239,14 +239,25 @@ int op_spool_studies(op_spool *sp, const char *dest, int state, const char *sear
 	 * instances (of the destination, with one) and index rows. The last
 	 * error is the one of the study's most recently changed row that has
 	 * one. */
+	/* Without a search, the page's studies come from study_tallies (a
+	 * row a study, in the order of their last change: spool.c), and only
+	 * their rows are read. */
+	static const char tallied[] =
+		"tp AS (SELECT study_uid FROM study_tallies WHERE scope = COALESCE(?4, '')"
+		" AND (?1 IS NULL OR CASE ?1 WHEN 'queued' THEN queued WHEN 'sending' THEN sending"
+		" WHEN 'sent' THEN sent ELSE quarantined END > 0)"
+		" ORDER BY changed_at DESC, study_uid LIMIT ?2 OFFSET ?3),";
+	static const char in_page_all[] = " AND i.study_uid IN (SELECT study_uid FROM tp)";
+	static const char in_page_dest[] = " AND d.study_uid IN (SELECT study_uid FROM tp)";
 	static const char list[] =
-		"WITH page AS (SELECT %s.study_uid AS study_uid, MAX(i.patient_id) AS patient_id,"
+		"WITH %s page AS (SELECT %s.study_uid AS study_uid, MAX(i.patient_id) AS "
+		"patient_id,"
 		" MAX(i.modality) AS modality, COUNT(*) AS n, SUM(i.size) AS bytes,"
 		" SUM(%s.state = 'queued') AS queued, SUM(%s.state = 'sending') AS sending,"
 		" SUM(%s.state = 'sent') AS sent, SUM(%s.state = 'quarantined') AS quarantined,"
 		" MAX(%s.attempts) AS attempts, MAX(%s.priority) AS priority,"
 		" MIN(%s.received_at) AS received_at, MAX(%s.state_changed_at) AS changed_at"
-		"%s%s%s GROUP BY 1 ORDER BY changed_at DESC, 1 LIMIT ?2 OFFSET ?3)"
+		"%s%s%s GROUP BY 1 ORDER BY changed_at DESC, 1 LIMIT ?2 OFFSET %s)"
 		" SELECT p.study_uid, p.patient_id, p.modality, p.n, p.bytes, p.queued, p.sending,"
 		" p.sent, p.quarantined, p.attempts, p.priority, p.received_at, p.changed_at,"
 		" (SELECT e.last_error FROM %s e WHERE e.study_uid = p.study_uid%s"
@@ -260,6 +271,10 @@ int op_spool_studies(op_spool *sp, const char *dest, int state, const char *sear
 		" WHERE ?4 IS NULL OR EXISTS (SELECT 1 FROM deliveries w"
 		"  WHERE w.instance_id = x.id AND w.destination = ?4)"
 		" GROUP BY p.study_uid ORDER BY p.changed_at DESC, p.study_uid";
+	static const char count_tallied[] =
+		"SELECT COUNT(*) FROM study_tallies WHERE scope = COALESCE(?4, '')"
+		" AND (?1 IS NULL OR CASE ?1 WHEN 'queued' THEN queued WHEN 'sending' THEN sending"
+		" WHEN 'sent' THEN sent ELSE quarantined END > 0)%s";
 	static const char count_all[] = "SELECT COUNT(DISTINCT i.study_uid) FROM instances i"
 					" WHERE (?1 IS NULL OR i.state = ?1)%s";
 	static const char count_dest[] =
@@ -279,7 +294,11 @@ int op_spool_studies(op_spool *sp, const char *dest, int state, const char *sear
 		search_patterns(search, pid_glob, sizeof(pid_glob), name_like, sizeof(name_like));
 	else
 		search = NULL;
-	snprintf(sql, sizeof(sql), dest ? count_dest : count_all, search ? searched : "");
+	snprintf(sql, sizeof(sql),
+		 !search ? count_tallied
+		 : dest  ? count_dest
+			 : count_all,
+		 search ? searched : "");
 	rc = sqlite3_prepare_v2(sp->ro, sql, -1, &st, NULL);
 	for (int pass = 0; pass < 2 && rc == SQLITE_OK; pass++) {
 		op__spool_bind_text(st, 1, filter);
@@ -297,9 +316,13 @@ int op_spool_studies(op_spool *sp, const char *dest, int state, const char *sear
 			st = NULL;
 			if (rc != SQLITE_OK)
 				break;
-			snprintf(sql, sizeof(sql), list, t, t, t, t, t, t, t, t, t,
-				 dest ? from_dest : from_all, dest ? state_dest : state_all,
-				 search ? searched : "", dest ? "deliveries" : "instances",
+			snprintf(sql, sizeof(sql), list, search ? "" : tallied, t, t, t, t, t, t, t,
+				 t, t, dest ? from_dest : from_all,
+				 !search ? ""
+				 : dest  ? state_dest
+					 : state_all,
+				 !search ? (dest ? in_page_dest : in_page_all) : searched,
+				 search ? "?3" : "0", dest ? "deliveries" : "instances",
 				 dest ? " AND e.destination = ?4" : "");
 			rc = sqlite3_prepare_v2(sp->ro, sql, -1, &st, NULL);
 		}

@@ -492,7 +492,7 @@ int op_spool_next_due(op_spool *sp, const char *dest, int64_t *when)
 	pthread_mutex_lock(&sp->tx_mu);
 	rc = sqlite3_prepare_v2(
 		sp->db,
-		"SELECT CASE WHEN EXISTS (SELECT 1 FROM deliveries"
+		"SELECT CASE WHEN EXISTS (SELECT 1 FROM deliveries INDEXED BY deliveries_ready"
 		" WHERE destination = ?1 AND state = 'queued' AND next_attempt_at = 0)"
 		" THEN 0 ELSE (SELECT MIN(next_attempt_at) FROM deliveries"
 		" WHERE destination = ?1 AND state = 'queued' AND next_attempt_at > 0)"

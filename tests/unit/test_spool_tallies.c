@@ -4,7 +4,8 @@
  * way, after every kind of write the spool makes: stores, duplicates,
  * replacements of another size, claims, settlements of each verdict,
  * requeues, evictions, discards, two destinations; and a spool that had
- * none (an older release's) counted once at open.
+ * none (an older release's) counted once at open. The same for the
+ * console's study list (study_tallies).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +61,41 @@ static void count_rows(struct spool_fx *f, const char *dest, op_spool_stats *wan
 	sqlite3_close(db);
 }
 
+/* study_tallies (the console's study list) holds what the rows say: a row
+ * a study and scope, its counts by state and its last change. */
+static void assert_study_tallies(struct spool_fx *f, const char *when)
+{
+#define STUDY_ROWS(scope, table, group)                                                            \
+	"SELECT " scope ", study_uid, SUM(state = 'queued'), SUM(state = 'sending'),"              \
+	" SUM(state = 'sent'), SUM(state = 'quarantined'), MAX(state_changed_at)"                  \
+	" FROM " table " GROUP BY " group
+	static const char sql[] = "WITH want AS (" STUDY_ROWS(
+		"''", "instances",
+		"study_uid") " UNION ALL " STUDY_ROWS("destination", "deliveries",
+						      "destination, study_uid") ")"
+										" SELECT (SELECT "
+										"COUNT(*) FROM "
+										"(SELECT * FROM "
+										"study_tallies "
+										"EXCEPT"
+										" SELECT * FROM "
+										"want)) * 1000 + "
+										"(SELECT COUNT(*) "
+										"FROM (SELECT * "
+										"FROM want"
+										" EXCEPT SELECT * "
+										"FROM "
+										"study_tallies))";
+#undef STUDY_ROWS
+	sqlite3 *db = spool_fx_db_open(f);
+	long long wrong = spool_fx_db_int(db, sql, NULL);
+
+	sqlite3_close(db);
+	if (wrong != 0)
+		fail_msg("%s: study_tallies has %lld rows the rows do not say, and lacks %lld",
+			 when, wrong / 1000, wrong % 1000);
+}
+
 /* op_spool_get_stats says what the rows say, for the instances and for
  * each destination. */
 static void assert_tallies(struct spool_fx *f, const char *when)
@@ -87,6 +123,7 @@ static void assert_tallies(struct spool_fx *f, const char *when)
 				 when, scopes[i] ? scopes[i] : "instances", got.oldest_queued_at,
 				 got.studies_queued, want.oldest_queued_at, want.studies_queued);
 	}
+	assert_study_tallies(f, when);
 }
 
 /* Stores len bytes as sop of study, routed to destinations. */
@@ -173,10 +210,17 @@ static void test_tallies_counted_for_an_older_spool(void **state)
 	assert_true(settle_all(f, "cloud", OP_VERDICT_SENT) > 0);
 	op_spool_close(f->sp);
 	f->sp = NULL;
-	spool_fx_db_exec(f, "DROP TRIGGER tally_instance_in; DROP TRIGGER tally_instance_out;"
-			    " DROP TRIGGER tally_instance_change; DROP TRIGGER tally_delivery_in;"
-			    " DROP TRIGGER tally_delivery_out; DROP TRIGGER tally_delivery_change;"
-			    " DROP TABLE tallies; DROP TABLE waiting_studies");
+	spool_fx_db_exec(
+		f, "DROP TRIGGER tally_instance_in; DROP TRIGGER tally_instance_out;"
+		   " DROP TRIGGER tally_instance_change; DROP TRIGGER tally_delivery_in;"
+		   " DROP TRIGGER tally_delivery_out; DROP TRIGGER tally_delivery_change;"
+		   " DROP TABLE tallies; DROP TABLE waiting_studies;"
+		   " DROP TRIGGER study_tally_instance_in; DROP TRIGGER study_tally_instance_out;"
+		   " DROP TRIGGER study_tally_instance_move;"
+		   " DROP TRIGGER study_tally_instance_change;"
+		   " DROP TRIGGER study_tally_delivery_in; DROP TRIGGER study_tally_delivery_out;"
+		   " DROP TRIGGER study_tally_delivery_move;"
+		   " DROP TRIGGER study_tally_delivery_change; DROP TABLE study_tallies");
 	/* What the older release did meanwhile, with nothing to keep count. */
 	spool_fx_db_exec(f,
 			 "UPDATE deliveries SET state = 'quarantined' WHERE destination = 'pacs'");
