@@ -82,7 +82,9 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	/* The oldest from the partial indexes of what waits. */
+	/* The oldest from the partial indexes of what waits (named: without
+	 * statistics sqlite reads the instances' queue index instead, 11 ms
+	 * at a million). */
 	if (rc == SQLITE_DONE && dest)
 		rc = sqlite3_prepare_v2(
 			sp->ro,
@@ -93,6 +95,7 @@ int op_spool_get_stats(op_spool *sp, const char *dest, op_spool_stats *out)
 	else if (rc == SQLITE_DONE)
 		rc = sqlite3_prepare_v2(sp->ro,
 					"SELECT (SELECT MIN(received_at) FROM instances"
+					" INDEXED BY instances_waiting"
 					" WHERE state IN ('queued', 'sending')),"
 					" (SELECT COUNT(*) FROM waiting_studies WHERE scope = ?1)",
 					-1, &st, NULL);
