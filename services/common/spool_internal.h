@@ -68,7 +68,7 @@ struct op_spool {
 	struct {
 		const char *sql;
 		sqlite3_stmt *st;
-	} stmts[16];
+	} stmts[32];
 };
 
 /* --- spool.c: sqlite, usage and limits ----------------------------------- */

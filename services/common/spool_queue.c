@@ -203,27 +203,27 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 	 * spool.c): the claim below then reads the queue's first row. Both
 	 * name their index: without statistics sqlite would take
 	 * deliveries_queue, which holds the rows put off too. */
-	rc = sqlite3_prepare_v2(
-		sp->db,
+	rc = op__spool_prepare(
+		sp,
 		"UPDATE deliveries INDEXED BY deliveries_later"
 		" SET next_attempt_at = 0 WHERE destination = ?1"
 		" AND state = 'queued' AND next_attempt_at > 0 AND next_attempt_at <= ?2",
-		-1, &st, NULL);
+		&st);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, dest);
 		sqlite3_bind_int64(st, 2, now);
 		rc = sqlite3_step(st);
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc != SQLITE_DONE)
 		return op__spool_sql_fail(sp, "claim", rc);
-	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT study_uid FROM deliveries INDEXED BY deliveries_ready"
-				" WHERE destination = ?2"
-				" AND state = 'queued' AND next_attempt_at = 0 AND priority >= ?1"
-				" ORDER BY priority DESC, received_at, instance_id LIMIT 1",
-				-1, &st, NULL);
+	rc = op__spool_prepare(sp,
+			       "SELECT study_uid FROM deliveries INDEXED BY deliveries_ready"
+			       " WHERE destination = ?2"
+			       " AND state = 'queued' AND next_attempt_at = 0 AND priority >= ?1"
+			       " ORDER BY priority DESC, received_at, instance_id LIMIT 1",
+			       &st);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int(st, 1, min_priority);
 		op__spool_bind_text(st, 2, dest);
@@ -231,21 +231,21 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 		if (rc == SQLITE_ROW)
 			snprintf(study, sizeof(study), "%s", sqlite3_column_text(st, 0));
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc == SQLITE_DONE)
 		return 0;
 	if (rc != SQLITE_ROW)
 		return op__spool_sql_fail(sp, "claim", rc);
-	rc = sqlite3_prepare_v2(sp->db,
-				"SELECT i.id, i.sop_instance_uid, i.hash, i.size, d.attempts,"
-				" d.priority, i.sop_class_uid, i.transfer_syntax"
-				" FROM deliveries d JOIN instances i"
-				" ON i.id = d.instance_id WHERE d.destination = ?4"
-				" AND d.study_uid = ?1 AND d.state = 'queued'"
-				" AND d.next_attempt_at <= ?2 ORDER BY d.received_at, d.instance_id"
-				" LIMIT ?3",
-				-1, &st, NULL);
+	rc = op__spool_prepare(sp,
+			       "SELECT i.id, i.sop_instance_uid, i.hash, i.size, d.attempts,"
+			       " d.priority, i.sop_class_uid, i.transfer_syntax"
+			       " FROM deliveries d JOIN instances i"
+			       " ON i.id = d.instance_id WHERE d.destination = ?4"
+			       " AND d.study_uid = ?1 AND d.state = 'queued'"
+			       " AND d.next_attempt_at <= ?2 ORDER BY d.received_at, d.instance_id"
+			       " LIMIT ?3",
+			       &st);
 	if (rc == SQLITE_OK) {
 		op__spool_bind_text(st, 1, study);
 		sqlite3_bind_int64(st, 2, now);
@@ -281,21 +281,21 @@ static int claim_rows(op_spool *sp, const char *dest, int64_t now, unsigned max_
 		bytes += size;
 		(*n)++;
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	st = NULL;
 	if (rc != SQLITE_OK && rc != SQLITE_DONE)
 		return op__spool_sql_fail(sp, "claim", rc);
-	rc = sqlite3_prepare_v2(sp->db,
-				"UPDATE deliveries SET state = 'sending', state_changed_at = ?1"
-				" WHERE instance_id = ?2 AND destination = ?3",
-				-1, &st, NULL);
+	rc = op__spool_prepare(sp,
+			       "UPDATE deliveries SET state = 'sending', state_changed_at = ?1"
+			       " WHERE instance_id = ?2 AND destination = ?3",
+			       &st);
 	for (unsigned i = 0; i < *n && rc == SQLITE_OK; i++) {
 		sqlite3_bind_int64(st, 1, now);
 		sqlite3_bind_int64(st, 2, items[i].id);
 		op__spool_bind_text(st, 3, dest);
 		rc = sqlite3_step(st) == SQLITE_DONE ? sqlite3_reset(st) : SQLITE_IOERR;
 	}
-	sqlite3_finalize(st);
+	op__spool_done(st);
 	if (rc != SQLITE_OK)
 		return op__spool_sql_fail(sp, "claim", rc);
 	for (unsigned i = 0; i < *n; i++)
@@ -337,14 +337,13 @@ static int count_verdict(op_spool *sp, const char *dest, const op_spool_settleme
 
 	switch (s->verdict) {
 	case OP_VERDICT_SENT:
-		rc = sqlite3_prepare_v2(sp->db, "SELECT size FROM instances WHERE id = ?", -1, &st,
-					NULL);
+		rc = op__spool_prepare(sp, "SELECT size FROM instances WHERE id = ?", &st);
 		if (rc == SQLITE_OK) {
 			sqlite3_bind_int64(st, 1, s->id);
 			if ((rc = sqlite3_step(st)) == SQLITE_ROW)
 				size = sqlite3_column_int64(st, 0);
 		}
-		sqlite3_finalize(st);
+		op__spool_done(st);
 		if (rc != SQLITE_ROW)
 			return rc;
 		if (op__spool_counter_add(sp, "uploaded_instances", 1) < 0 ||
@@ -366,17 +365,17 @@ static int count_verdict(op_spool *sp, const char *dest, const op_spool_settleme
 	case OP_VERDICT_QUARANTINE:
 		/* Deliveries, not events: one retried and refused again by the
 		 * same destination counts once. */
-		rc = sqlite3_prepare_v2(
-			sp->db,
+		rc = op__spool_prepare(
+			sp,
 			"INSERT OR IGNORE INTO quarantined_once (destination, sop_instance_uid)"
 			" SELECT ?2, sop_instance_uid FROM instances WHERE id = ?1",
-			-1, &st, NULL);
+			&st);
 		if (rc == SQLITE_OK) {
 			sqlite3_bind_int64(st, 1, s->id);
 			op__spool_bind_text(st, 2, dest);
 			rc = sqlite3_step(st);
 		}
-		sqlite3_finalize(st);
+		op__spool_done(st);
 		if (rc != SQLITE_DONE)
 			return rc;
 		if (sqlite3_changes(sp->db) == 0)
@@ -428,7 +427,7 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 			rc = -EINVAL;
 			break;
 		}
-		r = sqlite3_prepare_v2(sp->db, sql[s[i].verdict], -1, &st, NULL);
+		r = op__spool_prepare(sp, sql[s[i].verdict], &st);
 		if (r == SQLITE_OK) {
 			sqlite3_bind_int64(st, 1, s[i].id);
 			op__spool_bind_text(st, 2, s[i].hash);
@@ -438,19 +437,19 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 			op__spool_bind_text(st, 6, dest);
 			r = sqlite3_step(st);
 		}
-		sqlite3_finalize(st);
+		op__spool_done(st);
 		st = NULL;
 		if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 1)
 			r = count_verdict(sp, dest, &s[i]);
 		/* The row was replaced by a newer version while this one was
 		 * sent: queue the newer one. */
 		else if (r == SQLITE_DONE && sqlite3_changes(sp->db) == 0) {
-			r = sqlite3_prepare_v2(
-				sp->db,
+			r = op__spool_prepare(
+				sp,
 				"UPDATE deliveries SET state = 'queued', state_changed_at = ?3"
 				" WHERE instance_id = ?1 AND destination = ?4 AND state = 'sending'"
 				" AND (SELECT hash FROM instances WHERE id = ?1) != ?2",
-				-1, &st, NULL);
+				&st);
 			if (r == SQLITE_OK) {
 				sqlite3_bind_int64(st, 1, s[i].id);
 				op__spool_bind_text(st, 2, s[i].hash);
@@ -458,7 +457,7 @@ int op_spool_settle(op_spool *sp, const char *dest, const op_spool_settlement *s
 				op__spool_bind_text(st, 4, dest);
 				r = sqlite3_step(st);
 			}
-			sqlite3_finalize(st);
+			op__spool_done(st);
 		}
 		if (r != SQLITE_DONE)
 			rc = op__spool_sql_fail(sp, "settle", r);
