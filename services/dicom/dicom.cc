@@ -356,20 +356,27 @@ int op_dicom_read_instance(const char *path, const op_dicom_match *const *match,
 
 /* --- streaming a dataset into the spool ------------------------------------ */
 
-/* A DcmConsumer that appends to a spool object. */
+/*
+ * A DcmConsumer that appends to a spool object. After a failed write (a
+ * full spool) it drops the rest and says nothing: DIMSE then reads the
+ * dataset to its end and the refusal is answered (error()). Failing the
+ * stream instead has DIMSE_receiveDataSetInFile drop the rest itself, and
+ * when the failed write was the dataset's last PDV, DCMTK 3.6.7 waits for
+ * one more until its timeout while the SCU waits for the response.
+ */
 class SpoolConsumer : public DcmConsumer
 {
 public:
 	explicit SpoolConsumer(op_spool_object *obj) : obj_(obj), rc_(0) {}
-	OFBool good() const override { return rc_ == 0; }
-	OFCondition status() const override { return rc_ == 0 ? EC_Normal : EC_InvalidStream; }
+	OFBool good() const override { return OFTrue; }
+	OFCondition status() const override { return EC_Normal; }
 	OFBool isFlushed() const override { return OFTrue; }
 	offile_off_t avail() const override { return 1 << 30; }
 	offile_off_t write(const void *buf, offile_off_t len) override
 	{
 		if (rc_ == 0)
 			rc_ = op_spool_object_write(obj_, buf, (uint64_t)len);
-		return rc_ == 0 ? len : 0;
+		return len;
 	}
 	void flush() override {}
 	int error() const { return rc_; }
@@ -598,13 +605,10 @@ private:
 		if (c.good()) {
 			c = DIMSE_receiveDataSetInFile(assoc_, mode, timeout, &pid, &out, NULL,
 						       NULL);
-			/* After a failed write DIMSE reads and drops the rest of the
-			 * dataset; any other failure means the association broke. */
-			if (c.bad())
-				recv_rc = out.error() && c.module() == OFM_dcmnet &&
-							  c.code() == DIMSEC_OUTOFRESOURCES
-						  ? out.error()
-						  : -ECONNABORTED;
+			/* The dataset was read to its end whatever the spool said
+			 * (SpoolConsumer); a failure here means the association
+			 * broke. */
+			recv_rc = c.bad() ? -ECONNABORTED : out.error();
 		} else {
 			DIC_UL bytes = 0, pdvs = 0;
 			recv_rc = out.error() ? out.error() : -EIO;
