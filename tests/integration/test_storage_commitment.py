@@ -161,6 +161,8 @@ def test_cloud_waits_for_the_cloud_then_commits(pipelines, modality, tmp_path):
     assert report["Status"] == "Success", report
     assert committed(report) == uids(files)
     assert set(cloud.instances()) == uids(files)
+    # Recorded just after Orthanc has the report (its log line says so).
+    wait_for(lambda: log_lines(rx, "commit.report"), 10, what="the report's log line")
     assert api.ok("GET", "/api/status")["commitments"] == {"pending": 0, "oldest_age": None}
 
 
