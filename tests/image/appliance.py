@@ -406,9 +406,17 @@ def restamped_rootfs(workdir, version, change=None):
         script = root / "usr/lib/outpost/test-hang"
         script.write_text(HANG)
         script.chmod(0o755)
+        # Before the data partition is unlocked (outpost-grow-data waits for
+        # it: a oneshot that never ends), as early as the hang always came:
+        # with the watchdog call before the hang, a hang that came after the
+        # unlock left swtpm in dictionary-attack lockout by the third reset
+        # (a reset after the TPM was used counts as a failed try), and the
+        # old slot's boot could not unlock /data.
         (units / "outpost-test-hang.service").write_text(
             "[Unit]\nDefaultDependencies=no\nAfter=systemd-journald.service\n"
-            "[Service]\nExecStart=/usr/lib/outpost/test-hang\n")
+            "Before=outpost-grow-data.service\n"
+            "[Service]\nType=oneshot\nTimeoutStartSec=infinity\n"
+            "ExecStart=/usr/lib/outpost/test-hang\n")
         wants = units / "sysinit.target.wants"
         wants.mkdir(exist_ok=True)
         (wants / "outpost-test-hang.service").symlink_to("../outpost-test-hang.service")
