@@ -14,9 +14,9 @@ from cloud import Cloud, TestPKI
 # workers (-n 2 --dist loadfile), and a worker takes its next file while it
 # runs its last test; in name order one worker ran both update files while
 # the other sat idle for minutes. A worker holds its next file from the
-# start: test_update_refused.py (one test, ~190 s) beside test_update.py,
-# test_image.py (two, ~290 s) beside test_watchdog.py, so that the two end
-# together.
+# start: test_update_refused.py (one test, ~270 s) beside test_update.py
+# (~510 s), test_image.py (two, ~340 s) beside test_watchdog.py (~450 s),
+# so that the two end together (2026-12-06, both loaded by other work).
 LONGEST_FIRST = ["test_update.py", "test_watchdog.py", "test_update_refused.py",
                  "test_image.py"]
 
