@@ -330,7 +330,7 @@ $(BUILD)/fuzz/fuzz_query: tests/fuzz/fuzz_query.c $(wildcard services/common/spo
 FUZZERS := response request query
 
 fuzz-smoke:
-	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%) FUZZ_SECONDS=20
+	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%) FUZZ_SECONDS=10
 
 fuzz:
 	@$(MAKE) --no-print-directory -j2 $(FUZZERS:%=fuzz-run-%)
