@@ -300,6 +300,27 @@ static const char schema_study_tallies[] =
 	"CREATE INDEX IF NOT EXISTS study_tallies_by_change"
 	" ON study_tallies (scope, changed_at DESC, study_uid);";
 
+/* A row counted into its study's tally, and counted out of it (the
+ * study's changed_at read again from its rows when this row set it). */
+#define STUDY_TALLY_IN                                                                             \
+	" INSERT INTO study_tallies VALUES (%3$s, new.study_uid, new.state = 'queued',"            \
+	"  new.state = 'sending', new.state = 'sent', new.state = 'quarantined',"                  \
+	"  new.state_changed_at) ON CONFLICT DO UPDATE SET"                                        \
+	"  queued = queued + excluded.queued, sending = sending + excluded.sending,"               \
+	"  sent = sent + excluded.sent, quarantined = quarantined + excluded.quarantined,"         \
+	"  changed_at = MAX(changed_at, excluded.changed_at);"
+
+#define STUDY_TALLY_OUT                                                                            \
+	" UPDATE study_tallies SET queued = queued - (old.state = 'queued'),"                      \
+	"  sending = sending - (old.state = 'sending'), sent = sent - (old.state = 'sent'),"       \
+	"  quarantined = quarantined - (old.state = 'quarantined'),"                               \
+	"  changed_at = CASE WHEN changed_at > old.state_changed_at THEN changed_at"               \
+	"  ELSE COALESCE((SELECT MAX(state_changed_at) FROM %2$s r"                                \
+	"  WHERE r.study_uid = old.study_uid%5$s), 0) END"                                         \
+	"  WHERE scope = %4$s AND study_uid = old.study_uid;"                                      \
+	" DELETE FROM study_tallies WHERE scope = %4$s AND study_uid = old.study_uid"              \
+	"  AND queued + sending + sent + quarantined <= 0;"
+
 /*
  * The triggers of study_tallies on one table (%1$s their name's part, %2$s
  * the table, %3$s and %4$s the scope of its new and old rows, %5$s what
@@ -308,25 +329,10 @@ static const char schema_study_tallies[] =
  * update; _change any other (the old row's study counted again).
  */
 static const char study_tally_triggers[] =
-	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_in AFTER INSERT ON %2$s BEGIN"
-	" INSERT INTO study_tallies VALUES (%3$s, new.study_uid, new.state = 'queued',"
-	"  new.state = 'sending', new.state = 'sent', new.state = 'quarantined',"
-	"  new.state_changed_at) ON CONFLICT DO UPDATE SET"
-	"  queued = queued + excluded.queued, sending = sending + excluded.sending,"
-	"  sent = sent + excluded.sent, quarantined = quarantined + excluded.quarantined,"
-	"  changed_at = MAX(changed_at, excluded.changed_at);"
+	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_in AFTER INSERT ON %2$s BEGIN" STUDY_TALLY_IN
 	" END;"
-	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_out AFTER DELETE ON %2$s BEGIN"
-	" UPDATE study_tallies SET queued = queued - (old.state = 'queued'),"
-	"  sending = sending - (old.state = 'sending'), sent = sent - (old.state = 'sent'),"
-	"  quarantined = quarantined - (old.state = 'quarantined'),"
-	"  changed_at = CASE WHEN changed_at > old.state_changed_at THEN changed_at"
-	"  ELSE COALESCE((SELECT MAX(state_changed_at) FROM %2$s r"
-	"  WHERE r.study_uid = old.study_uid%5$s), 0) END"
-	"  WHERE scope = %4$s AND study_uid = old.study_uid;"
-	" DELETE FROM study_tallies WHERE scope = %4$s AND study_uid = old.study_uid"
-	"  AND queued + sending + sent + quarantined <= 0;"
-	" END;"
+	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_out AFTER DELETE ON %2$s "
+	"BEGIN" STUDY_TALLY_OUT " END;"
 	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_move AFTER UPDATE OF state, study_uid,"
 	" state_changed_at ON %2$s WHEN old.study_uid = new.study_uid%6$s"
 	" AND new.state_changed_at >= old.state_changed_at BEGIN"
@@ -340,22 +346,7 @@ static const char study_tally_triggers[] =
 	" END;"
 	"CREATE TRIGGER IF NOT EXISTS study_tally_%1$s_change AFTER UPDATE OF state, study_uid,"
 	" state_changed_at ON %2$s WHEN NOT (old.study_uid = new.study_uid%6$s"
-	" AND new.state_changed_at >= old.state_changed_at) BEGIN"
-	" UPDATE study_tallies SET queued = queued - (old.state = 'queued'),"
-	"  sending = sending - (old.state = 'sending'), sent = sent - (old.state = 'sent'),"
-	"  quarantined = quarantined - (old.state = 'quarantined'),"
-	"  changed_at = CASE WHEN changed_at > old.state_changed_at THEN changed_at"
-	"  ELSE COALESCE((SELECT MAX(state_changed_at) FROM %2$s r"
-	"  WHERE r.study_uid = old.study_uid%5$s), 0) END"
-	"  WHERE scope = %4$s AND study_uid = old.study_uid;"
-	" DELETE FROM study_tallies WHERE scope = %4$s AND study_uid = old.study_uid"
-	"  AND queued + sending + sent + quarantined <= 0;"
-	" INSERT INTO study_tallies VALUES (%3$s, new.study_uid, new.state = 'queued',"
-	"  new.state = 'sending', new.state = 'sent', new.state = 'quarantined',"
-	"  new.state_changed_at) ON CONFLICT DO UPDATE SET"
-	"  queued = queued + excluded.queued, sending = sending + excluded.sending,"
-	"  sent = sent + excluded.sent, quarantined = quarantined + excluded.quarantined,"
-	"  changed_at = MAX(changed_at, excluded.changed_at);"
+	" AND new.state_changed_at >= old.state_changed_at) BEGIN" STUDY_TALLY_OUT STUDY_TALLY_IN
 	" END;";
 
 static const char study_tallies_count[] =
